@@ -1,0 +1,21 @@
+/* Monotonic time. */
+#ifndef PD_TIME_H
+#define PD_TIME_H
+
+#include <stdint.h>
+
+/* Nanoseconds on CLOCK_MONOTONIC. */
+uint64_t pd_time_now_ns(void);
+
+static inline double pd_time_ns_to_ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+static inline uint64_t pd_time_now_ms(void)
+{
+    return pd_time_now_ns() / 1000000u;
+}
+
+#endif

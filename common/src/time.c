@@ -1,0 +1,10 @@
+#include "pd/time.h"
+
+#include <time.h>
+
+uint64_t pd_time_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
