@@ -1,0 +1,459 @@
+/* The pdkv wire protocol (version 1): every message is one ZeroMQ frame holding one
+ * msgpack map with "v" (1), "type" (string) and the fields of that type. docs/PROTOCOL.md
+ * is the reference for every message, field, limit and error code.
+ *
+ * Three channels carry messages, and a type name means a different message on each:
+ *   PD_PROTO_CHAN_CLIENT  client DEALER <-> router ROUTER (client requests, replies)
+ *   PD_PROTO_CHAN_WORKER  worker DEALER <-> router ROUTER (registry, requests, tokens)
+ *   PD_PROTO_CHAN_EVENTS  worker PUB -> router SUB (KV events)
+ *
+ * Decoding checks the frame against the channel's limits before msgpack allocates
+ * anything, then checks every field's type, range and length. A decoded message owns its
+ * memory (one msgpack zone, bounded by the frame size): pointers inside it stay valid until
+ * pd_proto_msg_cleanup(). Encoding validates the same limits, so that a sender never
+ * produces a frame its receiver rejects. */
+#ifndef PD_PROTO_H
+#define PD_PROTO_H
+
+#include "pd/mp.h"
+#include "pd/status.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PD_PROTO_VERSION 1
+
+/* Limits (also written in docs/PROTOCOL.md). Counts, not bytes, unless named _BYTES. */
+#define PD_PROTO_MAX_CLIENT_FRAME_BYTES (1u << 20)  /* one client frame */
+#define PD_PROTO_MAX_WORKER_FRAME_BYTES (16u << 20) /* one worker or event frame */
+#define PD_PROTO_ID_CAP                 65          /* client request id: <= 64 bytes + NUL */
+#define PD_PROTO_NAME_CAP               65          /* worker_id, tenant: <= 64 bytes + NUL */
+#define PD_PROTO_MODEL_ID_CAP           129         /* model_id: <= 128 bytes + NUL */
+#define PD_PROTO_ENDPOINT_CAP           257         /* events_endpoint: <= 256 bytes + NUL */
+#define PD_PROTO_MAX_PROMPT_BYTES       (512u << 10)
+#define PD_PROTO_MAX_PROMPT_TOKENS      32768
+#define PD_PROTO_MAX_NEW_TOKENS         4096
+#define PD_PROTO_MAX_TOKEN_ID           INT32_MAX
+#define PD_PROTO_MAX_STOP               16
+#define PD_PROTO_MAX_BREAKPOINTS        4
+#define PD_PROTO_MAX_MESSAGE_BYTES      1024 /* error message text */
+#define PD_PROTO_MAX_PIECE_BYTES        256  /* one token's text */
+#define PD_PROTO_MAX_XFER_DESC_BYTES    (64u << 10)
+#define PD_PROTO_MAX_BLOCKS             65536 /* block_hashes, block_table */
+#define PD_PROTO_MAX_BLOCK_TOKENS       4096
+#define PD_PROTO_MAX_WORKERS            256 /* status_reply workers */
+#define PD_PROTO_MAX_EVENTS             1024    /* kv_event events per batch */
+#define PD_PROTO_MAX_EVENT_HASHES       65536   /* hashes in one kv_event item */
+#define PD_PROTO_MAX_SNAPSHOT_HASHES    (1u << 20) /* hashes of one tier in kv_snapshot */
+#define PD_PROTO_MAX_DEADLINE_MS        (24u * 3600u * 1000u)
+#define PD_PROTO_REASON_CAP             160
+
+/* Frame limits handed to pd_mp_check; sockets set ZMQ_MAXMSGSIZE to max_frame_bytes. */
+extern const pd_mp_limits_t pd_proto_limits_client;
+extern const pd_mp_limits_t pd_proto_limits_worker;
+
+typedef enum pd_proto_chan {
+    PD_PROTO_CHAN_CLIENT = 0,
+    PD_PROTO_CHAN_WORKER,
+    PD_PROTO_CHAN_EVENTS
+} pd_proto_chan_t;
+
+typedef enum pd_proto_type {
+    PD_PROTO_TYPE_NONE = 0,
+    /* client -> router */
+    PD_PROTO_TYPE_GENERATE,
+    PD_PROTO_TYPE_STATUS,
+    PD_PROTO_TYPE_CANCEL,
+    /* router -> client */
+    PD_PROTO_TYPE_ACCEPTED,
+    PD_PROTO_TYPE_TOKEN,
+    PD_PROTO_TYPE_DONE,
+    PD_PROTO_TYPE_ERROR,
+    PD_PROTO_TYPE_STATUS_REPLY,
+    /* worker -> router */
+    PD_PROTO_TYPE_REGISTER,
+    PD_PROTO_TYPE_HEARTBEAT,
+    PD_PROTO_TYPE_RESERVED,
+    PD_PROTO_TYPE_PREFILLED,
+    PD_PROTO_TYPE_WORKER_TOKEN, /* "token" on the worker channel */
+    PD_PROTO_TYPE_WORKER_DONE,  /* "done" on the worker channel */
+    PD_PROTO_TYPE_WORKER_ERROR, /* "error" on the worker channel (both directions) */
+    PD_PROTO_TYPE_KV_SNAPSHOT,
+    /* router -> worker */
+    PD_PROTO_TYPE_REGISTERED,
+    PD_PROTO_TYPE_RESERVE,
+    PD_PROTO_TYPE_PREFILL,
+    PD_PROTO_TYPE_WORKER_CANCEL, /* "cancel" on the worker channel */
+    PD_PROTO_TYPE_RESYNC,
+    /* worker PUB -> router SUB */
+    PD_PROTO_TYPE_KV_EVENT,
+    PD_PROTO_TYPE_COUNT_
+} pd_proto_type_t;
+
+typedef enum pd_proto_role {
+    PD_PROTO_ROLE_PREFILL = 0,
+    PD_PROTO_ROLE_DECODE,
+    PD_PROTO_ROLE_BOTH
+} pd_proto_role_t;
+
+typedef enum pd_proto_finish {
+    PD_PROTO_FINISH_LENGTH = 0, /* max_tokens reached */
+    PD_PROTO_FINISH_STOP,       /* a stop token was generated (it is included) */
+    PD_PROTO_FINISH_EOS         /* the model's end-of-sequence token (it is included) */
+} pd_proto_finish_t;
+
+typedef enum pd_proto_cache_mode {
+    PD_PROTO_CACHE_AUTO = 0,
+    PD_PROTO_CACHE_EXPLICIT,
+    PD_PROTO_CACHE_OFF
+} pd_proto_cache_mode_t;
+
+typedef enum pd_proto_tier {
+    PD_PROTO_TIER_G1 = 0,
+    PD_PROTO_TIER_G2,
+    PD_PROTO_TIER_G3,
+    PD_PROTO_N_TIERS
+} pd_proto_tier_t;
+
+typedef enum pd_proto_event_kind {
+    PD_PROTO_EVENT_STORED = 0, /* the worker now holds hashes in tier */
+    PD_PROTO_EVENT_REMOVED,    /* the worker no longer holds hashes in tier */
+    PD_PROTO_EVENT_TIER        /* hashes moved to tier from whichever tier held them */
+} pd_proto_event_kind_t;
+
+/* Retentions: "5m" and "1h" on the wire. */
+#define PD_PROTO_TTL_5M_S 300u
+#define PD_PROTO_TTL_1H_S 3600u
+
+typedef struct pd_proto_sampling {
+    double temperature; /* >= 0 and <= 100; 0 is greedy. Default 1.0 */
+    double top_p;       /* in (0, 1]. Default 0.9 */
+    uint64_t seed;      /* Default 0 */
+} pd_proto_sampling_t;
+
+typedef struct pd_proto_breakpoint {
+    uint32_t offset_tokens; /* the prefix [0, offset) is cached; 1..n_tokens */
+    uint32_t ttl_s;         /* PD_PROTO_TTL_5M_S or PD_PROTO_TTL_1H_S */
+} pd_proto_breakpoint_t;
+
+/* The client's cache control: {mode, breakpoints: [{offset, ttl}]}. */
+typedef struct pd_proto_cache {
+    pd_proto_cache_mode_t mode;
+    uint32_t n_breakpoints; /* explicit mode only, 1..4, offsets strictly increasing */
+    pd_proto_breakpoint_t breakpoints[PD_PROTO_MAX_BREAKPOINTS];
+} pd_proto_cache_t;
+
+/* The router's resolved cache plan for workers: {read_blocks, write: [{n_blocks, ttl}]}.
+ * Lookup is allowed on the first read_blocks full blocks. Block i (0-based) is written to
+ * the cache when some write entry has i < n_blocks; its retention is the largest ttl of
+ * those entries. Mode off: read_blocks 0 and no write entries. */
+typedef struct pd_proto_cache_write {
+    uint32_t n_blocks;
+    uint32_t ttl_s;
+} pd_proto_cache_write_t;
+
+typedef struct pd_proto_cache_plan {
+    uint32_t read_blocks;
+    uint32_t n_writes; /* 0..4 */
+    pd_proto_cache_write_t writes[PD_PROTO_MAX_BREAKPOINTS];
+} pd_proto_cache_plan_t;
+
+/* ---- client channel ---- */
+
+/* generate: exactly one of prompt (text) or tokens (ids). */
+typedef struct pd_proto_generate {
+    char id[PD_PROTO_ID_CAP];   /* client's request id, may be "" */
+    const char *prompt;         /* NUL-terminated; NULL when tokens are given */
+    size_t prompt_bytes;        /* 0..PD_PROTO_MAX_PROMPT_BYTES */
+    const int32_t *tokens;      /* (n_tokens) ids >= 0; NULL when prompt is given */
+    uint32_t n_tokens;          /* 1..PD_PROTO_MAX_PROMPT_TOKENS */
+    uint32_t max_tokens;        /* 1..PD_PROTO_MAX_NEW_TOKENS, default 16 */
+    pd_proto_sampling_t sampling;
+    const int32_t *stop; /* (n_stop) token ids */
+    uint32_t n_stop;     /* 0..PD_PROTO_MAX_STOP */
+    char tenant[PD_PROTO_NAME_CAP]; /* "" when absent */
+    pd_proto_cache_t cache;         /* default mode auto */
+    bool stream;                    /* default true */
+} pd_proto_generate_t;
+
+typedef struct pd_proto_cancel {
+    char id[PD_PROTO_ID_CAP];
+} pd_proto_cancel_t;
+
+typedef struct pd_proto_accepted {
+    char id[PD_PROTO_ID_CAP];
+} pd_proto_accepted_t;
+
+typedef struct pd_proto_token {
+    char id[PD_PROTO_ID_CAP];
+    uint32_t index; /* 0-based position among generated tokens */
+    int32_t token;
+    const char *text; /* the token's piece (bytes, may hold NUL; not NUL-terminated on
+                       * encode, NUL-terminated after decode) */
+    size_t text_bytes;
+} pd_proto_token_t;
+
+typedef struct pd_proto_usage {
+    uint32_t input_tokens;                /* computed by prefill */
+    uint32_t cache_creation_input_tokens; /* written to a cache */
+    uint32_t cache_read_input_tokens;     /* served from a cache */
+    uint32_t output_tokens;
+} pd_proto_usage_t;
+
+typedef struct pd_proto_timings {
+    double queue_ms;    /* arrival -> dispatch (reserve sent) */
+    double prefill_ms;  /* prefill compute, as prefill measured it */
+    double transfer_ms; /* KV push, as prefill measured it */
+    double ttft_ms;     /* arrival -> first token sent to the client */
+    double tpot_ms;     /* mean time per output token after the first */
+    double total_ms;    /* arrival -> done */
+} pd_proto_timings_t;
+
+typedef struct pd_proto_done {
+    char id[PD_PROTO_ID_CAP];
+    pd_proto_finish_t finish_reason;
+    const int32_t *tokens; /* (n_tokens) every generated token */
+    uint32_t n_tokens;     /* 0..PD_PROTO_MAX_NEW_TOKENS */
+    pd_proto_usage_t usage;
+    pd_proto_timings_t timings;
+    char prefill_worker[PD_PROTO_NAME_CAP];
+    char decode_worker[PD_PROTO_NAME_CAP];
+} pd_proto_done_t;
+
+/* error on the client channel. */
+typedef struct pd_proto_error {
+    char id[PD_PROTO_ID_CAP]; /* "" when the request id could not be read */
+    pd_status_t code;         /* a negative pd_status_t, its name on the wire */
+    const char *message;      /* NUL-terminated, <= PD_PROTO_MAX_MESSAGE_BYTES */
+} pd_proto_error_t;
+
+typedef struct pd_proto_worker_info {
+    char id[PD_PROTO_NAME_CAP];
+    pd_proto_role_t role;
+    uint64_t epoch;
+    char state[16];   /* "ready", "resyncing" or "dead" */
+    uint32_t running; /* load.running */
+    uint32_t queued;  /* load.queued */
+    uint32_t n_blocks;
+    uint32_t free_blocks;
+    uint32_t directory_blocks; /* blocks the directory lists for this worker */
+} pd_proto_worker_info_t;
+
+typedef struct pd_proto_status_reply {
+    const pd_proto_worker_info_t *workers; /* (n_workers) */
+    uint32_t n_workers;                    /* 0..PD_PROTO_MAX_WORKERS */
+    uint64_t directory_blocks;             /* distinct hashes in the directory */
+    uint32_t queue_depth;
+    uint32_t requests_in_flight;
+} pd_proto_status_reply_t;
+
+/* ---- worker channel ---- */
+
+typedef struct pd_proto_register {
+    char worker_id[PD_PROTO_NAME_CAP];
+    pd_proto_role_t role;
+    uint64_t epoch; /* different on every start of the worker process */
+    char model_id[PD_PROTO_MODEL_ID_CAP];
+    uint32_t block_tokens; /* 1..PD_PROTO_MAX_BLOCK_TOKENS */
+    uint32_t n_blocks;
+    const void *xfer_desc; /* (xfer_desc_bytes) opaque to the router */
+    size_t xfer_desc_bytes;
+    char events_endpoint[PD_PROTO_ENDPOINT_CAP]; /* where the worker's PUB is bound */
+} pd_proto_register_t;
+
+typedef struct pd_proto_registered {
+    uint32_t heartbeat_ms; /* how often the router expects a heartbeat */
+} pd_proto_registered_t;
+
+typedef struct pd_proto_heartbeat {
+    char worker_id[PD_PROTO_NAME_CAP];
+    uint64_t epoch;
+    uint32_t running; /* load.running: requests in the running batch */
+    uint32_t queued;  /* load.queued: requests waiting */
+    uint32_t free_blocks;
+} pd_proto_heartbeat_t;
+
+/* router -> decode. */
+typedef struct pd_proto_reserve {
+    uint64_t req_id;       /* router-assigned, unique for the router's life, never 0 */
+    const int32_t *tokens; /* (n_tokens) the whole prompt */
+    uint32_t n_tokens;
+    const uint64_t *block_hashes; /* (n_block_hashes) = n_tokens / block_tokens */
+    uint32_t n_block_hashes;
+    pd_proto_cache_plan_t cache;
+    uint32_t max_tokens;
+    pd_proto_sampling_t sampling;
+    const int32_t *stop;
+    uint32_t n_stop;
+    uint32_t deadline_ms; /* milliseconds left until the request's deadline, when sent */
+} pd_proto_reserve_t;
+
+/* decode -> router. */
+typedef struct pd_proto_reserved {
+    uint64_t req_id;
+    pd_status_t status;       /* PD_OK, or why nothing was reserved */
+    uint32_t n_cached_blocks; /* leading blocks already held and now pinned */
+    const uint32_t *block_table; /* (n_block_table) every block of prompt + generation */
+    uint32_t n_block_table;
+} pd_proto_reserved_t;
+
+/* router -> prefill. */
+typedef struct pd_proto_prefill {
+    uint64_t req_id;
+    const int32_t *tokens;
+    uint32_t n_tokens;
+    const uint64_t *block_hashes;
+    uint32_t n_block_hashes;
+    uint32_t n_skip_blocks; /* leading blocks decode already holds: never pushed */
+    pd_proto_cache_plan_t cache;
+    pd_proto_sampling_t sampling;
+    char dest_worker_id[PD_PROTO_NAME_CAP];
+    uint64_t dest_epoch;
+    const void *dest_xfer_desc; /* (dest_xfer_desc_bytes) from the decode's register */
+    size_t dest_xfer_desc_bytes;
+    const uint32_t *dest_block_table; /* (n_dest_block_table) from reserved */
+    uint32_t n_dest_block_table;
+    uint32_t deadline_ms;
+} pd_proto_prefill_t;
+
+/* prefill -> router. */
+typedef struct pd_proto_prefilled {
+    uint64_t req_id;
+    int32_t first_token;
+    uint32_t n_computed_tokens; /* prompt tokens prefill computed */
+    uint32_t n_cached_tokens;   /* prompt tokens prefill took from its own cache */
+    uint32_t cache_creation_input_tokens; /* optional, default 0 */
+    double prefill_ms;
+    double transfer_ms;
+} pd_proto_prefilled_t;
+
+/* decode -> router: one generated token. */
+typedef struct pd_proto_worker_token {
+    uint64_t req_id;
+    uint32_t index; /* 0 is the first token (the one prefill sampled) */
+    int32_t token;
+} pd_proto_worker_token_t;
+
+/* decode -> router: the request finished. */
+typedef struct pd_proto_worker_done {
+    uint64_t req_id;
+    pd_proto_finish_t finish_reason;
+    uint32_t output_tokens;
+    uint32_t cache_read_input_tokens;     /* usage: tokens of the pinned prefix */
+    uint32_t cache_creation_input_tokens; /* usage: tokens written to decode's cache */
+    double transfer_wait_ms;              /* timings: reserve -> KV complete */
+    double tpot_ms;                       /* timings */
+} pd_proto_worker_done_t;
+
+/* worker -> router and router -> worker: a request failed (req_id 0: not about one). */
+typedef struct pd_proto_worker_error {
+    uint64_t req_id;
+    pd_status_t code;
+    const char *message;
+} pd_proto_worker_error_t;
+
+/* router -> worker: forget the request and release everything it holds. */
+typedef struct pd_proto_worker_cancel {
+    uint64_t req_id;
+} pd_proto_worker_cancel_t;
+
+/* worker -> router, answering resync: everything the worker holds now. */
+typedef struct pd_proto_kv_snapshot {
+    char worker_id[PD_PROTO_NAME_CAP];
+    uint64_t epoch;
+    uint64_t seq; /* the seq of the last event already reflected in this snapshot */
+    const uint64_t *hashes[PD_PROTO_N_TIERS]; /* (n_hashes[t]) per tier G1, G2, G3 */
+    uint32_t n_hashes[PD_PROTO_N_TIERS];
+} pd_proto_kv_snapshot_t;
+
+/* ---- events channel ---- */
+
+typedef struct pd_proto_kv_event_item {
+    pd_proto_event_kind_t kind;
+    pd_proto_tier_t tier;
+    const uint64_t *hashes; /* (n_hashes) */
+    uint32_t n_hashes;
+} pd_proto_kv_event_item_t;
+
+typedef struct pd_proto_kv_event {
+    char worker_id[PD_PROTO_NAME_CAP];
+    uint64_t epoch;
+    uint64_t seq; /* per worker and epoch, 1 for the first batch, +1 per batch */
+    const pd_proto_kv_event_item_t *events; /* (n_events) */
+    uint32_t n_events;
+} pd_proto_kv_event_t;
+
+/* One message of any type. Set type and the matching union member to encode; decode fills
+ * both and owns the memory behind every pointer until pd_proto_msg_cleanup(). */
+typedef struct pd_proto_msg {
+    pd_proto_type_t type;
+    union {
+        pd_proto_generate_t generate;
+        pd_proto_cancel_t cancel;
+        pd_proto_accepted_t accepted;
+        pd_proto_token_t token;
+        pd_proto_done_t done;
+        pd_proto_error_t error;
+        pd_proto_status_reply_t status_reply;
+        pd_proto_register_t reg;
+        pd_proto_registered_t registered;
+        pd_proto_heartbeat_t heartbeat;
+        pd_proto_reserve_t reserve;
+        pd_proto_reserved_t reserved;
+        pd_proto_prefill_t prefill;
+        pd_proto_prefilled_t prefilled;
+        pd_proto_worker_token_t worker_token;
+        pd_proto_worker_done_t worker_done;
+        pd_proto_worker_error_t worker_error;
+        pd_proto_worker_cancel_t worker_cancel;
+        pd_proto_kv_snapshot_t kv_snapshot;
+        pd_proto_kv_event_t kv_event;
+    } u;
+    pd_mp_doc_t doc; /* decoded frame; private */
+} pd_proto_msg_t;
+
+/* What a failed decode could still tell: the reason for the error reply, and the request
+ * id if the frame was a map holding a readable one (so the error can name it). */
+typedef struct pd_proto_fault {
+    char reason[PD_PROTO_REASON_CAP];
+    char id[PD_PROTO_ID_CAP]; /* client "id", "" if unreadable */
+    uint64_t req_id;          /* worker "req_id", 0 if unreadable */
+} pd_proto_fault_t;
+
+/* Decode one frame received on chan into msg (caller storage). Returns PD_OK, or
+ * PD_ERR_PROTO (not msgpack, not a map, wrong version, unknown type, missing field, wrong
+ * type, value out of range) or PD_ERR_LIMIT (frame, array, string or count over a limit),
+ * with fault (may be NULL) filled. On error msg needs no cleanup. */
+pd_status_t pd_proto_decode(pd_proto_msg_t *msg, pd_proto_chan_t chan, const void *buf,
+                            size_t len, pd_proto_fault_t *fault);
+
+/* Free what decode allocated; accepts a msg that was only zeroed. */
+void pd_proto_msg_cleanup(pd_proto_msg_t *msg);
+
+/* Append the encoding of msg to w (call pd_mp_writer_reset first for a fresh frame).
+ * Returns PD_OK, or PD_ERR_INVALID_PARAM / PD_ERR_LIMIT when a field breaks the limits
+ * a decoder enforces (w may then hold a partial frame: reset it). */
+pd_status_t pd_proto_encode(const pd_proto_msg_t *msg, pd_mp_writer_t *w);
+
+/* The wire name of a type ("generate", "token", ...); "?" for an invalid type. */
+const char *pd_proto_type_name(pd_proto_type_t type);
+
+/* The channel a type travels on. */
+pd_proto_chan_t pd_proto_type_chan(pd_proto_type_t type);
+
+/* Wire strings of the small enums ("prefill", "stop", "G2", "5m", ...). */
+const char *pd_proto_role_name(pd_proto_role_t role);
+const char *pd_proto_finish_name(pd_proto_finish_t finish);
+const char *pd_proto_tier_name(pd_proto_tier_t tier);
+const char *pd_proto_cache_mode_name(pd_proto_cache_mode_t mode);
+
+/* Resolve a client's cache control for a prompt of n_tokens into the plan sent to workers:
+ * auto caches every full block when n_tokens >= min_cached_prefix_tokens (5m); explicit
+ * writes the full blocks of each breakpoint's prefix with its ttl; lookups are allowed on
+ * every full block unless the mode is off. */
+void pd_proto_cache_plan_make(const pd_proto_cache_t *cache, uint32_t n_tokens,
+                              uint32_t block_tokens, uint32_t min_cached_prefix_tokens,
+                              pd_proto_cache_plan_t *plan_p);
+
+#endif
