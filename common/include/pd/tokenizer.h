@@ -39,4 +39,8 @@ pd_status_t pd_tokenizer_decode(const pd_tokenizer_t *tok, const int32_t *ids, s
 pd_status_t pd_tokenizer_piece(const pd_tokenizer_t *tok, int32_t prev, int32_t id,
                                const char **piece_p, size_t *len_p);
 
+/* Write tok as a llama2.c tokenizer.bin at path (created or truncated); the file reads
+ * back with pd_tokenizer_load into the same vocabulary, scores and encodings. */
+pd_status_t pd_tokenizer_save(const pd_tokenizer_t *tok, const char *path);
+
 #endif

@@ -1,0 +1,516 @@
+/* llama2.c tokenizer.bin and the built-in byte-level tokenizer, one code path.
+ *
+ * File format (little-endian): int32 max_token_length, then per token float32 score,
+ * int32 len, len bytes. Ids 0, 1, 2 are <unk>, BOS, EOS and ids 3 + b are the byte
+ * fallback tokens "<0xNN>". The byte tokenizer is the same structure built in memory
+ * (259 tokens, no merges), so pd_tokenizer_save() of it writes a file that
+ * pd_tokenizer_load() reads back into an identical tokenizer.
+ *
+ * Encoding follows llama2.c: a dummy-prefix " " token when the vocabulary has one (the
+ * sentencepiece convention; a byte-level vocabulary has none), one token per UTF-8
+ * code point that is in the vocabulary or its bytes as fallback tokens, then repeated
+ * merges of the adjacent pair whose concatenation is in the vocabulary with the highest
+ * score (the leftmost on ties). */
+#include "pd/tokenizer.h"
+
+#include "pd/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define PD_TOK_BYTE_BASE  3
+#define PD_TOK_MAX_PIECE  4096u /* longest token a file may declare */
+#define PD_TOK_MAX_FILE   (256u << 20)
+#define PD_TOK_BYTE_VOCAB 259u
+
+struct pd_tokenizer {
+    uint32_t vocab_size;
+    uint32_t max_token_length;
+    char *pool;       /* every token's bytes, each NUL-terminated */
+    uint32_t *offs;   /* (vocab) offset of token i in pool */
+    uint32_t *lens;   /* (vocab) */
+    float *scores;    /* (vocab) */
+    uint32_t *sorted; /* (vocab) ids sorted by bytes, for lookup */
+    int32_t space_id; /* id of " ", or -1 */
+};
+
+/* Each byte as a one-byte string, for the pieces of byte fallback tokens. */
+static const char pd_tok_bytes[256] = {
+#define PD_B4(n)  (char)(n), (char)((n) + 1), (char)((n) + 2), (char)((n) + 3)
+#define PD_B16(n) PD_B4(n), PD_B4((n) + 4), PD_B4((n) + 8), PD_B4((n) + 12)
+#define PD_B64(n) PD_B16(n), PD_B16((n) + 16), PD_B16((n) + 32), PD_B16((n) + 48)
+    PD_B64(0), PD_B64(64), PD_B64(128), PD_B64(192)
+#undef PD_B64
+#undef PD_B16
+#undef PD_B4
+};
+
+static const pd_tokenizer_t *pd_tok_sort_ctx;
+
+static int pd_tok_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = memcmp(a, b, n);
+    if (c != 0)
+        return c;
+    return (alen > blen) - (alen < blen);
+}
+
+static int pd_tok_sort_cmp(const void *a, const void *b)
+{
+    const pd_tokenizer_t *t = pd_tok_sort_ctx;
+    uint32_t ia = *(const uint32_t *)a, ib = *(const uint32_t *)b;
+    int c =
+        pd_tok_bytes_cmp(t->pool + t->offs[ia], t->lens[ia], t->pool + t->offs[ib], t->lens[ib]);
+    return c != 0 ? c : (ia > ib) - (ia < ib);
+}
+
+/* The lowest id whose bytes equal s[0..len), or -1. */
+static int32_t pd_tok_lookup(const pd_tokenizer_t *t, const char *s, size_t len)
+{
+    size_t lo = 0, hi = t->vocab_size;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t id = t->sorted[mid];
+        if (pd_tok_bytes_cmp(t->pool + t->offs[id], t->lens[id], s, len) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < t->vocab_size) {
+        uint32_t id = t->sorted[lo];
+        if (pd_tok_bytes_cmp(t->pool + t->offs[id], t->lens[id], s, len) == 0)
+            return (int32_t)id;
+    }
+    return -1;
+}
+
+/* The byte of a fallback token "<0xNN>", or -1 when s is not one. */
+static int pd_tok_byte_of(const char *s, size_t len)
+{
+    if (len != 6 || s[0] != '<' || s[1] != '0' || s[2] != 'x' || s[5] != '>')
+        return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = s[i];
+        int h = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                         : -1;
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+static pd_tokenizer_t *pd_tok_new(uint32_t vocab_size, size_t pool_bytes)
+{
+    pd_tokenizer_t *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->vocab_size = vocab_size;
+    t->pool = malloc(pool_bytes);
+    t->offs = calloc(vocab_size, sizeof(uint32_t));
+    t->lens = calloc(vocab_size, sizeof(uint32_t));
+    t->scores = calloc(vocab_size, sizeof(float));
+    t->sorted = calloc(vocab_size, sizeof(uint32_t));
+    if (t->pool == NULL || t->offs == NULL || t->lens == NULL || t->scores == NULL ||
+        t->sorted == NULL)
+        pd_tokenizer_destroy(&t);
+    return t;
+}
+
+/* Build the lookup index and check the structure every vocabulary must have. */
+static pd_status_t pd_tok_finish(pd_tokenizer_t *t, const char *what)
+{
+    if (t->vocab_size < PD_TOK_BYTE_VOCAB) {
+        pd_log_error("%s: %u tokens, fewer than the 259 of <unk>, <s>, </s> and 256 byte "
+                     "fallback tokens",
+                     what, t->vocab_size);
+        return PD_ERR_FORMAT;
+    }
+    for (uint32_t b = 0; b < 256; b++) {
+        uint32_t id = PD_TOK_BYTE_BASE + b;
+        if (pd_tok_byte_of(t->pool + t->offs[id], t->lens[id]) != (int)b) {
+            pd_log_error("%s: token %u is not the byte fallback token <0x%02X>; not a "
+                         "llama2.c tokenizer with byte fallback",
+                         what, id, b);
+            return PD_ERR_FORMAT;
+        }
+    }
+    for (uint32_t i = 0; i < t->vocab_size; i++)
+        t->sorted[i] = i;
+    pd_tok_sort_ctx = t;
+    qsort(t->sorted, t->vocab_size, sizeof(uint32_t), pd_tok_sort_cmp);
+    pd_tok_sort_ctx = NULL;
+    t->space_id = pd_tok_lookup(t, " ", 1);
+    return PD_OK;
+}
+
+static uint32_t pd_tok_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* Read a whole regular file of at most max_bytes. */
+static pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, size_t *len_p)
+{
+    pd_status_t status = PD_ERR_IO;
+    unsigned char *buf = NULL;
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        pd_log_error("tokenizer %s: cannot open: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        pd_log_error("tokenizer %s: not a regular file", path);
+        goto out_close;
+    }
+    if ((uint64_t)st.st_size > PD_TOK_MAX_FILE) {
+        pd_log_error("tokenizer %s: %lld bytes, more than the %u MiB limit", path,
+                     (long long)st.st_size, PD_TOK_MAX_FILE >> 20);
+        status = PD_ERR_FORMAT;
+        goto out_close;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        status = PD_ERR_NO_MEMORY;
+        goto out_close;
+    }
+    if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        pd_log_error("tokenizer %s: short read", path);
+        free(buf);
+        goto out_close;
+    }
+    *buf_p = buf;
+    *len_p = (size_t)st.st_size;
+    status = PD_OK;
+out_close:
+    fclose(f);
+    return status;
+}
+
+pd_status_t pd_tokenizer_load(const char *path, uint32_t vocab_size, pd_tokenizer_t **tok_p)
+{
+    pd_status_t status;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    pd_tokenizer_t *t = NULL;
+
+    if (path == NULL || tok_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    status = pd_tok_read_file(path, &buf, &len);
+    if (status != PD_OK)
+        return status;
+
+    status = PD_ERR_FORMAT;
+    if (len < 4) {
+        pd_log_error("tokenizer %s: %zu bytes, too short for a llama2.c tokenizer.bin", path, len);
+        goto out_free_buf;
+    }
+    uint32_t max_len = pd_tok_le32(buf);
+    if (max_len == 0 || max_len > PD_TOK_MAX_PIECE) {
+        pd_log_error("tokenizer %s: max_token_length %d is not in 1..%u; not a llama2.c "
+                     "tokenizer.bin",
+                     path, (int32_t)max_len, PD_TOK_MAX_PIECE);
+        goto out_free_buf;
+    }
+
+    /* First pass: validate every record and count tokens and bytes. */
+    size_t off = 4, n_tokens = 0, pool_bytes = 0;
+    while (off < len && (vocab_size == 0 || n_tokens < vocab_size)) {
+        if (len - off < 8) {
+            pd_log_error("tokenizer %s: truncated record of token %zu at byte %zu", path, n_tokens,
+                         off);
+            goto out_free_buf;
+        }
+        float score;
+        uint32_t raw = pd_tok_le32(buf + off);
+        memcpy(&score, &raw, sizeof(score));
+        uint32_t tlen = pd_tok_le32(buf + off + 4);
+        if (!isfinite(score)) {
+            pd_log_error("tokenizer %s: token %zu has a non-finite score", path, n_tokens);
+            goto out_free_buf;
+        }
+        if (tlen == 0 || tlen > max_len) {
+            pd_log_error("tokenizer %s: token %zu has length %d, not in 1..%u "
+                         "(max_token_length)",
+                         path, n_tokens, (int32_t)tlen, max_len);
+            goto out_free_buf;
+        }
+        if (len - off - 8 < tlen) {
+            pd_log_error("tokenizer %s: token %zu runs past the end of the file", path, n_tokens);
+            goto out_free_buf;
+        }
+        off += 8 + tlen;
+        pool_bytes += tlen + 1;
+        n_tokens++;
+        if (n_tokens > (1u << 24)) {
+            pd_log_error("tokenizer %s: more than %u tokens", path, 1u << 24);
+            goto out_free_buf;
+        }
+    }
+    if (vocab_size != 0 && n_tokens < vocab_size) {
+        pd_log_error("tokenizer %s: %zu tokens, the model expects %u", path, n_tokens, vocab_size);
+        goto out_free_buf;
+    }
+    if (off < len)
+        pd_log_info("tokenizer %s: %zu bytes after token %zu ignored", path, len - off, n_tokens);
+
+    t = pd_tok_new((uint32_t)n_tokens, pool_bytes);
+    if (t == NULL) {
+        status = PD_ERR_NO_MEMORY;
+        goto out_free_buf;
+    }
+    t->max_token_length = max_len;
+    off = 4;
+    size_t pos = 0;
+    for (size_t i = 0; i < n_tokens; i++) {
+        uint32_t raw = pd_tok_le32(buf + off);
+        memcpy(&t->scores[i], &raw, sizeof(float));
+        uint32_t tlen = pd_tok_le32(buf + off + 4);
+        t->offs[i] = (uint32_t)pos;
+        t->lens[i] = tlen;
+        memcpy(t->pool + pos, buf + off + 8, tlen);
+        t->pool[pos + tlen] = '\0';
+        pos += tlen + 1;
+        off += 8 + tlen;
+    }
+    status = pd_tok_finish(t, path);
+    if (status != PD_OK) {
+        pd_tokenizer_destroy(&t);
+        goto out_free_buf;
+    }
+    *tok_p = t;
+out_free_buf:
+    free(buf);
+    return status;
+}
+
+pd_status_t pd_tokenizer_create_byte(pd_tokenizer_t **tok_p)
+{
+    static const char *const specials[PD_TOK_BYTE_BASE] = {"<unk>", "\n<s>\n", "\n</s>\n"};
+    if (tok_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    pd_tokenizer_t *t = pd_tok_new(PD_TOK_BYTE_VOCAB, 32 + 256 * 7);
+    if (t == NULL)
+        return PD_ERR_NO_MEMORY;
+    size_t pos = 0;
+    for (uint32_t i = 0; i < PD_TOK_BYTE_VOCAB; i++) {
+        char piece[8];
+        if (i < PD_TOK_BYTE_BASE)
+            snprintf(piece, sizeof(piece), "%s", specials[i]);
+        else
+            snprintf(piece, sizeof(piece), "<0x%02X>", i - PD_TOK_BYTE_BASE);
+        size_t n = strlen(piece);
+        t->offs[i] = (uint32_t)pos;
+        t->lens[i] = (uint32_t)n;
+        memcpy(t->pool + pos, piece, n + 1);
+        pos += n + 1;
+        if (n > t->max_token_length)
+            t->max_token_length = (uint32_t)n;
+    }
+    pd_status_t status = pd_tok_finish(t, "byte tokenizer");
+    if (status != PD_OK) {
+        pd_tokenizer_destroy(&t);
+        return status;
+    }
+    *tok_p = t;
+    return PD_OK;
+}
+
+void pd_tokenizer_destroy(pd_tokenizer_t **tok_p)
+{
+    if (tok_p == NULL || *tok_p == NULL)
+        return;
+    pd_tokenizer_t *t = *tok_p;
+    free(t->pool);
+    free(t->offs);
+    free(t->lens);
+    free(t->scores);
+    free(t->sorted);
+    free(t);
+    *tok_p = NULL;
+}
+
+uint32_t pd_tokenizer_vocab_size(const pd_tokenizer_t *tok)
+{
+    return tok->vocab_size;
+}
+
+int32_t pd_tokenizer_bos(const pd_tokenizer_t *tok)
+{
+    (void)tok;
+    return 1;
+}
+
+int32_t pd_tokenizer_eos(const pd_tokenizer_t *tok)
+{
+    (void)tok;
+    return 2;
+}
+
+pd_status_t pd_tokenizer_encode(const pd_tokenizer_t *tok, const char *text, size_t len,
+                                bool add_bos, int32_t *ids_p, size_t max_ids, size_t *n_ids_p)
+{
+    pd_status_t status = PD_OK;
+    int32_t *ids = NULL;
+    char *cat = NULL;
+    size_t n = 0;
+
+    if (tok == NULL || (text == NULL && len > 0) || n_ids_p == NULL ||
+        (ids_p == NULL && max_ids > 0))
+        return PD_ERR_INVALID_PARAM;
+    /* At most one token per byte, plus the dummy prefix. */
+    ids = malloc((len + 1) * sizeof(int32_t));
+    cat = malloc(2 * (size_t)tok->max_token_length + 1);
+    if (ids == NULL || cat == NULL) {
+        status = PD_ERR_NO_MEMORY;
+        goto out_free;
+    }
+    if (len > 0 && tok->space_id >= 0)
+        ids[n++] = tok->space_id;
+    for (size_t i = 0; i < len;) {
+        /* A code point: a lead byte and up to 3 continuation bytes, as llama2.c groups. */
+        size_t j = i + 1;
+        while (j < len && j - i < 4 && ((unsigned char)text[j] & 0xc0) == 0x80)
+            j++;
+        int32_t id = pd_tok_lookup(tok, text + i, j - i);
+        if (id >= 0) {
+            ids[n++] = id;
+        } else {
+            for (size_t k = i; k < j; k++)
+                ids[n++] = PD_TOK_BYTE_BASE + (unsigned char)text[k];
+        }
+        i = j;
+    }
+    for (;;) {
+        float best_score = -INFINITY;
+        int32_t best_id = -1;
+        size_t best_idx = 0;
+        for (size_t i = 0; i + 1 < n; i++) {
+            uint32_t a = (uint32_t)ids[i], b = (uint32_t)ids[i + 1];
+            size_t la = tok->lens[a], lb = tok->lens[b];
+            if (la + lb > tok->max_token_length)
+                continue;
+            memcpy(cat, tok->pool + tok->offs[a], la);
+            memcpy(cat + la, tok->pool + tok->offs[b], lb);
+            int32_t id = pd_tok_lookup(tok, cat, la + lb);
+            if (id >= 0 && (best_id < 0 || tok->scores[id] > best_score)) {
+                best_score = tok->scores[id];
+                best_id = id;
+                best_idx = i;
+            }
+        }
+        if (best_id < 0)
+            break;
+        ids[best_idx] = best_id;
+        memmove(ids + best_idx + 1, ids + best_idx + 2, (n - best_idx - 2) * sizeof(int32_t));
+        n--;
+    }
+    size_t total = n + (add_bos ? 1 : 0);
+    if (total > max_ids) {
+        status = PD_ERR_LIMIT;
+        goto out_free;
+    }
+    size_t o = 0;
+    if (add_bos)
+        ids_p[o++] = pd_tokenizer_bos(tok);
+    if (n > 0)
+        memcpy(ids_p + o, ids, n * sizeof(int32_t));
+    *n_ids_p = total;
+out_free:
+    free(ids);
+    free(cat);
+    return status;
+}
+
+pd_status_t pd_tokenizer_piece(const pd_tokenizer_t *tok, int32_t prev, int32_t id,
+                               const char **piece_p, size_t *len_p)
+{
+    if (tok == NULL || piece_p == NULL || len_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    if (id < 0 || (uint32_t)id >= tok->vocab_size)
+        return PD_ERR_OUT_OF_RANGE;
+    /* Control tokens have no text. */
+    if (id == pd_tokenizer_bos(tok) || id == pd_tokenizer_eos(tok)) {
+        *piece_p = "";
+        *len_p = 0;
+        return PD_OK;
+    }
+    const char *s = tok->pool + tok->offs[id];
+    size_t n = tok->lens[id];
+    /* After BOS, sentencepiece drops the leading space of the first piece. */
+    if (prev == pd_tokenizer_bos(tok) && n > 0 && s[0] == ' ') {
+        s++;
+        n--;
+    }
+    int b = pd_tok_byte_of(s, n);
+    if (b >= 0) {
+        s = &pd_tok_bytes[b];
+        n = 1;
+    }
+    *piece_p = s;
+    *len_p = n;
+    return PD_OK;
+}
+
+pd_status_t pd_tokenizer_decode(const pd_tokenizer_t *tok, const int32_t *ids, size_t n_ids,
+                                char *buf, size_t cap, size_t *len_p)
+{
+    size_t n = 0;
+    if (tok == NULL || (ids == NULL && n_ids > 0) || buf == NULL || cap == 0)
+        return PD_ERR_INVALID_PARAM;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n_ids; i++) {
+        const char *piece;
+        size_t plen;
+        pd_status_t status =
+            pd_tokenizer_piece(tok, i > 0 ? ids[i - 1] : -1, ids[i], &piece, &plen);
+        if (status != PD_OK)
+            return status;
+        if (n + plen + 1 > cap)
+            return PD_ERR_LIMIT;
+        memcpy(buf + n, piece, plen);
+        n += plen;
+        buf[n] = '\0';
+    }
+    if (len_p != NULL)
+        *len_p = n;
+    return PD_OK;
+}
+
+pd_status_t pd_tokenizer_save(const pd_tokenizer_t *tok, const char *path)
+{
+    pd_status_t status = PD_ERR_IO;
+    if (tok == NULL || path == NULL)
+        return PD_ERR_INVALID_PARAM;
+    FILE *f = fopen(path, "wb");
+    if (f == NULL) {
+        pd_log_error("tokenizer %s: cannot create: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    int32_t max_len = (int32_t)tok->max_token_length;
+    if (fwrite(&max_len, sizeof(max_len), 1, f) != 1)
+        goto out_close;
+    for (uint32_t i = 0; i < tok->vocab_size; i++) {
+        int32_t tlen = (int32_t)tok->lens[i];
+        if (fwrite(&tok->scores[i], sizeof(float), 1, f) != 1 ||
+            fwrite(&tlen, sizeof(tlen), 1, f) != 1 ||
+            fwrite(tok->pool + tok->offs[i], 1, tok->lens[i], f) != tok->lens[i])
+            goto out_close;
+    }
+    status = PD_OK;
+out_close:
+    if (fclose(f) != 0)
+        status = PD_ERR_IO;
+    if (status != PD_OK)
+        pd_log_error("tokenizer %s: write failed: %s", path, strerror(errno));
+    return status;
+}
