@@ -1,0 +1,235 @@
+/* Per-tier slot tables and lists, and the byte movers between G1, G2 and G3.
+ *
+ * A G3 file is "<dir>/<16 hex digits of the salted hash>-<model id>.kvblk":
+ *   header: magic "PDKVBLK1", u64 hash, u64 payload bytes, u64 XXH3 of the payload seeded
+ *           with the hash (host byte order: the files never leave this machine)
+ *   payload: one block, (n_layers, 2, B, n_kv_heads, head_dim) f32
+ * The hash is tenant-salted, so two tenants never share a file name. */
+#include "kvblock_int.h"
+
+#include "pd/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PD_KVBM_FILE_MAGIC "PDKVBLK1"
+
+typedef struct pd_kvbm_file_header {
+    char magic[8];
+    uint64_t hash;
+    uint64_t n_bytes;
+    uint64_t checksum;
+} pd_kvbm_file_header_t;
+
+pd_status_t pd_kvbm_tier_init(pd_kvbm_tier_t *t, pd_kv_tier_t tier, uint32_t n_slots)
+{
+    memset(t, 0, sizeof(*t));
+    t->tier = tier;
+    t->n_slots = n_slots;
+    t->free_head = PD_KVBM_NIL;
+    t->lru.head = t->lru.tail = PD_KVBM_NIL;
+    if (n_slots == 0)
+        return PD_OK;
+    size_t n = n_slots;
+    t->hash = calloc(n, sizeof(*t->hash));
+    t->expiry_ms = calloc(n, sizeof(*t->expiry_ms));
+    t->retention_ms = calloc(n, sizeof(*t->retention_ms));
+    t->prev = calloc(n, sizeof(*t->prev));
+    t->next = calloc(n, sizeof(*t->next));
+    t->state = calloc(n, sizeof(*t->state));
+    if (tier == PD_KV_TIER_G1)
+        t->refcount = calloc(n, sizeof(*t->refcount));
+    if (t->hash == NULL || t->expiry_ms == NULL || t->retention_ms == NULL || t->prev == NULL ||
+        t->next == NULL || t->state == NULL || (tier == PD_KV_TIER_G1 && t->refcount == NULL)) {
+        pd_kvbm_tier_cleanup(t);
+        return PD_ERR_NO_MEMORY;
+    }
+    /* Push in reverse so that ids come out in ascending order. */
+    for (uint32_t s = n_slots; s-- > 0;)
+        pd_kvbm_free_push(t, s);
+    return PD_OK;
+}
+
+void pd_kvbm_tier_cleanup(pd_kvbm_tier_t *t)
+{
+    free(t->hash);
+    free(t->expiry_ms);
+    free(t->retention_ms);
+    free(t->prev);
+    free(t->next);
+    free(t->refcount);
+    free(t->state);
+    memset(t, 0, sizeof(*t));
+}
+
+void pd_kvbm_list_remove(pd_kvbm_tier_t *t, uint32_t slot)
+{
+    uint32_t p = t->prev[slot], n = t->next[slot];
+    if (p == PD_KVBM_NIL)
+        t->lru.head = n;
+    else
+        t->next[p] = n;
+    if (n == PD_KVBM_NIL)
+        t->lru.tail = p;
+    else
+        t->prev[n] = p;
+    t->prev[slot] = t->next[slot] = PD_KVBM_NIL;
+    t->lru.n--;
+}
+
+void pd_kvbm_list_push_tail(pd_kvbm_tier_t *t, uint32_t slot)
+{
+    t->prev[slot] = t->lru.tail;
+    t->next[slot] = PD_KVBM_NIL;
+    if (t->lru.tail == PD_KVBM_NIL)
+        t->lru.head = slot;
+    else
+        t->next[t->lru.tail] = slot;
+    t->lru.tail = slot;
+    t->lru.n++;
+}
+
+uint32_t pd_kvbm_free_pop(pd_kvbm_tier_t *t)
+{
+    uint32_t s = t->free_head;
+    if (s == PD_KVBM_NIL)
+        return s;
+    t->free_head = t->next[s];
+    t->next[s] = t->prev[s] = PD_KVBM_NIL;
+    t->n_free--;
+    return s;
+}
+
+void pd_kvbm_free_push(pd_kvbm_tier_t *t, uint32_t slot)
+{
+    t->state[slot] = PD_KVBM_SLOT_FREE;
+    t->prev[slot] = PD_KVBM_NIL;
+    t->next[slot] = t->free_head;
+    t->free_head = slot;
+    t->n_free++;
+}
+
+void pd_kvbm_gather(pd_kvbm_t *bm, uint32_t block, void *dst)
+{
+    unsigned char *out = dst; /* (n_layers, 2, B, kvh, hd) f32 */
+    for (uint32_t l = 0; l < bm->layout.n_layers; l++)
+        bm->copy(bm->copy_arg, out + (size_t)l * bm->block_layer_bytes,
+                 bm->pool_base + pd_kv_offset(&bm->layout, l, block), bm->block_layer_bytes);
+}
+
+void pd_kvbm_scatter(pd_kvbm_t *bm, const void *src, uint32_t block)
+{
+    const unsigned char *in = src; /* (n_layers, 2, B, kvh, hd) f32 */
+    for (uint32_t l = 0; l < bm->layout.n_layers; l++)
+        bm->copy(bm->copy_arg, bm->pool_base + pd_kv_offset(&bm->layout, l, block),
+                 in + (size_t)l * bm->block_layer_bytes, bm->block_layer_bytes);
+}
+
+const char *pd_kvbm_disk_path(pd_kvbm_t *bm, pd_block_hash_t hash)
+{
+    snprintf(bm->path, bm->path_cap, "%s/%016llx-%s.kvblk", bm->disk_dir, (unsigned long long)hash,
+             bm->model_id);
+    return bm->path;
+}
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+pd_status_t pd_kvbm_disk_write(pd_kvbm_t *bm, pd_block_hash_t hash, const void *src)
+{
+    pd_kvbm_file_header_t hdr;
+    memcpy(hdr.magic, PD_KVBM_FILE_MAGIC, sizeof(hdr.magic));
+    hdr.hash = hash;
+    hdr.n_bytes = bm->block_bytes;
+    hdr.checksum = pd_hash_bytes(src, bm->block_bytes, hash);
+
+    const char *path = pd_kvbm_disk_path(bm, hash);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        pd_log_warn("kvbm: cannot create %s: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    int rc = write_all(fd, &hdr, sizeof(hdr));
+    if (rc == 0)
+        rc = write_all(fd, src, bm->block_bytes);
+    if (close(fd) != 0)
+        rc = -1;
+    if (rc != 0) {
+        pd_log_warn("kvbm: cannot write %s: %s", path, strerror(errno));
+        unlink(path);
+        return PD_ERR_IO;
+    }
+    return PD_OK;
+}
+
+pd_status_t pd_kvbm_disk_read(pd_kvbm_t *bm, pd_block_hash_t hash, void *dst)
+{
+    pd_status_t status = PD_OK;
+    pd_kvbm_file_header_t hdr;
+    const char *path = pd_kvbm_disk_path(bm, hash);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        pd_log_warn("kvbm: cannot open %s: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != sizeof(hdr) + bm->block_bytes) {
+        status = PD_ERR_FORMAT;
+        goto out_close;
+    }
+    if (read_all(fd, &hdr, sizeof(hdr)) != 0 || read_all(fd, dst, bm->block_bytes) != 0) {
+        status = PD_ERR_IO;
+        goto out_close;
+    }
+    if (memcmp(hdr.magic, PD_KVBM_FILE_MAGIC, sizeof(hdr.magic)) != 0 || hdr.hash != hash ||
+        hdr.n_bytes != bm->block_bytes) {
+        status = PD_ERR_FORMAT;
+        goto out_close;
+    }
+    if (pd_hash_bytes(dst, bm->block_bytes, hash) != hdr.checksum)
+        status = PD_ERR_CHECKSUM;
+out_close:
+    close(fd);
+    if (status != PD_OK)
+        pd_log_warn("kvbm: %s: %s", path, pd_status_str(status));
+    return status;
+}
+
+void pd_kvbm_disk_unlink(pd_kvbm_t *bm, pd_block_hash_t hash)
+{
+    const char *path = pd_kvbm_disk_path(bm, hash);
+    if (unlink(path) != 0 && errno != ENOENT)
+        pd_log_warn("kvbm: cannot delete %s: %s", path, strerror(errno));
+}
