@@ -1,0 +1,115 @@
+/* CPU compute ops and the backend ops table the forward pass runs over.
+ *
+ * Numerics: every dot product in pdkv uses one canonical reduction order, so that a
+ * row's result never depends on the batch it was computed in, the tile it fell into or
+ * the thread that ran it. Element k of a length-n dot goes to lane k mod 16; each lane
+ * accumulates its elements with fused multiply-add in increasing k; the 16 lanes are then
+ * summed pairwise (lane i + lane i+8, then +4, +2, +1). The AVX-512, AVX2 and scalar
+ * builds all follow that order. */
+#ifndef PD_OPS_H
+#define PD_OPS_H
+
+#include "pd/kv_layout.h"
+#include "pd/model.h"
+#include "pd/status.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The canonical dot product of a (n) and b (n). */
+float pd_cpu_dot(const float *a, const float *b, uint32_t n);
+
+/* y (n_tokens, out) = x (n_tokens, in) W^T for output rows [row_begin, row_end), with
+ * w (out, in) row-major; accumulate adds the product to y instead of storing it. Every
+ * y[t][o] is pd_cpu_dot(w + o*in, x + t*in, in) (plus y[t][o] when accumulating). */
+void pd_cpu_matmul(const float *w, const float *x, float *y, uint32_t n_tokens, uint32_t out,
+                   uint32_t in, uint32_t row_begin, uint32_t row_end, bool accumulate);
+
+/* y (dim) = x (dim) / sqrt(mean(x^2) + eps) * weight (dim); y may equal x. */
+void pd_cpu_rmsnorm(const float *x, const float *weight, float *y, uint32_t dim, float eps);
+
+/* Fill the rotation table cs (n_pos, head_dim): for position p, cs[p*head_dim + i] is
+ * cos(p * theta^(-2i/head_dim)) for i < head_dim/2 and the sine at i + head_dim/2.
+ * Angles are computed in double precision. head_dim must be even. */
+void pd_cpu_rope_table(float *cs, uint32_t n_pos, uint32_t head_dim, float theta);
+
+/* Rotate x (n_heads, head_dim) in place for one position, cs (head_dim) being that
+ * position's row of the rotation table, in the given pairing convention. */
+void pd_cpu_rope(float *x, uint32_t n_heads, uint32_t head_dim, const float *cs,
+                 pd_rope_style_t style);
+
+/* out (n) = silu(gate) * up, silu(g) = g / (1 + exp(-g)); out may alias gate or up. */
+void pd_cpu_swiglu(const float *gate, const float *up, float *out, size_t n);
+
+/* In-place softmax of x (n), max-subtracted, summed in index order. */
+void pd_cpu_softmax(float *x, uint32_t n);
+
+/* Causal attention of one query head over the paged KV pool for one layer.
+ * q: (head_dim) already rotated; pool_layer: (n_blocks, 2, B, n_kv_heads, head_dim) f32,
+ * the layer's slice of the pool; block_table maps logical block i to a pool block; the
+ * query attends positions 0 .. n_ctx - 1; kv_head picks the shared K/V head (grouped-query
+ * attention); out: (head_dim); scores: (n_ctx) scratch. The caller validated the table. */
+void pd_cpu_attention_head(const float *q, const float *pool_layer, const pd_kv_layout_t *layout,
+                           const uint32_t *block_table, uint32_t n_ctx, uint32_t kv_head,
+                           float *out, float *scores);
+
+/* One sequence of a batch as the attention op sees it: its new tokens are rows
+ * first_row .. first_row + n_tokens - 1 of the step's activations, at positions
+ * pos .. pos + n_tokens - 1. */
+typedef struct pd_attn_seq {
+    uint32_t first_row;
+    uint32_t n_tokens;
+    uint32_t pos;
+    const uint32_t *block_table; /* (>= ceil((pos + n_tokens) / B)) */
+} pd_attn_seq_t;
+
+/* A compute backend: a const table of operations and its context (ggml style). The
+ * forward pass (engine.c) is written once over this table. Buffers are backend memory;
+ * on the CPU backend they are host pointers. Each op finishes before it returns. */
+typedef struct pd_backend_ops {
+    const char *name;
+    void (*destroy)(void *ctx);
+    /* Number of compute threads (or streams) the backend runs. */
+    uint32_t (*n_threads)(void *ctx);
+    /* out (n, dim) = table rows ids (n). */
+    void (*get_rows)(void *ctx, const float *table, const int32_t *ids, float *out, uint32_t n,
+                     uint32_t dim);
+    /* y (n, dim) = rmsnorm of each row of x (n, dim) times weight (dim). */
+    void (*rmsnorm)(void *ctx, const float *x, const float *weight, float *y, uint32_t n,
+                    uint32_t dim, float eps);
+    /* y (n, out) (+)= x (n, in) W^T, w (out, in). */
+    void (*matmul)(void *ctx, const float *w, const float *x, float *y, uint32_t n, uint32_t out,
+                   uint32_t in, bool accumulate);
+    /* Rotate q (n, n_heads, hd) and k (n, n_kv_heads, hd) at positions pos (n) using cs
+     * (max_pos, hd), then store k and v (n, n_kv_heads, hd) into the pool layer at the
+     * float offsets kv_off (n) (K row; V is B * n_kv_heads * hd floats after it). */
+    void (*rope_store)(void *ctx, float *q, float *k, const float *v, const uint32_t *pos,
+                       const size_t *kv_off, uint32_t n, const float *cs,
+                       const pd_model_config_t *config, const pd_kv_layout_t *layout,
+                       float *pool_layer);
+    /* out (n, n_heads, hd) = causal attention of q (n, n_heads, hd) over the pool layer for
+     * the sequences seqs (n_seqs) that cover the n rows. */
+    void (*attention)(void *ctx, const float *q, const float *pool_layer,
+                      const pd_kv_layout_t *layout, const pd_attn_seq_t *seqs, uint32_t n_seqs,
+                      uint32_t n_heads, float *out);
+    /* out (n) = silu(gate (n)) * up (n). */
+    void (*swiglu)(void *ctx, const float *gate, const float *up, float *out, size_t n);
+} pd_backend_ops_t;
+
+typedef struct pd_backend {
+    const pd_backend_ops_t *ops;
+    void *ctx;
+} pd_backend_t;
+
+/* Create the CPU backend with n_threads threads (0: one per online core); max_ctx is the
+ * longest context attention will see (sizes per-thread score scratch). */
+pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, pd_backend_t *backend_p);
+
+/* Destroy a backend created by any pd_backend_*_create; accepts a zeroed backend. */
+void pd_backend_destroy(pd_backend_t *backend);
+
+/* Compute threads an engine runs (n_threads of pd_engine_create, 0 resolved). */
+uint32_t pd_engine_n_threads(const pd_engine_t *engine);
+
+#endif

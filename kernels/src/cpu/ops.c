@@ -1,0 +1,201 @@
+/* CPU kernels: the canonical dot product and the matmul tiles built on it, RMSNorm,
+ * RoPE, SwiGLU, softmax and paged attention. Short loops in the llama2.c tone; the only
+ * intrinsics live behind simd_int.h. */
+#include "pd/ops.h"
+
+#include "cpu/simd_int.h"
+
+#include <math.h>
+#include <string.h>
+
+float pd_cpu_dot(const float *a, const float *b, uint32_t n)
+{
+    pd_v16_t acc = pd_v16_zero();
+    uint32_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        acc = pd_v16_fma(pd_v16_load(a + k), pd_v16_load(b + k), acc);
+    if (k < n)
+        acc = pd_v16_fma(pd_v16_load_tail(a + k, n - k), pd_v16_load_tail(b + k, n - k), acc);
+    return pd_v16_hsum(acc);
+}
+
+/* Tokens processed together against one weight tile, and output rows per tile. */
+#define PD_MM_NT 4
+#define PD_MM_NR 4
+
+/* y[t][r] for NR rows of w (NR, in) and nt <= PD_MM_NT tokens of x (nt, in). Every
+ * accumulator sees the same sequence of fused multiply-adds as pd_cpu_dot. */
+static inline void pd_cpu_mm_tile(const float *w, const float *x, float *y, uint32_t in,
+                                  uint32_t ldy, uint32_t nr, uint32_t nt, bool accumulate)
+{
+    pd_v16_t acc[PD_MM_NR][PD_MM_NT];
+    for (uint32_t r = 0; r < nr; r++)
+        for (uint32_t t = 0; t < nt; t++)
+            acc[r][t] = pd_v16_zero();
+    uint32_t k = 0;
+    for (; k + 16 <= in; k += 16) {
+        pd_v16_t wv[PD_MM_NR];
+        for (uint32_t r = 0; r < nr; r++)
+            wv[r] = pd_v16_load(w + (size_t)r * in + k);
+        for (uint32_t t = 0; t < nt; t++) {
+            pd_v16_t xv = pd_v16_load(x + (size_t)t * in + k);
+            for (uint32_t r = 0; r < nr; r++)
+                acc[r][t] = pd_v16_fma(wv[r], xv, acc[r][t]);
+        }
+    }
+    if (k < in) {
+        uint32_t rem = in - k;
+        for (uint32_t t = 0; t < nt; t++) {
+            pd_v16_t xv = pd_v16_load_tail(x + (size_t)t * in + k, rem);
+            for (uint32_t r = 0; r < nr; r++)
+                acc[r][t] =
+                    pd_v16_fma(pd_v16_load_tail(w + (size_t)r * in + k, rem), xv, acc[r][t]);
+        }
+    }
+    for (uint32_t t = 0; t < nt; t++)
+        for (uint32_t r = 0; r < nr; r++) {
+            float s = pd_v16_hsum(acc[r][t]);
+            float *dst = y + (size_t)t * ldy + r;
+            *dst = accumulate ? *dst + s : s;
+        }
+}
+
+/* Fixed-shape instances so that the accumulators live in registers. */
+#define PD_MM_TILE_FN(NR, NT)                                                                      \
+    static void pd_cpu_mm_tile_##NR##x##NT(const float *w, const float *x, float *y, uint32_t in,  \
+                                           uint32_t ldy, bool accumulate)                          \
+    {                                                                                              \
+        pd_cpu_mm_tile(w, x, y, in, ldy, NR, NT, accumulate);                                      \
+    }
+PD_MM_TILE_FN(4, 4)
+PD_MM_TILE_FN(4, 3)
+PD_MM_TILE_FN(4, 2)
+PD_MM_TILE_FN(4, 1)
+PD_MM_TILE_FN(1, 4)
+PD_MM_TILE_FN(1, 3)
+PD_MM_TILE_FN(1, 2)
+PD_MM_TILE_FN(1, 1)
+
+typedef void (*pd_cpu_mm_tile_fn)(const float *w, const float *x, float *y, uint32_t in,
+                                  uint32_t ldy, bool accumulate);
+
+static const pd_cpu_mm_tile_fn pd_cpu_mm_tiles[2][PD_MM_NT + 1] = {
+    {NULL, pd_cpu_mm_tile_1x1, pd_cpu_mm_tile_1x2, pd_cpu_mm_tile_1x3, pd_cpu_mm_tile_1x4},
+    {NULL, pd_cpu_mm_tile_4x1, pd_cpu_mm_tile_4x2, pd_cpu_mm_tile_4x3, pd_cpu_mm_tile_4x4},
+};
+
+void pd_cpu_matmul(const float *w, const float *x, float *y, uint32_t n_tokens, uint32_t out,
+                   uint32_t in, uint32_t row_begin, uint32_t row_end, bool accumulate)
+{
+    /* Keep a block of tokens (~512 KiB of x) in L2 while the rows stream past it. */
+    uint32_t tb = (uint32_t)((512u * 1024u) / ((size_t)in * sizeof(float)));
+    tb = tb < PD_MM_NT ? PD_MM_NT : tb - tb % PD_MM_NT;
+    for (uint32_t t0 = 0; t0 < n_tokens; t0 += tb) {
+        uint32_t t1 = t0 + tb < n_tokens ? t0 + tb : n_tokens;
+        uint32_t o = row_begin;
+        for (; o < row_end; o += (row_end - o >= PD_MM_NR ? PD_MM_NR : 1)) {
+            int four = row_end - o >= PD_MM_NR;
+            const float *wr = w + (size_t)o * in;
+            for (uint32_t t = t0; t < t1; t += PD_MM_NT) {
+                uint32_t nt = t1 - t < PD_MM_NT ? t1 - t : PD_MM_NT;
+                pd_cpu_mm_tiles[four][nt](wr, x + (size_t)t * in, y + (size_t)t * out + o, in, out,
+                                          accumulate);
+            }
+        }
+    }
+}
+
+void pd_cpu_rmsnorm(const float *x, const float *weight, float *y, uint32_t dim, float eps)
+{
+    float ss = pd_cpu_dot(x, x, dim);
+    float scale = 1.0f / sqrtf(ss / (float)dim + eps);
+    for (uint32_t i = 0; i < dim; i++)
+        y[i] = (x[i] * scale) * weight[i];
+}
+
+void pd_cpu_rope_table(float *cs, uint32_t n_pos, uint32_t head_dim, float theta)
+{
+    uint32_t half = head_dim / 2;
+    for (uint32_t p = 0; p < n_pos; p++) {
+        float *row = cs + (size_t)p * head_dim;
+        for (uint32_t i = 0; i < half; i++) {
+            double freq = pow((double)theta, -2.0 * (double)i / (double)head_dim);
+            double angle = (double)p * freq;
+            row[i] = (float)cos(angle);
+            row[half + i] = (float)sin(angle);
+        }
+    }
+}
+
+void pd_cpu_rope(float *x, uint32_t n_heads, uint32_t head_dim, const float *cs,
+                 pd_rope_style_t style)
+{
+    uint32_t half = head_dim / 2;
+    const float *c = cs;
+    const float *s = cs + half;
+    for (uint32_t h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        if (style == PD_ROPE_PAIR) {
+            for (uint32_t i = 0; i < half; i++) {
+                float a = v[2 * i], b = v[2 * i + 1];
+                v[2 * i] = a * c[i] - b * s[i];
+                v[2 * i + 1] = a * s[i] + b * c[i];
+            }
+        } else {
+            for (uint32_t i = 0; i < half; i++) {
+                float a = v[i], b = v[half + i];
+                v[i] = a * c[i] - b * s[i];
+                v[half + i] = a * s[i] + b * c[i];
+            }
+        }
+    }
+}
+
+void pd_cpu_swiglu(const float *gate, const float *up, float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = (g / (1.0f + expf(-g))) * up[i];
+    }
+}
+
+void pd_cpu_softmax(float *x, uint32_t n)
+{
+    float max = x[0];
+    for (uint32_t i = 1; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    float sum = 0.0f;
+    for (uint32_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (uint32_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+void pd_cpu_attention_head(const float *q, const float *pool_layer, const pd_kv_layout_t *layout,
+                           const uint32_t *block_table, uint32_t n_ctx, uint32_t kv_head,
+                           float *out, float *scores)
+{
+    const uint32_t hd = layout->head_dim;
+    const uint32_t bt = layout->block_tokens;
+    const size_t row = (size_t)layout->n_kv_heads * hd; /* floats per token */
+    const size_t blk = 2 * (size_t)bt * row;            /* floats per block slice */
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (uint32_t j = 0; j < n_ctx; j++) {
+        /* k: (hd) at (block, K, j % B, kv_head) */
+        const float *k = pool_layer + block_table[j / bt] * blk + (j % bt) * row + kv_head * hd;
+        scores[j] = pd_cpu_dot(q, k, hd) * scale;
+    }
+    pd_cpu_softmax(scores, n_ctx);
+    memset(out, 0, hd * sizeof(float));
+    for (uint32_t j = 0; j < n_ctx; j++) {
+        /* v: (hd) at (block, V, j % B, kv_head) */
+        const float *v =
+            pool_layer + block_table[j / bt] * blk + ((size_t)bt + j % bt) * row + kv_head * hd;
+        const float p = scores[j];
+        for (uint32_t d = 0; d < hd; d++)
+            out[d] += p * v[d];
+    }
+}

@@ -1,0 +1,312 @@
+/* The engine: the Llama forward pass written once over a backend ops table, with the
+ * step's validation, scratch management and the paged KV writes. */
+#include "pd/model.h"
+#include "pd/ops.h"
+
+#include "pd/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct pd_engine {
+    const pd_model_t *model; /* borrowed */
+    pd_backend_t be;
+    float *rope_cs; /* (max_seq_len, head_dim) */
+    /* Step scratch, sized for cap_tokens rows and cap_seqs sequences; grown rarely. */
+    uint32_t cap_tokens;
+    uint32_t cap_seqs;
+    float *x;             /* (cap_tokens, dim) residual stream */
+    float *xn;            /* (cap_tokens, dim) normed input of a block */
+    float *q;             /* (cap_tokens, n_heads * head_dim) */
+    float *k;             /* (cap_tokens, n_kv_heads * head_dim) */
+    float *v;             /* (cap_tokens, n_kv_heads * head_dim) */
+    float *att;           /* (cap_tokens, n_heads * head_dim) */
+    float *gate;          /* (cap_tokens, hidden_dim) */
+    float *up;            /* (cap_tokens, hidden_dim) */
+    int32_t *ids;         /* (cap_tokens) */
+    uint32_t *pos;        /* (cap_tokens) */
+    size_t *kv_off;       /* (cap_tokens) float offset of each token's K row in a layer slice */
+    pd_attn_seq_t *aseqs; /* (cap_seqs) */
+    float *lx;            /* (cap_seqs, dim) last rows of the sequences that want logits */
+    float *lout;          /* (cap_seqs, vocab) */
+    uint32_t *lseq;       /* (cap_seqs) which sequence each logits row belongs to */
+};
+
+static void pd_engine_scratch_free(pd_engine_t *e)
+{
+    free(e->x);
+    free(e->xn);
+    free(e->q);
+    free(e->k);
+    free(e->v);
+    free(e->att);
+    free(e->gate);
+    free(e->up);
+    free(e->ids);
+    free(e->pos);
+    free(e->kv_off);
+    e->x = e->xn = e->q = e->k = e->v = e->att = e->gate = e->up = NULL;
+    e->ids = NULL;
+    e->pos = NULL;
+    e->kv_off = NULL;
+    e->cap_tokens = 0;
+}
+
+static void pd_engine_seq_scratch_free(pd_engine_t *e)
+{
+    free(e->aseqs);
+    free(e->lx);
+    free(e->lout);
+    free(e->lseq);
+    e->aseqs = NULL;
+    e->lx = e->lout = NULL;
+    e->lseq = NULL;
+    e->cap_seqs = 0;
+}
+
+static void *pd_engine_alloc_f(size_t n)
+{
+    return aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+}
+
+/* Make room for n_tokens rows and n_seqs sequences; existing contents are not kept. */
+static pd_status_t pd_engine_reserve(pd_engine_t *e, uint32_t n_tokens, uint32_t n_seqs)
+{
+    const pd_model_config_t *c = &e->model->config;
+    if (n_tokens > e->cap_tokens) {
+        uint32_t cap = e->cap_tokens ? e->cap_tokens : 16;
+        while (cap < n_tokens)
+            cap = cap > UINT32_MAX / 2 ? n_tokens : cap * 2;
+        pd_engine_scratch_free(e);
+        size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+        e->x = pd_engine_alloc_f((size_t)cap * c->dim);
+        e->xn = pd_engine_alloc_f((size_t)cap * c->dim);
+        e->q = pd_engine_alloc_f(cap * qd);
+        e->k = pd_engine_alloc_f(cap * kvd);
+        e->v = pd_engine_alloc_f(cap * kvd);
+        e->att = pd_engine_alloc_f(cap * qd);
+        e->gate = pd_engine_alloc_f((size_t)cap * c->hidden_dim);
+        e->up = pd_engine_alloc_f((size_t)cap * c->hidden_dim);
+        e->ids = malloc(cap * sizeof(int32_t));
+        e->pos = malloc(cap * sizeof(uint32_t));
+        e->kv_off = malloc(cap * sizeof(size_t));
+        if (!e->x || !e->xn || !e->q || !e->k || !e->v || !e->att || !e->gate || !e->up ||
+            !e->ids || !e->pos || !e->kv_off) {
+            pd_engine_scratch_free(e);
+            pd_log_error("engine: no memory for %u tokens of scratch", cap);
+            return PD_ERR_NO_MEMORY;
+        }
+        e->cap_tokens = cap;
+    }
+    if (n_seqs > e->cap_seqs) {
+        uint32_t cap = e->cap_seqs ? e->cap_seqs : 8;
+        while (cap < n_seqs)
+            cap = cap > UINT32_MAX / 2 ? n_seqs : cap * 2;
+        pd_engine_seq_scratch_free(e);
+        e->aseqs = malloc(cap * sizeof(pd_attn_seq_t));
+        e->lx = pd_engine_alloc_f((size_t)cap * c->dim);
+        e->lout = pd_engine_alloc_f((size_t)cap * c->vocab_size);
+        e->lseq = malloc(cap * sizeof(uint32_t));
+        if (!e->aseqs || !e->lx || !e->lout || !e->lseq) {
+            pd_engine_seq_scratch_free(e);
+            pd_log_error("engine: no memory for %u sequences of scratch", cap);
+            return PD_ERR_NO_MEMORY;
+        }
+        e->cap_seqs = cap;
+    }
+    return PD_OK;
+}
+
+pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, uint32_t n_threads,
+                             pd_engine_t **engine_p)
+{
+    if (model == NULL || engine_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    pd_status_t st = pd_model_config_validate(&model->config);
+    if (st != PD_OK)
+        return st;
+    if (kind != PD_BACKEND_CPU) {
+        pd_log_error("engine: backend %d is not built into this library", (int)kind);
+        return PD_ERR_UNSUPPORTED;
+    }
+    const pd_model_config_t *c = &model->config;
+    pd_engine_t *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return PD_ERR_NO_MEMORY;
+    e->model = model;
+    st = PD_ERR_NO_MEMORY;
+    e->rope_cs = pd_engine_alloc_f((size_t)c->max_seq_len * c->head_dim);
+    if (e->rope_cs == NULL)
+        goto err_free_engine;
+    pd_cpu_rope_table(e->rope_cs, c->max_seq_len, c->head_dim, c->rope_theta);
+    st = pd_backend_cpu_create(n_threads, c->max_seq_len, &e->be);
+    if (st != PD_OK)
+        goto err_free_rope;
+    /* A first scratch size that covers decode batches without growing. */
+    st = pd_engine_reserve(e, 64, 16);
+    if (st != PD_OK)
+        goto err_destroy_backend;
+    *engine_p = e;
+    return PD_OK;
+
+err_destroy_backend:
+    pd_backend_destroy(&e->be);
+err_free_rope:
+    free(e->rope_cs);
+err_free_engine:
+    free(e);
+    return st;
+}
+
+void pd_engine_destroy(pd_engine_t **engine_p)
+{
+    if (engine_p == NULL || *engine_p == NULL)
+        return;
+    pd_engine_t *e = *engine_p;
+    pd_backend_destroy(&e->be);
+    pd_engine_scratch_free(e);
+    pd_engine_seq_scratch_free(e);
+    free(e->rope_cs);
+    free(e);
+    *engine_p = NULL;
+}
+
+uint32_t pd_engine_n_threads(const pd_engine_t *engine)
+{
+    return engine->be.ops->n_threads(engine->be.ctx);
+}
+
+/* Check the whole step before anything is computed or written. */
+static pd_status_t pd_engine_validate(const pd_engine_t *e, const float *kv_pool,
+                                      const pd_kv_layout_t *l, const pd_fwd_seq_t *seqs,
+                                      uint32_t n_seqs, uint32_t *n_tokens_p)
+{
+    const pd_model_config_t *c = &e->model->config;
+    if (kv_pool == NULL || l == NULL || (seqs == NULL && n_seqs > 0)) {
+        pd_log_warn("forward: missing pool, layout or sequences");
+        return PD_ERR_INVALID_PARAM;
+    }
+    if (l->n_layers != c->n_layers || l->n_kv_heads != c->n_kv_heads ||
+        l->head_dim != c->head_dim || l->block_tokens == 0 || l->n_blocks == 0) {
+        pd_log_warn("forward: KV layout (%u layers, %u kv heads, head_dim %u, B %u, %u blocks) "
+                    "does not fit the model",
+                    l->n_layers, l->n_kv_heads, l->head_dim, l->block_tokens, l->n_blocks);
+        return PD_ERR_INVALID_PARAM;
+    }
+    uint64_t total = 0;
+    for (uint32_t s = 0; s < n_seqs; s++) {
+        const pd_fwd_seq_t *sq = &seqs[s];
+        if (sq->n_tokens == 0 || sq->tokens == NULL) {
+            pd_log_warn("forward: sequence %u has no tokens", s);
+            return PD_ERR_INVALID_PARAM;
+        }
+        for (uint32_t i = 0; i < sq->n_tokens; i++)
+            if (sq->tokens[i] < 0 || (uint32_t)sq->tokens[i] >= c->vocab_size) {
+                pd_log_warn("forward: sequence %u token %u id %d outside vocabulary of %u", s, i,
+                            sq->tokens[i], c->vocab_size);
+                return PD_ERR_OUT_OF_RANGE;
+            }
+        uint64_t end = (uint64_t)sq->pos + sq->n_tokens;
+        if (end > c->max_seq_len) {
+            pd_log_warn("forward: sequence %u reaches %llu tokens, past the context of %u", s,
+                        (unsigned long long)end, c->max_seq_len);
+            return PD_ERR_CONTEXT;
+        }
+        uint64_t need = (end + l->block_tokens - 1) / l->block_tokens;
+        if (sq->block_table == NULL || sq->n_table < need) {
+            pd_log_warn("forward: sequence %u needs %llu blocks, its table has %u", s,
+                        (unsigned long long)need, sq->block_table ? sq->n_table : 0);
+            return PD_ERR_INVALID_PARAM;
+        }
+        for (uint64_t b = 0; b < need; b++)
+            if (sq->block_table[b] >= l->n_blocks) {
+                pd_log_warn("forward: sequence %u block %llu is pool block %u of %u", s,
+                            (unsigned long long)b, sq->block_table[b], l->n_blocks);
+                return PD_ERR_INVALID_PARAM;
+            }
+        total += sq->n_tokens;
+    }
+    if (total > UINT32_MAX / 2) {
+        pd_log_warn("forward: %llu tokens in one step", (unsigned long long)total);
+        return PD_ERR_LIMIT;
+    }
+    *n_tokens_p = (uint32_t)total;
+    return PD_OK;
+}
+
+pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_layout_t *layout,
+                              pd_fwd_seq_t *seqs, uint32_t n_seqs, pd_fwd_layer_cb on_layer,
+                              void *cb_arg)
+{
+    if (engine == NULL)
+        return PD_ERR_INVALID_PARAM;
+    pd_engine_t *e = engine;
+    uint32_t n = 0;
+    pd_status_t st = pd_engine_validate(e, kv_pool, layout, seqs, n_seqs, &n);
+    if (st != PD_OK)
+        return st;
+    if (n_seqs == 0)
+        return PD_OK;
+    st = pd_engine_reserve(e, n, n_seqs);
+    if (st != PD_OK)
+        return st;
+
+    const pd_model_config_t *c = &e->model->config;
+    const pd_model_weights_t *w = &e->model->w;
+    const pd_backend_ops_t *ops = e->be.ops;
+    void *ctx = e->be.ctx;
+    const uint32_t dim = c->dim, hid = c->hidden_dim;
+    const uint32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const uint32_t bt = layout->block_tokens;
+    const size_t blk = pd_kv_block_layer_bytes(layout) / sizeof(float);
+    const size_t layer_stride = pd_kv_layer_stride_bytes(layout) / sizeof(float);
+
+    /* Flatten the batch: row r of every activation is one new token. */
+    uint32_t r = 0, n_logits = 0;
+    for (uint32_t s = 0; s < n_seqs; s++) {
+        const pd_fwd_seq_t *sq = &seqs[s];
+        e->aseqs[s] = (pd_attn_seq_t){r, sq->n_tokens, sq->pos, sq->block_table};
+        for (uint32_t i = 0; i < sq->n_tokens; i++, r++) {
+            uint32_t p = sq->pos + i;
+            e->ids[r] = sq->tokens[i];
+            e->pos[r] = p;
+            e->kv_off[r] = sq->block_table[p / bt] * blk + (size_t)(p % bt) * kvd;
+        }
+        if (sq->logits != NULL)
+            e->lseq[n_logits++] = s;
+    }
+
+    ops->get_rows(ctx, w->tok_embed, e->ids, e->x, n, dim);
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        float *pool_layer = kv_pool + l * layer_stride;
+        ops->rmsnorm(ctx, e->x, w->attn_norm + (size_t)l * dim, e->xn, n, dim, c->rms_eps);
+        ops->matmul(ctx, w->wq + (size_t)l * qd * dim, e->xn, e->q, n, qd, dim, false);
+        ops->matmul(ctx, w->wk + (size_t)l * kvd * dim, e->xn, e->k, n, kvd, dim, false);
+        ops->matmul(ctx, w->wv + (size_t)l * kvd * dim, e->xn, e->v, n, kvd, dim, false);
+        ops->rope_store(ctx, e->q, e->k, e->v, e->pos, e->kv_off, n, e->rope_cs, c, layout,
+                        pool_layer);
+        if (on_layer != NULL)
+            on_layer(cb_arg, l);
+        ops->attention(ctx, e->q, pool_layer, layout, e->aseqs, n_seqs, c->n_heads, e->att);
+        ops->matmul(ctx, w->wo + (size_t)l * dim * qd, e->att, e->x, n, dim, qd, true);
+        ops->rmsnorm(ctx, e->x, w->ffn_norm + (size_t)l * dim, e->xn, n, dim, c->rms_eps);
+        ops->matmul(ctx, w->w_gate + (size_t)l * hid * dim, e->xn, e->gate, n, hid, dim, false);
+        ops->matmul(ctx, w->w_up + (size_t)l * hid * dim, e->xn, e->up, n, hid, dim, false);
+        ops->swiglu(ctx, e->gate, e->up, e->gate, (size_t)n * hid);
+        ops->matmul(ctx, w->w_down + (size_t)l * dim * hid, e->gate, e->x, n, dim, hid, true);
+    }
+
+    if (n_logits == 0)
+        return PD_OK;
+    for (uint32_t i = 0; i < n_logits; i++) {
+        const pd_attn_seq_t *as = &e->aseqs[e->lseq[i]];
+        const float *last = e->x + (size_t)(as->first_row + as->n_tokens - 1) * dim;
+        memcpy(e->lx + (size_t)i * dim, last, dim * sizeof(float));
+    }
+    ops->rmsnorm(ctx, e->lx, w->final_norm, e->lx, n_logits, dim, c->rms_eps);
+    ops->matmul(ctx, w->lm_head, e->lx, e->lout, n_logits, c->vocab_size, dim, false);
+    for (uint32_t i = 0; i < n_logits; i++)
+        memcpy(seqs[e->lseq[i]].logits, e->lout + (size_t)i * c->vocab_size,
+               c->vocab_size * sizeof(float));
+    return PD_OK;
+}

@@ -1,0 +1,226 @@
+/* Model configs, parameter counts, the one-allocation weight layout, random weights. */
+#include "pd/model.h"
+
+#include "pd/log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Limits far beyond any model this project serves but small enough that every size
+ * computed from them fits in 64 bits. */
+#define PD_MODEL_MAX_DIM    (1u << 20)
+#define PD_MODEL_MAX_VOCAB  (1u << 24)
+#define PD_MODEL_MAX_LAYERS 4096u
+#define PD_MODEL_MAX_HEADS  4096u
+#define PD_MODEL_MAX_HDIM   4096u
+#define PD_MODEL_MAX_SEQ    (1u << 20)
+#define PD_MODEL_MAX_PARAMS (1ull << 38)
+
+static pd_status_t pd_model_bad(const char *what, unsigned long long v, const char *why)
+{
+    pd_log_error("model config: %s = %llu %s", what, v, why);
+    return PD_ERR_FORMAT;
+}
+
+pd_status_t pd_model_config_validate(const pd_model_config_t *c)
+{
+    if (c == NULL) {
+        pd_log_error("model config: missing");
+        return PD_ERR_INVALID_PARAM;
+    }
+    const struct {
+        const char *name;
+        uint32_t value;
+        uint32_t max;
+    } fields[] = {
+        {"dim", c->dim, PD_MODEL_MAX_DIM},
+        {"hidden_dim", c->hidden_dim, PD_MODEL_MAX_DIM},
+        {"n_layers", c->n_layers, PD_MODEL_MAX_LAYERS},
+        {"n_heads", c->n_heads, PD_MODEL_MAX_HEADS},
+        {"n_kv_heads", c->n_kv_heads, PD_MODEL_MAX_HEADS},
+        {"head_dim", c->head_dim, PD_MODEL_MAX_HDIM},
+        {"vocab_size", c->vocab_size, PD_MODEL_MAX_VOCAB},
+        {"max_seq_len", c->max_seq_len, PD_MODEL_MAX_SEQ},
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        if (fields[i].value == 0)
+            return pd_model_bad(fields[i].name, 0, "(missing or zero)");
+        if (fields[i].value > fields[i].max)
+            return pd_model_bad(fields[i].name, fields[i].value, "(absurdly large)");
+    }
+    if (c->n_heads % c->n_kv_heads != 0)
+        return pd_model_bad("n_heads", c->n_heads, "is not a multiple of n_kv_heads");
+    if (c->head_dim % 2 != 0)
+        return pd_model_bad("head_dim", c->head_dim, "is odd (RoPE rotates pairs)");
+    if ((uint64_t)c->n_heads * c->head_dim > PD_MODEL_MAX_DIM)
+        return pd_model_bad("n_heads * head_dim", (uint64_t)c->n_heads * c->head_dim,
+                            "(absurdly large)");
+    if (!(c->rms_eps > 0.0f) || !(c->rms_eps < 1.0f)) {
+        pd_log_error("model config: rms_eps = %g must be in (0, 1)", (double)c->rms_eps);
+        return PD_ERR_FORMAT;
+    }
+    if (!(c->rope_theta > 0.0f) || !isfinite(c->rope_theta)) {
+        pd_log_error("model config: rope_theta = %g must be positive", (double)c->rope_theta);
+        return PD_ERR_FORMAT;
+    }
+    if (c->rope_style != PD_ROPE_HALF && c->rope_style != PD_ROPE_PAIR)
+        return pd_model_bad("rope_style", (unsigned long long)c->rope_style, "is unknown");
+    if (memchr(c->model_id, '\0', sizeof(c->model_id)) == NULL) {
+        pd_log_error("model config: model_id is not terminated");
+        return PD_ERR_FORMAT;
+    }
+    uint64_t n = pd_model_n_params(c);
+    if (n > PD_MODEL_MAX_PARAMS)
+        return pd_model_bad("parameters", n, "(too many for f32 weights in memory)");
+    return PD_OK;
+}
+
+/* Element counts of the tensors in pd_model_weights_t order (lm_head 0 when tied). */
+typedef struct pd_model_sizes {
+    uint64_t n[12];
+} pd_model_sizes_t;
+
+static pd_model_sizes_t pd_model_sizes(const pd_model_config_t *c)
+{
+    uint64_t d = c->dim, h = c->hidden_dim, L = c->n_layers, v = c->vocab_size;
+    uint64_t qd = (uint64_t)c->n_heads * c->head_dim, kvd = (uint64_t)c->n_kv_heads * c->head_dim;
+    pd_model_sizes_t s = {{
+        v * d,                        /* tok_embed */
+        L * d,                        /* attn_norm */
+        L * qd * d,                   /* wq */
+        L * kvd * d,                  /* wk */
+        L * kvd * d,                  /* wv */
+        L * d * qd,                   /* wo */
+        L * d,                        /* ffn_norm */
+        L * h * d,                    /* w_gate */
+        L * h * d,                    /* w_up */
+        L * d * h,                    /* w_down */
+        d,                            /* final_norm */
+        c->tie_embeddings ? 0 : v * d /* lm_head */
+    }};
+    return s;
+}
+
+uint64_t pd_model_n_params(const pd_model_config_t *config)
+{
+    pd_model_sizes_t s = pd_model_sizes(config);
+    uint64_t total = 0;
+    for (int i = 0; i < 12; i++)
+        total += s.n[i];
+    return total;
+}
+
+static void pd_model_storage_free(void *storage, size_t bytes)
+{
+    (void)bytes;
+    free(storage);
+}
+
+/* Tensors start on 64-byte boundaries so that vector loads of a row stay aligned. */
+static uint64_t pd_model_pad(uint64_t n_floats)
+{
+    return (n_floats + 15) & ~(uint64_t)15;
+}
+
+pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p)
+{
+    if (model_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    pd_status_t st = pd_model_config_validate(config);
+    if (st != PD_OK)
+        return st;
+    pd_model_sizes_t s = pd_model_sizes(config);
+    uint64_t total = 0;
+    for (int i = 0; i < 12; i++)
+        total += pd_model_pad(s.n[i]);
+    size_t bytes = (size_t)(total * sizeof(float));
+    pd_model_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return PD_ERR_NO_MEMORY;
+    float *base = aligned_alloc(64, bytes ? bytes : 64);
+    if (base == NULL) {
+        pd_log_error("model: cannot allocate %zu bytes of weights", bytes);
+        free(m);
+        return PD_ERR_NO_MEMORY;
+    }
+    memset(base, 0, bytes);
+    float **slots[12] = {&m->w.tok_embed, &m->w.attn_norm, &m->w.wq,         &m->w.wk,
+                         &m->w.wv,        &m->w.wo,        &m->w.ffn_norm,   &m->w.w_gate,
+                         &m->w.w_up,      &m->w.w_down,    &m->w.final_norm, &m->w.lm_head};
+    uint64_t off = 0;
+    for (int i = 0; i < 12; i++) {
+        *slots[i] = base + off;
+        off += pd_model_pad(s.n[i]);
+    }
+    if (config->tie_embeddings)
+        m->w.lm_head = m->w.tok_embed;
+    m->config = *config;
+    m->storage = base;
+    m->storage_bytes = bytes;
+    m->storage_free = pd_model_storage_free;
+    *model_p = m;
+    return PD_OK;
+}
+
+static uint64_t pd_model_mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform values of standard deviation std: element i of tensor id depends only on
+ * (seed, id, i), so a tensor's values do not depend on the others' shapes. */
+static void pd_model_fill(float *t, uint64_t n, uint64_t seed, uint64_t id, double std)
+{
+    const double a = std * sqrt(3.0); /* U(-a, a) has standard deviation a / sqrt(3) */
+    uint64_t key = pd_model_mix64(seed ^ pd_model_mix64(id));
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t r = pd_model_mix64(key + i);
+        double u = (double)(r >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) */
+        t[i] = (float)((2.0 * u - 1.0) * a);
+    }
+}
+
+static void pd_model_fill_const(float *t, uint64_t n, float v)
+{
+    for (uint64_t i = 0; i < n; i++)
+        t[i] = v;
+}
+
+void pd_model_init_random(pd_model_t *model, uint64_t seed)
+{
+    const pd_model_config_t *c = &model->config;
+    pd_model_weights_t *w = &model->w;
+    pd_model_sizes_t s = pd_model_sizes(c);
+    double d = c->dim, h = c->hidden_dim, qd = (double)c->n_heads * c->head_dim;
+    /* Matrices scaled by 1/sqrt(fan_in) keep unit-RMS inputs near unit-RMS outputs; the
+     * two residual writers are damped by the depth so the stream stays sane. */
+    double damp = 1.0 / sqrt(2.0 * c->n_layers);
+    pd_model_fill(w->tok_embed, s.n[0], seed, 0, 1.0);
+    pd_model_fill_const(w->attn_norm, s.n[1], 1.0f);
+    pd_model_fill(w->wq, s.n[2], seed, 2, 1.0 / sqrt(d));
+    pd_model_fill(w->wk, s.n[3], seed, 3, 1.0 / sqrt(d));
+    pd_model_fill(w->wv, s.n[4], seed, 4, 1.0 / sqrt(d));
+    pd_model_fill(w->wo, s.n[5], seed, 5, damp / sqrt(qd));
+    pd_model_fill_const(w->ffn_norm, s.n[6], 1.0f);
+    pd_model_fill(w->w_gate, s.n[7], seed, 7, 1.0 / sqrt(d));
+    pd_model_fill(w->w_up, s.n[8], seed, 8, 1.0 / sqrt(d));
+    pd_model_fill(w->w_down, s.n[9], seed, 9, damp / sqrt(h));
+    pd_model_fill_const(w->final_norm, s.n[10], 1.0f);
+    if (!c->tie_embeddings)
+        pd_model_fill(w->lm_head, s.n[11], seed, 11, 1.0 / sqrt(d));
+}
+
+void pd_model_destroy(pd_model_t **model_p)
+{
+    if (model_p == NULL || *model_p == NULL)
+        return;
+    pd_model_t *m = *model_p;
+    if (m->storage != NULL && m->storage_free != NULL)
+        m->storage_free(m->storage, m->storage_bytes);
+    free(m);
+    *model_p = NULL;
+}
