@@ -42,9 +42,9 @@
 #define PD_PROTO_MAX_XFER_DESC_BYTES    (64u << 10)
 #define PD_PROTO_MAX_BLOCKS             65536 /* block_hashes, block_table */
 #define PD_PROTO_MAX_BLOCK_TOKENS       4096
-#define PD_PROTO_MAX_WORKERS            256 /* status_reply workers */
-#define PD_PROTO_MAX_EVENTS             1024    /* kv_event events per batch */
-#define PD_PROTO_MAX_EVENT_HASHES       65536   /* hashes in one kv_event item */
+#define PD_PROTO_MAX_WORKERS            256        /* status_reply workers */
+#define PD_PROTO_MAX_EVENTS             1024       /* kv_event events per batch */
+#define PD_PROTO_MAX_EVENT_HASHES       65536      /* hashes in one kv_event item */
 #define PD_PROTO_MAX_SNAPSHOT_HASHES    (1u << 20) /* hashes of one tier in kv_snapshot */
 #define PD_PROTO_MAX_DEADLINE_MS        (24u * 3600u * 1000u)
 #define PD_PROTO_REASON_CAP             160
@@ -163,15 +163,15 @@ typedef struct pd_proto_cache_plan {
 
 /* generate: exactly one of prompt (text) or tokens (ids). */
 typedef struct pd_proto_generate {
-    char id[PD_PROTO_ID_CAP];   /* client's request id, may be "" */
-    const char *prompt;         /* NUL-terminated; NULL when tokens are given */
-    size_t prompt_bytes;        /* 0..PD_PROTO_MAX_PROMPT_BYTES */
-    const int32_t *tokens;      /* (n_tokens) ids >= 0; NULL when prompt is given */
-    uint32_t n_tokens;          /* 1..PD_PROTO_MAX_PROMPT_TOKENS */
-    uint32_t max_tokens;        /* 1..PD_PROTO_MAX_NEW_TOKENS, default 16 */
+    char id[PD_PROTO_ID_CAP]; /* client's request id, may be "" */
+    const char *prompt;       /* NUL-terminated; NULL when tokens are given */
+    size_t prompt_bytes;      /* 0..PD_PROTO_MAX_PROMPT_BYTES */
+    const int32_t *tokens;    /* (n_tokens) ids >= 0; NULL when prompt is given */
+    uint32_t n_tokens;        /* 1..PD_PROTO_MAX_PROMPT_TOKENS */
+    uint32_t max_tokens;      /* 1..PD_PROTO_MAX_NEW_TOKENS, default 16 */
     pd_proto_sampling_t sampling;
-    const int32_t *stop; /* (n_stop) token ids */
-    uint32_t n_stop;     /* 0..PD_PROTO_MAX_STOP */
+    const int32_t *stop;            /* (n_stop) token ids */
+    uint32_t n_stop;                /* 0..PD_PROTO_MAX_STOP */
     char tenant[PD_PROTO_NAME_CAP]; /* "" when absent */
     pd_proto_cache_t cache;         /* default mode auto */
     bool stream;                    /* default true */
@@ -292,8 +292,8 @@ typedef struct pd_proto_reserve {
 /* decode -> router. */
 typedef struct pd_proto_reserved {
     uint64_t req_id;
-    pd_status_t status;       /* PD_OK, or why nothing was reserved */
-    uint32_t n_cached_blocks; /* leading blocks already held and now pinned */
+    pd_status_t status;          /* PD_OK, or why nothing was reserved */
+    uint32_t n_cached_blocks;    /* leading blocks already held and now pinned */
     const uint32_t *block_table; /* (n_block_table) every block of prompt + generation */
     uint32_t n_block_table;
 } pd_proto_reserved_t;
@@ -321,8 +321,8 @@ typedef struct pd_proto_prefill {
 typedef struct pd_proto_prefilled {
     uint64_t req_id;
     int32_t first_token;
-    uint32_t n_computed_tokens; /* prompt tokens prefill computed */
-    uint32_t n_cached_tokens;   /* prompt tokens prefill took from its own cache */
+    uint32_t n_computed_tokens;           /* prompt tokens prefill computed */
+    uint32_t n_cached_tokens;             /* prompt tokens prefill took from its own cache */
     uint32_t cache_creation_input_tokens; /* optional, default 0 */
     double prefill_ms;
     double transfer_ms;
@@ -425,8 +425,8 @@ typedef struct pd_proto_fault {
  * PD_ERR_PROTO (not msgpack, not a map, wrong version, unknown type, missing field, wrong
  * type, value out of range) or PD_ERR_LIMIT (frame, array, string or count over a limit),
  * with fault (may be NULL) filled. On error msg needs no cleanup. */
-pd_status_t pd_proto_decode(pd_proto_msg_t *msg, pd_proto_chan_t chan, const void *buf,
-                            size_t len, pd_proto_fault_t *fault);
+pd_status_t pd_proto_decode(pd_proto_msg_t *msg, pd_proto_chan_t chan, const void *buf, size_t len,
+                            pd_proto_fault_t *fault);
 
 /* Free what decode allocated; accepts a msg that was only zeroed. */
 void pd_proto_msg_cleanup(pd_proto_msg_t *msg);
