@@ -1,0 +1,130 @@
+/* What pd-prefill and pd-decode share: the command line, the DEALER to the router
+ * (register, registered, heartbeat, resync -> kv_snapshot), the PUB for KV events (one
+ * kv_event per loop iteration, seq +1 per batch, one epoch per process start), the record
+ * of every hash the worker holds (from its own events, for snapshots), signal handling,
+ * and the one event loop (zmq_poll over the router socket plus one extra fd, the transfer
+ * engine's).
+ *
+ * Nothing here knows the transfer fabric or the model: a role hands in hooks that make
+ * transfer progress, run compute and answer the requests the router sends. */
+#ifndef PD_WORKER_H
+#define PD_WORKER_H
+
+#include "pd/proto.h"
+#include "pd/status.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PD_WORKER_PATH_CAP 1024
+
+/* The flags `pdctl up` passes (deploy/src/launch.c), with their values. */
+typedef struct pd_worker_args {
+    pd_proto_role_t role;               /* prefill, decode, or both (decode with --colocated) */
+    char router[PD_PROTO_ENDPOINT_CAP]; /* --router tcp://IP:PORT (the worker ROUTER) */
+    char id[PD_PROTO_NAME_CAP];         /* --id NAME */
+    char model[PD_WORKER_PATH_CAP];     /* --model PATH; also the model_id sent in register */
+    uint32_t threads;                   /* --threads N (0: all cores) */
+    uint32_t pool_mb;                   /* --pool-mb M: the KV pool */
+    uint32_t block_tokens;              /* --block-tokens B */
+    char events[PD_PROTO_ENDPOINT_CAP]; /* --events tcp://IP:PORT: where the PUB binds */
+    char ip[64];                        /* --ip IP: the address this worker uses */
+    char xfer_backend[16];              /* --xfer-backend ucx|loopback */
+    bool checksum;                      /* --checksum 0|1 */
+    bool layerwise;                     /* --layerwise 0|1 */
+    uint32_t xfer_timeout_ms;           /* --xfer-timeout-ms T */
+    uint32_t max_batch;                 /* --max-batch N (decode) */
+    uint32_t host_mb;                   /* --host-mb H: G2 tier, 0 for none */
+    char ssd_dir[PD_WORKER_PATH_CAP];   /* --ssd-dir DIR: G3 tier, "" for none */
+    uint32_t ssd_mb;                    /* --ssd-mb S */
+} pd_worker_args_t;
+
+/* Parse argv for a worker of program name prog (role prefill or decode; --colocated turns
+ * decode into both). Returns PD_OK, PD_INPROGRESS after printing --help (exit 0), or
+ * PD_ERR_INVALID_PARAM after printing what was wrong and the usage to stderr. */
+pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
+                                 pd_worker_args_t *args_p);
+
+/* Print the usage of a worker program to stdout. */
+void pd_worker_args_usage(const char *prog, pd_proto_role_t role);
+
+/* Install SIGTERM/SIGINT handlers that ask every running loop to stop; SIGPIPE ignored. */
+void pd_worker_signals_install(void);
+
+/* True once SIGTERM or SIGINT arrived (or pd_worker_stop was called). */
+bool pd_worker_stopping(void);
+
+/* Ask the loop to return after its current iteration. */
+void pd_worker_stop(void);
+
+/* What the role tells the loop. Every hook runs on the loop's thread. */
+typedef struct pd_worker_hooks {
+    void *arg;
+    /* A message from the router other than registered/resync (reserve, prefill, cancel,
+     * error). msg is valid only during the call. */
+    void (*on_message)(void *arg, const pd_proto_msg_t *msg);
+    /* Once per iteration after the sockets were served: make transfer progress, run one
+     * compute step. */
+    void (*on_step)(void *arg);
+    /* The longest the loop may sleep before the next on_step, in ms: 0 when work is ready,
+     * -1 for no limit (the loop still wakes for the router, the extra fd and heartbeats). */
+    long (*wait_ms)(void *arg);
+    /* Fill the load fields of a heartbeat (running, queued, free_blocks). */
+    void (*load)(void *arg, pd_proto_heartbeat_t *hb);
+} pd_worker_hooks_t;
+
+/* What the worker registers with. */
+typedef struct pd_worker_reg {
+    uint32_t n_blocks;     /* KV pool blocks */
+    const void *xfer_desc; /* (xfer_desc_bytes) the transfer descriptor, copied */
+    size_t xfer_desc_bytes;
+} pd_worker_reg_t;
+
+typedef struct pd_worker pd_worker_t;
+
+/* Create the sockets (connect the DEALER, bind the PUB) and pick this start's epoch;
+ * args and reg are copied. Returns PD_ERR_IO if a socket cannot be made or bound. */
+pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t *reg,
+                             pd_worker_t **worker_p);
+
+/* Close the sockets and free the worker; accepts NULL and clears *worker_p. */
+void pd_worker_destroy(pd_worker_t **worker_p);
+
+/* This start's epoch (random, never 0). */
+uint64_t pd_worker_epoch(const pd_worker_t *w);
+
+/* The parsed arguments the worker was made with. */
+const pd_worker_args_t *pd_worker_get_args(const pd_worker_t *w);
+
+/* Encode msg and send it to the router without blocking. PD_ERR_LIMIT / PD_ERR_INVALID_PARAM
+ * from the encoder, PD_ERR_BUSY when the socket's queue is full (the message is dropped). */
+pd_status_t pd_worker_send(pd_worker_t *w, const pd_proto_msg_t *msg);
+
+/* Send an error about req_id (0: about no request) with code and a message. */
+void pd_worker_send_error(pd_worker_t *w, uint64_t req_id, pd_status_t code, const char *message);
+
+/* Send a heartbeat at the next iteration rather than when its period ends (the load
+ * changed). */
+void pd_worker_load_changed(pd_worker_t *w);
+
+/* Record one KV event for the next kv_event batch and the hash record. kind and tier are
+ * wire values; tier for PD_PROTO_EVENT_TIER is where the hash is now. Never allocates once
+ * the worker is created, except when the batch grows past what it held before. */
+void pd_worker_kv_event(pd_worker_t *w, pd_proto_event_kind_t kind, pd_proto_tier_t tier,
+                        uint64_t hash);
+
+/* Publish the events recorded since the last flush as one kv_event (if any). The loop calls
+ * it every iteration; roles may call it earlier. */
+void pd_worker_events_flush(pd_worker_t *w);
+
+/* Number of hashes the worker's record lists in tier (for tests and status). */
+uint32_t pd_worker_held_count(const pd_worker_t *w, pd_proto_tier_t tier);
+
+/* Run the loop until pd_worker_stopping(): register (again whenever the router forgets
+ * the worker), heartbeat, answer resync, hand every other router message to hooks,
+ * publish events. extra_fd (-1 for none) is polled for readability. Returns PD_OK on a
+ * requested stop. */
+pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int extra_fd);
+
+#endif

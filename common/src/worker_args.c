@@ -1,0 +1,207 @@
+/* The worker command line: the flags deploy/src/launch.c passes to pd-prefill and
+ * pd-decode, with --help. */
+#include "pd/worker.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    PD_WORKER_OPT_ROUTER = 256,
+    PD_WORKER_OPT_ID,
+    PD_WORKER_OPT_MODEL,
+    PD_WORKER_OPT_THREADS,
+    PD_WORKER_OPT_POOL_MB,
+    PD_WORKER_OPT_BLOCK_TOKENS,
+    PD_WORKER_OPT_EVENTS,
+    PD_WORKER_OPT_IP,
+    PD_WORKER_OPT_XFER_BACKEND,
+    PD_WORKER_OPT_CHECKSUM,
+    PD_WORKER_OPT_LAYERWISE,
+    PD_WORKER_OPT_XFER_TIMEOUT,
+    PD_WORKER_OPT_MAX_BATCH,
+    PD_WORKER_OPT_COLOCATED,
+    PD_WORKER_OPT_HOST_MB,
+    PD_WORKER_OPT_SSD_DIR,
+    PD_WORKER_OPT_SSD_MB,
+    PD_WORKER_OPT_HELP
+};
+
+void pd_worker_args_usage(const char *prog, pd_proto_role_t role)
+{
+    printf("usage: %s --router tcp://IP:PORT --id NAME --model PATH [options]\n\n"
+           "  --router EP          the router's worker ROUTER socket (required)\n"
+           "  --id NAME            worker id, unique in the cluster (required)\n"
+           "  --model PATH         model directory or llama2.c .bin; also the model id\n"
+           "  --threads N          compute threads (0: all cores; default 1)\n"
+           "  --pool-mb M          KV pool size in MiB (default 64)\n"
+           "  --block-tokens B     tokens per KV block (default 16)\n"
+           "  --events EP          where to bind the KV event PUB (default tcp://127.0.0.1:0)\n"
+           "  --ip IP              the address this worker binds (default 127.0.0.1)\n"
+           "  --xfer-backend NAME  ucx or loopback (default ucx)\n"
+           "  --checksum 0|1       verify per-block checksums of transfers (default 1)\n"
+           "  --layerwise 0|1      push each layer while later layers compute (default 1)\n"
+           "  --xfer-timeout-ms T  deadline of one KV transfer (default 5000)\n",
+           prog);
+    if (role != PD_PROTO_ROLE_PREFILL)
+        printf("  --max-batch N        requests in the running batch (default 32)\n"
+               "  --colocated          role \"both\": prefill this worker's own requests\n");
+    printf("  --host-mb H          G2 host DRAM tier in MiB (default 0: none)\n"
+           "  --ssd-dir DIR        G3 SSD tier directory (default: none)\n"
+           "  --ssd-mb S           G3 tier size in MiB\n"
+           "  --help               this text\n");
+}
+
+static int pd_worker_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *v_p)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max)
+        return -1;
+    *v_p = (uint32_t)v;
+    return 0;
+}
+
+static int pd_worker_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n == 0 || n >= cap)
+        return -1;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
+                                 pd_worker_args_t *args_p)
+{
+    static const struct option opts[] = {
+        {"router", required_argument, NULL, PD_WORKER_OPT_ROUTER},
+        {"id", required_argument, NULL, PD_WORKER_OPT_ID},
+        {"model", required_argument, NULL, PD_WORKER_OPT_MODEL},
+        {"threads", required_argument, NULL, PD_WORKER_OPT_THREADS},
+        {"pool-mb", required_argument, NULL, PD_WORKER_OPT_POOL_MB},
+        {"block-tokens", required_argument, NULL, PD_WORKER_OPT_BLOCK_TOKENS},
+        {"events", required_argument, NULL, PD_WORKER_OPT_EVENTS},
+        {"ip", required_argument, NULL, PD_WORKER_OPT_IP},
+        {"xfer-backend", required_argument, NULL, PD_WORKER_OPT_XFER_BACKEND},
+        {"checksum", required_argument, NULL, PD_WORKER_OPT_CHECKSUM},
+        {"layerwise", required_argument, NULL, PD_WORKER_OPT_LAYERWISE},
+        {"xfer-timeout-ms", required_argument, NULL, PD_WORKER_OPT_XFER_TIMEOUT},
+        {"max-batch", required_argument, NULL, PD_WORKER_OPT_MAX_BATCH},
+        {"colocated", no_argument, NULL, PD_WORKER_OPT_COLOCATED},
+        {"host-mb", required_argument, NULL, PD_WORKER_OPT_HOST_MB},
+        {"ssd-dir", required_argument, NULL, PD_WORKER_OPT_SSD_DIR},
+        {"ssd-mb", required_argument, NULL, PD_WORKER_OPT_SSD_MB},
+        {"help", no_argument, NULL, PD_WORKER_OPT_HELP},
+        {NULL, 0, NULL, 0}};
+    const char *prog = argc > 0 ? argv[0] : "pd-worker";
+    pd_worker_args_t a;
+    memset(&a, 0, sizeof(a));
+    a.role = role;
+    a.threads = 1;
+    a.pool_mb = 64;
+    a.block_tokens = 16;
+    snprintf(a.events, sizeof(a.events), "tcp://127.0.0.1:0");
+    snprintf(a.ip, sizeof(a.ip), "127.0.0.1");
+    snprintf(a.xfer_backend, sizeof(a.xfer_backend), "ucx");
+    a.checksum = true;
+    a.layerwise = true;
+    a.xfer_timeout_ms = 5000;
+    a.max_batch = 32;
+
+    optind = 1;
+    opterr = 0;
+    int c;
+    uint32_t flag = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case PD_WORKER_OPT_ROUTER:
+            bad = pd_worker_copy(a.router, sizeof(a.router), optarg);
+            break;
+        case PD_WORKER_OPT_ID:
+            bad = pd_worker_copy(a.id, sizeof(a.id), optarg);
+            break;
+        case PD_WORKER_OPT_MODEL:
+            bad = pd_worker_copy(a.model, PD_PROTO_MODEL_ID_CAP, optarg);
+            break;
+        case PD_WORKER_OPT_THREADS:
+            bad = pd_worker_parse_u32(optarg, 0, 1024, &a.threads);
+            break;
+        case PD_WORKER_OPT_POOL_MB:
+            bad = pd_worker_parse_u32(optarg, 1, 1u << 20, &a.pool_mb);
+            break;
+        case PD_WORKER_OPT_BLOCK_TOKENS:
+            bad = pd_worker_parse_u32(optarg, 1, PD_PROTO_MAX_BLOCK_TOKENS, &a.block_tokens);
+            break;
+        case PD_WORKER_OPT_EVENTS:
+            bad = pd_worker_copy(a.events, sizeof(a.events), optarg);
+            break;
+        case PD_WORKER_OPT_IP:
+            bad = pd_worker_copy(a.ip, sizeof(a.ip), optarg);
+            break;
+        case PD_WORKER_OPT_XFER_BACKEND:
+            bad = pd_worker_copy(a.xfer_backend, sizeof(a.xfer_backend), optarg);
+            break;
+        case PD_WORKER_OPT_CHECKSUM:
+            bad = pd_worker_parse_u32(optarg, 0, 1, &flag);
+            a.checksum = flag != 0;
+            break;
+        case PD_WORKER_OPT_LAYERWISE:
+            bad = pd_worker_parse_u32(optarg, 0, 1, &flag);
+            a.layerwise = flag != 0;
+            break;
+        case PD_WORKER_OPT_XFER_TIMEOUT:
+            bad = pd_worker_parse_u32(optarg, 1, PD_PROTO_MAX_DEADLINE_MS, &a.xfer_timeout_ms);
+            break;
+        case PD_WORKER_OPT_MAX_BATCH:
+            bad = role == PD_PROTO_ROLE_PREFILL ||
+                  pd_worker_parse_u32(optarg, 1, 4096, &a.max_batch) != 0;
+            break;
+        case PD_WORKER_OPT_COLOCATED:
+            bad = role == PD_PROTO_ROLE_PREFILL;
+            a.role = PD_PROTO_ROLE_BOTH;
+            break;
+        case PD_WORKER_OPT_HOST_MB:
+            bad = pd_worker_parse_u32(optarg, 0, 1u << 24, &a.host_mb);
+            break;
+        case PD_WORKER_OPT_SSD_DIR:
+            bad = pd_worker_copy(a.ssd_dir, sizeof(a.ssd_dir), optarg);
+            break;
+        case PD_WORKER_OPT_SSD_MB:
+            bad = pd_worker_parse_u32(optarg, 0, 1u << 24, &a.ssd_mb);
+            break;
+        case PD_WORKER_OPT_HELP:
+            pd_worker_args_usage(prog, role);
+            return PD_INPROGRESS;
+        default:
+            fprintf(stderr, "%s: unknown option or missing value: %s\n", prog,
+                    argv[optind > 0 && optind <= argc ? optind - 1 : 0]);
+            return PD_ERR_INVALID_PARAM;
+        }
+        if (bad) {
+            fprintf(stderr, "%s: bad value for %s: '%s'\n", prog,
+                    argv[optind - 2 >= 0 ? optind - 2 : 0], optarg != NULL ? optarg : "");
+            return PD_ERR_INVALID_PARAM;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+        return PD_ERR_INVALID_PARAM;
+    }
+    if (a.router[0] == '\0' || a.id[0] == '\0' || a.model[0] == '\0') {
+        fprintf(stderr, "%s: --router, --id and --model are required (see --help)\n", prog);
+        return PD_ERR_INVALID_PARAM;
+    }
+    if (strcmp(a.xfer_backend, "ucx") != 0 && strcmp(a.xfer_backend, "loopback") != 0 &&
+        strcmp(a.xfer_backend, "nccl") != 0) {
+        fprintf(stderr, "%s: --xfer-backend must be ucx or loopback\n", prog);
+        return PD_ERR_INVALID_PARAM;
+    }
+    *args_p = a;
+    return PD_OK;
+}
