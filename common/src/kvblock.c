@@ -517,9 +517,16 @@ out:
     return PD_OK;
 }
 
+/* G1 blocks that are free or evictable. */
+static uint32_t kvbm_g1_room(const pd_kvbm_t *bm)
+{
+    return bm->g1.n_free + bm->g1.lru.n;
+}
+
 /* Pin what the chain holds. Pass 1 pins the G1 hits, so that the evictions of pass 2,
  * which brings G2/G3 hits back, cannot take them. Without perforated, the run stops at the
- * first miss, and a bring-back that fails shortens it. */
+ * first miss, and a bring-back that fails for lack of room first gives up the run's
+ * tail, then stops the run. */
 static pd_status_t kvbm_lookup(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
                                int perforated, uint32_t *block_ids_p, size_t *n_hit_p)
 {
@@ -555,6 +562,17 @@ static pd_status_t kvbm_lookup(pd_kvbm_t *bm, const pd_block_hash_t *hashes, siz
             kvbm_pin(bm, b);
         } else if (loc != PD_KVBM_NIL) {
             b = kvbm_bring_back(bm, loc, now_ms);
+            /* No room: give up the run's tail, pinned in pass 1, to make some. */
+            while (b == PD_KVBM_NIL && !perforated && n_run > i + 1 && kvbm_g1_room(bm) == 0) {
+                n_run--;
+                if (block_ids_p[n_run] == PD_KVBM_PENDING)
+                    continue;
+                kvbm_unpin(bm, block_ids_p[n_run], now_ms);
+                loc = kvbm_find_live(bm, hashes[i], now_ms);
+                if (loc == PD_KVBM_NIL)
+                    break;
+                b = kvbm_bring_back(bm, loc, now_ms);
+            }
         }
         if (b != PD_KVBM_NIL) {
             kvbm_refresh(&bm->g1, b, now_ms);

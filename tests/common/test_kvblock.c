@@ -1,0 +1,800 @@
+#include "pd/hash.h"
+#include "pd/kvblock.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A clock the tests move by hand. */
+static uint64_t test_now_ms;
+static uint64_t test_clock(void *arg)
+{
+    (void)arg;
+    return test_now_ms;
+}
+
+/* Every event, in order. */
+#define MAX_EVENTS 4096
+static pd_kvbm_event_t events[MAX_EVENTS];
+static size_t n_events;
+static void record_event(void *arg, const pd_kvbm_event_t *ev)
+{
+    (void)arg;
+    if (n_events < MAX_EVENTS)
+        events[n_events] = *ev;
+    n_events++;
+}
+
+static size_t count_events(pd_kvbm_event_kind_t kind, pd_kv_tier_t tier, pd_block_hash_t hash)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < n_events && i < MAX_EVENTS; i++)
+        n += events[i].kind == kind && events[i].tier == tier && events[i].hash == hash;
+    return n;
+}
+
+static pd_kv_layout_t small_layout(uint32_t n_blocks)
+{
+    pd_kv_layout_t l = {
+        .n_layers = 3, .n_kv_heads = 2, .head_dim = 4, .block_tokens = 4, .n_blocks = n_blocks};
+    return l;
+}
+
+static pd_kvbm_config_t base_config(uint32_t n_blocks)
+{
+    pd_kvbm_config_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.layout = small_layout(n_blocks);
+    cfg.clock_ms = test_clock;
+    cfg.on_event = record_event;
+    cfg.model_id = "tiny/model";
+    test_now_ms = 1000;
+    n_events = 0;
+    return cfg;
+}
+
+static pd_kvbm_t *make(const pd_kvbm_config_t *cfg)
+{
+    pd_kvbm_t *bm = NULL;
+    cr_assert_eq(pd_kvbm_create(cfg, &bm), PD_OK);
+    cr_assert_not_null(bm);
+    return bm;
+}
+
+static pd_kvbm_stats_t stats_of(const pd_kvbm_t *bm)
+{
+    pd_kvbm_stats_t st;
+    pd_kvbm_stats(bm, &st);
+    cr_assert_eq(st.n_free + st.n_reserved + st.n_evictable, st.n_blocks);
+    return st;
+}
+
+static void assert_nothing_reserved(const pd_kvbm_t *bm)
+{
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_reserved, 0, "%u blocks still reserved", st.n_reserved);
+    cr_assert_eq(st.n_pinned, 0);
+    for (uint32_t b = 0; b < st.n_blocks; b++)
+        cr_assert_eq(pd_kvbm_refcount(bm, b), 0);
+}
+
+/* Commit ids[i] under hashes[i] with the given retention. */
+static void commit_all(pd_kvbm_t *bm, const uint32_t *ids, const pd_block_hash_t *hashes, size_t n,
+                       uint64_t retention_ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        int stored = -1;
+        cr_assert_eq(pd_kvbm_commit(bm, ids[i], hashes[i], retention_ms, &stored), PD_OK);
+        cr_assert_eq(stored, 1);
+    }
+}
+
+static void chain(const char *tenant, size_t n_blocks, pd_block_hash_t *hashes_p)
+{
+    int32_t toks[64 * 4];
+    cr_assert_leq(n_blocks, 64);
+    for (size_t i = 0; i < n_blocks * 4; i++)
+        toks[i] = (int32_t)(i * 31 + 7);
+    pd_block_hash_t root = pd_block_hash_root(tenant, "tiny/model");
+    cr_assert_eq(pd_block_hash_chain(root, toks, n_blocks * 4, 4, hashes_p, n_blocks), n_blocks);
+}
+
+Test(kvblock, rejects_bad_config)
+{
+    pd_kvbm_config_t cfg = base_config(0);
+    pd_kvbm_t *bm = (pd_kvbm_t *)&cfg; /* must stay untouched */
+    cr_assert_eq(pd_kvbm_create(&cfg, &bm), PD_ERR_INVALID_PARAM);
+    cr_assert_eq(bm, (pd_kvbm_t *)&cfg);
+    cfg = base_config(4);
+    cfg.n_host_blocks = 2; /* tiers need the pool's memory */
+    cr_assert_eq(pd_kvbm_create(&cfg, &bm), PD_ERR_INVALID_PARAM);
+    pd_kvbm_destroy(NULL);
+    bm = NULL;
+    pd_kvbm_destroy(&bm);
+}
+
+Test(kvblock, alloc_is_all_or_nothing)
+{
+    pd_kvbm_config_t cfg = base_config(8);
+    pd_kvbm_t *bm = make(&cfg);
+    uint32_t a[8], b[8], c[8];
+    cr_assert_eq(pd_kvbm_alloc(bm, 5, a), PD_OK);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(pd_kvbm_refcount(bm, a[i]), 1);
+    memset(b, 0xee, sizeof(b));
+    cr_assert_eq(pd_kvbm_alloc(bm, 4, b), PD_ERR_NO_RESOURCE);
+    cr_assert_eq(b[0], 0xeeeeeeeeu, "output written on failure");
+    cr_assert_eq(stats_of(bm).n_free, 3);
+    cr_assert_eq(pd_kvbm_alloc(bm, 3, b), PD_OK);
+    cr_assert_eq(pd_kvbm_alloc(bm, 1, c), PD_ERR_NO_RESOURCE);
+    cr_assert_eq(pd_kvbm_alloc(bm, 0, c), PD_OK);
+    /* Every id handed out once. */
+    int seen[8] = {0};
+    for (int i = 0; i < 5; i++)
+        seen[a[i]]++;
+    for (int i = 0; i < 3; i++)
+        seen[b[i]]++;
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(seen[i], 1);
+    cr_assert_eq(stats_of(bm).n_reserved, 8);
+    cr_assert_eq(pd_kvbm_release(bm, a, 5), PD_OK);
+    cr_assert_eq(pd_kvbm_release(bm, b, 3), PD_OK);
+    assert_nothing_reserved(bm);
+    cr_assert_eq(stats_of(bm).n_free, 8);
+    cr_assert_eq(n_events, 0, "uncommitted blocks make no events");
+    pd_kvbm_destroy(&bm);
+    cr_assert_null(bm);
+}
+
+Test(kvblock, refcounts_and_release)
+{
+    pd_kvbm_config_t cfg = base_config(4);
+    pd_kvbm_t *bm = make(&cfg);
+    uint32_t id;
+    cr_assert_eq(pd_kvbm_alloc(bm, 1, &id), PD_OK);
+    cr_assert_eq(pd_kvbm_retain(bm, &id, 1), PD_OK);
+    cr_assert_eq(pd_kvbm_refcount(bm, id), 2);
+    cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_OK);
+    cr_assert_eq(pd_kvbm_refcount(bm, id), 1);
+    cr_assert_eq(stats_of(bm).n_reserved, 1);
+    cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_OK);
+    cr_assert_eq(stats_of(bm).n_free, 4);
+    /* Double release and bad ids are refused, and change nothing. */
+    cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_ERR_INVALID_PARAM);
+    uint32_t bad[2] = {99, PD_KVBM_NO_BLOCK};
+    cr_assert_eq(pd_kvbm_release(bm, bad, 2), PD_ERR_INVALID_PARAM);
+    cr_assert_eq(pd_kvbm_retain(bm, &id, 1), PD_ERR_INVALID_PARAM);
+    cr_assert_eq(pd_kvbm_commit(bm, id, 42, 0, NULL), PD_ERR_INVALID_PARAM);
+    cr_assert_eq(stats_of(bm).n_free, 4);
+    /* NO_BLOCK entries are skipped. */
+    uint32_t none = PD_KVBM_NO_BLOCK;
+    cr_assert_eq(pd_kvbm_release(bm, &none, 1), PD_OK);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+}
+
+Test(kvblock, longest_prefix_and_perforated_lookup)
+{
+    pd_kvbm_config_t cfg = base_config(16);
+    pd_kvbm_t *bm = make(&cfg);
+    pd_block_hash_t h[6];
+    chain("alice", 6, h);
+    uint32_t ids[6];
+    cr_assert_eq(pd_kvbm_alloc(bm, 6, ids), PD_OK);
+    /* Blocks 0, 1, 2 and 4 are valid; 3 and 5 never arrived. */
+    size_t order[4] = {0, 1, 2, 4};
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(pd_kvbm_commit(bm, ids[order[k]], h[order[k]], 0, NULL), PD_OK);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_STORED, PD_KV_TIER_G1, h[4]), 1);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_STORED, PD_KV_TIER_G1, h[3]), 0);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 6), PD_OK);
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_cached, 4);
+    cr_assert_eq(st.n_evictable, 4);
+    cr_assert_eq(st.n_free, 12);
+
+    uint32_t got[6];
+    size_t n_hit = 99;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, h, 6, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 3);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(got[i], ids[i]);
+        cr_assert_eq(pd_kvbm_refcount(bm, got[i]), 1);
+    }
+    cr_assert_eq(pd_kvbm_refcount(bm, ids[4]), 0, "a block past the hole is not pinned");
+    st = stats_of(bm);
+    cr_assert_eq(st.n_pinned, 3);
+    cr_assert_eq(st.n_hits, 3);
+    cr_assert_eq(st.n_misses, 3);
+    cr_assert_eq(pd_kvbm_release(bm, got, n_hit), PD_OK);
+
+    cr_assert_eq(pd_kvbm_lookup_each(bm, h, 6, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 4);
+    uint32_t want[6] = {ids[0], ids[1], ids[2], PD_KVBM_NO_BLOCK, ids[4], PD_KVBM_NO_BLOCK};
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(got[i], want[i], "index %d", i);
+    cr_assert_eq(pd_kvbm_release(bm, got, 6), PD_OK);
+
+    uint8_t tiers[6];
+    size_t n_prefix = 0;
+    cr_assert_eq(pd_kvbm_probe(bm, h, 6, tiers, &n_prefix), PD_OK);
+    cr_assert_eq(n_prefix, 3);
+    uint8_t want_t[6] = {1, 1, 1, 0, 1, 0};
+    cr_assert_arr_eq(tiers, want_t, 6);
+    pd_block_hash_t hh = 0;
+    cr_assert_eq(pd_kvbm_block_hash(bm, ids[4], &hh), PD_OK);
+    cr_assert_eq(hh, h[4]);
+    cr_assert_eq(pd_kvbm_block_hash(bm, ids[3], &hh), PD_ERR_NOT_FOUND);
+    /* An empty chain is a zero-length hit. */
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, h, 0, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 0);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+}
+
+Test(kvblock, duplicate_commit_keeps_one_and_frees_the_other)
+{
+    pd_kvbm_config_t cfg = base_config(4);
+    pd_kvbm_t *bm = make(&cfg);
+    uint32_t a, b;
+    cr_assert_eq(pd_kvbm_alloc(bm, 1, &a), PD_OK);
+    cr_assert_eq(pd_kvbm_alloc(bm, 1, &b), PD_OK);
+    int stored = -1;
+    cr_assert_eq(pd_kvbm_commit(bm, a, 77, 0, &stored), PD_OK);
+    cr_assert_eq(stored, 1);
+    cr_assert_eq(pd_kvbm_commit(bm, b, 77, 0, &stored), PD_OK);
+    cr_assert_eq(stored, 0);
+    /* Committing again under the same hash is harmless; under another is refused. */
+    cr_assert_eq(pd_kvbm_commit(bm, a, 77, 0, &stored), PD_OK);
+    cr_assert_eq(stored, 0);
+    cr_assert_eq(pd_kvbm_commit(bm, a, 78, 0, &stored), PD_ERR_INVALID_PARAM);
+    cr_assert_eq(pd_kvbm_release(bm, &a, 1), PD_OK);
+    cr_assert_eq(pd_kvbm_release(bm, &b, 1), PD_OK);
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_cached, 1);
+    cr_assert_eq(st.n_free, 3, "the duplicate went back to free");
+    cr_assert_eq(st.n_stored, 1);
+    cr_assert_eq(st.n_duplicates, 1);
+    pd_block_hash_t h = 77;
+    uint32_t got;
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, &h, 1, &got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 1);
+    cr_assert_eq(got, a);
+    cr_assert_eq(pd_kvbm_release(bm, &got, 1), PD_OK);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_STORED, PD_KV_TIER_G1, 77), 1);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+}
+
+Test(kvblock, pinned_blocks_are_never_evicted_under_pressure)
+{
+    pd_kvbm_config_t cfg = base_config(8);
+    pd_kvbm_t *bm = make(&cfg);
+    pd_block_hash_t h[8];
+    chain("t", 8, h);
+    uint32_t ids[8];
+    cr_assert_eq(pd_kvbm_alloc(bm, 8, ids), PD_OK);
+    commit_all(bm, ids, h, 8, 0);
+    uint32_t pinned[4];
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, h, 4, pinned, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 4);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 8), PD_OK);
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_pinned, 4);
+    cr_assert_eq(st.n_evictable, 4);
+    cr_assert_eq(st.n_free, 0);
+
+    uint32_t got[8];
+    cr_assert_eq(pd_kvbm_alloc(bm, 5, got), PD_ERR_NO_RESOURCE);
+    cr_assert_eq(stats_of(bm).n_evictable, 4, "a refused alloc evicts nothing");
+    /* Churn: many requests come and go through the 4 unpinned blocks. */
+    srand(7);
+    for (int round = 0; round < 500; round++) {
+        size_t n = 1 + (size_t)(rand() % 4);
+        cr_assert_eq(pd_kvbm_alloc(bm, n, got), PD_OK);
+        for (size_t i = 0; i < n; i++) {
+            for (int k = 0; k < 4; k++)
+                cr_assert_neq(got[i], pinned[k], "a pinned block was handed out");
+            pd_kvbm_commit(bm, got[i], 1000000u + (uint64_t)round * 8 + i, 0, NULL);
+        }
+        cr_assert_eq(pd_kvbm_alloc(bm, 5, got + n), PD_ERR_NO_RESOURCE);
+        cr_assert_eq(pd_kvbm_release(bm, got, n), PD_OK);
+    }
+    for (int k = 0; k < 4; k++) {
+        pd_block_hash_t hh;
+        cr_assert_eq(pd_kvbm_refcount(bm, pinned[k]), 1);
+        cr_assert_eq(pd_kvbm_block_hash(bm, pinned[k], &hh), PD_OK);
+        cr_assert_eq(hh, h[k]);
+        cr_assert_eq(count_events(PD_KVBM_EVENT_REMOVED, PD_KV_TIER_G1, h[k]), 0);
+    }
+    for (int k = 4; k < 8; k++)
+        cr_assert_eq(count_events(PD_KVBM_EVENT_REMOVED, PD_KV_TIER_G1, h[k]), 1);
+    size_t n_prefix;
+    cr_assert_eq(pd_kvbm_probe(bm, h, 8, NULL, &n_prefix), PD_OK);
+    cr_assert_eq(n_prefix, 4);
+    cr_assert_eq(pd_kvbm_release(bm, pinned, 4), PD_OK);
+    assert_nothing_reserved(bm);
+    cr_assert_gt(stats_of(bm).n_evictions, 500);
+    pd_kvbm_destroy(&bm);
+}
+
+Test(kvblock, evicts_least_recently_used_first)
+{
+    pd_kvbm_config_t cfg = base_config(4);
+    pd_kvbm_t *bm = make(&cfg);
+    pd_block_hash_t h[4] = {10, 11, 12, 13};
+    uint32_t ids[4];
+    cr_assert_eq(pd_kvbm_alloc(bm, 4, ids), PD_OK);
+    commit_all(bm, ids, h, 4, 0);
+    /* Released in the order 2, 0, 3, 1. */
+    int rel[4] = {2, 0, 3, 1};
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(pd_kvbm_release(bm, &ids[rel[k]], 1), PD_OK);
+    /* A read of 2 makes it the most recent: order 0, 3, 1, 2. */
+    uint32_t got;
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, &h[2], 1, &got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 1);
+    cr_assert_eq(pd_kvbm_release(bm, &got, 1), PD_OK);
+    n_events = 0;
+    uint32_t fresh[2];
+    cr_assert_eq(pd_kvbm_alloc(bm, 2, fresh), PD_OK);
+    cr_assert_eq(n_events, 2);
+    cr_assert_eq(events[0].kind, PD_KVBM_EVENT_REMOVED);
+    cr_assert_eq(events[0].hash, 10);
+    cr_assert_eq(events[1].hash, 13);
+    cr_assert_eq(fresh[0], ids[0]);
+    cr_assert_eq(fresh[1], ids[3]);
+    uint8_t tiers[4];
+    cr_assert_eq(pd_kvbm_probe(bm, h, 4, tiers, NULL), PD_OK);
+    uint8_t want[4] = {0, 1, 1, 0};
+    cr_assert_arr_eq(tiers, want, 4);
+    cr_assert_eq(pd_kvbm_release(bm, fresh, 2), PD_OK);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+}
+
+Test(kvblock, retention_expires_and_reads_refresh_it)
+{
+    pd_kvbm_config_t cfg = base_config(8);
+    pd_kvbm_t *bm = make(&cfg);
+    const uint64_t m5 = PD_KVBM_RETENTION_DEFAULT_MS, h1 = PD_KVBM_RETENTION_EXTENDED_MS;
+    uint32_t ids[4];
+    cr_assert_eq(pd_kvbm_alloc(bm, 4, ids), PD_OK);
+    cr_assert_eq(pd_kvbm_commit(bm, ids[0], 100, 0, NULL), PD_OK); /* default: 5 min */
+    cr_assert_eq(pd_kvbm_commit(bm, ids[1], 101, h1, NULL), PD_OK);
+    cr_assert_eq(pd_kvbm_commit(bm, ids[2], 102, h1, NULL), PD_OK);
+    /* Committed again with 5 min: the longer (1 h) wins. */
+    cr_assert_eq(pd_kvbm_commit(bm, ids[2], 102, m5, NULL), PD_OK);
+    cr_assert_eq(pd_kvbm_commit(bm, ids[3], 103, 0, NULL), PD_OK);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 3), PD_OK); /* 103 stays pinned */
+    uint64_t t0 = test_now_ms;
+
+    /* Just before 5 min, a read of 100 restarts its clock. */
+    test_now_ms = t0 + m5 - 1;
+    pd_block_hash_t q = 100;
+    uint32_t got;
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, &q, 1, &got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 1);
+    cr_assert_eq(pd_kvbm_release(bm, &got, 1), PD_OK);
+    test_now_ms = t0 + 2 * m5 - 2;
+    cr_assert_eq(pd_kvbm_expire(bm), 0);
+    pd_block_hash_t all[4] = {100, 101, 102, 103};
+    size_t n_prefix;
+    cr_assert_eq(pd_kvbm_probe(bm, all, 4, NULL, &n_prefix), PD_OK);
+    cr_assert_eq(n_prefix, 4);
+    /* At its refreshed expiry the sweep drops 100 only. */
+    test_now_ms = t0 + 2 * m5 - 1;
+    n_events = 0;
+    cr_assert_eq(pd_kvbm_expire(bm), 1);
+    cr_assert_eq(n_events, 1);
+    cr_assert_eq(events[0].kind, PD_KVBM_EVENT_REMOVED);
+    cr_assert_eq(events[0].hash, 100);
+    cr_assert_eq(stats_of(bm).n_expired, 1);
+    /* After an hour 101 is dropped when looked up (no sweep), 102 kept 1 h, and the pinned
+     * 103 never expires. */
+    test_now_ms = t0 + h1;
+    q = 101;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, &q, 1, &got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 0);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_REMOVED, PD_KV_TIER_G1, 101), 1);
+    uint8_t tiers[4];
+    cr_assert_eq(pd_kvbm_probe(bm, all, 4, tiers, NULL), PD_OK);
+    uint8_t want[4] = {0, 0, 0, 1};
+    cr_assert_arr_eq(tiers, want, 4);
+    test_now_ms = t0 + 10 * h1;
+    cr_assert_eq(pd_kvbm_expire(bm), 0);
+    cr_assert_eq(pd_kvbm_block_hash(bm, ids[3], &q), PD_OK);
+    /* Released, 103's clock starts now. */
+    cr_assert_eq(pd_kvbm_release(bm, &ids[3], 1), PD_OK);
+    test_now_ms += m5 - 1;
+    cr_assert_eq(pd_kvbm_expire(bm), 0);
+    test_now_ms += 1;
+    cr_assert_eq(pd_kvbm_expire(bm), 1);
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_cached, 0);
+    cr_assert_eq(st.n_free, 8);
+    pd_kvbm_destroy(&bm);
+}
+
+Test(kvblock, tenants_never_hit_each_others_blocks)
+{
+    pd_kvbm_config_t cfg = base_config(16);
+    pd_kvbm_t *bm = make(&cfg);
+    pd_block_hash_t ha[4], hb[4];
+    chain("alice", 4, ha); /* the same tokens */
+    chain("bob", 4, hb);
+    uint32_t ids[4];
+    cr_assert_eq(pd_kvbm_alloc(bm, 4, ids), PD_OK);
+    commit_all(bm, ids, ha, 4, 0);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 4), PD_OK);
+    uint32_t got[4];
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_each(bm, hb, 4, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 0);
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, ha, 4, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 4);
+    cr_assert_eq(pd_kvbm_release(bm, got, 4), PD_OK);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+}
+
+/* A real float pool and a real directory for the tier tests. */
+typedef struct tiered {
+    pd_kvbm_config_t cfg;
+    float *pool; /* (n_layers, n_blocks, 2, B, kvh, hd) f32 */
+    char dir[64];
+} tiered_t;
+
+static void tiered_init(tiered_t *t, uint32_t n_blocks, uint32_t n_host, uint32_t n_disk)
+{
+    t->cfg = base_config(n_blocks);
+    t->pool = calloc(1, pd_kv_pool_bytes(&t->cfg.layout));
+    cr_assert_not_null(t->pool);
+    strcpy(t->dir, "/tmp/pd_kvbm_XXXXXX");
+    cr_assert_not_null(mkdtemp(t->dir));
+    t->cfg.pool_base = t->pool;
+    t->cfg.n_host_blocks = n_host;
+    t->cfg.disk_dir = (n_disk > 0) ? t->dir : NULL;
+    t->cfg.n_disk_blocks = n_disk;
+}
+
+static size_t dir_count(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void tiered_cleanup(tiered_t *t)
+{
+    cr_assert_eq(dir_count(t->dir), 0, "block files left behind");
+    cr_assert_eq(rmdir(t->dir), 0);
+    free(t->pool);
+}
+
+/* Value of element i of a block whose content is a function of its hash, so that any
+ * bring-back can be checked against it. */
+static float content(pd_block_hash_t h, size_t i)
+{
+    return (float)((h >> 8) % 100000) + (float)i * 0.25f;
+}
+
+static void fill_block(const tiered_t *t, uint32_t b, pd_block_hash_t h)
+{
+    const pd_kv_layout_t *l = &t->cfg.layout;
+    size_t per_layer = pd_kv_block_layer_bytes(l) / sizeof(float);
+    for (uint32_t layer = 0; layer < l->n_layers; layer++) {
+        float *p = (float *)((char *)t->pool + pd_kv_offset(l, layer, b));
+        for (size_t i = 0; i < per_layer; i++)
+            p[i] = content(h, layer * per_layer + i);
+    }
+}
+
+static int block_matches(const tiered_t *t, uint32_t b, pd_block_hash_t h)
+{
+    const pd_kv_layout_t *l = &t->cfg.layout;
+    size_t per_layer = pd_kv_block_layer_bytes(l) / sizeof(float);
+    for (uint32_t layer = 0; layer < l->n_layers; layer++) {
+        const float *p = (const float *)((char *)t->pool + pd_kv_offset(l, layer, b));
+        for (size_t i = 0; i < per_layer; i++)
+            if (p[i] != content(h, layer * per_layer + i))
+                return 0;
+    }
+    return 1;
+}
+
+static void scribble(tiered_t *t, const uint32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fill_block(t, ids[i], 0xdeadbeefull + i);
+}
+
+Test(kvblock, offloads_down_the_tiers_and_brings_back_exact_bytes)
+{
+    tiered_t t;
+    tiered_init(&t, 4, 2, 4);
+    pd_kvbm_t *bm = make(&t.cfg);
+    pd_block_hash_t h[4];
+    chain("alice", 4, h);
+    uint32_t ids[4];
+    cr_assert_eq(pd_kvbm_alloc(bm, 4, ids), PD_OK);
+    for (int i = 0; i < 4; i++)
+        fill_block(&t, ids[i], h[i]);
+    commit_all(bm, ids, h, 4, 0);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 4), PD_OK);
+
+    /* Another request takes the whole pool: h0, h1 go to G2, then h2, h3 push them on to
+     * G3. */
+    n_events = 0;
+    uint32_t other[4];
+    cr_assert_eq(pd_kvbm_alloc(bm, 4, other), PD_OK);
+    scribble(&t, other, 4);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(count_events(PD_KVBM_EVENT_TIER_CHANGED, PD_KV_TIER_G2, h[i]), 1);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(count_events(PD_KVBM_EVENT_TIER_CHANGED, PD_KV_TIER_G3, h[i]), 1);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_REMOVED, PD_KV_TIER_G1, h[0]), 0);
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_host_cached, 2);
+    cr_assert_eq(st.n_disk_cached, 2);
+    cr_assert_eq(st.n_cached, 0);
+    cr_assert_eq(st.n_offloads, 6);
+    cr_assert_eq(dir_count(t.dir), 2);
+    uint8_t tiers[4];
+    cr_assert_eq(pd_kvbm_probe(bm, h, 4, tiers, NULL), PD_OK);
+    uint8_t want[4] = {3, 3, 2, 2};
+    cr_assert_arr_eq(tiers, want, 4);
+    cr_assert_eq(pd_kvbm_release(bm, other, 4), PD_OK);
+
+    /* The prefix comes back into G1 with every byte intact. */
+    uint32_t got[4];
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, h, 4, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 4);
+    for (int i = 0; i < 4; i++) {
+        cr_assert(block_matches(&t, got[i], h[i]), "block %d differs after bring-back", i);
+        cr_assert_eq(pd_kvbm_refcount(bm, got[i]), 1);
+        cr_assert_eq(count_events(PD_KVBM_EVENT_TIER_CHANGED, PD_KV_TIER_G1, h[i]), 1);
+    }
+    st = stats_of(bm);
+    cr_assert_eq(st.n_hits_host, 2);
+    cr_assert_eq(st.n_hits_disk, 2);
+    cr_assert_eq(st.n_host_cached, 0);
+    cr_assert_eq(st.n_disk_cached, 0);
+    cr_assert_eq(st.n_pinned, 4);
+    cr_assert_eq(dir_count(t.dir), 0);
+    cr_assert_eq(pd_kvbm_release(bm, got, 4), PD_OK);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+    tiered_cleanup(&t);
+}
+
+Test(kvblock, bring_back_makes_room_without_losing_the_prefix)
+{
+    /* G1 of 2 blocks, a chain of 4 spread over G2 and G3: the lookup can pin only 2. */
+    tiered_t t;
+    tiered_init(&t, 2, 1, 4);
+    pd_kvbm_t *bm = make(&t.cfg);
+    pd_block_hash_t h[4];
+    chain("alice", 4, h);
+    for (int i = 0; i < 4; i++) {
+        uint32_t id;
+        cr_assert_eq(pd_kvbm_alloc(bm, 1, &id), PD_OK);
+        fill_block(&t, id, h[i]);
+        cr_assert_eq(pd_kvbm_commit(bm, id, h[i], 0, NULL), PD_OK);
+        cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_OK);
+    }
+    size_t n_prefix;
+    cr_assert_eq(pd_kvbm_probe(bm, h, 4, NULL, &n_prefix), PD_OK);
+    cr_assert_eq(n_prefix, 4);
+    uint32_t got[4];
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, h, 4, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 2);
+    for (int i = 0; i < 2; i++)
+        cr_assert(block_matches(&t, got[i], h[i]));
+    /* Nothing was lost: the other two are still held below G1. */
+    cr_assert_eq(pd_kvbm_probe(bm, h, 4, NULL, &n_prefix), PD_OK);
+    cr_assert_eq(n_prefix, 4);
+    cr_assert_eq(pd_kvbm_release(bm, got, 2), PD_OK);
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, h + 2, 2, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 2);
+    for (int i = 0; i < 2; i++)
+        cr_assert(block_matches(&t, got[i], h[2 + i]));
+    cr_assert_eq(pd_kvbm_release(bm, got, 2), PD_OK);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+    cr_assert_eq(dir_count(t.dir), 0, "destroy deletes the files it wrote");
+    tiered_cleanup(&t);
+}
+
+static char *file_of(const tiered_t *t, pd_block_hash_t h, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/%016llx-tiny_model.kvblk", t->dir, (unsigned long long)h);
+    return buf;
+}
+
+Test(kvblock, corrupt_ssd_file_is_a_miss_and_is_deleted)
+{
+    tiered_t t;
+    tiered_init(&t, 2, 0, 4);
+    pd_kvbm_t *bm = make(&t.cfg);
+    pd_block_hash_t h[3];
+    chain("alice", 3, h);
+    uint32_t ids[2];
+    cr_assert_eq(pd_kvbm_alloc(bm, 2, ids), PD_OK);
+    fill_block(&t, ids[0], h[0]);
+    fill_block(&t, ids[1], h[1]);
+    commit_all(bm, ids, h, 2, 0);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 2), PD_OK);
+    uint32_t other[2];
+    cr_assert_eq(pd_kvbm_alloc(bm, 2, other), PD_OK); /* both go straight to G3 */
+    scribble(&t, other, 2);
+    cr_assert_eq(pd_kvbm_release(bm, other, 2), PD_OK);
+    cr_assert_eq(stats_of(bm).n_disk_cached, 2);
+
+    /* Flip one payload byte of h0's file. */
+    char path[256];
+    file_of(&t, h[0], path, sizeof(path));
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0, "no file %s", path);
+    unsigned char byte;
+    cr_assert_eq(pread(fd, &byte, 1, 100), 1);
+    byte ^= 0x01;
+    cr_assert_eq(pwrite(fd, &byte, 1, 100), 1);
+    close(fd);
+
+    n_events = 0;
+    uint32_t got[2];
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, h, 2, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 0);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_REMOVED, PD_KV_TIER_G3, h[0]), 1);
+    cr_assert_eq(access(path, F_OK), -1, "corrupt file kept");
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_corrupt, 1);
+    cr_assert_eq(st.n_disk_cached, 1);
+    /* The block after it still verifies: a perforated prefix. */
+    cr_assert_eq(pd_kvbm_lookup_each(bm, h, 2, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 1);
+    cr_assert_eq(got[0], PD_KVBM_NO_BLOCK);
+    cr_assert(block_matches(&t, got[1], h[1]));
+    cr_assert_eq(pd_kvbm_release(bm, got, 2), PD_OK);
+
+    /* A truncated file is a miss too. */
+    uint32_t id;
+    cr_assert_eq(pd_kvbm_alloc(bm, 1, &id), PD_OK);
+    cr_assert_eq(pd_kvbm_commit(bm, id, h[2], 0, NULL), PD_OK);
+    cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_OK);
+    cr_assert_eq(pd_kvbm_alloc(bm, 2, other), PD_OK);
+    cr_assert_eq(pd_kvbm_release(bm, other, 2), PD_OK);
+    cr_assert_eq(truncate(file_of(&t, h[2], path, sizeof(path)), 50), 0);
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, &h[2], 1, got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 0);
+    cr_assert_eq(stats_of(bm).n_corrupt, 2);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+    tiered_cleanup(&t);
+}
+
+Test(kvblock, expired_blocks_are_dropped_not_offloaded)
+{
+    tiered_t t;
+    tiered_init(&t, 2, 2, 2);
+    pd_kvbm_t *bm = make(&t.cfg);
+    uint32_t ids[2];
+    pd_block_hash_t h[2] = {500, 501};
+    cr_assert_eq(pd_kvbm_alloc(bm, 2, ids), PD_OK);
+    commit_all(bm, ids, h, 2, 0);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 2), PD_OK);
+    test_now_ms += PD_KVBM_RETENTION_DEFAULT_MS;
+    n_events = 0;
+    cr_assert_eq(pd_kvbm_alloc(bm, 2, ids), PD_OK);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_REMOVED, PD_KV_TIER_G1, 500), 1);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_REMOVED, PD_KV_TIER_G1, 501), 1);
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_host_cached, 0);
+    cr_assert_eq(st.n_offloads, 0);
+    cr_assert_eq(st.n_expired, 2);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 2), PD_OK);
+    pd_kvbm_destroy(&bm);
+    tiered_cleanup(&t);
+}
+
+Test(kvblock, commit_over_a_lower_tier_copy_replaces_it)
+{
+    tiered_t t;
+    tiered_init(&t, 1, 1, 0);
+    pd_kvbm_t *bm = make(&t.cfg);
+    uint32_t id;
+    cr_assert_eq(pd_kvbm_alloc(bm, 1, &id), PD_OK);
+    cr_assert_eq(pd_kvbm_commit(bm, id, 900, PD_KVBM_RETENTION_EXTENDED_MS, NULL), PD_OK);
+    cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_OK);
+    cr_assert_eq(pd_kvbm_alloc(bm, 1, &id), PD_OK); /* 900 moves to G2 */
+    int stored = -1;
+    cr_assert_eq(pd_kvbm_commit(bm, id, 900, 0, &stored), PD_OK);
+    cr_assert_eq(stored, 0, "already held: not a cache creation");
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_host_cached, 0);
+    cr_assert_eq(st.n_cached, 1);
+    cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_OK);
+    /* It kept the hour. */
+    test_now_ms += PD_KVBM_RETENTION_DEFAULT_MS * 2;
+    cr_assert_eq(pd_kvbm_expire(bm), 0);
+    pd_kvbm_destroy(&bm);
+    tiered_cleanup(&t);
+}
+
+/* Random operations against a model of what each hash holds; every bring-back is checked
+ * byte for byte and the counts must add up after every step. */
+Test(kvblock, random_operations_keep_the_books_straight)
+{
+    tiered_t t;
+    tiered_init(&t, 16, 8, 8);
+    pd_kvbm_t *bm = make(&t.cfg);
+    enum { N_REQ = 6, MAX_BLK = 6 };
+    uint32_t held[N_REQ][MAX_BLK];
+    size_t n_held[N_REQ] = {0};
+    srand(12345);
+    for (int step = 0; step < 3000; step++) {
+        int r = rand() % N_REQ;
+        if (n_held[r] > 0) {
+            cr_assert_eq(pd_kvbm_release(bm, held[r], n_held[r]), PD_OK);
+            n_held[r] = 0;
+            continue;
+        }
+        /* A request over one of 3 tenants' chains of up to 6 blocks. */
+        pd_block_hash_t h[MAX_BLK];
+        const char *tenants[3] = {"a", "b", "c"};
+        size_t n = 1 + (size_t)(rand() % MAX_BLK);
+        chain(tenants[rand() % 3], n, h);
+        if (rand() % 4 == 0)
+            h[rand() % n] ^= (uint64_t)rand(); /* a different middle block */
+        uint32_t ids[MAX_BLK];
+        size_t n_hit;
+        cr_assert_eq(pd_kvbm_lookup_prefix(bm, h, n, ids, &n_hit), PD_OK);
+        for (size_t i = 0; i < n_hit; i++)
+            cr_assert(block_matches(&t, ids[i], h[i]), "step %d block %zu", step, i);
+        if (pd_kvbm_alloc(bm, n - n_hit, ids + n_hit) == PD_OK) {
+            for (size_t i = n_hit; i < n; i++) {
+                fill_block(&t, ids[i], h[i]);
+                cr_assert_eq(pd_kvbm_commit(bm, ids[i], h[i], (rand() % 2) ? 0 : 3600000, NULL),
+                             PD_OK);
+            }
+            memcpy(held[r], ids, n * sizeof(ids[0]));
+            n_held[r] = n;
+        } else {
+            cr_assert_eq(pd_kvbm_release(bm, ids, n_hit), PD_OK);
+        }
+        if (step % 97 == 0) {
+            test_now_ms += 60000;
+            pd_kvbm_expire(bm);
+        }
+        pd_kvbm_stats_t st = stats_of(bm);
+        cr_assert_leq(st.n_pinned, st.n_reserved);
+        cr_assert_leq(st.n_host_cached, 8);
+        cr_assert_eq(dir_count(t.dir), st.n_disk_cached);
+    }
+    for (int r = 0; r < N_REQ; r++)
+        cr_assert_eq(pd_kvbm_release(bm, held[r], n_held[r]), PD_OK);
+    assert_nothing_reserved(bm);
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_gt(st.n_hits_host, 0);
+    cr_assert_gt(st.n_hits_disk, 0);
+    cr_assert_gt(st.n_offloads, 0);
+    pd_kvbm_destroy(&bm);
+    tiered_cleanup(&t);
+}
