@@ -1,0 +1,154 @@
+/* Private to transfer/: the engine's state and the backend ops table. */
+#ifndef PD_XFER_INT_H
+#define PD_XFER_INT_H
+
+#include "pd/xfer.h"
+
+#include <msgpack.h>
+
+/* Every control message of the fabric travels under this UCP active-message id. */
+#define PD_XFER_AM_ID 0x70u
+
+typedef enum pd_xfer__send_state {
+    PD_XFER_SEND_OPEN = 0, /* posts accepted */
+    PD_XFER_SEND_FLUSHING, /* finish called, waiting for remote completion of the puts */
+    PD_XFER_SEND_NOTIFIED, /* notification sent, waiting for the receiver's ack */
+    PD_XFER_SEND_DONE      /* status is final */
+} pd_xfer__send_state_t;
+
+/* A backend: a const table chosen at engine creation; nothing on the hot path branches
+ * on the backend kind. Completions come back through pd_xfer__send_flushed and
+ * pd_xfer__msg_deliver. */
+typedef struct pd_xfer_backend_ops {
+    const char *name;
+    pd_status_t (*engine_init)(pd_xfer_engine_t *engine);
+    void (*engine_cleanup)(pd_xfer_engine_t *engine);
+    pd_status_t (*mem_register)(pd_xfer_engine_t *engine);
+    void (*mem_deregister)(pd_xfer_engine_t *engine);
+    /* Append the backend's descriptor pairs ("addr", "rkey", ...) to w; n_desc_pairs
+     * of them. */
+    uint32_t n_desc_pairs;
+    pd_status_t (*desc_pack)(pd_xfer_engine_t *engine, pd_mp_writer_t *w);
+    pd_status_t (*peer_connect)(pd_xfer_peer_t *peer, const msgpack_object *desc);
+    void (*peer_close)(pd_xfer_peer_t *peer);
+    /* One put of bytes from local to the peer's region at remote_offset. */
+    pd_status_t (*put)(pd_xfer_peer_t *peer, const void *local, uint64_t remote_offset,
+                       size_t bytes);
+    /* Call pd_xfer__send_flushed(send, status) once every put to the peer so far is
+     * remotely complete (possibly before returning). */
+    pd_status_t (*flush)(pd_xfer_peer_t *peer, pd_xfer_send_t *send);
+    /* Send a message the sender keeps alive until the send handle is released; the
+     * receiver can answer through the reply context it gets. */
+    pd_status_t (*notify)(pd_xfer_peer_t *peer, pd_xfer_send_t *send, const void *msg,
+                          size_t bytes);
+    /* Answer a message through its reply context (msg is copied). */
+    pd_status_t (*reply)(pd_xfer_engine_t *engine, void *reply_ctx, const void *msg, size_t bytes);
+    int (*progress)(pd_xfer_engine_t *engine);
+    pd_status_t (*get_fd)(pd_xfer_engine_t *engine, int *fd_p);
+    pd_status_t (*arm)(pd_xfer_engine_t *engine);
+    pd_status_t (*transports)(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes);
+} pd_xfer_backend_ops_t;
+
+extern const pd_xfer_backend_ops_t pd_xfer_ucx_ops;
+extern const pd_xfer_backend_ops_t pd_xfer_loopback_ops;
+
+/* A message received and not yet handled. */
+typedef struct pd_xfer__msg {
+    struct pd_xfer__msg *next;
+    void *reply_ctx;
+    size_t bytes;
+    unsigned char data[]; /* (bytes) msgpack */
+} pd_xfer__msg_t;
+
+struct pd_xfer_engine {
+    pd_xfer_config_t cfg;
+    const pd_xfer_backend_ops_t *ops;
+    void *be;    /* backend state */
+    uint64_t id; /* random, names the engine in descriptors and messages */
+
+    unsigned char *base; /* (bytes) the registered region, caller-owned */
+    size_t bytes;
+    bool registered;
+    bool has_layout;
+    pd_kv_layout_t layout;
+
+    pd_xfer_peer_t *peers;               /* list */
+    pd_xfer_send_t *sends;               /* list, including orphans */
+    pd_xfer_recv_t *recvs;               /* list */
+    pd_xfer__msg_t *msg_head, *msg_tail; /* queue of received messages */
+    int n_completed;                     /* completions counted during one progress call */
+
+    pd_xfer_verify_hook_fn verify_hook;
+    void *verify_hook_arg;
+    pd_xfer_stats_t stats;
+};
+
+struct pd_xfer_peer {
+    pd_xfer_engine_t *engine;
+    pd_xfer_peer_t *prev, *next;
+    void *be;
+    uint64_t remote_id;
+    uint64_t remote_base;
+    uint64_t remote_bytes;
+    bool has_layout;
+    pd_kv_layout_t layout;
+    pd_status_t fail_status; /* PD_OK while alive */
+};
+
+struct pd_xfer_send {
+    pd_xfer_engine_t *engine;
+    pd_xfer_peer_t *peer; /* NULL once disconnected */
+    pd_xfer_send_t *prev, *next;
+    uint64_t xfer_id;
+    uint64_t remote_id;
+    pd_xfer_range_t *allowed; /* (n_allowed) sorted, merged */
+    size_t n_allowed;
+    uint64_t deadline_ns;
+    pd_xfer__send_state_t state;
+    pd_status_t status;
+    bool flushed;
+    pd_status_t flush_status;
+    uint32_t n_refs; /* backend requests that still point here */
+    bool orphan;     /* the caller released it; freed at n_refs == 0 */
+    uint64_t *recs;  /* (n_recs, 3) remote offset, bytes, xxh3 per segment */
+    size_t n_recs, cap_recs;
+    pd_mp_writer_t msg;
+    bool msg_live;
+};
+
+struct pd_xfer_recv {
+    pd_xfer_engine_t *engine;
+    pd_xfer_recv_t *prev, *next;
+    uint64_t xfer_id;
+    pd_xfer_range_t *ranges; /* (n_ranges) sorted, merged */
+    size_t n_ranges;
+    uint64_t deadline_ns;
+    pd_status_t status;
+    void *payload; /* (payload_bytes) */
+    size_t payload_bytes;
+    pd_xfer_seg_t *segs; /* (n_segs) verified segments */
+    size_t n_segs;
+};
+
+/* Backends report here. */
+void pd_xfer__send_flushed(pd_xfer_send_t *send, pd_status_t status);
+void pd_xfer__send_ref(pd_xfer_send_t *send);
+void pd_xfer__send_unref(pd_xfer_send_t *send);
+/* Queue a received message (copied) for the next progress pass. */
+void pd_xfer__msg_deliver(pd_xfer_engine_t *engine, const void *data, size_t bytes,
+                          void *reply_ctx);
+
+/* Advance sends whose flush completed and expire deadlines (xfer_send.c). */
+void pd_xfer__sends_progress(pd_xfer_engine_t *engine, uint64_t now_ns);
+/* Apply the receiver's answer to the notification of xfer_id (xfer_send.c). */
+void pd_xfer__sends_ack(pd_xfer_engine_t *engine, uint64_t xfer_id, uint64_t from_id,
+                        pd_status_t status);
+
+/* Sort and merge ranges in place; returns the new count. */
+size_t pd_xfer__ranges_merge(pd_xfer_range_t *ranges, size_t n);
+/* True if [offset, offset + bytes) lies within one of the merged ranges, without
+ * overflow. */
+bool pd_xfer__ranges_contain(const pd_xfer_range_t *ranges, size_t n, uint64_t offset,
+                             uint64_t bytes);
+
+#endif

@@ -1,0 +1,293 @@
+/* The receiving side: expectations, notification checks, checksum verification, acks;
+ * and the engine's progress pass that drives both sides. */
+#include "xfer_int.h"
+
+#include "pd/hash.h"
+#include "pd/log.h"
+#include "pd/time.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A notification carries at most this many segments (a 64-layer, 8192-block transfer
+ * is 512K segments, 12 MiB of triples). */
+#define PD_XFER_NOTIFY_MAX_SEGS (512u * 1024u)
+
+static const pd_mp_limits_t pd_xfer__msg_limits = {
+    .max_frame_bytes = 16 * 1024 * 1024,
+    .max_array_len = 16,
+    .max_map_len = 16,
+    .max_str_bytes = 64,
+    .max_bin_bytes = PD_XFER_NOTIFY_MAX_SEGS * 24,
+    .max_depth = 2,
+    .max_objects = 64,
+};
+
+pd_status_t pd_xfer_recv_expect(pd_xfer_engine_t *engine, uint64_t xfer_id,
+                                const pd_xfer_range_t *ranges, size_t n_ranges, uint32_t timeout_ms,
+                                pd_xfer_recv_t **recv_p)
+{
+    if (!engine->registered)
+        return PD_ERR_NOT_FOUND;
+    if (n_ranges == 0 || ranges == NULL)
+        return PD_ERR_INVALID_PARAM;
+    for (size_t i = 0; i < n_ranges; i++) {
+        if (ranges[i].offset + ranges[i].bytes < ranges[i].offset ||
+            ranges[i].offset + ranges[i].bytes > engine->bytes)
+            return PD_ERR_OUT_OF_RANGE;
+    }
+    for (const pd_xfer_recv_t *r = engine->recvs; r != NULL; r = r->next) {
+        if (r->xfer_id == xfer_id)
+            return PD_ERR_EXISTS;
+    }
+    pd_xfer_recv_t *recv = calloc(1, sizeof(*recv));
+    if (recv == NULL)
+        return PD_ERR_NO_MEMORY;
+    recv->ranges = malloc(n_ranges * sizeof(*ranges));
+    if (recv->ranges == NULL) {
+        free(recv);
+        return PD_ERR_NO_MEMORY;
+    }
+    memcpy(recv->ranges, ranges, n_ranges * sizeof(*ranges));
+    recv->n_ranges = pd_xfer__ranges_merge(recv->ranges, n_ranges);
+    recv->engine = engine;
+    recv->xfer_id = xfer_id;
+    recv->status = PD_INPROGRESS;
+    recv->deadline_ns =
+        pd_time_now_ns() + (uint64_t)(timeout_ms ? timeout_ms : engine->cfg.timeout_ms) * 1000000u;
+    recv->next = engine->recvs;
+    if (engine->recvs != NULL)
+        engine->recvs->prev = recv;
+    engine->recvs = recv;
+    *recv_p = recv;
+    return PD_OK;
+}
+
+pd_status_t pd_xfer_recv_status(const pd_xfer_recv_t *recv)
+{
+    return recv->status;
+}
+
+pd_status_t pd_xfer_recv_payload(const pd_xfer_recv_t *recv, const void **payload_p,
+                                 size_t *payload_bytes_p)
+{
+    if (recv->status != PD_OK)
+        return recv->status == PD_INPROGRESS ? PD_ERR_BUSY : recv->status;
+    *payload_p = recv->payload;
+    *payload_bytes_p = recv->payload_bytes;
+    return PD_OK;
+}
+
+pd_status_t pd_xfer_recv_segments(const pd_xfer_recv_t *recv, const pd_xfer_seg_t **segs_p,
+                                  size_t *n_segs_p)
+{
+    if (recv->status != PD_OK)
+        return recv->status == PD_INPROGRESS ? PD_ERR_BUSY : recv->status;
+    *segs_p = recv->segs;
+    *n_segs_p = recv->n_segs;
+    return PD_OK;
+}
+
+void pd_xfer_recv_destroy(pd_xfer_recv_t **recv_p)
+{
+    if (recv_p == NULL || *recv_p == NULL)
+        return;
+    pd_xfer_recv_t *recv = *recv_p;
+    pd_xfer_engine_t *engine = recv->engine;
+    if (recv->prev != NULL)
+        recv->prev->next = recv->next;
+    else
+        engine->recvs = recv->next;
+    if (recv->next != NULL)
+        recv->next->prev = recv->prev;
+    free(recv->ranges);
+    free(recv->payload);
+    free(recv->segs);
+    free(recv);
+    *recv_p = NULL;
+}
+
+void pd_xfer__msg_deliver(pd_xfer_engine_t *engine, const void *data, size_t bytes, void *reply_ctx)
+{
+    if (bytes > pd_xfer__msg_limits.max_frame_bytes) {
+        engine->stats.n_notify_refused++;
+        return;
+    }
+    pd_xfer__msg_t *m = malloc(sizeof(*m) + bytes);
+    if (m == NULL) {
+        pd_log_error("xfer: out of memory queueing a %zu-byte message", bytes);
+        return;
+    }
+    m->next = NULL;
+    m->reply_ctx = reply_ctx;
+    m->bytes = bytes;
+    memcpy(m->data, data, bytes);
+    if (engine->msg_tail != NULL)
+        engine->msg_tail->next = m;
+    else
+        engine->msg_head = m;
+    engine->msg_tail = m;
+}
+
+static void pd_xfer__ack_send(pd_xfer_engine_t *engine, void *reply_ctx, uint64_t xfer_id,
+                              pd_status_t status)
+{
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    pd_mp_put_map(&w, 4);
+    pd_mp_put_str(&w, "t");
+    pd_mp_put_str(&w, "ack");
+    pd_mp_put_str(&w, "xfer");
+    pd_mp_put_u64(&w, xfer_id);
+    pd_mp_put_str(&w, "src");
+    pd_mp_put_u64(&w, engine->id);
+    pd_mp_put_str(&w, "status");
+    pd_mp_put_i64(&w, status);
+    pd_status_t st =
+        engine->ops->reply(engine, reply_ctx, pd_mp_writer_data(&w), pd_mp_writer_size(&w));
+    if (st != PD_OK)
+        pd_log_warn("xfer: ack of %llu not sent: %s", (unsigned long long)xfer_id,
+                    pd_status_str(st));
+    pd_mp_writer_cleanup(&w);
+}
+
+static void pd_xfer__recv_finish(pd_xfer_recv_t *recv, pd_status_t status)
+{
+    recv->status = status;
+    recv->engine->n_completed++;
+    if (status != PD_OK)
+        recv->engine->stats.n_notify_refused++;
+}
+
+/* Check a notification's claims, verify its checksums, make the transfer final. */
+static pd_status_t pd_xfer__notify_apply(pd_xfer_engine_t *engine, pd_xfer_recv_t *recv,
+                                         const msgpack_object *root)
+{
+    const void *segs_bin = NULL, *payload = NULL;
+    size_t segs_bytes = 0, payload_bytes = 0;
+    bool ck = false;
+    if (pd_mp_get_bin(root, "segs", &segs_bin, &segs_bytes) != PD_OK ||
+        pd_mp_get_bin(root, "payload", &payload, &payload_bytes) != PD_OK ||
+        pd_mp_get_bool(root, "ck", &ck) != PD_OK || segs_bytes % 24 != 0 ||
+        payload_bytes > PD_XFER_PAYLOAD_MAX)
+        return PD_ERR_PROTO;
+    if (engine->cfg.verify_checksums && !ck)
+        return PD_ERR_CHECKSUM; /* we insist on checksums and got none */
+    size_t n = segs_bytes / 24;
+    pd_xfer_seg_t *segs = malloc((n ? n : 1) * sizeof(*segs));
+    uint64_t *sums = malloc((n ? n : 1) * sizeof(*sums));
+    void *copy = malloc(payload_bytes ? payload_bytes : 1);
+    pd_status_t st = PD_OK;
+    if (segs == NULL || sums == NULL || copy == NULL) {
+        st = PD_ERR_NO_MEMORY;
+        goto out;
+    }
+    const unsigned char *p = segs_bin;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t[3];
+        memcpy(t, p + 24 * i, sizeof(t));
+        /* Refuse before looking at any byte: every claim must lie in what we reserved. */
+        if (!pd_xfer__ranges_contain(recv->ranges, recv->n_ranges, t[0], t[1]) ||
+            t[0] + t[1] > engine->bytes) {
+            pd_log_warn("xfer: recv %llu: notified segment [%llu, +%llu) was not reserved",
+                        (unsigned long long)recv->xfer_id, (unsigned long long)t[0],
+                        (unsigned long long)t[1]);
+            st = PD_ERR_OUT_OF_RANGE;
+            goto out;
+        }
+        segs[i].local_offset = t[0];
+        segs[i].remote_offset = t[0];
+        segs[i].bytes = t[1];
+        sums[i] = t[2];
+    }
+    if (engine->verify_hook != NULL)
+        engine->verify_hook(engine->verify_hook_arg, engine->base, segs, n);
+    if (engine->cfg.verify_checksums) {
+        for (size_t i = 0; i < n; i++) {
+            if (pd_hash_bytes(engine->base + segs[i].local_offset, segs[i].bytes, 0) != sums[i]) {
+                pd_log_warn("xfer: recv %llu: checksum mismatch in segment %zu at %llu",
+                            (unsigned long long)recv->xfer_id, i,
+                            (unsigned long long)segs[i].local_offset);
+                st = PD_ERR_CHECKSUM;
+                goto out;
+            }
+        }
+    }
+    memcpy(copy, payload_bytes ? payload : "", payload_bytes);
+    recv->segs = segs;
+    recv->n_segs = n;
+    recv->payload = copy;
+    recv->payload_bytes = payload_bytes;
+    segs = NULL;
+    copy = NULL;
+out:
+    free(segs);
+    free(sums);
+    free(copy);
+    return st;
+}
+
+static void pd_xfer__msg_handle(pd_xfer_engine_t *engine, pd_xfer__msg_t *m)
+{
+    pd_mp_doc_t doc;
+    if (pd_mp_doc_parse(&doc, m->data, m->bytes, &pd_xfer__msg_limits) != PD_OK) {
+        pd_log_warn("xfer: dropped a malformed %zu-byte message", m->bytes);
+        engine->stats.n_notify_refused++;
+        return;
+    }
+    uint64_t xfer_id = 0, src = 0;
+    if (pd_mp_get_u64(&doc.root, "xfer", &xfer_id) != PD_OK ||
+        pd_mp_get_u64(&doc.root, "src", &src) != PD_OK) {
+        engine->stats.n_notify_refused++;
+        goto out;
+    }
+    const msgpack_object *type = pd_mp_map_find(&doc.root, "t");
+    if (type != NULL && pd_mp_str_eq(type, "ack")) {
+        int64_t status = 0;
+        if (pd_mp_get_i64(&doc.root, "status", &status) == PD_OK && status <= 0 && status >= -1000)
+            pd_xfer__sends_ack(engine, xfer_id, src, (pd_status_t)status);
+        goto out;
+    }
+    if (type == NULL || !pd_mp_str_eq(type, "notify")) {
+        engine->stats.n_notify_refused++;
+        goto out;
+    }
+    pd_xfer_recv_t *recv = engine->recvs;
+    while (recv != NULL && recv->xfer_id != xfer_id)
+        recv = recv->next;
+    if (recv == NULL || recv->status != PD_INPROGRESS) {
+        pd_log_warn("xfer: notification for transfer %llu that is not expected",
+                    (unsigned long long)xfer_id);
+        engine->stats.n_notify_refused++;
+        pd_xfer__ack_send(engine, m->reply_ctx, xfer_id, PD_ERR_NOT_FOUND);
+        goto out;
+    }
+    pd_status_t st = pd_xfer__notify_apply(engine, recv, &doc.root);
+    pd_xfer__recv_finish(recv, st);
+    pd_xfer__ack_send(engine, m->reply_ctx, xfer_id, st);
+out:
+    pd_mp_doc_cleanup(&doc);
+}
+
+int pd_xfer_engine_progress(pd_xfer_engine_t *engine)
+{
+    engine->n_completed = 0;
+    engine->ops->progress(engine);
+    while (engine->msg_head != NULL) {
+        pd_xfer__msg_t *m = engine->msg_head;
+        engine->msg_head = m->next;
+        if (engine->msg_head == NULL)
+            engine->msg_tail = NULL;
+        pd_xfer__msg_handle(engine, m);
+        free(m);
+    }
+    uint64_t now = pd_time_now_ns();
+    pd_xfer__sends_progress(engine, now);
+    for (pd_xfer_recv_t *r = engine->recvs; r != NULL; r = r->next) {
+        if (r->status == PD_INPROGRESS && now >= r->deadline_ns) {
+            pd_log_warn("xfer: recv %llu timed out", (unsigned long long)r->xfer_id);
+            pd_xfer__recv_finish(r, PD_ERR_TIMEOUT);
+        }
+    }
+    return engine->n_completed;
+}

@@ -1,0 +1,299 @@
+/* The sending side of a transfer: bounds checks, coalescing, checksums, notification. */
+#include "xfer_int.h"
+
+#include "pd/hash.h"
+#include "pd/log.h"
+#include "pd/time.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+pd_status_t pd_xfer_send_begin(pd_xfer_peer_t *peer, uint64_t xfer_id,
+                               const pd_xfer_range_t *allowed, size_t n_allowed,
+                               uint32_t timeout_ms, pd_xfer_send_t **send_p)
+{
+    pd_xfer_engine_t *engine = peer->engine;
+    if (!engine->registered)
+        return PD_ERR_NOT_FOUND;
+    if (peer->fail_status != PD_OK)
+        return peer->fail_status;
+    pd_xfer_send_t *send = calloc(1, sizeof(*send));
+    if (send == NULL)
+        return PD_ERR_NO_MEMORY;
+    size_t n = n_allowed > 0 ? n_allowed : 1;
+    send->allowed = malloc(n * sizeof(*send->allowed));
+    if (send->allowed == NULL)
+        goto err_send;
+    if (n_allowed > 0) {
+        memcpy(send->allowed, allowed, n_allowed * sizeof(*allowed));
+    } else {
+        send->allowed[0].offset = 0;
+        send->allowed[0].bytes = peer->remote_bytes;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const pd_xfer_range_t *r = &send->allowed[i];
+        if (r->offset + r->bytes < r->offset || r->offset + r->bytes > peer->remote_bytes) {
+            free(send->allowed);
+            free(send);
+            return PD_ERR_OUT_OF_RANGE;
+        }
+    }
+    send->n_allowed = pd_xfer__ranges_merge(send->allowed, n);
+    send->engine = engine;
+    send->peer = peer;
+    send->xfer_id = xfer_id;
+    send->remote_id = peer->remote_id;
+    send->deadline_ns =
+        pd_time_now_ns() + (uint64_t)(timeout_ms ? timeout_ms : engine->cfg.timeout_ms) * 1000000u;
+    send->state = PD_XFER_SEND_OPEN;
+    send->status = PD_INPROGRESS;
+    send->next = engine->sends;
+    if (engine->sends != NULL)
+        engine->sends->prev = send;
+    engine->sends = send;
+    *send_p = send;
+    return PD_OK;
+
+err_send:
+    free(send);
+    return PD_ERR_NO_MEMORY;
+}
+
+/* Make the transfer final with an error (no-op when it already is). */
+static void pd_xfer__send_fail(pd_xfer_send_t *send, pd_status_t status)
+{
+    if (send->state == PD_XFER_SEND_DONE)
+        return;
+    send->state = PD_XFER_SEND_DONE;
+    send->status = status;
+    send->engine->n_completed++;
+}
+
+static pd_status_t pd_xfer__send_check(const pd_xfer_send_t *send, const pd_xfer_seg_t *segs,
+                                       size_t n_segs)
+{
+    const pd_xfer_engine_t *engine = send->engine;
+    for (size_t i = 0; i < n_segs; i++) {
+        const pd_xfer_seg_t *g = &segs[i];
+        if (g->bytes == 0 || g->local_offset + g->bytes < g->local_offset ||
+            g->local_offset + g->bytes > engine->bytes) {
+            pd_log_warn("xfer: send %llu: segment %zu leaves the local region",
+                        (unsigned long long)send->xfer_id, i);
+            return PD_ERR_OUT_OF_RANGE;
+        }
+        if (!pd_xfer__ranges_contain(send->allowed, send->n_allowed, g->remote_offset, g->bytes)) {
+            pd_log_warn("xfer: send %llu: segment %zu [%llu, +%llu) is not reserved at the "
+                        "peer",
+                        (unsigned long long)send->xfer_id, i, (unsigned long long)g->remote_offset,
+                        (unsigned long long)g->bytes);
+            return PD_ERR_OUT_OF_RANGE;
+        }
+    }
+    return PD_OK;
+}
+
+static pd_status_t pd_xfer__recs_reserve(pd_xfer_send_t *send, size_t n_more)
+{
+    if (send->n_recs + n_more <= send->cap_recs)
+        return PD_OK;
+    size_t cap = send->cap_recs ? send->cap_recs : 64;
+    while (cap < send->n_recs + n_more)
+        cap *= 2;
+    uint64_t *recs = realloc(send->recs, cap * 3 * sizeof(*recs));
+    if (recs == NULL)
+        return PD_ERR_NO_MEMORY;
+    send->recs = recs;
+    send->cap_recs = cap;
+    return PD_OK;
+}
+
+pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, size_t n_segs)
+{
+    if (send->state != PD_XFER_SEND_OPEN)
+        return send->state == PD_XFER_SEND_DONE ? send->status : PD_ERR_BUSY;
+    pd_xfer_peer_t *peer = send->peer;
+    if (peer == NULL)
+        return PD_ERR_CANCELED;
+    if (peer->fail_status != PD_OK) {
+        pd_xfer__send_fail(send, peer->fail_status);
+        return peer->fail_status;
+    }
+    pd_status_t st = pd_xfer__send_check(send, segs, n_segs);
+    if (st != PD_OK)
+        return st;
+    st = pd_xfer__recs_reserve(send, n_segs);
+    if (st != PD_OK)
+        return st;
+    pd_xfer_engine_t *engine = send->engine;
+    const bool checksum = engine->cfg.verify_checksums;
+    const bool coalesce = engine->cfg.coalesce;
+    uint64_t run_local = 0, run_remote = 0, run_bytes = 0;
+    for (size_t i = 0; i < n_segs; i++) {
+        const pd_xfer_seg_t *g = &segs[i];
+        uint64_t *rec = &send->recs[3 * send->n_recs++];
+        rec[0] = g->remote_offset;
+        rec[1] = g->bytes;
+        rec[2] = checksum ? pd_hash_bytes(engine->base + g->local_offset, g->bytes, 0) : 0;
+        if (coalesce && run_bytes > 0 && run_local + run_bytes == g->local_offset &&
+            run_remote + run_bytes == g->remote_offset) {
+            run_bytes += g->bytes;
+            continue;
+        }
+        if (run_bytes > 0) {
+            st = engine->ops->put(peer, engine->base + run_local, run_remote, run_bytes);
+            engine->stats.n_ops_issued++;
+            if (st != PD_OK)
+                goto err_put;
+        }
+        run_local = g->local_offset;
+        run_remote = g->remote_offset;
+        run_bytes = g->bytes;
+    }
+    if (run_bytes > 0) {
+        st = engine->ops->put(peer, engine->base + run_local, run_remote, run_bytes);
+        engine->stats.n_ops_issued++;
+        if (st != PD_OK)
+            goto err_put;
+    }
+    engine->stats.n_segs_posted += n_segs;
+    for (size_t i = 0; i < n_segs; i++)
+        engine->stats.bytes_posted += segs[i].bytes;
+    return PD_OK;
+
+err_put:
+    pd_log_warn("xfer: send %llu: put failed: %s", (unsigned long long)send->xfer_id,
+                pd_status_str(st));
+    pd_xfer__send_fail(send, st);
+    return st;
+}
+
+pd_status_t pd_xfer_send_finish(pd_xfer_send_t *send, const void *payload, size_t payload_bytes)
+{
+    if (send->state != PD_XFER_SEND_OPEN)
+        return send->state == PD_XFER_SEND_DONE ? send->status : PD_ERR_BUSY;
+    if (payload_bytes > PD_XFER_PAYLOAD_MAX || (payload == NULL && payload_bytes > 0))
+        return PD_ERR_LIMIT;
+    if (send->peer == NULL)
+        return PD_ERR_CANCELED;
+    pd_xfer_engine_t *engine = send->engine;
+    /* The notification: see docs/PROTOCOL.md, "Transfer descriptor and notifications". */
+    pd_mp_writer_init(&send->msg);
+    send->msg_live = true;
+    pd_mp_writer_t *w = &send->msg;
+    pd_mp_put_map(w, 6);
+    pd_mp_put_str(w, "t");
+    pd_mp_put_str(w, "notify");
+    pd_mp_put_str(w, "xfer");
+    pd_mp_put_u64(w, send->xfer_id);
+    pd_mp_put_str(w, "src");
+    pd_mp_put_u64(w, engine->id);
+    pd_mp_put_str(w, "ck");
+    pd_mp_put_bool(w, engine->cfg.verify_checksums);
+    pd_mp_put_str(w, "segs");
+    /* Little-endian u64 triples; x86-64 and aarch64 hosts are little-endian already. */
+    pd_mp_put_bin(w, send->recs, send->n_recs * 3 * sizeof(uint64_t));
+    pd_mp_put_str(w, "payload");
+    pd_mp_put_bin(w, payload_bytes ? payload : "", payload_bytes);
+    send->state = PD_XFER_SEND_FLUSHING;
+    pd_status_t st = engine->ops->flush(send->peer, send);
+    if (st != PD_OK) {
+        pd_xfer__send_fail(send, st);
+        return st;
+    }
+    return PD_OK;
+}
+
+void pd_xfer__send_flushed(pd_xfer_send_t *send, pd_status_t status)
+{
+    send->flushed = true;
+    send->flush_status = status;
+}
+
+void pd_xfer__send_ref(pd_xfer_send_t *send)
+{
+    send->n_refs++;
+}
+
+static void pd_xfer__send_free(pd_xfer_send_t *send)
+{
+    pd_xfer_engine_t *engine = send->engine;
+    if (send->prev != NULL)
+        send->prev->next = send->next;
+    else
+        engine->sends = send->next;
+    if (send->next != NULL)
+        send->next->prev = send->prev;
+    if (send->msg_live)
+        pd_mp_writer_cleanup(&send->msg);
+    free(send->recs);
+    free(send->allowed);
+    free(send);
+}
+
+void pd_xfer__send_unref(pd_xfer_send_t *send)
+{
+    if (send->n_refs > 0)
+        send->n_refs--;
+    if (send->n_refs == 0 && send->orphan)
+        pd_xfer__send_free(send);
+}
+
+pd_status_t pd_xfer_send_status(const pd_xfer_send_t *send)
+{
+    return send->state == PD_XFER_SEND_DONE ? send->status : PD_INPROGRESS;
+}
+
+void pd_xfer_send_destroy(pd_xfer_send_t **send_p)
+{
+    if (send_p == NULL || *send_p == NULL)
+        return;
+    pd_xfer_send_t *send = *send_p;
+    if (send->state != PD_XFER_SEND_DONE) {
+        send->state = PD_XFER_SEND_DONE;
+        send->status = PD_ERR_CANCELED;
+    }
+    if (send->n_refs > 0)
+        send->orphan = true; /* a backend request still points here */
+    else
+        pd_xfer__send_free(send);
+    *send_p = NULL;
+}
+
+/* Advance sends whose flush completed and expire deadlines. */
+void pd_xfer__sends_progress(pd_xfer_engine_t *engine, uint64_t now_ns)
+{
+    for (pd_xfer_send_t *s = engine->sends; s != NULL; s = s->next) {
+        if (s->state == PD_XFER_SEND_FLUSHING && s->flushed) {
+            if (s->flush_status != PD_OK) {
+                pd_xfer__send_fail(s, s->flush_status);
+                continue;
+            }
+            s->state = PD_XFER_SEND_NOTIFIED;
+            pd_status_t st = s->peer ? engine->ops->notify(s->peer, s, pd_mp_writer_data(&s->msg),
+                                                           pd_mp_writer_size(&s->msg))
+                                     : PD_ERR_CANCELED;
+            if (st != PD_OK)
+                pd_xfer__send_fail(s, st);
+        }
+        if (s->state != PD_XFER_SEND_DONE && now_ns >= s->deadline_ns) {
+            pd_log_warn("xfer: send %llu timed out", (unsigned long long)s->xfer_id);
+            pd_xfer__send_fail(s, PD_ERR_TIMEOUT);
+        }
+    }
+}
+
+/* The receiver's answer to a notification. */
+void pd_xfer__sends_ack(pd_xfer_engine_t *engine, uint64_t xfer_id, uint64_t from_id,
+                        pd_status_t status)
+{
+    for (pd_xfer_send_t *s = engine->sends; s != NULL; s = s->next) {
+        if (s->xfer_id != xfer_id || s->remote_id != from_id || s->state == PD_XFER_SEND_DONE)
+            continue;
+        if (s->state != PD_XFER_SEND_NOTIFIED && status == PD_OK)
+            continue; /* an ack cannot precede our notification */
+        s->state = PD_XFER_SEND_DONE;
+        s->status = status;
+        engine->n_completed++;
+        return;
+    }
+}
