@@ -1,0 +1,237 @@
+/* pd-kbench: CPU compute benchmark. Builds a preset model with random weights and
+ * measures decode and prefill speed against the machine's memory bandwidth, measured in
+ * the same run as a memcpy of data that is not in cache. */
+#include "pd/log.h"
+#include "pd/model.h"
+#include "pd/ops.h"
+#include "pd/presets.h"
+#include "pd/time.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pd_kbench_opts {
+    const char *preset;
+    uint32_t prompt_tokens;
+    uint32_t decode_tokens;
+    uint32_t runs;
+    uint32_t threads[8];
+    uint32_t n_threads_list;
+    size_t memcpy_mib;
+    int json;
+} pd_kbench_opts_t;
+
+typedef struct pd_kbench_result {
+    uint32_t threads;
+    double decode_ms;  /* median per token */
+    double prefill_ms; /* median for the whole prompt */
+} pd_kbench_result_t;
+
+static int pd_kbench_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double pd_kbench_median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(double), pd_kbench_cmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median memcpy rate (bytes copied per second) of a buffer larger than every cache. */
+static double pd_kbench_memcpy_rate(size_t bytes, uint32_t runs)
+{
+    char *src = malloc(bytes), *dst = malloc(bytes);
+    if (src == NULL || dst == NULL) {
+        free(src);
+        free(dst);
+        return 0.0;
+    }
+    memset(src, 1, bytes);
+    memset(dst, 2, bytes);
+    double t[16];
+    runs = runs > 16 ? 16 : runs;
+    for (uint32_t r = 0; r < runs; r++) {
+        uint64_t t0 = pd_time_now_ns();
+        memcpy(dst, src, bytes);
+        t[r] = (double)(pd_time_now_ns() - t0) * 1e-9;
+        src[r] = dst[bytes - 1 - r]; /* keep the copy observable */
+    }
+    double med = pd_kbench_median(t, runs);
+    free(src);
+    free(dst);
+    return (double)bytes / med;
+}
+
+static pd_status_t pd_kbench_run(const pd_model_t *model, const pd_kbench_opts_t *o,
+                                 uint32_t n_threads, pd_kbench_result_t *res)
+{
+    const pd_model_config_t *c = &model->config;
+    uint32_t n_ctx = o->prompt_tokens + o->decode_tokens;
+    pd_kv_layout_t layout = {c->n_layers, c->n_kv_heads, c->head_dim, 16, 0};
+    layout.n_blocks = (n_ctx + layout.block_tokens - 1) / layout.block_tokens;
+    pd_status_t st = PD_ERR_NO_MEMORY;
+    pd_engine_t *engine = NULL;
+    float *pool = aligned_alloc(64, pd_kv_pool_bytes(&layout));
+    uint32_t *table = malloc(layout.n_blocks * sizeof(uint32_t));
+    int32_t *tokens = malloc(n_ctx * sizeof(int32_t));
+    float *logits = malloc(c->vocab_size * sizeof(float));
+    double *times = malloc((o->decode_tokens + o->runs + 1) * sizeof(double));
+    if (!pool || !table || !tokens || !logits || !times)
+        goto out;
+    memset(pool, 0, pd_kv_pool_bytes(&layout));
+    for (uint32_t i = 0; i < layout.n_blocks; i++)
+        table[i] = i;
+    for (uint32_t i = 0; i < n_ctx; i++)
+        tokens[i] = (int32_t)((i * 2654435761u) % c->vocab_size);
+    st = pd_engine_create(model, PD_BACKEND_CPU, n_threads, &engine);
+    if (st != PD_OK)
+        goto out;
+
+    pd_fwd_seq_t seq = {tokens, o->prompt_tokens, 0, table, layout.n_blocks, logits};
+    for (uint32_t r = 0; r < o->runs; r++) {
+        uint64_t t0 = pd_time_now_ns();
+        st = pd_engine_forward(engine, pool, &layout, &seq, 1, NULL, NULL);
+        times[r] = (double)(pd_time_now_ns() - t0) * 1e-6;
+        if (st != PD_OK)
+            goto out;
+    }
+    res->prefill_ms = pd_kbench_median(times, o->runs);
+    for (uint32_t i = 0; i < o->decode_tokens; i++) {
+        pd_fwd_seq_t d = {
+            tokens + o->prompt_tokens + i, 1, o->prompt_tokens + i, table, layout.n_blocks, logits};
+        uint64_t t0 = pd_time_now_ns();
+        st = pd_engine_forward(engine, pool, &layout, &d, 1, NULL, NULL);
+        times[i] = (double)(pd_time_now_ns() - t0) * 1e-6;
+        if (st != PD_OK)
+            goto out;
+    }
+    res->decode_ms = pd_kbench_median(times, o->decode_tokens);
+    res->threads = pd_engine_n_threads(engine);
+out:
+    pd_engine_destroy(&engine);
+    free(times);
+    free(logits);
+    free(tokens);
+    free(table);
+    free(pool);
+    return st;
+}
+
+static void pd_kbench_usage(void)
+{
+    fprintf(stderr, "usage: pd-kbench [--preset NAME] [--prompt N] [--decode N] [--runs N]\n"
+                    "                 [--threads N[,N...]] [--memcpy-mib N] [--json]\n"
+                    "Decode and prefill speed of a random-weight preset model (m50 by default)\n"
+                    "on the CPU backend, beside the memory-bandwidth bound of decode.\n");
+}
+
+static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+            continue;
+        }
+        if (v == NULL) {
+            pd_kbench_usage();
+            return -1;
+        }
+        i++;
+        if (strcmp(a, "--preset") == 0) {
+            o->preset = v;
+        } else if (strcmp(a, "--prompt") == 0) {
+            o->prompt_tokens = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--decode") == 0) {
+            o->decode_tokens = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--runs") == 0) {
+            o->runs = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--memcpy-mib") == 0) {
+            o->memcpy_mib = (size_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--threads") == 0) {
+            o->n_threads_list = 0;
+            char *end = NULL;
+            for (const char *p = v; *p && o->n_threads_list < 8; p = end + (*end == ',')) {
+                o->threads[o->n_threads_list++] = (uint32_t)strtoul(p, &end, 10);
+                if (end == p)
+                    break;
+            }
+        } else {
+            pd_kbench_usage();
+            return -1;
+        }
+    }
+    if (o->prompt_tokens == 0 || o->decode_tokens == 0 || o->runs == 0 || o->runs > 15 ||
+        o->n_threads_list == 0 || o->memcpy_mib == 0) {
+        pd_kbench_usage();
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    pd_log_init("pd-kbench");
+    pd_kbench_opts_t o = {"m50", 512, 64, 5, {1, 2}, 2, 1024, 0};
+    if (pd_kbench_parse(argc, argv, &o) != 0)
+        return 2;
+    pd_model_config_t cfg;
+    if (pd_model_preset(o.preset, &cfg) != PD_OK)
+        return 2;
+    if (o.prompt_tokens + o.decode_tokens > cfg.max_seq_len) {
+        fprintf(stderr, "pd-kbench: prompt + decode exceeds the context of %u\n", cfg.max_seq_len);
+        return 2;
+    }
+    pd_model_t *model = NULL;
+    if (pd_model_alloc(&cfg, &model) != PD_OK)
+        return 1;
+    pd_model_init_random(model, 1);
+    double model_bytes = (double)pd_model_n_params(&cfg) * sizeof(float);
+    double rate = pd_kbench_memcpy_rate(o.memcpy_mib << 20, 7);
+    double bound = rate / model_bytes;
+
+    if (o.json)
+        printf("{\"preset\":\"%s\",\"params\":%llu,\"model_bytes\":%.0f,"
+               "\"memcpy_bytes\":%zu,\"memcpy_gbps\":%.3f,\"bound_tok_s\":%.2f,"
+               "\"prompt_tokens\":%u,\"decode_tokens\":%u,\"runs\":[",
+               o.preset, (unsigned long long)pd_model_n_params(&cfg), model_bytes,
+               o.memcpy_mib << 20, rate / 1e9, bound, o.prompt_tokens, o.decode_tokens);
+    else
+        printf("preset %s: %.1f M params, %.1f MB f32; memcpy of %zu MiB: %.2f GB/s "
+               "(median of 7) -> decode bound %.1f tokens/s\n",
+               o.preset, (double)pd_model_n_params(&cfg) / 1e6, model_bytes / 1e6, o.memcpy_mib,
+               rate / 1e9, bound);
+    int rc = 0;
+    for (uint32_t i = 0; i < o.n_threads_list; i++) {
+        pd_kbench_result_t r;
+        memset(&r, 0, sizeof(r));
+        pd_status_t st = pd_kbench_run(model, &o, o.threads[i], &r);
+        if (st != PD_OK) {
+            fprintf(stderr, "pd-kbench: run failed: %s\n", pd_status_str(st));
+            rc = 1;
+            break;
+        }
+        double dec_tps = 1e3 / r.decode_ms;
+        double pre_tps = o.prompt_tokens * 1e3 / r.prefill_ms;
+        if (o.json)
+            printf("%s{\"threads\":%u,\"decode_ms_per_token\":%.3f,\"decode_tok_s\":%.2f,"
+                   "\"decode_vs_bound\":%.3f,\"prefill_ms\":%.1f,\"prefill_tok_s\":%.1f,"
+                   "\"prefill_vs_decode\":%.2f}",
+                   i ? "," : "", r.threads, r.decode_ms, dec_tps, dec_tps / bound, r.prefill_ms,
+                   pre_tps, pre_tps / dec_tps);
+        else
+            printf("threads %u: decode %.2f ms/token = %.1f tokens/s = %.0f%% of the bound; "
+                   "prefill of %u tokens %.0f ms = %.0f tokens/s = %.1fx decode per token\n",
+                   r.threads, r.decode_ms, dec_tps, 100.0 * dec_tps / bound, o.prompt_tokens,
+                   r.prefill_ms, pre_tps, pre_tps / dec_tps);
+        fflush(stdout);
+    }
+    if (o.json)
+        printf("]}\n");
+    pd_model_destroy(&model);
+    return rc;
+}

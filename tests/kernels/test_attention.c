@@ -1,0 +1,104 @@
+/* Paged attention against a contiguous double-precision reference, with grouped-query
+ * heads and shuffled block tables. */
+#include "pd/ops.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KVH 2
+#define HD  24
+#define BT  4
+
+static float val(uint32_t pos, uint32_t head, uint32_t d, uint32_t which)
+{
+    return sinf(0.1f * (float)pos + 0.7f * (float)head + 0.3f * (float)d + 1.9f * (float)which);
+}
+
+/* Write K (which 0) and V (which 1) of positions 0..n-1 into pool through table. */
+static void fill_pool(float *pool, const pd_kv_layout_t *l, const uint32_t *table, uint32_t n)
+{
+    size_t row = (size_t)KVH * HD, blk = 2 * (size_t)BT * row;
+    for (uint32_t p = 0; p < n; p++)
+        for (uint32_t which = 0; which < 2; which++)
+            for (uint32_t h = 0; h < KVH; h++)
+                for (uint32_t d = 0; d < HD; d++)
+                    pool[table[p / BT] * blk + ((size_t)which * BT + p % BT) * row + h * HD + d] =
+                        val(p, h, d, which);
+    (void)l;
+}
+
+static void ref_attention(const float *q, uint32_t n_ctx, uint32_t kvh, double *out)
+{
+    double s[64], mx = -1e300, sum = 0.0;
+    for (uint32_t j = 0; j < n_ctx; j++) {
+        double dot = 0.0;
+        for (uint32_t d = 0; d < HD; d++)
+            dot += (double)q[d] * val(j, kvh, d, 0);
+        s[j] = dot / sqrt((double)HD);
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    for (uint32_t j = 0; j < n_ctx; j++)
+        sum += s[j] = exp(s[j] - mx);
+    for (uint32_t d = 0; d < HD; d++) {
+        out[d] = 0.0;
+        for (uint32_t j = 0; j < n_ctx; j++)
+            out[d] += s[j] / sum * val(j, kvh, d, 1);
+    }
+}
+
+Test(attention, paged_head_matches_reference_and_ignores_block_placement)
+{
+    const uint32_t n_ctx = 37, n_blocks = 16;
+    pd_kv_layout_t l = {1, KVH, HD, BT, n_blocks};
+    float *pool_a = calloc(pd_kv_pool_bytes(&l), 1);
+    float *pool_b = calloc(pd_kv_pool_bytes(&l), 1);
+    uint32_t contiguous[10], shuffled[10] = {13, 2, 9, 0, 15, 7, 4, 11, 5, 1};
+    for (uint32_t i = 0; i < 10; i++)
+        contiguous[i] = i;
+    fill_pool(pool_a, &l, contiguous, n_ctx);
+    fill_pool(pool_b, &l, shuffled, n_ctx);
+    float q[HD], out_a[HD], out_b[HD], scores[64];
+    double ref[HD];
+    for (uint32_t d = 0; d < HD; d++)
+        q[d] = cosf(0.5f * (float)d);
+    for (uint32_t kvh = 0; kvh < KVH; kvh++)
+        for (uint32_t ctx = 1; ctx <= n_ctx; ctx += 3) {
+            pd_cpu_attention_head(q, pool_a, &l, contiguous, ctx, kvh, out_a, scores);
+            pd_cpu_attention_head(q, pool_b, &l, shuffled, ctx, kvh, out_b, scores);
+            cr_assert_eq(memcmp(out_a, out_b, sizeof(out_a)), 0, "kvh %u ctx %u", kvh, ctx);
+            ref_attention(q, ctx, kvh, ref);
+            for (uint32_t d = 0; d < HD; d++)
+                cr_assert_float_eq(out_a[d], ref[d], 1e-5, "kvh %u ctx %u d %u", kvh, ctx, d);
+        }
+    free(pool_a);
+    free(pool_b);
+}
+
+Test(attention, backend_op_maps_query_heads_to_kv_groups_causally)
+{
+    /* 4 query heads over 2 KV heads: heads 0,1 read KV head 0 and heads 2,3 KV head 1. */
+    const uint32_t n_heads = 4, n_tok = 5, pos = 3, n_blocks = 8;
+    pd_kv_layout_t l = {1, KVH, HD, BT, n_blocks};
+    float *pool = calloc(pd_kv_pool_bytes(&l), 1);
+    uint32_t table[2] = {6, 3};
+    fill_pool(pool, &l, table, pos + n_tok);
+    float q[5 * 4 * HD], out[5 * 4 * HD], want[HD], scores[16];
+    for (uint32_t i = 0; i < 5 * 4 * HD; i++)
+        q[i] = sinf(0.21f * (float)i);
+    pd_backend_t be;
+    cr_assert_eq(pd_backend_cpu_create(2, 64, &be), PD_OK);
+    pd_attn_seq_t seq = {0, n_tok, pos, table};
+    be.ops->attention(be.ctx, q, pool, &l, &seq, 1, n_heads, out);
+    for (uint32_t t = 0; t < n_tok; t++)
+        for (uint32_t h = 0; h < n_heads; h++) {
+            pd_cpu_attention_head(q + (t * n_heads + h) * HD, pool, &l, table, pos + t + 1, h / 2,
+                                  want, scores);
+            cr_assert_eq(memcmp(want, out + (t * n_heads + h) * HD, sizeof(want)), 0, "t %u h %u",
+                         t, h);
+        }
+    pd_backend_destroy(&be);
+    cr_assert_null(be.ops);
+    free(pool);
+}

@@ -1,0 +1,505 @@
+/* The forward pass: against a double-precision reference without a cache, decode with the
+ * paged cache against a full recompute, and the bitwise batch and thread independence. */
+#include "pd/model.h"
+#include "pd/ops.h"
+#include "pd/presets.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define B 4 /* small blocks so that short prompts cross many of them */
+
+static pd_model_t *make_model(const char *preset, pd_rope_style_t style, uint64_t seed)
+{
+    pd_model_config_t c;
+    cr_assert_eq(pd_model_preset(preset, &c), PD_OK);
+    c.rope_style = style;
+    pd_model_t *m = NULL;
+    cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
+    pd_model_init_random(m, seed);
+    return m;
+}
+
+static pd_kv_layout_t layout_for(const pd_model_t *m, uint32_t n_blocks)
+{
+    pd_kv_layout_t l = {m->config.n_layers, m->config.n_kv_heads, m->config.head_dim, B, n_blocks};
+    return l;
+}
+
+static float *new_pool(const pd_kv_layout_t *l)
+{
+    float *p = calloc(pd_kv_pool_bytes(l), 1);
+    cr_assert_not_null(p);
+    return p;
+}
+
+static void tokens_for(int32_t *t, uint32_t n, uint32_t salt)
+{
+    for (uint32_t i = 0; i < n; i++)
+        t[i] = (int32_t)((i * 131u + salt * 17u + 5u) % 259u);
+}
+
+/* Plain double-precision forward over the whole sequence, no cache: logits of the last. */
+static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, double *logits)
+{
+    const pd_model_config_t *c = &m->config;
+    const pd_model_weights_t *w = &m->w;
+    uint32_t D = c->dim, H = c->hidden_dim, NH = c->n_heads, KV = c->n_kv_heads;
+    uint32_t HD = c->head_dim, QD = NH * HD, KD = KV * HD;
+    double *x = calloc((size_t)n * D, sizeof(double)), *xn = calloc(D, sizeof(double));
+    double *q = calloc((size_t)n * QD, sizeof(double)), *k = calloc((size_t)n * KD, 8);
+    double *v = calloc((size_t)n * KD, 8), *att = calloc((size_t)n * QD, 8);
+    double *hb = calloc(H, 8), *sc = calloc(n, 8);
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t i = 0; i < D; i++)
+            x[t * D + i] = w->tok_embed[(size_t)tok[t] * D + i];
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        for (uint32_t t = 0; t < n; t++) {
+            double ss = 0;
+            for (uint32_t i = 0; i < D; i++)
+                ss += x[t * D + i] * x[t * D + i];
+            double s = 1.0 / sqrt(ss / D + c->rms_eps);
+            for (uint32_t i = 0; i < D; i++)
+                xn[i] = x[t * D + i] * s * w->attn_norm[l * D + i];
+            for (uint32_t o = 0; o < QD; o++) {
+                double a = 0;
+                for (uint32_t i = 0; i < D; i++)
+                    a += w->wq[((size_t)l * QD + o) * D + i] * xn[i];
+                q[t * QD + o] = a;
+            }
+            for (uint32_t o = 0; o < KD; o++) {
+                double a = 0, b = 0;
+                for (uint32_t i = 0; i < D; i++) {
+                    a += w->wk[((size_t)l * KD + o) * D + i] * xn[i];
+                    b += w->wv[((size_t)l * KD + o) * D + i] * xn[i];
+                }
+                k[t * KD + o] = a;
+                v[t * KD + o] = b;
+            }
+            /* RoPE on every head of q and k at position t. */
+            for (uint32_t h = 0; h < NH + KV; h++) {
+                double *vec = h < NH ? q + t * QD + h * HD : k + t * KD + (h - NH) * HD;
+                for (uint32_t i = 0; i < HD / 2; i++) {
+                    double ang = t * pow(c->rope_theta, -2.0 * i / HD);
+                    uint32_t i0 = c->rope_style == PD_ROPE_PAIR ? 2 * i : i;
+                    uint32_t i1 = c->rope_style == PD_ROPE_PAIR ? 2 * i + 1 : i + HD / 2;
+                    double a = vec[i0], b = vec[i1];
+                    vec[i0] = a * cos(ang) - b * sin(ang);
+                    vec[i1] = a * sin(ang) + b * cos(ang);
+                }
+            }
+        }
+        for (uint32_t t = 0; t < n; t++)
+            for (uint32_t h = 0; h < NH; h++) {
+                uint32_t g = h / (NH / KV);
+                double mx = -1e300, sum = 0;
+                for (uint32_t j = 0; j <= t; j++) {
+                    double d = 0;
+                    for (uint32_t i = 0; i < HD; i++)
+                        d += q[t * QD + h * HD + i] * k[j * KD + g * HD + i];
+                    sc[j] = d / sqrt((double)HD);
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (uint32_t j = 0; j <= t; j++)
+                    sum += sc[j] = exp(sc[j] - mx);
+                for (uint32_t i = 0; i < HD; i++) {
+                    double a = 0;
+                    for (uint32_t j = 0; j <= t; j++)
+                        a += sc[j] / sum * v[j * KD + g * HD + i];
+                    att[t * QD + h * HD + i] = a;
+                }
+            }
+        for (uint32_t t = 0; t < n; t++) {
+            for (uint32_t o = 0; o < D; o++) {
+                double a = 0;
+                for (uint32_t i = 0; i < QD; i++)
+                    a += w->wo[((size_t)l * D + o) * QD + i] * att[t * QD + i];
+                x[t * D + o] += a;
+            }
+            double ss = 0;
+            for (uint32_t i = 0; i < D; i++)
+                ss += x[t * D + i] * x[t * D + i];
+            double s = 1.0 / sqrt(ss / D + c->rms_eps);
+            for (uint32_t i = 0; i < D; i++)
+                xn[i] = x[t * D + i] * s * w->ffn_norm[l * D + i];
+            for (uint32_t o = 0; o < H; o++) {
+                double g = 0, u = 0;
+                for (uint32_t i = 0; i < D; i++) {
+                    g += w->w_gate[((size_t)l * H + o) * D + i] * xn[i];
+                    u += w->w_up[((size_t)l * H + o) * D + i] * xn[i];
+                }
+                hb[o] = g / (1.0 + exp(-g)) * u;
+            }
+            for (uint32_t o = 0; o < D; o++) {
+                double a = 0;
+                for (uint32_t i = 0; i < H; i++)
+                    a += w->w_down[((size_t)l * D + o) * H + i] * hb[i];
+                x[t * D + o] += a;
+            }
+        }
+    }
+    double ss = 0;
+    const double *last = x + (size_t)(n - 1) * D;
+    for (uint32_t i = 0; i < D; i++)
+        ss += last[i] * last[i];
+    double s = 1.0 / sqrt(ss / D + c->rms_eps);
+    for (uint32_t i = 0; i < D; i++)
+        xn[i] = last[i] * s * w->final_norm[i];
+    for (uint32_t o = 0; o < c->vocab_size; o++) {
+        double a = 0;
+        for (uint32_t i = 0; i < D; i++)
+            a += w->lm_head[(size_t)o * D + i] * xn[i];
+        logits[o] = a;
+    }
+    free(x);
+    free(xn);
+    free(q);
+    free(k);
+    free(v);
+    free(att);
+    free(hb);
+    free(sc);
+}
+
+/* Prefill tokens (n) into a fresh pool through table; logits of the last token. */
+static pd_status_t prefill(pd_engine_t *e, const pd_model_t *m, const uint32_t *table,
+                           uint32_t n_table, const int32_t *tok, uint32_t n, float *pool,
+                           const pd_kv_layout_t *l, float *logits)
+{
+    (void)m;
+    pd_fwd_seq_t s = {tok, n, 0, table, n_table, logits};
+    return pd_engine_forward(e, pool, l, &s, 1, NULL, NULL);
+}
+
+static void check_against_reference(pd_rope_style_t style)
+{
+    pd_model_t *m = make_model("tiny", style, 7);
+    pd_kv_layout_t l = layout_for(m, 16);
+    float *pool = new_pool(&l);
+    uint32_t table[16];
+    for (uint32_t i = 0; i < 16; i++)
+        table[i] = 15 - i;
+    int32_t tok[23];
+    tokens_for(tok, 23, 1);
+    float logits[259];
+    double ref[259];
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &e), PD_OK);
+    cr_assert_eq(prefill(e, m, table, 16, tok, 23, pool, &l, logits), PD_OK);
+    ref_forward(m, tok, 23, ref);
+    double max_err = 0, max_ref = 0;
+    for (int i = 0; i < 259; i++) {
+        max_err = fmax(max_err, fabs(logits[i] - ref[i]));
+        max_ref = fmax(max_ref, fabs(ref[i]));
+    }
+    cr_assert_gt(max_ref, 0.1, "logits are degenerate");
+    cr_assert_leq(max_err, 1e-4, "max error %g", max_err);
+    pd_engine_destroy(&e);
+    cr_assert_null(e);
+    free(pool);
+    pd_model_destroy(&m);
+}
+
+Test(forward, matches_double_reference_rope_half)
+{
+    check_against_reference(PD_ROPE_HALF);
+}
+
+Test(forward, matches_double_reference_rope_pair)
+{
+    check_against_reference(PD_ROPE_PAIR);
+}
+
+Test(forward, cached_decode_equals_full_recompute_bitwise)
+{
+    pd_model_t *m = make_model("small", PD_ROPE_HALF, 3);
+    pd_kv_layout_t l = layout_for(m, 32);
+    float *pool = new_pool(&l), *pool2 = new_pool(&l);
+    uint32_t table[32];
+    for (uint32_t i = 0; i < 32; i++)
+        table[i] = (i * 7) % 32;
+    const uint32_t n = 30;
+    int32_t tok[30];
+    tokens_for(tok, n, 2);
+    float step_logits[259], full_logits[259];
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &e), PD_OK);
+    /* Token by token through the cache ... */
+    for (uint32_t i = 0; i < n; i++) {
+        pd_fwd_seq_t s = {tok + i, 1, i, table, 32, step_logits};
+        cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, NULL, NULL), PD_OK);
+        /* ... equals recomputing the whole prefix with no cache. */
+        memset(pool2, 0, pd_kv_pool_bytes(&l));
+        cr_assert_eq(prefill(e, m, table, 32, tok, i + 1, pool2, &l, full_logits), PD_OK);
+        cr_assert_eq(memcmp(step_logits, full_logits, sizeof(full_logits)), 0, "position %u", i);
+    }
+    /* The caches hold the same bytes too. */
+    cr_assert_eq(memcmp(pool, pool2, pd_kv_pool_bytes(&l)), 0);
+    /* Prefill then decode equals decode of the same token on the prefilled cache. */
+    memset(pool2, 0, pd_kv_pool_bytes(&l));
+    cr_assert_eq(prefill(e, m, table, 32, tok, n - 1, pool2, &l, NULL), PD_OK);
+    pd_fwd_seq_t s = {tok + n - 1, 1, n - 1, table, 32, full_logits};
+    cr_assert_eq(pd_engine_forward(e, pool2, &l, &s, 1, NULL, NULL), PD_OK);
+    cr_assert_eq(memcmp(step_logits, full_logits, sizeof(full_logits)), 0);
+    pd_engine_destroy(&e);
+    free(pool);
+    free(pool2);
+    pd_model_destroy(&m);
+}
+
+Test(forward, scattered_block_table_equals_contiguous_bitwise)
+{
+    pd_model_t *m = make_model("tiny", PD_ROPE_PAIR, 4);
+    pd_kv_layout_t l = layout_for(m, 40);
+    float *pa = new_pool(&l), *pb = new_pool(&l);
+    uint32_t ta[40], tb[40];
+    for (uint32_t i = 0; i < 40; i++) {
+        ta[i] = i;
+        tb[i] = (i * 17 + 11) % 40; /* a permutation */
+    }
+    int32_t tok[50];
+    tokens_for(tok, 50, 3);
+    float la[259], lb[259];
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 1, &e), PD_OK);
+    cr_assert_eq(prefill(e, m, ta, 40, tok, 45, pa, &l, la), PD_OK);
+    cr_assert_eq(prefill(e, m, tb, 40, tok, 45, pb, &l, lb), PD_OK);
+    cr_assert_eq(memcmp(la, lb, sizeof(la)), 0);
+    for (uint32_t i = 45; i < 50; i++) {
+        pd_fwd_seq_t sa = {tok + i, 1, i, ta, 40, la}, sb = {tok + i, 1, i, tb, 40, lb};
+        cr_assert_eq(pd_engine_forward(e, pa, &l, &sa, 1, NULL, NULL), PD_OK);
+        cr_assert_eq(pd_engine_forward(e, pb, &l, &sb, 1, NULL, NULL), PD_OK);
+        cr_assert_eq(memcmp(la, lb, sizeof(la)), 0, "position %u", i);
+    }
+    pd_engine_destroy(&e);
+    free(pa);
+    free(pb);
+    pd_model_destroy(&m);
+}
+
+/* Three sequences in disjoint blocks: prefill of 13, decode at 9 after a prefill of 9,
+ * prefill of 6 continuing at 5. Run alone, then together, and compare bytes. */
+static void run_mixed(uint32_t n_threads, float out[3][259], float **pool_p, const pd_model_t *m,
+                      const pd_kv_layout_t *l, int together)
+{
+    static const uint32_t tables[3][4] = {{0, 1, 2, 3}, {4, 5, 6, 7}, {11, 10, 9, 8}};
+    int32_t tok[3][16];
+    for (uint32_t s = 0; s < 3; s++)
+        tokens_for(tok[s], 16, s + 10);
+    float *pool = new_pool(l);
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, n_threads, &e), PD_OK);
+    /* Setup: sequence 1 has 9 tokens cached, sequence 2 has 5. */
+    pd_fwd_seq_t pre[2] = {{tok[1], 9, 0, tables[1], 4, NULL}, {tok[2], 5, 0, tables[2], 4, NULL}};
+    cr_assert_eq(pd_engine_forward(e, pool, l, pre, 2, NULL, NULL), PD_OK);
+    pd_fwd_seq_t step[3] = {{tok[0], 13, 0, tables[0], 4, out[0]},
+                            {tok[1] + 9, 1, 9, tables[1], 4, out[1]},
+                            {tok[2] + 5, 6, 5, tables[2], 4, out[2]}};
+    if (together) {
+        cr_assert_eq(pd_engine_forward(e, pool, l, step, 3, NULL, NULL), PD_OK);
+    } else {
+        for (int s = 2; s >= 0; s--)
+            cr_assert_eq(pd_engine_forward(e, pool, l, &step[s], 1, NULL, NULL), PD_OK);
+    }
+    pd_engine_destroy(&e);
+    *pool_p = pool;
+}
+
+Test(forward, batch_rows_equal_solo_runs_bitwise)
+{
+    pd_model_t *m = make_model("small", PD_ROPE_HALF, 5);
+    pd_kv_layout_t l = layout_for(m, 12);
+    float alone[3][259], batch[3][259];
+    float *pa = NULL, *pb = NULL;
+    run_mixed(2, alone, &pa, m, &l, 0);
+    run_mixed(2, batch, &pb, m, &l, 1);
+    for (int s = 0; s < 3; s++)
+        cr_assert_eq(memcmp(alone[s], batch[s], sizeof(alone[s])), 0, "sequence %d", s);
+    cr_assert_eq(memcmp(pa, pb, pd_kv_pool_bytes(&l)), 0);
+    free(pa);
+    free(pb);
+    pd_model_destroy(&m);
+}
+
+Test(forward, one_thread_equals_two_and_three_threads_bitwise)
+{
+    pd_model_t *m = make_model("small", PD_ROPE_PAIR, 6);
+    pd_kv_layout_t l = layout_for(m, 12);
+    float r1[3][259], r2[3][259], r3[3][259];
+    float *p1 = NULL, *p2 = NULL, *p3 = NULL;
+    run_mixed(1, r1, &p1, m, &l, 1);
+    run_mixed(2, r2, &p2, m, &l, 1);
+    run_mixed(3, r3, &p3, m, &l, 1);
+    cr_assert_eq(memcmp(r1, r2, sizeof(r1)), 0);
+    cr_assert_eq(memcmp(r1, r3, sizeof(r1)), 0);
+    cr_assert_eq(memcmp(p1, p2, pd_kv_pool_bytes(&l)), 0);
+    cr_assert_eq(memcmp(p1, p3, pd_kv_pool_bytes(&l)), 0);
+    free(p1);
+    free(p2);
+    free(p3);
+    pd_model_destroy(&m);
+}
+
+Test(forward, rejects_bad_steps_with_the_right_codes_and_writes_nothing)
+{
+    pd_model_t *m = make_model("tiny", PD_ROPE_HALF, 1);
+    pd_kv_layout_t l = layout_for(m, 80);
+    float *pool = new_pool(&l);
+    uint32_t table[80];
+    for (uint32_t i = 0; i < 80; i++)
+        table[i] = i;
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &e), PD_OK);
+    int32_t bad_lo[2] = {1, -1}, bad_hi[2] = {1, 259}, ok[2] = {1, 258};
+    pd_fwd_seq_t s = {bad_lo, 2, 0, table, 80, NULL};
+    cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, NULL, NULL), PD_ERR_OUT_OF_RANGE);
+    s.tokens = bad_hi;
+    cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, NULL, NULL), PD_ERR_OUT_OF_RANGE);
+    /* tiny has a 256-token context */
+    s.tokens = ok;
+    s.pos = 255;
+    cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, NULL, NULL), PD_ERR_CONTEXT);
+    s.pos = 254;
+    s.n_table = 63; /* 256 tokens need 64 blocks of 4 */
+    cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, NULL, NULL), PD_ERR_INVALID_PARAM);
+    s.n_table = 64;
+    table[10] = 80; /* past the pool */
+    cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, NULL, NULL), PD_ERR_INVALID_PARAM);
+    table[10] = 10;
+    pd_kv_layout_t wrong = l;
+    wrong.head_dim = 8;
+    cr_assert_eq(pd_engine_forward(e, pool, &wrong, &s, 1, NULL, NULL), PD_ERR_INVALID_PARAM);
+    s.n_tokens = 0;
+    cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, NULL, NULL), PD_ERR_INVALID_PARAM);
+    /* A bad sequence anywhere in the batch fails the step before anything is written. */
+    pd_fwd_seq_t two[2] = {{ok, 2, 0, table, 80, NULL}, {bad_hi, 2, 0, table + 40, 40, NULL}};
+    cr_assert_eq(pd_engine_forward(e, pool, &l, two, 2, NULL, NULL), PD_ERR_OUT_OF_RANGE);
+    for (size_t i = 0; i < pd_kv_pool_bytes(&l) / sizeof(float); i++)
+        cr_assert_eq(pool[i], 0.0f);
+    s.n_tokens = 2;
+    cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, NULL, NULL), PD_OK);
+    pd_engine_destroy(&e);
+    free(pool);
+    pd_model_destroy(&m);
+}
+
+typedef struct layer_probe {
+    const float *pool;
+    const pd_kv_layout_t *l;
+    uint32_t calls;
+    uint32_t order_ok;
+} layer_probe_t;
+
+static int slice_written(const float *pool, const pd_kv_layout_t *l, uint32_t layer)
+{
+    const float *s = pool + pd_kv_offset(l, layer, 0) / sizeof(float);
+    for (size_t i = 0; i < pd_kv_block_layer_bytes(l) / sizeof(float); i++)
+        if (s[i] != 0.0f)
+            return 1;
+    return 0;
+}
+
+static void on_layer(void *arg, uint32_t layer)
+{
+    layer_probe_t *p = arg;
+    int ok = p->calls == layer && slice_written(p->pool, p->l, layer) &&
+             (layer + 1 == p->l->n_layers || !slice_written(p->pool, p->l, layer + 1));
+    p->order_ok += ok;
+    p->calls++;
+}
+
+Test(forward, layer_callback_sees_each_layer_written_before_the_next)
+{
+    pd_model_t *m = make_model("small", PD_ROPE_HALF, 2);
+    pd_kv_layout_t l = layout_for(m, 4);
+    float *pool = new_pool(&l);
+    uint32_t table[4] = {0, 1, 2, 3};
+    int32_t tok[3] = {1, 2, 3};
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &e), PD_OK);
+    layer_probe_t p = {pool, &l, 0, 0};
+    pd_fwd_seq_t s = {tok, 3, 0, table, 1, NULL};
+    cr_assert_eq(pd_engine_forward(e, pool, &l, &s, 1, on_layer, &p), PD_OK);
+    cr_assert_eq(p.calls, m->config.n_layers);
+    cr_assert_eq(p.order_ok, m->config.n_layers);
+    pd_engine_destroy(&e);
+    free(pool);
+    pd_model_destroy(&m);
+}
+
+Test(model, config_validation_names_the_problem)
+{
+    pd_model_config_t c;
+    cr_assert_eq(pd_model_preset("m50", &c), PD_OK);
+    cr_assert_eq(pd_model_config_validate(&c), PD_OK);
+    uint64_t n = pd_model_n_params(&c);
+    cr_assert(n > 49000000ull && n < 52000000ull, "m50 has %llu params", (unsigned long long)n);
+    pd_model_config_t bad = c;
+    bad.dim = 0;
+    cr_assert_eq(pd_model_config_validate(&bad), PD_ERR_FORMAT);
+    bad = c;
+    bad.n_kv_heads = 5;
+    cr_assert_eq(pd_model_config_validate(&bad), PD_ERR_FORMAT);
+    bad = c;
+    bad.rms_eps = 0.0f;
+    cr_assert_eq(pd_model_config_validate(&bad), PD_ERR_FORMAT);
+    bad = c;
+    bad.rope_theta = -1.0f;
+    cr_assert_eq(pd_model_config_validate(&bad), PD_ERR_FORMAT);
+    bad = c;
+    bad.hidden_dim = 2000000;
+    cr_assert_eq(pd_model_config_validate(&bad), PD_ERR_FORMAT);
+    bad = c;
+    bad.head_dim = 63;
+    cr_assert_eq(pd_model_config_validate(&bad), PD_ERR_FORMAT);
+    bad = c;
+    bad.vocab_size = 1u << 24;
+    bad.dim = 1u << 20;
+    bad.n_heads = 1;
+    bad.n_kv_heads = 1;
+    cr_assert_eq(pd_model_config_validate(&bad), PD_ERR_FORMAT);
+    pd_model_t *m = NULL;
+    cr_assert_eq(pd_model_alloc(&bad, &m), PD_ERR_FORMAT);
+    cr_assert_null(m);
+    cr_assert_eq(pd_model_preset("nope", &bad), PD_ERR_NOT_FOUND);
+    cr_assert_eq(pd_model_preset_count(), 3);
+    cr_assert_str_eq(pd_model_preset_name(2), "m50");
+    cr_assert_null(pd_model_preset_name(3));
+}
+
+Test(model, tied_embeddings_share_storage_and_count_once)
+{
+    pd_model_config_t c;
+    cr_assert_eq(pd_model_preset("tiny", &c), PD_OK);
+    uint64_t untied = pd_model_n_params(&c);
+    c.tie_embeddings = true;
+    cr_assert_eq(pd_model_n_params(&c), untied - (uint64_t)c.vocab_size * c.dim);
+    pd_model_t *m = NULL;
+    cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
+    cr_assert_eq(m->w.lm_head, m->w.tok_embed);
+    cr_assert_geq(m->storage_bytes, pd_model_n_params(&c) * sizeof(float));
+    pd_model_destroy(&m);
+    cr_assert_null(m);
+    pd_model_destroy(&m);
+}
+
+Test(model, random_init_is_deterministic_per_seed)
+{
+    pd_model_t *a = make_model("tiny", PD_ROPE_HALF, 9);
+    pd_model_t *b = make_model("tiny", PD_ROPE_HALF, 9);
+    pd_model_t *c = make_model("tiny", PD_ROPE_HALF, 10);
+    cr_assert_eq(memcmp(a->storage, b->storage, a->storage_bytes), 0);
+    cr_assert_neq(memcmp(a->storage, c->storage, a->storage_bytes), 0);
+    cr_assert_eq(a->w.attn_norm[0], 1.0f);
+    cr_assert_eq(a->w.final_norm[63], 1.0f);
+    double ss = 0;
+    size_t n = (size_t)a->config.n_layers * 64 * 64;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)a->w.wq[i] * a->w.wq[i];
+    cr_assert_float_eq(sqrt(ss / n), 1.0 / 8.0, 0.01); /* std 1/sqrt(dim) */
+    pd_model_destroy(&a);
+    pd_model_destroy(&b);
+    pd_model_destroy(&c);
+}
