@@ -605,6 +605,25 @@ pd_status_t pd_kvbm_lookup_prefix(pd_kvbm_t *bm, const pd_block_hash_t *hashes, 
     return kvbm_lookup(bm, hashes, n_hashes, 0, block_ids_p, n_hit_p);
 }
 
+pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
+                            size_t n_blocks, uint32_t *block_ids_p, size_t *n_hit_p)
+{
+    if (bm == NULL || n_hit_p == NULL || n_hashes > n_blocks ||
+        (n_blocks > 0 && block_ids_p == NULL))
+        return PD_ERR_INVALID_PARAM;
+    size_t n_hit = 0;
+    pd_status_t status = kvbm_lookup(bm, hashes, n_hashes, 0, block_ids_p, &n_hit);
+    if (status != PD_OK)
+        return status;
+    status = pd_kvbm_alloc(bm, n_blocks - n_hit, block_ids_p + n_hit);
+    if (status != PD_OK) {
+        pd_kvbm_release(bm, block_ids_p, n_hit);
+        return status;
+    }
+    *n_hit_p = n_hit;
+    return PD_OK;
+}
+
 pd_status_t pd_kvbm_lookup_each(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
                                 uint32_t *block_ids_p, size_t *n_hit_p)
 {

@@ -798,3 +798,44 @@ Test(kvblock, random_operations_keep_the_books_straight)
     pd_kvbm_destroy(&bm);
     tiered_cleanup(&t);
 }
+
+Test(kvblock, reserve_pins_the_prefix_and_allocates_the_rest_or_nothing)
+{
+    pd_kvbm_config_t cfg = base_config(8);
+    pd_kvbm_t *bm = make(&cfg);
+    pd_block_hash_t h[5];
+    chain("alice", 5, h);
+    uint32_t first[3];
+    cr_assert_eq(pd_kvbm_alloc(bm, 3, first), PD_OK);
+    commit_all(bm, first, h, 3, 0);
+    cr_assert_eq(pd_kvbm_release(bm, first, 3), PD_OK);
+
+    /* 5 full blocks + 1 partial/decode block: 3 hit, 3 fresh. */
+    uint32_t ids[8];
+    size_t n_hit = 99;
+    cr_assert_eq(pd_kvbm_reserve(bm, h, 5, 6, ids, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 3);
+    cr_assert_arr_eq(ids, first, sizeof(first));
+    for (int i = 3; i < 6; i++) {
+        cr_assert_eq(pd_kvbm_refcount(bm, ids[i]), 1);
+        cr_assert_eq(pd_kvbm_block_hash(bm, ids[i], &h[0]), PD_ERR_NOT_FOUND);
+    }
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_reserved, 6);
+    cr_assert_eq(st.n_pinned, 3);
+
+    /* A second request that does not fit gets nothing and leaves nothing pinned. */
+    chain("alice", 5, h);
+    uint32_t more[8];
+    n_hit = 99;
+    cr_assert_eq(pd_kvbm_reserve(bm, h, 5, 6, more, &n_hit), PD_ERR_NO_RESOURCE);
+    cr_assert_eq(n_hit, 99);
+    st = stats_of(bm);
+    cr_assert_eq(st.n_reserved, 6);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pd_kvbm_refcount(bm, first[i]), 1);
+    cr_assert_eq(pd_kvbm_reserve(bm, h, 5, 4, more, &n_hit), PD_ERR_INVALID_PARAM);
+    cr_assert_eq(pd_kvbm_release(bm, ids, 6), PD_OK);
+    assert_nothing_reserved(bm);
+    pd_kvbm_destroy(&bm);
+}

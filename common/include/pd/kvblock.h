@@ -20,6 +20,17 @@
  * block expires at max(last commit, last read, last release) + retention, where retention
  * is the longest one any commit gave it.
  *
+ * Typical use by a decode worker, per request:
+ *   reserve:  pd_kvbm_reserve(bm, prompt_hashes, n_full, n_total, ids, &n_hit)
+ *             (or pd_kvbm_lookup_prefix then pd_kvbm_alloc; pd_kvbm_lookup_each for a
+ *             perforated prefix); ids[n_hit ..] are what prefill must fill.
+ *   verified: for each block i >= n_hit whose content arrived and passed its checksum,
+ *             with r = pd_cache_plan_block_retention_ms(&plan, i) != 0 (pd/cache_policy.h):
+ *             pd_kvbm_commit(bm, ids[i], prompt_hashes[i], r, &stored); sum stored for
+ *             usage.cache_creation_input_tokens.
+ *   end:      pd_kvbm_release(bm, ids, n_total), exactly once, whatever the outcome.
+ * A periodic timer calls pd_kvbm_expire; on_event feeds the KV event publisher.
+ *
  * Not thread-safe by design: one manager belongs to one event loop (DESIGN section 2).
  * Nothing here knows the wire; workers turn events into KV event messages. */
 #ifndef PD_KVBLOCK_H
@@ -161,6 +172,17 @@ pd_status_t pd_kvbm_release(pd_kvbm_t *bm, const uint32_t *block_ids, size_t n_b
  * referenced or already cached under another hash. */
 pd_status_t pd_kvbm_commit(pd_kvbm_t *bm, uint32_t block_id, pd_block_hash_t hash,
                            uint64_t retention_ms, int *stored_p);
+
+/* A request's blocks in one step (decode's `reserve`): pin the longest cached prefix of
+ * hashes (as pd_kvbm_lookup_prefix), then allocate fresh blocks for the rest of the
+ * request's n_blocks (n_hashes <= n_blocks: the prompt's full blocks, then its partial
+ * block and room for generated tokens). block_ids_p (n_blocks entries) receives the
+ * prefix ids then the fresh ones; *n_hit_p the prefix length. All or nothing: on
+ * PD_ERR_NO_RESOURCE every pin is dropped again (blocks brought back into G1 stay there,
+ * cached). Pass n_hashes 0 when the cache mode forbids reads. Release all n_blocks ids
+ * with one pd_kvbm_release when the request ends. */
+pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
+                            size_t n_blocks, uint32_t *block_ids_p, size_t *n_hit_p);
 
 /* Find and pin the longest leading run of hashes held in any tier; G2/G3 hits are brought
  * back into G1 (which may evict others). block_ids_p[0 .. *n_hit_p) receive G1 ids, each
