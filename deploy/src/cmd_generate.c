@@ -1,0 +1,423 @@
+/* pdctl generate: one prompt through a model in this process, no cluster and no transfer.
+ * This is the reference the cluster's output must equal (DESIGN.md section 8): the whole
+ * prompt is prefilled in one forward call, token 0 is sampled with step 0, and each
+ * later token k is one decode forward call sampled with step k. */
+#include "pdctl_int.h"
+
+#include "pd/json.h"
+#include "pd/kv_layout.h"
+#include "pd/log.h"
+#include "pd/model.h"
+#include "pd/sample.h"
+#include "pd/time.h"
+#include "pd/tokenizer.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PD_GEN_BLOCK_TOKENS 16u
+#define PD_GEN_MAX_TOKENS   (1u << 20)
+
+typedef struct pd_gen_opts {
+    const char *model;
+    const char *tokenizer;
+    const char *prompt;
+    const char *tokens;
+    uint32_t max_tokens;
+    pd_sampling_t sampling;
+    uint32_t n_threads;
+    bool json;
+} pd_gen_opts_t;
+
+static void pd_cmd_generate_usage(FILE *out)
+{
+    fprintf(out, "usage: pdctl generate -m MODEL [-t TOKENIZER] (-p TEXT | --tokens 1,2,3)\n"
+                 "                      [-n N] [--temperature T] [--top-p P] [--seed S]\n"
+                 "                      [--threads N] [--json]\n"
+                 "\n"
+                 "Generate up to N tokens for a prompt in this process (no cluster): prefill the\n"
+                 "prompt in one step, then decode one token per step, stopping at N tokens or\n"
+                 "at the end-of-sequence token. The text streams to stdout; timings go to\n"
+                 "stderr. For a fixed model, prompt and seed the tokens equal the cluster's.\n"
+                 "\n"
+                 "  -m, --model PATH     checkpoint directory (config.json + *.safetensors) or a\n"
+                 "                       llama2.c .bin\n"
+                 "  -t, --tokenizer PATH llama2.c tokenizer.bin (default: MODEL/tokenizer.bin)\n"
+                 "  -p, --prompt TEXT    prompt text; BOS is prepended\n"
+                 "  --tokens LIST        prompt token ids, comma-separated (no BOS added)\n"
+                 "  -n, --max-tokens N   tokens to generate (default 64)\n"
+                 "  --temperature T      0 is greedy (default 1.0)\n"
+                 "  --top-p P            nucleus sampling, 1 is off (default 1.0)\n"
+                 "  --seed S             sampling seed (default 0)\n"
+                 "  --threads N          compute threads, 0 for all cores (default 0)\n"
+                 "  --json               print one JSON object: prompt_tokens, tokens, text,\n"
+                 "                       finish_reason, timings\n");
+}
+
+static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
+{
+    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"tokenizer", required_argument, NULL, 't'},
+                                         {"prompt", required_argument, NULL, 'p'},
+                                         {"tokens", required_argument, NULL, 'T'},
+                                         {"max-tokens", required_argument, NULL, 'n'},
+                                         {"temperature", required_argument, NULL, 'e'},
+                                         {"top-p", required_argument, NULL, 'P'},
+                                         {"seed", required_argument, NULL, 's'},
+                                         {"threads", required_argument, NULL, 'j'},
+                                         {"json", no_argument, NULL, 'J'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    memset(o, 0, sizeof(*o));
+    o->max_tokens = 64;
+    o->sampling.temperature = 1.0f;
+    o->sampling.top_p = 1.0f;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:t:p:n:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            o->model = optarg;
+            break;
+        case 't':
+            o->tokenizer = optarg;
+            break;
+        case 'p':
+            o->prompt = optarg;
+            break;
+        case 'T':
+            o->tokens = optarg;
+            break;
+        case 'n':
+            if (!pd_cli_parse_u32("-n", optarg, 1, PD_GEN_MAX_TOKENS, &o->max_tokens))
+                return PD_CLI_USAGE;
+            break;
+        case 'e':
+            if (!pd_cli_parse_f32("--temperature", optarg, 0.0f, 100.0f, &o->sampling.temperature))
+                return PD_CLI_USAGE;
+            break;
+        case 'P':
+            if (!pd_cli_parse_f32("--top-p", optarg, 0.0f, 1.0f, &o->sampling.top_p))
+                return PD_CLI_USAGE;
+            if (o->sampling.top_p <= 0.0f) {
+                fprintf(stderr, "pdctl: --top-p must be in (0, 1]\n");
+                return PD_CLI_USAGE;
+            }
+            break;
+        case 's':
+            if (!pd_cli_parse_u64("--seed", optarg, 0, UINT64_MAX, &o->sampling.seed))
+                return PD_CLI_USAGE;
+            break;
+        case 'j':
+            if (!pd_cli_parse_u32("--threads", optarg, 0, 1024, &o->n_threads))
+                return PD_CLI_USAGE;
+            break;
+        case 'J':
+            o->json = true;
+            break;
+        case 'h':
+            pd_cmd_generate_usage(stdout);
+            exit(PD_CLI_OK);
+        default:
+            pd_cmd_generate_usage(stderr);
+            return PD_CLI_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "pdctl: unexpected argument '%s'\n", argv[optind]);
+        pd_cmd_generate_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    if (o->model == NULL || (o->prompt == NULL) == (o->tokens == NULL)) {
+        fprintf(stderr, "pdctl: generate needs -m MODEL and exactly one of -p TEXT and "
+                        "--tokens LIST\n");
+        pd_cmd_generate_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    return PD_CLI_OK;
+}
+
+/* Parse "1,2,3" into a new array; ids are range-checked later against the model. */
+static int pd_gen_parse_ids(const char *list, int32_t **ids_p, size_t *n_p)
+{
+    size_t cap = 1;
+    for (const char *s = list; *s != '\0'; s++)
+        cap += *s == ',';
+    int32_t *ids = malloc(cap * sizeof(int32_t));
+    if (ids == NULL)
+        return PD_CLI_FAIL;
+    size_t n = 0;
+    const char *s = list;
+    for (;;) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || errno != 0 || v < INT32_MIN || v > INT32_MAX ||
+            (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "pdctl: --tokens: '%s' is not a comma-separated list of ids\n", list);
+            free(ids);
+            return PD_CLI_USAGE;
+        }
+        ids[n++] = (int32_t)v;
+        if (*end == '\0')
+            break;
+        s = end + 1;
+    }
+    *ids_p = ids;
+    *n_p = n;
+    return PD_CLI_OK;
+}
+
+/* A growable byte buffer for the generated text. */
+typedef struct pd_gen_text {
+    char *data;
+    size_t len;
+    size_t cap;
+} pd_gen_text_t;
+
+static bool pd_gen_text_append(pd_gen_text_t *t, const char *s, size_t n)
+{
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *d = realloc(t->data, cap);
+        if (d == NULL)
+            return false;
+        t->data = d;
+        t->cap = cap;
+    }
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+    return true;
+}
+
+/* The tokenizer to use: -t, else MODEL/tokenizer.bin when MODEL is a directory that has
+ * one, else none (only --tokens prompts then, and the text is not decoded). */
+static pd_status_t pd_gen_tokenizer(const pd_gen_opts_t *o, uint32_t vocab, pd_tokenizer_t **tok_p)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    *tok_p = NULL;
+    if (o->tokenizer != NULL)
+        return pd_tokenizer_load(o->tokenizer, vocab, tok_p);
+    if (stat(o->model, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(path, sizeof(path), "%s/tokenizer.bin", o->model);
+        if (access(path, F_OK) == 0)
+            return pd_tokenizer_load(path, vocab, tok_p);
+    }
+    return PD_OK;
+}
+
+static void pd_gen_print_json(const pd_gen_opts_t *o, const int32_t *prompt, size_t n_prompt,
+                              const int32_t *out, size_t n_out, const pd_gen_text_t *text,
+                              bool have_text, const char *finish, double prefill_ms,
+                              double decode_ms)
+{
+    (void)o;
+    printf("{\"prompt_tokens\":[");
+    for (size_t i = 0; i < n_prompt; i++)
+        printf("%s%d", i ? "," : "", prompt[i]);
+    printf("],\"tokens\":[");
+    for (size_t i = 0; i < n_out; i++)
+        printf("%s%d", i ? "," : "", out[i]);
+    printf("],\"text\":");
+    if (have_text)
+        pd_json_fprint_string(stdout, text->data != NULL ? text->data : "", text->len);
+    else
+        printf("null");
+    double prefill_tps = prefill_ms > 0 ? (double)n_prompt / (prefill_ms / 1e3) : 0.0;
+    double decode_tps =
+        (decode_ms > 0 && n_out > 1) ? (double)(n_out - 1) / (decode_ms / 1e3) : 0.0;
+    printf(",\"finish_reason\":\"%s\",\"timings\":{\"prefill_ms\":%.3f,\"decode_ms\":%.3f,"
+           "\"prefill_tokens_per_s\":%.1f,\"decode_tokens_per_s\":%.1f}}\n",
+           finish, prefill_ms, decode_ms, prefill_tps, decode_tps);
+}
+
+int pd_cmd_generate(int argc, char **argv)
+{
+    pd_gen_opts_t o;
+    int rc = pd_gen_parse(argc, argv, &o);
+    if (rc != PD_CLI_OK)
+        return rc;
+
+    pd_model_t *model = NULL;
+    pd_tokenizer_t *tok = NULL;
+    pd_engine_t *engine = NULL;
+    int32_t *prompt = NULL, *out = NULL;
+    size_t n_prompt = 0, n_out = 0;
+    float *kv = NULL, *logits = NULL, *scratch = NULL;
+    uint32_t *table = NULL;
+    pd_gen_text_t text = {0};
+    pd_status_t status;
+    rc = PD_CLI_FAIL;
+
+    status = pd_model_load(o.model, &model);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot load model %s: %s\n", o.model, pd_status_str(status));
+        goto out;
+    }
+    const pd_model_config_t *c = &model->config;
+    status = pd_gen_tokenizer(&o, c->vocab_size, &tok);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot load tokenizer %s: %s\n",
+                o.tokenizer != NULL ? o.tokenizer : "(model directory)", pd_status_str(status));
+        goto out;
+    }
+
+    if (o.prompt != NULL) {
+        if (tok == NULL) {
+            fprintf(stderr, "pdctl: %s has no tokenizer.bin; give -t TOKENIZER or --tokens\n",
+                    o.model);
+            rc = PD_CLI_USAGE;
+            goto out;
+        }
+        size_t len = strlen(o.prompt);
+        prompt = malloc((len + 2) * sizeof(int32_t));
+        if (prompt == NULL)
+            goto out;
+        status = pd_tokenizer_encode(tok, o.prompt, len, true, prompt, len + 2, &n_prompt);
+        if (status != PD_OK) {
+            fprintf(stderr, "pdctl: cannot tokenize the prompt: %s\n", pd_status_str(status));
+            goto out;
+        }
+    } else {
+        rc = pd_gen_parse_ids(o.tokens, &prompt, &n_prompt);
+        if (rc != PD_CLI_OK)
+            goto out;
+        rc = PD_CLI_FAIL;
+        for (size_t i = 0; i < n_prompt; i++) {
+            if (prompt[i] < 0 || (uint32_t)prompt[i] >= c->vocab_size) {
+                fprintf(stderr,
+                        "pdctl: prompt token %d (position %zu) is out of range: the "
+                        "vocabulary has %u tokens\n",
+                        prompt[i], i, c->vocab_size);
+                goto out;
+            }
+        }
+    }
+    if (n_prompt == 0) {
+        fprintf(stderr, "pdctl: the prompt is empty\n");
+        goto out;
+    }
+    if (n_prompt > c->max_seq_len) {
+        fprintf(stderr,
+                "pdctl: the prompt is %zu tokens, longer than the model's context of "
+                "%u\n",
+                n_prompt, c->max_seq_len);
+        goto out;
+    }
+    /* Token k (k >= 1) is computed at position n_prompt + k - 1, so the context allows
+     * max_seq_len - n_prompt + 1 generated tokens. */
+    uint32_t max_new = c->max_seq_len - (uint32_t)n_prompt + 1;
+    uint32_t n_gen = o.max_tokens;
+    if (n_gen > max_new) {
+        pd_log_warn("generating at most %u tokens: the context is %u", max_new, c->max_seq_len);
+        n_gen = max_new;
+    }
+
+    pd_kv_layout_t layout = {
+        .n_layers = c->n_layers,
+        .n_kv_heads = c->n_kv_heads,
+        .head_dim = c->head_dim,
+        .block_tokens = PD_GEN_BLOCK_TOKENS,
+        .n_blocks = (uint32_t)((n_prompt + n_gen + PD_GEN_BLOCK_TOKENS - 1) / PD_GEN_BLOCK_TOKENS),
+    };
+    /* kv: (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32 */
+    kv = calloc(1, pd_kv_pool_bytes(&layout));
+    table = malloc(layout.n_blocks * sizeof(uint32_t));
+    logits = malloc((size_t)c->vocab_size * sizeof(float));      /* (vocab) */
+    scratch = malloc(2 * (size_t)c->vocab_size * sizeof(float)); /* (2 * vocab) */
+    out = malloc((size_t)n_gen * sizeof(int32_t));
+    if (kv == NULL || table == NULL || logits == NULL || scratch == NULL || out == NULL) {
+        fprintf(stderr, "pdctl: out of memory for a %zu-byte KV pool\n", pd_kv_pool_bytes(&layout));
+        goto out;
+    }
+    for (uint32_t i = 0; i < layout.n_blocks; i++)
+        table[i] = i;
+    status = pd_engine_create(model, PD_BACKEND_CPU, o.n_threads, &engine);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot start the compute engine: %s\n", pd_status_str(status));
+        goto out;
+    }
+
+    const char *finish = "length";
+    uint64_t t0 = pd_time_now_ns(), t1 = t0;
+    int32_t prev = prompt[n_prompt - 1];
+    for (uint32_t k = 0; k < n_gen; k++) {
+        pd_fwd_seq_t seq = {
+            .tokens = k == 0 ? prompt : &out[k - 1],
+            .n_tokens = k == 0 ? (uint32_t)n_prompt : 1,
+            .pos = k == 0 ? 0 : (uint32_t)n_prompt + k - 1,
+            .block_table = table,
+            .n_table = layout.n_blocks,
+            .logits = logits,
+        };
+        status = pd_engine_forward(engine, kv, &layout, &seq, 1, NULL, NULL);
+        if (status != PD_OK) {
+            fprintf(stderr, "\npdctl: forward step %u failed: %s\n", k, pd_status_str(status));
+            goto out;
+        }
+        int32_t id = pd_sample_token(&o.sampling, logits, c->vocab_size, k, scratch);
+        out[n_out++] = id;
+        if (k == 0)
+            t1 = pd_time_now_ns();
+        if (tok != NULL) {
+            const char *piece;
+            size_t plen;
+            if (pd_tokenizer_piece(tok, prev, id, &piece, &plen) == PD_OK) {
+                if (!pd_gen_text_append(&text, piece, plen))
+                    goto out;
+                if (!o.json) {
+                    fwrite(piece, 1, plen, stdout);
+                    fflush(stdout);
+                }
+            }
+        } else if (!o.json) {
+            printf("%s%d", k ? " " : "", id);
+            fflush(stdout);
+        }
+        prev = id;
+        /* Every vocabulary pdkv reads has EOS at id 2 (llama2.c and the byte tokenizer). */
+        if (id == (tok != NULL ? pd_tokenizer_eos(tok) : 2)) {
+            finish = "stop";
+            break;
+        }
+    }
+    uint64_t t2 = pd_time_now_ns();
+    double prefill_ms = pd_time_ns_to_ms(t1 - t0);
+    double decode_ms = pd_time_ns_to_ms(t2 - t1);
+    if (o.json) {
+        pd_gen_print_json(&o, prompt, n_prompt, out, n_out, &text, tok != NULL, finish, prefill_ms,
+                          decode_ms);
+    } else {
+        printf("\n");
+        fprintf(stderr,
+                "pdctl: prompt %zu tokens in %.1f ms (%.1f tok/s), generated %zu tokens, "
+                "%.1f ms decoding (%.1f tok/s), finish %s\n",
+                n_prompt, prefill_ms, prefill_ms > 0 ? n_prompt / (prefill_ms / 1e3) : 0.0, n_out,
+                decode_ms, decode_ms > 0 && n_out > 1 ? (n_out - 1) / (decode_ms / 1e3) : 0.0,
+                finish);
+    }
+    fflush(stdout);
+    rc = PD_CLI_OK;
+out:
+    pd_engine_destroy(&engine);
+    pd_model_destroy(&model);
+    pd_tokenizer_destroy(&tok);
+    free(prompt);
+    free(out);
+    free(kv);
+    free(table);
+    free(logits);
+    free(scratch);
+    free(text.data);
+    return rc;
+}

@@ -1,0 +1,183 @@
+/* pdctl model new: a randomly initialised model from a preset, written as a Hugging Face
+ * checkpoint directory with the byte-level tokenizer, so everything runs with no
+ * download. */
+#include "pdctl_int.h"
+
+#include "pd/loader.h"
+#include "pd/log.h"
+#include "pd/model.h"
+#include "pd/presets.h"
+#include "pd/tokenizer.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Print progress for models at least this large. */
+#define PD_MODEL_PROGRESS_BYTES (32ull << 20)
+
+static void pd_cmd_model_usage(FILE *out)
+{
+    fprintf(out, "usage: pdctl model new --preset NAME --seed N -o DIR [--dtype f32|f16|bf16]\n"
+                 "                        [--force]\n"
+                 "\n"
+                 "Write a randomly initialised model: DIR/config.json, DIR/model.safetensors\n"
+                 "(Hugging Face layout) and DIR/tokenizer.bin (the byte-level vocabulary in\n"
+                 "llama2.c format). The weights depend only on the preset and the seed.\n"
+                 "\n"
+                 "  --preset NAME   model shape:");
+    for (size_t i = 0; i < pd_model_preset_count(); i++)
+        fprintf(out, " %s", pd_model_preset_name(i));
+    fprintf(out, "\n"
+                 "  --seed N        random seed (default 1)\n"
+                 "  -o, --output DIR  directory to write (created if missing)\n"
+                 "  --dtype T       weight type in the file: f32 (default), f16, bf16\n"
+                 "  --force         overwrite a model already in DIR\n");
+}
+
+typedef struct pd_cmd_model_progress {
+    int last_decile;
+} pd_cmd_model_progress_t;
+
+static void pd_cmd_model_on_progress(void *arg, uint64_t done, uint64_t total)
+{
+    pd_cmd_model_progress_t *p = arg;
+    if (total < PD_MODEL_PROGRESS_BYTES)
+        return;
+    int decile = (int)(done * 10 / total);
+    if (decile > p->last_decile) {
+        p->last_decile = decile;
+        fprintf(stderr, "pdctl: writing weights %3d%% (%llu / %llu MiB)\n", decile * 10,
+                (unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
+    }
+}
+
+static int pd_cmd_model_new(int argc, char **argv)
+{
+    static const struct option opts[] = {{"preset", required_argument, NULL, 'P'},
+                                         {"seed", required_argument, NULL, 's'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"dtype", required_argument, NULL, 'd'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *preset = NULL, *out = NULL;
+    uint64_t seed = 1;
+    pd_dtype_t dtype = PD_DTYPE_F32;
+    bool force = false;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'P':
+            preset = optarg;
+            break;
+        case 's':
+            if (!pd_cli_parse_u64("--seed", optarg, 0, UINT64_MAX, &seed))
+                return PD_CLI_USAGE;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'd':
+            if (pd_dtype_parse(optarg, &dtype) != PD_OK) {
+                fprintf(stderr, "pdctl: --dtype: '%s' is not f32, f16 or bf16\n", optarg);
+                return PD_CLI_USAGE;
+            }
+            break;
+        case 'f':
+            force = true;
+            break;
+        case 'h':
+            pd_cmd_model_usage(stdout);
+            return PD_CLI_OK;
+        default:
+            pd_cmd_model_usage(stderr);
+            return PD_CLI_USAGE;
+        }
+    }
+    if (optind != argc || preset == NULL || out == NULL) {
+        if (optind != argc)
+            fprintf(stderr, "pdctl: unexpected argument '%s'\n", argv[optind]);
+        else
+            fprintf(stderr, "pdctl: model new needs --preset and -o\n");
+        pd_cmd_model_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+
+    pd_model_config_t config;
+    if (pd_model_preset(preset, &config) != PD_OK) {
+        fprintf(stderr, "pdctl: unknown preset '%s'\n", preset);
+        return PD_CLI_USAGE;
+    }
+    /* The id salts block hashes: models that differ in weights must differ in id. */
+    snprintf(config.model_id, sizeof(config.model_id), "pdkv-%.24s-s%llu%s%s", preset,
+             (unsigned long long)seed, dtype == PD_DTYPE_F32 ? "" : "-",
+             dtype == PD_DTYPE_F32 ? "" : (dtype == PD_DTYPE_F16 ? "f16" : "bf16"));
+
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/model.safetensors", out);
+    if (!force && stat(path, &st) == 0) {
+        fprintf(stderr, "pdctl: %s exists (use --force to overwrite)\n", path);
+        return PD_CLI_FAIL;
+    }
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "pdctl: cannot create %s: %s\n", out, strerror(errno));
+        return PD_CLI_FAIL;
+    }
+
+    int rc = PD_CLI_FAIL;
+    pd_model_t *model = NULL;
+    pd_tokenizer_t *tok = NULL;
+    uint64_t n_params = pd_model_n_params(&config);
+    fprintf(stderr, "pdctl: making %s: preset %s, seed %llu, %.1f M parameters, %s\n", out, preset,
+            (unsigned long long)seed, (double)n_params / 1e6, pd_dtype_name(dtype));
+    if (pd_tokenizer_create_byte(&tok) != PD_OK)
+        goto out;
+    snprintf(path, sizeof(path), "%s/tokenizer.bin", out);
+    if (pd_tokenizer_save(tok, path) != PD_OK) {
+        fprintf(stderr, "pdctl: cannot write %s\n", path);
+        goto out;
+    }
+    pd_status_t status = pd_model_alloc(&config, &model);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot allocate the model: %s\n", pd_status_str(status));
+        goto out;
+    }
+    pd_model_init_random(model, seed);
+    pd_cmd_model_progress_t progress = {0};
+    status = pd_model_save_hf(model, out, dtype, pd_cmd_model_on_progress, &progress);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot write the model to %s: %s\n", out, pd_status_str(status));
+        goto out;
+    }
+    fprintf(stderr, "pdctl: wrote %s (model id %s)\n", out, config.model_id);
+    rc = PD_CLI_OK;
+out:
+    pd_model_destroy(&model);
+    pd_tokenizer_destroy(&tok);
+    return rc;
+}
+
+int pd_cmd_model(int argc, char **argv)
+{
+    if (argc < 2) {
+        pd_cmd_model_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        pd_cmd_model_usage(stdout);
+        return PD_CLI_OK;
+    }
+    if (strcmp(argv[1], "new") == 0)
+        return pd_cmd_model_new(argc - 1, argv + 1);
+    fprintf(stderr, "pdctl: unknown 'model' subcommand '%s'\n", argv[1]);
+    pd_cmd_model_usage(stderr);
+    return PD_CLI_USAGE;
+}

@@ -1,0 +1,109 @@
+/* pdctl: the pdkv command-line tool. main() only dispatches: each subcommand is a
+ * function in its own file, listed in the table below. */
+#include "pdctl_int.h"
+
+#include "launch.h"
+#include "pd/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const pd_cli_cmd_t pd_cli_cmds[] = {
+    {"model", "make model files: 'model new --preset NAME --seed N -o DIR'", pd_cmd_model},
+    {"generate", "run a prompt through a model in this process (no cluster)", pd_cmd_generate},
+    {"size", "KV cache bytes per token and block, and what a pool holds", pd_cmd_size},
+    {"up", "start the roles of a cluster manifest on this machine", pd_cmd_up},
+    {"down", "stop a cluster started with 'up -d'", pd_cmd_down},
+};
+
+#define PD_CLI_N_CMDS (sizeof(pd_cli_cmds) / sizeof(pd_cli_cmds[0]))
+
+static void pd_cli_usage(FILE *out)
+{
+    fprintf(out, "usage: pdctl <command> [options]\n"
+                 "\n"
+                 "pdkv, a disaggregated prefill/decode LLM serving cluster.\n"
+                 "\n"
+                 "commands:\n");
+    for (size_t i = 0; i < PD_CLI_N_CMDS; i++)
+        fprintf(out, "  %-10s %s\n", pd_cli_cmds[i].name, pd_cli_cmds[i].summary);
+    fprintf(out, "\n'pdctl <command> --help' describes a command's options.\n"
+                 "PD_LOG_LEVEL=error|warn|info|debug|trace sets how much is logged to "
+                 "stderr.\n");
+}
+
+bool pd_cli_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *v_p)
+{
+    char *end = NULL;
+    errno = 0;
+    if (s == NULL || s[0] < '0' || s[0] > '9') {
+        fprintf(stderr, "pdctl: %s: '%s' is not a non-negative integer\n", opt, s ? s : "");
+        return false;
+    }
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        fprintf(stderr, "pdctl: %s: '%s' is not a non-negative integer\n", opt, s);
+        return false;
+    }
+    if (v < min || v > max) {
+        fprintf(stderr, "pdctl: %s: %llu is outside %llu..%llu\n", opt, v, (unsigned long long)min,
+                (unsigned long long)max);
+        return false;
+    }
+    *v_p = v;
+    return true;
+}
+
+bool pd_cli_parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *v_p)
+{
+    uint64_t v;
+    if (!pd_cli_parse_u64(opt, s, min, max, &v))
+        return false;
+    *v_p = (uint32_t)v;
+    return true;
+}
+
+bool pd_cli_parse_f32(const char *opt, const char *s, float min, float max, float *v_p)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v)) {
+        fprintf(stderr, "pdctl: %s: '%s' is not a number\n", opt, s);
+        return false;
+    }
+    if (v < min || v > max) {
+        fprintf(stderr, "pdctl: %s: %g is outside %g..%g\n", opt, v, (double)min, (double)max);
+        return false;
+    }
+    *v_p = (float)v;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    pd_log_init("pdctl");
+    if (argc < 2) {
+        pd_cli_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        pd_cli_usage(stdout);
+        return PD_CLI_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("pdctl (pdkv) 0.1.0\n");
+        return PD_CLI_OK;
+    }
+    for (size_t i = 0; i < PD_CLI_N_CMDS; i++) {
+        if (strcmp(name, pd_cli_cmds[i].name) == 0)
+            return pd_cli_cmds[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "pdctl: unknown command '%s'\n\n", name);
+    pd_cli_usage(stderr);
+    return PD_CLI_USAGE;
+}

@@ -1,0 +1,242 @@
+/* Model loading entry points, dtype conversions, the HF tensor list and file mapping. */
+#include "load_int.h"
+
+#include "pd/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *pd_dtype_name(pd_dtype_t dtype)
+{
+    switch (dtype) {
+    case PD_DTYPE_F32:
+        return "F32";
+    case PD_DTYPE_F16:
+        return "F16";
+    case PD_DTYPE_BF16:
+        return "BF16";
+    }
+    return "?";
+}
+
+pd_status_t pd_dtype_parse(const char *name, pd_dtype_t *dtype_p)
+{
+    if (name == NULL)
+        return PD_ERR_INVALID_PARAM;
+    if (strcasecmp(name, "f32") == 0 || strcasecmp(name, "float32") == 0)
+        *dtype_p = PD_DTYPE_F32;
+    else if (strcasecmp(name, "f16") == 0 || strcasecmp(name, "float16") == 0)
+        *dtype_p = PD_DTYPE_F16;
+    else if (strcasecmp(name, "bf16") == 0 || strcasecmp(name, "bfloat16") == 0)
+        *dtype_p = PD_DTYPE_BF16;
+    else
+        return PD_ERR_INVALID_PARAM;
+    return PD_OK;
+}
+
+static uint32_t pd_load_f32_bits(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof(x));
+    return x;
+}
+
+static float pd_load_bits_f32(uint32_t x)
+{
+    float f;
+    memcpy(&f, &x, sizeof(f));
+    return f;
+}
+
+float pd_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    if (exp == 0) {
+        float v = ldexpf((float)mant, -24);
+        return sign ? -v : v;
+    }
+    if (exp == 31)
+        return pd_load_bits_f32(sign | 0x7f800000u | (mant << 13));
+    return pd_load_bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t pd_f32_to_f16(float f)
+{
+    uint32_t x = pd_load_f32_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t absx = x & 0x7fffffffu;
+    if (absx >= 0x7f800000u)
+        return (uint16_t)(sign | (absx > 0x7f800000u ? 0x7e00u : 0x7c00u));
+    if (absx >= 0x477ff000u) /* rounds to 65536 or more: infinity */
+        return (uint16_t)(sign | 0x7c00u);
+    if (absx < 0x38800000u) { /* below 2^-14: a half subnormal or zero */
+        uint32_t e = absx >> 23;
+        uint32_t shift = 126 - e;
+        if (e == 0 || shift > 24)
+            return (uint16_t)sign;
+        uint32_t mant = (absx & 0x7fffffu) | 0x800000u;
+        uint32_t r = mant >> shift;
+        uint32_t rem = mant & ((1u << shift) - 1);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1)))
+            r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = absx - 0x38000000u; /* rebias the exponent from 127 to 15 */
+    uint32_t h = r >> 13;
+    uint32_t rem = r & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1)))
+        h++;
+    return (uint16_t)(sign | h);
+}
+
+float pd_bf16_to_f32(uint16_t h)
+{
+    return pd_load_bits_f32((uint32_t)h << 16);
+}
+
+uint16_t pd_f32_to_bf16(float f)
+{
+    uint32_t x = pd_load_f32_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x0040u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+
+size_t pd_load_tensor_count(const pd_model_config_t *config)
+{
+    return 2 + (size_t)config->n_layers * 9 + (config->tie_embeddings ? 0 : 1);
+}
+
+/* layer UINT32_MAX: a global tensor named what; else "model.layers.<layer>.<what>.weight". */
+static void pd_load_tensor_set(pd_load_tensor_t *t, float *data, uint64_t rows, uint64_t cols,
+                               const char *what, uint32_t layer)
+{
+    if (layer == UINT32_MAX)
+        snprintf(t->name, sizeof(t->name), "%s", what);
+    else
+        snprintf(t->name, sizeof(t->name), "model.layers.%u.%s.weight", layer, what);
+    t->data = data;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->ndim = cols == 0 ? 1 : 2;
+}
+
+size_t pd_load_tensor_list(const pd_model_config_t *c, pd_model_t *model,
+                           pd_load_tensor_t *tensors_p)
+{
+    const uint64_t dim = c->dim, hid = c->hidden_dim;
+    const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim;
+    const uint64_t kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
+    const pd_model_weights_t *w = model != NULL ? &model->w : NULL;
+    size_t n = 0;
+
+#define PD_AT(field, stride) (w != NULL ? w->field + (size_t)(l) * (stride) : NULL)
+    uint32_t l = 0;
+    pd_load_tensor_set(&tensors_p[n++], w ? w->tok_embed : NULL, c->vocab_size, dim,
+                       "model.embed_tokens.weight", UINT32_MAX);
+    for (l = 0; l < c->n_layers; l++) {
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(attn_norm, dim), dim, 0, "input_layernorm", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(wq, q_dim * dim), q_dim, dim, "self_attn.q_proj",
+                           l);
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(wk, kv_dim * dim), kv_dim, dim,
+                           "self_attn.k_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(wv, kv_dim * dim), kv_dim, dim,
+                           "self_attn.v_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(wo, dim * q_dim), dim, q_dim, "self_attn.o_proj",
+                           l);
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(ffn_norm, dim), dim, 0,
+                           "post_attention_layernorm", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(w_gate, hid * dim), hid, dim, "mlp.gate_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(w_up, hid * dim), hid, dim, "mlp.up_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_AT(w_down, dim * hid), dim, hid, "mlp.down_proj", l);
+    }
+#undef PD_AT
+    pd_load_tensor_set(&tensors_p[n++], w ? w->final_norm : NULL, dim, 0, "model.norm.weight",
+                       UINT32_MAX);
+    if (!c->tie_embeddings)
+        pd_load_tensor_set(&tensors_p[n++], w ? w->lm_head : NULL, c->vocab_size, dim,
+                           "lm_head.weight", UINT32_MAX);
+    return n;
+}
+
+pd_status_t pd_load_map_open(const char *path, pd_load_map_t *map)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        pd_log_error("%s: cannot open: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        pd_log_error("%s: not a regular file", path);
+        close(fd);
+        return PD_ERR_IO;
+    }
+    map->size = (size_t)st.st_size;
+    map->data = NULL;
+    if (map->size > 0) {
+        void *p = mmap(NULL, map->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            pd_log_error("%s: cannot map: %s", path, strerror(errno));
+            close(fd);
+            return PD_ERR_IO;
+        }
+        map->data = p;
+    }
+    close(fd);
+    return PD_OK;
+}
+
+void pd_load_map_close(pd_load_map_t *map)
+{
+    if (map->data != NULL)
+        munmap((void *)map->data, map->size);
+    map->data = NULL;
+    map->size = 0;
+}
+
+pd_status_t pd_model_config_load(const char *path, pd_model_config_t *config_p)
+{
+    struct stat st;
+    if (path == NULL || config_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    if (stat(path, &st) != 0) {
+        pd_log_error("model %s: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    if (S_ISDIR(st.st_mode))
+        return pd_model_config_load_hf(path, config_p);
+    pd_load_map_t map;
+    pd_status_t status = pd_load_map_open(path, &map);
+    if (status != PD_OK)
+        return status;
+    bool shared;
+    status = pd_load_llama2c_config(path, &map, config_p, &shared);
+    pd_load_map_close(&map);
+    return status;
+}
+
+pd_status_t pd_model_load(const char *path, pd_model_t **model_p)
+{
+    struct stat st;
+    if (path == NULL || model_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    if (stat(path, &st) != 0) {
+        pd_log_error("model %s: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    if (S_ISDIR(st.st_mode))
+        return pd_model_load_hf(path, model_p);
+    return pd_model_load_llama2c(path, model_p);
+}

@@ -1,0 +1,231 @@
+/* Writing a model as a Hugging Face checkpoint directory (config.json and one
+ * model.safetensors). The safetensors file is written under a temporary name and renamed
+ * into place last, so a directory with model.safetensors is always complete. */
+#include "load_int.h"
+
+#include "pd/log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PD_WRITE_CHUNK (1u << 20) /* elements converted per write */
+
+/* mkdir -p. */
+static pd_status_t pd_write_mkdirs(const char *dir)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf))
+        return PD_ERR_INVALID_PARAM;
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                pd_log_error("%s: cannot create directory: %s", buf, strerror(errno));
+                return PD_ERR_IO;
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        pd_log_error("%s: not a directory", dir);
+        return PD_ERR_IO;
+    }
+    return PD_OK;
+}
+
+static pd_status_t pd_write_config(const pd_model_config_t *c, const char *dir, pd_dtype_t dtype)
+{
+    char path[PATH_MAX];
+    static const char *const torch[] = {"float32", "float16", "bfloat16"};
+    if (snprintf(path, sizeof(path), "%s/config.json", dir) >= (int)sizeof(path))
+        return PD_ERR_INVALID_PARAM;
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        pd_log_error("%s: cannot create: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    fprintf(f,
+            "{\n"
+            "  \"architectures\": [\"LlamaForCausalLM\"],\n"
+            "  \"model_type\": \"llama\",\n"
+            "  \"hidden_size\": %u,\n"
+            "  \"intermediate_size\": %u,\n"
+            "  \"num_hidden_layers\": %u,\n"
+            "  \"num_attention_heads\": %u,\n"
+            "  \"num_key_value_heads\": %u,\n"
+            "  \"head_dim\": %u,\n"
+            "  \"vocab_size\": %u,\n"
+            "  \"max_position_embeddings\": %u,\n"
+            "  \"rms_norm_eps\": %.9g,\n"
+            "  \"rope_theta\": %.9g,\n"
+            "  \"tie_word_embeddings\": %s,\n"
+            "  \"hidden_act\": \"silu\",\n"
+            "  \"bos_token_id\": 1,\n"
+            "  \"eos_token_id\": 2,\n"
+            "  \"torch_dtype\": \"%s\",\n"
+            "  \"pdkv_model_id\": \"",
+            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,
+            c->vocab_size, c->max_seq_len, (double)c->rms_eps, (double)c->rope_theta,
+            c->tie_embeddings ? "true" : "false", torch[dtype]);
+    /* model_id is written as plain ASCII; anything else becomes '_'. */
+    for (const char *s = c->model_id; *s != '\0'; s++)
+        fputc((*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\') ? *s : '_', f);
+    fprintf(f, "\"\n}\n");
+    if (fclose(f) != 0) {
+        pd_log_error("%s: write failed: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    return PD_OK;
+}
+
+static uint64_t pd_write_elem_bytes(pd_dtype_t dtype)
+{
+    return dtype == PD_DTYPE_F32 ? 4 : 2;
+}
+
+/* Write n floats of src to f converted to dtype, little-endian. */
+static pd_status_t pd_write_data(FILE *f, const float *src, uint64_t n, pd_dtype_t dtype,
+                                 unsigned char *buf)
+{
+    while (n > 0) {
+        size_t m = n < PD_WRITE_CHUNK ? (size_t)n : PD_WRITE_CHUNK;
+        size_t bytes = 0;
+        for (size_t i = 0; i < m; i++) {
+            if (dtype == PD_DTYPE_F32) {
+                uint32_t x;
+                memcpy(&x, &src[i], 4);
+                buf[bytes++] = (unsigned char)x;
+                buf[bytes++] = (unsigned char)(x >> 8);
+                buf[bytes++] = (unsigned char)(x >> 16);
+                buf[bytes++] = (unsigned char)(x >> 24);
+            } else {
+                uint16_t h = dtype == PD_DTYPE_F16 ? pd_f32_to_f16(src[i]) : pd_f32_to_bf16(src[i]);
+                buf[bytes++] = (unsigned char)h;
+                buf[bytes++] = (unsigned char)(h >> 8);
+            }
+        }
+        if (fwrite(buf, 1, bytes, f) != bytes)
+            return PD_ERR_IO;
+        src += m;
+        n -= m;
+    }
+    return PD_OK;
+}
+
+pd_status_t pd_model_save_hf(const pd_model_t *model, const char *dir, pd_dtype_t dtype,
+                             pd_model_progress_cb progress, void *progress_arg)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    pd_load_tensor_t *tensors = NULL;
+    unsigned char *buf = NULL;
+    char *hdr = NULL;
+    size_t hdr_len = 0;
+    FILE *f = NULL;
+    pd_status_t status;
+
+    if (model == NULL || dir == NULL || (unsigned)dtype > PD_DTYPE_BF16)
+        return PD_ERR_INVALID_PARAM;
+    const pd_model_config_t *c = &model->config;
+    if (c->rope_style != PD_ROPE_HALF) {
+        pd_log_error("%s: only rotate-half RoPE models are written as Hugging Face checkpoints",
+                     dir);
+        return PD_ERR_UNSUPPORTED;
+    }
+    if (snprintf(path, sizeof(path), "%s/model.safetensors", dir) >= (int)sizeof(path) ||
+        snprintf(tmp, sizeof(tmp), "%s/.model.safetensors.tmp", dir) >= (int)sizeof(tmp))
+        return PD_ERR_INVALID_PARAM;
+    status = pd_write_mkdirs(dir);
+    if (status != PD_OK)
+        return status;
+    status = pd_write_config(c, dir, dtype);
+    if (status != PD_OK)
+        return status;
+
+    size_t n = pd_load_tensor_count(c);
+    tensors = calloc(n, sizeof(*tensors));
+    buf = malloc((size_t)PD_WRITE_CHUNK * 4);
+    if (tensors == NULL || buf == NULL) {
+        status = PD_ERR_NO_MEMORY;
+        goto out_free;
+    }
+    pd_load_tensor_list(c, (pd_model_t *)model, tensors);
+
+    /* Header: tensors in order, contiguous, padded with spaces to 8 bytes. */
+    FILE *h = open_memstream(&hdr, &hdr_len);
+    if (h == NULL) {
+        status = PD_ERR_NO_MEMORY;
+        goto out_free;
+    }
+    uint64_t off = 0, total = 0;
+    fprintf(h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bytes = pd_load_tensor_numel(&tensors[i]) * pd_write_elem_bytes(dtype);
+        fprintf(h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%llu", tensors[i].name,
+                pd_dtype_name(dtype), (unsigned long long)tensors[i].shape[0]);
+        if (tensors[i].ndim == 2)
+            fprintf(h, ",%llu", (unsigned long long)tensors[i].shape[1]);
+        fprintf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                (unsigned long long)(off + bytes));
+        off += bytes;
+    }
+    fputc('}', h);
+    while ((ftell(h) % 8) != 0)
+        fputc(' ', h);
+    if (fclose(h) != 0) {
+        status = PD_ERR_NO_MEMORY;
+        goto out_free;
+    }
+    total = off;
+
+    f = fopen(tmp, "wb");
+    if (f == NULL) {
+        pd_log_error("%s: cannot create: %s", tmp, strerror(errno));
+        status = PD_ERR_IO;
+        goto out_free;
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)hdr_len >> (8 * i));
+    status = PD_ERR_IO;
+    if (fwrite(len8, 1, 8, f) != 8 || fwrite(hdr, 1, hdr_len, f) != hdr_len)
+        goto out_write_failed;
+    uint64_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t numel = pd_load_tensor_numel(&tensors[i]);
+        if (pd_write_data(f, tensors[i].data, numel, dtype, buf) != PD_OK)
+            goto out_write_failed;
+        done += numel * pd_write_elem_bytes(dtype);
+        if (progress != NULL)
+            progress(progress_arg, done, total);
+    }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        goto out_write_failed;
+    int rc = fclose(f);
+    f = NULL;
+    if (rc != 0)
+        goto out_write_failed;
+    if (rename(tmp, path) != 0)
+        goto out_write_failed;
+    status = PD_OK;
+    goto out_free;
+
+out_write_failed:
+    pd_log_error("%s: write failed: %s", tmp, strerror(errno));
+    if (f != NULL)
+        fclose(f);
+    unlink(tmp);
+out_free:
+    free(hdr);
+    free(buf);
+    free(tensors);
+    return status;
+}
