@@ -1,0 +1,147 @@
+/* The UCX backend between two real processes (this test and pd-xfer-peer): bytes arrive
+ * intact over shared memory and TCP, the notification never overtakes its data, a peer
+ * that dies mid-batch turns into an error on the other side within the timeout. */
+#include "xfer_test_side.h"
+
+Test(xfer_ucx, bytes_arrive_intact_over_shared_memory)
+{
+    /* Only shared-memory transports are allowed: if this works, shm carried it. */
+    run_intact(shm_tls, NULL, NULL, "tcp", 20);
+}
+
+Test(xfer_ucx, notification_never_overtakes_its_data_over_shm)
+{
+    run_intact(shm_tls, NULL, NULL, "tcp", 200);
+}
+
+Test(xfer_ucx, bytes_arrive_intact_over_tcp)
+{
+    /* Loopback only: the worker address then carries no other interface. */
+    run_intact("tcp", "lo", "tcp/lo", "posix", 50);
+}
+
+Test(xfer_ucx, default_transports_choose_shared_memory_on_one_host)
+{
+    side_t s;
+    side_open(&s, NULL, NULL, 1);
+    char transports[256];
+    start_receiver(&s, NULL, NULL, transports, sizeof(transports));
+    cr_log_info("UCX default transports to a local peer: %s", transports);
+    bool shm =
+        strstr(transports, "posix") || strstr(transports, "sysv") || strstr(transports, "cma");
+    cr_assert(shm, "UCX chose '%s' for a peer on this host", transports);
+    xt_child_reap(&s.child, 5000);
+    side_close(&s);
+}
+
+Test(xfer_ucx, killed_receiver_fails_the_sender_within_the_timeout)
+{
+    side_t s;
+    side_open(&s, shm_tls, NULL, 1);
+    char transports[256];
+    start_receiver(&s, shm_tls, NULL, transports, sizeof(transports));
+    pd_xfer_seg_t segs[128];
+    pd_xfer_range_t ranges[128];
+    size_t n = make_segs(segs, ranges, 128, 3);
+    expect_at_child(&s, 7, ranges, n, 5000, true, false);
+    pd_xfer_send_t *send = NULL;
+    const uint32_t timeout_ms = 1000;
+    cr_assert_eq(pd_xfer_send_begin(s.peer, 7, ranges, n, timeout_ms, &send), PD_OK);
+    cr_assert_eq(pd_xfer_send_post(send, segs, 32), PD_OK);
+    uint64_t t0 = pd_time_now_ns();
+    kill(s.child.pid, SIGKILL);
+    int status = xt_child_reap(&s.child, 5000);
+    cr_assert(WIFSIGNALED(status));
+    pd_status_t st = pd_xfer_send_post(send, segs + 32, 96);
+    if (st == PD_OK)
+        st = pd_xfer_send_finish(send, NULL, 0);
+    if (st == PD_OK) {
+        cr_assert(xt_wait(s.engine, NULL, send_final, send, timeout_ms + 3000), "the sender hung");
+        st = pd_xfer_send_status(send);
+    }
+    double ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
+    cr_assert(st < 0, "status %s", pd_status_name(st));
+    cr_assert(ms < timeout_ms + 1000, "took %.0f ms", ms);
+    cr_log_info("dead receiver: %s after %.0f ms", pd_status_name(st), ms);
+    pd_xfer_send_destroy(&send);
+    side_close(&s);
+}
+
+static bool recv_final(void *arg)
+{
+    return pd_xfer_recv_status(arg) != PD_INPROGRESS;
+}
+
+static void run_killed_sender(const char *tls, const char *net_devices)
+{
+    side_t s;
+    side_open(&s, tls, net_devices, 1);
+    memset(s.pool, 0xEE, POOL_BYTES);
+    char *argv[] = {(char *)xt_peer_path(),
+                    "send",
+                    "--tls",
+                    (char *)tls,
+                    "--net-devices",
+                    (char *)(net_devices ? net_devices : ""),
+                    "--pool",
+                    "1048576",
+                    "--die-after-layers",
+                    "1",
+                    NULL};
+    cr_assert(xt_child_start(argv, &s.child));
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    cr_assert_eq(pd_xfer_desc_export(s.engine, &w), PD_OK);
+    cr_assert(xt_frame_send(s.child.to_fd, &w));
+    void *buf = NULL;
+    size_t len = 0;
+    /* Keep progressing while the child connects (wireup may need us). */
+    uint64_t deadline = pd_time_now_ns() + 10000000000ull;
+    while (!xt_frame_recv(s.child.from_fd, &buf, &len, 10)) {
+        pd_xfer_engine_progress(s.engine);
+        cr_assert(pd_time_now_ns() < deadline, "the sender never connected");
+    }
+    free(buf);
+    pd_xfer_seg_t segs[128];
+    pd_xfer_range_t ranges[128];
+    size_t n = make_segs(segs, ranges, 128, 5);
+    const uint32_t timeout_ms = 800;
+    pd_xfer_recv_t *recv = NULL;
+    cr_assert_eq(pd_xfer_recv_expect(s.engine, 11, ranges, n, timeout_ms, &recv), PD_OK);
+    pd_mp_writer_reset(&w);
+    pd_mp_put_map(&w, 5);
+    pd_mp_put_str(&w, "op");
+    pd_mp_put_str(&w, "send");
+    pd_mp_put_str(&w, "xfer");
+    pd_mp_put_u64(&w, 11);
+    pd_mp_put_str(&w, "segs");
+    pd_mp_put_bin(&w, segs, n * sizeof(*segs));
+    pd_mp_put_str(&w, "layers");
+    pd_mp_put_u64(&w, 4);
+    pd_mp_put_str(&w, "timeout_ms");
+    pd_mp_put_u64(&w, 5000);
+    cr_assert(xt_frame_send(s.child.to_fd, &w));
+    pd_mp_writer_cleanup(&w);
+    uint64_t t0 = pd_time_now_ns();
+    cr_assert(xt_wait(s.engine, NULL, recv_final, recv, timeout_ms + 3000), "receiver hung");
+    double ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
+    cr_assert_eq(pd_xfer_recv_status(recv), PD_ERR_TIMEOUT);
+    cr_assert(ms < timeout_ms + 1000, "took %.0f ms", ms);
+    const pd_xfer_seg_t *v;
+    size_t nv;
+    cr_assert_eq(pd_xfer_recv_segments(recv, &v, &nv), PD_ERR_TIMEOUT); /* nothing valid */
+    int status = xt_child_reap(&s.child, 5000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 9, "sender did not die mid-batch");
+    pd_xfer_recv_destroy(&recv);
+    side_close(&s);
+}
+
+Test(xfer_ucx, killed_sender_fails_the_receiver_within_the_timeout_shm)
+{
+    run_killed_sender(shm_tls, NULL);
+}
+
+Test(xfer_ucx, killed_sender_fails_the_receiver_within_the_timeout_tcp)
+{
+    run_killed_sender("tcp", "lo");
+}
