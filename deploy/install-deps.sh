@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install every system package pdkv needs on Debian 12 (bookworm). Idempotent: when all
+# packages are already installed it touches nothing (no apt-get at all), so re-runs are
+# fast. Run as root, or as a user with sudo.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential cmake pkg-config
+    libucx-dev ucx-utils
+    libzmq3-dev libmsgpack-dev
+    libcriterion-dev libxxhash-dev libyaml-dev libsodium-dev
+    gnuplot-nox iproute2 python3
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+    exit 0
+fi
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "install-deps: missing packages: ${missing[*]}" >&2
+        echo "install-deps: run this script as root (or install sudo)" >&2
+        exit 1
+    fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
