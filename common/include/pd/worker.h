@@ -10,6 +10,7 @@
 #ifndef PD_WORKER_H
 #define PD_WORKER_H
 
+#include "pd/kvblock.h"
 #include "pd/proto.h"
 #include "pd/status.h"
 
@@ -126,5 +127,30 @@ uint32_t pd_worker_held_count(const pd_worker_t *w, pd_proto_tier_t tier);
  * publish events. extra_fd (-1 for none) is polled for readability. Returns PD_OK on a
  * requested stop. */
 pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int extra_fd);
+
+/* The kvbm event callback (pd_kvbm_config_t.on_event with event_arg = the worker): turns
+ * block manager events into KV events. */
+void pd_worker_kvbm_event(void *worker, const pd_kvbm_event_t *event);
+
+/* Load fields every role reports: free_blocks = blocks not reserved (free or cached and
+ * unpinned, which an allocation may evict). */
+uint32_t pd_worker_kvbm_free_blocks(const pd_kvbm_t *bm);
+
+/* The payload of the notification that ends a KV transfer from prefill to decode
+ * (docs/PROTOCOL.md, "KV transfer"): 16 bytes, little-endian:
+ *   u64 req_id, i32 first_token, u32 n_computed_tokens. */
+#define PD_WORKER_KV_PAYLOAD_BYTES 16
+
+typedef struct pd_worker_kv_payload {
+    uint64_t req_id;
+    int32_t first_token;
+    uint32_t n_computed_tokens;
+} pd_worker_kv_payload_t;
+
+/* Write p into out (PD_WORKER_KV_PAYLOAD_BYTES bytes). */
+void pd_worker_kv_payload_pack(const pd_worker_kv_payload_t *p, uint8_t *out);
+
+/* Read a payload of len bytes; PD_ERR_PROTO unless len is PD_WORKER_KV_PAYLOAD_BYTES. */
+pd_status_t pd_worker_kv_payload_unpack(const void *buf, size_t len, pd_worker_kv_payload_t *p_p);
 
 #endif

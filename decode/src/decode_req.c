@@ -1,0 +1,365 @@
+/* Requests on pd-decode: reserve (pin the cached prefix, allocate the rest, expect the
+ * transfer), KV arrival, the colocated local prefill, cancel, and the one release path. */
+#include "decode_int.h"
+#include "pd/log.h"
+#include "pd/time.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+pd_decode_req_t *pd_decode_req_find(pd_decode_t *d, uint64_t req_id)
+{
+    if (req_id == 0)
+        return NULL;
+    for (uint32_t i = 0; i < PD_DECODE_MAX_REQS; i++)
+        if (d->reqs[i].state != PD_DECODE_REQ_FREE && d->reqs[i].req_id == req_id)
+            return &d->reqs[i];
+    return NULL;
+}
+
+static void pd_decode_reply_reserved(pd_decode_t *d, uint64_t req_id, pd_status_t status,
+                                     const pd_decode_req_t *q)
+{
+    pd_proto_msg_t msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = PD_PROTO_TYPE_RESERVED;
+    msg.u.reserved.req_id = req_id;
+    msg.u.reserved.status = status;
+    if (q != NULL) {
+        msg.u.reserved.n_cached_blocks = q->n_cached;
+        msg.u.reserved.block_table = q->blocks;
+        msg.u.reserved.n_block_table = q->n_blocks;
+    }
+    pd_worker_send(d->worker, &msg);
+}
+
+void pd_decode_req_end(pd_decode_t *d, pd_decode_req_t *q)
+{
+    pd_xfer_recv_destroy(&q->recv);
+    if (q->n_blocks > 0 && q->blocks != NULL)
+        pd_kvbm_release(d->bm, q->blocks, q->n_blocks);
+    if (q->state == PD_DECODE_REQ_RUNNING) {
+        for (uint32_t i = 0; i < d->n_batch; i++) {
+            if (d->batch[i] == q) {
+                memmove(&d->batch[i], &d->batch[i + 1], (d->n_batch - i - 1) * sizeof(*d->batch));
+                d->n_batch--;
+                break;
+            }
+        }
+    }
+    free(q->tokens);
+    free(q->hashes);
+    free(q->blocks);
+    free(q->logits);
+    memset(q, 0, sizeof(*q));
+    d->n_live--;
+    pd_worker_load_changed(d->worker);
+}
+
+void pd_decode_req_fail(pd_decode_t *d, pd_decode_req_t *q, pd_status_t code, const char *why)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "decode %s: %s: %s", d->args.id, why, pd_status_str(code));
+    pd_log_warn("req %llu: %s", (unsigned long long)q->req_id, msg);
+    pd_worker_send_error(d->worker, q->req_id, code, msg);
+    pd_decode_req_end(d, q);
+}
+
+/* Retention of prompt block i under the plan in ms, 0 if the plan does not write it. */
+static uint64_t pd_decode_plan_ttl_ms(const pd_proto_cache_plan_t *plan, uint32_t i)
+{
+    uint32_t ttl = 0;
+    for (uint32_t w = 0; w < plan->n_writes && w < PD_PROTO_MAX_BREAKPOINTS; w++)
+        if (i < plan->writes[w].n_blocks && plan->writes[w].ttl_s > ttl)
+            ttl = plan->writes[w].ttl_s;
+    return (uint64_t)ttl * 1000u;
+}
+
+/* Make the valid full prompt blocks [q->n_cached, n_hashes) findable per the plan. */
+static void pd_decode_commit(pd_decode_t *d, pd_decode_req_t *q)
+{
+    for (uint32_t i = q->n_cached; i < q->n_hashes; i++) {
+        uint64_t ttl_ms = pd_decode_plan_ttl_ms(&q->plan, i);
+        if (ttl_ms == 0)
+            continue;
+        int stored = 0;
+        pd_status_t st = pd_kvbm_commit(d->bm, q->blocks[i], q->hashes[i], ttl_ms, &stored);
+        if (st != PD_OK)
+            pd_log_warn("req %llu: commit of block %u failed: %s", (unsigned long long)q->req_id, i,
+                        pd_status_str(st));
+        else if (stored)
+            q->n_created_tokens += d->args.block_tokens;
+    }
+}
+
+/* The recv ranges: for every layer, one range per run of consecutive block ids among the
+ * prompt blocks prefill pushes. ranges_p: (n_layers * n_push) entries. */
+static size_t pd_decode_ranges(const pd_decode_t *d, const uint32_t *blocks, uint32_t n_push,
+                               pd_xfer_range_t *ranges_p)
+{
+    size_t n = 0;
+    size_t lb = pd_kv_block_layer_bytes(&d->layout);
+    for (uint32_t l = 0; l < d->layout.n_layers; l++) {
+        uint32_t i = 0;
+        while (i < n_push) {
+            uint32_t j = i + 1;
+            while (j < n_push && blocks[j] == blocks[j - 1] + 1)
+                j++;
+            ranges_p[n].offset = pd_kv_offset(&d->layout, l, blocks[i]);
+            ranges_p[n].bytes = (uint64_t)(j - i) * lb;
+            n++;
+            i = j;
+        }
+    }
+    return n;
+}
+
+static pd_status_t pd_decode_reserve_check(const pd_decode_t *d, const pd_proto_reserve_t *r,
+                                           const char **why_p)
+{
+    const uint32_t bt = d->args.block_tokens;
+    if (r->n_tokens == 0 || r->tokens == NULL) {
+        *why_p = "empty prompt";
+        return PD_ERR_INVALID_PARAM;
+    }
+    if (r->n_block_hashes != r->n_tokens / bt) {
+        *why_p = "block_hashes do not match the prompt's full blocks";
+        return PD_ERR_INVALID_PARAM;
+    }
+    if (r->max_tokens == 0) {
+        *why_p = "max_tokens is 0";
+        return PD_ERR_INVALID_PARAM;
+    }
+    /* The last generated token is never fed back: positions 0 .. n_tokens + max_tokens - 2
+     * are written, as in `pdctl generate`. */
+    if ((uint64_t)r->n_tokens + r->max_tokens - 1 > d->model->config.max_seq_len) {
+        *why_p = "prompt + max_tokens exceed the model context";
+        return PD_ERR_CONTEXT;
+    }
+    for (uint32_t i = 0; i < r->n_tokens; i++) {
+        if (r->tokens[i] < 0 || (uint32_t)r->tokens[i] >= d->vocab) {
+            *why_p = "token id outside the vocabulary";
+            return PD_ERR_OUT_OF_RANGE;
+        }
+    }
+    if (r->n_stop > PD_PROTO_MAX_STOP) {
+        *why_p = "too many stop tokens";
+        return PD_ERR_LIMIT;
+    }
+    return PD_OK;
+}
+
+void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
+{
+    const uint32_t bt = d->args.block_tokens;
+    const char *why = "";
+    pd_status_t st = pd_decode_reserve_check(d, r, &why);
+    if (st == PD_OK && pd_decode_req_find(d, r->req_id) != NULL) {
+        why = "request id already reserved";
+        st = PD_ERR_EXISTS;
+    }
+    pd_decode_req_t *q = NULL;
+    for (uint32_t i = 0; st == PD_OK && i < PD_DECODE_MAX_REQS; i++) {
+        if (d->reqs[i].state == PD_DECODE_REQ_FREE) {
+            q = &d->reqs[i];
+            break;
+        }
+    }
+    if (st == PD_OK && q == NULL) {
+        why = "too many requests";
+        st = PD_ERR_OVERLOADED;
+    }
+    if (st != PD_OK) {
+        pd_log_warn("req %llu: reserve refused: %s", (unsigned long long)r->req_id, why);
+        pd_decode_reply_reserved(d, r->req_id, st, NULL);
+        return;
+    }
+
+    const uint32_t n_prompt_blocks = (r->n_tokens + bt - 1) / bt;
+    /* Positions written: the prompt and every generated token but the last. */
+    uint32_t n_blocks = (r->n_tokens + r->max_tokens - 1 + bt - 1) / bt;
+    if (n_blocks < n_prompt_blocks)
+        n_blocks = n_prompt_blocks;
+    memset(q, 0, sizeof(*q));
+    q->req_id = r->req_id;
+    q->n_tokens = r->n_tokens;
+    q->max_tokens = r->max_tokens;
+    q->n_hashes = r->n_block_hashes;
+    q->plan = r->cache;
+    q->sampling.temperature = (float)r->sampling.temperature;
+    q->sampling.top_p = (float)r->sampling.top_p;
+    q->sampling.seed = r->sampling.seed;
+    q->n_stop = r->n_stop;
+    if (r->n_stop > 0)
+        memcpy(q->stop, r->stop, r->n_stop * sizeof(*q->stop));
+    q->t_reserve_ns = pd_time_now_ns();
+    q->tokens = malloc(((size_t)r->n_tokens + r->max_tokens) * sizeof(*q->tokens));
+    q->hashes = malloc(((size_t)r->n_block_hashes + 1) * sizeof(*q->hashes));
+    q->blocks = malloc((size_t)n_blocks * sizeof(*q->blocks));
+    q->logits = malloc((size_t)d->vocab * sizeof(*q->logits));
+    pd_xfer_range_t *ranges =
+        malloc(((size_t)d->layout.n_layers * n_prompt_blocks + 1) * sizeof(*ranges));
+    q->state = PD_DECODE_REQ_WAIT_KV;
+    d->n_live++;
+    if (q->tokens == NULL || q->hashes == NULL || q->blocks == NULL || q->logits == NULL ||
+        ranges == NULL) {
+        free(ranges);
+        pd_decode_req_end(d, q);
+        pd_decode_reply_reserved(d, r->req_id, PD_ERR_NO_MEMORY, NULL);
+        return;
+    }
+    memcpy(q->tokens, r->tokens, (size_t)r->n_tokens * sizeof(*q->tokens));
+    if (r->n_block_hashes > 0)
+        memcpy(q->hashes, r->block_hashes, (size_t)r->n_block_hashes * sizeof(*q->hashes));
+
+    /* Pin the longest cached prefix the plan allows, but never the block holding the
+     * prompt's last token: prefill computes that token for its logits, so it pushes (or,
+     * colocated, writes) that block, and every transfer has at least one range. */
+    size_t n_read =
+        r->cache.read_blocks < r->n_block_hashes ? r->cache.read_blocks : r->n_block_hashes;
+    if (n_read > (r->n_tokens - 1) / bt)
+        n_read = (r->n_tokens - 1) / bt;
+    size_t n_hit = 0;
+    st = pd_kvbm_lookup_prefix(d->bm, q->hashes, n_read, q->blocks, &n_hit);
+    if (st != PD_OK)
+        n_hit = 0;
+    q->n_cached = (uint32_t)n_hit;
+    q->n_blocks = (uint32_t)n_hit;
+    st = pd_kvbm_alloc(d->bm, n_blocks - n_hit, q->blocks + n_hit);
+    if (st != PD_OK) {
+        pd_log_info("req %llu: no room for %u blocks", (unsigned long long)r->req_id,
+                    n_blocks - (uint32_t)n_hit);
+        free(ranges);
+        pd_decode_req_end(d, q);
+        pd_decode_reply_reserved(d, r->req_id, PD_ERR_NO_RESOURCE, NULL);
+        return;
+    }
+    q->n_blocks = n_blocks;
+
+    size_t n_ranges =
+        pd_decode_ranges(d, q->blocks + n_hit, n_prompt_blocks - (uint32_t)n_hit, ranges);
+    uint32_t timeout_ms = r->deadline_ms > 0 ? r->deadline_ms : d->args.xfer_timeout_ms;
+    st = pd_xfer_recv_expect(d->xfer, q->req_id, ranges, n_ranges, timeout_ms, &q->recv);
+    free(ranges);
+    if (st != PD_OK) {
+        pd_log_warn("req %llu: cannot expect the transfer: %s", (unsigned long long)r->req_id,
+                    pd_status_str(st));
+        pd_decode_req_end(d, q);
+        pd_decode_reply_reserved(d, r->req_id, st, NULL);
+        return;
+    }
+    pd_log_debug("req %llu: reserved %u blocks, %u cached", (unsigned long long)q->req_id,
+                 q->n_blocks, q->n_cached);
+    pd_decode_reply_reserved(d, q->req_id, PD_OK, q);
+    pd_worker_load_changed(d->worker);
+}
+
+/* KV complete with token 0 known: commit, queue for the batch, stream token 0. */
+static void pd_decode_kv_ready(pd_decode_t *d, pd_decode_req_t *q, int32_t first_token)
+{
+    pd_decode_commit(d, q);
+    q->tokens[q->n_tokens] = first_token;
+    q->n_gen = 1;
+    q->t_kv_ns = pd_time_now_ns();
+    q->t_first_ns = q->t_kv_ns;
+    q->t_last_ns = q->t_kv_ns;
+    q->state = PD_DECODE_REQ_READY;
+    q->admit_seq = ++d->next_admit;
+    pd_decode_emit(d, q);
+}
+
+void pd_decode_poll_recvs(pd_decode_t *d)
+{
+    if (d->n_live == 0)
+        return;
+    for (uint32_t i = 0; i < PD_DECODE_MAX_REQS; i++) {
+        pd_decode_req_t *q = &d->reqs[i];
+        if (q->state != PD_DECODE_REQ_WAIT_KV || q->recv == NULL)
+            continue;
+        pd_status_t st = pd_xfer_recv_status(q->recv);
+        if (st == PD_INPROGRESS)
+            continue;
+        if (st != PD_OK) {
+            pd_decode_req_fail(d, q, st, "KV transfer failed");
+            continue;
+        }
+        const void *payload = NULL;
+        size_t payload_bytes = 0;
+        pd_worker_kv_payload_t p;
+        st = pd_xfer_recv_payload(q->recv, &payload, &payload_bytes);
+        if (st == PD_OK)
+            st = pd_worker_kv_payload_unpack(payload, payload_bytes, &p);
+        if (st != PD_OK || p.req_id != q->req_id || p.first_token < 0 ||
+            (uint32_t)p.first_token >= d->vocab) {
+            pd_decode_req_fail(d, q, PD_ERR_PROTO, "bad transfer payload");
+            continue;
+        }
+        pd_xfer_recv_destroy(&q->recv);
+        pd_decode_kv_ready(d, q, p.first_token);
+    }
+}
+
+void pd_decode_on_prefill(pd_decode_t *d, const pd_proto_prefill_t *p)
+{
+    pd_decode_req_t *q = pd_decode_req_find(d, p->req_id);
+    if (d->args.role != PD_PROTO_ROLE_BOTH) {
+        pd_worker_send_error(d->worker, p->req_id, PD_ERR_UNSUPPORTED,
+                             "decode worker is not colocated: it does not prefill");
+        if (q != NULL)
+            pd_decode_req_end(d, q);
+        return;
+    }
+    if (q == NULL || q->state != PD_DECODE_REQ_WAIT_KV) {
+        pd_worker_send_error(d->worker, p->req_id, PD_ERR_NOT_FOUND,
+                             "prefill for a request this worker has not reserved");
+        return;
+    }
+    if (strcmp(p->dest_worker_id, d->args.id) != 0 || p->n_tokens != q->n_tokens ||
+        memcmp(p->tokens, q->tokens, (size_t)q->n_tokens * sizeof(*q->tokens)) != 0) {
+        pd_decode_req_fail(d, q, PD_ERR_INVALID_PARAM,
+                           "colocated prefill must target this worker with the reserved prompt");
+        return;
+    }
+    pd_xfer_recv_destroy(&q->recv);
+    if (p->sampling.seed != q->sampling.seed)
+        pd_log_warn("req %llu: prefill and reserve disagree on the seed",
+                    (unsigned long long)q->req_id);
+
+    const uint32_t start = q->n_cached * d->args.block_tokens;
+    pd_fwd_seq_t seq = {q->tokens + start, q->n_tokens - start, start,
+                        q->blocks,         q->n_blocks,         q->logits};
+    uint64_t t0 = pd_time_now_ns();
+    pd_status_t st = pd_engine_forward(d->engine, d->pool, &d->layout, &seq, 1, NULL, NULL);
+    if (st != PD_OK) {
+        pd_decode_req_fail(d, q, st, "local prefill failed");
+        return;
+    }
+    int32_t first = pd_sample_token(&q->sampling, q->logits, d->vocab, 0, d->scratch);
+    double prefill_ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
+
+    pd_proto_msg_t msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = PD_PROTO_TYPE_PREFILLED;
+    msg.u.prefilled.req_id = q->req_id;
+    msg.u.prefilled.first_token = first;
+    msg.u.prefilled.n_computed_tokens = q->n_tokens - start;
+    /* The pinned prefix is decode's cache read (done reports it); counting it here too
+     * would count it twice in the router's usage sum. */
+    msg.u.prefilled.n_cached_tokens = 0;
+    msg.u.prefilled.prefill_ms = prefill_ms;
+    msg.u.prefilled.transfer_ms = 0.0;
+    pd_worker_send(d->worker, &msg);
+    pd_decode_kv_ready(d, q, first);
+}
+
+void pd_decode_on_cancel(pd_decode_t *d, uint64_t req_id)
+{
+    pd_decode_req_t *q = pd_decode_req_find(d, req_id);
+    if (q == NULL) {
+        pd_log_debug("cancel of unknown req %llu", (unsigned long long)req_id);
+        return;
+    }
+    pd_log_info("req %llu: canceled by the router", (unsigned long long)req_id);
+    pd_decode_req_end(d, q);
+}

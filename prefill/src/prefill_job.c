@@ -1,0 +1,347 @@
+/* One prefill: pin the worker's own cached prefix, compute the rest of the prompt, push
+ * the KV of blocks n_skip_blocks .. (the last, partial one included) into the decode
+ * worker's reserved blocks layer by layer while later layers compute, sample token 0,
+ * notify decode with it, and answer the router once the push is final. */
+#include "pd/log.h"
+#include "pd/time.h"
+#include "prefill_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What the per-layer callback needs. */
+typedef struct pd_prefill_push {
+    pd_prefill_t *p;
+    pd_xfer_send_t *send;
+    const pd_kv_layout_t *dest_layout;
+    const uint32_t *dest_blocks; /* (n_prompt_blocks) */
+    const uint32_t *own_blocks;  /* (n_prompt_blocks) */
+    uint32_t first;              /* first block pushed (n_skip_blocks) */
+    uint32_t n_prompt_blocks;
+    pd_xfer_seg_t *segs; /* (n_prompt_blocks) */
+    pd_status_t status;
+} pd_prefill_push_t;
+
+static void pd_prefill_push_layer(pd_prefill_push_t *x, uint32_t layer)
+{
+    if (x->status != PD_OK || x->first >= x->n_prompt_blocks)
+        return;
+    const size_t lb = pd_kv_block_layer_bytes(&x->p->layout);
+    size_t n = 0;
+    for (uint32_t i = x->first; i < x->n_prompt_blocks; i++, n++) {
+        x->segs[n].local_offset = pd_kv_offset(&x->p->layout, layer, x->own_blocks[i]);
+        x->segs[n].remote_offset = pd_kv_offset(x->dest_layout, layer, x->dest_blocks[i]);
+        x->segs[n].bytes = lb;
+    }
+    x->status = pd_xfer_send_post(x->send, x->segs, n);
+    pd_xfer_engine_progress(x->p->xfer);
+}
+
+static void pd_prefill_on_layer(void *arg, uint32_t layer)
+{
+    pd_prefill_push_layer(arg, layer);
+}
+
+/* The peer for (worker_id, epoch): cached, replaced when the epoch changes. */
+static pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const pd_proto_prefill_t *m,
+                                       pd_prefill_peer_t **peer_p)
+{
+    pd_prefill_peer_t *slot = NULL, *oldest = &p->peers[0];
+    for (uint32_t i = 0; i < PD_PREFILL_MAX_PEERS; i++) {
+        pd_prefill_peer_t *e = &p->peers[i];
+        if (e->peer != NULL && strcmp(e->worker_id, m->dest_worker_id) == 0) {
+            if (e->epoch == m->dest_epoch) {
+                e->last_used_ms = pd_time_now_ms();
+                *peer_p = e;
+                return PD_OK;
+            }
+            pd_log_info("prefill: %s restarted (epoch %llu -> %llu); reconnecting", e->worker_id,
+                        (unsigned long long)e->epoch, (unsigned long long)m->dest_epoch);
+            pd_xfer_peer_disconnect(&e->peer);
+        }
+        if (e->peer == NULL && slot == NULL)
+            slot = e;
+        if (e->last_used_ms < oldest->last_used_ms)
+            oldest = e;
+    }
+    if (slot == NULL) {
+        slot = oldest;
+        pd_xfer_peer_disconnect(&slot->peer);
+    }
+    memset(slot, 0, sizeof(*slot));
+    pd_status_t st =
+        pd_xfer_peer_connect(p->xfer, m->dest_xfer_desc, m->dest_xfer_desc_bytes, &slot->peer);
+    if (st != PD_OK)
+        return st;
+    uint64_t bytes = 0;
+    st = pd_xfer_peer_region(slot->peer, &bytes, &slot->layout);
+    if (st != PD_OK || slot->layout.n_layers != p->layout.n_layers ||
+        slot->layout.n_kv_heads != p->layout.n_kv_heads ||
+        slot->layout.head_dim != p->layout.head_dim ||
+        slot->layout.block_tokens != p->layout.block_tokens ||
+        bytes < pd_kv_pool_bytes(&slot->layout)) {
+        pd_log_warn("prefill: %s's KV pool does not match this model's layout", m->dest_worker_id);
+        pd_xfer_peer_disconnect(&slot->peer);
+        return PD_ERR_INVALID_PARAM;
+    }
+    snprintf(slot->worker_id, sizeof(slot->worker_id), "%s", m->dest_worker_id);
+    slot->epoch = m->dest_epoch;
+    slot->last_used_ms = pd_time_now_ms();
+    char tl[128];
+    if (pd_xfer_peer_transports(slot->peer, tl, sizeof(tl)) == PD_OK)
+        pd_log_info("prefill: connected to %s (epoch %llu) over %s", slot->worker_id,
+                    (unsigned long long)slot->epoch, tl);
+    *peer_p = slot;
+    return PD_OK;
+}
+
+void pd_prefill_job_end(pd_prefill_t *p, pd_prefill_job_t *j)
+{
+    pd_xfer_send_destroy(&j->send);
+    if (j->blocks != NULL && j->n_blocks > 0)
+        pd_kvbm_release(p->bm, j->blocks, j->n_blocks);
+    free(j->blocks);
+    memset(j, 0, sizeof(*j));
+    p->n_jobs--;
+    pd_worker_load_changed(p->worker);
+}
+
+static void pd_prefill_fail(pd_prefill_t *p, uint64_t req_id, pd_status_t code, const char *why)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "prefill %s: %s: %s", p->args.id, why, pd_status_str(code));
+    pd_log_warn("req %llu: %s", (unsigned long long)req_id, msg);
+    pd_worker_send_error(p->worker, req_id, code, msg);
+}
+
+static pd_status_t pd_prefill_check(const pd_prefill_t *p, const pd_proto_prefill_t *m,
+                                    const char **why_p)
+{
+    const uint32_t bt = p->args.block_tokens;
+    if (m->n_tokens == 0 || m->tokens == NULL) {
+        *why_p = "empty prompt";
+        return PD_ERR_INVALID_PARAM;
+    }
+    if (m->n_tokens > p->model->config.max_seq_len) {
+        *why_p = "prompt longer than the model context";
+        return PD_ERR_CONTEXT;
+    }
+    if (m->n_block_hashes != m->n_tokens / bt || m->n_skip_blocks > m->n_block_hashes) {
+        *why_p = "block_hashes or n_skip_blocks do not match the prompt";
+        return PD_ERR_INVALID_PARAM;
+    }
+    if (m->n_dest_block_table < (m->n_tokens + bt - 1) / bt) {
+        *why_p = "dest block_table shorter than the prompt";
+        return PD_ERR_INVALID_PARAM;
+    }
+    for (uint32_t i = 0; i < m->n_tokens; i++) {
+        if (m->tokens[i] < 0 || (uint32_t)m->tokens[i] >= p->vocab) {
+            *why_p = "token id outside the vocabulary";
+            return PD_ERR_OUT_OF_RANGE;
+        }
+    }
+    return PD_OK;
+}
+
+/* Retention of prompt block i under the plan in ms, 0 if the plan does not write it. */
+static uint64_t pd_prefill_plan_ttl_ms(const pd_proto_cache_plan_t *plan, uint32_t i)
+{
+    uint32_t ttl = 0;
+    for (uint32_t w = 0; w < plan->n_writes && w < PD_PROTO_MAX_BREAKPOINTS; w++)
+        if (i < plan->writes[w].n_blocks && plan->writes[w].ttl_s > ttl)
+            ttl = plan->writes[w].ttl_s;
+    return (uint64_t)ttl * 1000u;
+}
+
+void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
+{
+    const uint32_t bt = p->args.block_tokens;
+    const char *why = "";
+    pd_status_t st = pd_prefill_check(p, m, &why);
+    pd_prefill_job_t *j = NULL;
+    for (uint32_t i = 0; st == PD_OK && i < PD_PREFILL_MAX_JOBS; i++) {
+        if (p->jobs[i].live && p->jobs[i].req_id == m->req_id) {
+            why = "request id already in flight";
+            st = PD_ERR_EXISTS;
+        } else if (!p->jobs[i].live && j == NULL) {
+            j = &p->jobs[i];
+        }
+    }
+    if (st == PD_OK && j == NULL) {
+        why = "too many prefills in flight";
+        st = PD_ERR_OVERLOADED;
+    }
+    if (st != PD_OK) {
+        pd_prefill_fail(p, m->req_id, st, why);
+        return;
+    }
+    pd_prefill_peer_t *peer = NULL;
+    st = pd_prefill_peer_get(p, m, &peer);
+    if (st != PD_OK) {
+        pd_prefill_fail(p, m->req_id, st, "cannot connect to the decode worker");
+        return;
+    }
+    const uint32_t n_prompt_blocks = (m->n_tokens + bt - 1) / bt;
+    for (uint32_t i = 0; i < n_prompt_blocks; i++) {
+        if (m->dest_block_table[i] >= peer->layout.n_blocks) {
+            pd_prefill_fail(p, m->req_id, PD_ERR_OUT_OF_RANGE, "dest block id outside its pool");
+            return;
+        }
+    }
+
+    uint64_t t0 = pd_time_now_ns();
+    memset(j, 0, sizeof(*j));
+    j->live = true;
+    j->req_id = m->req_id;
+    snprintf(j->dest, sizeof(j->dest), "%s", m->dest_worker_id);
+    p->n_jobs++;
+    pd_worker_load_changed(p->worker);
+    j->blocks = malloc((size_t)n_prompt_blocks * sizeof(*j->blocks));
+    pd_xfer_seg_t *segs = malloc((size_t)n_prompt_blocks * sizeof(*segs));
+    pd_xfer_range_t *allowed =
+        malloc(((size_t)p->layout.n_layers * n_prompt_blocks + 1) * sizeof(*allowed));
+    if (j->blocks == NULL || segs == NULL || allowed == NULL) {
+        st = PD_ERR_NO_MEMORY;
+        why = "out of memory";
+        goto fail;
+    }
+
+    /* Own cached prefix, leaving at least the last token to compute for its logits. */
+    size_t n_read =
+        m->cache.read_blocks < m->n_block_hashes ? m->cache.read_blocks : m->n_block_hashes;
+    if (n_read > (m->n_tokens - 1) / bt)
+        n_read = (m->n_tokens - 1) / bt;
+    size_t n_hit = 0;
+    if (pd_kvbm_lookup_prefix(p->bm, m->block_hashes, n_read, j->blocks, &n_hit) != PD_OK)
+        n_hit = 0;
+    j->n_blocks = (uint32_t)n_hit;
+    st = pd_kvbm_alloc(p->bm, n_prompt_blocks - n_hit, j->blocks + n_hit);
+    if (st != PD_OK) {
+        why = "no room in the prefill pool";
+        goto fail;
+    }
+    j->n_blocks = n_prompt_blocks;
+
+    /* The remote ranges decode reserved for the pushed blocks, per layer and run. */
+    size_t n_allowed = 0;
+    const size_t lb = pd_kv_block_layer_bytes(&peer->layout);
+    for (uint32_t l = 0; l < p->layout.n_layers; l++) {
+        uint32_t i = m->n_skip_blocks;
+        while (i < n_prompt_blocks) {
+            uint32_t k = i + 1;
+            while (k < n_prompt_blocks && m->dest_block_table[k] == m->dest_block_table[k - 1] + 1)
+                k++;
+            allowed[n_allowed].offset = pd_kv_offset(&peer->layout, l, m->dest_block_table[i]);
+            allowed[n_allowed].bytes = (uint64_t)(k - i) * lb;
+            n_allowed++;
+            i = k;
+        }
+    }
+    st = pd_xfer_send_begin(peer->peer, m->req_id, allowed, n_allowed, p->args.xfer_timeout_ms,
+                            &j->send);
+    if (st != PD_OK) {
+        why = "cannot start the KV transfer";
+        goto fail;
+    }
+
+    pd_prefill_push_t push = {p,         j->send,          &peer->layout,   m->dest_block_table,
+                              j->blocks, m->n_skip_blocks, n_prompt_blocks, segs,
+                              PD_OK};
+    const uint32_t start = (uint32_t)n_hit * bt;
+    pd_fwd_seq_t seq = {m->tokens + start, m->n_tokens - start, start,
+                        j->blocks,         n_prompt_blocks,     p->logits};
+    st = pd_engine_forward(p->engine, p->pool, &p->layout, &seq, 1,
+                           p->args.layerwise ? pd_prefill_on_layer : NULL, &push);
+    if (st != PD_OK) {
+        why = "prefill compute failed";
+        goto fail;
+    }
+    pd_sampling_t s = {(float)m->sampling.temperature, (float)m->sampling.top_p, m->sampling.seed};
+    j->first_token = pd_sample_token(&s, p->logits, p->vocab, 0, p->scratch);
+    j->t_compute_end_ns = pd_time_now_ns();
+    j->prefill_ms = pd_time_ns_to_ms(j->t_compute_end_ns - t0);
+    j->n_computed_tokens = m->n_tokens - start;
+    j->n_cached_tokens = start;
+    if (!p->args.layerwise)
+        for (uint32_t l = 0; l < p->layout.n_layers; l++)
+            pd_prefill_push_layer(&push, l);
+    if (push.status != PD_OK) {
+        st = push.status;
+        why = "KV push refused";
+        goto fail;
+    }
+    uint8_t payload[PD_WORKER_KV_PAYLOAD_BYTES];
+    pd_worker_kv_payload_t pl = {m->req_id, j->first_token, j->n_computed_tokens};
+    pd_worker_kv_payload_pack(&pl, payload);
+    st = pd_xfer_send_finish(j->send, payload, sizeof(payload));
+    if (st != PD_OK) {
+        why = "cannot finish the KV transfer";
+        goto fail;
+    }
+
+    /* The computed full blocks are valid now: make them findable per the plan. They stay
+     * pinned (and unchanged) until the push is final. */
+    for (uint32_t i = (uint32_t)n_hit; i < m->n_block_hashes; i++) {
+        uint64_t ttl_ms = pd_prefill_plan_ttl_ms(&m->cache, i);
+        int stored = 0;
+        if (ttl_ms > 0 &&
+            pd_kvbm_commit(p->bm, j->blocks[i], m->block_hashes[i], ttl_ms, &stored) == PD_OK &&
+            stored)
+            j->n_created_tokens += bt;
+    }
+    free(segs);
+    free(allowed);
+    pd_xfer_engine_progress(p->xfer);
+    pd_prefill_poll_jobs(p);
+    return;
+
+fail:
+    free(segs);
+    free(allowed);
+    pd_prefill_fail(p, m->req_id, st, why);
+    pd_prefill_job_end(p, j);
+}
+
+void pd_prefill_poll_jobs(pd_prefill_t *p)
+{
+    if (p->n_jobs == 0)
+        return;
+    for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++) {
+        pd_prefill_job_t *j = &p->jobs[i];
+        if (!j->live || j->send == NULL)
+            continue;
+        pd_status_t st = pd_xfer_send_status(j->send);
+        if (st == PD_INPROGRESS)
+            continue;
+        if (st != PD_OK) {
+            pd_prefill_fail(p, j->req_id, st, "KV push to the decode worker failed");
+            pd_prefill_job_end(p, j);
+            continue;
+        }
+        pd_proto_msg_t msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.type = PD_PROTO_TYPE_PREFILLED;
+        pd_proto_prefilled_t *r = &msg.u.prefilled;
+        r->req_id = j->req_id;
+        r->first_token = j->first_token;
+        r->n_computed_tokens = j->n_computed_tokens;
+        r->n_cached_tokens = j->n_cached_tokens;
+        r->cache_creation_input_tokens = j->n_created_tokens;
+        r->prefill_ms = j->prefill_ms;
+        r->transfer_ms = pd_time_ns_to_ms(pd_time_now_ns() - j->t_compute_end_ns);
+        pd_worker_send(p->worker, &msg);
+        pd_prefill_job_end(p, j);
+    }
+}
+
+void pd_prefill_on_cancel(pd_prefill_t *p, uint64_t req_id)
+{
+    for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++) {
+        if (p->jobs[i].live && p->jobs[i].req_id == req_id) {
+            pd_log_info("req %llu: canceled by the router", (unsigned long long)req_id);
+            pd_prefill_job_end(p, &p->jobs[i]);
+            return;
+        }
+    }
+}
