@@ -1,0 +1,490 @@
+#include "pd/loader.h"
+#include "pd/model.h"
+#include "pd/presets.h"
+
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void tmp_dir(char *buf, size_t cap, const char *name)
+{
+    snprintf(buf, cap, "/tmp/pd_test_load_%d_%s", (int)getpid(), name);
+}
+
+static void rm_rf(const char *path)
+{
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static unsigned char *read_file(const char *path, size_t *len_p)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)len + 1);
+    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    buf[len] = 0;
+    *len_p = (size_t)len;
+    return buf;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+/* A tiny preset model with random weights. */
+static pd_model_t *tiny_model(uint64_t seed)
+{
+    pd_model_config_t c;
+    pd_model_t *m = NULL;
+    cr_assert_eq(pd_model_preset("tiny", &c), PD_OK);
+    cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
+    pd_model_init_random(m, seed);
+    return m;
+}
+
+static size_t n_weight_floats(const pd_model_config_t *c)
+{
+    return (size_t)pd_model_n_params(c);
+}
+
+/* Compare every tensor of two models with the same config exactly. */
+static void assert_same_weights(const pd_model_t *a, const pd_model_t *b)
+{
+    const pd_model_config_t *c = &a->config;
+    size_t d = c->dim, L = c->n_layers, h = c->hidden_dim, V = c->vocab_size;
+    size_t q = (size_t)c->n_heads * c->head_dim, kv = (size_t)c->n_kv_heads * c->head_dim;
+    struct {
+        const float *x, *y;
+        size_t n;
+        const char *name;
+    } t[] = {
+        {a->w.tok_embed, b->w.tok_embed, V * d, "tok_embed"},
+        {a->w.attn_norm, b->w.attn_norm, L * d, "attn_norm"},
+        {a->w.wq, b->w.wq, L * q * d, "wq"},
+        {a->w.wk, b->w.wk, L * kv * d, "wk"},
+        {a->w.wv, b->w.wv, L * kv * d, "wv"},
+        {a->w.wo, b->w.wo, L * d * q, "wo"},
+        {a->w.ffn_norm, b->w.ffn_norm, L * d, "ffn_norm"},
+        {a->w.w_gate, b->w.w_gate, L * h * d, "w_gate"},
+        {a->w.w_up, b->w.w_up, L * h * d, "w_up"},
+        {a->w.w_down, b->w.w_down, L * d * h, "w_down"},
+        {a->w.final_norm, b->w.final_norm, d, "final_norm"},
+        {a->w.lm_head, b->w.lm_head, V * d, "lm_head"},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        cr_assert(memcmp(t[i].x, t[i].y, t[i].n * sizeof(float)) == 0, "%s differs", t[i].name);
+}
+
+/* Round every weight through dtype so that it is exactly representable. */
+static void quantize(pd_model_t *m, pd_dtype_t dtype)
+{
+    float *w = m->storage;
+    size_t n = m->storage_bytes / sizeof(float);
+    for (size_t i = 0; i < n; i++) {
+        if (dtype == PD_DTYPE_F16)
+            w[i] = pd_f16_to_f32(pd_f32_to_f16(w[i]));
+        else if (dtype == PD_DTYPE_BF16)
+            w[i] = pd_bf16_to_f32(pd_f32_to_bf16(w[i]));
+    }
+}
+
+Test(load, half_conversions_are_exact_and_round_to_nearest_even)
+{
+    const float exact[] = {0.0f,
+                           -0.0f,
+                           1.0f,
+                           -2.5f,
+                           65504.0f,
+                           6.103515625e-05f,
+                           5.9604644775390625e-08f /* smallest subnormal */,
+                           0.333251953125f};
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+        float back = pd_f16_to_f32(pd_f32_to_f16(exact[i]));
+        cr_assert(memcmp(&back, &exact[i], 4) == 0, "f16 %g -> %g", exact[i], back);
+    }
+    cr_assert_eq(pd_f32_to_f16(1.0f), 0x3c00);
+    cr_assert_eq(pd_f32_to_f16(65520.0f), 0x7c00);           /* overflow to infinity */
+    cr_assert_eq(pd_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* tie, to even */
+    cr_assert_eq(pd_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02); /* tie, to even (up) */
+    cr_assert(isnan(pd_f16_to_f32(pd_f32_to_f16(NAN))));
+    cr_assert(isinf(pd_f16_to_f32(0x7c00)));
+    cr_assert_eq(pd_f32_to_bf16(1.0f), 0x3f80);
+    cr_assert_eq(pd_f32_to_bf16(1.0f + 1.0f / 256), 0x3f80); /* tie, to even */
+    cr_assert_float_eq(pd_bf16_to_f32(0xc040), -3.0f, 0.0f);
+    cr_assert(isnan(pd_bf16_to_f32(pd_f32_to_bf16(NAN))));
+    pd_dtype_t dt;
+    cr_assert_eq(pd_dtype_parse("BF16", &dt), PD_OK);
+    cr_assert_eq(dt, PD_DTYPE_BF16);
+    cr_assert_eq(pd_dtype_parse("f8", &dt), PD_ERR_INVALID_PARAM);
+}
+
+static void round_trip(pd_dtype_t dtype, const char *name)
+{
+    char dir[PATH_MAX];
+    tmp_dir(dir, sizeof(dir), name);
+    pd_model_t *m = tiny_model(7);
+    snprintf(m->config.model_id, sizeof(m->config.model_id), "rt-%s", name);
+    quantize(m, dtype);
+    cr_assert_eq(pd_model_save_hf(m, dir, dtype, NULL, NULL), PD_OK);
+    pd_model_t *back = NULL;
+    cr_assert_eq(pd_model_load(dir, &back), PD_OK);
+    const pd_model_config_t *a = &m->config, *b = &back->config;
+    cr_assert_eq(a->dim, b->dim);
+    cr_assert_eq(a->hidden_dim, b->hidden_dim);
+    cr_assert_eq(a->n_layers, b->n_layers);
+    cr_assert_eq(a->n_heads, b->n_heads);
+    cr_assert_eq(a->n_kv_heads, b->n_kv_heads);
+    cr_assert_eq(a->head_dim, b->head_dim);
+    cr_assert_eq(a->vocab_size, b->vocab_size);
+    cr_assert_eq(a->max_seq_len, b->max_seq_len);
+    cr_assert_eq(a->rms_eps, b->rms_eps);
+    cr_assert_eq(a->rope_theta, b->rope_theta);
+    cr_assert_eq(b->rope_style, PD_ROPE_HALF);
+    cr_assert_eq(a->tie_embeddings, b->tie_embeddings);
+    cr_assert_str_eq(b->model_id, a->model_id);
+    assert_same_weights(m, back);
+    /* The file holds 2 bytes a weight for the half types. */
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    size_t n = n_weight_floats(a);
+    cr_assert_gt((size_t)st.st_size, n * (dtype == PD_DTYPE_F32 ? 4 : 2));
+    cr_assert_lt((size_t)st.st_size, n * (dtype == PD_DTYPE_F32 ? 4 : 2) + 8192);
+    pd_model_config_t only;
+    cr_assert_eq(pd_model_config_load(dir, &only), PD_OK);
+    cr_assert_eq(only.n_layers, a->n_layers);
+    pd_model_destroy(&m);
+    pd_model_destroy(&back);
+    cr_assert_null(back);
+    rm_rf(dir);
+}
+
+Test(load, safetensors_round_trip_f32)
+{
+    round_trip(PD_DTYPE_F32, "f32");
+}
+
+Test(load, safetensors_round_trip_f16)
+{
+    round_trip(PD_DTYPE_F16, "f16");
+}
+
+Test(load, safetensors_round_trip_bf16)
+{
+    round_trip(PD_DTYPE_BF16, "bf16");
+}
+
+Test(load, tied_embeddings_need_no_lm_head)
+{
+    char dir[PATH_MAX];
+    tmp_dir(dir, sizeof(dir), "tied");
+    pd_model_config_t c;
+    pd_model_t *m = NULL, *back = NULL;
+    cr_assert_eq(pd_model_preset("tiny", &c), PD_OK);
+    c.tie_embeddings = true;
+    cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
+    pd_model_init_random(m, 3);
+    cr_assert_eq(pd_model_save_hf(m, dir, PD_DTYPE_F32, NULL, NULL), PD_OK);
+    cr_assert_eq(pd_model_load(dir, &back), PD_OK);
+    cr_assert(back->config.tie_embeddings);
+    cr_assert_eq(back->w.lm_head, back->w.tok_embed);
+    assert_same_weights(m, back);
+    pd_model_destroy(&m);
+    pd_model_destroy(&back);
+    rm_rf(dir);
+}
+
+/* Write a tiny llama2.c checkpoint whose every float is its own index, so that each
+ * tensor's place in the file can be checked. */
+static void write_llama2c(const char *path, int32_t vocab_field, size_t drop_bytes,
+                          size_t *n_floats_p)
+{
+    const int32_t dim = 8, hid = 16, L = 2, nh = 2, nkv = 1, seq = 16;
+    int32_t V = vocab_field < 0 ? -vocab_field : vocab_field;
+    int32_t hd = dim / nh, kv = nkv * hd;
+    size_t n = (size_t)V * dim +
+               (size_t)L * (2 * dim + 2 * dim * dim + 2 * kv * dim + 3 * hid * dim) + dim +
+               (size_t)seq * hd + (vocab_field < 0 ? (size_t)V * dim : 0);
+    int32_t hdr[7] = {dim, hid, L, nh, nkv, vocab_field, seq};
+    size_t bytes = sizeof(hdr) + n * 4;
+    unsigned char *buf = malloc(bytes);
+    memcpy(buf, hdr, sizeof(hdr));
+    float *f = (float *)(buf + sizeof(hdr));
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)i;
+    write_file(path, buf, bytes - drop_bytes);
+    free(buf);
+    if (n_floats_p != NULL)
+        *n_floats_p = n;
+}
+
+Test(load, llama2c_checkpoint_places_every_tensor)
+{
+    char path[PATH_MAX + 64];
+    tmp_dir(path, sizeof(path), "l2c.bin");
+    write_llama2c(path, -300, 0, NULL);
+    pd_model_t *m = NULL;
+    cr_assert_eq(pd_model_load(path, &m), PD_OK);
+    const pd_model_config_t *c = &m->config;
+    cr_assert_eq(c->dim, 8);
+    cr_assert_eq(c->hidden_dim, 16);
+    cr_assert_eq(c->n_layers, 2);
+    cr_assert_eq(c->n_heads, 2);
+    cr_assert_eq(c->n_kv_heads, 1);
+    cr_assert_eq(c->head_dim, 4);
+    cr_assert_eq(c->vocab_size, 300);
+    cr_assert_eq(c->max_seq_len, 16);
+    cr_assert_eq(c->rope_style, PD_ROPE_PAIR);
+    cr_assert_not(c->tie_embeddings);
+    char want_id[64];
+    snprintf(want_id, sizeof(want_id), "pd_test_load_%d_l2c", (int)getpid());
+    cr_assert_str_eq(c->model_id, want_id);
+    /* Offsets in floats of each tensor in the file. */
+    size_t o = 0, V = 300, d = 8, L = 2, h = 16, kv = 4;
+    cr_assert_eq(m->w.tok_embed[5], (float)(o + 5));
+    o += V * d;
+    cr_assert_eq(m->w.attn_norm[9], (float)(o + 9));
+    o += L * d;
+    cr_assert_eq(m->w.wq[70], (float)(o + 70));
+    o += L * d * d;
+    cr_assert_eq(m->w.wk[33], (float)(o + 33));
+    o += L * kv * d;
+    cr_assert_eq(m->w.wv[1], (float)(o + 1));
+    o += L * kv * d;
+    cr_assert_eq(m->w.wo[127], (float)(o + 127));
+    o += L * d * d;
+    cr_assert_eq(m->w.ffn_norm[0], (float)o);
+    o += L * d;
+    cr_assert_eq(m->w.w_gate[200], (float)(o + 200)); /* w1 */
+    o += L * h * d;
+    cr_assert_eq(m->w.w_down[3], (float)(o + 3)); /* w2 */
+    o += L * d * h;
+    cr_assert_eq(m->w.w_up[255], (float)(o + 255)); /* w3 */
+    o += L * h * d;
+    cr_assert_eq(m->w.final_norm[7], (float)(o + 7));
+    o += d + 16 * 4; /* rms_final, freq_cis_real + freq_cis_imag */
+    cr_assert_eq(m->w.lm_head[0], (float)o);
+    cr_assert_eq(m->w.lm_head[V * d - 1], (float)(o + V * d - 1));
+    pd_model_destroy(&m);
+
+    /* Positive vocab_size: the classifier is the embedding. */
+    write_llama2c(path, 300, 0, NULL);
+    cr_assert_eq(pd_model_load(path, &m), PD_OK);
+    cr_assert(m->config.tie_embeddings);
+    cr_assert_eq(m->w.lm_head[17], 17.0f);
+    pd_model_config_t only;
+    cr_assert_eq(pd_model_config_load(path, &only), PD_OK);
+    cr_assert_eq(only.vocab_size, 300);
+    pd_model_destroy(&m);
+    unlink(path);
+}
+
+Test(load, llama2c_rejects_bad_files)
+{
+    char path[PATH_MAX + 64];
+    tmp_dir(path, sizeof(path), "bad.bin");
+    pd_model_t *m = NULL;
+    write_llama2c(path, 300, 4, NULL);
+    cr_assert_eq(pd_model_load(path, &m), PD_ERR_FORMAT);
+    write_file(path, "abc", 3);
+    cr_assert_eq(pd_model_load(path, &m), PD_ERR_FORMAT);
+    int32_t hdr[7] = {8, 16, 2, 3, 1, 300, 16}; /* dim not a multiple of n_heads */
+    write_file(path, hdr, sizeof(hdr));
+    cr_assert_eq(pd_model_load(path, &m), PD_ERR_FORMAT);
+    int32_t neg[7] = {8, 16, -2, 2, 1, 300, 16};
+    write_file(path, neg, sizeof(neg));
+    cr_assert_eq(pd_model_load(path, &m), PD_ERR_FORMAT);
+    uint32_t v1[8] = {0x616b3432u, 1, 8, 16, 2, 2, 1, 300};
+    write_file(path, v1, sizeof(v1));
+    cr_assert_eq(pd_model_load(path, &m), PD_ERR_UNSUPPORTED);
+    const char text[] = "{\"hidden_size\": 8, \"this is\": \"not a checkpoint\"}";
+    write_file(path, text, sizeof(text));
+    cr_assert_eq(pd_model_load(path, &m), PD_ERR_FORMAT);
+    cr_assert_null(m);
+    cr_assert_eq(pd_model_load("/nonexistent/model.bin", &m), PD_ERR_IO);
+    unlink(path);
+}
+
+/* A saved tiny model in a fresh directory, for the corruption tests. */
+static void saved_tiny(char *dir, size_t cap, const char *name)
+{
+    tmp_dir(dir, cap, name);
+    pd_model_t *m = tiny_model(1);
+    cr_assert_eq(pd_model_save_hf(m, dir, PD_DTYPE_F32, NULL, NULL), PD_OK);
+    pd_model_destroy(&m);
+}
+
+/* Replace the first `from` in the safetensors header with `to` and rewrite the file
+ * with the new header length. */
+static void edit_header(const char *dir, const char *from, const char *to)
+{
+    char path[PATH_MAX + 64];
+    size_t len;
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    unsigned char *buf = read_file(path, &len);
+    uint64_t hlen;
+    memcpy(&hlen, buf, 8);
+    char *hdr = strndup((char *)buf + 8, hlen);
+    char *at = strstr(hdr, from);
+    cr_assert_not_null(at, "'%s' not in the header", from);
+    size_t nl = hlen - strlen(from) + strlen(to);
+    unsigned char *out = malloc(8 + nl + (len - 8 - hlen));
+    uint64_t nl64 = nl;
+    memcpy(out, &nl64, 8);
+    size_t pre = (size_t)(at - hdr);
+    memcpy(out + 8, hdr, pre);
+    memcpy(out + 8 + pre, to, strlen(to));
+    memcpy(out + 8 + pre + strlen(to), at + strlen(from), hlen - pre - strlen(from));
+    memcpy(out + 8 + nl, buf + 8 + hlen, len - 8 - hlen);
+    write_file(path, out, 8 + nl + (len - 8 - hlen));
+    free(out);
+    free(hdr);
+    free(buf);
+}
+
+static void expect_load(const char *dir, pd_status_t want)
+{
+    pd_model_t *m = NULL;
+    cr_assert_eq(pd_model_load(dir, &m), want, "%s", dir);
+    if (want == PD_OK) {
+        cr_assert_not_null(m);
+        pd_model_destroy(&m);
+    }
+    cr_assert_null(m);
+}
+
+Test(load, rejects_truncated_and_corrupt_safetensors)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    size_t len;
+    saved_tiny(dir, sizeof(dir), "trunc");
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    unsigned char *buf = read_file(path, &len);
+
+    write_file(path, buf, len - 100); /* data cut short: last tensor out of range */
+    expect_load(dir, PD_ERR_FORMAT);
+    write_file(path, buf, 200); /* cut inside the header: length beyond the file */
+    expect_load(dir, PD_ERR_FORMAT);
+    write_file(path, buf, 5);
+    expect_load(dir, PD_ERR_FORMAT);
+    unsigned char huge[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};
+    write_file(path, huge, sizeof(huge));
+    expect_load(dir, PD_ERR_FORMAT);
+    /* Garbage in the header JSON. */
+    unsigned char *bad = malloc(len);
+    memcpy(bad, buf, len);
+    bad[8] = '#'; /* not JSON at all */
+    write_file(path, bad, len);
+    expect_load(dir, PD_ERR_FORMAT);
+    free(bad);
+    write_file(path, buf, len);
+    expect_load(dir, PD_OK); /* the intact file still loads */
+    free(buf);
+    rm_rf(dir);
+}
+
+Test(load, rejects_bad_tensor_entries)
+{
+    char dir[PATH_MAX];
+    saved_tiny(dir, sizeof(dir), "entries");
+    edit_header(dir, "model.norm.weight", "model.nope.weight");
+    expect_load(dir, PD_ERR_FORMAT); /* missing tensor */
+    rm_rf(dir);
+
+    saved_tiny(dir, sizeof(dir), "shape");
+    edit_header(dir, "\"shape\":[64]", "\"shape\":[8,8]");
+    expect_load(dir, PD_ERR_FORMAT); /* wrong shape for a norm */
+    rm_rf(dir);
+
+    saved_tiny(dir, sizeof(dir), "offsets");
+    edit_header(dir, "\"data_offsets\":[0,", "\"data_offsets\":[99999999,");
+    expect_load(dir, PD_ERR_FORMAT); /* begin > end */
+    rm_rf(dir);
+
+    saved_tiny(dir, sizeof(dir), "dtype");
+    edit_header(dir, "\"dtype\":\"F32\"", "\"dtype\":\"I32\"");
+    expect_load(dir, PD_ERR_UNSUPPORTED); /* a needed tensor in a dtype we cannot read */
+    rm_rf(dir);
+
+    saved_tiny(dir, sizeof(dir), "dtype2");
+    edit_header(dir, "\"dtype\":\"F32\"", "\"dtype\":\"Q4\"");
+    expect_load(dir, PD_ERR_FORMAT);
+    rm_rf(dir);
+
+    saved_tiny(dir, sizeof(dir), "extra");
+    edit_header(dir, "{\"__metadata__\"",
+                "{\"rotary_emb.inv_freq\":{\"dtype\":\"F32\",\"shape\":[0],"
+                "\"data_offsets\":[0,0]},\"__metadata__\"");
+    expect_load(dir, PD_OK); /* unused tensors are fine */
+    rm_rf(dir);
+}
+
+static void write_config(const char *dir, const char *json)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    write_file(path, json, strlen(json));
+}
+
+Test(load, rejects_bad_config_fields)
+{
+    char dir[PATH_MAX];
+    saved_tiny(dir, sizeof(dir), "config");
+    const char *tail = "\"intermediate_size\": 176, \"num_hidden_layers\": 2, "
+                       "\"num_key_value_heads\": 2, \"vocab_size\": 259, "
+                       "\"max_position_embeddings\": 256}";
+    char json[1024];
+    struct {
+        const char *head;
+        pd_status_t want;
+    } cases[] = {
+        {"{\"num_attention_heads\": 4, ", PD_ERR_FORMAT},                       /* no hidden_size */
+        {"{\"hidden_size\": 0, \"num_attention_heads\": 4, ", PD_ERR_FORMAT},   /* zero */
+        {"{\"hidden_size\": -64, \"num_attention_heads\": 4, ", PD_ERR_FORMAT}, /* negative */
+        {"{\"hidden_size\": \"64\", \"num_attention_heads\": 4, ", PD_ERR_FORMAT},
+        {"{\"hidden_size\": 64.5, \"num_attention_heads\": 4, ", PD_ERR_FORMAT},
+        {"{\"hidden_size\": 99999999999, \"num_attention_heads\": 4, ", PD_ERR_FORMAT},
+        {"{\"hidden_size\": 64, \"num_attention_heads\": 3, ", PD_ERR_FORMAT}, /* 64 % 3 */
+        {"{\"hidden_size\": 64, \"num_attention_heads\": 4, \"rms_norm_eps\": -1, ", PD_ERR_FORMAT},
+        {"{\"hidden_size\": 64, \"num_attention_heads\": 4, \"rope_scaling\": {\"type\": "
+         "\"linear\"}, ",
+         PD_ERR_UNSUPPORTED},
+        {"{\"hidden_size\": 64, \"num_attention_heads\": 4, \"head_dim\": 16, ", PD_OK},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(json, sizeof(json), "%s%s", cases[i].head, tail);
+        write_config(dir, json);
+        expect_load(dir, cases[i].want);
+    }
+    write_config(dir, "{\"hidden_size\": 64,");
+    expect_load(dir, PD_ERR_FORMAT);
+    write_config(dir, "[1, 2]");
+    expect_load(dir, PD_ERR_FORMAT);
+    /* num_key_value_heads must divide num_attention_heads. */
+    write_config(dir, "{\"hidden_size\": 64, \"num_attention_heads\": 4, "
+                      "\"intermediate_size\": 176, \"num_hidden_layers\": 2, "
+                      "\"num_key_value_heads\": 3, \"vocab_size\": 259, "
+                      "\"max_position_embeddings\": 256}");
+    expect_load(dir, PD_ERR_FORMAT);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    unlink(path);
+    expect_load(dir, PD_ERR_IO);
+    rm_rf(dir);
+}
