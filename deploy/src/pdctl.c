@@ -17,6 +17,7 @@ static const pd_cli_cmd_t pd_cli_cmds[] = {
     {"size", "KV cache bytes per token and block, and what a pool holds", pd_cmd_size},
     {"up", "start the roles of a cluster manifest on this machine", pd_cmd_up},
     {"down", "stop a cluster started with 'up -d'", pd_cmd_down},
+    {"bench", "open-loop load against a router: TTFT/TPOT, throughput, cache hits", pd_cmd_bench},
 };
 
 #define PD_CLI_N_CMDS (sizeof(pd_cli_cmds) / sizeof(pd_cli_cmds[0]))

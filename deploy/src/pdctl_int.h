@@ -20,6 +20,7 @@ typedef struct pd_cli_cmd {
 int pd_cmd_model(int argc, char **argv);
 int pd_cmd_generate(int argc, char **argv);
 int pd_cmd_size(int argc, char **argv);
+int pd_cmd_bench(int argc, char **argv);
 
 /* Parse a whole decimal integer in [min, max]; on failure print "pdctl: OPT: ..." to
  * stderr and return false. */

@@ -1,0 +1,50 @@
+/* pdctl bench: the client loop that drives a router, and the reports it writes. */
+#ifndef PD_DEPLOY_BENCH_CLIENT_H
+#define PD_DEPLOY_BENCH_CLIENT_H
+
+#include "bench_lib.h"
+
+typedef struct pd_bench_client_opts {
+    const char *endpoint; /* the router's client socket, e.g. tcp://127.0.0.1:7100 */
+    uint32_t concurrency; /* most requests in flight, 0: no cap */
+    uint32_t timeout_ms;  /* a request without done this long after its send fails */
+    double temperature;
+    double top_p;
+    uint64_t sampling_seed; /* request i samples with seed sampling_seed + i */
+    uint64_t token_seed;    /* prompts: see pd_bench_item_tokens() */
+    uint32_t n_tenants;     /* > 1: requests carry tenant "tenant-<k>" */
+    pd_proto_cache_mode_t cache_mode;
+    bool progress; /* a line on stderr every second */
+} pd_bench_client_opts_t;
+
+/* Send n items at their arrival times and fill recs (n, caller storage) with what each
+ * request measured. Returns PD_OK when every request ended (done, error or timeout),
+ * PD_ERR_CANCELED when interrupted by SIGINT (the records hold what was measured), or
+ * PD_ERR_UNREACHABLE / PD_ERR_IO / PD_ERR_NO_MEMORY when nothing could run. */
+pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_bench_item_t *items,
+                                size_t n, pd_bench_rec_t *recs);
+
+/* What the run was, for the reports' header. */
+typedef struct pd_bench_meta {
+    const char *endpoint;
+    const char *workload;   /* one line describing the load */
+    const char *trace_path; /* NULL for synthetic load */
+    bool have_ideal;
+    uint64_t ideal_hit_tokens, ideal_total_tokens;
+    size_t n_clipped;
+} pd_bench_meta_t;
+
+/* The summary table, on f. */
+void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_summary_t *sum);
+
+/* Every record plus the summary as one JSON document at path. Returns PD_OK or PD_ERR_IO. */
+pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
+                                 const pd_bench_summary_t *sum, const pd_bench_rec_t *recs,
+                                 size_t n);
+
+/* A PNG at path (TTFT over time, TTFT CDF, TPOT CDF) drawn by gnuplot in a child process.
+ * PD_ERR_UNSUPPORTED (with a warning) when gnuplot is not installed, PD_ERR_IO when it
+ * failed. */
+pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, size_t n);
+
+#endif

@@ -1,0 +1,450 @@
+/* pdctl bench: end-to-end load against a running cluster (synthetic Poisson load with
+ * prompt/output length mixes and shared prefixes, or replay of a Mooncake-format trace),
+ * reported as a table, JSON and a PNG plot. */
+#include "bench_client.h"
+#include "pdctl_int.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pd_bench_args {
+    char endpoint[256];
+    pd_bench_workload_t wl;
+    pd_bench_client_opts_t client;
+    const char *trace_path;
+    pd_bench_trace_scale_t scale;
+    uint32_t trace_limit;
+    uint32_t trace_max_bad;
+    bool block_tokens_set;
+    const char *json_path;
+    const char *plot_path;
+} pd_bench_args_t;
+
+static void pd_bench_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pdctl bench [options]\n"
+            "\n"
+            "Open-loop load against a pdkv router: requests leave at their arrival times\n"
+            "(Poisson, or a trace's timestamps) whatever the replies do, held back only by\n"
+            "--concurrency. Prints TTFT/TPOT p50/p90/p99 (client-measured and as the server\n"
+            "timed them), throughput, cache hit rate, the server's queue/prefill/transfer\n"
+            "times and the transfer's share of TTFT. Prompts are token ids (3..258, the byte\n"
+            "tokenizer's range), so no tokenizer is needed.\n"
+            "\n"
+            "  -r, --router ENDPOINT    router client socket (default tcp://127.0.0.1:7100;\n"
+            "                           HOST:PORT is read as tcp://HOST:PORT)\n"
+            "  -n, --requests N         requests to send (default 100)\n"
+            "      --rate R             Poisson arrivals per second; 0 = all at once (default 0)\n"
+            "  -c, --concurrency C      most requests in flight; 0 = no cap (default 0)\n"
+            "      --prompt-len A[:B]   prompt tokens, uniform in [A, B] (default 256)\n"
+            "      --output-len A[:B]   max_tokens, uniform in [A, B] (default 32)\n"
+            "      --shared-prefix T    the first T tokens of every prompt are a shared prefix\n"
+            "      --prefix-groups G    G distinct shared prefixes; each request draws one\n"
+            "                           uniformly (default 1)\n"
+            "      --tenants K          requests spread uniformly over K tenants (default 1:\n"
+            "                           no tenant field)\n"
+            "      --seed S             seeds arrivals, lengths, groups and tokens (default 1)\n"
+            "      --temperature T      sampling temperature (default 0: greedy)\n"
+            "      --cache auto|off     the requests' cache control (default auto)\n"
+            "      --timeout-ms MS      a request without done this long after its send is\n"
+            "                           canceled and counted as an error (default 300000)\n"
+            "  -q, --quiet              no progress lines on stderr\n"
+            "\n"
+            "Trace replay (Mooncake JSONL: timestamp ms, input_length, output_length,\n"
+            "hash_ids with one id per 512 tokens; equal hash ids become equal token blocks):\n"
+            "      --trace FILE.jsonl   replay this trace instead of the synthetic load\n"
+            "      --trace-len-scale F  divide lengths by F (output too; default 8)\n"
+            "      --trace-block-tokens b  tokens per hash id after scaling (default 512/F,\n"
+            "                           which must then be a whole number; keep it a multiple\n"
+            "                           of the router's block size, 16)\n"
+            "      --trace-time-scale F multiply the gaps between timestamps by F (default 1)\n"
+            "      --trace-limit N      only the first N requests\n"
+            "      --trace-max-len N    clip prompt + output to N tokens (whole blocks kept),\n"
+            "                           e.g. the model's context length\n"
+            "      --trace-max-bad N    refuse the trace past N malformed lines (default 100;\n"
+            "                           fewer are skipped with their line numbers)\n"
+            "  The ideal infinite cache's hit rate on the same scaled trace is printed beside\n"
+            "  the measured one.\n"
+            "\n"
+            "Output:\n"
+            "      --json FILE          every request's record plus the summary\n"
+            "      --plot FILE.png      TTFT over time, TTFT and TPOT CDFs, server TTFT parts\n"
+            "                           (needs gnuplot; skipped with a warning without it)\n"
+            "\n"
+            "Exit status: 0 when every request completed, 3 when some failed, 1 when the run\n"
+            "could not start, 2 for bad usage.\n"
+            "\n"
+            "Examples:\n"
+            "  pdctl bench -n 200 --rate 4 --prompt-len 256:1024 --output-len 16:64 --json b.json\n"
+            "  pdctl bench -n 64 --rate 2 --prompt-len 1200 --shared-prefix 1024 "
+            "--prefix-groups 4\n"
+            "  pdctl bench --trace trace.jsonl --trace-limit 200 --trace-time-scale 10 "
+            "--trace-max-len 2048\n");
+}
+
+static int pd_bench_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *v_p)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
+        fprintf(stderr, "pdctl bench: %s wants an integer in %u..%u, not '%s'\n", opt, min, max, s);
+        return -1;
+    }
+    *v_p = (uint32_t)v;
+    return 0;
+}
+
+static int pd_bench_f64(const char *opt, const char *s, double min, double max, double *v_p)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < min || v > max) {
+        fprintf(stderr, "pdctl bench: %s wants a number in %g..%g, not '%s'\n", opt, min, max, s);
+        return -1;
+    }
+    *v_p = v;
+    return 0;
+}
+
+/* "A" or "A:B" with min <= A <= B <= max. */
+static int pd_bench_range(const char *opt, const char *s, uint32_t min, uint32_t max,
+                          uint32_t *lo_p, uint32_t *hi_p)
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *colon = strchr(buf, ':');
+    if (colon != NULL)
+        *colon = '\0';
+    uint32_t lo, hi;
+    if (pd_bench_u32(opt, buf, min, max, &lo) != 0)
+        return -1;
+    hi = lo;
+    if (colon != NULL && pd_bench_u32(opt, colon + 1, min, max, &hi) != 0)
+        return -1;
+    if (hi < lo) {
+        fprintf(stderr, "pdctl bench: %s: %u:%u is an empty range\n", opt, lo, hi);
+        return -1;
+    }
+    *lo_p = lo;
+    *hi_p = hi;
+    return 0;
+}
+
+enum {
+    PD_BENCH_OPT_RATE = 256,
+    PD_BENCH_OPT_PROMPT,
+    PD_BENCH_OPT_OUTPUT,
+    PD_BENCH_OPT_PREFIX,
+    PD_BENCH_OPT_GROUPS,
+    PD_BENCH_OPT_TENANTS,
+    PD_BENCH_OPT_SEED,
+    PD_BENCH_OPT_TEMP,
+    PD_BENCH_OPT_CACHE,
+    PD_BENCH_OPT_TIMEOUT,
+    PD_BENCH_OPT_TRACE,
+    PD_BENCH_OPT_TBLOCK,
+    PD_BENCH_OPT_TLEN,
+    PD_BENCH_OPT_TTIME,
+    PD_BENCH_OPT_TLIMIT,
+    PD_BENCH_OPT_TMAXLEN,
+    PD_BENCH_OPT_TMAXBAD,
+    PD_BENCH_OPT_JSON,
+    PD_BENCH_OPT_PLOT,
+};
+
+/* Returns 0, 1 after --help, or 2 for bad usage. */
+static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
+{
+    static const struct option opts[] = {
+        {"router", required_argument, NULL, 'r'},
+        {"requests", required_argument, NULL, 'n'},
+        {"concurrency", required_argument, NULL, 'c'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"rate", required_argument, NULL, PD_BENCH_OPT_RATE},
+        {"prompt-len", required_argument, NULL, PD_BENCH_OPT_PROMPT},
+        {"output-len", required_argument, NULL, PD_BENCH_OPT_OUTPUT},
+        {"shared-prefix", required_argument, NULL, PD_BENCH_OPT_PREFIX},
+        {"prefix-groups", required_argument, NULL, PD_BENCH_OPT_GROUPS},
+        {"tenants", required_argument, NULL, PD_BENCH_OPT_TENANTS},
+        {"seed", required_argument, NULL, PD_BENCH_OPT_SEED},
+        {"temperature", required_argument, NULL, PD_BENCH_OPT_TEMP},
+        {"cache", required_argument, NULL, PD_BENCH_OPT_CACHE},
+        {"timeout-ms", required_argument, NULL, PD_BENCH_OPT_TIMEOUT},
+        {"trace", required_argument, NULL, PD_BENCH_OPT_TRACE},
+        {"trace-block-tokens", required_argument, NULL, PD_BENCH_OPT_TBLOCK},
+        {"trace-len-scale", required_argument, NULL, PD_BENCH_OPT_TLEN},
+        {"trace-time-scale", required_argument, NULL, PD_BENCH_OPT_TTIME},
+        {"trace-limit", required_argument, NULL, PD_BENCH_OPT_TLIMIT},
+        {"trace-max-len", required_argument, NULL, PD_BENCH_OPT_TMAXLEN},
+        {"trace-max-bad", required_argument, NULL, PD_BENCH_OPT_TMAXBAD},
+        {"json", required_argument, NULL, PD_BENCH_OPT_JSON},
+        {"plot", required_argument, NULL, PD_BENCH_OPT_PLOT},
+        {NULL, 0, NULL, 0}};
+    a->wl = (pd_bench_workload_t){.n_requests = 100,
+                                  .prompt_min = 256,
+                                  .prompt_max = 256,
+                                  .output_min = 32,
+                                  .output_max = 32,
+                                  .prefix_groups = 1,
+                                  .n_tenants = 1,
+                                  .seed = 1};
+    a->client = (pd_bench_client_opts_t){.timeout_ms = 300000,
+                                         .temperature = 0,
+                                         .top_p = 1.0,
+                                         .cache_mode = PD_PROTO_CACHE_AUTO,
+                                         .progress = true};
+    a->scale = (pd_bench_trace_scale_t){.len_scale = 8, .time_scale = 1};
+    a->trace_max_bad = 100;
+    snprintf(a->endpoint, sizeof(a->endpoint), "tcp://127.0.0.1:7100");
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "r:n:c:qh", opts, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'r':
+            if (strstr(optarg, "://") != NULL)
+                snprintf(a->endpoint, sizeof(a->endpoint), "%s", optarg);
+            else
+                snprintf(a->endpoint, sizeof(a->endpoint), "tcp://%s", optarg);
+            break;
+        case 'n':
+            rc = pd_bench_u32("--requests", optarg, 1, 10000000, &a->wl.n_requests);
+            break;
+        case 'c':
+            rc = pd_bench_u32("--concurrency", optarg, 0, 1000000, &a->client.concurrency);
+            break;
+        case 'q':
+            a->client.progress = false;
+            break;
+        case 'h':
+            pd_bench_usage(stdout);
+            return 1;
+        case PD_BENCH_OPT_RATE:
+            rc = pd_bench_f64("--rate", optarg, 0, 1e6, &a->wl.rate_per_s);
+            break;
+        case PD_BENCH_OPT_PROMPT:
+            rc = pd_bench_range("--prompt-len", optarg, 1, PD_PROTO_MAX_PROMPT_TOKENS,
+                                &a->wl.prompt_min, &a->wl.prompt_max);
+            break;
+        case PD_BENCH_OPT_OUTPUT:
+            rc = pd_bench_range("--output-len", optarg, 1, PD_PROTO_MAX_NEW_TOKENS,
+                                &a->wl.output_min, &a->wl.output_max);
+            break;
+        case PD_BENCH_OPT_PREFIX:
+            rc = pd_bench_u32("--shared-prefix", optarg, 0, PD_PROTO_MAX_PROMPT_TOKENS,
+                              &a->wl.shared_prefix_tokens);
+            break;
+        case PD_BENCH_OPT_GROUPS:
+            rc = pd_bench_u32("--prefix-groups", optarg, 1, 1000000, &a->wl.prefix_groups);
+            break;
+        case PD_BENCH_OPT_TENANTS:
+            rc = pd_bench_u32("--tenants", optarg, 1, 1000000, &a->wl.n_tenants);
+            break;
+        case PD_BENCH_OPT_SEED: {
+            char *end;
+            errno = 0;
+            a->wl.seed = strtoull(optarg, &end, 0);
+            if (errno != 0 || end == optarg || *end != '\0') {
+                fprintf(stderr, "pdctl bench: --seed wants an integer, not '%s'\n", optarg);
+                rc = -1;
+            }
+            break;
+        }
+        case PD_BENCH_OPT_TEMP:
+            rc = pd_bench_f64("--temperature", optarg, 0, 100, &a->client.temperature);
+            break;
+        case PD_BENCH_OPT_CACHE:
+            if (strcmp(optarg, "auto") == 0) {
+                a->client.cache_mode = PD_PROTO_CACHE_AUTO;
+            } else if (strcmp(optarg, "off") == 0) {
+                a->client.cache_mode = PD_PROTO_CACHE_OFF;
+            } else {
+                fprintf(stderr, "pdctl bench: --cache is auto or off, not '%s'\n", optarg);
+                rc = -1;
+            }
+            break;
+        case PD_BENCH_OPT_TIMEOUT:
+            rc = pd_bench_u32("--timeout-ms", optarg, 1, PD_PROTO_MAX_DEADLINE_MS,
+                              &a->client.timeout_ms);
+            break;
+        case PD_BENCH_OPT_TRACE:
+            a->trace_path = optarg;
+            break;
+        case PD_BENCH_OPT_TBLOCK:
+            rc = pd_bench_u32("--trace-block-tokens", optarg, 1, PD_BENCH_TRACE_SRC_BLOCK_TOKENS,
+                              &a->scale.block_tokens);
+            a->block_tokens_set = true;
+            break;
+        case PD_BENCH_OPT_TLEN:
+            rc = pd_bench_f64("--trace-len-scale", optarg, 1, 512, &a->scale.len_scale);
+            break;
+        case PD_BENCH_OPT_TTIME:
+            rc = pd_bench_f64("--trace-time-scale", optarg, 1e-6, 1e6, &a->scale.time_scale);
+            break;
+        case PD_BENCH_OPT_TLIMIT:
+            rc = pd_bench_u32("--trace-limit", optarg, 1, 100000000, &a->trace_limit);
+            break;
+        case PD_BENCH_OPT_TMAXLEN:
+            rc = pd_bench_u32("--trace-max-len", optarg, 2, PD_PROTO_MAX_PROMPT_TOKENS,
+                              &a->scale.max_len);
+            break;
+        case PD_BENCH_OPT_TMAXBAD:
+            rc = pd_bench_u32("--trace-max-bad", optarg, 0, 100000000, &a->trace_max_bad);
+            break;
+        case PD_BENCH_OPT_JSON:
+            a->json_path = optarg;
+            break;
+        case PD_BENCH_OPT_PLOT:
+            a->plot_path = optarg;
+            break;
+        default:
+            rc = -1;
+            break;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "pdctl bench: see 'pdctl bench --help'\n");
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "pdctl bench: unexpected argument '%s'; see 'pdctl bench --help'\n",
+                argv[optind]);
+        return 2;
+    }
+    if (a->trace_path != NULL && !a->block_tokens_set) {
+        double b = (double)PD_BENCH_TRACE_SRC_BLOCK_TOKENS / a->scale.len_scale;
+        if (b != floor(b)) {
+            fprintf(stderr,
+                    "pdctl bench: 512 / --trace-len-scale %g is not a whole number of tokens; "
+                    "pick F dividing 512 (8 gives 64 tokens per hash id) or set "
+                    "--trace-block-tokens\n",
+                    a->scale.len_scale);
+            return 2;
+        }
+        a->scale.block_tokens = (uint32_t)b;
+    }
+    if (a->trace_path != NULL && a->scale.block_tokens % 16 != 0)
+        fprintf(stderr,
+                "pdctl bench: warning: %u tokens per hash id is not a multiple of 16 (the "
+                "router's default block size): shared blocks will not line up with cached "
+                "blocks\n",
+                a->scale.block_tokens);
+    a->scale.n_tenants = a->wl.n_tenants;
+    a->scale.seed = a->wl.seed;
+    a->client.endpoint = a->endpoint;
+    a->client.sampling_seed = a->wl.seed;
+    a->client.token_seed = a->wl.seed;
+    a->client.n_tenants = a->wl.n_tenants;
+    return 0;
+}
+
+int pd_cmd_bench(int argc, char **argv)
+{
+    int rc = 1;
+    pd_bench_args_t a;
+    memset(&a, 0, sizeof(a));
+    pd_bench_trace_t trace = {0};
+    pd_bench_item_t *items = NULL;
+    pd_bench_rec_t *recs = NULL;
+    pd_bench_meta_t meta = {0};
+    char workload[512];
+    size_t n;
+    int prc = pd_bench_parse(argc, argv, &a);
+    if (prc != 0)
+        return prc == 1 ? 0 : 2;
+
+    if (a.trace_path != NULL) {
+        FILE *f = fopen(a.trace_path, "r");
+        if (f == NULL) {
+            fprintf(stderr, "pdctl bench: cannot open %s: %s\n", a.trace_path, strerror(errno));
+            goto out;
+        }
+        char err[512];
+        pd_status_t st = pd_bench_trace_read(f, a.trace_limit, a.trace_max_bad, stderr, &trace, err,
+                                             sizeof(err));
+        fclose(f);
+        if (st != PD_OK) {
+            fprintf(stderr, "pdctl bench: %s: %s\n", a.trace_path,
+                    st == PD_ERR_FORMAT ? err : pd_status_str(st));
+            goto out;
+        }
+        n = trace.n_reqs;
+        items = calloc(n, sizeof(*items));
+        if (items == NULL)
+            goto out;
+        meta.n_clipped = pd_bench_trace_items(&trace, &a.scale, items);
+        if (pd_bench_ideal_cache(items, n, &meta.ideal_hit_tokens, &meta.ideal_total_tokens) !=
+            PD_OK)
+            goto out;
+        meta.have_ideal = true;
+        meta.trace_path = a.trace_path;
+        snprintf(workload, sizeof(workload),
+                 "trace replay, %zu requests (%zu malformed lines skipped), lengths / %g, "
+                 "%u tokens per hash id, time x %g, max len %u, concurrency %u, cache %s",
+                 n, trace.n_bad_lines, a.scale.len_scale, a.scale.block_tokens, a.scale.time_scale,
+                 a.scale.max_len, a.client.concurrency,
+                 pd_proto_cache_mode_name(a.client.cache_mode));
+    } else {
+        n = a.wl.n_requests;
+        items = calloc(n, sizeof(*items));
+        if (items == NULL)
+            goto out;
+        pd_bench_workload_make(&a.wl, items);
+        snprintf(workload, sizeof(workload),
+                 "%u requests, rate %g/s, concurrency %u, prompt %u:%u, output %u:%u, "
+                 "shared prefix %u in %u groups, %u tenants, seed %llu, cache %s",
+                 a.wl.n_requests, a.wl.rate_per_s, a.client.concurrency, a.wl.prompt_min,
+                 a.wl.prompt_max, a.wl.output_min, a.wl.output_max, a.wl.shared_prefix_tokens,
+                 a.wl.prefix_groups, a.wl.n_tenants, (unsigned long long)a.wl.seed,
+                 pd_proto_cache_mode_name(a.client.cache_mode));
+    }
+    meta.endpoint = a.endpoint;
+    meta.workload = workload;
+    recs = calloc(n, sizeof(*recs));
+    if (recs == NULL)
+        goto out;
+    if (a.client.progress)
+        fprintf(stderr, "pdctl bench: %s\n", workload);
+    pd_status_t st = pd_bench_client_run(&a.client, items, n, recs);
+    if (st != PD_OK && st != PD_ERR_CANCELED) {
+        fprintf(stderr, "pdctl bench: run failed: %s\n", pd_status_str(st));
+        goto out;
+    }
+    pd_bench_summary_t sum;
+    if (pd_bench_summarize(recs, n, &sum) != PD_OK)
+        goto out;
+    pd_bench_report_table(stdout, &meta, &sum);
+    if (sum.n_errors > 0) {
+        /* The first few errors by name, so a failing run says why. */
+        size_t shown = 0;
+        for (size_t i = 0; i < n && shown < 5; i++) {
+            if (recs[i].error == PD_OK)
+                continue;
+            fprintf(stdout, "  error: request %zu: %s: %s\n", i, pd_status_name(recs[i].error),
+                    recs[i].error_msg);
+            shown++;
+        }
+    }
+    rc = 0;
+    if (a.json_path != NULL && pd_bench_report_json(a.json_path, &meta, &sum, recs, n) != PD_OK)
+        rc = 1;
+    if (a.plot_path != NULL) {
+        pd_status_t ps = pd_bench_report_plot(a.plot_path, recs, n);
+        if (ps != PD_OK && ps != PD_ERR_UNSUPPORTED)
+            rc = 1;
+    }
+    if (rc == 0 && (sum.n_errors > 0 || st == PD_ERR_CANCELED))
+        rc = 3;
+out:
+    free(recs);
+    free(items);
+    pd_bench_trace_cleanup(&trace);
+    return rc;
+}
