@@ -5,10 +5,8 @@
 #include "pd/log.h"
 #include "pd/time.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* block_ids_p marker for a hit that still has to be brought back into G1. */
 #define PD_KVBM_PENDING (UINT32_MAX - 1)
@@ -271,43 +269,6 @@ static void kvbm_unpin(pd_kvbm_t *bm, uint32_t b, uint64_t now_ms)
     }
 }
 
-static char *kvbm_sanitize(const char *s)
-{
-    char *out = strdup(s);
-    if (out == NULL)
-        return NULL;
-    for (char *p = out; *p != '\0'; p++) {
-        char c = *p;
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '_' || c == '-';
-        if (!ok)
-            *p = '_';
-    }
-    return out;
-}
-
-static pd_status_t kvbm_setup_disk(pd_kvbm_t *bm, const pd_kvbm_config_t *cfg)
-{
-    const char *model = (cfg->model_id != NULL) ? cfg->model_id : "model";
-    bm->disk_dir = strdup(cfg->disk_dir);
-    bm->model_id = kvbm_sanitize(model);
-    bm->path_cap = strlen(cfg->disk_dir) + strlen(bm->model_id) + 32;
-    bm->path = malloc(bm->path_cap);
-    bm->staging = malloc(bm->block_bytes);
-    if (bm->disk_dir == NULL || bm->model_id == NULL || bm->path == NULL || bm->staging == NULL)
-        return PD_ERR_NO_MEMORY;
-    struct stat st;
-    if (mkdir(bm->disk_dir, 0700) != 0 && errno != EEXIST) {
-        pd_log_error("kvbm: cannot create %s: %s", bm->disk_dir, strerror(errno));
-        return PD_ERR_IO;
-    }
-    if (stat(bm->disk_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        pd_log_error("kvbm: %s is not a directory", bm->disk_dir);
-        return PD_ERR_IO;
-    }
-    return PD_OK;
-}
-
 pd_status_t pd_kvbm_create(const pd_kvbm_config_t *cfg, pd_kvbm_t **bm_p)
 {
     if (cfg == NULL || bm_p == NULL)
@@ -355,7 +316,7 @@ pd_status_t pd_kvbm_create(const pd_kvbm_config_t *cfg, pd_kvbm_t **bm_p)
         }
     }
     if (n_disk > 0) {
-        status = kvbm_setup_disk(bm, cfg);
+        status = pd_kvbm_disk_open(bm, cfg->disk_dir, cfg->model_id);
         if (status != PD_OK)
             goto err_destroy;
     }
@@ -379,20 +340,13 @@ void pd_kvbm_destroy(pd_kvbm_t **bm_p)
         if (n_reserved > 0)
             pd_log_error("kvbm: destroyed with %u blocks still reserved", n_reserved);
     }
-    if (bm->path != NULL) {
-        for (uint32_t s = 0; s < bm->g3.n_slots; s++)
-            if (bm->g3.state[s] == PD_KVBM_SLOT_CACHED)
-                pd_kvbm_disk_unlink(bm, bm->g3.hash[s]);
-    }
+    pd_kvbm_disk_close(bm);
     pd_kvbm_tier_cleanup(&bm->g1);
     pd_kvbm_tier_cleanup(&bm->g2);
     pd_kvbm_tier_cleanup(&bm->g3);
     pd_kvbm_index_cleanup(&bm->index);
     free(bm->host);
     free(bm->staging);
-    free(bm->disk_dir);
-    free(bm->model_id);
-    free(bm->path);
     free(bm);
     *bm_p = NULL;
 }
@@ -713,6 +667,11 @@ void pd_kvbm_stats(const pd_kvbm_t *bm, pd_kvbm_stats_t *stats_p)
     st.n_disk_blocks = bm->g3.n_slots;
     st.n_disk_cached = bm->g3.n_slots - bm->g3.n_free;
     *stats_p = st;
+}
+
+const char *pd_kvbm_disk_dir(const pd_kvbm_t *bm)
+{
+    return (bm != NULL) ? bm->disk_dir : NULL;
 }
 
 const char *pd_kv_tier_name(pd_kv_tier_t tier)

@@ -97,6 +97,12 @@ void pd_kvbm_free_push(pd_kvbm_tier_t *t, uint32_t slot);
 /* G1 block <-> contiguous block bytes (n_layers, 2, B, kvh, hd) f32. */
 void pd_kvbm_gather(pd_kvbm_t *bm, uint32_t block, void *dst);
 void pd_kvbm_scatter(pd_kvbm_t *bm, const void *src, uint32_t block);
+/* Make this manager's own G3 directory, <dir>/kvbm-<pid>-XXXXXX, so that several
+ * workers (prefill and decode, or two decodes) may share one SSD directory; directories
+ * of processes that are gone are swept first. Fills disk_dir, model_id, path, staging. */
+pd_status_t pd_kvbm_disk_open(pd_kvbm_t *bm, const char *dir, const char *model_id);
+/* Delete the files of every G3 slot and the directory; frees what disk_open allocated. */
+void pd_kvbm_disk_close(pd_kvbm_t *bm);
 /* Write src (one block) to hash's G3 file; PD_ERR_IO on failure (no file left). */
 pd_status_t pd_kvbm_disk_write(pd_kvbm_t *bm, pd_block_hash_t hash, const void *src);
 /* Read and verify hash's G3 file into dst: PD_ERR_IO if unreadable, PD_ERR_FORMAT or

@@ -4,13 +4,16 @@
  *   header: magic "PDKVBLK1", u64 hash, u64 payload bytes, u64 XXH3 of the payload seeded
  *           with the hash (host byte order: the files never leave this machine)
  *   payload: one block, (n_layers, 2, B, n_kv_heads, head_dim) f32
- * The hash is tenant-salted, so two tenants never share a file name. */
+ * The hash is tenant-salted, so two tenants never share a file name; each manager has its
+ * own subdirectory, so two workers never share a file. */
 #include "kvblock_int.h"
 
 #include "pd/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,8 @@
 #include <unistd.h>
 
 #define PD_KVBM_FILE_MAGIC "PDKVBLK1"
+#define PD_KVBM_DIR_PREFIX "kvbm-"
+#define PD_KVBM_MODEL_MAX  64
 
 typedef struct pd_kvbm_file_header {
     char magic[8];
@@ -232,4 +237,117 @@ void pd_kvbm_disk_unlink(pd_kvbm_t *bm, pd_block_hash_t hash)
     const char *path = pd_kvbm_disk_path(bm, hash);
     if (unlink(path) != 0 && errno != ENOENT)
         pd_log_warn("kvbm: cannot delete %s: %s", path, strerror(errno));
+}
+
+static char *kvbm_sanitize(const char *s)
+{
+    /* The tail of a long id (a path's last part) is the telling bit; the hash already
+     * depends on all of it. */
+    size_t n = strlen(s);
+    if (n > PD_KVBM_MODEL_MAX)
+        s += n - PD_KVBM_MODEL_MAX;
+    char *out = strdup(s);
+    if (out == NULL)
+        return NULL;
+    for (char *p = out; *p != '\0'; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        if (!ok)
+            *p = '_';
+    }
+    return out;
+}
+
+/* Delete the block files in dir, then dir itself (which fails, harmlessly, if anything
+ * else is in it). */
+static void kvbm_remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 6, ".kvblk") != 0)
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path))
+            unlink(path);
+    }
+    closedir(d);
+    if (rmdir(dir) != 0)
+        pd_log_warn("kvbm: cannot remove %s: %s", dir, strerror(errno));
+}
+
+/* Remove kvbm-<pid>-* subdirectories whose process is gone (a crash left them). */
+static void kvbm_sweep_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, PD_KVBM_DIR_PREFIX, strlen(PD_KVBM_DIR_PREFIX)) != 0)
+            continue;
+        char *end = NULL;
+        long pid = strtol(e->d_name + strlen(PD_KVBM_DIR_PREFIX), &end, 10);
+        if (end == NULL || *end != '-' || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
+        pd_log_info("kvbm: removing %s, left by process %ld", path, pid);
+        kvbm_remove_dir(path);
+    }
+    closedir(d);
+}
+
+pd_status_t pd_kvbm_disk_open(pd_kvbm_t *bm, const char *dir, const char *model_id)
+{
+    pd_status_t status = PD_ERR_NO_MEMORY;
+    size_t dir_cap = strlen(dir) + 64;
+    char *own = malloc(dir_cap);
+    bm->model_id = kvbm_sanitize((model_id != NULL) ? model_id : "model");
+    bm->staging = malloc(bm->block_bytes);
+    if (own == NULL || bm->model_id == NULL || bm->staging == NULL)
+        goto err_free_own;
+    bm->path_cap = dir_cap + strlen(bm->model_id) + 32;
+    bm->path = malloc(bm->path_cap);
+    if (bm->path == NULL)
+        goto err_free_own;
+    status = PD_ERR_IO;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        pd_log_error("kvbm: cannot create %s: %s", dir, strerror(errno));
+        goto err_free_own;
+    }
+    kvbm_sweep_stale(dir);
+    snprintf(own, dir_cap, "%s/" PD_KVBM_DIR_PREFIX "%ld-XXXXXX", dir, (long)getpid());
+    if (mkdtemp(own) == NULL) {
+        pd_log_error("kvbm: cannot create a directory in %s: %s", dir, strerror(errno));
+        goto err_free_own;
+    }
+    bm->disk_dir = own;
+    return PD_OK;
+
+err_free_own:
+    free(own);
+    return status;
+}
+
+void pd_kvbm_disk_close(pd_kvbm_t *bm)
+{
+    if (bm->disk_dir != NULL && bm->path != NULL) {
+        for (uint32_t s = 0; s < bm->g3.n_slots; s++)
+            if (bm->g3.state[s] == PD_KVBM_SLOT_CACHED)
+                pd_kvbm_disk_unlink(bm, bm->g3.hash[s]);
+        if (rmdir(bm->disk_dir) != 0)
+            pd_log_warn("kvbm: cannot remove %s: %s", bm->disk_dir, strerror(errno));
+    }
+    free(bm->disk_dir);
+    free(bm->model_id);
+    free(bm->path);
+    bm->disk_dir = bm->model_id = bm->path = NULL;
 }

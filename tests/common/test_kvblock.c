@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* A clock the tests move by hand. */
@@ -552,7 +553,7 @@ Test(kvblock, offloads_down_the_tiers_and_brings_back_exact_bytes)
     cr_assert_eq(st.n_disk_cached, 2);
     cr_assert_eq(st.n_cached, 0);
     cr_assert_eq(st.n_offloads, 6);
-    cr_assert_eq(dir_count(t.dir), 2);
+    cr_assert_eq(dir_count(pd_kvbm_disk_dir(bm)), 2);
     uint8_t tiers[4];
     cr_assert_eq(pd_kvbm_probe(bm, h, 4, tiers, NULL), PD_OK);
     uint8_t want[4] = {3, 3, 2, 2};
@@ -575,7 +576,7 @@ Test(kvblock, offloads_down_the_tiers_and_brings_back_exact_bytes)
     cr_assert_eq(st.n_host_cached, 0);
     cr_assert_eq(st.n_disk_cached, 0);
     cr_assert_eq(st.n_pinned, 4);
-    cr_assert_eq(dir_count(t.dir), 0);
+    cr_assert_eq(dir_count(pd_kvbm_disk_dir(bm)), 0);
     cr_assert_eq(pd_kvbm_release(bm, got, 4), PD_OK);
     assert_nothing_reserved(bm);
     pd_kvbm_destroy(&bm);
@@ -621,9 +622,9 @@ Test(kvblock, bring_back_makes_room_without_losing_the_prefix)
     tiered_cleanup(&t);
 }
 
-static char *file_of(const tiered_t *t, pd_block_hash_t h, char *buf, size_t cap)
+static char *file_of(const pd_kvbm_t *bm, pd_block_hash_t h, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s/%016llx-tiny_model.kvblk", t->dir, (unsigned long long)h);
+    snprintf(buf, cap, "%s/%016llx-tiny_model.kvblk", pd_kvbm_disk_dir(bm), (unsigned long long)h);
     return buf;
 }
 
@@ -648,7 +649,7 @@ Test(kvblock, corrupt_ssd_file_is_a_miss_and_is_deleted)
 
     /* Flip one payload byte of h0's file. */
     char path[256];
-    file_of(&t, h[0], path, sizeof(path));
+    file_of(bm, h[0], path, sizeof(path));
     int fd = open(path, O_RDWR);
     cr_assert_geq(fd, 0, "no file %s", path);
     unsigned char byte;
@@ -681,7 +682,7 @@ Test(kvblock, corrupt_ssd_file_is_a_miss_and_is_deleted)
     cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_OK);
     cr_assert_eq(pd_kvbm_alloc(bm, 2, other), PD_OK);
     cr_assert_eq(pd_kvbm_release(bm, other, 2), PD_OK);
-    cr_assert_eq(truncate(file_of(&t, h[2], path, sizeof(path)), 50), 0);
+    cr_assert_eq(truncate(file_of(bm, h[2], path, sizeof(path)), 50), 0);
     cr_assert_eq(pd_kvbm_lookup_prefix(bm, &h[2], 1, got, &n_hit), PD_OK);
     cr_assert_eq(n_hit, 0);
     cr_assert_eq(stats_of(bm).n_corrupt, 2);
@@ -786,7 +787,7 @@ Test(kvblock, random_operations_keep_the_books_straight)
         pd_kvbm_stats_t st = stats_of(bm);
         cr_assert_leq(st.n_pinned, st.n_reserved);
         cr_assert_leq(st.n_host_cached, 8);
-        cr_assert_eq(dir_count(t.dir), st.n_disk_cached);
+        cr_assert_eq(dir_count(pd_kvbm_disk_dir(bm)), st.n_disk_cached);
     }
     for (int r = 0; r < N_REQ; r++)
         cr_assert_eq(pd_kvbm_release(bm, held[r], n_held[r]), PD_OK);
@@ -838,4 +839,48 @@ Test(kvblock, reserve_pins_the_prefix_and_allocates_the_rest_or_nothing)
     cr_assert_eq(pd_kvbm_release(bm, ids, 6), PD_OK);
     assert_nothing_reserved(bm);
     pd_kvbm_destroy(&bm);
+}
+
+Test(kvblock, workers_sharing_a_directory_keep_apart_and_stale_dirs_are_swept)
+{
+    tiered_t t;
+    tiered_init(&t, 1, 0, 2);
+    /* A directory left by a process that is gone (pids never reach 999999999). */
+    char stale[128], junk[200];
+    snprintf(stale, sizeof(stale), "%s/kvbm-999999999-abcdef", t.dir);
+    cr_assert_eq(mkdir(stale, 0700), 0);
+    snprintf(junk, sizeof(junk), "%s/0123456789abcdef-m.kvblk", stale);
+    FILE *f = fopen(junk, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+
+    pd_kvbm_t *a = make(&t.cfg);
+    pd_kvbm_t *b = make(&t.cfg);
+    cr_assert_eq(access(stale, F_OK), -1, "stale directory kept");
+    cr_assert_str_neq(pd_kvbm_disk_dir(a), pd_kvbm_disk_dir(b));
+    /* Both hold the same hash in G3, each in its own file. */
+    pd_kvbm_t *both[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        uint32_t id;
+        cr_assert_eq(pd_kvbm_alloc(both[k], 1, &id), PD_OK);
+        fill_block(&t, id, 4242);
+        cr_assert_eq(pd_kvbm_commit(both[k], id, 4242, 0, NULL), PD_OK);
+        cr_assert_eq(pd_kvbm_release(both[k], &id, 1), PD_OK);
+        cr_assert_eq(pd_kvbm_alloc(both[k], 1, &id), PD_OK); /* 4242 goes to G3 */
+        cr_assert_eq(pd_kvbm_release(both[k], &id, 1), PD_OK);
+        cr_assert_eq(dir_count(pd_kvbm_disk_dir(both[k])), 1);
+    }
+    pd_block_hash_t h = 4242;
+    uint32_t got;
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(a, &h, 1, &got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 1);
+    cr_assert_eq(pd_kvbm_release(a, &got, 1), PD_OK);
+    pd_kvbm_destroy(&a);
+    cr_assert_eq(pd_kvbm_lookup_prefix(b, &h, 1, &got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 1, "the other worker lost its file");
+    cr_assert(block_matches(&t, got, 4242));
+    cr_assert_eq(pd_kvbm_release(b, &got, 1), PD_OK);
+    pd_kvbm_destroy(&b);
+    tiered_cleanup(&t);
 }

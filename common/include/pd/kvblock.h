@@ -93,7 +93,9 @@ typedef struct pd_kvbm_config {
     /* G2: number of host DRAM block copies; 0 disables G2. */
     uint32_t n_host_blocks;
     /* G3: directory for block files (created if missing) and the number of files;
-     * NULL or 0 disables G3. The string is copied. */
+     * NULL or 0 disables G3. The manager works in its own subdirectory,
+     * kvbm-<pid>-XXXXXX, so workers may share one directory; subdirectories of processes
+     * that no longer run are swept at create. The string is copied. */
     const char *disk_dir;
     uint32_t n_disk_blocks;
     /* Model id, part of every G3 file name (with the salted hash). NULL: "model". */
@@ -142,7 +144,7 @@ typedef struct pd_kvbm pd_kvbm_t;
  * config, PD_ERR_IO if the G3 directory cannot be made. *bm_p is set only on success. */
 pd_status_t pd_kvbm_create(const pd_kvbm_config_t *cfg, pd_kvbm_t **bm_p);
 
-/* Free the manager and delete the G3 files it wrote; accepts NULL, clears *bm_p. Logs an
+/* Free the manager and delete its G3 files and directory; accepts NULL, clears *bm_p. Logs an
  * error naming the count if blocks are still reserved (a leak in the caller). */
 void pd_kvbm_destroy(pd_kvbm_t **bm_p);
 
@@ -220,6 +222,10 @@ uint32_t pd_kvbm_refcount(const pd_kvbm_t *bm, uint32_t block_id);
 
 /* Snapshot the counts and counters into *stats_p. */
 void pd_kvbm_stats(const pd_kvbm_t *bm, pd_kvbm_stats_t *stats_p);
+
+/* This manager's G3 directory (made under cfg->disk_dir at create, removed at destroy),
+ * or NULL without G3. Owned by the manager. */
+const char *pd_kvbm_disk_dir(const pd_kvbm_t *bm);
 
 /* Name of a tier for logs and status replies ("G1", "G2", "G3", "none"). */
 const char *pd_kv_tier_name(pd_kv_tier_t tier);
