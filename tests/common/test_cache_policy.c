@@ -1,6 +1,8 @@
 #include "pd/cache_policy.h"
+#include "pd/proto.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const uint64_t M5 = PD_CACHE_RETENTION_5M_MS;
@@ -166,4 +168,54 @@ Test(cache_policy, usage_numbers_are_exact)
     cr_assert_eq(u.input_tokens, 24);
     cr_assert_eq(u.cache_creation_input_tokens, 24);
     cr_assert_eq(u.input_tokens + u.cache_read_input_tokens, 40);
+}
+
+/* The router resolves plans with pd_proto_cache_plan_make; both must give every block the
+ * same retention. */
+static uint64_t proto_block_ms(const pd_proto_cache_plan_t *plan, uint32_t i)
+{
+    uint64_t ms = 0;
+    for (uint32_t w = 0; w < plan->n_writes; w++)
+        if (i < plan->writes[w].n_blocks && plan->writes[w].ttl_s * 1000ull > ms)
+            ms = plan->writes[w].ttl_s * 1000ull;
+    return ms;
+}
+
+Test(cache_policy, agrees_with_the_wire_plan)
+{
+    srand(99);
+    for (int round = 0; round < 2000; round++) {
+        uint32_t b = (rand() % 2) ? 16 : 4;
+        uint32_t n_tokens = (uint32_t)(rand() % 400);
+        uint32_t min_prefix = (uint32_t)(rand() % 300);
+        pd_cache_control_t cc;
+        pd_cache_control_init(&cc);
+        cc.min_cached_prefix_tokens = min_prefix;
+        pd_proto_cache_t pc;
+        memset(&pc, 0, sizeof(pc));
+        int mode = rand() % 3;
+        cc.mode = (pd_cache_mode_t)mode;
+        pc.mode = (mode == 0)   ? PD_PROTO_CACHE_AUTO
+                  : (mode == 1) ? PD_PROTO_CACHE_EXPLICIT
+                                : PD_PROTO_CACHE_OFF;
+        if (mode == 1) {
+            uint32_t n = 1 + (uint32_t)(rand() % 4), off = 0;
+            for (uint32_t k = 0; k < n; k++) {
+                off += 1 + (uint32_t)(rand() % 120);
+                int hour = rand() % 2;
+                cc.breakpoints[k].offset_tokens = pc.breakpoints[k].offset_tokens = off;
+                cc.breakpoints[k].retention_ms = hour ? H1 : M5;
+                pc.breakpoints[k].ttl_s = hour ? PD_PROTO_TTL_1H_S : PD_PROTO_TTL_5M_S;
+            }
+            cc.n_breakpoints = pc.n_breakpoints = n;
+        }
+        pd_cache_plan_t mine = plan_of(&cc, n_tokens, b);
+        pd_proto_cache_plan_t wire;
+        pd_proto_cache_plan_make(&pc, n_tokens, b, min_prefix, &wire);
+        cr_assert_eq(mine.read, mode != 2);
+        cr_assert_eq(wire.read_blocks, mine.read ? mine.n_full_blocks : 0);
+        for (uint32_t i = 0; i < n_tokens / b + 2; i++)
+            cr_assert_eq(pd_cache_plan_block_retention_ms(&mine, i), proto_block_ms(&wire, i),
+                         "round %d block %u", round, i);
+    }
 }
