@@ -1,0 +1,45 @@
+/* pd-router: parse the command line, run the router until SIGINT or SIGTERM. */
+#include "pd/log.h"
+#include "pd/router.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static volatile int pd_router_main_stop;
+
+static void pd_router_main_on_signal(int sig)
+{
+    (void)sig;
+    pd_router_main_stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    pd_router_config_t config;
+    pd_router_t *router = NULL;
+    pd_status_t st;
+
+    pd_log_init("router");
+    st = pd_router_config_parse(argc, argv, &config);
+    if (st == PD_INPROGRESS)
+        return 0;
+    if (st != PD_OK)
+        return 2;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = pd_router_main_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    st = pd_router_create(&config, &router);
+    if (st != PD_OK) {
+        fprintf(stderr, "pd-router: %s\n", pd_status_str(st));
+        return 1;
+    }
+    st = pd_router_run(router, &pd_router_main_stop);
+    pd_router_destroy(&router);
+    return st == PD_OK ? 0 : 1;
+}

@@ -1,0 +1,632 @@
+/* The request table and each request's life:
+ *
+ *   queued -> reserving -> prefilling -> decoding -> terminal (done or error, then freed)
+ *
+ * A request is freed in exactly two places, pd_router_req_finish (done) and
+ * pd_router_req_fail (error), each of which sends the one terminal message first; any
+ * worker message that arrives later for its req_id finds nothing and is dropped. Every
+ * fail path sends cancel to each worker the request was assigned to, so nothing stays
+ * reserved. */
+#include "router_int.h"
+
+#include "pd/hash.h"
+#include "pd/log.h"
+#include "pd/time.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How long a request whose decode is done waits for prefill's `prefilled` (for usage and
+ * timings) before it is finished without it. */
+#define PD_ROUTER_PREFILLED_GRACE_MS 1000
+
+static uint32_t pd_router_bucket(uint64_t req_id)
+{
+    return (uint32_t)(req_id & (PD_ROUTER_REQ_BUCKETS - 1));
+}
+
+pd_router_req_t *pd_router_req_find(pd_router_t *r, uint64_t req_id)
+{
+    for (pd_router_req_t *q = r->buckets[pd_router_bucket(req_id)]; q != NULL; q = q->next_hash)
+        if (q->req_id == req_id)
+            return q;
+    return NULL;
+}
+
+static void pd_router_req_link(pd_router_t *r, pd_router_req_t *req)
+{
+    uint32_t b = pd_router_bucket(req->req_id);
+    req->next_hash = r->buckets[b];
+    r->buckets[b] = req;
+    req->prev = r->tail;
+    req->next = NULL;
+    if (r->tail != NULL)
+        r->tail->next = req;
+    else
+        r->head = req;
+    r->tail = req;
+    r->n_live++;
+}
+
+static void pd_router_req_unlink(pd_router_t *r, pd_router_req_t *req)
+{
+    pd_router_req_t **pp = &r->buckets[pd_router_bucket(req->req_id)];
+    while (*pp != NULL && *pp != req)
+        pp = &(*pp)->next_hash;
+    if (*pp == req)
+        *pp = req->next_hash;
+    if (req->prev != NULL)
+        req->prev->next = req->next;
+    else
+        r->head = req->next;
+    if (req->next != NULL)
+        req->next->prev = req->prev;
+    else
+        r->tail = req->prev;
+    r->n_live--;
+    if (req->state == PD_REQ_QUEUED)
+        r->n_queued--;
+}
+
+static void pd_router_req_free(pd_router_req_t *req)
+{
+    free(req->tokens);
+    free(req->hashes);
+    free(req->block_table);
+    free(req->out);
+    free(req);
+}
+
+/* The worker of a side if it is still the one the request was assigned to. */
+static pd_router_worker_t *pd_router_req_worker(pd_router_t *r, int slot, uint64_t epoch)
+{
+    if (slot < 0)
+        return NULL;
+    pd_router_worker_t *wk = &r->workers[slot];
+    return (wk->used && wk->epoch == epoch) ? wk : NULL;
+}
+
+static uint64_t pd_router_req_load_tokens(const pd_router_req_t *req)
+{
+    return (uint64_t)req->n_tokens + req->max_tokens;
+}
+
+static void pd_router_req_release_prefill(pd_router_t *r, pd_router_req_t *req)
+{
+    if (!req->prefill_assigned)
+        return;
+    req->prefill_assigned = false;
+    pd_router_worker_t *wk = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
+    if (wk != NULL) {
+        wk->n_assigned--;
+        wk->assigned_tokens -= pd_router_req_load_tokens(req);
+    }
+}
+
+static void pd_router_req_release_decode(pd_router_t *r, pd_router_req_t *req)
+{
+    if (!req->decode_assigned)
+        return;
+    req->decode_assigned = false;
+    pd_router_worker_t *wk = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
+    if (wk != NULL) {
+        wk->n_assigned--;
+        wk->assigned_tokens -= pd_router_req_load_tokens(req);
+    }
+}
+
+void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code, const char *message)
+{
+    pd_log_debug("request %llu (%s) failed: %s: %s", (unsigned long long)req->req_id, req->id,
+                 pd_status_name(code), message);
+    pd_router_send_client_error(r, &req->client, req->id, code, message);
+    if (req->state != PD_REQ_QUEUED) {
+        pd_router_worker_t *d = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
+        pd_router_worker_t *p = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
+        if (d != NULL)
+            pd_router_send_cancel(r, d, req->req_id);
+        if (p != NULL && p != d)
+            pd_router_send_cancel(r, p, req->req_id);
+    }
+    pd_router_req_release_prefill(r, req);
+    pd_router_req_release_decode(r, req);
+    pd_router_req_unlink(r, req);
+    pd_router_req_free(req);
+}
+
+static double pd_router_ms_between(uint64_t from_ns, uint64_t to_ns)
+{
+    return (from_ns == 0 || to_ns < from_ns) ? 0.0 : pd_time_ns_to_ms(to_ns - from_ns);
+}
+
+/* The terminal `done`: merge decode's and prefill's reports (docs/PROTOCOL.md). */
+static void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
+{
+    uint64_t now = pd_time_now_ns();
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_DONE};
+    pd_proto_done_t *d = &m.u.done;
+    uint32_t pinned_tokens = req->n_cached_blocks * r->cfg.block_tokens;
+    if (pinned_tokens > req->n_tokens)
+        pinned_tokens = req->n_tokens;
+
+    memcpy(d->id, req->id, sizeof(d->id));
+    d->finish_reason = req->done.finish_reason;
+    d->tokens = req->out;
+    d->n_tokens = req->n_out;
+    if (req->prefilled) {
+        d->usage.input_tokens = req->n_computed_tokens;
+        d->usage.cache_read_input_tokens = req->n_prefill_cached_tokens > pinned_tokens
+                                               ? req->n_prefill_cached_tokens
+                                               : pinned_tokens;
+    } else {
+        d->usage.input_tokens = req->n_tokens - pinned_tokens;
+        d->usage.cache_read_input_tokens = pinned_tokens;
+    }
+    d->usage.cache_creation_input_tokens =
+        req->done.cache_creation_input_tokens > req->prefill_cc_tokens
+            ? req->done.cache_creation_input_tokens
+            : req->prefill_cc_tokens;
+    d->usage.output_tokens = req->n_out;
+    d->timings.queue_ms = pd_router_ms_between(req->arrival_ns, req->dispatch_ns);
+    d->timings.prefill_ms = req->prefill_ms;
+    d->timings.transfer_ms = req->transfer_ms;
+    d->timings.ttft_ms = pd_router_ms_between(req->arrival_ns, req->first_token_ns);
+    d->timings.tpot_ms =
+        req->n_out > 1
+            ? pd_router_ms_between(req->first_token_ns, req->last_token_ns) / (req->n_out - 1)
+            : 0.0;
+    d->timings.total_ms = pd_router_ms_between(req->arrival_ns, now);
+    if (req->prefill_slot >= 0)
+        memcpy(d->prefill_worker, r->workers[req->prefill_slot].id, sizeof(d->prefill_worker));
+    if (req->decode_slot >= 0)
+        memcpy(d->decode_worker, r->workers[req->decode_slot].id, sizeof(d->decode_worker));
+    pd_router_send_client(r, &req->client, &m);
+
+    /* Prefill never reported: make sure it holds nothing. */
+    if (!req->prefilled) {
+        pd_router_worker_t *p = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
+        pd_router_worker_t *dw = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
+        if (p != NULL && p != dw)
+            pd_router_send_cancel(r, p, req->req_id);
+    }
+    pd_router_req_release_prefill(r, req);
+    pd_router_req_release_decode(r, req);
+    pd_router_req_unlink(r, req);
+    pd_router_req_free(req);
+}
+
+void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
+                           const pd_proto_generate_t *g)
+{
+    static int32_t scratch[PD_PROTO_MAX_PROMPT_TOKENS];
+    const int32_t *tokens = g->tokens;
+    size_t n_tokens = g->n_tokens;
+    pd_router_req_t *req = NULL;
+    pd_status_t st;
+
+    if (r->n_queued >= r->cfg.max_queue) {
+        pd_router_send_client_error(r, client, g->id, PD_ERR_OVERLOADED,
+                                    "the router's queue is full; retry later");
+        return;
+    }
+    if (g->prompt != NULL) {
+        if (r->tok == NULL) {
+            pd_router_send_client_error(r, client, g->id, PD_ERR_INVALID_PARAM,
+                                        "text prompts need pd-router --tokenizer; send tokens");
+            return;
+        }
+        st = pd_tokenizer_encode(r->tok, g->prompt, g->prompt_bytes, true, scratch,
+                                 PD_PROTO_MAX_PROMPT_TOKENS, &n_tokens);
+        if (st != PD_OK) {
+            pd_router_send_client_error(r, client, g->id, st,
+                                        st == PD_ERR_LIMIT ? "prompt is longer than 32768 tokens"
+                                                           : "prompt could not be tokenized");
+            return;
+        }
+        tokens = scratch;
+    }
+    if (n_tokens == 0) {
+        pd_router_send_client_error(r, client, g->id, PD_ERR_PROTO, "empty prompt");
+        return;
+    }
+    if (r->tok != NULL) {
+        uint32_t vocab = pd_tokenizer_vocab_size(r->tok);
+        for (size_t i = 0; i < n_tokens; i++) {
+            if ((uint32_t)tokens[i] >= vocab) {
+                char msg[96];
+                snprintf(msg, sizeof(msg), "token id %d at %zu is outside the vocabulary (%u)",
+                         tokens[i], i, vocab);
+                pd_router_send_client_error(r, client, g->id, PD_ERR_OUT_OF_RANGE, msg);
+                return;
+            }
+        }
+    }
+
+    req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        goto err_nomem;
+    req->tokens = malloc(n_tokens * sizeof(*req->tokens));
+    req->n_hashes = (uint32_t)(n_tokens / r->cfg.block_tokens);
+    req->hashes = malloc((req->n_hashes ? req->n_hashes : 1) * sizeof(*req->hashes));
+    req->out = malloc(g->max_tokens * sizeof(*req->out));
+    if (req->tokens == NULL || req->hashes == NULL || req->out == NULL)
+        goto err_free;
+    memcpy(req->tokens, tokens, n_tokens * sizeof(*tokens));
+    req->n_tokens = (uint32_t)n_tokens;
+    memcpy(req->tenant, g->tenant, sizeof(req->tenant));
+    pd_block_hash_t root = pd_block_hash_root(req->tenant, r->cfg.model_id);
+    pd_block_hash_chain(root, req->tokens, n_tokens, r->cfg.block_tokens, req->hashes,
+                        req->n_hashes);
+    req->req_id = ++r->next_req_id;
+    req->client = *client;
+    memcpy(req->id, g->id, sizeof(req->id));
+    req->max_tokens = g->max_tokens;
+    req->sampling = g->sampling;
+    req->n_stop = g->n_stop;
+    if (g->n_stop > 0)
+        memcpy(req->stop, g->stop, g->n_stop * sizeof(*g->stop));
+    pd_proto_cache_plan_make(&g->cache, req->n_tokens, r->cfg.block_tokens,
+                             r->cfg.min_cached_prefix_tokens, &req->plan);
+    req->stream = g->stream;
+    req->prefill_slot = req->decode_slot = -1;
+    req->arrival_ns = pd_time_now_ns();
+    req->deadline_ms = pd_time_now_ms() + r->cfg.request_timeout_ms;
+    req->state = PD_REQ_QUEUED;
+    pd_router_req_link(r, req);
+    r->n_queued++;
+
+    pd_proto_msg_t acc = {.type = PD_PROTO_TYPE_ACCEPTED};
+    memcpy(acc.u.accepted.id, req->id, sizeof(acc.u.accepted.id));
+    pd_router_send_client(r, client, &acc);
+    pd_log_debug("request %llu (%s): %u tokens, %u blocks, tenant '%s'",
+                 (unsigned long long)req->req_id, req->id, req->n_tokens, req->n_hashes,
+                 req->tenant);
+    pd_router_dispatch(r);
+    return;
+
+err_free:
+    pd_router_req_free(req);
+err_nomem:
+    pd_router_send_client_error(r, client, g->id, PD_ERR_NO_MEMORY, "out of memory");
+}
+
+void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const char *id)
+{
+    for (pd_router_req_t *q = r->head; q != NULL; q = q->next) {
+        if (q->client.n == client->n && memcmp(q->client.bytes, client->bytes, client->n) == 0 &&
+            strcmp(q->id, id) == 0) {
+            pd_router_req_fail(r, q, PD_ERR_CANCELED, "canceled by the client");
+            return;
+        }
+    }
+    pd_router_send_client_error(r, client, id, PD_ERR_NOT_FOUND, "no such request in flight");
+}
+
+static bool pd_router_has_room(const pd_router_t *r, const pd_router_worker_t *wk)
+{
+    return wk->n_assigned < r->cfg.max_inflight_per_worker;
+}
+
+/* Pick the best worker of a side; -1 if none has room. cached[s] is slot s's cached
+ * prefix in blocks. */
+static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cached, uint32_t *rr_p)
+{
+    int best = -1;
+    double best_score = 0;
+    if (r->cfg.policy == PD_ROUTER_POLICY_RR) {
+        for (uint32_t k = 1; k <= PD_DIR_MAX_WORKERS; k++) {
+            uint32_t s = (*rr_p + k) % PD_DIR_MAX_WORKERS;
+            const pd_router_worker_t *wk = &r->workers[s];
+            bool role_ok =
+                decode_side ? pd_router_worker_can_decode(wk) : pd_router_worker_can_prefill(wk);
+            if (role_ok && pd_router_has_room(r, wk)) {
+                *rr_p = s;
+                return (int)s;
+            }
+        }
+        return -1;
+    }
+    for (uint32_t s = 0; s < PD_DIR_MAX_WORKERS; s++) {
+        const pd_router_worker_t *wk = &r->workers[s];
+        bool role_ok =
+            decode_side ? pd_router_worker_can_decode(wk) : pd_router_worker_can_prefill(wk);
+        if (!role_ok || !pd_router_has_room(r, wk))
+            continue;
+        double score = r->cfg.kv_weight * (double)cached[s] * r->cfg.block_tokens -
+                       r->cfg.load_weight * (double)wk->assigned_tokens;
+        if (best < 0 || score > best_score ||
+            (score == best_score && wk->n_assigned < r->workers[best].n_assigned)) {
+            best = (int)s;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+/* Choose the pair and send reserve. false when no pair has room (the request stays
+ * queued). */
+static bool pd_router_req_dispatch(pd_router_t *r, pd_router_req_t *req)
+{
+    uint32_t cached[PD_DIR_MAX_WORKERS];
+    uint32_t n_lookup =
+        req->plan.read_blocks < req->n_hashes ? req->plan.read_blocks : req->n_hashes;
+    pd_dir_lookup_prefix(r->dir, req->hashes, n_lookup, cached);
+
+    int d = pd_router_pick(r, true, cached, &r->rr_decode);
+    if (d < 0)
+        return false;
+    int p;
+    if (r->workers[d].role == PD_PROTO_ROLE_BOTH && r->cfg.policy == PD_ROUTER_POLICY_KV) {
+        /* Colocated: the decode worker computes the prompt itself unless a prefill worker
+         * scores strictly better. */
+        int other = pd_router_pick(r, false, cached, &r->rr_prefill);
+        p = d;
+        if (other >= 0 && other != d) {
+            double sd = r->cfg.kv_weight * (double)cached[d] * r->cfg.block_tokens;
+            double so = r->cfg.kv_weight * (double)cached[other] * r->cfg.block_tokens -
+                        r->cfg.load_weight * (double)r->workers[other].assigned_tokens;
+            if (so > sd && pd_router_has_room(r, &r->workers[other]))
+                p = other;
+        }
+    } else {
+        p = pd_router_pick(r, false, cached, &r->rr_prefill);
+    }
+    if (p < 0)
+        return false;
+
+    pd_router_worker_t *dw = &r->workers[d];
+    pd_router_worker_t *pw = &r->workers[p];
+    req->decode_slot = d;
+    req->decode_epoch = dw->epoch;
+    req->prefill_slot = p;
+    req->prefill_epoch = pw->epoch;
+    req->decode_assigned = req->prefill_assigned = true;
+    dw->n_assigned++;
+    dw->assigned_tokens += pd_router_req_load_tokens(req);
+    pw->n_assigned++;
+    pw->assigned_tokens += pd_router_req_load_tokens(req);
+    req->state = PD_REQ_RESERVING;
+    r->n_queued--;
+    req->dispatch_ns = pd_time_now_ns();
+
+    uint64_t now_ms = pd_time_now_ms();
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_RESERVE};
+    pd_proto_reserve_t *x = &m.u.reserve;
+    x->req_id = req->req_id;
+    x->tokens = req->tokens;
+    x->n_tokens = req->n_tokens;
+    x->block_hashes = req->hashes;
+    x->n_block_hashes = req->n_hashes;
+    x->cache = req->plan;
+    x->max_tokens = req->max_tokens;
+    x->sampling = req->sampling;
+    x->stop = req->stop;
+    x->n_stop = req->n_stop;
+    x->deadline_ms = (uint32_t)(req->deadline_ms > now_ms ? req->deadline_ms - now_ms : 0);
+    pd_log_debug("request %llu: decode %s (cached %u blocks), prefill %s (cached %u)",
+                 (unsigned long long)req->req_id, dw->id, cached[d], pw->id, cached[p]);
+    if (pd_router_send_worker(r, dw, &m) != PD_OK)
+        pd_router_req_fail(r, req, PD_ERR_INTERNAL, "could not send reserve");
+    return true;
+}
+
+void pd_router_dispatch(pd_router_t *r)
+{
+    pd_router_req_t *q = r->head;
+    while (q != NULL && r->n_queued > 0) {
+        pd_router_req_t *next = q->next;
+        if (q->state == PD_REQ_QUEUED && !pd_router_req_dispatch(r, q))
+            break; /* nobody has room: later requests cannot go either */
+        q = next;
+    }
+}
+
+/* The request req_id if wk is its worker on the side asked for, in one of the states. */
+static pd_router_req_t *pd_router_req_for(pd_router_t *r, pd_router_worker_t *wk, uint64_t req_id,
+                                          bool decode_side, const char *what)
+{
+    pd_router_req_t *req = pd_router_req_find(r, req_id);
+    if (req == NULL) {
+        pd_log_debug("%s for unknown request %llu from %s", what, (unsigned long long)req_id,
+                     wk->id);
+        return NULL;
+    }
+    int slot = decode_side ? req->decode_slot : req->prefill_slot;
+    uint64_t epoch = decode_side ? req->decode_epoch : req->prefill_epoch;
+    if (slot != (int)wk->slot || epoch != wk->epoch || req->state == PD_REQ_QUEUED) {
+        pd_log_warn("%s for request %llu from %s, which does not serve it", what,
+                    (unsigned long long)req_id, wk->id);
+        return NULL;
+    }
+    return req;
+}
+
+void pd_router_req_on_reserved(pd_router_t *r, pd_router_worker_t *wk, const pd_proto_reserved_t *m)
+{
+    pd_router_req_t *req = pd_router_req_for(r, wk, m->req_id, true, "reserved");
+    if (req == NULL || req->state != PD_REQ_RESERVING)
+        return;
+    if (m->status != PD_OK) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "decode worker %s could not reserve: %s", wk->id,
+                 pd_status_str(m->status));
+        pd_router_req_fail(r, req, m->status < 0 ? m->status : PD_ERR_INTERNAL, msg);
+        return;
+    }
+    uint64_t prompt_blocks = (req->n_tokens + r->cfg.block_tokens - 1) / r->cfg.block_tokens;
+    if (m->n_block_table < prompt_blocks || m->n_cached_blocks > req->n_hashes) {
+        pd_router_req_fail(r, req, PD_ERR_PROTO, "reserved block table does not fit the prompt");
+        return;
+    }
+    req->block_table = malloc(m->n_block_table * sizeof(*req->block_table));
+    if (req->block_table == NULL) {
+        pd_router_req_fail(r, req, PD_ERR_NO_MEMORY, "out of memory");
+        return;
+    }
+    memcpy(req->block_table, m->block_table, m->n_block_table * sizeof(*m->block_table));
+    req->n_block_table = m->n_block_table;
+    req->n_cached_blocks = m->n_cached_blocks;
+    req->state = PD_REQ_PREFILLING;
+
+    pd_router_worker_t *pw = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
+    if (pw == NULL) {
+        pd_router_req_fail(r, req, PD_ERR_PEER, "prefill worker is gone");
+        return;
+    }
+    uint64_t now_ms = pd_time_now_ms();
+    pd_proto_msg_t pm = {.type = PD_PROTO_TYPE_PREFILL};
+    pd_proto_prefill_t *x = &pm.u.prefill;
+    x->req_id = req->req_id;
+    x->tokens = req->tokens;
+    x->n_tokens = req->n_tokens;
+    x->block_hashes = req->hashes;
+    x->n_block_hashes = req->n_hashes;
+    x->n_skip_blocks = req->n_cached_blocks;
+    x->cache = req->plan;
+    x->sampling = req->sampling;
+    memcpy(x->dest_worker_id, wk->id, sizeof(x->dest_worker_id));
+    x->dest_epoch = wk->epoch;
+    x->dest_xfer_desc = wk->xfer_desc;
+    x->dest_xfer_desc_bytes = wk->xfer_desc_bytes;
+    x->dest_block_table = req->block_table;
+    x->n_dest_block_table = req->n_block_table;
+    x->deadline_ms = (uint32_t)(req->deadline_ms > now_ms ? req->deadline_ms - now_ms : 0);
+    if (pd_router_send_worker(r, pw, &pm) != PD_OK)
+        pd_router_req_fail(r, req, PD_ERR_INTERNAL, "could not send prefill");
+}
+
+void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
+                                const pd_proto_prefilled_t *m)
+{
+    pd_router_req_t *req = pd_router_req_for(r, wk, m->req_id, false, "prefilled");
+    if (req == NULL || req->state == PD_REQ_RESERVING || req->prefilled)
+        return;
+    req->prefilled = true;
+    req->prefill_first_token = m->first_token;
+    req->n_computed_tokens = m->n_computed_tokens;
+    req->n_prefill_cached_tokens = m->n_cached_tokens;
+    req->prefill_cc_tokens = m->cache_creation_input_tokens;
+    req->prefill_ms = m->prefill_ms;
+    req->transfer_ms = m->transfer_ms;
+    if (req->n_out > 0 && req->out[0] != m->first_token)
+        pd_log_warn("request %llu: prefill sampled %d, decode streamed %d first",
+                    (unsigned long long)req->req_id, m->first_token, req->out[0]);
+    pd_router_req_release_prefill(r, req);
+    if (req->decode_done) {
+        pd_router_req_finish(r, req);
+        return;
+    }
+    req->state = PD_REQ_DECODING;
+    pd_router_dispatch(r);
+}
+
+void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
+                            const pd_proto_worker_token_t *m)
+{
+    pd_router_req_t *req = pd_router_req_for(r, wk, m->req_id, true, "token");
+    if (req == NULL || req->state == PD_REQ_RESERVING || req->decode_done)
+        return;
+    if (m->index != req->n_out || req->n_out >= req->max_tokens) {
+        pd_log_warn("request %llu: token index %u dropped (expected %u of %u)",
+                    (unsigned long long)req->req_id, m->index, req->n_out, req->max_tokens);
+        return;
+    }
+    uint64_t now = pd_time_now_ns();
+    req->out[req->n_out++] = m->token;
+    if (m->index == 0) {
+        req->first_token_ns = now;
+        if (req->prefilled && m->token != req->prefill_first_token)
+            pd_log_warn("request %llu: prefill sampled %d, decode streamed %d first",
+                        (unsigned long long)req->req_id, req->prefill_first_token, m->token);
+    }
+    req->last_token_ns = now;
+    if (!req->stream)
+        return;
+
+    pd_proto_msg_t t = {.type = PD_PROTO_TYPE_TOKEN};
+    memcpy(t.u.token.id, req->id, sizeof(t.u.token.id));
+    t.u.token.index = m->index;
+    t.u.token.token = m->token;
+    t.u.token.text = "";
+    if (r->tok != NULL) {
+        int32_t prev = m->index == 0 ? req->tokens[req->n_tokens - 1] : req->out[m->index - 1];
+        const char *piece;
+        size_t len;
+        if (pd_tokenizer_piece(r->tok, prev, m->token, &piece, &len) == PD_OK) {
+            t.u.token.text = piece;
+            t.u.token.text_bytes = len > PD_PROTO_MAX_PIECE_BYTES ? PD_PROTO_MAX_PIECE_BYTES : len;
+        }
+    }
+    pd_router_send_client(r, &req->client, &t);
+}
+
+void pd_router_req_on_done(pd_router_t *r, pd_router_worker_t *wk, const pd_proto_worker_done_t *m)
+{
+    pd_router_req_t *req = pd_router_req_for(r, wk, m->req_id, true, "done");
+    if (req == NULL || req->state == PD_REQ_RESERVING || req->decode_done)
+        return;
+    if (m->output_tokens != req->n_out)
+        pd_log_warn("request %llu: decode reports %u tokens, %u were streamed",
+                    (unsigned long long)req->req_id, m->output_tokens, req->n_out);
+    req->done = *m;
+    req->decode_done = true;
+    pd_router_req_release_decode(r, req);
+    if (req->prefilled) {
+        pd_router_req_finish(r, req);
+    } else {
+        /* Wait a little for prefill's report; pd_router_reqs_tick finishes it anyway. */
+        req->deadline_ms = pd_time_now_ms() + PD_ROUTER_PREFILLED_GRACE_MS;
+    }
+    pd_router_dispatch(r);
+}
+
+void pd_router_req_on_error(pd_router_t *r, pd_router_worker_t *wk,
+                            const pd_proto_worker_error_t *m)
+{
+    char msg[PD_PROTO_MAX_MESSAGE_BYTES + 1];
+    if (m->req_id == 0) {
+        pd_log_warn("worker %s reports %s: %s", wk->id, pd_status_name(m->code), m->message);
+        return;
+    }
+    pd_router_req_t *req = pd_router_req_find(r, m->req_id);
+    if (req == NULL)
+        return;
+    bool mine = ((int)wk->slot == req->decode_slot && wk->epoch == req->decode_epoch) ||
+                ((int)wk->slot == req->prefill_slot && wk->epoch == req->prefill_epoch);
+    if (!mine || req->state == PD_REQ_QUEUED) {
+        pd_log_warn("error for request %llu from %s, which does not serve it",
+                    (unsigned long long)m->req_id, wk->id);
+        return;
+    }
+    if (req->decode_done && (int)wk->slot == req->prefill_slot) {
+        /* Decode already finished: the tokens stand; prefill's report is simply missing. */
+        pd_router_req_release_prefill(r, req);
+        pd_router_req_finish(r, req);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "worker %s: %s", wk->id, m->message);
+    pd_router_req_fail(r, req, m->code, msg);
+    pd_router_dispatch(r);
+}
+
+void pd_router_reqs_tick(pd_router_t *r, uint64_t now_ms)
+{
+    pd_router_req_t *q = r->head;
+    while (q != NULL) {
+        pd_router_req_t *next = q->next;
+        if (now_ms >= q->deadline_ms) {
+            if (q->decode_done)
+                pd_router_req_finish(r, q);
+            else
+                pd_router_req_fail(r, q, PD_ERR_TIMEOUT, "request deadline passed");
+        }
+        q = next;
+    }
+}
+
+void pd_router_reqs_cleanup(pd_router_t *r, pd_status_t code, const char *message)
+{
+    while (r->head != NULL)
+        pd_router_req_fail(r, r->head, code, message);
+}

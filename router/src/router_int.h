@@ -1,0 +1,169 @@
+/* pd-router internals: the worker registry, the request table and the loop's state. */
+#ifndef PD_ROUTER_INT_H
+#define PD_ROUTER_INT_H
+
+#include "pd/directory.h"
+#include "pd/mp.h"
+#include "pd/proto.h"
+#include "pd/router.h"
+#include "pd/tokenizer.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PD_ROUTER_RID_CAP         256 /* ZeroMQ routing ids are at most 255 bytes */
+#define PD_ROUTER_REQ_BUCKETS     4096
+#define PD_ROUTER_RESYNC_RETRY_MS 2000
+
+typedef struct pd_router_rid {
+    unsigned char bytes[PD_ROUTER_RID_CAP];
+    size_t n;
+} pd_router_rid_t;
+
+typedef struct pd_router_worker {
+    bool used;
+    uint32_t slot; /* index in router->workers, also the directory slot */
+    char id[PD_PROTO_NAME_CAP];
+    pd_proto_role_t role;
+    uint64_t epoch;
+    pd_router_rid_t rid;
+    uint32_t n_blocks;
+    void *xfer_desc; /* (xfer_desc_bytes) owned */
+    size_t xfer_desc_bytes;
+    char events_endpoint[PD_PROTO_ENDPOINT_CAP];
+    bool sub_connected;
+    uint64_t last_seen_ms;
+    /* From the last heartbeat. */
+    uint32_t running, queued, free_blocks;
+    /* The router's own view, current to the message: requests assigned and their tokens. */
+    uint32_t n_assigned;
+    uint64_t assigned_tokens;
+    bool resync_pending;
+    uint64_t resync_sent_ms;
+} pd_router_worker_t;
+
+/* queued -> reserving -> prefilling -> decoding -> (terminal: freed). */
+typedef enum pd_router_req_state {
+    PD_REQ_QUEUED = 0,
+    PD_REQ_RESERVING,
+    PD_REQ_PREFILLING,
+    PD_REQ_DECODING
+} pd_router_req_state_t;
+
+typedef struct pd_router_req {
+    uint64_t req_id;
+    struct pd_router_req *next_hash;   /* bucket chain */
+    struct pd_router_req *prev, *next; /* all requests, arrival order */
+    pd_router_req_state_t state;
+    pd_router_rid_t client;
+    char id[PD_PROTO_ID_CAP];
+    char tenant[PD_PROTO_NAME_CAP];
+
+    int32_t *tokens; /* (n_tokens) the prompt, owned */
+    uint32_t n_tokens;
+    uint64_t *hashes; /* (n_hashes) full-block chain, owned */
+    uint32_t n_hashes;
+    uint32_t max_tokens;
+    pd_proto_sampling_t sampling;
+    int32_t stop[PD_PROTO_MAX_STOP];
+    uint32_t n_stop;
+    pd_proto_cache_plan_t plan;
+    bool stream;
+
+    int prefill_slot; /* -1 until chosen */
+    int decode_slot;
+    uint64_t prefill_epoch, decode_epoch;
+    bool prefill_assigned; /* counted in the prefill worker's load */
+    bool decode_assigned;
+    uint32_t *block_table; /* (n_block_table) from reserved, owned */
+    uint32_t n_block_table;
+    uint32_t n_cached_blocks;
+
+    bool prefilled;
+    int32_t prefill_first_token;
+    uint32_t n_computed_tokens, n_prefill_cached_tokens, prefill_cc_tokens;
+    double prefill_ms, transfer_ms;
+    bool decode_done;
+    pd_proto_worker_done_t done;
+
+    int32_t *out; /* (max_tokens) generated tokens, owned */
+    uint32_t n_out;
+
+    uint64_t arrival_ns, dispatch_ns, first_token_ns, last_token_ns;
+    uint64_t deadline_ms; /* on the router's monotonic clock */
+} pd_router_req_t;
+
+struct pd_router {
+    pd_router_config_t cfg;
+    void *ctx;
+    void *client_sock; /* ROUTER */
+    void *worker_sock; /* ROUTER */
+    void *event_sock;  /* SUB */
+    pd_tokenizer_t *tok;
+    pd_dir_t *dir;
+    pd_mp_writer_t w;
+    bool stop;
+
+    pd_router_worker_t workers[PD_DIR_MAX_WORKERS];
+    uint32_t rr_prefill, rr_decode;
+
+    pd_router_req_t *buckets[PD_ROUTER_REQ_BUCKETS];
+    pd_router_req_t *head, *tail; /* all live requests */
+    uint32_t n_queued;
+    uint32_t n_live;
+    uint64_t next_req_id;
+};
+
+/* registry.c */
+pd_router_worker_t *pd_router_worker_by_rid(pd_router_t *r, const pd_router_rid_t *rid);
+pd_router_worker_t *pd_router_worker_by_id(pd_router_t *r, const char *id);
+void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
+                                 const pd_proto_msg_t *msg);
+void pd_router_worker_on_event(pd_router_t *r, const pd_proto_kv_event_t *ev);
+/* Heartbeat timeouts and resync retries. */
+void pd_router_workers_tick(pd_router_t *r, uint64_t now_ms);
+/* Remove a worker: fail its requests with code, drop its directory entries. */
+void pd_router_worker_remove(pd_router_t *r, pd_router_worker_t *wk, pd_status_t code,
+                             const char *why);
+void pd_router_workers_cleanup(pd_router_t *r);
+bool pd_router_worker_can_prefill(const pd_router_worker_t *wk);
+bool pd_router_worker_can_decode(const pd_router_worker_t *wk);
+
+/* request.c */
+void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
+                           const pd_proto_generate_t *g);
+void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const char *id);
+pd_router_req_t *pd_router_req_find(pd_router_t *r, uint64_t req_id);
+/* End req with one error to its client, cancel at its workers, free it. */
+void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code,
+                        const char *message);
+void pd_router_req_on_reserved(pd_router_t *r, pd_router_worker_t *wk,
+                               const pd_proto_reserved_t *m);
+void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
+                                const pd_proto_prefilled_t *m);
+void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
+                            const pd_proto_worker_token_t *m);
+void pd_router_req_on_done(pd_router_t *r, pd_router_worker_t *wk, const pd_proto_worker_done_t *m);
+void pd_router_req_on_error(pd_router_t *r, pd_router_worker_t *wk,
+                            const pd_proto_worker_error_t *m);
+/* Dispatch queued requests while workers have room. */
+void pd_router_dispatch(pd_router_t *r);
+/* Deadlines. */
+void pd_router_reqs_tick(pd_router_t *r, uint64_t now_ms);
+/* Fail every live request (shutdown). */
+void pd_router_reqs_cleanup(pd_router_t *r, pd_status_t code, const char *message);
+
+/* router.c: sending. Each returns PD_OK or the encode/send failure (logged). */
+pd_status_t pd_router_send_client(pd_router_t *r, const pd_router_rid_t *client,
+                                  const pd_proto_msg_t *msg);
+pd_status_t pd_router_send_worker(pd_router_t *r, const pd_router_worker_t *wk,
+                                  const pd_proto_msg_t *msg);
+pd_status_t pd_router_send_rid(pd_router_t *r, void *sock, const pd_router_rid_t *rid,
+                               const pd_proto_msg_t *msg);
+void pd_router_send_client_error(pd_router_t *r, const pd_router_rid_t *client, const char *id,
+                                 pd_status_t code, const char *message);
+void pd_router_send_cancel(pd_router_t *r, const pd_router_worker_t *wk, uint64_t req_id);
+void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client);
+
+#endif
