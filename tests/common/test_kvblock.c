@@ -884,3 +884,42 @@ Test(kvblock, workers_sharing_a_directory_keep_apart_and_stale_dirs_are_swept)
     pd_kvbm_destroy(&b);
     tiered_cleanup(&t);
 }
+
+Test(kvblock, the_last_tier_drops_its_least_recently_used_block)
+{
+    tiered_t t;
+    tiered_init(&t, 1, 1, 1);
+    pd_kvbm_t *bm = make(&t.cfg);
+    pd_block_hash_t h[4] = {700, 701, 702, 703};
+    for (int i = 0; i < 4; i++) {
+        uint32_t id;
+        cr_assert_eq(pd_kvbm_alloc(bm, 1, &id), PD_OK);
+        fill_block(&t, id, h[i]);
+        cr_assert_eq(pd_kvbm_commit(bm, id, h[i], 0, NULL), PD_OK);
+        cr_assert_eq(pd_kvbm_release(bm, &id, 1), PD_OK);
+    }
+    /* 703 in G1, 702 in G2, 701 in G3, 700 dropped from G3. */
+    uint8_t tiers[4];
+    cr_assert_eq(pd_kvbm_probe(bm, h, 4, tiers, NULL), PD_OK);
+    uint8_t want[4] = {0, 3, 2, 1};
+    cr_assert_arr_eq(tiers, want, 4);
+    cr_assert_eq(count_events(PD_KVBM_EVENT_REMOVED, PD_KV_TIER_G3, 700), 1);
+    cr_assert_eq(n_events, 4 + 3 + 2 + 1, "4 stored, 3 to G2, 2 to G3, 1 removed");
+    pd_kvbm_stats_t st = stats_of(bm);
+    cr_assert_eq(st.n_dropped, 1);
+    cr_assert_eq(st.n_host_cached, 1);
+    cr_assert_eq(st.n_disk_cached, 1);
+    cr_assert_eq(dir_count(pd_kvbm_disk_dir(bm)), 1);
+    /* Bring 701 back from G3: 703 goes down to G2, 702 to G3 (dropping nothing else). */
+    uint32_t got;
+    size_t n_hit;
+    cr_assert_eq(pd_kvbm_lookup_prefix(bm, &h[1], 1, &got, &n_hit), PD_OK);
+    cr_assert_eq(n_hit, 1);
+    cr_assert(block_matches(&t, got, 701));
+    cr_assert_eq(pd_kvbm_probe(bm, h, 4, tiers, NULL), PD_OK);
+    uint8_t want2[4] = {0, 1, 3, 2};
+    cr_assert_arr_eq(tiers, want2, 4);
+    cr_assert_eq(pd_kvbm_release(bm, &got, 1), PD_OK);
+    pd_kvbm_destroy(&bm);
+    tiered_cleanup(&t);
+}
