@@ -139,7 +139,7 @@ pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, ui
     if (e->rope_cs == NULL)
         goto err_free_engine;
     pd_cpu_rope_table(e->rope_cs, c->max_seq_len, c->head_dim, c->rope_theta);
-    st = pd_backend_cpu_create(n_threads, c->max_seq_len, &e->be);
+    st = pd_backend_cpu_create(n_threads, c->max_seq_len, c->n_heads / c->n_kv_heads, &e->be);
     if (st != PD_OK)
         goto err_free_rope;
     /* A first scratch size that covers decode batches without growing. */
@@ -280,9 +280,10 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
     for (uint32_t l = 0; l < c->n_layers; l++) {
         float *pool_layer = kv_pool + l * layer_stride;
         ops->rmsnorm(ctx, e->x, w->attn_norm + (size_t)l * dim, e->xn, n, dim, c->rms_eps);
-        ops->matmul(ctx, w->wq + (size_t)l * qd * dim, e->xn, e->q, n, qd, dim, false);
-        ops->matmul(ctx, w->wk + (size_t)l * kvd * dim, e->xn, e->k, n, kvd, dim, false);
-        ops->matmul(ctx, w->wv + (size_t)l * kvd * dim, e->xn, e->v, n, kvd, dim, false);
+        const pd_matmul_out_t qkv[3] = {{w->wq + (size_t)l * qd * dim, e->q, qd, false},
+                                        {w->wk + (size_t)l * kvd * dim, e->k, kvd, false},
+                                        {w->wv + (size_t)l * kvd * dim, e->v, kvd, false}};
+        ops->matmul_n(ctx, e->xn, n, dim, qkv, 3);
         ops->rope_store(ctx, e->q, e->k, e->v, e->pos, e->kv_off, n, e->rope_cs, c, layout,
                         pool_layer);
         if (on_layer != NULL)
@@ -290,9 +291,8 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
         ops->attention(ctx, e->q, pool_layer, layout, e->aseqs, n_seqs, c->n_heads, e->att);
         ops->matmul(ctx, w->wo + (size_t)l * dim * qd, e->att, e->x, n, dim, qd, true);
         ops->rmsnorm(ctx, e->x, w->ffn_norm + (size_t)l * dim, e->xn, n, dim, c->rms_eps);
-        ops->matmul(ctx, w->w_gate + (size_t)l * hid * dim, e->xn, e->gate, n, hid, dim, false);
-        ops->matmul(ctx, w->w_up + (size_t)l * hid * dim, e->xn, e->up, n, hid, dim, false);
-        ops->swiglu(ctx, e->gate, e->up, e->gate, (size_t)n * hid);
+        ops->ffn_gate_up(ctx, w->w_gate + (size_t)l * hid * dim, w->w_up + (size_t)l * hid * dim,
+                         e->xn, e->gate, e->up, n, hid, dim);
         ops->matmul(ctx, w->w_down + (size_t)l * dim * hid, e->gate, e->x, n, dim, hid, true);
     }
 

@@ -88,7 +88,7 @@ Test(attention, backend_op_maps_query_heads_to_kv_groups_causally)
     for (uint32_t i = 0; i < 5 * 4 * HD; i++)
         q[i] = sinf(0.21f * (float)i);
     pd_backend_t be;
-    cr_assert_eq(pd_backend_cpu_create(2, 64, &be), PD_OK);
+    cr_assert_eq(pd_backend_cpu_create(2, 64, 2, &be), PD_OK);
     pd_attn_seq_t seq = {0, n_tok, pos, table};
     be.ops->attention(be.ctx, q, pool, &l, &seq, 1, n_heads, out);
     for (uint32_t t = 0; t < n_tok; t++)
@@ -101,4 +101,27 @@ Test(attention, backend_op_maps_query_heads_to_kv_groups_causally)
     pd_backend_destroy(&be);
     cr_assert_null(be.ops);
     free(pool);
+}
+
+Test(attention, group_of_queries_equals_one_query_at_a_time_bitwise)
+{
+    /* 3 queries per KV head as in m50, head_dim 64 (the tiled path) and 24 (tile + tail). */
+    const uint32_t dims[2] = {64, 24};
+    for (int di = 0; di < 2; di++) {
+        const uint32_t hd = dims[di], n_ctx = 29, n_blocks = 8;
+        pd_kv_layout_t l = {1, 2, hd, BT, n_blocks};
+        float *pool = calloc(pd_kv_pool_bytes(&l), 1);
+        for (size_t i = 0; i < pd_kv_pool_bytes(&l) / sizeof(float); i++)
+            pool[i] = sinf(0.013f * (float)i);
+        uint32_t table[8] = {5, 1, 7, 3, 0, 2, 6, 4};
+        float q[3 * 64], out_g[3 * 64], out_1[64], scores[3 * 29];
+        for (uint32_t i = 0; i < 3 * hd; i++)
+            q[i] = cosf(0.3f * (float)i);
+        pd_cpu_attention_group(q, 3, pool, &l, table, n_ctx, 1, out_g, scores);
+        for (uint32_t g = 0; g < 3; g++) {
+            pd_cpu_attention_head(q + g * hd, pool, &l, table, n_ctx, 1, out_1, scores);
+            cr_assert_eq(memcmp(out_1, out_g + g * hd, hd * sizeof(float)), 0, "hd %u g %u", hd, g);
+        }
+        free(pool);
+    }
 }

@@ -54,6 +54,12 @@ void pd_cpu_attention_head(const float *q, const float *pool_layer, const pd_kv_
                            const uint32_t *block_table, uint32_t n_ctx, uint32_t kv_head,
                            float *out, float *scores);
 
+/* The same for n_q query heads that share kv_head: q (n_q, head_dim), out (n_q, head_dim),
+ * scores (n_q, n_ctx) scratch. Each query's result equals pd_cpu_attention_head's bitwise. */
+void pd_cpu_attention_group(const float *q, uint32_t n_q, const float *pool_layer,
+                            const pd_kv_layout_t *layout, const uint32_t *block_table,
+                            uint32_t n_ctx, uint32_t kv_head, float *out, float *scores);
+
 /* One sequence of a batch as the attention op sees it: its new tokens are rows
  * first_row .. first_row + n_tokens - 1 of the step's activations, at positions
  * pos .. pos + n_tokens - 1. */
@@ -63,6 +69,14 @@ typedef struct pd_attn_seq {
     uint32_t pos;
     const uint32_t *block_table; /* (>= ceil((pos + n_tokens) / B)) */
 } pd_attn_seq_t;
+
+/* One product of a shared input in pd_backend_ops_t.matmul_n. */
+typedef struct pd_matmul_out {
+    const float *w; /* (out, in) */
+    float *y;       /* (n, out) */
+    uint32_t out;
+    bool accumulate; /* y += x W^T instead of y = x W^T */
+} pd_matmul_out_t;
 
 /* A compute backend: a const table of operations and its context (ggml style). The
  * forward pass (engine.c) is written once over this table. Buffers are backend memory;
@@ -81,6 +95,13 @@ typedef struct pd_backend_ops {
     /* y (n, out) (+)= x (n, in) W^T, w (out, in). */
     void (*matmul)(void *ctx, const float *w, const float *x, float *y, uint32_t n, uint32_t out,
                    uint32_t in, bool accumulate);
+    /* Several products of one input x (n, in), e.g. Q, K and V, as one parallel job. */
+    void (*matmul_n)(void *ctx, const float *x, uint32_t n, uint32_t in,
+                     const pd_matmul_out_t *outs, uint32_t n_outs);
+    /* h (n, hidden) = silu(x W_gate^T) * (x W_up^T) with x (n, in) and both weights
+     * (hidden, in); up (n, hidden) is scratch. */
+    void (*ffn_gate_up)(void *ctx, const float *w_gate, const float *w_up, const float *x, float *h,
+                        float *up, uint32_t n, uint32_t hidden, uint32_t in);
     /* Rotate q (n, n_heads, hd) and k (n, n_kv_heads, hd) at positions pos (n) using cs
      * (max_pos, hd), then store k and v (n, n_kv_heads, hd) into the pool layer at the
      * float offsets kv_off (n) (K row; V is B * n_kv_heads * hd floats after it). */
@@ -103,8 +124,10 @@ typedef struct pd_backend {
 } pd_backend_t;
 
 /* Create the CPU backend with n_threads threads (0: one per online core); max_ctx is the
- * longest context attention will see (sizes per-thread score scratch). */
-pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, pd_backend_t *backend_p);
+ * longest context attention will see and max_q_per_kv the most query heads sharing a KV
+ * head (together they size the per-thread score scratch). */
+pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, uint32_t max_q_per_kv,
+                                  pd_backend_t *backend_p);
 
 /* Destroy a backend created by any pd_backend_*_create; accepts a zeroed backend. */
 void pd_backend_destroy(pd_backend_t *backend);

@@ -1,6 +1,7 @@
-/* The CPU backend: the ops table over the kernels in ops.c, each op split across the
- * thread pool by output rows, tokens or heads, never inside a reduction, so a result does
- * not depend on the number of threads. */
+/* The CPU backend: the ops table over the kernels in ops.c. Every op is a pool job cut
+ * into chunks of output rows, tokens or (token, KV head) units, never inside a reduction,
+ * and a chunk computes the same bytes whichever thread claims it, so results do not
+ * depend on the number of threads. */
 #include "pd/ops.h"
 
 #include "cpu/pool_int.h"
@@ -13,22 +14,21 @@
 typedef struct pd_cpu_backend {
     pd_cpu_pool_t *pool;
     uint32_t n_threads;
-    uint32_t max_ctx;
-    float *scores; /* (n_threads, max_ctx) attention scratch */
+    size_t scores_per_thread;
+    float *scores; /* (n_threads, max_q_per_kv * max_ctx) attention scratch */
 } pd_cpu_backend_t;
 
-/* Thread tid's share [*begin, *end) of n items, in multiples of align. */
-static void pd_cpu_split(uint32_t n, uint32_t align, uint32_t tid, uint32_t n_threads,
-                         uint32_t *begin, uint32_t *end)
+static uint32_t pd_cpu_min(uint32_t a, uint32_t b)
 {
-    uint32_t units = (n + align - 1) / align;
-    uint32_t per = units / n_threads, extra = units % n_threads;
-    uint32_t b = tid * per + (tid < extra ? tid : extra);
-    uint32_t e = b + per + (tid < extra ? 1 : 0);
-    b *= align;
-    e *= align;
-    *begin = b < n ? b : n;
-    *end = e < n ? e : n;
+    return a < b ? a : b;
+}
+
+/* Rows per matmul chunk: a multiple of 4, at most 64, and enough chunks to share. */
+static uint32_t pd_cpu_rows_per_chunk(const pd_cpu_backend_t *be, uint32_t out)
+{
+    uint32_t want = out / (4 * be->n_threads);
+    want = (want + 3) & ~3u;
+    return want < 16 ? 16 : want > 64 ? 64 : want;
 }
 
 static uint32_t pd_cpu_backend_n_threads(void *ctx)
@@ -44,6 +44,8 @@ static void pd_cpu_get_rows(void *ctx, const float *table, const int32_t *ids, f
         memcpy(out + (size_t)i * dim, table + (size_t)ids[i] * dim, dim * sizeof(float));
 }
 
+#define PD_CPU_ROWS_PER_CHUNK 8
+
 typedef struct pd_cpu_rmsnorm_job {
     const float *x;      /* (n, dim) */
     const float *weight; /* (dim) */
@@ -52,11 +54,11 @@ typedef struct pd_cpu_rmsnorm_job {
     float eps;
 } pd_cpu_rmsnorm_job_t;
 
-static void pd_cpu_rmsnorm_run(void *arg, uint32_t tid, uint32_t n_threads)
+static void pd_cpu_rmsnorm_run(void *arg, uint32_t chunk, uint32_t tid)
 {
+    (void)tid;
     pd_cpu_rmsnorm_job_t *j = arg;
-    uint32_t b, e;
-    pd_cpu_split(j->n, 1, tid, n_threads, &b, &e);
+    uint32_t b = chunk * PD_CPU_ROWS_PER_CHUNK, e = pd_cpu_min(b + PD_CPU_ROWS_PER_CHUNK, j->n);
     for (uint32_t i = b; i < e; i++)
         pd_cpu_rmsnorm(j->x + (size_t)i * j->dim, j->weight, j->y + (size_t)i * j->dim, j->dim,
                        j->eps);
@@ -67,35 +69,87 @@ static void pd_cpu_rmsnorm_op(void *ctx, const float *x, const float *weight, fl
 {
     pd_cpu_backend_t *be = ctx;
     pd_cpu_rmsnorm_job_t j = {x, weight, y, n, dim, eps};
-    if (n < 4)
-        pd_cpu_rmsnorm_run(&j, 0, 1);
-    else
-        pd_cpu_pool_run(be->pool, pd_cpu_rmsnorm_run, &j);
+    pd_cpu_pool_run(be->pool, pd_cpu_rmsnorm_run, &j,
+                    (n + PD_CPU_ROWS_PER_CHUNK - 1) / PD_CPU_ROWS_PER_CHUNK);
 }
 
+/* Up to four products of one input; chunk c covers rows of one product. */
 typedef struct pd_cpu_matmul_job {
-    const float *w; /* (out, in) */
     const float *x; /* (n, in) */
-    float *y;       /* (n, out) */
-    uint32_t n, out, in;
-    bool accumulate;
+    uint32_t n, in;
+    uint32_t n_outs;
+    pd_matmul_out_t outs[4];
+    uint32_t rows[4];        /* rows per chunk of each product */
+    uint32_t first_chunk[5]; /* chunk ranges of the products */
 } pd_cpu_matmul_job_t;
 
-static void pd_cpu_matmul_run(void *arg, uint32_t tid, uint32_t n_threads)
+static void pd_cpu_matmul_run(void *arg, uint32_t chunk, uint32_t tid)
 {
+    (void)tid;
     pd_cpu_matmul_job_t *j = arg;
-    uint32_t b, e;
-    pd_cpu_split(j->out, 4, tid, n_threads, &b, &e);
-    if (b < e)
-        pd_cpu_matmul(j->w, j->x, j->y, j->n, j->out, j->in, b, e, j->accumulate);
+    uint32_t m = 0;
+    while (chunk >= j->first_chunk[m + 1])
+        m++;
+    const pd_matmul_out_t *o = &j->outs[m];
+    uint32_t b = (chunk - j->first_chunk[m]) * j->rows[m];
+    uint32_t e = pd_cpu_min(b + j->rows[m], o->out);
+    pd_cpu_matmul(o->w, j->x, o->y, j->n, o->out, j->in, b, e, o->accumulate);
+}
+
+static void pd_cpu_matmul_n_op(void *ctx, const float *x, uint32_t n, uint32_t in,
+                               const pd_matmul_out_t *outs, uint32_t n_outs)
+{
+    pd_cpu_backend_t *be = ctx;
+    for (uint32_t base = 0; base < n_outs; base += 4) {
+        pd_cpu_matmul_job_t j;
+        j.x = x;
+        j.n = n;
+        j.in = in;
+        j.n_outs = pd_cpu_min(4, n_outs - base);
+        j.first_chunk[0] = 0;
+        for (uint32_t m = 0; m < j.n_outs; m++) {
+            j.outs[m] = outs[base + m];
+            j.rows[m] = pd_cpu_rows_per_chunk(be, j.outs[m].out);
+            j.first_chunk[m + 1] = j.first_chunk[m] + (j.outs[m].out + j.rows[m] - 1) / j.rows[m];
+        }
+        pd_cpu_pool_run(be->pool, pd_cpu_matmul_run, &j, j.first_chunk[j.n_outs]);
+    }
 }
 
 static void pd_cpu_matmul_op(void *ctx, const float *w, const float *x, float *y, uint32_t n,
                              uint32_t out, uint32_t in, bool accumulate)
 {
+    pd_matmul_out_t o = {w, y, out, accumulate};
+    pd_cpu_matmul_n_op(ctx, x, n, in, &o, 1);
+}
+
+typedef struct pd_cpu_ffn_job {
+    const float *w_gate, *w_up; /* (hidden, in) */
+    const float *x;             /* (n, in) */
+    float *h, *up;              /* (n, hidden) */
+    uint32_t n, hidden, in, rows;
+} pd_cpu_ffn_job_t;
+
+static void pd_cpu_ffn_run(void *arg, uint32_t chunk, uint32_t tid)
+{
+    (void)tid;
+    pd_cpu_ffn_job_t *j = arg;
+    uint32_t b = chunk * j->rows, e = pd_cpu_min(b + j->rows, j->hidden);
+    pd_cpu_matmul(j->w_gate, j->x, j->h, j->n, j->hidden, j->in, b, e, false);
+    pd_cpu_matmul(j->w_up, j->x, j->up, j->n, j->hidden, j->in, b, e, false);
+    for (uint32_t t = 0; t < j->n; t++) {
+        size_t off = (size_t)t * j->hidden + b;
+        pd_cpu_swiglu(j->h + off, j->up + off, j->h + off, e - b);
+    }
+}
+
+static void pd_cpu_ffn_gate_up_op(void *ctx, const float *w_gate, const float *w_up, const float *x,
+                                  float *h, float *up, uint32_t n, uint32_t hidden, uint32_t in)
+{
     pd_cpu_backend_t *be = ctx;
-    pd_cpu_matmul_job_t j = {w, x, y, n, out, in, accumulate};
-    pd_cpu_pool_run(be->pool, pd_cpu_matmul_run, &j);
+    pd_cpu_ffn_job_t j = {w_gate, w_up, x, h, up, n, hidden, in, 0};
+    j.rows = pd_cpu_rows_per_chunk(be, hidden);
+    pd_cpu_pool_run(be->pool, pd_cpu_ffn_run, &j, (hidden + j.rows - 1) / j.rows);
 }
 
 typedef struct pd_cpu_rope_job {
@@ -111,15 +165,15 @@ typedef struct pd_cpu_rope_job {
     float *pool_layer; /* (n_blocks, 2, B, n_kv_heads, hd) */
 } pd_cpu_rope_job_t;
 
-static void pd_cpu_rope_run(void *arg, uint32_t tid, uint32_t n_threads)
+static void pd_cpu_rope_run(void *arg, uint32_t chunk, uint32_t tid)
 {
+    (void)tid;
     pd_cpu_rope_job_t *j = arg;
     const pd_model_config_t *c = j->config;
     const size_t q_row = (size_t)c->n_heads * c->head_dim;
     const size_t kv_row = (size_t)c->n_kv_heads * c->head_dim;
     const size_t v_skip = (size_t)j->layout->block_tokens * kv_row;
-    uint32_t b, e;
-    pd_cpu_split(j->n, 1, tid, n_threads, &b, &e);
+    uint32_t b = chunk * PD_CPU_ROWS_PER_CHUNK, e = pd_cpu_min(b + PD_CPU_ROWS_PER_CHUNK, j->n);
     for (uint32_t i = b; i < e; i++) {
         const float *cs = j->cs + (size_t)j->pos[i] * c->head_dim;
         float *q = j->q + i * q_row;
@@ -138,42 +192,41 @@ static void pd_cpu_rope_store_op(void *ctx, float *q, float *k, const float *v, 
 {
     pd_cpu_backend_t *be = ctx;
     pd_cpu_rope_job_t j = {q, k, v, pos, kv_off, n, cs, config, layout, pool_layer};
-    if (n < 8)
-        pd_cpu_rope_run(&j, 0, 1);
-    else
-        pd_cpu_pool_run(be->pool, pd_cpu_rope_run, &j);
+    pd_cpu_pool_run(be->pool, pd_cpu_rope_run, &j,
+                    (n + PD_CPU_ROWS_PER_CHUNK - 1) / PD_CPU_ROWS_PER_CHUNK);
 }
 
+/* Attention units are (sequence token, KV head); a chunk is a run of units. */
 typedef struct pd_cpu_attn_job {
     pd_cpu_backend_t *be;
     const float *q; /* (n, n_heads, hd) */
     const float *pool_layer;
     const pd_kv_layout_t *layout;
     const pd_attn_seq_t *seqs; /* (n_seqs) */
-    uint32_t n_seqs, n_heads;
+    uint32_t n_seqs, n_heads, n_units, units_per_chunk;
     float *out; /* (n, n_heads, hd) */
 } pd_cpu_attn_job_t;
 
-static void pd_cpu_attn_run(void *arg, uint32_t tid, uint32_t n_threads)
+static void pd_cpu_attn_run(void *arg, uint32_t chunk, uint32_t tid)
 {
     pd_cpu_attn_job_t *j = arg;
-    const uint32_t hd = j->layout->head_dim;
-    const uint32_t group = j->n_heads / j->layout->n_kv_heads;
-    float *scores = j->be->scores + (size_t)tid * j->be->max_ctx;
-    /* Units (row, head) are dealt round-robin: causal rows grow in cost, heads do not. */
-    uint64_t unit = 0;
-    for (uint32_t s = 0; s < j->n_seqs; s++) {
+    const uint32_t hd = j->layout->head_dim, kvh = j->layout->n_kv_heads;
+    const uint32_t group = j->n_heads / kvh;
+    float *scores = j->be->scores + (size_t)tid * j->be->scores_per_thread;
+    uint32_t u = chunk * j->units_per_chunk, u_end = pd_cpu_min(u + j->units_per_chunk, j->n_units);
+    /* Find the first unit's sequence: rows are laid out sequence after sequence. */
+    uint32_t row = u / kvh, s = 0;
+    while (row >= j->seqs[s].first_row + j->seqs[s].n_tokens)
+        s++;
+    for (; u < u_end; u++) {
+        row = u / kvh;
+        uint32_t g = u % kvh;
+        while (row >= j->seqs[s].first_row + j->seqs[s].n_tokens)
+            s++;
         const pd_attn_seq_t *sq = &j->seqs[s];
-        for (uint32_t t = 0; t < sq->n_tokens; t++) {
-            size_t row = (size_t)(sq->first_row + t) * j->n_heads * hd;
-            for (uint32_t h = 0; h < j->n_heads; h++, unit++) {
-                if (unit % n_threads != tid)
-                    continue;
-                pd_cpu_attention_head(j->q + row + (size_t)h * hd, j->pool_layer, j->layout,
-                                      sq->block_table, sq->pos + t + 1, h / group,
-                                      j->out + row + (size_t)h * hd, scores);
-            }
-        }
+        size_t off = (size_t)row * j->n_heads * hd + (size_t)g * group * hd;
+        pd_cpu_attention_group(j->q + off, group, j->pool_layer, j->layout, sq->block_table,
+                               sq->pos + (row - sq->first_row) + 1, g, j->out + off, scores);
     }
 }
 
@@ -182,8 +235,15 @@ static void pd_cpu_attention_op(void *ctx, const float *q, const float *pool_lay
                                 uint32_t n_seqs, uint32_t n_heads, float *out)
 {
     pd_cpu_backend_t *be = ctx;
-    pd_cpu_attn_job_t j = {be, q, pool_layer, layout, seqs, n_seqs, n_heads, out};
-    pd_cpu_pool_run(be->pool, pd_cpu_attn_run, &j);
+    if (n_seqs == 0)
+        return;
+    const pd_attn_seq_t *last = &seqs[n_seqs - 1];
+    uint32_t n_units = (last->first_row + last->n_tokens) * layout->n_kv_heads;
+    /* Small chunks: causal rows grow in cost, and claiming balances what splitting cannot. */
+    uint32_t per = n_units / (8 * be->n_threads);
+    per = per < 1 ? 1 : per > 16 ? 16 : per;
+    pd_cpu_attn_job_t j = {be, q, pool_layer, layout, seqs, n_seqs, n_heads, n_units, per, out};
+    pd_cpu_pool_run(be->pool, pd_cpu_attn_run, &j, (n_units + per - 1) / per);
 }
 
 typedef struct pd_cpu_swiglu_job {
@@ -192,22 +252,32 @@ typedef struct pd_cpu_swiglu_job {
     size_t n;
 } pd_cpu_swiglu_job_t;
 
-static void pd_cpu_swiglu_run(void *arg, uint32_t tid, uint32_t n_threads)
+#define PD_CPU_SWIGLU_CHUNK 4096
+
+static void pd_cpu_swiglu_run(void *arg, uint32_t chunk, uint32_t tid)
 {
+    (void)tid;
     pd_cpu_swiglu_job_t *j = arg;
-    size_t per = (j->n / n_threads + 15) & ~(size_t)15;
-    size_t b = per * tid, e = b + per;
-    if (tid + 1 == n_threads || e > j->n)
-        e = j->n;
-    if (b < e)
-        pd_cpu_swiglu(j->gate + b, j->up + b, j->out + b, e - b);
+    size_t b = (size_t)chunk * PD_CPU_SWIGLU_CHUNK;
+    size_t e = b + PD_CPU_SWIGLU_CHUNK < j->n ? b + PD_CPU_SWIGLU_CHUNK : j->n;
+    pd_cpu_swiglu(j->gate + b, j->up + b, j->out + b, e - b);
 }
 
 static void pd_cpu_swiglu_op(void *ctx, const float *gate, const float *up, float *out, size_t n)
 {
     pd_cpu_backend_t *be = ctx;
     pd_cpu_swiglu_job_t j = {gate, up, out, n};
-    pd_cpu_pool_run(be->pool, pd_cpu_swiglu_run, &j);
+    size_t chunks = (n + PD_CPU_SWIGLU_CHUNK - 1) / PD_CPU_SWIGLU_CHUNK;
+    for (size_t c0 = 0; c0 < chunks; c0 += PD_CPU_POOL_MAX_CHUNKS) {
+        pd_cpu_swiglu_job_t part = j;
+        size_t off = c0 * PD_CPU_SWIGLU_CHUNK;
+        part.gate += off;
+        part.up += off;
+        part.out += off;
+        part.n -= off;
+        size_t nc = chunks - c0 < PD_CPU_POOL_MAX_CHUNKS ? chunks - c0 : PD_CPU_POOL_MAX_CHUNKS;
+        pd_cpu_pool_run(be->pool, pd_cpu_swiglu_run, &part, (uint32_t)nc);
+    }
 }
 
 static void pd_cpu_backend_destroy(void *ctx)
@@ -227,19 +297,23 @@ static const pd_backend_ops_t pd_cpu_backend_ops = {
     .get_rows = pd_cpu_get_rows,
     .rmsnorm = pd_cpu_rmsnorm_op,
     .matmul = pd_cpu_matmul_op,
+    .matmul_n = pd_cpu_matmul_n_op,
+    .ffn_gate_up = pd_cpu_ffn_gate_up_op,
     .rope_store = pd_cpu_rope_store_op,
     .attention = pd_cpu_attention_op,
     .swiglu = pd_cpu_swiglu_op,
 };
 
-pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, pd_backend_t *backend_p)
+pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, uint32_t max_q_per_kv,
+                                  pd_backend_t *backend_p)
 {
     if (n_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (uint32_t)n : 1;
     }
-    if (n_threads > 256 || max_ctx == 0) {
-        pd_log_error("cpu backend: bad n_threads %u or max_ctx %u", n_threads, max_ctx);
+    if (n_threads > 256 || max_ctx == 0 || max_q_per_kv == 0 || backend_p == NULL) {
+        pd_log_error("cpu backend: bad n_threads %u, max_ctx %u or max_q_per_kv %u", n_threads,
+                     max_ctx, max_q_per_kv);
         return PD_ERR_INVALID_PARAM;
     }
     pd_status_t st = PD_ERR_NO_MEMORY;
@@ -247,8 +321,8 @@ pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, pd_backe
     if (be == NULL)
         return PD_ERR_NO_MEMORY;
     be->n_threads = n_threads;
-    be->max_ctx = max_ctx;
-    be->scores = malloc((size_t)n_threads * max_ctx * sizeof(float));
+    be->scores_per_thread = ((size_t)max_q_per_kv * max_ctx + 15) & ~(size_t)15;
+    be->scores = malloc(n_threads * be->scores_per_thread * sizeof(float));
     if (be->scores == NULL)
         goto err_free_be;
     st = pd_cpu_pool_create(n_threads, &be->pool);

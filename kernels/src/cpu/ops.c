@@ -25,8 +25,10 @@ float pd_cpu_dot(const float *a, const float *b, uint32_t n)
 
 /* y[t][r] for NR rows of w (NR, in) and nt <= PD_MM_NT tokens of x (nt, in). Every
  * accumulator sees the same sequence of fused multiply-adds as pd_cpu_dot. */
-static inline void pd_cpu_mm_tile(const float *w, const float *x, float *y, uint32_t in,
-                                  uint32_t ldy, uint32_t nr, uint32_t nt, bool accumulate)
+__attribute__((always_inline)) static inline void pd_cpu_mm_tile(const float *w, const float *x,
+                                                                 float *y, uint32_t in,
+                                                                 uint32_t ldy, uint32_t nr,
+                                                                 uint32_t nt, bool accumulate)
 {
     pd_v16_t acc[PD_MM_NR][PD_MM_NT];
     for (uint32_t r = 0; r < nr; r++)
@@ -174,9 +176,77 @@ void pd_cpu_softmax(float *x, uint32_t n)
         x[i] *= inv;
 }
 
-void pd_cpu_attention_head(const float *q, const float *pool_layer, const pd_kv_layout_t *layout,
-                           const uint32_t *block_table, uint32_t n_ctx, uint32_t kv_head,
-                           float *out, float *scores)
+/* out (ng, ld) [0 .. 16 nd) = P (ng, n_ctx) V for ng queries and nd vectors of 16 of
+ * each V row starting at float col of the token's row; element d of each output is
+ * fma(p_j, v_j[d], .) over j ascending, the same for every tile shape. */
+__attribute__((always_inline)) static inline void
+pd_cpu_pv_tile(const float *p, uint32_t n_ctx, const float *pool_layer, const uint32_t *table,
+               uint32_t bt, size_t blk, size_t row, size_t col, float *out, uint32_t ld,
+               uint32_t ng, uint32_t nd)
+{
+    pd_v16_t acc[4][4];
+    for (uint32_t g = 0; g < ng; g++)
+        for (uint32_t c = 0; c < nd; c++)
+            acc[g][c] = pd_v16_zero();
+    for (uint32_t j = 0; j < n_ctx; j++) {
+        /* v: (16 nd) at (block, V, j % B, col) */
+        const float *v = pool_layer + table[j / bt] * blk + ((size_t)bt + j % bt) * row + col;
+        pd_v16_t vv[4];
+        for (uint32_t c = 0; c < nd; c++)
+            vv[c] = pd_v16_load(v + 16 * c);
+        for (uint32_t g = 0; g < ng; g++) {
+            pd_v16_t pj = pd_v16_set1(p[(size_t)g * n_ctx + j]);
+            for (uint32_t c = 0; c < nd; c++)
+                acc[g][c] = pd_v16_fma(pj, vv[c], acc[g][c]);
+        }
+    }
+    for (uint32_t g = 0; g < ng; g++)
+        for (uint32_t c = 0; c < nd; c++)
+            pd_v16_store(out + (size_t)g * ld + 16 * c, acc[g][c]);
+}
+
+typedef void (*pd_cpu_pv_tile_fn)(const float *p, uint32_t n_ctx, const float *pool_layer,
+                                  const uint32_t *table, uint32_t bt, size_t blk, size_t row,
+                                  size_t col, float *out, uint32_t ld);
+
+#define PD_PV_TILE_FN(NG, ND)                                                                      \
+    static void pd_cpu_pv_tile_##NG##x##ND(                                                        \
+        const float *p, uint32_t n_ctx, const float *pool_layer, const uint32_t *table,            \
+        uint32_t bt, size_t blk, size_t row, size_t col, float *out, uint32_t ld)                  \
+    {                                                                                              \
+        pd_cpu_pv_tile(p, n_ctx, pool_layer, table, bt, blk, row, col, out, ld, NG, ND);           \
+    }
+PD_PV_TILE_FN(1, 1)
+PD_PV_TILE_FN(1, 2)
+PD_PV_TILE_FN(1, 3)
+PD_PV_TILE_FN(1, 4)
+PD_PV_TILE_FN(2, 1)
+PD_PV_TILE_FN(2, 2)
+PD_PV_TILE_FN(2, 3)
+PD_PV_TILE_FN(2, 4)
+PD_PV_TILE_FN(3, 1)
+PD_PV_TILE_FN(3, 2)
+PD_PV_TILE_FN(3, 3)
+PD_PV_TILE_FN(3, 4)
+PD_PV_TILE_FN(4, 1)
+PD_PV_TILE_FN(4, 2)
+PD_PV_TILE_FN(4, 3)
+PD_PV_TILE_FN(4, 4)
+
+static const pd_cpu_pv_tile_fn pd_cpu_pv_tiles[4][4] = {
+    {pd_cpu_pv_tile_1x1, pd_cpu_pv_tile_1x2, pd_cpu_pv_tile_1x3, pd_cpu_pv_tile_1x4},
+    {pd_cpu_pv_tile_2x1, pd_cpu_pv_tile_2x2, pd_cpu_pv_tile_2x3, pd_cpu_pv_tile_2x4},
+    {pd_cpu_pv_tile_3x1, pd_cpu_pv_tile_3x2, pd_cpu_pv_tile_3x3, pd_cpu_pv_tile_3x4},
+    {pd_cpu_pv_tile_4x1, pd_cpu_pv_tile_4x2, pd_cpu_pv_tile_4x3, pd_cpu_pv_tile_4x4},
+};
+
+/* Attention of G query heads (sharing one KV head) over positions 0 .. n_ctx - 1.
+ * For every query the arithmetic is the same whatever G is: score j is
+ * pd_cpu_dot(q, k_j) * scale, the softmax is pd_cpu_softmax, and output element d is
+ * fma(p_j, v_j[d], .) over j ascending from zero. G > 1 only shares the loads of K and V. */
+void pd_cpu_attention_group(const float *q, uint32_t n_q, const float *pool_layer,
+                            const pd_kv_layout_t *layout, const uint32_t *block_table,
+                            uint32_t n_ctx, uint32_t kv_head, float *out, float *scores)
 {
     const uint32_t hd = layout->head_dim;
     const uint32_t bt = layout->block_tokens;
@@ -186,16 +256,38 @@ void pd_cpu_attention_head(const float *q, const float *pool_layer, const pd_kv_
     for (uint32_t j = 0; j < n_ctx; j++) {
         /* k: (hd) at (block, K, j % B, kv_head) */
         const float *k = pool_layer + block_table[j / bt] * blk + (j % bt) * row + kv_head * hd;
-        scores[j] = pd_cpu_dot(q, k, hd) * scale;
+        for (uint32_t g = 0; g < n_q; g++)
+            scores[(size_t)g * n_ctx + j] = pd_cpu_dot(q + (size_t)g * hd, k, hd) * scale;
     }
-    pd_cpu_softmax(scores, n_ctx);
-    memset(out, 0, hd * sizeof(float));
-    for (uint32_t j = 0; j < n_ctx; j++) {
-        /* v: (hd) at (block, V, j % B, kv_head) */
-        const float *v =
-            pool_layer + block_table[j / bt] * blk + ((size_t)bt + j % bt) * row + kv_head * hd;
-        const float p = scores[j];
-        for (uint32_t d = 0; d < hd; d++)
-            out[d] += p * v[d];
+    for (uint32_t g = 0; g < n_q; g++)
+        pd_cpu_softmax(scores + (size_t)g * n_ctx, n_ctx);
+
+    /* out (n_q, hd) = P (n_q, n_ctx) V (n_ctx, hd) in register tiles, scalar tail. */
+    const uint32_t hd16 = hd - hd % 16;
+    for (uint32_t g0 = 0; g0 < n_q; g0 += 4) {
+        const uint32_t ng = n_q - g0 < 4 ? n_q - g0 : 4;
+        for (uint32_t d0 = 0; d0 < hd16; d0 += 64) {
+            const uint32_t nd = (hd16 - d0) / 16 < 4 ? (hd16 - d0) / 16 : 4;
+            pd_cpu_pv_tiles[ng - 1][nd - 1](scores + (size_t)g0 * n_ctx, n_ctx, pool_layer,
+                                            block_table, bt, blk, row, (size_t)kv_head * hd + d0,
+                                            out + (size_t)g0 * hd + d0, hd);
+        }
+        for (uint32_t g = g0; g < g0 + ng; g++)
+            for (uint32_t d = hd16; d < hd; d++) {
+                float a = 0.0f;
+                for (uint32_t j = 0; j < n_ctx; j++) {
+                    const float *v = pool_layer + block_table[j / bt] * blk +
+                                     ((size_t)bt + j % bt) * row + kv_head * hd;
+                    a = fmaf(scores[(size_t)g * n_ctx + j], v[d], a);
+                }
+                out[(size_t)g * hd + d] = a;
+            }
     }
+}
+
+void pd_cpu_attention_head(const float *q, const float *pool_layer, const pd_kv_layout_t *layout,
+                           const uint32_t *block_table, uint32_t n_ctx, uint32_t kv_head,
+                           float *out, float *scores)
+{
+    pd_cpu_attention_group(q, 1, pool_layer, layout, block_table, n_ctx, kv_head, out, scores);
 }

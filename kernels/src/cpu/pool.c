@@ -1,6 +1,11 @@
-/* The CPU thread pool (see pool_int.h). A job is published by bumping a generation
- * counter; workers spin on it for a short while before sleeping on a condition variable,
- * and the caller waits for a pending count to reach zero. */
+/* The CPU thread pool (see pool_int.h).
+ *
+ * One 64-bit word describes the current job: (job id: 24 bits, n_chunks: 20, next: 20).
+ * A thread claims chunk `next` by a compare-and-swap that bumps it, which succeeds only
+ * while the word still names the same job and next < n_chunks; the job cannot finish
+ * before a claimed chunk is done, so the function and argument read after a successful
+ * claim are that job's. The caller publishes a job by storing a new word (release) after
+ * writing fn and arg, and the workers take the job from the word (acquire). */
 #include "cpu/pool_int.h"
 
 #include "pd/log.h"
@@ -19,20 +24,25 @@
 #endif
 
 /* How long an idle worker spins before sleeping, and a waiting caller before yielding. */
-#define PD_POOL_SPIN_NS  2000000u
-#define PD_POOL_YIELD_NS 1000000u
+#define PD_POOL_SPIN_NS  500000u
+#define PD_POOL_YIELD_NS 20000u
+
+#define PD_POOL_ID_SHIFT 40
+#define PD_POOL_N_SHIFT  20
+#define PD_POOL_MASK20   ((1ull << 20) - 1)
 
 struct pd_cpu_pool {
     uint32_t n_threads;
     pthread_t *threads; /* (n_threads - 1) */
     pthread_mutex_t mutex;
     pthread_cond_t cond;
-    _Atomic uint64_t generation; /* bumped once per job */
-    _Atomic uint32_t pending;    /* worker shares of the current job not yet finished */
+    _Atomic uint64_t word; /* the current job: (id, n_chunks, next) */
+    _Atomic uint32_t done; /* chunks of the current job finished */
     _Atomic uint32_t n_sleeping;
     _Atomic int stop;
-    pd_cpu_job_fn fn; /* written before the generation bump, read after it */
-    void *arg;
+    _Atomic(pd_cpu_job_fn) fn;
+    _Atomic(void *) arg;
+    uint64_t job_id; /* caller side: id of the last job */
 };
 
 typedef struct pd_cpu_worker_arg {
@@ -40,26 +50,46 @@ typedef struct pd_cpu_worker_arg {
     uint32_t tid;
 } pd_cpu_worker_arg_t;
 
-/* Wait until the generation differs from seen; spin first, then sleep. */
-static uint64_t pd_cpu_pool_wait_job(pd_cpu_pool_t *pool, uint64_t seen)
+/* Claim and run chunks of the job named by word w until none are left. */
+static void pd_cpu_pool_work(pd_cpu_pool_t *pool, uint64_t w, uint32_t tid)
+{
+    for (;;) {
+        uint64_t n = (w >> PD_POOL_N_SHIFT) & PD_POOL_MASK20, next = w & PD_POOL_MASK20;
+        if (next >= n)
+            return;
+        if (!atomic_compare_exchange_weak_explicit(&pool->word, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_acquire)) {
+            continue; /* w now holds the current word, perhaps of a newer job */
+        }
+        pd_cpu_job_fn fn = atomic_load_explicit(&pool->fn, memory_order_relaxed);
+        void *arg = atomic_load_explicit(&pool->arg, memory_order_relaxed);
+        fn(arg, (uint32_t)next, tid);
+        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+        w = atomic_load_explicit(&pool->word, memory_order_acquire);
+    }
+}
+
+/* Wait until the job id differs from seen_id; spin first, then sleep. */
+static uint64_t pd_cpu_pool_wait_job(pd_cpu_pool_t *pool, uint64_t seen_id)
 {
     uint64_t start = pd_time_now_ns();
     for (uint32_t i = 0;; i++) {
-        uint64_t g = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        if (g != seen)
-            return g;
+        uint64_t w = atomic_load_explicit(&pool->word, memory_order_acquire);
+        if ((w >> PD_POOL_ID_SHIFT) != seen_id || atomic_load(&pool->stop))
+            return w;
         PD_CPU_RELAX();
         if ((i & 255u) == 255u && pd_time_now_ns() - start > PD_POOL_SPIN_NS)
             break;
     }
     pthread_mutex_lock(&pool->mutex);
     atomic_fetch_add(&pool->n_sleeping, 1);
-    uint64_t g;
-    while ((g = atomic_load(&pool->generation)) == seen)
+    uint64_t w;
+    while (((w = atomic_load(&pool->word)) >> PD_POOL_ID_SHIFT) == seen_id &&
+           !atomic_load(&pool->stop))
         pthread_cond_wait(&pool->cond, &pool->mutex);
     atomic_fetch_sub(&pool->n_sleeping, 1);
     pthread_mutex_unlock(&pool->mutex);
-    return g;
+    return w;
 }
 
 static void *pd_cpu_pool_worker(void *p)
@@ -68,20 +98,19 @@ static void *pd_cpu_pool_worker(void *p)
     pd_cpu_pool_t *pool = wa->pool;
     uint32_t tid = wa->tid;
     free(wa);
-    uint64_t seen = 0;
+    uint64_t seen_id = 0;
     for (;;) {
-        seen = pd_cpu_pool_wait_job(pool, seen);
+        uint64_t w = pd_cpu_pool_wait_job(pool, seen_id);
         if (atomic_load(&pool->stop))
             break;
-        pool->fn(pool->arg, tid, pool->n_threads);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+        seen_id = w >> PD_POOL_ID_SHIFT;
+        pd_cpu_pool_work(pool, w, tid);
     }
     return NULL;
 }
 
-static void pd_cpu_pool_publish(pd_cpu_pool_t *pool)
+static void pd_cpu_pool_wake(pd_cpu_pool_t *pool)
 {
-    atomic_fetch_add(&pool->generation, 1);
     if (atomic_load(&pool->n_sleeping) > 0) {
         pthread_mutex_lock(&pool->mutex);
         pthread_cond_broadcast(&pool->cond);
@@ -121,7 +150,7 @@ pd_status_t pd_cpu_pool_create(uint32_t n_threads, pd_cpu_pool_t **pool_p)
 
 err_stop_threads:
     atomic_store(&pool->stop, 1);
-    pd_cpu_pool_publish(pool);
+    pd_cpu_pool_wake(pool);
     for (uint32_t i = 0; i < started; i++)
         pthread_join(pool->threads[i], NULL);
     free(pool->threads);
@@ -132,23 +161,31 @@ err_free_pool:
     return PD_ERR_NO_MEMORY;
 }
 
-void pd_cpu_pool_run(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg)
+void pd_cpu_pool_run(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg, uint32_t n_chunks)
 {
-    if (pool->n_threads == 1) {
-        fn(arg, 0, 1);
+    if (n_chunks == 0)
+        return;
+    if (pool->n_threads == 1 || n_chunks == 1) {
+        for (uint32_t c = 0; c < n_chunks; c++)
+            fn(arg, c, 0);
         return;
     }
-    pool->fn = fn;
-    pool->arg = arg;
-    atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_relaxed);
-    pd_cpu_pool_publish(pool);
-    fn(arg, 0, pool->n_threads);
+    pool->job_id = (pool->job_id + 1) & ((1ull << 24) - 1);
+    if (pool->job_id == 0)
+        pool->job_id = 1; /* 0 is the id the workers start from */
+    atomic_store_explicit(&pool->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&pool->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    uint64_t w = (pool->job_id << PD_POOL_ID_SHIFT) | ((uint64_t)n_chunks << PD_POOL_N_SHIFT);
+    atomic_store_explicit(&pool->word, w, memory_order_seq_cst);
+    pd_cpu_pool_wake(pool);
+    pd_cpu_pool_work(pool, w, 0);
     uint64_t start = 0;
-    for (uint32_t i = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) != 0; i++) {
+    for (uint32_t i = 0; atomic_load_explicit(&pool->done, memory_order_acquire) != n_chunks; i++) {
         PD_CPU_RELAX();
-        if ((i & 255u) != 255u)
+        if ((i & 63u) != 63u)
             continue;
-        /* A worker that lost its core to another process: stop competing with it. */
+        /* A worker that lost its core holds a chunk: let it run. */
         uint64_t now = pd_time_now_ns();
         if (start == 0)
             start = now;
@@ -168,7 +205,7 @@ void pd_cpu_pool_destroy(pd_cpu_pool_t **pool_p)
         return;
     pd_cpu_pool_t *pool = *pool_p;
     atomic_store(&pool->stop, 1);
-    pd_cpu_pool_publish(pool);
+    pd_cpu_pool_wake(pool);
     for (uint32_t i = 0; i + 1 < pool->n_threads; i++)
         pthread_join(pool->threads[i], NULL);
     free(pool->threads);

@@ -1,6 +1,9 @@
-/* A persistent pthread pool for the CPU backend: the caller is thread 0 and runs one
- * share of every job itself; the others spin briefly between jobs and then sleep, so a
- * busy token loop pays only an atomic flag per job and an idle engine burns no CPU. */
+/* A persistent pthread pool for the CPU backend. A job is a number of independent chunks;
+ * the caller and the workers claim chunks from one atomic word until none are left, so a
+ * worker that lost its core to another process delays nothing it has not claimed. Which
+ * thread runs a chunk never changes what the chunk computes. Idle workers spin briefly on
+ * the job word and then sleep, so a busy token loop pays only atomics per job and an idle
+ * engine burns no CPU. */
 #ifndef PD_CPU_POOL_INT_H
 #define PD_CPU_POOL_INT_H
 
@@ -10,15 +13,18 @@
 
 typedef struct pd_cpu_pool pd_cpu_pool_t;
 
-/* A job: called once on every thread with its index tid in [0, n_threads). */
-typedef void (*pd_cpu_job_fn)(void *arg, uint32_t tid, uint32_t n_threads);
+/* Largest number of chunks in one job. */
+#define PD_CPU_POOL_MAX_CHUNKS ((1u << 20) - 1)
+
+/* Run chunk `chunk` of a job on the thread with index tid in [0, n_threads). */
+typedef void (*pd_cpu_job_fn)(void *arg, uint32_t chunk, uint32_t tid);
 
 /* Start n_threads - 1 worker threads (n_threads >= 1). */
 pd_status_t pd_cpu_pool_create(uint32_t n_threads, pd_cpu_pool_t **pool_p);
 
-/* Run fn on all threads and return when every share has finished. Not reentrant: one
- * caller at a time. */
-void pd_cpu_pool_run(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg);
+/* Run chunks 0 .. n_chunks - 1 (<= PD_CPU_POOL_MAX_CHUNKS) of fn and return when all have
+ * finished. One caller at a time. */
+void pd_cpu_pool_run(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg, uint32_t n_chunks);
 
 uint32_t pd_cpu_pool_n_threads(const pd_cpu_pool_t *pool);
 

@@ -38,6 +38,17 @@ static inline pd_v16_t pd_v16_fma(pd_v16_t a, pd_v16_t b, pd_v16_t c)
     return _mm512_fmadd_ps(a, b, c);
 }
 
+static inline pd_v16_t pd_v16_set1(float v)
+{
+    return _mm512_set1_ps(v);
+}
+
+/* Store 16 floats to p (16). */
+static inline void pd_v16_store(float *p, pd_v16_t v)
+{
+    _mm512_storeu_ps(p, v);
+}
+
 static inline float pd_v8_hsum_(__m256 s8)
 {
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -93,6 +104,18 @@ static inline pd_v16_t pd_v16_fma(pd_v16_t a, pd_v16_t b, pd_v16_t c)
     return v;
 }
 
+static inline pd_v16_t pd_v16_set1(float x)
+{
+    pd_v16_t v = {_mm256_set1_ps(x), _mm256_set1_ps(x)};
+    return v;
+}
+
+static inline void pd_v16_store(float *p, pd_v16_t v)
+{
+    _mm256_storeu_ps(p, v.lo);
+    _mm256_storeu_ps(p + 8, v.hi);
+}
+
 static inline float pd_v8_hsum_(__m256 s8)
 {
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -140,6 +163,20 @@ static inline pd_v16_t pd_v16_fma(pd_v16_t a, pd_v16_t b, pd_v16_t c)
     for (int i = 0; i < 16; i++)
         c.l[i] = fmaf(a.l[i], b.l[i], c.l[i]);
     return c;
+}
+
+static inline pd_v16_t pd_v16_set1(float x)
+{
+    pd_v16_t v;
+    for (int i = 0; i < 16; i++)
+        v.l[i] = x;
+    return v;
+}
+
+static inline void pd_v16_store(float *p, pd_v16_t v)
+{
+    for (int i = 0; i < 16; i++)
+        p[i] = v.l[i];
 }
 
 static inline float pd_v16_hsum(pd_v16_t v)
