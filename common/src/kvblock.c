@@ -5,6 +5,7 @@
 #include "pd/log.h"
 #include "pd/time.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,6 +210,12 @@ static uint32_t kvbm_g1_take(pd_kvbm_t *bm, uint64_t now_ms)
     return b;
 }
 
+/* G1 blocks that are free or evictable. */
+static uint32_t kvbm_g1_room(const pd_kvbm_t *bm)
+{
+    return bm->g1.n_free + bm->g1.lru.n;
+}
+
 /* Move a G2/G3 hit back into a new G1 block, pinned once. Returns the block, or NIL when
  * G1 has no room or the file fails verification (then it is deleted: a miss). */
 static uint32_t kvbm_bring_back(pd_kvbm_t *bm, uint32_t loc, uint64_t now_ms)
@@ -216,35 +223,46 @@ static uint32_t kvbm_bring_back(pd_kvbm_t *bm, uint32_t loc, uint64_t now_ms)
     pd_kvbm_tier_t *t = kvbm_tier(bm, PD_KVBM_LOC_TIER(loc));
     uint32_t s = PD_KVBM_LOC_SLOT(loc);
     pd_block_hash_t hash = t->hash[s];
-    /* Unlisted, the slot cannot be chosen by the evictions that making room may cause. */
-    pd_kvbm_list_remove(t, s);
-    uint32_t b = kvbm_g1_take(bm, now_ms);
-    if (b == PD_KVBM_NIL) {
-        pd_kvbm_list_push_tail(t, s);
-        return b;
-    }
-    if (t->tier == PD_KV_TIER_G2) {
-        pd_kvbm_scatter(bm, kvbm_host_copy(bm, s), b);
-        bm->counters.n_hits_host++;
-    } else {
-        pd_status_t st = pd_kvbm_disk_read(bm, hash, bm->staging);
+    if (kvbm_g1_room(bm) == 0)
+        return PD_KVBM_NIL;
+    const unsigned char *src = bm->incoming; /* (n_layers, 2, B, kvh, hd) f32 */
+    if (t->tier == PD_KV_TIER_G3) {
+        pd_status_t st = pd_kvbm_disk_read(bm, hash, bm->incoming);
         if (st != PD_OK) {
             if (st == PD_ERR_IO)
                 bm->counters.n_io_errors++;
             else
                 bm->counters.n_corrupt++;
-            pd_kvbm_list_push_tail(t, s);
             kvbm_slot_drop(bm, t, s, 0);
-            pd_kvbm_free_push(&bm->g1, b);
             return PD_KVBM_NIL;
         }
-        pd_kvbm_scatter(bm, bm->staging, b);
-        pd_kvbm_disk_unlink(bm, hash);
         bm->counters.n_hits_disk++;
+    } else if (bm->g1.n_free == 0) {
+        /* Making room will evict a G1 block down into G2, perhaps into this very slot:
+         * take the bytes out first. */
+        memcpy(bm->incoming, kvbm_host_copy(bm, s), bm->block_bytes);
+        bm->counters.n_hits_host++;
+    } else {
+        src = kvbm_host_copy(bm, s); /* a free G1 block: nothing moves */
+        bm->counters.n_hits_host++;
     }
-    kvbm_move_meta(&bm->g1, b, t, s);
-    bm->g1.refcount[b] = 1;
+    /* The source slot is freed before the G1 block is taken, so that the eviction this may
+     * cause can move a block into it (an exchange) rather than drop one. */
+    uint64_t expiry_ms = t->expiry_ms[s], retention_ms = t->retention_ms[s];
+    pd_kvbm_list_remove(t, s);
+    pd_kvbm_index_remove(&bm->index, hash);
+    if (t->tier == PD_KV_TIER_G3)
+        pd_kvbm_disk_unlink(bm, hash);
     pd_kvbm_free_push(t, s);
+    uint32_t b = kvbm_g1_take(bm, now_ms); /* room was checked */
+    assert(b != PD_KVBM_NIL);
+    pd_kvbm_scatter(bm, src, b);
+    pd_kvbm_tier_t *g1 = &bm->g1;
+    g1->hash[b] = hash;
+    g1->expiry_ms[b] = expiry_ms;
+    g1->retention_ms[b] = retention_ms;
+    g1->state[b] = PD_KVBM_SLOT_CACHED;
+    g1->refcount[b] = 1;
     pd_kvbm_index_put(&bm->index, hash, PD_KVBM_LOC(PD_KV_TIER_G1, b));
     kvbm_emit(bm, PD_KVBM_EVENT_TIER_CHANGED, hash, PD_KV_TIER_G1, t->tier);
     return b;
@@ -315,6 +333,13 @@ pd_status_t pd_kvbm_create(const pd_kvbm_config_t *cfg, pd_kvbm_t **bm_p)
             goto err_destroy;
         }
     }
+    if (tiered) {
+        bm->incoming = malloc(bm->block_bytes);
+        if (bm->incoming == NULL) {
+            status = PD_ERR_NO_MEMORY;
+            goto err_destroy;
+        }
+    }
     if (n_disk > 0) {
         status = pd_kvbm_disk_open(bm, cfg->disk_dir, cfg->model_id);
         if (status != PD_OK)
@@ -347,6 +372,7 @@ void pd_kvbm_destroy(pd_kvbm_t **bm_p)
     pd_kvbm_index_cleanup(&bm->index);
     free(bm->host);
     free(bm->staging);
+    free(bm->incoming);
     free(bm);
     *bm_p = NULL;
 }
@@ -469,12 +495,6 @@ out:
     if (stored_p != NULL)
         *stored_p = stored;
     return PD_OK;
-}
-
-/* G1 blocks that are free or evictable. */
-static uint32_t kvbm_g1_room(const pd_kvbm_t *bm)
-{
-    return bm->g1.n_free + bm->g1.lru.n;
 }
 
 /* Pin what the chain holds. Pass 1 pins the G1 hits, so that the evictions of pass 2,

@@ -66,8 +66,9 @@ struct pd_kvbm {
     pd_kvbm_tier_t g1, g2, g3; /* g2/g3.n_slots == 0 when not configured */
     pd_kvbm_index_t index;
 
-    unsigned char *host;    /* G2 copies: (n_host_blocks, n_layers, 2, B, kvh, hd) f32 */
-    unsigned char *staging; /* one block, (n_layers, 2, B, kvh, hd) f32, for G3 I/O */
+    unsigned char *host;     /* G2 copies: (n_host_blocks, n_layers, 2, B, kvh, hd) f32 */
+    unsigned char *staging;  /* one block, (n_layers, 2, B, kvh, hd) f32, for G3 writes */
+    unsigned char *incoming; /* one block, same shape, for bring-back */
     char *disk_dir;
     char *model_id; /* sanitised for file names */
     char *path;     /* buffer for one G3 file path */
