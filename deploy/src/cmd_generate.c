@@ -375,7 +375,12 @@ int pd_cmd_generate(int argc, char **argv)
             if (pd_tokenizer_piece(tok, prev, id, &piece, &plen) == PD_OK) {
                 if (!pd_gen_text_append(&text, piece, plen))
                     goto out;
-                if (!o.json) {
+                /* Like llama2.c's safe_printf: a lone control byte is not printed. */
+                bool control =
+                    plen == 1 &&
+                    ((unsigned char)piece[0] < 0x20 || (unsigned char)piece[0] == 0x7f) &&
+                    piece[0] != '\n' && piece[0] != '\t';
+                if (!o.json && !control) {
                     fwrite(piece, 1, plen, stdout);
                     fflush(stdout);
                 }
@@ -399,6 +404,7 @@ int pd_cmd_generate(int argc, char **argv)
                           decode_ms);
     } else {
         printf("\n");
+        fflush(stdout);
         fprintf(stderr,
                 "pdctl: prompt %zu tokens in %.1f ms (%.1f tok/s), generated %zu tokens, "
                 "%.1f ms decoding (%.1f tok/s), finish %s\n",

@@ -39,6 +39,27 @@ static void pd_cmd_model_usage(FILE *out)
                  "  --force         overwrite a model already in DIR\n");
 }
 
+/* mkdir -p; 0 or -1 with errno set. */
+static int pd_cmd_model_mkdirs(const char *dir)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
 typedef struct pd_cmd_model_progress {
     int last_decile;
 } pd_cmd_model_progress_t;
@@ -127,7 +148,7 @@ static int pd_cmd_model_new(int argc, char **argv)
         fprintf(stderr, "pdctl: %s exists (use --force to overwrite)\n", path);
         return PD_CLI_FAIL;
     }
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+    if (pd_cmd_model_mkdirs(out) != 0) {
         fprintf(stderr, "pdctl: cannot create %s: %s\n", out, strerror(errno));
         return PD_CLI_FAIL;
     }
