@@ -1,0 +1,508 @@
+/* pd-router as a process, with fake workers speaking the real protocol over loopback. */
+#include "fake_worker.h"
+
+#include "pd/hash.h"
+#include "pd/time.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#define N_CONC 32
+
+/* What a client saw of one request. */
+typedef struct seen {
+    char id[PD_PROTO_ID_CAP];
+    int accepted;
+    int n_done;
+    int n_error;
+    pd_status_t error_code;
+    uint32_t n_tokens;
+    int32_t tokens[64];
+    bool tokens_in_order;
+    bool done_matches_stream;
+    pd_proto_usage_t usage;
+    pd_proto_timings_t timings;
+    char decode_worker[PD_PROTO_NAME_CAP];
+} seen_t;
+
+static seen_t *seen_find(seen_t *s, int n, const char *id)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s[i].id, id) == 0)
+            return &s[i];
+    return NULL;
+}
+
+static void seen_apply(seen_t *s, int n, const pd_proto_msg_t *m)
+{
+    seen_t *x;
+    switch (m->type) {
+    case PD_PROTO_TYPE_ACCEPTED:
+        x = seen_find(s, n, m->u.accepted.id);
+        cr_assert_not_null(x, "accepted for unknown id '%s'", m->u.accepted.id);
+        x->accepted++;
+        break;
+    case PD_PROTO_TYPE_TOKEN:
+        x = seen_find(s, n, m->u.token.id);
+        cr_assert_not_null(x);
+        if (m->u.token.index != x->n_tokens)
+            x->tokens_in_order = false;
+        if (x->n_tokens < 64)
+            x->tokens[x->n_tokens] = m->u.token.token;
+        x->n_tokens++;
+        break;
+    case PD_PROTO_TYPE_DONE:
+        x = seen_find(s, n, m->u.done.id);
+        cr_assert_not_null(x);
+        x->n_done++;
+        x->done_matches_stream =
+            m->u.done.n_tokens == x->n_tokens &&
+            memcmp(m->u.done.tokens, x->tokens, x->n_tokens * sizeof(int32_t)) == 0;
+        x->usage = m->u.done.usage;
+        x->timings = m->u.done.timings;
+        memcpy(x->decode_worker, m->u.done.decode_worker, sizeof(x->decode_worker));
+        break;
+    case PD_PROTO_TYPE_ERROR:
+        x = seen_find(s, n, m->u.error.id);
+        cr_assert_not_null(x, "error for unknown id '%s': %s", m->u.error.id, m->u.error.message);
+        x->n_error++;
+        x->error_code = m->u.error.code;
+        break;
+    default:
+        break;
+    }
+}
+
+static int seen_terminals(const seen_t *s, int n)
+{
+    int t = 0;
+    for (int i = 0; i < n; i++)
+        t += (s[i].n_done + s[i].n_error) > 0;
+    return t;
+}
+
+/* Pump workers and read the client until every request has a terminal message (or
+ * timeout), then keep listening for linger_ms to catch duplicates. */
+static void run_until_terminal(pd_client_t *c, fw_cluster_t *cl, seen_t *s, int n, int timeout_ms,
+                               int linger_ms)
+{
+    uint64_t until = pd_time_now_ms() + (uint64_t)timeout_ms;
+    uint64_t linger_until = 0;
+    for (;;) {
+        uint64_t now = pd_time_now_ms();
+        if (linger_until == 0 && (seen_terminals(s, n) == n || now >= until))
+            linger_until = now + (uint64_t)linger_ms;
+        if (linger_until != 0 && now >= linger_until)
+            break;
+        if (cl != NULL)
+            fw_cluster_pump(cl, 2);
+        pd_proto_msg_t m;
+        while (pd_client_recv(c, cl != NULL ? 0 : 5, &m, NULL) == PD_OK) {
+            seen_apply(s, n, &m);
+            pd_proto_msg_cleanup(&m);
+        }
+    }
+}
+
+static bool all_registered(fw_cluster_t *cl)
+{
+    for (uint32_t i = 0; i < cl->n; i++)
+        if (cl->workers[i]->ctx != NULL && !cl->workers[i]->registered)
+            return false;
+    return true;
+}
+
+static void wait_registered(fw_cluster_t *cl)
+{
+    uint64_t until = pd_time_now_ms() + 5000;
+    while (!all_registered(cl) && pd_time_now_ms() < until)
+        fw_cluster_pump(cl, 10);
+    cr_assert(all_registered(cl), "workers did not get 'registered' in 5 s");
+}
+
+Test(router, every_request_ends_exactly_once_under_concurrency)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0, d1;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    fw_worker_start(&cl, &d1, &r, "decode-1", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    static seen_t s[N_CONC];
+    memset(s, 0, sizeof(s));
+    int32_t tokens[40];
+    for (int i = 0; i < N_CONC; i++) {
+        snprintf(s[i].id, sizeof(s[i].id), "req-%d", i);
+        s[i].tokens_in_order = true;
+        for (int k = 0; k < 40; k++)
+            tokens[k] = 1 + i * 40 + k;
+        fw_send_generate(c, s[i].id, tokens, 40, 1 + (uint32_t)i % 8, NULL);
+    }
+    run_until_terminal(c, &cl, s, N_CONC, 10000, 300);
+    for (int i = 0; i < N_CONC; i++) {
+        cr_assert_eq(s[i].accepted, 1, "%s accepted %d times", s[i].id, s[i].accepted);
+        cr_assert_eq(s[i].n_done, 1, "%s: %d done, %d error (%s)", s[i].id, s[i].n_done,
+                     s[i].n_error, pd_status_name(s[i].error_code));
+        cr_assert_eq(s[i].n_error, 0);
+        cr_assert(s[i].tokens_in_order, "%s tokens out of order", s[i].id);
+        cr_assert_eq(s[i].n_tokens, 1 + (uint32_t)i % 8);
+        cr_assert(s[i].done_matches_stream, "%s done.tokens differ from the stream", s[i].id);
+        cr_assert_eq(s[i].usage.output_tokens, s[i].n_tokens);
+        cr_assert_eq(s[i].usage.input_tokens, 40);
+        cr_assert(s[i].timings.ttft_ms > 0 && s[i].timings.total_ms >= s[i].timings.ttft_ms);
+        cr_assert_float_eq(s[i].timings.prefill_ms, 1.5, 1e-9);
+    }
+    /* Both decode workers were used; each reserve got one prefill. */
+    cr_assert_gt(d0.n_reserve, 0);
+    cr_assert_gt(d1.n_reserve, 0);
+    cr_assert_eq(d0.n_reserve + d1.n_reserve, N_CONC);
+    cr_assert_eq(p0.n_prefill, N_CONC);
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_worker_stop(&d1);
+    fw_router_stop(&r);
+}
+
+Test(router, malformed_requests_get_errors_and_the_next_is_served)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    void *sock = pd_client_socket(c);
+
+    /* Garbage bytes, the array bomb, two frames: each answered with an error, id "". */
+    const unsigned char bomb[] = {0xdd, 0xff, 0x00, 0x00, 0x00};
+    const char garbage[] = "not msgpack at all";
+    zmq_send(sock, garbage, sizeof(garbage), 0);
+    zmq_send(sock, bomb, sizeof(bomb), 0);
+    zmq_send(sock, "a", 1, ZMQ_SNDMORE);
+    zmq_send(sock, "b", 1, 0);
+    pd_status_t expect[3] = {PD_ERR_PROTO, PD_ERR_LIMIT, PD_ERR_PROTO};
+    for (int i = 0; i < 3; i++) {
+        pd_proto_msg_t m;
+        cr_assert_eq(pd_client_recv(c, 3000, &m, NULL), PD_OK, "no reply to bad frame %d", i);
+        cr_assert_eq(m.type, PD_PROTO_TYPE_ERROR);
+        cr_assert_eq(m.u.error.code, expect[i], "frame %d: %s", i, pd_status_name(m.u.error.code));
+        cr_assert_str_eq(m.u.error.id, "");
+        pd_proto_msg_cleanup(&m);
+    }
+
+    /* A well-formed frame over a limit keeps its id in the error. */
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    pd_mp_put_map(&w, 5);
+    pd_mp_put_str(&w, "v");
+    pd_mp_put_u64(&w, 1);
+    pd_mp_put_str(&w, "type");
+    pd_mp_put_str(&w, "generate");
+    pd_mp_put_str(&w, "id");
+    pd_mp_put_str(&w, "too-long");
+    pd_mp_put_str(&w, "tokens");
+    pd_mp_put_array(&w, 1);
+    pd_mp_put_u64(&w, 1);
+    pd_mp_put_str(&w, "max_tokens");
+    pd_mp_put_u64(&w, 100000);
+    zmq_send(sock, pd_mp_writer_data(&w), pd_mp_writer_size(&w), 0);
+    pd_mp_writer_cleanup(&w);
+    pd_proto_msg_t m;
+    cr_assert_eq(pd_client_recv(c, 3000, &m, NULL), PD_OK);
+    cr_assert_eq(m.type, PD_PROTO_TYPE_ERROR);
+    cr_assert_eq(m.u.error.code, PD_ERR_LIMIT);
+    cr_assert_str_eq(m.u.error.id, "too-long");
+    pd_proto_msg_cleanup(&m);
+
+    /* A text prompt without --tokenizer is refused politely. */
+    pd_proto_msg_t g = {.type = PD_PROTO_TYPE_GENERATE};
+    snprintf(g.u.generate.id, sizeof(g.u.generate.id), "text");
+    g.u.generate.prompt = "hello";
+    g.u.generate.prompt_bytes = 5;
+    g.u.generate.max_tokens = 2;
+    g.u.generate.sampling = (pd_proto_sampling_t){1.0, 0.9, 0};
+    cr_assert_eq(pd_client_send(c, &g), PD_OK);
+    cr_assert_eq(pd_client_recv(c, 3000, &m, NULL), PD_OK);
+    cr_assert_eq(m.type, PD_PROTO_TYPE_ERROR);
+    cr_assert_eq(m.u.error.code, PD_ERR_INVALID_PARAM);
+    pd_proto_msg_cleanup(&m);
+
+    /* And the next good request is served. */
+    seen_t s[1] = {{.id = "good", .tokens_in_order = true}};
+    int32_t tokens[20];
+    for (int k = 0; k < 20; k++)
+        tokens[k] = k + 1;
+    fw_send_generate(c, "good", tokens, 20, 3, NULL);
+    run_until_terminal(c, &cl, s, 1, 5000, 100);
+    cr_assert_eq(s[0].n_done, 1);
+    cr_assert_eq(s[0].n_tokens, 3);
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+}
+
+Test(router, full_queue_answers_overloaded_and_deadlines_end_the_rest)
+{
+    fw_router_t r;
+    const char *const extra[] = {"--max-queue", "2", "--request-timeout-ms", "500", NULL};
+    fw_router_start(&r, extra);
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    /* No workers: requests wait in the queue. */
+    seen_t s[3] = {{.id = "q0"}, {.id = "q1"}, {.id = "q2"}};
+    int32_t tokens[4] = {1, 2, 3, 4};
+    for (int i = 0; i < 3; i++)
+        fw_send_generate(c, s[i].id, tokens, 4, 2, NULL);
+    uint64_t t0 = pd_time_now_ms();
+    run_until_terminal(c, NULL, s, 3, 5000, 200);
+    uint64_t elapsed = pd_time_now_ms() - t0;
+    cr_assert_eq(s[0].accepted, 1);
+    cr_assert_eq(s[1].accepted, 1);
+    cr_assert_eq(s[2].accepted, 0);
+    cr_assert_eq(s[2].n_error, 1);
+    cr_assert_eq(s[2].error_code, PD_ERR_OVERLOADED);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(s[i].n_error, 1);
+        cr_assert_eq(s[i].n_done, 0);
+        cr_assert_eq(s[i].error_code, PD_ERR_TIMEOUT, "%s", pd_status_name(s[i].error_code));
+    }
+    cr_assert_lt(elapsed, 3000);
+    pd_client_destroy(&c);
+    fw_router_stop(&r);
+}
+
+Test(router, dead_worker_ends_its_requests_and_cancels_the_other_side)
+{
+    fw_router_t r;
+    const char *const extra[] = {"--worker-timeout-ms", "400", "--heartbeat-ms", "100", NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    d0.hang = true;
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    seen_t s[4] = {{.id = "a"}, {.id = "b"}, {.id = "c"}, {.id = "d"}};
+    int32_t tokens[32];
+    for (int k = 0; k < 32; k++)
+        tokens[k] = k + 5;
+    for (int i = 0; i < 4; i++)
+        fw_send_generate(c, s[i].id, tokens, 32, 4, NULL);
+    /* Let them reach decode, then decode goes silent. */
+    uint64_t until = pd_time_now_ms() + 3000;
+    while (d0.n_reserve < 4 && pd_time_now_ms() < until)
+        fw_cluster_pump(&cl, 10);
+    cr_assert_eq(d0.n_reserve, 4);
+    d0.heartbeats = false;
+    uint64_t t0 = pd_time_now_ms();
+    run_until_terminal(c, &cl, s, 4, 3000, 200);
+    uint64_t elapsed = pd_time_now_ms() - t0;
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(s[i].n_error, 1, "%s: %d errors %d done", s[i].id, s[i].n_error, s[i].n_done);
+        cr_assert_eq(s[i].n_done, 0);
+        cr_assert_eq(s[i].error_code, PD_ERR_PEER, "%s", pd_status_name(s[i].error_code));
+    }
+    cr_assert_lt(elapsed, 2000, "errors took %llu ms", (unsigned long long)elapsed);
+    /* The prefill side was told to release each request (its prefilled already came, but
+     * cancel is idempotent and sent on every failure path). */
+    cr_assert_eq(p0.n_cancel, 4);
+    /* A new request still works once a healthy decode registers. */
+    static fw_worker_t d1;
+    fw_worker_start(&cl, &d1, &r, "decode-1", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    seen_t s2[1] = {{.id = "after", .tokens_in_order = true}};
+    fw_send_generate(c, "after", tokens, 32, 2, NULL);
+    run_until_terminal(c, &cl, s2, 1, 3000, 50);
+    cr_assert_eq(s2[0].n_done, 1);
+    cr_assert_str_eq(s2[0].decode_worker, "decode-1");
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_worker_stop(&d1);
+    fw_router_stop(&r);
+}
+
+typedef struct dir_goal {
+    const char *worker;
+    uint32_t blocks;
+} dir_goal_t;
+
+static bool worker_has_blocks(const pd_proto_status_reply_t *s, void *arg)
+{
+    const dir_goal_t *g = arg;
+    for (uint32_t i = 0; i < s->n_workers; i++)
+        if (strcmp(s->workers[i].id, g->worker) == 0 &&
+            s->workers[i].directory_blocks == g->blocks &&
+            strcmp(s->workers[i].state, "ready") == 0)
+            return true;
+    return false;
+}
+
+Test(router, kv_policy_picks_the_holder_and_tenants_do_not_share)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0, d1;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    fw_worker_start(&cl, &d1, &r, "decode-1", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+
+    /* decode-1 (the later slot) holds tenant A's 8-block prefix. */
+    int32_t tokens[130];
+    for (int k = 0; k < 130; k++)
+        tokens[k] = 7 * k + 3;
+    uint64_t ha[8];
+    pd_block_hash_chain(pd_block_hash_root("tenant-a", "test-model"), tokens, 128, 16, ha, 8);
+    fw_cluster_pump(&cl, 100); /* let the SUB connect before publishing */
+    fw_worker_store(&d1, ha, 8);
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    dir_goal_t goal = {"decode-1", 8};
+    cr_assert(fw_wait_status(c, &cl, 5000, worker_has_blocks, &goal),
+              "the directory never listed decode-1's 8 blocks");
+
+    seen_t s[2] = {{.id = "A", .tokens_in_order = true}, {.id = "B", .tokens_in_order = true}};
+    fw_send_generate(c, "A", tokens, 130, 2, "tenant-a");
+    run_until_terminal(c, &cl, s, 1, 3000, 50);
+    cr_assert_eq(s[0].n_done, 1);
+    cr_assert_str_eq(s[0].decode_worker, "decode-1");
+    cr_assert_eq(s[0].usage.cache_read_input_tokens, 128);
+
+    /* Same tokens, tenant B: no hit anywhere, the tie goes to the first slot. */
+    fw_send_generate(c, "B", tokens, 130, 2, "tenant-b");
+    run_until_terminal(c, &cl, s + 1, 1, 3000, 50);
+    cr_assert_eq(s[1].n_done, 1);
+    cr_assert_str_eq(s[1].decode_worker, "decode-0");
+    cr_assert_eq(s[1].usage.cache_read_input_tokens, 0);
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_worker_stop(&d1);
+    fw_router_stop(&r);
+}
+
+Test(router, survives_garbage_from_workers_and_their_events)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    fw_cluster_pump(&cl, 100);
+
+    /* A stranger on the worker socket, a registered worker sending junk, junk events. */
+    void *ctx = zmq_ctx_new();
+    void *bad = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(bad, ZMQ_LINGER, &linger, sizeof(linger));
+    cr_assert_eq(zmq_connect(bad, r.worker_ep), 0);
+    const unsigned char bomb[] = {0xdd, 0xff, 0x00, 0x00, 0x00};
+    zmq_send(bad, bomb, sizeof(bomb), 0);
+    zmq_send(bad, "junk", 4, ZMQ_SNDMORE);
+    zmq_send(bad, "more junk", 9, 0);
+    zmq_send(d0.dealer, "\xc1\xc1", 2, 0);
+    zmq_send(d0.pub, bomb, sizeof(bomb), 0);
+    zmq_send(d0.pub, "\x81\xa1k", 3, 0);
+    /* A token for a request that does not exist, and a reserved for one either. */
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    pd_proto_msg_t t = {.type = PD_PROTO_TYPE_WORKER_TOKEN};
+    t.u.worker_token = (pd_proto_worker_token_t){999, 0, 5};
+    pd_proto_encode(&t, &w);
+    zmq_send(d0.dealer, pd_mp_writer_data(&w), pd_mp_writer_size(&w), 0);
+    pd_mp_writer_cleanup(&w);
+    fw_cluster_pump(&cl, 200);
+
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    seen_t s[1] = {{.id = "ok", .tokens_in_order = true}};
+    int32_t tokens[16];
+    for (int k = 0; k < 16; k++)
+        tokens[k] = k + 1;
+    fw_send_generate(c, "ok", tokens, 16, 4, NULL);
+    run_until_terminal(c, &cl, s, 1, 3000, 50);
+    cr_assert_eq(s[0].n_done, 1);
+    cr_assert_eq(s[0].n_tokens, 4);
+    pd_client_destroy(&c);
+    zmq_close(bad);
+    zmq_ctx_term(ctx);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+}
+
+Test(router, colocated_worker_serves_both_sides)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t b0;
+    fw_worker_start(&cl, &b0, &r, "both-0", PD_PROTO_ROLE_BOTH);
+    wait_registered(&cl);
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    seen_t s[1] = {{.id = "co", .tokens_in_order = true}};
+    int32_t tokens[50];
+    for (int k = 0; k < 50; k++)
+        tokens[k] = k + 1;
+    fw_send_generate(c, "co", tokens, 50, 5, NULL);
+    run_until_terminal(c, &cl, s, 1, 3000, 50);
+    cr_assert_eq(s[0].n_done, 1);
+    cr_assert_eq(s[0].n_tokens, 5);
+    cr_assert_eq(b0.n_reserve, 1);
+    cr_assert_eq(b0.n_prefill, 1);
+    cr_assert_str_eq(s[0].decode_worker, "both-0");
+    pd_client_destroy(&c);
+    fw_worker_stop(&b0);
+    fw_router_stop(&r);
+}
+
+Test(router, client_cancel_ends_the_request_and_releases_workers)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    d0.hang = true;
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    seen_t s[1] = {{.id = "x"}};
+    int32_t tokens[16] = {1};
+    fw_send_generate(c, "x", tokens, 16, 4, NULL);
+    uint64_t until = pd_time_now_ms() + 3000;
+    while (d0.n_reserve < 1 && pd_time_now_ms() < until)
+        fw_cluster_pump(&cl, 10);
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_CANCEL};
+    snprintf(m.u.cancel.id, sizeof(m.u.cancel.id), "x");
+    cr_assert_eq(pd_client_send(c, &m), PD_OK);
+    run_until_terminal(c, &cl, s, 1, 3000, 100);
+    cr_assert_eq(s[0].n_error, 1);
+    cr_assert_eq(s[0].error_code, PD_ERR_CANCELED);
+    cr_assert_eq(d0.n_cancel, 1);
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+}
