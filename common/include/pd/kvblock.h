@@ -190,15 +190,16 @@ pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t
  * back into G1 (which may evict others). block_ids_p[0 .. *n_hit_p) receive G1 ids, each
  * with one added reference for the caller to release; entries past *n_hit_p are
  * scratch. Hits refresh the blocks' retention. A G3 file that fails verification is
- * deleted and counts as a miss, as does a block that cannot be brought back for lack of
- * room. n_hashes may be 0. */
+ * deleted and counts as a miss. When G1 has no room to bring back a block, the run's
+ * tail pinned so far is given up to make some, and the run ends where room runs out.
+ * n_hashes may be 0. */
 pd_status_t pd_kvbm_lookup_prefix(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
                                   uint32_t *block_ids_p, size_t *n_hit_p);
 
 /* The perforated form of pd_kvbm_lookup_prefix: every hash of the chain is looked up, and
  * block_ids_p[i] (n_hashes entries) receives a pinned G1 id or PD_KVBM_NO_BLOCK, so that a
- * caller can recompute a missing middle block and keep the later ones. *n_hit_p is the
- * number of ids pinned. */
+ * caller can recompute a missing middle block and keep the later ones. A G2/G3 hit that
+ * finds no room in G1 becomes a hole too. *n_hit_p is the number of ids pinned. */
 pd_status_t pd_kvbm_lookup_each(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
                                 uint32_t *block_ids_p, size_t *n_hit_p);
 
