@@ -1,0 +1,560 @@
+/* The whole cluster as a user runs it: `pdctl up -d` (pd-router, pd-prefill, pd-decode) on
+ * loopback ports chosen at run time, a client DEALER speaking the client protocol, and
+ * `pdctl generate --json` as the reference every token must equal. Then `pdctl down`, and
+ * nothing may be left running or reserved. */
+#include "pd/mp.h"
+#include "pd/proto.h"
+#include "test_cluster_util.h"
+
+#include <zmq.h>
+
+typedef struct cl {
+    pd_tc_env_t env;
+    char run_dir[PATH_MAX / 2 + 8];
+    char manifest[PATH_MAX];
+    char client_ep[64];
+    int base_port;
+    bool up;
+    pid_t pids[16];
+    int n_pids;
+    void *ctx;
+    void *sock;
+    pd_mp_writer_t wr;
+} cl_t;
+
+typedef struct cl_req {
+    char id[PD_PROTO_ID_CAP];
+    int32_t prompt[256];
+    uint32_t n_prompt;
+    const char *text; /* instead of prompt, when set */
+    uint32_t max_tokens;
+    pd_proto_sampling_t sampling;
+    char tenant[32];
+    /* results */
+    bool accepted;
+    int32_t tokens[512];
+    uint32_t n_streamed;
+    bool order_ok;
+    int n_terminal;
+    bool done;
+    pd_proto_done_t d;
+    int32_t done_tokens[512];
+    pd_status_t err;
+} cl_req_t;
+
+static cl_t g;
+
+static bool cl_ports_free(int base)
+{
+    int ports[] = {base, base + 1, base + 11, base + 12, base + 13, base + 14};
+    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)ports[i]);
+        int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(fd);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int cl_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int cl_run(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+/* Read the pids `pdctl up -d` recorded, to check later that none is left. */
+static void cl_read_pids(void)
+{
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "cat %s/*.state 2>/dev/null", g.run_dir);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    char line[512];
+    g.n_pids = 0;
+    while (fgets(line, sizeof(line), f) != NULL && g.n_pids < 16) {
+        int pid;
+        if (sscanf(line, "proc %d", &pid) == 1)
+            g.pids[g.n_pids++] = pid;
+    }
+    pclose(f);
+}
+
+/* Start a cluster: yaml_roles is the manifest's role/network part. */
+static void cl_up(const char *name, const char *extra_yaml, bool namespaces)
+{
+    memset(&g, 0, sizeof(g));
+    pd_tc_env_init(&g.env);
+    snprintf(g.run_dir, sizeof(g.run_dir), "%s/run", g.env.dir);
+    snprintf(g.manifest, sizeof(g.manifest), "%s/%s.yaml", g.env.dir, name);
+    for (int tries = 0; tries < 50; tries++) {
+        int base =
+            20000 +
+            (int)((pd_time_now_ns() / 1000 + (uint64_t)getpid() * 7919 + (uint64_t)tries * 104729) %
+                  30000);
+        if (cl_ports_free(base)) {
+            g.base_port = base;
+            break;
+        }
+    }
+    cr_assert_gt(g.base_port, 0);
+    FILE *f = fopen(g.manifest, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "name: %s\n"
+            "model:\n  path: %s\n"
+            "router:\n  policy: kv\n  min_cached_prefix: 32\n  block_tokens: 16\n"
+            "transfer:\n  backend: ucx\n  checksum: true\n  layerwise: true\n"
+            "  timeout_ms: 5000\n%s%s",
+            name, g.env.model, namespaces ? "  transports: tcp\n" : "", extra_yaml);
+    if (!namespaces)
+        fprintf(f, "network:\n  host: 127.0.0.1\n  base_port: %d\n", g.base_port);
+    fclose(f);
+    int rc = cl_run("PD_RUN_DIR=%s PD_BIN_DIR=%s %s/pdctl up -d %s --ready-timeout 60 "
+                    ">%s/up.log 2>&1",
+                    g.run_dir, g.env.bin, g.env.bin, g.manifest, g.env.dir);
+    cl_read_pids();
+    if (rc != 0) {
+        cl_run("cat %s/up.log %s/*.log 1>&2", g.env.dir, g.run_dir);
+        cl_run("PD_RUN_DIR=%s PD_BIN_DIR=%s %s/pdctl down %s >/dev/null 2>&1", g.run_dir, g.env.bin,
+               g.env.bin, g.manifest);
+        pd_tc_env_cleanup(&g.env, false);
+        cr_assert_fail("pdctl up failed (%d)", rc);
+    }
+    g.up = true;
+    /* The client endpoint from the state file. */
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "sed -n 's/^client //p' %s/*.state", g.run_dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    cr_assert_not_null(fgets(g.client_ep, sizeof(g.client_ep), p));
+    pclose(p);
+    g.client_ep[strcspn(g.client_ep, "\n")] = '\0';
+
+    pd_mp_writer_init(&g.wr);
+    g.ctx = zmq_ctx_new();
+    g.sock = zmq_socket(g.ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(g.sock, ZMQ_LINGER, &zero, sizeof(zero));
+    cr_assert_eq(zmq_connect(g.sock, g.client_ep), 0);
+}
+
+/* Stop the cluster; every recorded process must be gone within 10 s. */
+static void cl_down(void)
+{
+    if (g.sock != NULL)
+        zmq_close(g.sock);
+    if (g.ctx != NULL)
+        zmq_ctx_term(g.ctx);
+    pd_mp_writer_cleanup(&g.wr);
+    g.sock = g.ctx = NULL;
+    if (getenv("PD_TEST_LOGS") != NULL)
+        cl_run("tail -n 40 %s/*.log 1>&2", g.run_dir);
+    int rc = cl_run("PD_RUN_DIR=%s PD_BIN_DIR=%s %s/pdctl down %s >/dev/null 2>&1", g.run_dir,
+                    g.env.bin, g.env.bin, g.manifest);
+    cr_expect_eq(rc, 0, "pdctl down failed");
+    uint64_t end = pd_time_now_ms() + 10000;
+    int alive = 0;
+    do {
+        alive = 0;
+        for (int i = 0; i < g.n_pids; i++)
+            if (kill(g.pids[i], 0) == 0)
+                alive++;
+        if (alive > 0)
+            usleep(20000);
+    } while (alive > 0 && pd_time_now_ms() < end);
+    for (int i = 0; i < g.n_pids && alive > 0; i++)
+        if (kill(g.pids[i], 0) == 0)
+            kill(g.pids[i], SIGKILL);
+    cr_expect_eq(alive, 0, "%d cluster processes still running after pdctl down", alive);
+    pd_tc_env_cleanup(&g.env, false);
+}
+
+static void cl_send(const pd_proto_msg_t *m)
+{
+    pd_mp_writer_reset(&g.wr);
+    cr_assert_eq(pd_proto_encode(m, &g.wr), PD_OK);
+    cr_assert_geq(zmq_send(g.sock, pd_mp_writer_data(&g.wr), pd_mp_writer_size(&g.wr), 0), 0);
+}
+
+/* One reply within timeout_ms: 0 and *m filled, or -1. */
+static int cl_recv(int timeout_ms, pd_proto_msg_t *m)
+{
+    zmq_pollitem_t it = {g.sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return -1;
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    cr_assert_geq(zmq_msg_recv(&f, g.sock, 0), 0);
+    memset(m, 0, sizeof(*m));
+    pd_proto_fault_t fault;
+    pd_status_t st =
+        pd_proto_decode(m, PD_PROTO_CHAN_CLIENT, zmq_msg_data(&f), zmq_msg_size(&f), &fault);
+    zmq_msg_close(&f);
+    cr_assert_eq(st, PD_OK, "router reply does not decode: %s", fault.reason);
+    return 0;
+}
+
+static void cl_send_generate(const cl_req_t *q)
+{
+    pd_proto_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.type = PD_PROTO_TYPE_GENERATE;
+    pd_proto_generate_t *x = &m.u.generate;
+    snprintf(x->id, sizeof(x->id), "%s", q->id);
+    if (q->text != NULL) {
+        x->prompt = q->text;
+        x->prompt_bytes = strlen(q->text);
+    } else {
+        x->tokens = q->prompt;
+        x->n_tokens = q->n_prompt;
+    }
+    x->max_tokens = q->max_tokens;
+    x->sampling = q->sampling;
+    snprintf(x->tenant, sizeof(x->tenant), "%s", q->tenant);
+    x->cache.mode = PD_PROTO_CACHE_AUTO;
+    x->stream = true;
+    cl_send(&m);
+}
+
+static cl_req_t *cl_find(cl_req_t *reqs, int n, const char *id)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(reqs[i].id, id) == 0)
+            return &reqs[i];
+    cr_assert_fail("reply for unknown id '%s'", id);
+    return NULL;
+}
+
+/* Send every request, collect until each has its terminal message, then make sure no more
+ * messages come for them for a while. */
+static void cl_generate(cl_req_t *reqs, int n, int timeout_ms)
+{
+    for (int i = 0; i < n; i++) {
+        reqs[i].order_ok = true;
+        cl_send_generate(&reqs[i]);
+    }
+    int n_open = n;
+    uint64_t end = pd_time_now_ms() + (uint64_t)timeout_ms;
+    uint64_t quiet_end = 0;
+    for (;;) {
+        uint64_t now = pd_time_now_ms();
+        if (n_open == 0 && quiet_end == 0)
+            quiet_end = now + 300;
+        if ((quiet_end != 0 && now >= quiet_end) || now >= end)
+            break;
+        pd_proto_msg_t m;
+        if (cl_recv(50, &m) < 0)
+            continue;
+        cl_req_t *q = NULL;
+        switch (m.type) {
+        case PD_PROTO_TYPE_ACCEPTED:
+            cl_find(reqs, n, m.u.accepted.id)->accepted = true;
+            break;
+        case PD_PROTO_TYPE_TOKEN:
+            q = cl_find(reqs, n, m.u.token.id);
+            if (m.u.token.index != q->n_streamed || q->n_terminal > 0)
+                q->order_ok = false;
+            if (q->n_streamed < 512)
+                q->tokens[q->n_streamed++] = m.u.token.token;
+            break;
+        case PD_PROTO_TYPE_DONE:
+            q = cl_find(reqs, n, m.u.done.id);
+            if (q->n_terminal++ == 0)
+                n_open--;
+            q->done = true;
+            q->d = m.u.done;
+            for (uint32_t i = 0; i < m.u.done.n_tokens && i < 512; i++)
+                q->done_tokens[i] = m.u.done.tokens[i];
+            break;
+        case PD_PROTO_TYPE_ERROR:
+            q = cl_find(reqs, n, m.u.error.id);
+            if (q->n_terminal++ == 0)
+                n_open--;
+            q->err = m.u.error.code;
+            break;
+        default:
+            cr_expect_fail("unexpected %s", pd_proto_type_name(m.type));
+        }
+        pd_proto_msg_cleanup(&m);
+    }
+    cr_assert_eq(n_open, 0, "%d of %d requests got no terminal message", n_open, n);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(reqs[i].n_terminal, 1, "%s: %d terminal messages", reqs[i].id,
+                     reqs[i].n_terminal);
+}
+
+/* `pdctl generate --json` for the request: its tokens into out_p. */
+static uint32_t cl_reference(const cl_req_t *q, int32_t *out_p)
+{
+    char cmd[8192];
+    int len = snprintf(cmd, sizeof(cmd),
+                       "%s/pdctl generate -m %s -n %u --temperature %.9g --top-p %.9g "
+                       "--seed %llu --threads 1 --json ",
+                       g.env.bin, g.env.model, q->max_tokens, q->sampling.temperature,
+                       q->sampling.top_p, (unsigned long long)q->sampling.seed);
+    if (q->text != NULL) {
+        len += snprintf(cmd + len, sizeof(cmd) - (size_t)len, "-p '%s'", q->text);
+    } else {
+        len += snprintf(cmd + len, sizeof(cmd) - (size_t)len, "--tokens ");
+        for (uint32_t i = 0; i < q->n_prompt; i++)
+            len +=
+                snprintf(cmd + len, sizeof(cmd) - (size_t)len, "%s%d", i ? "," : "", q->prompt[i]);
+    }
+    snprintf(cmd + len, sizeof(cmd) - (size_t)len, " 2>/dev/null");
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    static char out[1 << 16];
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    cr_assert_eq(pclose(f), 0, "pdctl generate failed: %s", cmd);
+    const char *p = strstr(out, "\"tokens\"");
+    cr_assert_not_null(p, "no tokens in: %s", out);
+    p = strchr(p, '[');
+    cr_assert_not_null(p);
+    p++;
+    uint32_t k = 0;
+    while (*p != ']' && *p != '\0' && k < 512) {
+        char *e;
+        long v = strtol(p, &e, 10);
+        if (e == p) {
+            p++;
+            continue;
+        }
+        out_p[k++] = (int32_t)v;
+        p = e;
+    }
+    return k;
+}
+
+static void cl_expect_reference(const cl_req_t *q)
+{
+    int32_t ref[512];
+    uint32_t n = cl_reference(q, ref);
+    cr_assert(q->done, "%s: no done (error %s)", q->id, pd_status_name(q->err));
+    cr_assert(q->accepted, "%s: no accepted", q->id);
+    cr_assert(q->order_ok, "%s: tokens out of order", q->id);
+    cr_assert_eq(q->n_streamed, n, "%s: %u tokens streamed, pdctl generate made %u", q->id,
+                 q->n_streamed, n);
+    cr_assert_eq(q->d.n_tokens, n);
+    for (uint32_t i = 0; i < n; i++) {
+        cr_assert_eq(q->tokens[i], ref[i], "%s: token %u is %d, pdctl generate's %d", q->id, i,
+                     q->tokens[i], ref[i]);
+        cr_assert_eq(q->done_tokens[i], ref[i]);
+    }
+    cr_expect_eq(q->d.usage.output_tokens, n);
+}
+
+/* The router's status must show every block of every worker unreserved. */
+static void cl_expect_all_free(int n_workers)
+{
+    uint64_t end = pd_time_now_ms() + 3000;
+    char why[256] = "";
+    for (;;) {
+        pd_proto_msg_t m;
+        memset(&m, 0, sizeof(m));
+        m.type = PD_PROTO_TYPE_STATUS;
+        cl_send(&m);
+        bool ok = false;
+        if (cl_recv(1000, &m) == 0) {
+            cr_assert_eq(m.type, PD_PROTO_TYPE_STATUS_REPLY);
+            const pd_proto_status_reply_t *s = &m.u.status_reply;
+            ok = (int)s->n_workers == n_workers && s->requests_in_flight == 0;
+            snprintf(why, sizeof(why), "%u workers, %u in flight", s->n_workers,
+                     s->requests_in_flight);
+            for (uint32_t i = 0; i < s->n_workers; i++) {
+                if (s->workers[i].free_blocks != s->workers[i].n_blocks) {
+                    ok = false;
+                    snprintf(why, sizeof(why), "%s: %u of %u blocks free", s->workers[i].id,
+                             s->workers[i].free_blocks, s->workers[i].n_blocks);
+                }
+            }
+            pd_proto_msg_cleanup(&m);
+        }
+        if (ok)
+            return;
+        if (pd_time_now_ms() >= end)
+            break;
+        usleep(100000);
+    }
+    cr_assert_fail("blocks still reserved after the requests ended: %s", why);
+}
+
+static void cl_req_init(cl_req_t *q, const char *id, uint32_t n_prompt, uint32_t salt,
+                        uint32_t max_tokens, double temperature, uint64_t seed)
+{
+    memset(q, 0, sizeof(*q));
+    snprintf(q->id, sizeof(q->id), "%s", id);
+    q->n_prompt = n_prompt;
+    pd_tc_prompt(q->prompt, n_prompt, salt);
+    q->max_tokens = max_tokens;
+    q->sampling.temperature = temperature;
+    q->sampling.top_p = temperature > 0 ? 0.9 : 1.0;
+    q->sampling.seed = seed;
+}
+
+static const char *const cl_roles_1p1d = "prefill:\n  count: 1\n  threads: 1\n  pool_mb: 4\n"
+                                         "decode:\n  count: 1\n  threads: 1\n  pool_mb: 4\n"
+                                         "  max_batch: 16\n";
+static const char *const cl_roles_2p2d = "prefill:\n  count: 2\n  threads: 1\n  pool_mb: 4\n"
+                                         "decode:\n  count: 2\n  threads: 1\n  pool_mb: 4\n"
+                                         "  max_batch: 16\n";
+
+/* Prompts and sampling settings every topology must reproduce exactly. */
+static void cl_exactness_suite(const char *tag)
+{
+    static const uint32_t lens[] = {1, 7, 16, 33, 70};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        for (int t = 0; t < 2; t++) {
+            cl_req_t q;
+            char id[64];
+            snprintf(id, sizeof(id), "%s-%zu-%d", tag, i, t);
+            cl_req_init(&q, id, lens[i], (uint32_t)i, 20, t ? 0.8 : 0.0, 11 + i);
+            cl_generate(&q, 1, 20000);
+            cl_expect_reference(&q);
+        }
+    }
+    cl_req_t q;
+    memset(&q, 0, sizeof(q));
+    snprintf(q.id, sizeof(q.id), "%s-text", tag);
+    q.text = "The quick brown fox jumps over the lazy dog";
+    q.max_tokens = 24;
+    q.sampling.temperature = 0.7;
+    q.sampling.top_p = 0.95;
+    q.sampling.seed = 42;
+    cl_generate(&q, 1, 20000);
+    cl_expect_reference(&q);
+}
+
+TestSuite(cluster, .timeout = 180);
+
+Test(cluster, exact_1p1d_with_cache_and_tenants)
+{
+    cl_up("c1p1d", cl_roles_1p1d, false);
+    cl_exactness_suite("a");
+
+    /* A long shared prefix: the second request reads it from cache, tokens unchanged. */
+    cl_req_t cold, warm, other;
+    cl_req_init(&cold, "cold", 80, 9, 16, 0.6, 5);
+    cl_generate(&cold, 1, 20000);
+    cl_expect_reference(&cold);
+    cr_expect_eq(cold.d.usage.cache_read_input_tokens, 0);
+    cr_expect_eq(cold.d.usage.cache_creation_input_tokens, 80);
+    cl_req_init(&warm, "warm", 80, 9, 16, 0.6, 5);
+    cl_generate(&warm, 1, 20000);
+    cl_expect_reference(&warm);
+    /* 80 tokens are 5 full blocks; the one holding the last token is always computed. */
+    cr_expect_eq(warm.d.usage.cache_read_input_tokens, 64);
+    cr_expect_eq(warm.d.usage.input_tokens, 16);
+    for (uint32_t i = 0; i < cold.n_streamed; i++)
+        cr_expect_eq(warm.tokens[i], cold.tokens[i]);
+    cl_req_init(&other, "other-tenant", 80, 9, 16, 0.6, 5);
+    snprintf(other.tenant, sizeof(other.tenant), "someone-else");
+    cl_generate(&other, 1, 20000);
+    cl_expect_reference(&other);
+    cr_expect_eq(other.d.usage.cache_read_input_tokens, 0);
+
+    cl_expect_all_free(2);
+    cl_down();
+}
+
+Test(cluster, exact_2p2d_and_32_concurrent)
+{
+    cl_up("c2p2d", cl_roles_2p2d, false);
+    cl_exactness_suite("b");
+    static cl_req_t reqs[32];
+    for (int i = 0; i < 32; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "c%d", i);
+        cl_req_init(&reqs[i], id, 4 + (uint32_t)i * 5, (uint32_t)i, 10 + (uint32_t)i % 9,
+                    i % 3 ? 0.9 : 0.0, (uint64_t)i * 3);
+    }
+    cl_generate(reqs, 32, 60000);
+    for (int i = 0; i < 32; i++)
+        cl_expect_reference(&reqs[i]);
+    cl_expect_all_free(4);
+    cl_down();
+}
+
+Test(cluster, bad_requests_get_error_and_next_is_served)
+{
+    cl_up("cbad", cl_roles_1p1d, false);
+    /* Not msgpack. */
+    zmq_send(g.sock, "\xc1garbage", 8, 0);
+    pd_proto_msg_t m;
+    cr_assert_eq(cl_recv(3000, &m), 0, "no reply to a malformed frame");
+    cr_expect_eq(m.type, PD_PROTO_TYPE_ERROR);
+    pd_proto_msg_cleanup(&m);
+    /* The msgpack bomb of DESIGN 13: a map claiming 2^32 entries in 5 bytes. */
+    zmq_send(g.sock, "\xdd\xff\x00\x00\x00", 5, 0);
+    cr_assert_eq(cl_recv(3000, &m), 0, "no reply to a msgpack bomb");
+    cr_expect_eq(m.type, PD_PROTO_TYPE_ERROR);
+    pd_proto_msg_cleanup(&m);
+    /* Oversized: more prompt tokens than the protocol allows (hand-encoded). */
+    pd_mp_writer_reset(&g.wr);
+    pd_mp_put_map(&g.wr, 5);
+    pd_mp_put_str(&g.wr, "v");
+    pd_mp_put_u64(&g.wr, 1);
+    pd_mp_put_str(&g.wr, "type");
+    pd_mp_put_str(&g.wr, "generate");
+    pd_mp_put_str(&g.wr, "id");
+    pd_mp_put_str(&g.wr, "big");
+    pd_mp_put_str(&g.wr, "max_tokens");
+    pd_mp_put_u64(&g.wr, 4);
+    pd_mp_put_str(&g.wr, "tokens");
+    pd_mp_put_array(&g.wr, PD_PROTO_MAX_PROMPT_TOKENS + 100);
+    for (uint32_t i = 0; i < PD_PROTO_MAX_PROMPT_TOKENS + 100; i++)
+        pd_mp_put_u64(&g.wr, 5);
+    zmq_send(g.sock, pd_mp_writer_data(&g.wr), pd_mp_writer_size(&g.wr), 0);
+    cr_assert_eq(cl_recv(3000, &m), 0, "no reply to an oversized request");
+    cr_expect_eq(m.type, PD_PROTO_TYPE_ERROR);
+    pd_proto_msg_cleanup(&m);
+    /* A prompt longer than the model's context (tiny: 256) fails, with one error. */
+    cl_req_t q;
+    cl_req_init(&q, "too-long", 250, 1, 64, 0.0, 0);
+    cl_generate(&q, 1, 10000);
+    cr_expect(!q.done);
+    cr_expect_neq(q.err, PD_OK);
+    /* And the next request is served exactly. */
+    cl_req_init(&q, "next", 30, 2, 12, 0.0, 0);
+    cl_generate(&q, 1, 20000);
+    cl_expect_reference(&q);
+    cl_expect_all_free(2);
+    cl_down();
+}
+
+Test(cluster, exact_across_network_namespaces)
+{
+    if (geteuid() != 0)
+        cr_skip_test("network namespaces need root");
+    if (system("ip netns add pdkv-probe >/dev/null 2>&1 && ip netns del pdkv-probe") != 0)
+        cr_skip_test("'ip netns' does not work here");
+    char roles[512];
+    /* Subnet and ports are per run, so parallel runs do not collide. */
+    int sub = 100 + (int)(getpid() % 100);
+    snprintf(roles, sizeof(roles),
+             "%snetwork:\n  namespaces: true\n  subnet: 10.%d.7\n  base_port: %d\n"
+             "  host: 127.0.0.1\n",
+             cl_roles_1p1d, sub, 20000 + (int)(getpid() % 20000));
+    /* UCX over TCP between namespaces, as between machines. */
+    cl_up("cns", roles, true);
+    cl_req_t q;
+    cl_req_init(&q, "ns-greedy", 40, 3, 20, 0.0, 1);
+    cl_generate(&q, 1, 30000);
+    cl_expect_reference(&q);
+    cl_req_init(&q, "ns-sampled", 70, 4, 20, 0.9, 2);
+    cl_generate(&q, 1, 30000);
+    cl_expect_reference(&q);
+    cl_expect_all_free(2);
+    cl_down();
+}
