@@ -350,7 +350,7 @@ static pd_status_t pd_proto_dec_sampling(pd_proto_dec_t *d, const msgpack_object
     if ((st = pd_proto_dec_f64(d, m, "temperature", OPT, 1.0, 0.0, 100.0, &s->temperature)) !=
         PD_OK)
         return st;
-    if ((st = pd_proto_dec_f64(d, m, "top_p", OPT, 0.9, 0.0, 1.0, &s->top_p)) != PD_OK)
+    if ((st = pd_proto_dec_f64(d, m, "top_p", OPT, 1.0, 0.0, 1.0, &s->top_p)) != PD_OK)
         return st;
     if (s->top_p <= 0.0)
         return pd_proto_dec_fail(d, PD_ERR_PROTO, "field 'top_p' must be in (0, 1]");
@@ -464,7 +464,7 @@ static pd_status_t pd_proto_dec_generate(pd_proto_dec_t *d, const msgpack_object
         return pd_proto_dec_fail(d, PD_ERR_PROTO, "field 'tokens' is empty");
     if (g->prompt != NULL && g->prompt_bytes == 0)
         return pd_proto_dec_fail(d, PD_ERR_PROTO, "field 'prompt' is empty");
-    if ((st = pd_proto_dec_u32(d, m, "max_tokens", OPT, 16, 1, PD_PROTO_MAX_NEW_TOKENS,
+    if ((st = pd_proto_dec_u32(d, m, "max_tokens", OPT, 64, 1, PD_PROTO_MAX_NEW_TOKENS,
                                PD_ERR_LIMIT, &g->max_tokens)) != PD_OK)
         return st;
     if ((st = pd_proto_dec_sampling(d, m, &g->sampling)) != PD_OK)

@@ -93,9 +93,9 @@ Test(proto, round_trips_generate_with_prompt_and_defaults)
     cr_assert_str_eq(g->prompt, "Once upon a time");
     cr_assert_eq(g->prompt_bytes, 16);
     cr_assert_eq(g->n_tokens, 0);
-    cr_assert_eq(g->max_tokens, 16);
+    cr_assert_eq(g->max_tokens, 64);
     cr_assert_float_eq(g->sampling.temperature, 1.0, 1e-12);
-    cr_assert_float_eq(g->sampling.top_p, 0.9, 1e-12);
+    cr_assert_float_eq(g->sampling.top_p, 1.0, 1e-12);
     cr_assert_eq(g->cache.mode, PD_PROTO_CACHE_AUTO);
     cr_assert_eq(g->stream, true);
     cr_assert_str_eq(g->id, "");

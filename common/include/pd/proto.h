@@ -128,7 +128,7 @@ typedef enum pd_proto_event_kind {
 
 typedef struct pd_proto_sampling {
     double temperature; /* >= 0 and <= 100; 0 is greedy. Default 1.0 */
-    double top_p;       /* in (0, 1]. Default 0.9 */
+    double top_p;       /* in (0, 1]. Default 1.0 (off), as pdctl generate */
     uint64_t seed;      /* Default 0 */
 } pd_proto_sampling_t;
 
@@ -168,7 +168,7 @@ typedef struct pd_proto_generate {
     size_t prompt_bytes;      /* 0..PD_PROTO_MAX_PROMPT_BYTES */
     const int32_t *tokens;    /* (n_tokens) ids >= 0; NULL when prompt is given */
     uint32_t n_tokens;        /* 1..PD_PROTO_MAX_PROMPT_TOKENS */
-    uint32_t max_tokens;      /* 1..PD_PROTO_MAX_NEW_TOKENS, default 16 */
+    uint32_t max_tokens;      /* 1..PD_PROTO_MAX_NEW_TOKENS, default 64, as pdctl generate */
     pd_proto_sampling_t sampling;
     const int32_t *stop;            /* (n_stop) token ids */
     uint32_t n_stop;                /* 0..PD_PROTO_MAX_STOP */
