@@ -8,6 +8,50 @@
 #include <math.h>
 #include <string.h>
 
+/* exp(x) for x in [-87, 88] (clamped outside), within ~2 ulp: Cody-Waite reduction by
+ * ln 2 and a degree-6 polynomial (Cephes expf). Plain float arithmetic with no library
+ * call, so loops over it vectorise and give the same bits in every build. */
+static inline float pd_cpu_exp(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float kf = x * 1.44269504088896341f + shifter;
+    int32_t ki;
+    memcpy(&ki, &kf, sizeof(ki));
+    ki -= 0x4B400000; /* the integer n = round(x / ln 2) */
+    float n = kf - shifter;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    int32_t bits = (ki + 127) * (1 << 23); /* 2^n, n in [-126, 127] */
+    float scale;
+    memcpy(&scale, &bits, sizeof(scale));
+    return p * scale;
+}
+
+/* Sum of x (n) in 16 lanes (lane l takes i = l mod 16, in order), then pairwise. */
+static float pd_cpu_sum(const float *x, uint32_t n)
+{
+    float acc[16] = {0};
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (uint32_t l = 0; l < 16; l++)
+            acc[l] += x[i + l];
+    for (uint32_t l = 0; i + l < n; l++)
+        acc[l] += x[i + l];
+    for (uint32_t w = 8; w >= 1; w /= 2)
+        for (uint32_t l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0];
+}
+
 float pd_cpu_dot(const float *a, const float *b, uint32_t n)
 {
     pd_v16_t acc = pd_v16_zero();
@@ -157,8 +201,18 @@ void pd_cpu_swiglu(const float *gate, const float *up, float *out, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = (g / (1.0f + expf(-g))) * up[i];
+        out[i] = (g / (1.0f + pd_cpu_exp(-g))) * up[i];
     }
+}
+
+/* Softmax of x (n) whose maximum is max. */
+static void pd_cpu_softmax_max(float *x, uint32_t n, float max)
+{
+    for (uint32_t i = 0; i < n; i++)
+        x[i] = pd_cpu_exp(x[i] - max);
+    float inv = 1.0f / pd_cpu_sum(x, n);
+    for (uint32_t i = 0; i < n; i++)
+        x[i] *= inv;
 }
 
 void pd_cpu_softmax(float *x, uint32_t n)
@@ -166,14 +220,7 @@ void pd_cpu_softmax(float *x, uint32_t n)
     float max = x[0];
     for (uint32_t i = 1; i < n; i++)
         max = x[i] > max ? x[i] : max;
-    float sum = 0.0f;
-    for (uint32_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
-    float inv = 1.0f / sum;
-    for (uint32_t i = 0; i < n; i++)
-        x[i] *= inv;
+    pd_cpu_softmax_max(x, n, max);
 }
 
 /* out (ng, ld) [0 .. 16 nd) = P (ng, n_ctx) V for ng queries and nd vectors of 16 of
@@ -188,16 +235,20 @@ pd_cpu_pv_tile(const float *p, uint32_t n_ctx, const float *pool_layer, const ui
     for (uint32_t g = 0; g < ng; g++)
         for (uint32_t c = 0; c < nd; c++)
             acc[g][c] = pd_v16_zero();
-    for (uint32_t j = 0; j < n_ctx; j++) {
-        /* v: (16 nd) at (block, V, j % B, col) */
-        const float *v = pool_layer + table[j / bt] * blk + ((size_t)bt + j % bt) * row + col;
-        pd_v16_t vv[4];
-        for (uint32_t c = 0; c < nd; c++)
-            vv[c] = pd_v16_load(v + 16 * c);
-        for (uint32_t g = 0; g < ng; g++) {
-            pd_v16_t pj = pd_v16_set1(p[(size_t)g * n_ctx + j]);
+    for (uint32_t j0 = 0; j0 < n_ctx; j0 += bt) {
+        /* vb: (B, n_kv_heads, hd) V rows of this block, at col */
+        const float *vb = pool_layer + table[j0 / bt] * blk + (size_t)bt * row + col;
+        const uint32_t nj = n_ctx - j0 < bt ? n_ctx - j0 : bt;
+        for (uint32_t jj = 0; jj < nj; jj++) {
+            const float *v = vb + jj * row;
+            pd_v16_t vv[4];
             for (uint32_t c = 0; c < nd; c++)
-                acc[g][c] = pd_v16_fma(pj, vv[c], acc[g][c]);
+                vv[c] = pd_v16_load(v + 16 * c);
+            for (uint32_t g = 0; g < ng; g++) {
+                pd_v16_t pj = pd_v16_set1(p[(size_t)g * n_ctx + j0 + jj]);
+                for (uint32_t c = 0; c < nd; c++)
+                    acc[g][c] = pd_v16_fma(pj, vv[c], acc[g][c]);
+            }
         }
     }
     for (uint32_t g = 0; g < ng; g++)
@@ -249,18 +300,35 @@ void pd_cpu_attention_group(const float *q, uint32_t n_q, const float *pool_laye
                             uint32_t n_ctx, uint32_t kv_head, float *out, float *scores)
 {
     const uint32_t hd = layout->head_dim;
+    if (n_q > 64) {
+        for (uint32_t g0 = 0; g0 < n_q; g0 += 64)
+            pd_cpu_attention_group(q + (size_t)g0 * hd, n_q - g0 < 64 ? n_q - g0 : 64, pool_layer,
+                                   layout, block_table, n_ctx, kv_head, out + (size_t)g0 * hd,
+                                   scores);
+        return;
+    }
     const uint32_t bt = layout->block_tokens;
     const size_t row = (size_t)layout->n_kv_heads * hd; /* floats per token */
     const size_t blk = 2 * (size_t)bt * row;            /* floats per block slice */
     const float scale = 1.0f / sqrtf((float)hd);
-    for (uint32_t j = 0; j < n_ctx; j++) {
-        /* k: (hd) at (block, K, j % B, kv_head) */
-        const float *k = pool_layer + block_table[j / bt] * blk + (j % bt) * row + kv_head * hd;
-        for (uint32_t g = 0; g < n_q; g++)
-            scores[(size_t)g * n_ctx + j] = pd_cpu_dot(q + (size_t)g * hd, k, hd) * scale;
+    /* Walk the context block by block (no division per position), keeping each query's
+     * running maximum for the softmax. */
+    float max[64];
+    for (uint32_t g = 0; g < n_q; g++)
+        max[g] = -INFINITY;
+    for (uint32_t j0 = 0; j0 < n_ctx; j0 += bt) {
+        /* kb: (B, n_kv_heads, hd) K rows of this block, at kv_head */
+        const float *kb = pool_layer + block_table[j0 / bt] * blk + kv_head * hd;
+        const uint32_t nj = n_ctx - j0 < bt ? n_ctx - j0 : bt;
+        for (uint32_t jj = 0; jj < nj; jj++)
+            for (uint32_t g = 0; g < n_q; g++) {
+                float sc = pd_cpu_dot(q + (size_t)g * hd, kb + jj * row, hd) * scale;
+                scores[(size_t)g * n_ctx + j0 + jj] = sc;
+                max[g] = sc > max[g] ? sc : max[g];
+            }
     }
     for (uint32_t g = 0; g < n_q; g++)
-        pd_cpu_softmax(scores + (size_t)g * n_ctx, n_ctx);
+        pd_cpu_softmax_max(scores + (size_t)g * n_ctx, n_ctx, max[g]);
 
     /* out (n_q, hd) = P (n_q, n_ctx) V (n_ctx, hd) in register tiles, scalar tail. */
     const uint32_t hd16 = hd - hd % 16;
