@@ -149,9 +149,13 @@ static void cl_up(const char *name, const char *extra_yaml, bool namespaces)
     cr_assert_eq(zmq_connect(g.sock, g.client_ep), 0);
 }
 
-/* Stop the cluster; every recorded process must be gone within 10 s. */
+/* Stop the cluster; every recorded process must be gone within 10 s. Also the suite's
+ * fini, so that a failed assertion leaves nothing running. Idempotent. */
 static void cl_down(void)
 {
+    if (!g.up)
+        return;
+    g.up = false;
     if (g.sock != NULL)
         zmq_close(g.sock);
     if (g.ctx != NULL)
@@ -436,7 +440,7 @@ static void cl_exactness_suite(const char *tag)
     cl_expect_reference(&q);
 }
 
-TestSuite(cluster, .timeout = 180);
+TestSuite(cluster, .timeout = 180, .fini = cl_down);
 
 Test(cluster, exact_1p1d_with_cache_and_tenants)
 {

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -95,6 +96,8 @@ static inline pid_t pd_tc_spawn(pd_tc_env_t *e, const char *name, char *const ar
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        /* If the test process dies (a crash, a failed assertion), so does the worker. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) {
             dup2(fd, STDOUT_FILENO);
@@ -155,6 +158,8 @@ static inline int pd_tc_stop_all(pd_tc_env_t *e)
 /* Print the logs (on failure) and remove the temp dir. */
 static inline void pd_tc_env_cleanup(pd_tc_env_t *e, bool print_logs)
 {
+    if (e->dir[0] == '\0')
+        return;
     pd_tc_stop_all(e);
     if (print_logs) {
         char cmd[PATH_MAX + 128];
@@ -166,6 +171,7 @@ static inline void pd_tc_env_cleanup(pd_tc_env_t *e, bool print_logs)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", e->dir);
+    e->dir[0] = '\0';
 }
 
 /* The reference: `pdctl generate`'s loop (whole prompt in one forward, token k sampled

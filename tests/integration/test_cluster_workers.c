@@ -226,12 +226,19 @@ static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_
     cr_assert_eq(g.n_w, n, "only %d of %d workers registered", g.n_w, n);
 }
 
+/* Stop the workers and clean up; also the suite's fini, so that a failed assertion
+ * leaves nothing running. Idempotent. */
 static void fr_stop(void)
 {
+    if (g.env.dir[0] == '\0')
+        return;
     int bad = pd_tc_stop_all(&g.env);
     pd_model_destroy(&g.model);
-    zmq_close(g.sock);
-    zmq_ctx_term(g.ctx);
+    if (g.sock != NULL)
+        zmq_close(g.sock);
+    if (g.ctx != NULL)
+        zmq_ctx_term(g.ctx);
+    g.sock = g.ctx = NULL;
     pd_mp_writer_cleanup(&g.wr);
     pd_tc_env_cleanup(&g.env, bad != 0 || getenv("PD_TEST_LOGS") != NULL);
     cr_expect_eq(bad, 0, "a worker did not exit cleanly on SIGTERM");
@@ -452,7 +459,7 @@ static void fr_req_init(fr_req_t *q, uint64_t id, uint32_t n_prompt, uint32_t sa
     q->pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 0);
 }
 
-TestSuite(cluster_workers, .timeout = 120);
+TestSuite(cluster_workers, .timeout = 120, .fini = fr_stop);
 
 Test(cluster_workers, tokens_equal_reference_cold_and_cached)
 {
