@@ -529,6 +529,8 @@ const pd_json_t *pd_json_doc_root(const pd_json_doc_t *doc)
 
 pd_json_type_t pd_json_type(const pd_json_t *v)
 {
+    if (v == NULL)
+        return PD_JSON_NULL;
     return v->type;
 }
 

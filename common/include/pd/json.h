@@ -50,6 +50,8 @@ void pd_json_doc_destroy(pd_json_doc_t **doc_p);
 /* The root value; owned by the document. */
 const pd_json_t *pd_json_doc_root(const pd_json_doc_t *doc);
 
+/* The type of v; PD_JSON_NULL for a NULL v too, so that the result of a lookup can be
+ * tested directly. Every accessor below accepts NULL and reports a type mismatch. */
 pd_json_type_t pd_json_type(const pd_json_t *v);
 
 /* Elements of an array or members of an object; 0 for other types. */
