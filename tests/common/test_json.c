@@ -150,3 +150,30 @@ Test(json, prints_any_bytes_as_a_valid_string)
     pd_json_doc_destroy(&doc);
     free(buf);
 }
+
+Test(json, random_inputs_never_crash)
+{
+    static const char alphabet[] = "{}[]\",:\\/ \n0123456789-+.eEtrufalsn\xc3\xa9\xff\x01u";
+    uint64_t s = 1;
+    char buf[64];
+    int n_ok = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        size_t n = (s >> 33) % sizeof(buf);
+        for (size_t i = 0; i < n; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            buf[i] = alphabet[(s >> 33) % (sizeof(alphabet) - 1)];
+        }
+        pd_json_doc_t *doc = NULL;
+        pd_status_t st = pd_json_parse(buf, n, NULL, &doc);
+        if (st == PD_OK) {
+            n_ok++;
+            cr_assert_not_null(doc);
+            pd_json_doc_destroy(&doc);
+        } else {
+            cr_assert(st == PD_ERR_FORMAT || st == PD_ERR_LIMIT, "status %d", st);
+            cr_assert_null(doc);
+        }
+    }
+    cr_assert_gt(n_ok, 0);
+}
