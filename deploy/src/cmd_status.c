@@ -1,0 +1,143 @@
+/* pdctl status: ask a router for its workers, directory and queue. */
+#include "cmd_client.h"
+#include "pdctl_int.h"
+
+#include "pd/client.h"
+#include "pd/json.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static void pd_cmd_status_usage(FILE *out)
+{
+    fprintf(out, "usage: pdctl status [-r ROUTER] [--json] [--timeout-ms MS]\n"
+                 "\n"
+                 "Print the router's workers (role, epoch, state, load, blocks, blocks the\n"
+                 "directory lists for each), the directory size, the queue depth and the\n"
+                 "requests in flight. Exit status 1 when the router does not answer.\n"
+                 "\n"
+                 "  -r, --router EP     the router's client endpoint (default\n"
+                 "                      tcp://127.0.0.1:7100)\n"
+                 "  --json              print one JSON object\n"
+                 "  --timeout-ms MS     how long to wait for the answer (default 5000)\n");
+}
+
+static void pd_cmd_status_print_json(const char *router, const pd_proto_status_reply_t *s)
+{
+    printf("{\"router\":");
+    pd_json_fprint_string(stdout, router, strlen(router));
+    printf(",\"workers\":[");
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        const pd_proto_worker_info_t *w = &s->workers[i];
+        printf("%s{\"id\":", i ? "," : "");
+        pd_json_fprint_string(stdout, w->id, strlen(w->id));
+        printf(",\"role\":\"%s\",\"epoch\":%llu,\"state\":", pd_proto_role_name(w->role),
+               (unsigned long long)w->epoch);
+        pd_json_fprint_string(stdout, w->state, strlen(w->state));
+        printf(",\"load\":{\"running\":%u,\"queued\":%u},\"n_blocks\":%u,\"free_blocks\":%u,"
+               "\"directory_blocks\":%u}",
+               w->running, w->queued, w->n_blocks, w->free_blocks, w->directory_blocks);
+    }
+    printf("],\"directory_blocks\":%llu,\"queue_depth\":%u,\"requests_in_flight\":%u}\n",
+           (unsigned long long)s->directory_blocks, s->queue_depth, s->requests_in_flight);
+}
+
+static void pd_cmd_status_print_table(const char *router, const pd_proto_status_reply_t *s)
+{
+    printf("router %s: %u workers, directory %llu blocks, queue %u, in flight %u\n", router,
+           s->n_workers, (unsigned long long)s->directory_blocks, s->queue_depth,
+           s->requests_in_flight);
+    if (s->n_workers == 0)
+        return;
+    printf("%-20s %-8s %-20s %-10s %7s %7s %9s %9s %9s\n", "ID", "ROLE", "EPOCH", "STATE",
+           "RUNNING", "QUEUED", "BLOCKS", "FREE", "DIR");
+    for (uint32_t i = 0; i < s->n_workers; i++) {
+        const pd_proto_worker_info_t *w = &s->workers[i];
+        printf("%-20s %-8s %-20llu %-10s %7u %7u %9u %9u %9u\n", w->id, pd_proto_role_name(w->role),
+               (unsigned long long)w->epoch, w->state, w->running, w->queued, w->n_blocks,
+               w->free_blocks, w->directory_blocks);
+    }
+}
+
+int pd_cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"router", required_argument, NULL, 'r'},
+        {"json", no_argument, NULL, 'J'},
+        {"timeout-ms", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *router = "tcp://127.0.0.1:7100";
+    bool json = false;
+    uint32_t timeout_ms = 5000;
+    int ch;
+
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "r:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'r':
+            router = optarg;
+            break;
+        case 'J':
+            json = true;
+            break;
+        case 'T':
+            if (!pd_cli_parse_u32("--timeout-ms", optarg, 1, 86400000, &timeout_ms))
+                return PD_CLI_USAGE;
+            break;
+        case 'h':
+            pd_cmd_status_usage(stdout);
+            return PD_CLI_OK;
+        default:
+            pd_cmd_status_usage(stderr);
+            return PD_CLI_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "pdctl status: unexpected argument '%s'\n", argv[optind]);
+        return PD_CLI_USAGE;
+    }
+
+    pd_client_t *c = NULL;
+    int rc = PD_CLI_FAIL;
+    if (pd_client_connect(router, &c) != PD_OK) {
+        fprintf(stderr, "pdctl status: cannot connect to %s\n", router);
+        return PD_CLI_FAIL;
+    }
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_STATUS};
+    if (pd_client_send(c, &m) != PD_OK) {
+        fprintf(stderr, "pdctl status: cannot send to %s\n", router);
+        goto out;
+    }
+    pd_proto_msg_t reply;
+    pd_proto_fault_t fault;
+    pd_status_t st = pd_client_recv(c, (int)timeout_ms, &reply, &fault);
+    if (st == PD_ERR_TIMEOUT) {
+        fprintf(stderr, "pdctl status: no answer from %s in %u ms\n", router, timeout_ms);
+        goto out;
+    }
+    if (st != PD_OK) {
+        fprintf(stderr, "pdctl status: bad answer from %s: %s\n", router,
+                st == PD_ERR_CANCELED ? "interrupted" : fault.reason);
+        goto out;
+    }
+    if (reply.type == PD_PROTO_TYPE_STATUS_REPLY) {
+        if (json)
+            pd_cmd_status_print_json(router, &reply.u.status_reply);
+        else
+            pd_cmd_status_print_table(router, &reply.u.status_reply);
+        rc = PD_CLI_OK;
+    } else if (reply.type == PD_PROTO_TYPE_ERROR) {
+        fprintf(stderr, "pdctl status: %s: %s\n", pd_status_name(reply.u.error.code),
+                reply.u.error.message);
+    } else {
+        fprintf(stderr, "pdctl status: unexpected '%s' from %s\n", pd_proto_type_name(reply.type),
+                router);
+    }
+    pd_proto_msg_cleanup(&reply);
+out:
+    pd_client_destroy(&c);
+    return rc;
+}
