@@ -734,6 +734,8 @@ static pd_status_t pd_proto_dec_worker(pd_proto_dec_t *d, const msgpack_object *
                                       sizeof(x->worker_id))) != PD_OK ||
             (st = pd_proto_dec_u64(d, m, "epoch", REQ, 0, 0, UINT64_MAX, PD_ERR_PROTO,
                                    &x->epoch)) != PD_OK ||
+            (st = pd_proto_dec_u64(d, m, "kv_seq", OPT, 0, 0, UINT64_MAX, PD_ERR_PROTO,
+                                   &x->kv_seq)) != PD_OK ||
             (st = pd_proto_dec_map(d, m, "load", REQ, &load)) != PD_OK ||
             (st = pd_proto_dec_u32(d, load, "running", REQ, 0, 0, UINT32_MAX, PD_ERR_PROTO,
                                    &x->running)) != PD_OK ||

@@ -483,9 +483,10 @@ pd_status_t pd_proto_encode(const pd_proto_msg_t *msg, pd_mp_writer_t *w)
         const pd_proto_heartbeat_t *x = &m->u.heartbeat;
         if ((st = pd_proto_enc_check_str(x->worker_id, PD_PROTO_NAME_CAP - 1)) != PD_OK)
             return st;
-        pd_proto_enc_head(w, m->type, 3);
+        pd_proto_enc_head(w, m->type, 4);
         pd_proto_enc_kstr(w, "worker_id", x->worker_id);
         pd_proto_enc_ku64(w, "epoch", x->epoch);
+        pd_proto_enc_ku64(w, "kv_seq", x->kv_seq);
         pd_proto_enc_key(w, "load");
         pd_mp_put_map(w, 3);
         pd_proto_enc_ku64(w, "running", x->running);

@@ -343,6 +343,11 @@ uint32_t pd_dir_holder_tiers(const pd_dir_t *dir, uint64_t hash, uint32_t slot)
     return tiers;
 }
 
+uint64_t pd_dir_worker_seq(const pd_dir_t *dir, uint32_t slot)
+{
+    return slot < PD_DIR_MAX_WORKERS ? dir->workers[slot].seq : 0;
+}
+
 uint64_t pd_dir_n_hashes(const pd_dir_t *dir)
 {
     return dir->n_used;

@@ -163,6 +163,30 @@ static void pd_router_worker_on_register(pd_router_t *r, const pd_router_rid_t *
     pd_router_dispatch(r);
 }
 
+/* A heartbeat says the worker published up to kv_seq. Events still in flight on the PUB
+ * catch up by themselves; a seq that stays ahead for two heartbeat periods was lost (PUB
+ * drops what a SUB has not connected for yet), and only a snapshot brings it back. */
+static void pd_router_worker_check_seq(pd_router_t *r, pd_router_worker_t *wk, uint64_t kv_seq)
+{
+    uint64_t now = pd_time_now_ms();
+    if (kv_seq == 0 || wk->resync_pending || !pd_dir_worker_synced(r->dir, wk->slot) ||
+        kv_seq <= pd_dir_worker_seq(r->dir, wk->slot)) {
+        wk->behind_since_ms = 0;
+        return;
+    }
+    if (wk->behind_since_ms == 0) {
+        wk->behind_since_ms = now;
+        return;
+    }
+    if (now >= wk->behind_since_ms + 2ull * r->cfg.heartbeat_ms) {
+        pd_log_info("worker %s: published seq %llu, directory at %llu: resync", wk->id,
+                    (unsigned long long)kv_seq,
+                    (unsigned long long)pd_dir_worker_seq(r->dir, wk->slot));
+        wk->behind_since_ms = 0;
+        pd_router_worker_send_resync(r, wk);
+    }
+}
+
 void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
                                  const pd_proto_msg_t *msg)
 {
@@ -194,6 +218,7 @@ void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
         wk->running = msg->u.heartbeat.running;
         wk->queued = msg->u.heartbeat.queued;
         wk->free_blocks = msg->u.heartbeat.free_blocks;
+        pd_router_worker_check_seq(r, wk, msg->u.heartbeat.kv_seq);
         break;
     case PD_PROTO_TYPE_KV_SNAPSHOT: {
         pd_status_t st = pd_dir_apply_snapshot(r->dir, wk->slot, &msg->u.kv_snapshot);

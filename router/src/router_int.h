@@ -41,6 +41,7 @@ typedef struct pd_router_worker {
     uint64_t assigned_tokens;
     bool resync_pending;
     uint64_t resync_sent_ms;
+    uint64_t behind_since_ms; /* heartbeat kv_seq ahead of the directory since, 0: not */
 } pd_router_worker_t;
 
 /* queued -> reserving -> prefilling -> decoding -> (terminal: freed). */

@@ -282,7 +282,9 @@ Test(proto, round_trips_registry_messages)
     m.u.heartbeat.running = 3;
     m.u.heartbeat.queued = 4;
     m.u.heartbeat.free_blocks = 1000;
+    m.u.heartbeat.kv_seq = 77;
     round_trip(&m, PD_PROTO_CHAN_WORKER, &w, &out);
+    cr_assert_eq(out.u.heartbeat.kv_seq, 77);
     cr_assert_eq(out.u.heartbeat.running, 3);
     cr_assert_eq(out.u.heartbeat.queued, 4);
     cr_assert_eq(out.u.heartbeat.free_blocks, 1000);

@@ -156,6 +156,14 @@ void fw_worker_store(fw_worker_t *w, const uint64_t *hashes, uint32_t n)
     fw_send(w, &m);
 }
 
+void fw_worker_store_lost(fw_worker_t *w, const uint64_t *hashes, uint32_t n)
+{
+    cr_assert(w->n_held + n <= FW_MAX_HELD);
+    memcpy(w->held + w->n_held, hashes, n * sizeof(*hashes));
+    w->n_held += n;
+    w->seq++;
+}
+
 static bool fw_holds(const fw_worker_t *w, uint64_t h)
 {
     for (uint32_t i = 0; i < w->n_held; i++)
@@ -330,6 +338,7 @@ void fw_cluster_pump(fw_cluster_t *cl, int ms)
                 snprintf(hb.u.heartbeat.worker_id, sizeof(hb.u.heartbeat.worker_id), "%s", w->id);
                 hb.u.heartbeat.epoch = w->epoch;
                 hb.u.heartbeat.free_blocks = 1000;
+                hb.u.heartbeat.kv_seq = w->seq;
                 fw_send(w, &hb);
             }
         }

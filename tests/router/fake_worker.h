@@ -67,6 +67,8 @@ void fw_worker_start(fw_cluster_t *cl, fw_worker_t *w, const fw_router_t *r, con
 void fw_worker_stop(fw_worker_t *w);
 /* Publish a kv_event "stored" of hashes (and remember them for snapshots). */
 void fw_worker_store(fw_worker_t *w, const uint64_t *hashes, uint32_t n);
+/* Record hashes as stored and use up a seq, but publish nothing: a lost event. */
+void fw_worker_store_lost(fw_worker_t *w, const uint64_t *hashes, uint32_t n);
 /* Serve every worker's sockets for up to ms milliseconds. */
 void fw_cluster_pump(fw_cluster_t *cl, int ms);
 

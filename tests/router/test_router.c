@@ -506,3 +506,28 @@ Test(router, client_cancel_ends_the_request_and_releases_workers)
     fw_worker_stop(&d0);
     fw_router_stop(&r);
 }
+
+Test(router, lost_trailing_event_is_recovered_by_heartbeat_seq)
+{
+    fw_router_t r;
+    const char *const extra[] = {"--heartbeat-ms", "100", NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t d0;
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    dir_goal_t empty = {"decode-0", 0};
+    cr_assert(fw_wait_status(c, &cl, 3000, worker_has_blocks, &empty));
+    uint32_t resyncs = d0.n_resync;
+    const uint64_t h[3] = {42, 43, 44};
+    fw_worker_store_lost(&d0, h, 3);
+    dir_goal_t goal = {"decode-0", 3};
+    cr_assert(fw_wait_status(c, &cl, 5000, worker_has_blocks, &goal),
+              "the lost event was never recovered");
+    cr_assert_gt(d0.n_resync, resyncs);
+    pd_client_destroy(&c);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+}

@@ -272,6 +272,8 @@ typedef struct pd_proto_heartbeat {
     uint32_t running; /* load.running: requests in the running batch */
     uint32_t queued;  /* load.queued: requests waiting */
     uint32_t free_blocks;
+    uint64_t kv_seq; /* optional: seq of the last kv_event published (0: none or unknown);
+                      * lets the router notice lost trailing events and resync */
 } pd_proto_heartbeat_t;
 
 /* router -> decode. */

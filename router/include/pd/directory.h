@@ -44,6 +44,9 @@ void pd_dir_worker_unsync(pd_dir_t *dir, uint32_t slot);
 /* True when slot has a snapshot and every event since. */
 bool pd_dir_worker_synced(const pd_dir_t *dir, uint32_t slot);
 
+/* The seq of the last event reflected for slot (snapshot or applied event). */
+uint64_t pd_dir_worker_seq(const pd_dir_t *dir, uint32_t slot);
+
 /* Apply one kv_event batch of the worker in slot. */
 pd_dir_verdict_t pd_dir_apply_event(pd_dir_t *dir, uint32_t slot, const pd_proto_kv_event_t *ev);
 
