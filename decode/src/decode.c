@@ -63,6 +63,8 @@ static void pd_decode_on_step(void *arg)
     pd_xfer_engine_progress(d->xfer);
     pd_decode_poll_recvs(d);
     pd_decode_step(d);
+    if (d->n_quarantine > 0)
+        pd_decode_quarantine_poll(d, false);
     uint64_t now = pd_time_now_ms();
     if (now >= d->next_expire_ms) {
         pd_kvbm_expire(d->bm);
@@ -87,6 +89,9 @@ static long pd_decode_wait_ms(void *arg)
     long expire = d->next_expire_ms > now ? (long)(d->next_expire_ms - now) : 0;
     if (wait < 0 || wait > expire)
         wait = expire;
+    long q = d->n_quarantine > 0 ? pd_decode_quarantine_poll(d, false) : -1;
+    if (q >= 0 && q < wait)
+        wait = q;
     /* While transfers are expected, look again soon even if the fd stays quiet. */
     if (d->n_live > 0 && wait > 5)
         wait = 5;
@@ -226,6 +231,8 @@ void pd_decode_destroy(pd_decode_t **decode_p)
     for (uint32_t i = 0; i < PD_DECODE_MAX_REQS; i++)
         if (d->reqs[i].state != PD_DECODE_REQ_FREE)
             pd_decode_req_end(d, &d->reqs[i]);
+    if (d->bm != NULL)
+        pd_decode_quarantine_poll(d, true);
     pd_kvbm_destroy(&d->bm);
     pd_worker_destroy(&d->worker);
     pd_xfer_engine_destroy(&d->xfer);

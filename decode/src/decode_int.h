@@ -50,6 +50,15 @@ typedef struct pd_decode_req {
     uint64_t admit_seq; /* FIFO order into the batch */
 } pd_decode_req_t;
 
+/* Blocks of a request that ended before its KV arrived. Prefill may still be writing into
+ * them with one-sided puts (it learns of the cancel later), so they are released only once
+ * any such transfer has passed its own deadline. */
+typedef struct pd_decode_quarantine {
+    uint32_t *blocks; /* (n_blocks) owned */
+    uint32_t n_blocks;
+    uint64_t release_ms;
+} pd_decode_quarantine_t;
+
 struct pd_decode {
     pd_worker_args_t args;
     pd_model_t *model;
@@ -73,6 +82,8 @@ struct pd_decode {
     pd_fwd_seq_t *seqs;      /* (max_batch) */
     uint32_t n_batch;
     float *scratch; /* (2 * vocab) sampling scratch */
+    pd_decode_quarantine_t quarantine[PD_DECODE_MAX_REQS];
+    uint32_t n_quarantine;
     uint64_t next_expire_ms;
 };
 
@@ -85,6 +96,9 @@ void pd_decode_on_cancel(pd_decode_t *d, uint64_t req_id);
 void pd_decode_poll_recvs(pd_decode_t *d);
 /* Release everything the request holds and free its slot. */
 void pd_decode_req_end(pd_decode_t *d, pd_decode_req_t *q);
+/* Release quarantined blocks whose time has come (all of them when force). Returns the
+ * milliseconds until the next one is due, -1 if none is left. */
+long pd_decode_quarantine_poll(pd_decode_t *d, bool force);
 /* Fail a request: error to the router, then release. */
 void pd_decode_req_fail(pd_decode_t *d, pd_decode_req_t *q, pd_status_t code, const char *why);
 

@@ -34,9 +34,47 @@ static void pd_decode_reply_reserved(pd_decode_t *d, uint64_t req_id, pd_status_
     pd_worker_send(d->worker, &msg);
 }
 
+long pd_decode_quarantine_poll(pd_decode_t *d, bool force)
+{
+    uint64_t now = pd_time_now_ms();
+    long next = -1;
+    for (uint32_t i = 0; i < d->n_quarantine;) {
+        pd_decode_quarantine_t *e = &d->quarantine[i];
+        if (force || now >= e->release_ms) {
+            pd_kvbm_release(d->bm, e->blocks, e->n_blocks);
+            free(e->blocks);
+            d->quarantine[i] = d->quarantine[--d->n_quarantine];
+            pd_worker_load_changed(d->worker);
+            continue;
+        }
+        long left = (long)(e->release_ms - now);
+        if (next < 0 || left < next)
+            next = left;
+        i++;
+    }
+    return next;
+}
+
 void pd_decode_req_end(pd_decode_t *d, pd_decode_req_t *q)
 {
+    /* Before the KV arrived, a prefill may still be pushing into the blocks it was given:
+     * keep them out of use until its transfer deadline has surely passed. The pinned
+     * cached prefix is never pushed to, so it is released now. */
+    bool quarantine = q->state == PD_DECODE_REQ_WAIT_KV && q->recv != NULL &&
+                      q->n_blocks > q->n_cached && d->n_quarantine < PD_DECODE_MAX_REQS &&
+                      !pd_worker_stopping();
     pd_xfer_recv_destroy(&q->recv);
+    if (quarantine) {
+        pd_kvbm_release(d->bm, q->blocks, q->n_cached);
+        memmove(q->blocks, q->blocks + q->n_cached,
+                (q->n_blocks - q->n_cached) * sizeof(*q->blocks));
+        pd_decode_quarantine_t *e = &d->quarantine[d->n_quarantine++];
+        e->blocks = q->blocks;
+        e->n_blocks = q->n_blocks - q->n_cached;
+        e->release_ms = pd_time_now_ms() + d->args.xfer_timeout_ms + 500u;
+        q->blocks = NULL;
+        q->n_blocks = 0;
+    }
     if (q->n_blocks > 0 && q->blocks != NULL)
         pd_kvbm_release(d->bm, q->blocks, q->n_blocks);
     if (q->state == PD_DECODE_REQ_RUNNING) {

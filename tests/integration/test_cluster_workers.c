@@ -156,7 +156,10 @@ static int fr_recv(int timeout_ms, pd_proto_msg_t *msg)
     return wi;
 }
 
-static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_mb)
+/* Start the workers; extra (may be NULL) holds more flags, space-separated, which win
+ * over the defaults. */
+static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_mb,
+                     const char *extra)
 {
     memset(&g, 0, sizeof(g));
     pd_tc_env_init(&g.env);
@@ -213,6 +216,10 @@ static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_
         }
         if (!pre && colocated)
             argv[a++] = "--colocated";
+        char extra_buf[256];
+        snprintf(extra_buf, sizeof(extra_buf), "%s", extra != NULL ? extra : "");
+        for (char *tok = strtok(extra_buf, " "); tok != NULL && a < 38; tok = strtok(NULL, " "))
+            argv[a++] = tok;
         argv[a] = NULL;
         pd_tc_spawn(&g.env, name, argv);
     }
@@ -463,7 +470,7 @@ TestSuite(cluster_workers, .timeout = 120, .fini = fr_stop);
 
 Test(cluster_workers, tokens_equal_reference_cold_and_cached)
 {
-    fr_start(1, 1, false, 4);
+    fr_start(1, 1, false, 4, NULL);
     static const uint32_t lens[] = {1, 5, 16, 17, 40, 64};
     static const double temps[] = {0.0, 0.8};
     fr_req_t q;
@@ -492,7 +499,7 @@ Test(cluster_workers, tokens_equal_reference_cold_and_cached)
 
 Test(cluster_workers, other_tenant_misses)
 {
-    fr_start(1, 1, false, 4);
+    fr_start(1, 1, false, 4, NULL);
     fr_req_t a, b;
     fr_req_init(&a, 1, 48, 3, 8, 0.0, 1);
     snprintf(a.tenant, sizeof(a.tenant), "alice");
@@ -516,7 +523,7 @@ Test(cluster_workers, other_tenant_misses)
 
 Test(cluster_workers, concurrent_2p2d_batched)
 {
-    fr_start(2, 2, false, 4);
+    fr_start(2, 2, false, 4, NULL);
     static fr_req_t reqs[32];
     for (int i = 0; i < 32; i++) {
         fr_req_init(&reqs[i], 100 + i, 3 + (uint32_t)i * 3, (uint32_t)i % 5, 12 + i % 7,
@@ -533,7 +540,7 @@ Test(cluster_workers, concurrent_2p2d_batched)
 
 Test(cluster_workers, colocated_both)
 {
-    fr_start(0, 1, true, 4);
+    fr_start(0, 1, true, 4, NULL);
     int both = fr_worker_by_role(PD_PROTO_ROLE_BOTH, 0);
     cr_assert_geq(both, 0);
     fr_req_t q;
@@ -552,7 +559,9 @@ Test(cluster_workers, colocated_both)
 
 Test(cluster_workers, failures_release_and_keep_serving)
 {
-    fr_start(1, 1, false, 1);
+    /* A short transfer deadline: blocks of requests that end before their KV arrived are
+     * held that long (plus 500 ms) in case a prefill still writes into them. */
+    fr_start(1, 1, false, 1, "--xfer-timeout-ms 1000");
     int dec = fr_worker_by_role(PD_PROTO_ROLE_DECODE, 0);
     int pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 0);
 
@@ -682,6 +691,38 @@ Test(cluster_workers, failures_release_and_keep_serving)
     fr_req_init(&q, 60, 33, 4, 10, 0.0, 5);
     fr_run(&q, 1, 20000);
     fr_expect_reference(&q);
+    fr_expect_all_free();
+    fr_stop();
+}
+
+Test(cluster_workers, push_after_compute_and_host_tier_hits)
+{
+    /* --layerwise 0: every layer is posted after compute. A 1 MiB pool (128 blocks) with a
+     * 2 MiB G2 tier: the fillers push the first prompt's blocks out of G1 into host DRAM,
+     * and the repeat brings them back, on both workers, with the same tokens. */
+    fr_start(1, 1, false, 1, "--layerwise 0 --host-mb 2");
+    fr_req_t first;
+    fr_req_init(&first, 1, 64, 1000, 6, 0.0, 9);
+    fr_run(&first, 1, 20000);
+    fr_expect_reference(&first);
+    static fr_req_t fill[8];
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 8; i++)
+            fr_req_init(&fill[i], 100 + (uint64_t)round * 8 + (uint64_t)i, 64,
+                        (uint32_t)(round * 8 + i), 4, 0.0, 1);
+        fr_run(fill, 8, 30000);
+        for (int i = 0; i < 8; i++)
+            cr_assert(fill[i].done, "filler %d of round %d failed: %s", i, round,
+                      pd_status_name(fill[i].error_code));
+    }
+    fr_req_t again;
+    fr_req_init(&again, 2, 64, 1000, 6, 0.0, 9);
+    fr_run(&again, 1, 20000);
+    fr_expect_reference(&again);
+    cr_expect_eq(again.n_cached_blocks, 3);
+    cr_expect_eq(again.prefilled.n_cached_tokens, 48);
+    for (uint32_t i = 0; i < first.n_tokens; i++)
+        cr_expect_eq(again.tokens[i], first.tokens[i]);
     fr_expect_all_free();
     fr_stop();
 }
