@@ -13,6 +13,7 @@ pd_block_hash_t pd_block_hash_root(const char *tenant, const char *model_id)
 {
     /* Length-prefix both strings so ("ab","c") and ("a","bc") differ. */
     XXH3_state_t state;
+    XXH3_INITSTATE(&state);
     XXH3_64bits_reset_withSeed(&state, 0x70646b76u /* "pdkv" */);
     uint64_t n = strlen(tenant);
     XXH3_64bits_update(&state, &n, sizeof(n));

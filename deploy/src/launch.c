@@ -185,8 +185,8 @@ out:
 static void pd_launch_ns_names(const pd_launch_t *l, int idx, char *ns, char *veth, char *peer)
 {
     snprintf(ns, 32, "pd%u-%d", l->m.base_port, idx);
-    snprintf(veth, 16, "pv%u-%d", l->m.base_port % 100000, idx);
-    snprintf(peer, 16, "pe%u-%d", l->m.base_port % 100000, idx);
+    snprintf(veth, 16, "pv%u-%d", l->m.base_port % 100000, idx % 1000);
+    snprintf(peer, 16, "pe%u-%d", l->m.base_port % 100000, idx % 1000);
 }
 
 static int pd_launch_ns_setup(pd_launch_t *l)
