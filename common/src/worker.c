@@ -253,6 +253,9 @@ static void pd_worker_heartbeat_send(pd_worker_t *w, const pd_worker_hooks_t *ho
     pd_proto_heartbeat_t *hb = &msg.u.heartbeat;
     snprintf(hb->worker_id, sizeof(hb->worker_id), "%s", w->args.id);
     hb->epoch = w->epoch;
+    /* Events of this iteration go out first, so kv_seq never runs ahead of the PUB. */
+    pd_worker_events_flush(w);
+    hb->kv_seq = w->seq;
     if (hooks->load != NULL)
         hooks->load(hooks->arg, hb);
     pd_worker_send(w, &msg);
