@@ -49,8 +49,6 @@ static const char pd_tok_bytes[256] = {
 #undef PD_B4
 };
 
-static const pd_tokenizer_t *pd_tok_sort_ctx;
-
 static int pd_tok_bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
@@ -60,9 +58,9 @@ static int pd_tok_bytes_cmp(const char *a, size_t alen, const char *b, size_t bl
     return (alen > blen) - (alen < blen);
 }
 
-static int pd_tok_sort_cmp(const void *a, const void *b)
+static int pd_tok_sort_cmp(const void *a, const void *b, void *ctx)
 {
-    const pd_tokenizer_t *t = pd_tok_sort_ctx;
+    const pd_tokenizer_t *t = ctx;
     uint32_t ia = *(const uint32_t *)a, ib = *(const uint32_t *)b;
     int c =
         pd_tok_bytes_cmp(t->pool + t->offs[ia], t->lens[ia], t->pool + t->offs[ib], t->lens[ib]);
@@ -145,9 +143,7 @@ static pd_status_t pd_tok_finish(pd_tokenizer_t *t, const char *what)
     }
     for (uint32_t i = 0; i < t->vocab_size; i++)
         t->sorted[i] = i;
-    pd_tok_sort_ctx = t;
-    qsort(t->sorted, t->vocab_size, sizeof(uint32_t), pd_tok_sort_cmp);
-    pd_tok_sort_ctx = NULL;
+    qsort_r(t->sorted, t->vocab_size, sizeof(uint32_t), pd_tok_sort_cmp, t);
     t->space_id = pd_tok_lookup(t, " ", 1);
     return PD_OK;
 }
@@ -356,12 +352,150 @@ int32_t pd_tokenizer_eos(const pd_tokenizer_t *tok)
     return 2;
 }
 
+/* A candidate merge of the adjacent tokens at positions left and right (indices into
+ * the initial sequence, so left < right keeps sequence order) into id. */
+typedef struct pd_tok_cand {
+    float score;
+    uint32_t left;
+    uint32_t right;
+    uint32_t ver_left; /* versions of both positions when the candidate was made */
+    uint32_t ver_right;
+    int32_t id;
+} pd_tok_cand_t;
+
+/* Heap order: higher score first, then the leftmost pair, as llama2.c's scan picks. */
+static bool pd_tok_cand_before(const pd_tok_cand_t *a, const pd_tok_cand_t *b)
+{
+    if (a->score != b->score)
+        return a->score > b->score;
+    return a->left < b->left;
+}
+
+typedef struct pd_tok_merger {
+    const pd_tokenizer_t *tok;
+    int32_t *ids;   /* (n) token at each initial position */
+    uint32_t *next; /* (n) next live position, UINT32_MAX at the end */
+    uint32_t *prev; /* (n) previous live position, UINT32_MAX at the start */
+    uint32_t *ver;  /* (n) bumped whenever a position's token changes or dies */
+    pd_tok_cand_t *heap;
+    size_t n_heap;
+    char *cat; /* (2 * max_token_length) */
+} pd_tok_merger_t;
+
+static void pd_tok_heap_push(pd_tok_merger_t *m, const pd_tok_cand_t *c)
+{
+    size_t i = m->n_heap++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!pd_tok_cand_before(c, &m->heap[parent]))
+            break;
+        m->heap[i] = m->heap[parent];
+        i = parent;
+    }
+    m->heap[i] = *c;
+}
+
+static pd_tok_cand_t pd_tok_heap_pop(pd_tok_merger_t *m)
+{
+    pd_tok_cand_t top = m->heap[0];
+    pd_tok_cand_t last = m->heap[--m->n_heap];
+    size_t i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= m->n_heap)
+            break;
+        if (child + 1 < m->n_heap && pd_tok_cand_before(&m->heap[child + 1], &m->heap[child]))
+            child++;
+        if (!pd_tok_cand_before(&m->heap[child], &last))
+            break;
+        m->heap[i] = m->heap[child];
+        i = child;
+    }
+    if (m->n_heap > 0)
+        m->heap[i] = last;
+    return top;
+}
+
+/* Push the merge of positions left and next[left] when the vocabulary has it. */
+static void pd_tok_consider(pd_tok_merger_t *m, uint32_t left)
+{
+    const pd_tokenizer_t *tok = m->tok;
+    if (left == UINT32_MAX || m->next[left] == UINT32_MAX)
+        return;
+    uint32_t right = m->next[left];
+    uint32_t a = (uint32_t)m->ids[left], b = (uint32_t)m->ids[right];
+    size_t la = tok->lens[a], lb = tok->lens[b];
+    if (la + lb > tok->max_token_length)
+        return;
+    memcpy(m->cat, tok->pool + tok->offs[a], la);
+    memcpy(m->cat + la, tok->pool + tok->offs[b], lb);
+    int32_t id = pd_tok_lookup(tok, m->cat, la + lb);
+    if (id < 0)
+        return;
+    pd_tok_cand_t c = {tok->scores[id], left, right, m->ver[left], m->ver[right], id};
+    pd_tok_heap_push(m, &c);
+}
+
+/* Apply merges to ids[0 .. *n_p) until none applies, in llama2.c's order (best score,
+ * leftmost on ties), in O(n log n): a heap of candidate pairs over a linked list, where a
+ * candidate whose positions changed since it was made is dropped when popped. Each merge
+ * makes at most two candidates, so the heap never holds more than 3n. */
+static pd_status_t pd_tok_merge(const pd_tokenizer_t *tok, int32_t *ids, size_t *n_p)
+{
+    size_t n = *n_p;
+    pd_status_t status = PD_OK;
+    pd_tok_merger_t m = {.tok = tok, .ids = ids};
+    if (n < 2)
+        return PD_OK;
+    m.next = malloc(n * sizeof(uint32_t));
+    m.prev = malloc(n * sizeof(uint32_t));
+    m.ver = calloc(n, sizeof(uint32_t));
+    m.heap = malloc(3 * n * sizeof(pd_tok_cand_t));
+    m.cat = malloc(2 * (size_t)tok->max_token_length + 1);
+    if (m.next == NULL || m.prev == NULL || m.ver == NULL || m.heap == NULL || m.cat == NULL) {
+        status = PD_ERR_NO_MEMORY;
+        goto out_free;
+    }
+    for (size_t i = 0; i < n; i++) {
+        m.next[i] = i + 1 < n ? (uint32_t)(i + 1) : UINT32_MAX;
+        m.prev[i] = i > 0 ? (uint32_t)(i - 1) : UINT32_MAX;
+    }
+    for (size_t i = 0; i + 1 < n; i++)
+        pd_tok_consider(&m, (uint32_t)i);
+    while (m.n_heap > 0) {
+        pd_tok_cand_t c = pd_tok_heap_pop(&m);
+        if (m.next[c.left] != c.right || m.ver[c.left] != c.ver_left ||
+            m.ver[c.right] != c.ver_right)
+            continue; /* stale */
+        ids[c.left] = c.id;
+        m.ver[c.left]++;
+        m.ver[c.right]++;
+        m.next[c.left] = m.next[c.right];
+        if (m.next[c.right] != UINT32_MAX)
+            m.prev[m.next[c.right]] = c.left;
+        m.next[c.right] = UINT32_MAX; /* dead: no candidate can match it again */
+        pd_tok_consider(&m, m.prev[c.left]);
+        pd_tok_consider(&m, c.left);
+    }
+    /* Compact the live positions in order. */
+    size_t out = 0;
+    for (uint32_t i = 0; i != UINT32_MAX; i = m.next[i])
+        ids[out++] = ids[i];
+    *n_p = out;
+out_free:
+    free(m.next);
+    free(m.prev);
+    free(m.ver);
+    free(m.heap);
+    free(m.cat);
+    return status;
+}
+
 pd_status_t pd_tokenizer_encode(const pd_tokenizer_t *tok, const char *text, size_t len,
                                 bool add_bos, int32_t *ids_p, size_t max_ids, size_t *n_ids_p)
 {
     pd_status_t status = PD_OK;
     int32_t *ids = NULL;
-    char *cat = NULL;
     size_t n = 0;
 
     if (tok == NULL || (text == NULL && len > 0) || n_ids_p == NULL ||
@@ -369,8 +503,7 @@ pd_status_t pd_tokenizer_encode(const pd_tokenizer_t *tok, const char *text, siz
         return PD_ERR_INVALID_PARAM;
     /* At most one token per byte, plus the dummy prefix. */
     ids = malloc((len + 1) * sizeof(int32_t));
-    cat = malloc(2 * (size_t)tok->max_token_length + 1);
-    if (ids == NULL || cat == NULL) {
+    if (ids == NULL) {
         status = PD_ERR_NO_MEMORY;
         goto out_free;
     }
@@ -390,30 +523,9 @@ pd_status_t pd_tokenizer_encode(const pd_tokenizer_t *tok, const char *text, siz
         }
         i = j;
     }
-    for (;;) {
-        float best_score = -INFINITY;
-        int32_t best_id = -1;
-        size_t best_idx = 0;
-        for (size_t i = 0; i + 1 < n; i++) {
-            uint32_t a = (uint32_t)ids[i], b = (uint32_t)ids[i + 1];
-            size_t la = tok->lens[a], lb = tok->lens[b];
-            if (la + lb > tok->max_token_length)
-                continue;
-            memcpy(cat, tok->pool + tok->offs[a], la);
-            memcpy(cat + la, tok->pool + tok->offs[b], lb);
-            int32_t id = pd_tok_lookup(tok, cat, la + lb);
-            if (id >= 0 && (best_id < 0 || tok->scores[id] > best_score)) {
-                best_score = tok->scores[id];
-                best_id = id;
-                best_idx = i;
-            }
-        }
-        if (best_id < 0)
-            break;
-        ids[best_idx] = best_id;
-        memmove(ids + best_idx + 1, ids + best_idx + 2, (n - best_idx - 2) * sizeof(int32_t));
-        n--;
-    }
+    status = pd_tok_merge(tok, ids, &n);
+    if (status != PD_OK)
+        goto out_free;
     size_t total = n + (add_bos ? 1 : 0);
     if (total > max_ids) {
         status = PD_ERR_LIMIT;
@@ -427,7 +539,6 @@ pd_status_t pd_tokenizer_encode(const pd_tokenizer_t *tok, const char *text, siz
     *n_ids_p = total;
 out_free:
     free(ids);
-    free(cat);
     return status;
 }
 

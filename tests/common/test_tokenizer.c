@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A unique path under /tmp for a file a test writes. */
@@ -301,4 +302,44 @@ Test(tokenizer, mutated_files_never_crash)
     }
     cr_assert_gt(n_ok, 0);
     unlink(path);
+}
+
+Test(tokenizer, long_prompts_encode_in_near_linear_time)
+{
+    const char *src = getenv("PD_SOURCE_DIR");
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/../shared/data/llama2c_tokenizer.bin",
+             src != NULL ? src : ".");
+    if (access(path, R_OK) != 0)
+        cr_skip("llama2c_tokenizer.bin not present at %s", path);
+    pd_tokenizer_t *tok = NULL;
+    cr_assert_eq(pd_tokenizer_load(path, 32000, &tok), PD_OK);
+    const char *para = "The quick brown fox jumps over the lazy dog. Once upon a time, "
+                       "there was a little girl named Lily who loved to play outside. ";
+    size_t plen = strlen(para), n = 0, cap = 64 * 1024;
+    char *text = malloc(cap + 1);
+    while (n + plen <= cap) {
+        memcpy(text + n, para, plen);
+        n += plen;
+    }
+    text[n] = '\0';
+    int32_t *ids = malloc((n + 2) * sizeof(int32_t));
+    size_t n_ids = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(pd_tokenizer_encode(tok, text, n, true, ids, n + 2, &n_ids), PD_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    /* The quadratic merge loop of llama2.c takes minutes here; this takes milliseconds. */
+    cr_assert_lt(s, 5.0, "%.2f s for %zu bytes", s, n);
+    cr_assert_lt(n_ids, n / 3);
+    char *back = malloc(n + 1);
+    size_t back_len = 0;
+    cr_assert_eq(pd_tokenizer_decode(tok, ids, n_ids, back, n + 1, &back_len), PD_OK);
+    cr_assert_eq(back_len, n);
+    cr_assert(memcmp(back, text, n) == 0);
+    free(back);
+    free(ids);
+    free(text);
+    pd_tokenizer_destroy(&tok);
 }
