@@ -166,3 +166,20 @@ Test(cpu_ops, softmax_matches_double_reference_and_sums_to_one)
     cr_assert_float_eq(total, 1.0, 1e-5);
     free(x);
 }
+
+Test(cpu_ops, matmul_with_long_rows_split_in_column_blocks_is_still_the_canonical_dot)
+{
+    rng_state = 8;
+    const uint32_t out = 13, in = 2060, T = 9; /* in > 1024 and a tail of 12 columns */
+    float *w = rnd_vec((size_t)out * in), *x = rnd_vec((size_t)T * in);
+    float *y = calloc((size_t)T * out, sizeof(float));
+    pd_cpu_matmul(w, x, y, T, out, in, 0, out, false);
+    for (uint32_t t = 0; t < T; t++)
+        for (uint32_t o = 0; o < out; o++) {
+            float d = pd_cpu_dot(w + (size_t)o * in, x + (size_t)t * in, in);
+            cr_assert_eq(memcmp(&d, &y[t * out + o], sizeof(float)), 0, "t=%u o=%u", t, o);
+        }
+    free(w);
+    free(x);
+    free(y);
+}

@@ -67,19 +67,21 @@ float pd_cpu_dot(const float *a, const float *b, uint32_t n)
 #define PD_MM_NT 4
 #define PD_MM_NR 4
 
-/* y[t][r] for NR rows of w (NR, in) and nt <= PD_MM_NT tokens of x (nt, in). Every
- * accumulator sees the same sequence of fused multiply-adds as pd_cpu_dot. */
-__attribute__((always_inline)) static inline void pd_cpu_mm_tile(const float *w, const float *x,
-                                                                 float *y, uint32_t in,
-                                                                 uint32_t ldy, uint32_t nr,
-                                                                 uint32_t nt, bool accumulate)
+/* Columns k0 .. k1 - 1 of y[t][r] for NR rows of w (NR, in) and nt <= PD_MM_NT tokens of
+ * x (nt, in). Every accumulator sees the same sequence of fused multiply-adds as
+ * pd_cpu_dot: a product split into column blocks parks its 16-lane accumulators in
+ * state (NR * PD_MM_NT vectors) between blocks, which changes no arithmetic. Only the
+ * last block (k1 == in) sums the lanes and writes y. */
+__attribute__((always_inline)) static inline void
+pd_cpu_mm_tile(const float *w, const float *x, float *y, uint32_t in, uint32_t ldy, uint32_t nr,
+               uint32_t nt, bool accumulate, uint32_t k0, uint32_t k1, pd_v16_t *state)
 {
     pd_v16_t acc[PD_MM_NR][PD_MM_NT];
     for (uint32_t r = 0; r < nr; r++)
         for (uint32_t t = 0; t < nt; t++)
-            acc[r][t] = pd_v16_zero();
-    uint32_t k = 0;
-    for (; k + 16 <= in; k += 16) {
+            acc[r][t] = k0 == 0 ? pd_v16_zero() : state[r * PD_MM_NT + t];
+    uint32_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
         pd_v16_t wv[PD_MM_NR];
         for (uint32_t r = 0; r < nr; r++)
             wv[r] = pd_v16_load(w + (size_t)r * in + k);
@@ -89,14 +91,20 @@ __attribute__((always_inline)) static inline void pd_cpu_mm_tile(const float *w,
                 acc[r][t] = pd_v16_fma(wv[r], xv, acc[r][t]);
         }
     }
-    if (k < in) {
-        uint32_t rem = in - k;
+    if (k < k1) {
+        uint32_t rem = k1 - k;
         for (uint32_t t = 0; t < nt; t++) {
             pd_v16_t xv = pd_v16_load_tail(x + (size_t)t * in + k, rem);
             for (uint32_t r = 0; r < nr; r++)
                 acc[r][t] =
                     pd_v16_fma(pd_v16_load_tail(w + (size_t)r * in + k, rem), xv, acc[r][t]);
         }
+    }
+    if (k1 < in) {
+        for (uint32_t r = 0; r < nr; r++)
+            for (uint32_t t = 0; t < nt; t++)
+                state[r * PD_MM_NT + t] = acc[r][t];
+        return;
     }
     for (uint32_t t = 0; t < nt; t++)
         for (uint32_t r = 0; r < nr; r++) {
@@ -109,9 +117,10 @@ __attribute__((always_inline)) static inline void pd_cpu_mm_tile(const float *w,
 /* Fixed-shape instances so that the accumulators live in registers. */
 #define PD_MM_TILE_FN(NR, NT)                                                                      \
     static void pd_cpu_mm_tile_##NR##x##NT(const float *w, const float *x, float *y, uint32_t in,  \
-                                           uint32_t ldy, bool accumulate)                          \
+                                           uint32_t ldy, bool accumulate, uint32_t k0,             \
+                                           uint32_t k1, pd_v16_t *state)                           \
     {                                                                                              \
-        pd_cpu_mm_tile(w, x, y, in, ldy, NR, NT, accumulate);                                      \
+        pd_cpu_mm_tile(w, x, y, in, ldy, NR, NT, accumulate, k0, k1, state);                       \
     }
 PD_MM_TILE_FN(4, 4)
 PD_MM_TILE_FN(4, 3)
@@ -123,29 +132,45 @@ PD_MM_TILE_FN(1, 2)
 PD_MM_TILE_FN(1, 1)
 
 typedef void (*pd_cpu_mm_tile_fn)(const float *w, const float *x, float *y, uint32_t in,
-                                  uint32_t ldy, bool accumulate);
+                                  uint32_t ldy, bool accumulate, uint32_t k0, uint32_t k1,
+                                  pd_v16_t *state);
 
 static const pd_cpu_mm_tile_fn pd_cpu_mm_tiles[2][PD_MM_NT + 1] = {
     {NULL, pd_cpu_mm_tile_1x1, pd_cpu_mm_tile_1x2, pd_cpu_mm_tile_1x3, pd_cpu_mm_tile_1x4},
     {NULL, pd_cpu_mm_tile_4x1, pd_cpu_mm_tile_4x2, pd_cpu_mm_tile_4x3, pd_cpu_mm_tile_4x4},
 };
 
+/* Token block: ~512 KiB of x stays in L2 while the weight rows stream past it. Column
+ * block: long rows are cut so that a 4-row weight tile stays in L1 across token tiles. */
+#define PD_MM_X_BYTES (512u * 1024u)
+#define PD_MM_K_BLOCK 512u
+#define PD_MM_MAX_TB  1024u
+
 void pd_cpu_matmul(const float *w, const float *x, float *y, uint32_t n_tokens, uint32_t out,
                    uint32_t in, uint32_t row_begin, uint32_t row_end, bool accumulate)
 {
-    /* Keep a block of tokens (~512 KiB of x) in L2 while the rows stream past it. */
-    uint32_t tb = (uint32_t)((512u * 1024u) / ((size_t)in * sizeof(float)));
-    tb = tb < PD_MM_NT ? PD_MM_NT : tb - tb % PD_MM_NT;
+    uint32_t tb = (uint32_t)(PD_MM_X_BYTES / ((size_t)in * sizeof(float)));
+    tb = tb < PD_MM_NT ? PD_MM_NT : tb > PD_MM_MAX_TB ? PD_MM_MAX_TB : tb - tb % PD_MM_NT;
+    const uint32_t kb = in > 2 * PD_MM_K_BLOCK && n_tokens > PD_MM_NT ? PD_MM_K_BLOCK : in;
+    /* state: (token tiles of a block, PD_MM_NR * PD_MM_NT) parked accumulators */
+    pd_v16_t state[(PD_MM_X_BYTES / (2 * PD_MM_K_BLOCK * sizeof(float)) / PD_MM_NT + 1) * PD_MM_NR *
+                   PD_MM_NT];
     for (uint32_t t0 = 0; t0 < n_tokens; t0 += tb) {
         uint32_t t1 = t0 + tb < n_tokens ? t0 + tb : n_tokens;
         uint32_t o = row_begin;
         for (; o < row_end; o += (row_end - o >= PD_MM_NR ? PD_MM_NR : 1)) {
             int four = row_end - o >= PD_MM_NR;
             const float *wr = w + (size_t)o * in;
-            for (uint32_t t = t0; t < t1; t += PD_MM_NT) {
-                uint32_t nt = t1 - t < PD_MM_NT ? t1 - t : PD_MM_NT;
-                pd_cpu_mm_tiles[four][nt](wr, x + (size_t)t * in, y + (size_t)t * out + o, in, out,
-                                          accumulate);
+            for (uint32_t k0 = 0; k0 < in; k0 += kb) {
+                uint32_t k1 = in - k0 <= kb ? in : k0 + kb;
+                for (uint32_t t = t0; t < t1; t += PD_MM_NT) {
+                    uint32_t nt = t1 - t < PD_MM_NT ? t1 - t : PD_MM_NT;
+                    pd_v16_t *st = state + (size_t)((t - t0) / PD_MM_NT) * PD_MM_NR * PD_MM_NT;
+                    pd_cpu_mm_tiles[four][nt](wr, x + (size_t)t * in, y + (size_t)t * out + o, in,
+                                              out, accumulate, k0, k1, st);
+                }
+                if (k1 == in)
+                    break;
             }
         }
     }
