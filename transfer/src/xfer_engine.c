@@ -182,6 +182,7 @@ pd_status_t pd_xfer_mem_register(pd_xfer_engine_t *engine, void *base, size_t by
         return PD_ERR_INVALID_PARAM;
     engine->base = base;
     engine->bytes = bytes;
+    engine->allocated = false;
     engine->has_layout = layout != NULL;
     if (layout != NULL)
         engine->layout = *layout;
@@ -192,6 +193,31 @@ pd_status_t pd_xfer_mem_register(pd_xfer_engine_t *engine, void *base, size_t by
         return st;
     }
     engine->registered = true;
+    return PD_OK;
+}
+
+pd_status_t pd_xfer_mem_alloc(pd_xfer_engine_t *engine, size_t bytes, const pd_kv_layout_t *layout,
+                              void **base_p)
+{
+    if (engine->registered)
+        return PD_ERR_EXISTS;
+    if (bytes == 0 || (layout != NULL && pd_kv_pool_bytes(layout) > bytes))
+        return PD_ERR_INVALID_PARAM;
+    engine->base = NULL;
+    engine->bytes = bytes;
+    engine->allocated = true;
+    engine->has_layout = layout != NULL;
+    if (layout != NULL)
+        engine->layout = *layout;
+    pd_status_t st = engine->ops->mem_register(engine);
+    if (st != PD_OK) {
+        engine->allocated = false;
+        engine->bytes = 0;
+        engine->base = NULL;
+        return st;
+    }
+    engine->registered = true;
+    *base_p = engine->base;
     return PD_OK;
 }
 
@@ -209,6 +235,7 @@ pd_status_t pd_xfer_mem_deregister(pd_xfer_engine_t *engine)
     }
     engine->ops->mem_deregister(engine);
     engine->registered = false;
+    engine->allocated = false;
     engine->base = NULL;
     engine->bytes = 0;
     return PD_OK;

@@ -23,6 +23,8 @@ typedef struct pd_xfer_backend_ops {
     const char *name;
     pd_status_t (*engine_init)(pd_xfer_engine_t *engine);
     void (*engine_cleanup)(pd_xfer_engine_t *engine);
+    /* Register engine->base; or, when engine->allocated, allocate engine->bytes and set
+     * engine->base. Deregister frees what was allocated. */
     pd_status_t (*mem_register)(pd_xfer_engine_t *engine);
     void (*mem_deregister)(pd_xfer_engine_t *engine);
     /* Append the backend's descriptor pairs ("addr", "rkey", ...) to w; n_desc_pairs
@@ -69,6 +71,7 @@ struct pd_xfer_engine {
     unsigned char *base; /* (bytes) the registered region, caller-owned */
     size_t bytes;
     bool registered;
+    bool allocated; /* base came from the backend's allocator */
     bool has_layout;
     pd_kv_layout_t layout;
 

@@ -71,13 +71,18 @@ static void pd_xfer__lb_engine_cleanup(pd_xfer_engine_t *engine)
 
 static pd_status_t pd_xfer__lb_mem_register(pd_xfer_engine_t *engine)
 {
-    (void)engine;
+    if (engine->allocated) {
+        engine->base = aligned_alloc(4096, (engine->bytes + 4095) & ~(size_t)4095);
+        if (engine->base == NULL)
+            return PD_ERR_NO_MEMORY;
+    }
     return PD_OK;
 }
 
 static void pd_xfer__lb_mem_deregister(pd_xfer_engine_t *engine)
 {
-    (void)engine;
+    if (engine->allocated)
+        free(engine->base);
 }
 
 static pd_status_t pd_xfer__lb_desc_pack(pd_xfer_engine_t *engine, pd_mp_writer_t *w)

@@ -162,15 +162,28 @@ static pd_status_t pd_xfer__ucx_mem_register(pd_xfer_engine_t *engine)
 {
     pd_xfer__ucx_engine_t *ue = engine->be;
     ucp_mem_map_params_t mp = {
-        .field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH,
-        .address = engine->base,
+        .field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                      UCP_MEM_MAP_PARAM_FIELD_FLAGS,
+        .address = engine->allocated ? NULL : engine->base,
         .length = engine->bytes,
+        .flags = engine->allocated ? UCP_MEM_MAP_ALLOCATE : 0,
     };
     ucs_status_t s = ucp_mem_map(ue->context, &mp, &ue->memh);
     if (s != UCS_OK) {
         pd_log_error("xfer: ucp_mem_map of %zu bytes failed: %s", engine->bytes,
                      ucs_status_string(s));
         return pd_xfer__ucs_status(s);
+    }
+    if (engine->allocated) {
+        ucp_mem_attr_t attr = {.field_mask =
+                                   UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH};
+        s = ucp_mem_query(ue->memh, &attr);
+        if (s != UCS_OK || attr.length < engine->bytes) {
+            pd_log_error("xfer: ucp_mem_query failed: %s", ucs_status_string(s));
+            ucp_mem_unmap(ue->context, ue->memh);
+            return PD_ERR_NO_MEMORY;
+        }
+        engine->base = attr.address;
     }
     s = ucp_rkey_pack(ue->context, ue->memh, &ue->rkey_buf, &ue->rkey_bytes);
     if (s != UCS_OK) {

@@ -135,7 +135,16 @@ void pd_xfer_engine_set_verify_hook(pd_xfer_engine_t *engine, pd_xfer_verify_hoo
 pd_status_t pd_xfer_mem_register(pd_xfer_engine_t *engine, void *base, size_t bytes,
                                  const pd_kv_layout_t *layout);
 
-/* Deregister the region; PD_ERR_BUSY while transfers that use it are in flight. */
+/* Allocate the engine's one region through the backend and register it: for UCX, memory
+ * from UCX's allocator (a shared-memory segment when a shared-memory transport is on), so
+ * that a peer on the same host writes it with a plain copy into its mapping; memory the
+ * caller registers instead is reached through UCX's slower emulated puts on shared memory.
+ * The engine owns the memory: pd_xfer_mem_deregister frees it. Sets *base_p. */
+pd_status_t pd_xfer_mem_alloc(pd_xfer_engine_t *engine, size_t bytes, const pd_kv_layout_t *layout,
+                              void **base_p);
+
+/* Deregister the region (and free it if pd_xfer_mem_alloc made it); PD_ERR_BUSY while
+ * transfers that use it are in flight. */
 pd_status_t pd_xfer_mem_deregister(pd_xfer_engine_t *engine);
 
 /* Append this engine's descriptor (one msgpack map) to w. Requires a registered region. */
