@@ -210,9 +210,18 @@ static pd_status_t pd_gen_tokenizer(const pd_gen_opts_t *o, uint32_t vocab, pd_t
         return pd_tokenizer_load(o->tokenizer, vocab, tok_p);
     if (stat(o->model, &st) == 0 && S_ISDIR(st.st_mode)) {
         snprintf(path, sizeof(path), "%s/tokenizer.bin", o->model);
-        if (access(path, F_OK) == 0)
-            return pd_tokenizer_load(path, vocab, tok_p);
+    } else {
+        /* A config.json or .safetensors file stands for its directory. */
+        const char *base = strrchr(o->model, '/');
+        base = base != NULL ? base + 1 : o->model;
+        size_t n = strlen(o->model);
+        if (strcmp(base, "config.json") != 0 &&
+            (n <= 12 || strcmp(o->model + n - 12, ".safetensors") != 0))
+            return PD_OK;
+        snprintf(path, sizeof(path), "%.*stokenizer.bin", (int)(base - o->model), o->model);
     }
+    if (access(path, F_OK) == 0)
+        return pd_tokenizer_load(path, vocab, tok_p);
     return PD_OK;
 }
 

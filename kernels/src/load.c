@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -206,6 +207,26 @@ void pd_load_map_close(pd_load_map_t *map)
     map->size = 0;
 }
 
+/* When path is a config.json or a .safetensors file, its directory into dir. */
+static bool pd_load_checkpoint_dir(const char *path, char *dir, size_t cap)
+{
+    size_t n = strlen(path);
+    const char *base = strrchr(path, '/');
+    base = base != NULL ? base + 1 : path;
+    bool hf =
+        strcmp(base, "config.json") == 0 || (n > 12 && strcmp(path + n - 12, ".safetensors") == 0);
+    if (!hf)
+        return false;
+    size_t len = (size_t)(base - path);
+    if (len == 0)
+        return snprintf(dir, cap, ".") < (int)cap;
+    if (len >= cap)
+        return false;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    return true;
+}
+
 pd_status_t pd_model_config_load(const char *path, pd_model_config_t *config_p)
 {
     struct stat st;
@@ -217,6 +238,9 @@ pd_status_t pd_model_config_load(const char *path, pd_model_config_t *config_p)
     }
     if (S_ISDIR(st.st_mode))
         return pd_model_config_load_hf(path, config_p);
+    char dir[PATH_MAX];
+    if (pd_load_checkpoint_dir(path, dir, sizeof(dir)))
+        return pd_model_config_load_hf(dir, config_p);
     pd_load_map_t map;
     pd_status_t status = pd_load_map_open(path, &map);
     if (status != PD_OK)
@@ -238,5 +262,9 @@ pd_status_t pd_model_load(const char *path, pd_model_t **model_p)
     }
     if (S_ISDIR(st.st_mode))
         return pd_model_load_hf(path, model_p);
+    /* A file of a checkpoint directory names the directory. */
+    char dir[PATH_MAX];
+    if (pd_load_checkpoint_dir(path, dir, sizeof(dir)))
+        return pd_model_load_hf(dir, model_p);
     return pd_model_load_llama2c(path, model_p);
 }

@@ -169,6 +169,14 @@ static void round_trip(pd_dtype_t dtype, const char *name)
     pd_model_config_t only;
     cr_assert_eq(pd_model_config_load(dir, &only), PD_OK);
     cr_assert_eq(only.n_layers, a->n_layers);
+    /* A file of the directory stands for the directory. */
+    pd_model_t *by_file = NULL;
+    cr_assert_eq(pd_model_load(path, &by_file), PD_OK);
+    assert_same_weights(m, by_file);
+    pd_model_destroy(&by_file);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    cr_assert_eq(pd_model_config_load(path, &only), PD_OK);
+    cr_assert_str_eq(only.model_id, a->model_id);
     pd_model_destroy(&m);
     pd_model_destroy(&back);
     cr_assert_null(back);
