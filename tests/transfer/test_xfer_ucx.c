@@ -9,6 +9,13 @@ Test(xfer_ucx, bytes_arrive_intact_over_shared_memory)
     run_intact(shm_tls, NULL, NULL, "tcp", 20);
 }
 
+Test(xfer_ucx, bytes_arrive_intact_over_shm_into_registered_memory)
+{
+    /* Memory the caller registers (not allocated by UCX) takes UCX's emulated puts. */
+    xt_peer_register = true;
+    run_intact(shm_tls, NULL, NULL, "tcp", 20);
+}
+
 Test(xfer_ucx, notification_never_overtakes_its_data_over_shm)
 {
     run_intact(shm_tls, NULL, NULL, "tcp", 200);

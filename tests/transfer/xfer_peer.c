@@ -1,6 +1,6 @@
 /* pd-xfer-peer: the other process of the transfer integration tests.
  *
- *   pd-xfer-peer recv [--tls T] [--net-devices D] [--pool BYTES]
+ *   pd-xfer-peer recv [--tls T] [--net-devices D] [--pool BYTES] [--register]
  *   pd-xfer-peer send [--tls T] [--net-devices D] [--pool BYTES] [--seed S]
  *                     [--die-after-layers K]
  *
@@ -21,9 +21,12 @@ typedef struct peer_opts {
     size_t pool_bytes;
     uint64_t seed;
     int die_after_layers;
+    bool register_pool;
 } peer_opts_t;
 
-static pd_xfer_engine_t *engine_start(const peer_opts_t *o, uint8_t *pool)
+/* The receiver lets the fabric allocate its pool (the decode path) unless --register;
+ * the sender registers its own memory. */
+static pd_xfer_engine_t *engine_start(const peer_opts_t *o, uint8_t **pool_p)
 {
     pd_xfer_config_t cfg;
     pd_xfer_config_default(&cfg);
@@ -32,7 +35,16 @@ static pd_xfer_engine_t *engine_start(const peer_opts_t *o, uint8_t *pool)
     pd_xfer_engine_t *engine = NULL;
     if (pd_xfer_engine_create(&cfg, &engine) != PD_OK)
         return NULL;
-    if (pd_xfer_mem_register(engine, pool, o->pool_bytes, NULL) != PD_OK) {
+    pd_status_t st;
+    if (*pool_p != NULL) {
+        st = pd_xfer_mem_register(engine, *pool_p, o->pool_bytes, NULL);
+    } else {
+        void *base = NULL;
+        st = pd_xfer_mem_alloc(engine, o->pool_bytes, NULL, &base);
+        if (st == PD_OK)
+            *pool_p = base;
+    }
+    if (st != PD_OK) {
         pd_xfer_engine_destroy(&engine);
         return NULL;
     }
@@ -65,13 +77,13 @@ static bool send_done(void *arg)
 
 static int run_recv(const peer_opts_t *o)
 {
-    uint8_t *pool = malloc(o->pool_bytes); /* (pool_bytes) filled with 0xEE */
-    if (pool == NULL)
+    uint8_t *pool = NULL; /* (pool_bytes) filled with 0xEE */
+    if (o->register_pool && (pool = malloc(o->pool_bytes)) == NULL)
         return 2;
-    memset(pool, 0xEE, o->pool_bytes);
-    pd_xfer_engine_t *engine = engine_start(o, pool);
+    pd_xfer_engine_t *engine = engine_start(o, &pool);
     if (engine == NULL)
         return 2;
+    memset(pool, 0xEE, o->pool_bytes);
     pd_mp_writer_t w;
     pd_mp_writer_init(&w);
     pd_xfer_desc_export(engine, &w);
@@ -142,8 +154,10 @@ static int run_recv(const peer_opts_t *o)
         pd_xfer_recv_destroy(&recv);
     }
     pd_mp_writer_cleanup(&w);
+    pd_xfer_mem_deregister(engine);
     pd_xfer_engine_destroy(&engine);
-    free(pool);
+    if (o->register_pool)
+        free(pool);
     return rc;
 }
 
@@ -153,7 +167,7 @@ static int run_send(const peer_opts_t *o)
     if (pool == NULL)
         return 2;
     xt_fill(pool, o->pool_bytes, o->seed);
-    pd_xfer_engine_t *engine = engine_start(o, pool);
+    pd_xfer_engine_t *engine = engine_start(o, &pool);
     if (engine == NULL)
         return 2;
     void *buf = NULL;
@@ -256,6 +270,7 @@ int main(int argc, char **argv)
         {"pool", required_argument, NULL, 'p'},
         {"seed", required_argument, NULL, 's'},
         {"die-after-layers", required_argument, NULL, 'd'},
+        {"register", no_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -276,6 +291,9 @@ int main(int argc, char **argv)
             break;
         case 'd':
             o.die_after_layers = atoi(optarg);
+            break;
+        case 'r':
+            o.register_pool = true;
             break;
         default:
             return 1;

@@ -12,6 +12,10 @@
 
 static const char *const shm_tls = "posix,sysv,cma,self";
 
+/* Make the pd-xfer-peer receiver register malloc'd memory instead of letting the fabric
+ * allocate its pool. */
+static bool xt_peer_register;
+
 typedef struct side {
     pd_xfer_engine_t *engine;
     uint8_t *pool; /* (POOL_BYTES) */
@@ -57,6 +61,7 @@ static inline void start_receiver_in(side_t *s, const char *netns, const char *t
                     (char *)(net_devices ? net_devices : ""),
                     "--pool",
                     "1048576",
+                    xt_peer_register ? "--register" : NULL,
                     NULL};
     cr_assert(xt_child_start(netns != NULL ? argv : argv + 4, &s->child));
     void *desc = NULL;
