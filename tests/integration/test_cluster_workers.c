@@ -135,7 +135,20 @@ static int fr_recv(int timeout_ms, pd_proto_msg_t *msg)
         fr_send(wi, &r);
         return -2;
     }
-    cr_assert_geq(wi, 0, "message from an unregistered worker");
+    if (wi < 0) {
+        /* Like the router: an unknown worker is told to register again. */
+        pd_proto_msg_cleanup(msg);
+        pd_proto_msg_t r;
+        memset(&r, 0, sizeof(r));
+        r.type = PD_PROTO_TYPE_WORKER_ERROR;
+        r.u.worker_error.code = PD_ERR_NOT_FOUND;
+        r.u.worker_error.message = "unknown worker";
+        pd_mp_writer_reset(&g.wr);
+        cr_assert_eq(pd_proto_encode(&r, &g.wr), PD_OK);
+        zmq_send(g.sock, rid, (size_t)rl, ZMQ_SNDMORE);
+        zmq_send(g.sock, pd_mp_writer_data(&g.wr), pd_mp_writer_size(&g.wr), 0);
+        return -2;
+    }
     if (msg->type == PD_PROTO_TYPE_HEARTBEAT) {
         cr_assert_eq(msg->u.heartbeat.epoch, g.w[wi].epoch);
         g.w[wi].free_blocks = msg->u.heartbeat.free_blocks;
@@ -723,6 +736,38 @@ Test(cluster_workers, push_after_compute_and_host_tier_hits)
     cr_expect_eq(again.prefilled.n_cached_tokens, 48);
     for (uint32_t i = 0; i < first.n_tokens; i++)
         cr_expect_eq(again.tokens[i], first.tokens[i]);
+    fr_expect_all_free();
+    fr_stop();
+}
+
+Test(cluster_workers, register_again_after_router_restart)
+{
+    fr_start(1, 1, false, 4, NULL);
+    uint64_t epochs[2] = {g.w[0].epoch, g.w[1].epoch};
+    /* The router goes away and comes back on the same endpoint, knowing nobody. */
+    zmq_close(g.sock);
+    g.sock = zmq_socket(g.ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(g.sock, ZMQ_LINGER, &zero, sizeof(zero));
+    uint64_t end = pd_time_now_ms() + 5000;
+    while (zmq_bind(g.sock, g.ep) != 0 && pd_time_now_ms() < end)
+        usleep(50000);
+    g.n_w = 0;
+    memset(g.w, 0, sizeof(g.w));
+    end = pd_time_now_ms() + 10000;
+    while (g.n_w < 2 && pd_time_now_ms() < end) {
+        pd_proto_msg_t m;
+        if (fr_recv(100, &m) >= 0)
+            pd_proto_msg_cleanup(&m);
+    }
+    cr_assert_eq(g.n_w, 2, "workers did not register with the restarted router");
+    for (int i = 0; i < 2; i++)
+        cr_expect(g.w[i].epoch == epochs[0] || g.w[i].epoch == epochs[1],
+                  "a worker changed its epoch without restarting");
+    fr_req_t q;
+    fr_req_init(&q, 1, 20, 2, 8, 0.0, 3);
+    fr_run(&q, 1, 20000);
+    fr_expect_reference(&q);
     fr_expect_all_free();
     fr_stop();
 }
