@@ -366,6 +366,13 @@ Test(pdctl, bad_inputs_fail_cleanly)
     expect_clean_failure(gen, 1, "data_offsets");
     write_text(path, weights, 100);
     expect_clean_failure(gen, 1, "header length");
+    /* A tensor renamed in place (same header length): missing. */
+    char *name = memmem(weights, 4096, "model.norm.weight", 17);
+    cr_assert_not_null(name);
+    name[16] = 's';
+    write_text(path, weights, (size_t)st.st_size);
+    expect_clean_failure(gen, 1, "missing");
+    name[16] = 't';
     weights[8] = '[';
     write_text(path, weights, (size_t)st.st_size);
     expect_clean_failure(gen, 1, "JSON");
@@ -394,5 +401,41 @@ Test(pdctl, bad_inputs_fail_cleanly)
     /* All-zero weights give all-zero logits: greedy picks the lowest id, 0. */
     cr_assert_not_null(strstr(r.out, "\"tokens\":[0,0,0]"), "%s", r.out);
     run_free(&r);
+    rm_rf(dir);
+}
+
+Test(pdctl, engine_rejects_bad_ids_and_positions_at_the_api)
+{
+    char dir[PATH_MAX];
+    tmp_dir(dir, sizeof(dir), "api");
+    make_tiny(dir, "f32");
+    pd_model_t *model = NULL;
+    pd_engine_t *engine = NULL;
+    cr_assert_eq(pd_model_load(dir, &model), PD_OK);
+    cr_assert_eq(pd_engine_create(model, PD_BACKEND_CPU, 1, &engine), PD_OK);
+    const pd_model_config_t *c = &model->config;
+    uint32_t n_blocks = c->max_seq_len / 16 + 1;
+    pd_kv_layout_t layout = {c->n_layers, c->n_kv_heads, c->head_dim, 16, n_blocks};
+    float *kv = calloc(1, pd_kv_pool_bytes(&layout));
+    float *logits = malloc(c->vocab_size * sizeof(float));
+    uint32_t *table = malloc(n_blocks * sizeof(uint32_t));
+    for (uint32_t i = 0; i < n_blocks; i++)
+        table[i] = i;
+    int32_t bad[] = {1, (int32_t)c->vocab_size};
+    pd_fwd_seq_t s = {bad, 2, 0, table, n_blocks, logits};
+    cr_assert_eq(pd_engine_forward(engine, kv, &layout, &s, 1, NULL, NULL), PD_ERR_OUT_OF_RANGE);
+    int32_t neg[] = {-1};
+    s = (pd_fwd_seq_t){neg, 1, 0, table, n_blocks, logits};
+    cr_assert_eq(pd_engine_forward(engine, kv, &layout, &s, 1, NULL, NULL), PD_ERR_OUT_OF_RANGE);
+    int32_t one[] = {5};
+    s = (pd_fwd_seq_t){one, 1, c->max_seq_len, table, n_blocks, logits};
+    cr_assert_eq(pd_engine_forward(engine, kv, &layout, &s, 1, NULL, NULL), PD_ERR_CONTEXT);
+    s = (pd_fwd_seq_t){one, 1, c->max_seq_len - 1, table, n_blocks, logits};
+    cr_assert_eq(pd_engine_forward(engine, kv, &layout, &s, 1, NULL, NULL), PD_OK);
+    free(kv);
+    free(logits);
+    free(table);
+    pd_engine_destroy(&engine);
+    pd_model_destroy(&model);
     rm_rf(dir);
 }
