@@ -184,6 +184,14 @@ static pd_status_t pd_proto_dec_bin(pd_proto_dec_t *d, const msgpack_object *m, 
     if (*len_p > max_bytes)
         return pd_proto_dec_fail(d, PD_ERR_LIMIT, "field '%s' is longer than %zu bytes", key,
                                  max_bytes);
+    /* msgpack-c's objects point into the frame for str and bin; the message must outlive
+     * the frame (callers close the ZeroMQ message first), so the bytes move to the zone. */
+    void *copy = pd_proto_dec_alloc(d, *len_p);
+    if (copy == NULL)
+        return pd_proto_dec_fail(d, PD_ERR_NO_MEMORY, "out of memory");
+    if (*len_p > 0)
+        memcpy(copy, *data_p, *len_p);
+    *data_p = copy;
     return PD_OK;
 }
 

@@ -1,6 +1,7 @@
 #include "pd/proto.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Encode msg, decode it on chan into out; both must succeed. */
@@ -895,4 +896,34 @@ Test(proto, resolves_cache_plans)
     cr_assert_eq(p.writes[0].ttl_s, PD_PROTO_TTL_1H_S);
     cr_assert_eq(p.writes[1].n_blocks, 6);
     cr_assert_eq(p.writes[1].ttl_s, PD_PROTO_TTL_5M_S);
+}
+
+Test(proto, decoded_message_outlives_its_frame)
+{
+    /* Callers close the ZeroMQ frame before using the message: nothing may point into it. */
+    const unsigned char desc[] = {1, 2, 3, 4, 5};
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_PREFILL}, out;
+    pd_proto_prefill_t *p = &m.u.prefill;
+    p->req_id = 1;
+    p->tokens = k_tokens;
+    p->n_tokens = 7;
+    p->sampling = (pd_proto_sampling_t){1.0, 1.0, 0};
+    strcpy(p->dest_worker_id, "d");
+    p->dest_xfer_desc = desc;
+    p->dest_xfer_desc_bytes = sizeof(desc);
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    cr_assert_eq(pd_proto_encode(&m, &w), PD_OK);
+    size_t n = pd_mp_writer_size(&w);
+    unsigned char *frame = malloc(n);
+    memcpy(frame, pd_mp_writer_data(&w), n);
+    pd_mp_writer_cleanup(&w);
+    cr_assert_eq(pd_proto_decode(&out, PD_PROTO_CHAN_WORKER, frame, n, NULL), PD_OK);
+    memset(frame, 0, n);
+    free(frame);
+    cr_assert_eq(out.u.prefill.dest_xfer_desc_bytes, sizeof(desc));
+    cr_assert_eq(memcmp(out.u.prefill.dest_xfer_desc, desc, sizeof(desc)), 0);
+    cr_assert_str_eq(out.u.prefill.dest_worker_id, "d");
+    cr_assert_eq(out.u.prefill.tokens[6], 32000);
+    pd_proto_msg_cleanup(&out);
 }
