@@ -225,12 +225,10 @@ static pd_status_t pd_gen_tokenizer(const pd_gen_opts_t *o, uint32_t vocab, pd_t
     return PD_OK;
 }
 
-static void pd_gen_print_json(const pd_gen_opts_t *o, const int32_t *prompt, size_t n_prompt,
-                              const int32_t *out, size_t n_out, const pd_gen_text_t *text,
-                              bool have_text, const char *finish, double prefill_ms,
-                              double decode_ms)
+static void pd_gen_print_json(const int32_t *prompt, size_t n_prompt, const int32_t *out,
+                              size_t n_out, const pd_gen_text_t *text, bool have_text,
+                              const char *finish, double prefill_ms, double decode_ms)
 {
-    (void)o;
     printf("{\"prompt_tokens\":[");
     for (size_t i = 0; i < n_prompt; i++)
         printf("%s%d", i ? "," : "", prompt[i]);
@@ -409,7 +407,7 @@ int pd_cmd_generate(int argc, char **argv)
     double prefill_ms = pd_time_ns_to_ms(t1 - t0);
     double decode_ms = pd_time_ns_to_ms(t2 - t1);
     if (o.json) {
-        pd_gen_print_json(&o, prompt, n_prompt, out, n_out, &text, tok != NULL, finish, prefill_ms,
+        pd_gen_print_json(prompt, n_prompt, out, n_out, &text, tok != NULL, finish, prefill_ms,
                           decode_ms);
     } else {
         printf("\n");

@@ -3,6 +3,7 @@
  * download. */
 #include "pdctl_int.h"
 
+#include "pd/json.h"
 #include "pd/loader.h"
 #include "pd/log.h"
 #include "pd/model.h"
@@ -24,19 +25,27 @@ static void pd_cmd_model_usage(FILE *out)
 {
     fprintf(out, "usage: pdctl model new --preset NAME --seed N -o DIR [--dtype f32|f16|bf16]\n"
                  "                        [--force]\n"
+                 "       pdctl model info -m MODEL [--json]\n"
                  "\n"
-                 "Write a randomly initialised model: DIR/config.json, DIR/model.safetensors\n"
-                 "(Hugging Face layout) and DIR/tokenizer.bin (the byte-level vocabulary in\n"
-                 "llama2.c format). The weights depend only on the preset and the seed.\n"
+                 "new: write a randomly initialised model: DIR/config.json,\n"
+                 "DIR/model.safetensors (Hugging Face layout) and DIR/tokenizer.bin (the\n"
+                 "byte-level vocabulary in llama2.c format). The weights depend only on the\n"
+                 "preset and the seed.\n"
                  "\n"
-                 "  --preset NAME   model shape:");
+                 "  --preset NAME     model shape:");
     for (size_t i = 0; i < pd_model_preset_count(); i++)
         fprintf(out, " %s", pd_model_preset_name(i));
     fprintf(out, "\n"
-                 "  --seed N        random seed (default 1)\n"
+                 "  --seed N          random seed (default 1)\n"
                  "  -o, --output DIR  directory to write (created if missing)\n"
-                 "  --dtype T       weight type in the file: f32 (default), f16, bf16\n"
-                 "  --force         overwrite a model already in DIR\n");
+                 "  --dtype T         weight type in the file: f32 (default), f16, bf16\n"
+                 "  --force           overwrite a model already in DIR\n"
+                 "\n"
+                 "info: print the config of a checkpoint directory or llama2.c .bin (its\n"
+                 "weights are not read): shapes, parameters, context, RoPE, model id.\n"
+                 "\n"
+                 "  -m, --model PATH  the model\n"
+                 "  --json            one JSON object on stdout\n");
 }
 
 /* mkdir -p; 0 or -1 with errno set. */
@@ -186,6 +195,74 @@ out:
     return rc;
 }
 
+static int pd_cmd_model_info(int argc, char **argv)
+{
+    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            path = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            pd_cmd_model_usage(stdout);
+            return PD_CLI_OK;
+        default:
+            pd_cmd_model_usage(stderr);
+            return PD_CLI_USAGE;
+        }
+    }
+    if (optind != argc || path == NULL) {
+        fprintf(stderr, "pdctl: model info needs -m MODEL\n");
+        pd_cmd_model_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    pd_model_config_t cfg;
+    pd_status_t status = pd_model_config_load(path, &cfg);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot read the config of %s: %s\n", path, pd_status_str(status));
+        return PD_CLI_FAIL;
+    }
+    const char *rope = cfg.rope_style == PD_ROPE_HALF ? "half" : "pair";
+    unsigned long long n_params = (unsigned long long)pd_model_n_params(&cfg);
+    if (json) {
+        printf("{\"model_id\":");
+        pd_json_fprint_string(stdout, cfg.model_id, strlen(cfg.model_id));
+        printf(",\"dim\":%u,\"hidden_dim\":%u,\"n_layers\":%u,\"n_heads\":%u,"
+               "\"n_kv_heads\":%u,\"head_dim\":%u,\"vocab_size\":%u,\"max_seq_len\":%u,"
+               "\"rms_eps\":%.9g,\"rope_theta\":%.9g,\"rope_style\":\"%s\","
+               "\"tie_embeddings\":%s,\"n_params\":%llu}\n",
+               cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
+               cfg.vocab_size, cfg.max_seq_len, (double)cfg.rms_eps, (double)cfg.rope_theta, rope,
+               cfg.tie_embeddings ? "true" : "false", n_params);
+        return PD_CLI_OK;
+    }
+    printf("model id      %s\n"
+           "parameters    %llu (%.1f M)\n"
+           "dim           %u\n"
+           "hidden_dim    %u\n"
+           "layers        %u\n"
+           "heads         %u (KV heads %u, head_dim %u)\n"
+           "vocabulary    %u\n"
+           "context       %u\n"
+           "rms_eps       %g\n"
+           "rope          %s, theta %g\n"
+           "tied lm_head  %s\n",
+           cfg.model_id, n_params, (double)n_params / 1e6, cfg.dim, cfg.hidden_dim, cfg.n_layers,
+           cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.vocab_size, cfg.max_seq_len,
+           (double)cfg.rms_eps, rope, (double)cfg.rope_theta, cfg.tie_embeddings ? "yes" : "no");
+    return PD_CLI_OK;
+}
+
 int pd_cmd_model(int argc, char **argv)
 {
     if (argc < 2) {
@@ -198,6 +275,8 @@ int pd_cmd_model(int argc, char **argv)
     }
     if (strcmp(argv[1], "new") == 0)
         return pd_cmd_model_new(argc - 1, argv + 1);
+    if (strcmp(argv[1], "info") == 0)
+        return pd_cmd_model_info(argc - 1, argv + 1);
     fprintf(stderr, "pdctl: unknown 'model' subcommand '%s'\n", argv[1]);
     pd_cmd_model_usage(stderr);
     return PD_CLI_USAGE;

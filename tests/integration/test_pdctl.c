@@ -3,6 +3,7 @@
  * that must end in a message and a non-zero exit, never a signal. */
 #include "pd/json.h"
 #include "pd/model.h"
+#include "pd/presets.h"
 #include "pd/sample.h"
 
 #include <criterion/criterion.h>
@@ -306,6 +307,22 @@ Test(pdctl, size_reports_kv_bytes)
     r = run_pdctl(by_model);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "512 bytes"), "%s", r.out);
+    run_free(&r);
+    const char *info[] = {"model", "info", "-m", dir, "--json", NULL};
+    r = run_pdctl(info);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    doc = parse_json(r.out);
+    root = pd_json_doc_root(doc);
+    const char *id;
+    cr_assert(pd_json_string(pd_json_object_get(root, "model_id"), &id, NULL));
+    cr_assert_str_eq(id, "pdkv-tiny-s1-f16");
+    cr_assert(pd_json_u64(pd_json_object_get(root, "n_layers"), &u));
+    cr_assert_eq(u, 2);
+    pd_model_config_t tiny;
+    cr_assert_eq(pd_model_preset("tiny", &tiny), PD_OK);
+    cr_assert(pd_json_u64(pd_json_object_get(root, "n_params"), &u));
+    cr_assert_eq(u, pd_model_n_params(&tiny));
+    pd_json_doc_destroy(&doc);
     run_free(&r);
     rm_rf(dir);
 }
