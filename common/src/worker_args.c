@@ -1,5 +1,6 @@
 /* The worker command line: the flags deploy/src/launch.c passes to pd-prefill and
  * pd-decode, with --help. */
+#include "pd/log.h"
 #include "pd/worker.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum {
     PD_WORKER_OPT_ROUTER = 256,
@@ -127,7 +129,7 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
             bad = pd_worker_copy(a.id, sizeof(a.id), optarg);
             break;
         case PD_WORKER_OPT_MODEL:
-            bad = pd_worker_copy(a.model, PD_PROTO_MODEL_ID_CAP, optarg);
+            bad = pd_worker_copy(a.model, sizeof(a.model), optarg);
             break;
         case PD_WORKER_OPT_THREADS:
             bad = pd_worker_parse_u32(optarg, 0, 1024, &a.threads);
@@ -203,5 +205,28 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         return PD_ERR_INVALID_PARAM;
     }
     *args_p = a;
+    return PD_OK;
+}
+
+pd_status_t pd_worker_mkdirs(const char *path)
+{
+    char tmp[PD_WORKER_PATH_CAP];
+    if (path == NULL || strlen(path) >= sizeof(tmp))
+        return PD_ERR_INVALID_PARAM;
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+            pd_log_error("worker: cannot create %s: %s", tmp, strerror(errno));
+            return PD_ERR_IO;
+        }
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        pd_log_error("worker: cannot create %s: %s", tmp, strerror(errno));
+        return PD_ERR_IO;
+    }
     return PD_OK;
 }

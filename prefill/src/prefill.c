@@ -152,6 +152,9 @@ pd_status_t pd_prefill_create(const pd_worker_args_t *args, pd_prefill_t **prefi
     bc.pool_base = p->pool;
     bc.n_host_blocks = (uint32_t)(((size_t)args->host_mb << 20) / block_bytes);
     if (args->ssd_dir[0] != '\0') {
+        st = pd_worker_mkdirs(args->ssd_dir);
+        if (st != PD_OK)
+            goto err;
         bc.disk_dir = args->ssd_dir;
         bc.n_disk_blocks = (uint32_t)(((size_t)args->ssd_mb << 20) / block_bytes);
     }

@@ -229,8 +229,15 @@ static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_
         }
         if (!pre && colocated)
             argv[a++] = "--colocated";
-        char extra_buf[256];
+        /* "@NAME@" in extra becomes the worker's name (per-worker tier directories). */
+        char extra_buf[512];
         snprintf(extra_buf, sizeof(extra_buf), "%s", extra != NULL ? extra : "");
+        char *at = strstr(extra_buf, "@NAME@");
+        if (at != NULL) {
+            char rest[512];
+            snprintf(rest, sizeof(rest), "%s", at + 6);
+            snprintf(at, sizeof(extra_buf) - (size_t)(at - extra_buf), "%s%s", name, rest);
+        }
         for (char *tok = strtok(extra_buf, " "); tok != NULL && a < 38; tok = strtok(NULL, " "))
             argv[a++] = tok;
         argv[a] = NULL;
@@ -708,12 +715,11 @@ Test(cluster_workers, failures_release_and_keep_serving)
     fr_stop();
 }
 
-Test(cluster_workers, push_after_compute_and_host_tier_hits)
+/* A 1 MiB pool (128 blocks) with a lower tier: fillers push the first prompt's blocks out
+ * of G1, and the repeat brings them back, on both workers, with the same tokens. */
+static void fr_tier_roundtrip(const char *extra)
 {
-    /* --layerwise 0: every layer is posted after compute. A 1 MiB pool (128 blocks) with a
-     * 2 MiB G2 tier: the fillers push the first prompt's blocks out of G1 into host DRAM,
-     * and the repeat brings them back, on both workers, with the same tokens. */
-    fr_start(1, 1, false, 1, "--layerwise 0 --host-mb 2");
+    fr_start(1, 1, false, 1, extra);
     fr_req_t first;
     fr_req_init(&first, 1, 64, 1000, 6, 0.0, 9);
     fr_run(&first, 1, 20000);
@@ -738,6 +744,23 @@ Test(cluster_workers, push_after_compute_and_host_tier_hits)
         cr_expect_eq(again.tokens[i], first.tokens[i]);
     fr_expect_all_free();
     fr_stop();
+}
+
+Test(cluster_workers, push_after_compute_and_host_tier_hits)
+{
+    /* --layerwise 0: every layer is posted after compute; G2 host DRAM of 2 MiB. */
+    fr_tier_roundtrip("--layerwise 0 --host-mb 2");
+}
+
+Test(cluster_workers, ssd_tier_hits)
+{
+    /* G3 only: evicted blocks go to checksummed files and come back from them. */
+    char extra[256];
+    snprintf(extra, sizeof(extra), "--ssd-dir /tmp/pd-ssd-%d/@NAME@ --ssd-mb 2", (int)getpid());
+    fr_tier_roundtrip(extra);
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "rm -rf /tmp/pd-ssd-%d", (int)getpid());
+    cr_expect_eq(system(cmd), 0);
 }
 
 Test(cluster_workers, register_again_after_router_restart)

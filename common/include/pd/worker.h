@@ -50,6 +50,10 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
 /* Print the usage of a worker program to stdout. */
 void pd_worker_args_usage(const char *prog, pd_proto_role_t role);
 
+/* Create a directory and its missing parents (mode 0755), like mkdir -p; PD_ERR_IO with
+ * the reason logged when that fails. Used for --ssd-dir. */
+pd_status_t pd_worker_mkdirs(const char *path);
+
 /* Install SIGTERM/SIGINT handlers that ask every running loop to stop; SIGPIPE ignored. */
 void pd_worker_signals_install(void);
 
