@@ -316,9 +316,52 @@ static const pd_cpu_pv_tile_fn pd_cpu_pv_tiles[4][4] = {
     {pd_cpu_pv_tile_4x1, pd_cpu_pv_tile_4x2, pd_cpu_pv_tile_4x3, pd_cpu_pv_tile_4x4},
 };
 
+/* acc[i] (ni) = per-lane fused multiply-adds of q (hd) and key i of k (ni, ld), over the
+ * head dimension in increasing order; the keys interleave so that the chains overlap. */
+__attribute__((always_inline)) static inline void
+pd_cpu_qk_lanes(const float *q, const float *k, size_t ld, uint32_t hd, uint32_t ni, pd_v16_t *acc)
+{
+    const uint32_t hd16 = hd - hd % 16;
+    uint32_t d = 0;
+    for (; d < hd16; d += 16) {
+        pd_v16_t qv = pd_v16_load(q + d);
+        for (uint32_t i = 0; i < ni; i++)
+            acc[i] = pd_v16_fma(qv, pd_v16_load(k + i * ld + d), acc[i]);
+    }
+    if (d < hd) {
+        pd_v16_t qv = pd_v16_load_tail(q + d, hd - d);
+        for (uint32_t i = 0; i < ni; i++)
+            acc[i] = pd_v16_fma(qv, pd_v16_load_tail(k + i * ld + d, hd - d), acc[i]);
+    }
+}
+
+/* Scores of one query q (hd) against ni <= 16 keys k (ni, ld): score i is the per-lane
+ * sum of pd_cpu_qk_lanes, reduced by pd_v16_hsum16, times scale; written to out (ni),
+ * and max raised to the largest. A key's score does not depend on ni or the other keys. */
+static inline void pd_cpu_scores16(const float *q, const float *k, size_t ld, uint32_t hd,
+                                   uint32_t ni, float scale, float *out, float *max)
+{
+    pd_v16_t acc[16];
+    float sums[16];
+    for (uint32_t i = 0; i < 16; i++)
+        acc[i] = pd_v16_zero();
+    if (ni == 16)
+        pd_cpu_qk_lanes(q, k, ld, hd, 16, acc);
+    else
+        pd_cpu_qk_lanes(q, k, ld, hd, ni, acc);
+    pd_v16_hsum16(acc, sums);
+    float m = *max;
+    for (uint32_t i = 0; i < ni; i++) {
+        float sc = sums[i] * scale;
+        out[i] = sc;
+        m = sc > m ? sc : m;
+    }
+    *max = m;
+}
+
 /* Attention of G query heads (sharing one KV head) over positions 0 .. n_ctx - 1.
  * For every query the arithmetic is the same whatever G is: score j is
- * pd_cpu_dot(q, k_j) * scale, the softmax is pd_cpu_softmax, and output element d is
+ * pd_cpu_scores16's, the softmax is pd_cpu_softmax, and output element d is
  * fma(p_j, v_j[d], .) over j ascending from zero. G > 1 only shares the loads of K and V. */
 void pd_cpu_attention_group(const float *q, uint32_t n_q, const float *pool_layer,
                             const pd_kv_layout_t *layout, const uint32_t *block_table,
@@ -345,12 +388,13 @@ void pd_cpu_attention_group(const float *q, uint32_t n_q, const float *pool_laye
         /* kb: (B, n_kv_heads, hd) K rows of this block, at kv_head */
         const float *kb = pool_layer + block_table[j0 / bt] * blk + kv_head * hd;
         const uint32_t nj = n_ctx - j0 < bt ? n_ctx - j0 : bt;
-        for (uint32_t jj = 0; jj < nj; jj++)
+        for (uint32_t i0 = 0; i0 < nj; i0 += 16) {
+            const uint32_t ni = nj - i0 < 16 ? nj - i0 : 16;
             for (uint32_t g = 0; g < n_q; g++) {
-                float sc = pd_cpu_dot(q + (size_t)g * hd, kb + jj * row, hd) * scale;
-                scores[(size_t)g * n_ctx + j0 + jj] = sc;
-                max[g] = sc > max[g] ? sc : max[g];
+                pd_cpu_scores16(q + (size_t)g * hd, kb + (size_t)i0 * row, row, hd, ni, scale,
+                                scores + (size_t)g * n_ctx + j0 + i0, &max[g]);
             }
+        }
     }
     for (uint32_t g = 0; g < n_q; g++)
         pd_cpu_softmax_max(scores + (size_t)g * n_ctx, n_ctx, max[g]);

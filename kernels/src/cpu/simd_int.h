@@ -64,6 +64,27 @@ static inline float pd_v16_hsum(pd_v16_t v)
     return pd_v8_hsum_(_mm256_add_ps(lo, hi));
 }
 
+/* out[i] = sum of the lanes of v[i] for 16 vectors, by a transposing tree: the sum of one
+ * vector never mixes with another's, so it does not depend on the other 15. */
+static inline void pd_v16_hsum16(const pd_v16_t *v, float *out)
+{
+    __m512 s[8], t[4], u[2];
+    for (int i = 0; i < 8; i++)
+        s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    for (int i = 0; i < 4; i++)
+        t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0xDD));
+    for (int i = 0; i < 2; i++)
+        u[i] = _mm512_add_ps(_mm512_unpacklo_ps(t[2 * i], t[2 * i + 1]),
+                             _mm512_unpackhi_ps(t[2 * i], t[2 * i + 1]));
+    __m512 r =
+        _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x44), _mm512_shuffle_ps(u[0], u[1], 0xEE));
+    /* lane 4k + m of r holds vector 4m + k */
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_storeu_ps(out, _mm512_permutexvar_ps(idx, r));
+}
+
 #elif defined(__AVX2__) && defined(__FMA__)
 
 #define PD_SIMD_NAME "avx2"
@@ -129,6 +150,13 @@ static inline float pd_v16_hsum(pd_v16_t v)
     return pd_v8_hsum_(_mm256_add_ps(v.lo, v.hi));
 }
 
+/* out[i] = sum of the lanes of v[i] for 16 vectors. */
+static inline void pd_v16_hsum16(const pd_v16_t *v, float *out)
+{
+    for (int i = 0; i < 16; i++)
+        out[i] = pd_v16_hsum(v[i]);
+}
+
 #else
 
 #define PD_SIMD_NAME "scalar"
@@ -189,6 +217,13 @@ static inline float pd_v16_hsum(pd_v16_t v)
     for (int i = 0; i < 2; i++)
         s2[i] = s4[i] + s4[i + 2];
     return s2[0] + s2[1];
+}
+
+/* out[i] = sum of the lanes of v[i] for 16 vectors. */
+static inline void pd_v16_hsum16(const pd_v16_t *v, float *out)
+{
+    for (int i = 0; i < 16; i++)
+        out[i] = pd_v16_hsum(v[i]);
 }
 
 #endif
