@@ -1,11 +1,13 @@
 /* CPU compute ops and the backend ops table the forward pass runs over.
  *
- * Numerics: every dot product in pdkv uses one canonical reduction order, so that a
- * row's result never depends on the batch it was computed in, the tile it fell into or
- * the thread that ran it. Element k of a length-n dot goes to lane k mod 16; each lane
- * accumulates its elements with fused multiply-add in increasing k; the 16 lanes are then
- * summed pairwise (lane i + lane i+8, then +4, +2, +1). The AVX-512, AVX2 and scalar
- * builds all follow that order. */
+ * Numerics: every product is computed in a fixed order that depends on nothing but its
+ * own operands, so that a row's result never depends on the batch it was computed in,
+ * the tile it fell into or the thread that ran it. Matmul rows and RMSNorm use the
+ * canonical dot: element k of a length-n dot goes to lane k mod 16; each lane accumulates
+ * its elements with fused multiply-add in increasing k; the 16 lanes are then summed
+ * pairwise (lane i + lane i+8, then +4, +2, +1). Attention scores use the same lanes and
+ * a fixed transposing reduction of 16 keys at a time in which no key's sum touches
+ * another's. The AVX-512, AVX2 and scalar builds each keep these orders. */
 #ifndef PD_OPS_H
 #define PD_OPS_H
 
