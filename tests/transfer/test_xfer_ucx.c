@@ -41,12 +41,12 @@ Test(xfer_ucx, default_transports_choose_shared_memory_on_one_host)
     side_close(&s);
 }
 
-Test(xfer_ucx, killed_receiver_fails_the_sender_within_the_timeout)
+static void run_killed_receiver(const char *tls, const char *net_devices)
 {
     side_t s;
-    side_open(&s, shm_tls, NULL, 1);
+    side_open(&s, tls, net_devices, 1);
     char transports[256];
-    start_receiver(&s, shm_tls, NULL, transports, sizeof(transports));
+    start_receiver(&s, tls, net_devices, transports, sizeof(transports));
     pd_xfer_seg_t segs[128];
     pd_xfer_range_t ranges[128];
     size_t n = make_segs(segs, ranges, 128, 3);
@@ -74,12 +74,26 @@ Test(xfer_ucx, killed_receiver_fails_the_sender_within_the_timeout)
     side_close(&s);
 }
 
+Test(xfer_ucx, killed_receiver_fails_the_sender_within_the_timeout_shm)
+{
+    run_killed_receiver(shm_tls, NULL);
+}
+
+Test(xfer_ucx, killed_receiver_fails_the_sender_within_the_timeout_tcp)
+{
+    run_killed_receiver("tcp", "lo");
+}
+
 static bool recv_final(void *arg)
 {
     return pd_xfer_recv_status(arg) != PD_INPROGRESS;
 }
 
-static void run_killed_sender(const char *tls, const char *net_devices)
+/* pd-xfer-peer sends 128 scattered blocks in 4 layers into this process. With die, it
+ * exits after the first layer and the expectation must time out; otherwise the bytes
+ * must land exactly, and the wait sleeps on the engine's fd with a long poll timeout, so
+ * finishing quickly shows that the fd woke us. */
+static void run_remote_sender(const char *tls, const char *net_devices, bool die)
 {
     side_t s;
     side_open(&s, tls, net_devices, 1);
@@ -92,7 +106,9 @@ static void run_killed_sender(const char *tls, const char *net_devices)
                     (char *)(net_devices ? net_devices : ""),
                     "--pool",
                     "1048576",
-                    "--die-after-layers",
+                    "--seed",
+                    "9",
+                    die ? "--die-after-layers" : NULL,
                     "1",
                     NULL};
     cr_assert(xt_child_start(argv, &s.child));
@@ -112,7 +128,7 @@ static void run_killed_sender(const char *tls, const char *net_devices)
     pd_xfer_seg_t segs[128];
     pd_xfer_range_t ranges[128];
     size_t n = make_segs(segs, ranges, 128, 5);
-    const uint32_t timeout_ms = 800;
+    const uint32_t timeout_ms = die ? 800 : 5000;
     pd_xfer_recv_t *recv = NULL;
     cr_assert_eq(pd_xfer_recv_expect(s.engine, 11, ranges, n, timeout_ms, &recv), PD_OK);
     pd_mp_writer_reset(&w);
@@ -130,25 +146,77 @@ static void run_killed_sender(const char *tls, const char *net_devices)
     cr_assert(xt_frame_send(s.child.to_fd, &w));
     pd_mp_writer_cleanup(&w);
     uint64_t t0 = pd_time_now_ns();
-    cr_assert(xt_wait(s.engine, NULL, recv_final, recv, timeout_ms + 3000), "receiver hung");
-    double ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
-    cr_assert_eq(pd_xfer_recv_status(recv), PD_ERR_TIMEOUT);
-    cr_assert(ms < timeout_ms + 1000, "took %.0f ms", ms);
-    const pd_xfer_seg_t *v;
-    size_t nv;
-    cr_assert_eq(pd_xfer_recv_segments(recv, &v, &nv), PD_ERR_TIMEOUT); /* nothing valid */
-    int status = xt_child_reap(&s.child, 5000);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 9, "sender did not die mid-batch");
+    if (die) {
+        cr_assert(xt_wait(s.engine, NULL, recv_final, recv, timeout_ms + 3000), "receiver hung");
+        double ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
+        cr_assert_eq(pd_xfer_recv_status(recv), PD_ERR_TIMEOUT);
+        cr_assert(ms < timeout_ms + 1000, "took %.0f ms", ms);
+        const pd_xfer_seg_t *v;
+        size_t nv;
+        cr_assert_eq(pd_xfer_recv_segments(recv, &v, &nv), PD_ERR_TIMEOUT); /* none valid */
+        int status = xt_child_reap(&s.child, 5000);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 9, "sender did not die");
+    } else {
+        int fd = -1, sleeps = 0;
+        cr_assert_eq(pd_xfer_engine_fd(s.engine, &fd), PD_OK);
+        while (pd_xfer_recv_status(recv) == PD_INPROGRESS) {
+            pd_xfer_engine_progress(s.engine);
+            if (pd_xfer_recv_status(recv) != PD_INPROGRESS)
+                break;
+            cr_assert(pd_time_now_ns() - t0 < 4000000000ull, "no wakeup");
+            if (pd_xfer_engine_arm(s.engine) == PD_OK) {
+                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                poll(&pfd, 1, 3000);
+                sleeps++;
+            }
+        }
+        double ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
+        cr_log_info("%s: received after %.1f ms, %d sleeps on the fd", tls, ms, sleeps);
+        cr_assert_eq(pd_xfer_recv_status(recv), PD_OK);
+        cr_assert(ms < 2500, "took %.0f ms: the fd did not wake the receiver", ms);
+        uint8_t *expect = malloc(POOL_BYTES);
+        memset(expect, 0xEE, POOL_BYTES);
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = 0; k < segs[i].bytes; k++)
+                expect[segs[i].remote_offset + k] = xt_pattern(segs[i].local_offset + k, 9);
+        cr_assert_eq(memcmp(expect, s.pool, POOL_BYTES), 0, "bytes differ");
+        free(expect);
+        /* Drive the ack to the sender while waiting for its result. */
+        deadline = pd_time_now_ns() + 10000000000ull;
+        while (!xt_frame_recv(s.child.from_fd, &buf, &len, 5)) {
+            pd_xfer_engine_progress(s.engine);
+            cr_assert(pd_time_now_ns() < deadline, "no result from the sender");
+        }
+        pd_mp_doc_t doc;
+        cr_assert_eq(pd_mp_doc_parse(&doc, buf, len, xt_limits()), PD_OK);
+        int64_t st = -1;
+        cr_assert_eq(pd_mp_get_i64(&doc.root, "status", &st), PD_OK);
+        cr_assert_eq(st, PD_OK, "sender saw %s", pd_status_name((pd_status_t)st));
+        pd_mp_doc_cleanup(&doc);
+        free(buf);
+        int status = xt_child_reap(&s.child, 5000);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
     pd_xfer_recv_destroy(&recv);
     side_close(&s);
 }
 
+Test(xfer_ucx, remote_sender_wakes_the_receiver_through_its_fd_shm)
+{
+    run_remote_sender(shm_tls, NULL, false);
+}
+
+Test(xfer_ucx, remote_sender_wakes_the_receiver_through_its_fd_tcp)
+{
+    run_remote_sender("tcp", "lo", false);
+}
+
 Test(xfer_ucx, killed_sender_fails_the_receiver_within_the_timeout_shm)
 {
-    run_killed_sender(shm_tls, NULL);
+    run_remote_sender(shm_tls, NULL, true);
 }
 
 Test(xfer_ucx, killed_sender_fails_the_receiver_within_the_timeout_tcp)
 {
-    run_killed_sender("tcp", "lo");
+    run_remote_sender("tcp", "lo", true);
 }
