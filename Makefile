@@ -1,5 +1,6 @@
 # pdkv: the two commands of the quick start, and the steps they are made of.
-#   make demo   install dependencies, build, make the default model, generate from it
+#   make demo   install dependencies, build, make the default model, run it on a local
+#               prefill/decode cluster (deploy/local.yaml) and check it against one process
 #   make test   install dependencies, build, run the whole test suite
 # Everything real happens in CMake; this file only strings the steps together.
 
@@ -30,8 +31,10 @@ model: build
 	@test -f $(MODEL_DIR)/model.safetensors || \
 	    $(PDCTL) model new --preset $(PRESET) --seed $(SEED) -o $(MODEL_DIR)
 
-# The demo, one process for now: swap demo-local for a cluster target when it lands.
-demo: demo-local
+# The demo: a local cluster (router, 1 prefill, 1 decode) answers a prompt; its tokens
+# are checked against pdctl generate. demo-local is the one-process path alone.
+demo: model
+	./deploy/demo.sh $(BUILD) "$(PROMPT)" $(MAX_TOKENS)
 
 demo-local: model
 	@echo "== pdctl generate -m $(MODEL_DIR) -p \"$(PROMPT)\" (random weights: the text is noise)"
