@@ -232,7 +232,7 @@ typedef struct pd_proto_worker_info {
     char id[PD_PROTO_NAME_CAP];
     pd_proto_role_t role;
     uint64_t epoch;
-    char state[16];   /* "ready", "resyncing" or "dead" */
+    char state[16];   /* "ready" or "resyncing" */
     uint32_t running; /* load.running */
     uint32_t queued;  /* load.queued */
     uint32_t n_blocks;
