@@ -25,6 +25,10 @@ typedef struct fr_worker {
     uint64_t n_heartbeats;
     uint64_t n_snapshots;
     uint64_t n_errors0; /* error messages with req_id 0 */
+    char events[PD_PROTO_ENDPOINT_CAP];
+    uint64_t snap_seq;
+    uint32_t snap_g1;
+    uint64_t snap_hashes[64]; /* G1 */
 } fr_worker_t;
 
 typedef struct fr {
@@ -125,6 +129,7 @@ static int fr_recv(int timeout_ms, pd_proto_msg_t *msg)
         cr_assert_leq(msg->u.reg.xfer_desc_bytes, sizeof(w->desc));
         memcpy(w->desc, msg->u.reg.xfer_desc, msg->u.reg.xfer_desc_bytes);
         w->desc_bytes = msg->u.reg.xfer_desc_bytes;
+        snprintf(w->events, sizeof(w->events), "%s", msg->u.reg.events_endpoint);
         pd_proto_msg_cleanup(msg);
         pd_proto_msg_t r;
         memset(&r, 0, sizeof(r));
@@ -158,6 +163,10 @@ static int fr_recv(int timeout_ms, pd_proto_msg_t *msg)
     }
     if (msg->type == PD_PROTO_TYPE_KV_SNAPSHOT) {
         g.w[wi].n_snapshots++;
+        g.w[wi].snap_seq = msg->u.kv_snapshot.seq;
+        g.w[wi].snap_g1 = msg->u.kv_snapshot.n_hashes[PD_PROTO_TIER_G1];
+        for (uint32_t i = 0; i < g.w[wi].snap_g1 && i < 64; i++)
+            g.w[wi].snap_hashes[i] = msg->u.kv_snapshot.hashes[PD_PROTO_TIER_G1][i];
         pd_proto_msg_cleanup(msg);
         return -2;
     }
@@ -791,6 +800,87 @@ Test(cluster_workers, register_again_after_router_restart)
     fr_req_init(&q, 1, 20, 2, 8, 0.0, 3);
     fr_run(&q, 1, 20000);
     fr_expect_reference(&q);
+    fr_expect_all_free();
+    fr_stop();
+}
+
+Test(cluster_workers, kv_events_and_snapshot)
+{
+    fr_start(1, 1, false, 4, NULL);
+    void *sub[2];
+    for (int i = 0; i < 2; i++) {
+        sub[i] = zmq_socket(g.ctx, ZMQ_SUB);
+        int zero = 0;
+        zmq_setsockopt(sub[i], ZMQ_LINGER, &zero, sizeof(zero));
+        zmq_setsockopt(sub[i], ZMQ_SUBSCRIBE, "", 0);
+        cr_assert_eq(zmq_connect(sub[i], g.w[i].events), 0, "%s", g.w[i].events);
+    }
+    usleep(300000); /* PUB/SUB: let the subscriptions arrive before anything is published */
+    fr_req_t q;
+    fr_req_init(&q, 1, 48, 6, 4, 0.0, 1);
+    fr_run(&q, 1, 20000);
+    fr_expect_reference(&q);
+    pd_block_hash_t want[3];
+    cr_assert_eq(
+        pd_block_hash_chain(pd_block_hash_root("", g.env.model), q.prompt, 48, FR_BT, want, 3), 3);
+    /* Each worker stored the 3 full blocks in G1, in batches numbered 1, 2, ... */
+    for (int i = 0; i < 2; i++) {
+        uint64_t next_seq = 1;
+        uint32_t n_stored = 0;
+        uint64_t end = pd_time_now_ms() + 2000;
+        while (n_stored < 3 && pd_time_now_ms() < end) {
+            zmq_pollitem_t it = {sub[i], 0, ZMQ_POLLIN, 0};
+            if (zmq_poll(&it, 1, 100) <= 0)
+                continue;
+            zmq_msg_t f;
+            zmq_msg_init(&f);
+            cr_assert_geq(zmq_msg_recv(&f, sub[i], 0), 0);
+            pd_proto_msg_t m;
+            memset(&m, 0, sizeof(m));
+            cr_assert_eq(
+                pd_proto_decode(&m, PD_PROTO_CHAN_EVENTS, zmq_msg_data(&f), zmq_msg_size(&f), NULL),
+                PD_OK);
+            zmq_msg_close(&f);
+            cr_assert_eq(m.type, PD_PROTO_TYPE_KV_EVENT);
+            cr_expect_str_eq(m.u.kv_event.worker_id, g.w[i].id);
+            cr_expect_eq(m.u.kv_event.epoch, g.w[i].epoch);
+            cr_expect_eq(m.u.kv_event.seq, next_seq, "%s: seq %llu, expected %llu", g.w[i].id,
+                         (unsigned long long)m.u.kv_event.seq, (unsigned long long)next_seq);
+            next_seq = m.u.kv_event.seq + 1;
+            for (uint32_t e = 0; e < m.u.kv_event.n_events; e++) {
+                const pd_proto_kv_event_item_t *it2 = &m.u.kv_event.events[e];
+                cr_expect_eq(it2->kind, PD_PROTO_EVENT_STORED);
+                cr_expect_eq(it2->tier, PD_PROTO_TIER_G1);
+                for (uint32_t h = 0; h < it2->n_hashes && n_stored < 3; h++, n_stored++)
+                    cr_expect_eq(it2->hashes[h], want[n_stored]);
+            }
+            pd_proto_msg_cleanup(&m);
+        }
+        cr_expect_eq(n_stored, 3, "%s published %u stored hashes", g.w[i].id, n_stored);
+        /* resync: the snapshot lists the same hashes and the last published seq. */
+        pd_proto_msg_t r;
+        memset(&r, 0, sizeof(r));
+        r.type = PD_PROTO_TYPE_RESYNC;
+        uint64_t before = g.w[i].n_snapshots;
+        fr_send(i, &r);
+        end = pd_time_now_ms() + 2000;
+        while (g.w[i].n_snapshots == before && pd_time_now_ms() < end) {
+            pd_proto_msg_t m;
+            if (fr_recv(50, &m) >= 0)
+                pd_proto_msg_cleanup(&m);
+        }
+        cr_assert_gt(g.w[i].n_snapshots, before);
+        cr_expect_eq(g.w[i].snap_seq, next_seq - 1);
+        cr_expect_eq(g.w[i].snap_g1, 3);
+        for (uint32_t h = 0; h < 3; h++) {
+            bool found = false;
+            for (uint32_t k = 0; k < g.w[i].snap_g1; k++)
+                found = found || g.w[i].snap_hashes[k] == want[h];
+            cr_expect(found, "%s: snapshot lacks block %u", g.w[i].id, h);
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        zmq_close(sub[i]);
     fr_expect_all_free();
     fr_stop();
 }
