@@ -266,17 +266,13 @@ static void pd_cpu_swiglu_run(void *arg, uint32_t chunk, uint32_t tid)
 static void pd_cpu_swiglu_op(void *ctx, const float *gate, const float *up, float *out, size_t n)
 {
     pd_cpu_backend_t *be = ctx;
-    pd_cpu_swiglu_job_t j = {gate, up, out, n};
-    size_t chunks = (n + PD_CPU_SWIGLU_CHUNK - 1) / PD_CPU_SWIGLU_CHUNK;
-    for (size_t c0 = 0; c0 < chunks; c0 += PD_CPU_POOL_MAX_CHUNKS) {
-        pd_cpu_swiglu_job_t part = j;
-        size_t off = c0 * PD_CPU_SWIGLU_CHUNK;
-        part.gate += off;
-        part.up += off;
-        part.out += off;
-        part.n -= off;
-        size_t nc = chunks - c0 < PD_CPU_POOL_MAX_CHUNKS ? chunks - c0 : PD_CPU_POOL_MAX_CHUNKS;
-        pd_cpu_pool_run(be->pool, pd_cpu_swiglu_run, &part, (uint32_t)nc);
+    for (size_t off = 0; off < n; off += (size_t)UINT32_MAX * PD_CPU_SWIGLU_CHUNK) {
+        size_t part = n - off;
+        if (part > (size_t)UINT32_MAX * PD_CPU_SWIGLU_CHUNK)
+            part = (size_t)UINT32_MAX * PD_CPU_SWIGLU_CHUNK;
+        pd_cpu_swiglu_job_t j = {gate + off, up + off, out + off, part};
+        pd_cpu_pool_run(be->pool, pd_cpu_swiglu_run, &j,
+                        (uint32_t)((part + PD_CPU_SWIGLU_CHUNK - 1) / PD_CPU_SWIGLU_CHUNK));
     }
 }
 

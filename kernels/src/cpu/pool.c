@@ -42,7 +42,8 @@ struct pd_cpu_pool {
     _Atomic int stop;
     _Atomic(pd_cpu_job_fn) fn;
     _Atomic(void *) arg;
-    uint64_t job_id; /* caller side: id of the last job */
+    _Atomic uint32_t chunk_base; /* jobs above PD_CPU_POOL_MAX_CHUNKS run in slices */
+    uint64_t job_id;             /* caller side: id of the last job */
 };
 
 typedef struct pd_cpu_worker_arg {
@@ -63,7 +64,8 @@ static void pd_cpu_pool_work(pd_cpu_pool_t *pool, uint64_t w, uint32_t tid)
         }
         pd_cpu_job_fn fn = atomic_load_explicit(&pool->fn, memory_order_relaxed);
         void *arg = atomic_load_explicit(&pool->arg, memory_order_relaxed);
-        fn(arg, (uint32_t)next, tid);
+        uint32_t base = atomic_load_explicit(&pool->chunk_base, memory_order_relaxed);
+        fn(arg, base + (uint32_t)next, tid);
         atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
         w = atomic_load_explicit(&pool->word, memory_order_acquire);
     }
@@ -161,20 +163,16 @@ err_free_pool:
     return PD_ERR_NO_MEMORY;
 }
 
-void pd_cpu_pool_run(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg, uint32_t n_chunks)
+/* Run chunks base .. base + n_chunks - 1, n_chunks <= PD_CPU_POOL_MAX_CHUNKS. */
+static void pd_cpu_pool_run_slice(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg, uint32_t base,
+                                  uint32_t n_chunks)
 {
-    if (n_chunks == 0)
-        return;
-    if (pool->n_threads == 1 || n_chunks == 1) {
-        for (uint32_t c = 0; c < n_chunks; c++)
-            fn(arg, c, 0);
-        return;
-    }
     pool->job_id = (pool->job_id + 1) & ((1ull << 24) - 1);
     if (pool->job_id == 0)
         pool->job_id = 1; /* 0 is the id the workers start from */
     atomic_store_explicit(&pool->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&pool->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&pool->chunk_base, base, memory_order_relaxed);
     atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
     uint64_t w = (pool->job_id << PD_POOL_ID_SHIFT) | ((uint64_t)n_chunks << PD_POOL_N_SHIFT);
     atomic_store_explicit(&pool->word, w, memory_order_seq_cst);
@@ -191,6 +189,20 @@ void pd_cpu_pool_run(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg, uint32_t 
             start = now;
         else if (now - start > PD_POOL_YIELD_NS)
             sched_yield();
+    }
+}
+
+void pd_cpu_pool_run(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg, uint32_t n_chunks)
+{
+    if (pool->n_threads == 1 || n_chunks <= 1) {
+        for (uint32_t c = 0; c < n_chunks; c++)
+            fn(arg, c, 0);
+        return;
+    }
+    for (uint32_t base = 0; base < n_chunks; base += PD_CPU_POOL_MAX_CHUNKS) {
+        uint32_t n = n_chunks - base;
+        pd_cpu_pool_run_slice(pool, fn, arg, base,
+                              n < PD_CPU_POOL_MAX_CHUNKS ? n : PD_CPU_POOL_MAX_CHUNKS);
     }
 }
 

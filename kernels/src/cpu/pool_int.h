@@ -13,7 +13,7 @@
 
 typedef struct pd_cpu_pool pd_cpu_pool_t;
 
-/* Largest number of chunks in one job. */
+/* Chunks published at once; larger jobs run as several slices. */
 #define PD_CPU_POOL_MAX_CHUNKS ((1u << 20) - 1)
 
 /* Run chunk `chunk` of a job on the thread with index tid in [0, n_threads). */
@@ -22,8 +22,8 @@ typedef void (*pd_cpu_job_fn)(void *arg, uint32_t chunk, uint32_t tid);
 /* Start n_threads - 1 worker threads (n_threads >= 1). */
 pd_status_t pd_cpu_pool_create(uint32_t n_threads, pd_cpu_pool_t **pool_p);
 
-/* Run chunks 0 .. n_chunks - 1 (<= PD_CPU_POOL_MAX_CHUNKS) of fn and return when all have
- * finished. One caller at a time. */
+/* Run chunks 0 .. n_chunks - 1 of fn and return when all have finished. One caller at a
+ * time. */
 void pd_cpu_pool_run(pd_cpu_pool_t *pool, pd_cpu_job_fn fn, void *arg, uint32_t n_chunks);
 
 uint32_t pd_cpu_pool_n_threads(const pd_cpu_pool_t *pool);
