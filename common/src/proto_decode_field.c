@@ -57,7 +57,7 @@ pd_status_t pd_proto_dec_u32(pd_proto_dec_t *d, const msgpack_object *m, const c
                              bool required, uint32_t def, uint32_t min, uint32_t max,
                              pd_status_t over_status, uint32_t *value_p)
 {
-    uint64_t v;
+    uint64_t v = 0;
     pd_status_t s = pd_proto_dec_u64(d, m, key, required, def, min, max, over_status, &v);
     if (s == PD_OK)
         *value_p = (uint32_t)v;
@@ -67,7 +67,7 @@ pd_status_t pd_proto_dec_u32(pd_proto_dec_t *d, const msgpack_object *m, const c
 pd_status_t pd_proto_dec_f64(pd_proto_dec_t *d, const msgpack_object *m, const char *key,
                              bool required, double def, double min, double max, double *value_p)
 {
-    double v;
+    double v = 0;
     pd_status_t s = pd_mp_get_f64(m, key, &v);
     if (s == PD_ERR_NOT_FOUND) {
         if (required)

@@ -5,6 +5,7 @@
 #include "pd/log.h"
 #include "pd/time.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -252,6 +253,25 @@ void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
         pd_log_debug("worker %s sent %s: ignored", wk->id, pd_proto_type_name(msg->type));
         break;
     }
+}
+
+void pd_router_worker_on_garbage(pd_router_t *r, const pd_router_rid_t *rid, uint64_t req_id,
+                                 pd_status_t code)
+{
+    pd_router_worker_t *wk = pd_router_worker_by_rid(r, rid);
+    if (wk == NULL || req_id == 0)
+        return;
+    pd_router_req_t *req = pd_router_req_find(r, req_id);
+    if (req == NULL || req->state == PD_REQ_QUEUED)
+        return;
+    bool mine = ((int)wk->slot == req->decode_slot && wk->epoch == req->decode_epoch) ||
+                ((int)wk->slot == req->prefill_slot && wk->epoch == req->prefill_epoch);
+    if (!mine)
+        return;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "worker %s sent a malformed message for this request", wk->id);
+    pd_router_req_fail(r, req, code, msg);
+    pd_router_dispatch(r);
 }
 
 void pd_router_worker_on_event(pd_router_t *r, const pd_proto_kv_event_t *ev)

@@ -172,6 +172,10 @@ pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **rou
     if (r->client_sock == NULL || r->worker_sock == NULL || r->event_sock == NULL)
         goto err;
     zmq_setsockopt(r->event_sock, ZMQ_SUBSCRIBE, "", 0);
+    /* Workers name their DEALER after their worker_id: a restarted worker must take the
+     * name over from a connection the router has not yet seen close. */
+    int handover = 1;
+    zmq_setsockopt(r->worker_sock, ZMQ_ROUTER_HANDOVER, &handover, sizeof(handover));
     if ((st = pd_router_bind(r->client_sock, config->client_endpoint, client_ep,
                              sizeof(client_ep))) != PD_OK ||
         (st = pd_router_bind(r->worker_sock, config->worker_endpoint, worker_ep,
@@ -296,6 +300,7 @@ static void pd_router_on_workers(pd_router_t *r)
         if (st != PD_OK) {
             /* Not answered: an error reply to a confused peer could start a ping-pong. */
             pd_log_warn("worker frame refused: %s: %s", pd_status_name(st), fault.reason);
+            pd_router_worker_on_garbage(r, &rid, fault.req_id, st);
             continue;
         }
         pd_router_worker_on_message(r, &rid, &msg);

@@ -121,6 +121,10 @@ pd_router_worker_t *pd_router_worker_by_rid(pd_router_t *r, const pd_router_rid_
 pd_router_worker_t *pd_router_worker_by_id(pd_router_t *r, const char *id);
 void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
                                  const pd_proto_msg_t *msg);
+/* A frame from a worker that did not decode but named req_id: fail that request now
+ * (if the worker serves it) rather than at its deadline. */
+void pd_router_worker_on_garbage(pd_router_t *r, const pd_router_rid_t *rid, uint64_t req_id,
+                                 pd_status_t code);
 void pd_router_worker_on_event(pd_router_t *r, const pd_proto_kv_event_t *ev);
 /* Heartbeat timeouts and resync retries. */
 void pd_router_workers_tick(pd_router_t *r, uint64_t now_ms);

@@ -531,3 +531,54 @@ Test(router, lost_trailing_event_is_recovered_by_heartbeat_seq)
     fw_worker_stop(&d0);
     fw_router_stop(&r);
 }
+
+Test(router, malformed_worker_message_for_a_request_fails_it_at_once)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    d0.hang = true;
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    seen_t s[1] = {{.id = "m"}};
+    int32_t tokens[16] = {1};
+    fw_send_generate(c, "m", tokens, 16, 4, NULL);
+    uint64_t until = pd_time_now_ms() + 3000;
+    while (d0.n_reserve < 1 && pd_time_now_ms() < until)
+        fw_cluster_pump(&cl, 10);
+    uint64_t req_id = 0;
+    for (int i = 0; i < FW_MAX_REQS; i++)
+        if (d0.reqs[i].used)
+            req_id = d0.reqs[i].req_id;
+    cr_assert_neq(req_id, 0);
+    /* A token whose index is a string. */
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    pd_mp_put_map(&w, 5);
+    pd_mp_put_str(&w, "v");
+    pd_mp_put_u64(&w, 1);
+    pd_mp_put_str(&w, "type");
+    pd_mp_put_str(&w, "token");
+    pd_mp_put_str(&w, "req_id");
+    pd_mp_put_u64(&w, req_id);
+    pd_mp_put_str(&w, "index");
+    pd_mp_put_str(&w, "zero");
+    pd_mp_put_str(&w, "token");
+    pd_mp_put_u64(&w, 5);
+    zmq_send(d0.dealer, pd_mp_writer_data(&w), pd_mp_writer_size(&w), 0);
+    pd_mp_writer_cleanup(&w);
+    uint64_t t0 = pd_time_now_ms();
+    run_until_terminal(c, &cl, s, 1, 3000, 100);
+    cr_assert_eq(s[0].n_error, 1);
+    cr_assert_eq(s[0].error_code, PD_ERR_PROTO);
+    cr_assert_lt(pd_time_now_ms() - t0, 1500);
+    cr_assert_eq(d0.n_cancel, 1);
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+}
