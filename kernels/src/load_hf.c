@@ -170,6 +170,17 @@ static pd_status_t pd_hf_parse_config(const char *path, const pd_json_t *root, c
         pd_log_error("%s: rope_scaling is not supported", path);
         return PD_ERR_UNSUPPORTED;
     }
+    /* Sliding-window attention equals full attention up to the window: cap the context. */
+    uint32_t window = 0;
+    st = pd_hf_get_u32(root, path, "sliding_window", false, 0, 0, UINT32_MAX, &window);
+    if (st != PD_OK)
+        return st;
+    bool use_window = true;
+    pd_json_bool(pd_json_object_get(root, "use_sliding_window"), &use_window);
+    if (use_window && window > 0 && window < c->max_seq_len) {
+        pd_log_info("%s: context capped at the sliding window, %u tokens", path, window);
+        c->max_seq_len = window;
+    }
     static const char *const biases[] = {"attention_bias", "mlp_bias"};
     for (size_t i = 0; i < 2; i++) {
         bool b = false;
@@ -540,13 +551,24 @@ pd_status_t pd_model_load_hf(const char *dir, pd_model_t **model_p)
         e->used = true;
         found[i] = e;
     }
+    /* An unused tensor inside a layer (a bias, a q/k norm) would change what the layer
+     * computes: refuse it. Old checkpoints' rotary inv_freq buffers are recomputed. */
     size_t n_unused = 0;
     for (size_t i = 0; i < n_files; i++) {
         for (size_t j = 0; j < files[i].n_entries; j++) {
-            if (!files[i].entries[j].used) {
-                pd_log_info("%s: tensor \"%s\" not used", files[i].path, files[i].entries[j].name);
-                n_unused++;
+            const char *name = files[i].entries[j].name;
+            if (files[i].entries[j].used)
+                continue;
+            if (strncmp(name, "model.layers.", 13) == 0 &&
+                strstr(name, "rotary_emb.inv_freq") == NULL) {
+                pd_log_error("%s: tensor \"%s\" is part of a layer this engine does not "
+                             "compute (biases and extra norms are not supported)",
+                             files[i].path, name);
+                status = PD_ERR_UNSUPPORTED;
+                goto out_close;
             }
+            pd_log_info("%s: tensor \"%s\" not used", files[i].path, name);
+            n_unused++;
         }
     }
     if (n_unused > 0)

@@ -441,6 +441,20 @@ Test(load, rejects_bad_tensor_entries)
                 "\"data_offsets\":[0,0]},\"__metadata__\"");
     expect_load(dir, PD_OK); /* unused tensors are fine */
     rm_rf(dir);
+
+    /* A layer tensor the engine does not compute (Qwen2-style biases) is refused. */
+    saved_tiny(dir, sizeof(dir), "bias");
+    edit_header(dir, "{\"__metadata__\"",
+                "{\"model.layers.0.self_attn.q_proj.bias\":{\"dtype\":\"F32\",\"shape\":[0],"
+                "\"data_offsets\":[0,0]},\"__metadata__\"");
+    expect_load(dir, PD_ERR_UNSUPPORTED);
+    rm_rf(dir);
+    saved_tiny(dir, sizeof(dir), "invfreq");
+    edit_header(dir, "{\"__metadata__\"",
+                "{\"model.layers.1.self_attn.rotary_emb.inv_freq\":{\"dtype\":\"F32\","
+                "\"shape\":[0],\"data_offsets\":[0,0]},\"__metadata__\"");
+    expect_load(dir, PD_OK);
+    rm_rf(dir);
 }
 
 static void write_config(const char *dir, const char *json)
@@ -480,6 +494,22 @@ Test(load, rejects_bad_config_fields)
         write_config(dir, json);
         expect_load(dir, cases[i].want);
     }
+    /* A sliding window shorter than the context caps the context (Mistral). */
+    snprintf(json, sizeof(json),
+             "{\"hidden_size\": 64, \"num_attention_heads\": 4, "
+             "\"sliding_window\": 100, %s",
+             tail);
+    write_config(dir, json);
+    pd_model_config_t cfg;
+    cr_assert_eq(pd_model_config_load(dir, &cfg), PD_OK);
+    cr_assert_eq(cfg.max_seq_len, 100);
+    snprintf(json, sizeof(json),
+             "{\"hidden_size\": 64, \"num_attention_heads\": 4, "
+             "\"sliding_window\": 100, \"use_sliding_window\": false, %s",
+             tail);
+    write_config(dir, json);
+    cr_assert_eq(pd_model_config_load(dir, &cfg), PD_OK);
+    cr_assert_eq(cfg.max_seq_len, 256);
     write_config(dir, "{\"hidden_size\": 64,");
     expect_load(dir, PD_ERR_FORMAT);
     write_config(dir, "[1, 2]");
