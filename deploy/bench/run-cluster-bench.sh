@@ -141,12 +141,16 @@ fi
 # Issue 4: TPOT of short-prompt, long-output requests while another client floods the
 # prefill side with long prompts, disaggregated (1P1D) against colocated (one worker that
 # prefills for itself). Each deployment: the victim alone, then the victim under flood.
-VICTIM=(-n 16 --rate 1 --prompt-len 64 --output-len 256 --seed 21)
-FLOOD=(-n 1000 -c 2 --prompt-len 1900 --output-len 1 --cache off --seed 22)
+# Both deployments get the same generous worker and transfer timeouts: a worker computing
+# a long prompt on a starved 2-core machine can miss the default 3 s heartbeat window.
+# The victim cancels a request that has no done 30 s after its send.
+VICTIM=(-n 16 --rate 1 --prompt-len 64 --output-len 256 --seed 21 --timeout-ms 30000)
+FLOOD=(-n 1000 -c 1 --prompt-len 1900 --output-len 1 --cache off --seed 22)
+FLOOD_SETS=(--set router.worker_timeout_ms=30000 --set transfer.timeout_ms=30000)
 if want flood; then
     for dep in disagg colocated; do
         if [[ $dep == disagg ]]; then m=$M_LOCAL; else m=$M_COLO; fi
-        up "$m"
+        up "$m" "${FLOOD_SETS[@]}"
         port=$PORT
         bench "tpot-$dep-alone" "$port" "${VICTIM[@]}"
         # The flood runs until the victim is done, then is interrupted (SIGINT cancels
