@@ -582,3 +582,39 @@ Test(router, malformed_worker_message_for_a_request_fails_it_at_once)
     fw_worker_stop(&d0);
     fw_router_stop(&r);
 }
+
+Test(router, requests_wait_for_room_and_all_finish)
+{
+    fw_router_t r;
+    const char *const extra[] = {"--max-inflight", "2", "--policy", "rr", NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    enum { N = 40 };
+    static seen_t s[N];
+    memset(s, 0, sizeof(s));
+    int32_t tokens[24];
+    for (int k = 0; k < 24; k++)
+        tokens[k] = k + 9;
+    for (int i = 0; i < N; i++) {
+        snprintf(s[i].id, sizeof(s[i].id), "w%d", i);
+        s[i].tokens_in_order = true;
+        fw_send_generate(c, s[i].id, tokens, 24, 3, NULL);
+    }
+    run_until_terminal(c, &cl, s, N, 10000, 200);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(s[i].n_done, 1, "%s: %d done %d error", s[i].id, s[i].n_done, s[i].n_error);
+        cr_assert_eq(s[i].n_error, 0);
+        cr_assert(s[i].tokens_in_order && s[i].done_matches_stream);
+    }
+    cr_assert_eq(d0.n_reserve, N);
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+}
