@@ -456,3 +456,45 @@ Test(pdctl, engine_rejects_bad_ids_and_positions_at_the_api)
     pd_model_destroy(&model);
     rm_rf(dir);
 }
+
+Test(pdctl, generation_stops_at_eos)
+{
+    /* A llama2.c model whose every hidden state is all ones (attention and MLP weights
+     * zero, embeddings and norms one) and whose classifier favours only id 2: greedy
+     * decoding picks EOS at once. */
+    char path[PATH_MAX];
+    tmp_dir(path, sizeof(path), "eos.bin");
+    const size_t dim = 8, hid = 16, V = 259, seq = 8, hd = 4;
+    int32_t hdr[7] = {(int32_t)dim, (int32_t)hid, 1, 2, 2, -(int32_t)V, (int32_t)seq};
+    size_t n = V * dim + (2 * dim + 2 * dim * dim + 2 * dim * dim + 3 * hid * dim) + dim +
+               seq * hd + V * dim;
+    float *w = calloc(n, sizeof(float));
+    size_t o = 0;
+    for (size_t i = 0; i < V * dim; i++)
+        w[o++] = 1.0f; /* token embeddings */
+    for (size_t i = 0; i < dim; i++)
+        w[o++] = 1.0f; /* attention norm */
+    o += 2 * dim * dim + 2 * dim * dim;
+    for (size_t i = 0; i < dim; i++)
+        w[o++] = 1.0f; /* ffn norm */
+    o += 3 * hid * dim;
+    for (size_t i = 0; i < dim; i++)
+        w[o++] = 1.0f; /* final norm */
+    o += seq * hd;
+    for (size_t i = 0; i < dim; i++)
+        w[o + 2 * dim + i] = 1.0f; /* classifier row of id 2 */
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(hdr, sizeof(hdr), 1, f), 1);
+    cr_assert_eq(fwrite(w, sizeof(float), n, f), n);
+    fclose(f);
+    free(w);
+    const char *args[] = {"generate",      "-m", path,        "--tokens", "1,5,6",  "-n", "5",
+                          "--temperature", "0",  "--threads", "1",        "--json", NULL};
+    run_result_t r = run_pdctl(args);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "\"tokens\":[2]"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"finish_reason\":\"stop\""), "%s", r.out);
+    run_free(&r);
+    unlink(path);
+}
