@@ -24,7 +24,7 @@
 #endif
 
 /* How long an idle worker spins before sleeping, and a waiting caller before yielding. */
-#define PD_POOL_SPIN_NS  500000u
+#define PD_POOL_SPIN_NS  100000u
 #define PD_POOL_YIELD_NS 20000u
 
 #define PD_POOL_ID_SHIFT 40
