@@ -562,3 +562,25 @@ Test(cluster, exact_across_network_namespaces)
     cl_expect_all_free(2);
     cl_down();
 }
+
+Test(cluster, exact_colocated_both)
+{
+    /* One worker of role "both": the router sends it reserve and prefill, it computes the
+     * prompt into its own reserved blocks; tokens and cache reads as in 1P1D. */
+    cl_up("cboth",
+          "prefill:\n  count: 0\ndecode:\n  count: 0\n"
+          "both:\n  count: 1\n  threads: 1\n  pool_mb: 4\n  max_batch: 16\n",
+          false);
+    cl_exactness_suite("c");
+    cl_req_t cold, warm;
+    cl_req_init(&cold, "cold", 80, 9, 16, 0.6, 5);
+    cl_generate(&cold, 1, 20000);
+    cl_expect_reference(&cold);
+    cl_req_init(&warm, "warm", 80, 9, 16, 0.6, 5);
+    cl_generate(&warm, 1, 20000);
+    cl_expect_reference(&warm);
+    cr_expect_eq(warm.d.usage.cache_read_input_tokens, 64);
+    cr_expect_eq(warm.d.usage.input_tokens, 16);
+    cl_expect_all_free(1);
+    cl_down();
+}
