@@ -447,3 +447,56 @@ Test(xfer_loopback, bad_descriptors_are_refused)
     cr_assert_eq(l.n_blocks, layout.n_blocks);
     pair_close(&p);
 }
+
+Test(xfer_loopback, fabric_allocated_pool_receives_and_is_freed)
+{
+    pd_xfer_config_t cfg;
+    pd_xfer_config_default(&cfg);
+    cfg.backend = PD_XFER_BACKEND_LOOPBACK;
+    pd_xfer_engine_t *tx = NULL, *rx = NULL;
+    cr_assert_eq(pd_xfer_engine_create(&cfg, &tx), PD_OK);
+    cr_assert_eq(pd_xfer_engine_create(&cfg, &rx), PD_OK);
+    size_t bytes = pd_kv_pool_bytes(&layout);
+    uint8_t *src = malloc(bytes);
+    xt_fill(src, bytes, 3);
+    cr_assert_eq(pd_xfer_mem_register(tx, src, bytes, &layout), PD_OK);
+    void *base = NULL;
+    cr_assert_eq(pd_xfer_mem_alloc(rx, bytes - 1, &layout, &base), PD_ERR_INVALID_PARAM);
+    cr_assert_null(base);
+    cr_assert_eq(pd_xfer_mem_alloc(rx, bytes, &layout, &base), PD_OK);
+    cr_assert_not_null(base);
+    cr_assert_eq(pd_xfer_mem_alloc(rx, bytes, &layout, &base), PD_ERR_EXISTS);
+    memset(base, 0, bytes);
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    cr_assert_eq(pd_xfer_desc_export(rx, &w), PD_OK);
+    pd_xfer_peer_t *peer = NULL;
+    cr_assert_eq(pd_xfer_peer_connect(tx, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &peer),
+                 PD_OK);
+    pd_mp_writer_cleanup(&w);
+    pd_xfer_range_t r = {.offset = 0, .bytes = bytes};
+    pd_xfer_recv_t *recv = NULL;
+    pd_xfer_send_t *send = NULL;
+    cr_assert_eq(pd_xfer_recv_expect(rx, 1, &r, 1, 2000, &recv), PD_OK);
+    cr_assert_eq(pd_xfer_send_begin(peer, 1, NULL, 0, 2000, &send), PD_OK);
+    pd_xfer_seg_t seg = {.local_offset = 0, .remote_offset = 0, .bytes = bytes};
+    cr_assert_eq(pd_xfer_send_post(send, &seg, 1), PD_OK);
+    cr_assert_eq(pd_xfer_send_finish(send, NULL, 0), PD_OK);
+    void *h[2] = {send, recv};
+    cr_assert(xt_wait(tx, rx, both_done, h, 2000));
+    cr_assert_eq(pd_xfer_recv_status(recv), PD_OK);
+    cr_assert_eq(memcmp(base, src, bytes), 0);
+    /* Busy while a transfer into it is pending; freed by deregister otherwise. */
+    pd_xfer_recv_t *pending = NULL;
+    cr_assert_eq(pd_xfer_recv_expect(rx, 2, &r, 1, 2000, &pending), PD_OK);
+    cr_assert_eq(pd_xfer_mem_deregister(rx), PD_ERR_BUSY);
+    pd_xfer_recv_destroy(&pending);
+    pd_xfer_recv_destroy(&recv);
+    pd_xfer_send_destroy(&send);
+    cr_assert_eq(pd_xfer_mem_deregister(rx), PD_OK);
+    cr_assert_eq(pd_xfer_mem_deregister(rx), PD_ERR_NOT_FOUND);
+    pd_xfer_peer_disconnect(&peer);
+    pd_xfer_engine_destroy(&tx);
+    pd_xfer_engine_destroy(&rx);
+    free(src);
+}

@@ -83,8 +83,11 @@ static inline bool xt_frame_recv(int fd, void **buf_p, size_t *len_p, uint32_t t
 {
     uint64_t deadline = pd_time_now_ns() + (uint64_t)timeout_ms * 1000000u;
     uint32_t len = 0;
+    /* timeout_ms bounds the wait for a frame to start; once its length is in, the rest
+     * gets 10 s, so that a short poll never consumes half a frame. */
     if (!xt_read_all(fd, &len, sizeof(len), deadline) || len > (64u << 20))
         return false;
+    deadline = pd_time_now_ns() + 10000000000ull;
     void *buf = malloc(len ? len : 1);
     if (buf == NULL)
         return false;
