@@ -17,6 +17,7 @@ typedef struct pd_kbench_opts {
     uint32_t prompt_tokens;
     uint32_t decode_tokens;
     uint32_t runs;
+    uint32_t batch; /* sequences of the batched decode step */
     uint32_t threads[8];
     uint32_t n_threads_list;
     size_t memcpy_mib;
@@ -29,6 +30,7 @@ typedef struct pd_kbench_result {
     double prefill_ms;     /* median for the whole prompt */
     double decode_cpu_ms;  /* median process CPU time per token */
     double prefill_cpu_ms; /* median process CPU time for the prompt */
+    double batch_ms;       /* median time of a decode step of `batch` sequences */
 } pd_kbench_result_t;
 
 /* Process CPU time: with one thread, the compute time that other processes on a shared
@@ -83,7 +85,12 @@ static pd_status_t pd_kbench_run(const pd_model_t *model, const pd_kbench_opts_t
     const pd_model_config_t *c = &model->config;
     uint32_t n_ctx = o->prompt_tokens + o->decode_tokens;
     pd_kv_layout_t layout = {c->n_layers, c->n_kv_heads, c->head_dim, 16, 0};
-    layout.n_blocks = (n_ctx + layout.block_tokens - 1) / layout.block_tokens;
+    const uint32_t bt = layout.block_tokens;
+    /* The batched step shares the prompt's full blocks and gives each sequence its own. */
+    const uint32_t shared = o->prompt_tokens / bt, own = (o->decode_tokens + bt - 1) / bt;
+    const uint32_t n_single = (n_ctx + bt - 1) / bt;
+    layout.n_blocks = n_single + o->batch * own;
+    const uint32_t batch_table = shared + own;
     pd_status_t st = PD_ERR_NO_MEMORY;
     pd_engine_t *engine = NULL;
     float *pool = aligned_alloc(64, pd_kv_pool_bytes(&layout));
@@ -92,11 +99,17 @@ static pd_status_t pd_kbench_run(const pd_model_t *model, const pd_kbench_opts_t
     float *logits = malloc(c->vocab_size * sizeof(float));
     double *times = malloc((o->decode_tokens + o->runs + 1) * sizeof(double));
     double *cpu = malloc((o->decode_tokens + o->runs + 1) * sizeof(double));
-    if (!pool || !table || !tokens || !logits || !times || !cpu)
+    uint32_t *btables = malloc((size_t)o->batch * batch_table * sizeof(uint32_t));
+    float *blogits = malloc((size_t)o->batch * c->vocab_size * sizeof(float));
+    pd_fwd_seq_t *bseqs = malloc(o->batch * sizeof(pd_fwd_seq_t));
+    if (!pool || !table || !tokens || !logits || !times || !cpu || !btables || !blogits || !bseqs)
         goto out;
     memset(pool, 0, pd_kv_pool_bytes(&layout));
     for (uint32_t i = 0; i < layout.n_blocks; i++)
         table[i] = i;
+    for (uint32_t s = 0; s < o->batch; s++)
+        for (uint32_t i = 0; i < batch_table; i++)
+            btables[s * batch_table + i] = i < shared ? i : n_single + s * own + (i - shared);
     for (uint32_t i = 0; i < n_ctx; i++)
         tokens[i] = (int32_t)((i * 2654435761u) % c->vocab_size);
     st = pd_engine_create(model, PD_BACKEND_CPU, n_threads, &engine);
@@ -126,9 +139,27 @@ static pd_status_t pd_kbench_run(const pd_model_t *model, const pd_kbench_opts_t
     }
     res->decode_ms = pd_kbench_median(times, o->decode_tokens);
     res->decode_cpu_ms = pd_kbench_median(cpu, o->decode_tokens);
+    for (uint32_t i = 0; i < o->decode_tokens; i++) {
+        for (uint32_t s = 0; s < o->batch; s++)
+            bseqs[s] = (pd_fwd_seq_t){tokens + o->prompt_tokens + (i + s) % o->decode_tokens,
+                                      1,
+                                      shared * bt + i,
+                                      btables + (size_t)s * batch_table,
+                                      batch_table,
+                                      blogits + (size_t)s * c->vocab_size};
+        uint64_t t0 = pd_time_now_ns();
+        st = pd_engine_forward(engine, pool, &layout, bseqs, o->batch, NULL, NULL);
+        times[i] = (double)(pd_time_now_ns() - t0) * 1e-6;
+        if (st != PD_OK)
+            goto out;
+    }
+    res->batch_ms = pd_kbench_median(times, o->decode_tokens);
     res->threads = pd_engine_n_threads(engine);
 out:
     pd_engine_destroy(&engine);
+    free(bseqs);
+    free(blogits);
+    free(btables);
     free(cpu);
     free(times);
     free(logits);
@@ -141,9 +172,10 @@ out:
 static void pd_kbench_usage(void)
 {
     fprintf(stderr, "usage: pd-kbench [--preset NAME] [--prompt N] [--decode N] [--runs N]\n"
-                    "                 [--threads N[,N...]] [--memcpy-mib N] [--json]\n"
+                    "                 [--batch N] [--threads N[,N...]] [--memcpy-mib N] [--json]\n"
                     "Decode and prefill speed of a random-weight preset model (m50 by default)\n"
-                    "on the CPU backend, beside the memory-bandwidth bound of decode.\n");
+                    "on the CPU backend, beside the memory-bandwidth bound of decode, and the\n"
+                    "throughput of a decode step of --batch sequences (8) sharing the prompt.\n");
 }
 
 static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
@@ -166,6 +198,8 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
             o->prompt_tokens = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--decode") == 0) {
             o->decode_tokens = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--batch") == 0) {
+            o->batch = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--runs") == 0) {
             o->runs = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--memcpy-mib") == 0) {
@@ -184,7 +218,7 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
         }
     }
     if (o->prompt_tokens == 0 || o->decode_tokens == 0 || o->runs == 0 || o->runs > 15 ||
-        o->n_threads_list == 0 || o->memcpy_mib == 0) {
+        o->batch == 0 || o->batch > 256 || o->n_threads_list == 0 || o->memcpy_mib == 0) {
         pd_kbench_usage();
         return -1;
     }
@@ -194,7 +228,7 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
 int main(int argc, char **argv)
 {
     pd_log_init("pd-kbench");
-    pd_kbench_opts_t o = {"m50", 512, 64, 5, {1, 2}, 2, 1024, 0};
+    pd_kbench_opts_t o = {"m50", 512, 64, 5, 8, {1, 2}, 2, 1024, 0};
     if (pd_kbench_parse(argc, argv, &o) != 0)
         return 2;
     pd_model_config_t cfg;
@@ -238,15 +272,19 @@ int main(int argc, char **argv)
         if (o.json)
             printf("%s{\"threads\":%u,\"decode_ms_per_token\":%.3f,\"decode_tok_s\":%.2f,"
                    "\"decode_vs_bound\":%.3f,\"prefill_ms\":%.1f,\"prefill_tok_s\":%.1f,"
-                   "\"prefill_vs_decode\":%.2f,\"decode_cpu_ms\":%.3f,\"prefill_cpu_ms\":%.1f}",
+                   "\"prefill_vs_decode\":%.2f,\"decode_cpu_ms\":%.3f,\"prefill_cpu_ms\":%.1f,"
+                   "\"batch\":%u,\"batch_step_ms\":%.3f,\"batch_tok_s\":%.1f}",
                    i ? "," : "", r.threads, r.decode_ms, dec_tps, dec_tps / bound, r.prefill_ms,
-                   pre_tps, pre_tps / dec_tps, r.decode_cpu_ms, r.prefill_cpu_ms);
+                   pre_tps, pre_tps / dec_tps, r.decode_cpu_ms, r.prefill_cpu_ms, o.batch,
+                   r.batch_ms, o.batch * 1e3 / r.batch_ms);
         else
             printf("threads %u: decode %.2f ms/token = %.1f tokens/s = %.0f%% of the bound; "
                    "prefill of %u tokens %.0f ms = %.0f tokens/s = %.1fx decode per token "
-                   "(process CPU: decode %.2f ms/token, prefill %.0f ms)\n",
+                   "(process CPU: decode %.2f ms/token, prefill %.0f ms); decode of %u sequences "
+                   "%.2f ms/step = %.1f tokens/s\n",
                    r.threads, r.decode_ms, dec_tps, 100.0 * dec_tps / bound, o.prompt_tokens,
-                   r.prefill_ms, pre_tps, pre_tps / dec_tps, r.decode_cpu_ms, r.prefill_cpu_ms);
+                   r.prefill_ms, pre_tps, pre_tps / dec_tps, r.decode_cpu_ms, r.prefill_cpu_ms,
+                   o.batch, r.batch_ms, o.batch * 1e3 / r.batch_ms);
         fflush(stdout);
     }
     if (o.json)
