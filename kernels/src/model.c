@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Limits far beyond any model this project serves but small enough that every size
  * computed from them fits in 64 bits. */
@@ -138,12 +139,19 @@ pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p
     pd_model_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return PD_ERR_NO_MEMORY;
-    float *base = aligned_alloc(64, bytes ? bytes : 64);
+    /* 2 MiB-aligned and advised for transparent huge pages: decode streams every weight
+     * once per token, and huge pages take the TLB misses out of that stream. */
+    const size_t huge = (size_t)2 << 20;
+    size_t alloc_bytes = (bytes + huge - 1) / huge * huge;
+    float *base = aligned_alloc(huge, alloc_bytes ? alloc_bytes : huge);
     if (base == NULL) {
         pd_log_error("model: cannot allocate %zu bytes of weights", bytes);
         free(m);
         return PD_ERR_NO_MEMORY;
     }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(base, alloc_bytes, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#endif
     memset(base, 0, bytes);
     float **slots[12] = {&m->w.tok_embed, &m->w.attn_norm, &m->w.wq,         &m->w.wk,
                          &m->w.wv,        &m->w.wo,        &m->w.ffn_norm,   &m->w.w_gate,
