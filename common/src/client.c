@@ -5,7 +5,9 @@
 #include "pd/mp.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zmq.h>
 
 struct pd_client {
@@ -14,8 +16,10 @@ struct pd_client {
     pd_mp_writer_t w;
 };
 
-pd_status_t pd_client_connect(const char *endpoint, pd_client_t **client_p)
+static pd_status_t pd_client_open(const char *endpoint, const char *server_public_z85,
+                                  const char *client_secret_z85, pd_client_t **client_p)
 {
+    pd_status_t st = PD_ERR_IO;
     pd_client_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return PD_ERR_NO_MEMORY;
@@ -30,6 +34,22 @@ pd_status_t pd_client_connect(const char *endpoint, pd_client_t **client_p)
     int linger = 0;
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max));
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
+    if (server_public_z85 != NULL) {
+        char public_z85[41];
+        if (!zmq_has("curve")) {
+            st = PD_ERR_UNSUPPORTED;
+            goto err;
+        }
+        if (strlen(server_public_z85) != 40 || strlen(client_secret_z85) != 40 ||
+            zmq_curve_public(public_z85, client_secret_z85) != 0 ||
+            zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, server_public_z85, 41) != 0 ||
+            zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, public_z85, 41) != 0 ||
+            zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, client_secret_z85, 41) != 0) {
+            pd_log_error("CURVE keys: %s", zmq_strerror(zmq_errno()));
+            st = PD_ERR_INVALID_PARAM;
+            goto err;
+        }
+    }
     if (zmq_connect(c->sock, endpoint) != 0) {
         pd_log_error("connect %s: %s", endpoint, zmq_strerror(zmq_errno()));
         goto err;
@@ -39,7 +59,70 @@ pd_status_t pd_client_connect(const char *endpoint, pd_client_t **client_p)
 
 err:
     pd_client_destroy(&c);
-    return PD_ERR_IO;
+    return st;
+}
+
+pd_status_t pd_client_connect(const char *endpoint, pd_client_t **client_p)
+{
+    return pd_client_open(endpoint, NULL, NULL, client_p);
+}
+
+pd_status_t pd_client_connect_curve(const char *endpoint, const char *server_public_z85,
+                                    const char *client_secret_z85, pd_client_t **client_p)
+{
+    if (server_public_z85 == NULL || client_secret_z85 == NULL)
+        return PD_ERR_INVALID_PARAM;
+    return pd_client_open(endpoint, server_public_z85, client_secret_z85, client_p);
+}
+
+pd_status_t pd_client_read_key_file(const char *path, char *key_z85)
+{
+    char word[128], key[41] = "";
+    bool after_secret = false, found = false;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return PD_ERR_IO;
+    /* A bare key, or `pd-router --keygen` output ("public K" / "secret K"): the secret. */
+    while (fscanf(f, "%127s", word) == 1) {
+        bool is_key = strlen(word) == 40;
+        if (is_key && (after_secret || !found)) {
+            memcpy(key, word, 41);
+            found = true;
+            if (after_secret)
+                break;
+        }
+        after_secret = strcmp(word, "secret") == 0;
+    }
+    fclose(f);
+    if (!found)
+        return PD_ERR_FORMAT;
+    memcpy(key_z85, key, 41);
+    return PD_OK;
+}
+
+pd_status_t pd_client_connect_opt(const char *prog, const char *endpoint,
+                                  const char *server_public_z85, const char *secret_file,
+                                  pd_client_t **client_p)
+{
+    char secret[41];
+    pd_status_t st;
+    if (server_public_z85 == NULL)
+        return pd_client_connect(endpoint, client_p);
+    if (secret_file == NULL) {
+        fprintf(stderr, "%s: --curve-server-key needs --curve-secret-file\n", prog);
+        return PD_ERR_INVALID_PARAM;
+    }
+    st = pd_client_read_key_file(secret_file, secret);
+    if (st != PD_OK) {
+        fprintf(stderr, "%s: %s: %s\n", prog, secret_file,
+                st == PD_ERR_IO ? "cannot read" : "not a 40-character Z85 key");
+        return st;
+    }
+    st = pd_client_connect_curve(endpoint, server_public_z85, secret, client_p);
+    memset(secret, 0, sizeof(secret));
+    if (st != PD_OK)
+        fprintf(stderr, "%s: CURVE connection to %s: %s\n", prog, endpoint, pd_status_str(st));
+    return st;
 }
 
 void pd_client_destroy(pd_client_t **client_p)

@@ -12,6 +12,7 @@
 static void pd_cmd_status_usage(FILE *out)
 {
     fprintf(out, "usage: pdctl status [-r ROUTER] [--json] [--timeout-ms MS]\n"
+                 "                    [--curve-server-key Z85 --curve-secret-file PATH]\n"
                  "\n"
                  "Print the router's workers (role, epoch, state, load, blocks, blocks the\n"
                  "directory lists for each), the directory size, the queue depth and the\n"
@@ -20,7 +21,9 @@ static void pd_cmd_status_usage(FILE *out)
                  "  -r, --router EP     the router's client endpoint (default\n"
                  "                      tcp://127.0.0.1:7100)\n"
                  "  --json              print one JSON object\n"
-                 "  --timeout-ms MS     how long to wait for the answer (default 5000)\n");
+                 "  --timeout-ms MS     how long to wait for the answer (default 5000)\n"
+                 "  --curve-server-key K, --curve-secret-file F  authenticate with CURVE (see\n"
+                 "                      'pdctl submit --help')\n");
 }
 
 static void pd_cmd_status_print_json(const char *router, const pd_proto_status_reply_t *s)
@@ -66,10 +69,13 @@ int pd_cmd_status(int argc, char **argv)
         {"router", required_argument, NULL, 'r'},
         {"json", no_argument, NULL, 'J'},
         {"timeout-ms", required_argument, NULL, 'T'},
+        {"curve-server-key", required_argument, NULL, 'V'},
+        {"curve-secret-file", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *router = "tcp://127.0.0.1:7100";
+    const char *server_key = NULL, *secret_file = NULL;
     bool json = false;
     uint32_t timeout_ms = 5000;
     int ch;
@@ -87,6 +93,12 @@ int pd_cmd_status(int argc, char **argv)
             if (!pd_cli_parse_u32("--timeout-ms", optarg, 1, 86400000, &timeout_ms))
                 return PD_CLI_USAGE;
             break;
+        case 'V':
+            server_key = optarg;
+            break;
+        case 'F':
+            secret_file = optarg;
+            break;
         case 'h':
             pd_cmd_status_usage(stdout);
             return PD_CLI_OK;
@@ -102,7 +114,7 @@ int pd_cmd_status(int argc, char **argv)
 
     pd_client_t *c = NULL;
     int rc = PD_CLI_FAIL;
-    if (pd_client_connect(router, &c) != PD_OK) {
+    if (pd_client_connect_opt("pdctl status", router, server_key, secret_file, &c) != PD_OK) {
         fprintf(stderr, "pdctl status: cannot connect to %s\n", router);
         return PD_CLI_FAIL;
     }

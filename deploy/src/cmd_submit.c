@@ -17,6 +17,8 @@
 
 typedef struct pd_submit_opts {
     const char *router;
+    const char *server_key;  /* --curve-server-key, NULL: no CURVE */
+    const char *secret_file; /* --curve-secret-file */
     bool json;
     uint32_t timeout_ms;
     pd_proto_generate_t g;
@@ -39,6 +41,7 @@ static void pd_submit_usage(FILE *out)
             "                    [--temperature T] [--top-p P] [--seed S] [--stop 2,13]\n"
             "                    [--tenant T] [--cache auto|off|explicit:OFF[@TTL],...]\n"
             "                    [--id ID] [--no-stream] [--json] [--timeout-ms MS]\n"
+            "                    [--curve-server-key Z85 --curve-secret-file PATH]\n"
             "\n"
             "Send one request to a pd-router and stream the generated text to stdout as it\n"
             "comes (token ids when the router has no tokenizer). Usage and timings (queue,\n"
@@ -60,7 +63,10 @@ static void pd_submit_usage(FILE *out)
             "  --no-stream          no token messages: print the token ids at the end\n"
             "  --json               print one JSON object: id, tokens, text, finish_reason,\n"
             "                       usage, timings, workers (or error)\n"
-            "  --timeout-ms MS      give up (and cancel) after MS (default 130000)\n");
+            "  --timeout-ms MS      give up (and cancel) after MS (default 130000)\n"
+            "  --curve-server-key K the router's CURVE public key (Z85): authenticate\n"
+            "  --curve-secret-file F this client's CURVE secret key (Z85) file; the router\n"
+            "                       serves it as the tenant listed with its public key\n");
 }
 
 /* Parse "1,2,3" into ids (capacity cap). */
@@ -162,6 +168,8 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
         {"no-stream", no_argument, NULL, 'N'},
         {"json", no_argument, NULL, 'J'},
         {"timeout-ms", required_argument, NULL, 'O'},
+        {"curve-server-key", required_argument, NULL, 'V'},
+        {"curve-secret-file", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -243,6 +251,12 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
         case 'O':
             if (!pd_cli_parse_u32("--timeout-ms", optarg, 1, 86400000, &o->timeout_ms))
                 return PD_CLI_USAGE;
+            break;
+        case 'V':
+            o->server_key = optarg;
+            break;
+        case 'F':
+            o->secret_file = optarg;
             break;
         case 'h':
             pd_submit_usage(stdout);
@@ -374,7 +388,7 @@ int pd_cmd_submit(int argc, char **argv)
     sa.sa_handler = pd_submit_on_sigint;
     sigaction(SIGINT, &sa, NULL);
 
-    if (pd_client_connect(o.router, &c) != PD_OK) {
+    if (pd_client_connect_opt("pdctl submit", o.router, o.server_key, o.secret_file, &c) != PD_OK) {
         fprintf(stderr, "pdctl submit: cannot connect to %s\n", o.router);
         return PD_CLI_FAIL;
     }

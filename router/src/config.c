@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 void pd_router_config_defaults(pd_router_config_t *c)
 {
@@ -42,6 +43,10 @@ void pd_router_config_usage(void *f)
             "  --tokenizer PATH         llama2.c tokenizer.bin for text prompts ('byte' for\n"
             "                           the built-in byte tokenizer); prompts become\n"
             "                           BOS + encode(text). Without it only token prompts work\n"
+            "  --curve-secret-file PATH  the router's CURVE secret key (Z85, 40 characters):\n"
+            "                           with --client-keys, clients must authenticate\n"
+            "  --client-keys PATH       lines 'TENANT Z85PUBLICKEY': the clients allowed and\n"
+            "                           the tenant each acts as (the body's tenant is ignored)\n"
             "  --model-id ID            model id salted into block hashes [\"\"]\n"
             "  --block-tokens N         tokens per KV block; workers must match [16]\n"
             "  --policy kv|rr           worker choice: KV-aware score or round robin [kv]\n"
@@ -56,6 +61,8 @@ void pd_router_config_usage(void *f)
             "  --worker-timeout-ms MS   a worker silent this long is dead [5000]\n"
             "  --request-timeout-ms MS  a request not done this long after arrival ends with\n"
             "                           PD_ERR_TIMEOUT [120000]\n"
+            "  --keygen                 print a new CURVE key pair ('public Z85' and 'secret\n"
+            "                           Z85' lines) and exit\n"
             "  -h, --help               this text\n"
             "\n"
             "score(worker) = kv_weight * cached_prefix_tokens - load_weight * assigned_tokens,\n"
@@ -116,6 +123,9 @@ enum {
     OPT_HEARTBEAT,
     OPT_WORKER_TIMEOUT,
     OPT_REQUEST_TIMEOUT,
+    OPT_CURVE_SECRET,
+    OPT_CLIENT_KEYS,
+    OPT_KEYGEN,
 };
 
 pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
@@ -136,6 +146,9 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
         {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
         {"worker-timeout-ms", required_argument, NULL, OPT_WORKER_TIMEOUT},
         {"request-timeout-ms", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+        {"curve-secret-file", required_argument, NULL, OPT_CURVE_SECRET},
+        {"client-keys", required_argument, NULL, OPT_CLIENT_KEYS},
+        {"keygen", no_argument, NULL, OPT_KEYGEN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -205,6 +218,23 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
             ok = pd_router_parse_u32("--request-timeout-ms", optarg, 1, PD_PROTO_MAX_DEADLINE_MS,
                                      &c->request_timeout_ms);
             break;
+        case OPT_CURVE_SECRET:
+            ok = pd_router_copy("--curve-secret-file", optarg, c->curve_secret_file,
+                                sizeof(c->curve_secret_file));
+            break;
+        case OPT_CLIENT_KEYS:
+            ok = pd_router_copy("--client-keys", optarg, c->client_keys_file,
+                                sizeof(c->client_keys_file));
+            break;
+        case OPT_KEYGEN: {
+            char pub[41], sec[41];
+            if (zmq_curve_keypair(pub, sec) != 0) {
+                fprintf(stderr, "pd-router: --keygen: this libzmq has no CURVE\n");
+                return PD_ERR_UNSUPPORTED;
+            }
+            printf("public %s\nsecret %s\n", pub, sec);
+            return PD_INPROGRESS;
+        }
         case 'h':
             pd_router_config_usage(stdout);
             return PD_INPROGRESS;

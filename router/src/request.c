@@ -197,7 +197,7 @@ static void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
 }
 
 void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
-                           const pd_proto_generate_t *g)
+                           const pd_proto_generate_t *g, const char *tenant)
 {
     static int32_t scratch[PD_PROTO_MAX_PROMPT_TOKENS];
     const int32_t *tokens = g->tokens;
@@ -254,7 +254,7 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
         goto err_free;
     memcpy(req->tokens, tokens, n_tokens * sizeof(*tokens));
     req->n_tokens = (uint32_t)n_tokens;
-    memcpy(req->tenant, g->tenant, sizeof(req->tenant));
+    snprintf(req->tenant, sizeof(req->tenant), "%s", tenant != NULL ? tenant : g->tenant);
     pd_block_hash_t root = pd_block_hash_root(req->tenant, r->cfg.model_id);
     pd_block_hash_chain(root, req->tokens, n_tokens, r->cfg.block_tokens, req->hashes,
                         req->n_hashes);

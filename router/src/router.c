@@ -176,6 +176,13 @@ pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **rou
      * name over from a connection the router has not yet seen close. */
     int handover = 1;
     zmq_setsockopt(r->worker_sock, ZMQ_ROUTER_HANDOVER, &handover, sizeof(handover));
+    r->client_keys = calloc(PD_ROUTER_MAX_CLIENT_KEYS, sizeof(*r->client_keys));
+    if (r->client_keys == NULL) {
+        st = PD_ERR_NO_MEMORY;
+        goto err;
+    }
+    if ((st = pd_router_auth_setup(r)) != PD_OK)
+        goto err;
     if ((st = pd_router_bind(r->client_sock, config->client_endpoint, client_ep,
                              sizeof(client_ep))) != PD_OK ||
         (st = pd_router_bind(r->worker_sock, config->worker_endpoint, worker_ep,
@@ -253,6 +260,12 @@ static void pd_router_on_client(pd_router_t *r)
         }
         pd_proto_msg_t msg;
         pd_proto_fault_t fault;
+        char tenant[PD_PROTO_NAME_CAP] = "";
+        if (r->auth) {
+            /* The ZAP handler's user id: the tenant listed with the client's key. */
+            const char *user = zmq_msg_gets(&payload, "User-Id");
+            snprintf(tenant, sizeof(tenant), "%s", user != NULL ? user : "");
+        }
         pd_status_t st = pd_proto_decode(&msg, PD_PROTO_CHAN_CLIENT, zmq_msg_data(&payload),
                                          zmq_msg_size(&payload), &fault);
         zmq_msg_close(&payload);
@@ -263,7 +276,7 @@ static void pd_router_on_client(pd_router_t *r)
         }
         switch (msg.type) {
         case PD_PROTO_TYPE_GENERATE:
-            pd_router_on_generate(r, &rid, &msg.u.generate);
+            pd_router_on_generate(r, &rid, &msg.u.generate, r->auth ? tenant : NULL);
             break;
         case PD_PROTO_TYPE_STATUS:
             pd_router_send_status(r, &rid);
@@ -344,12 +357,13 @@ pd_status_t pd_router_run(pd_router_t *r, volatile int *stop_flag)
     pd_status_t st = PD_OK;
     r->stop = false;
     while (!r->stop && (stop_flag == NULL || !*stop_flag)) {
-        zmq_pollitem_t items[3] = {
+        zmq_pollitem_t items[4] = {
             {r->client_sock, 0, ZMQ_POLLIN, 0},
             {r->worker_sock, 0, ZMQ_POLLIN, 0},
             {r->event_sock, 0, ZMQ_POLLIN, 0},
+            {r->zap_sock, 0, ZMQ_POLLIN, 0},
         };
-        int rc = zmq_poll(items, 3, PD_ROUTER_TICK_MS);
+        int rc = zmq_poll(items, r->zap_sock != NULL ? 4 : 3, PD_ROUTER_TICK_MS);
         if (rc < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -357,6 +371,8 @@ pd_status_t pd_router_run(pd_router_t *r, volatile int *stop_flag)
             st = PD_ERR_IO;
             break;
         }
+        if (r->zap_sock != NULL && (items[3].revents & ZMQ_POLLIN))
+            pd_router_auth_serve(r);
         /* Workers first: their tokens and releases free room for new requests. */
         if (items[1].revents & ZMQ_POLLIN)
             pd_router_on_workers(r);
@@ -390,6 +406,9 @@ void pd_router_destroy(pd_router_t **router_p)
         zmq_close(r->worker_sock);
     if (r->event_sock != NULL)
         zmq_close(r->event_sock);
+    if (r->zap_sock != NULL)
+        zmq_close(r->zap_sock);
+    free(r->client_keys);
     if (r->ctx != NULL)
         zmq_ctx_term(r->ctx);
     pd_dir_destroy(&r->dir);

@@ -15,6 +15,14 @@
 #define PD_ROUTER_RID_CAP         256 /* ZeroMQ routing ids are at most 255 bytes */
 #define PD_ROUTER_REQ_BUCKETS     4096
 #define PD_ROUTER_RESYNC_RETRY_MS 2000
+#define PD_ROUTER_MAX_CLIENT_KEYS 1024
+#define PD_ROUTER_Z85_KEY_CHARS   40
+
+/* One client allowed by --client-keys: its CURVE public key and the tenant it acts as. */
+typedef struct pd_router_client_key {
+    uint8_t key[32];
+    char tenant[PD_PROTO_NAME_CAP];
+} pd_router_client_key_t;
 
 typedef struct pd_router_rid {
     unsigned char bytes[PD_ROUTER_RID_CAP];
@@ -98,9 +106,13 @@ typedef struct pd_router_req {
 struct pd_router {
     pd_router_config_t cfg;
     void *ctx;
-    void *client_sock; /* ROUTER */
-    void *worker_sock; /* ROUTER */
-    void *event_sock;  /* SUB */
+    void *client_sock;                   /* ROUTER */
+    void *worker_sock;                   /* ROUTER */
+    void *event_sock;                    /* SUB */
+    void *zap_sock;                      /* REP, the ZAP handler (auth only) */
+    bool auth;                           /* CURVE on the client socket: tenants come from keys */
+    pd_router_client_key_t *client_keys; /* (n_client_keys) owned */
+    uint32_t n_client_keys;
     pd_tokenizer_t *tok;
     pd_dir_t *dir;
     pd_mp_writer_t w;
@@ -115,6 +127,13 @@ struct pd_router {
     uint32_t n_live;
     uint64_t next_req_id;
 };
+
+/* auth.c */
+/* Read the keys and make the client socket a CURVE server with a ZAP handler, when
+ * --curve-secret-file / --client-keys are given. */
+pd_status_t pd_router_auth_setup(pd_router_t *r);
+/* Answer waiting ZAP requests. */
+void pd_router_auth_serve(pd_router_t *r);
 
 /* registry.c */
 pd_router_worker_t *pd_router_worker_by_rid(pd_router_t *r, const pd_router_rid_t *rid);
@@ -136,8 +155,9 @@ bool pd_router_worker_can_prefill(const pd_router_worker_t *wk);
 bool pd_router_worker_can_decode(const pd_router_worker_t *wk);
 
 /* request.c */
+/* tenant: the authenticated tenant, or NULL to take the body's (auth off). */
 void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
-                           const pd_proto_generate_t *g);
+                           const pd_proto_generate_t *g, const char *tenant);
 void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const char *id);
 pd_router_req_t *pd_router_req_find(pd_router_t *r, uint64_t req_id);
 /* End req with one error to its client, cancel at its workers, free it. */

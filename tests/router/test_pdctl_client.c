@@ -133,3 +133,71 @@ Test(pdctl_client, status_without_router_fails_in_time)
     cr_assert_eq(run_pdctl(NULL, status, out, sizeof(out)), 1);
     cr_assert_lt(pd_time_now_ms() - t0, 3000);
 }
+
+Test(pdctl_client, submit_and_status_authenticate_with_curve)
+{
+    /* Keys the way an operator makes them: pd-router --keygen, saved as printed. */
+    char dir[] = "/tmp/pdkv-pdctl-auth-XXXXXX", rkey[64], ckey[64], keys[64], line[256];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(rkey, sizeof(rkey), "%s/router.key", dir);
+    snprintf(ckey, sizeof(ckey), "%s/client.key", dir);
+    snprintf(keys, sizeof(keys), "%s/clients", dir);
+    char cmd[1200], server_pub[64] = "", client_pub[64] = "";
+    snprintf(cmd, sizeof(cmd), "%s/pd-router --keygen > %s && %s/pd-router --keygen > %s",
+             getenv("PD_BIN_DIR"), rkey, getenv("PD_BIN_DIR"), ckey);
+    cr_assert_eq(system(cmd), 0);
+    FILE *f = fopen(rkey, "r");
+    cr_assert_eq(fscanf(f, "public %63s", server_pub), 1);
+    fclose(f);
+    f = fopen(ckey, "r");
+    cr_assert_eq(fscanf(f, "public %63s", client_pub), 1);
+    fclose(f);
+    cr_assert_eq(strlen(server_pub), 40);
+    f = fopen(keys, "w");
+    snprintf(line, sizeof(line), "ops %s\n", client_pub);
+    fputs(line, f);
+    fclose(f);
+
+    fw_router_t r;
+    const char *const extra[] = {"--curve-secret-file", rkey, "--client-keys", keys, NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    uint64_t until = pd_time_now_ms() + 5000;
+    while (!(p0.registered && d0.registered) && pd_time_now_ms() < until)
+        fw_cluster_pump(&cl, 10);
+
+    static char out[65536];
+    const char *const submit[] = {"submit",
+                                  "-r",
+                                  r.client_ep,
+                                  "--tokens",
+                                  "1,2,3",
+                                  "-n",
+                                  "2",
+                                  "--json",
+                                  "--curve-server-key",
+                                  server_pub,
+                                  "--curve-secret-file",
+                                  ckey,
+                                  NULL};
+    cr_assert_eq(run_pdctl(&cl, submit, out, sizeof(out)), 0, "%s", out);
+    cr_assert(strstr(out, "\"output_tokens\":2") != NULL, "%s", out);
+    const char *const status[] = {
+        "status", "-r", r.client_ep, "--curve-server-key", server_pub, "--curve-secret-file",
+        ckey,     NULL};
+    cr_assert_eq(run_pdctl(&cl, status, out, sizeof(out)), 0, "%s", out);
+    /* Without the keys: no answer. */
+    const char *const anon[] = {"status", "-r", r.client_ep, "--timeout-ms", "500", NULL};
+    cr_assert_eq(run_pdctl(&cl, anon, out, sizeof(out)), 1);
+
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+    unlink(rkey);
+    unlink(ckey);
+    unlink(keys);
+    rmdir(dir);
+}

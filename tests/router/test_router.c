@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define N_CONC 32
@@ -617,4 +618,79 @@ Test(router, requests_wait_for_room_and_all_finish)
     fw_worker_stop(&p0);
     fw_worker_stop(&d0);
     fw_router_stop(&r);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(router, curve_clients_act_as_their_listed_tenant_and_strangers_get_nothing)
+{
+    char server_pub[41], server_sec[41], a_pub[41], a_sec[41], x_pub[41], x_sec[41];
+    cr_assert_eq(zmq_curve_keypair(server_pub, server_sec), 0);
+    cr_assert_eq(zmq_curve_keypair(a_pub, a_sec), 0);
+    cr_assert_eq(zmq_curve_keypair(x_pub, x_sec), 0);
+    char dir[] = "/tmp/pdkv-auth-XXXXXX", secret_path[64], keys_path[64], text[256];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(secret_path, sizeof(secret_path), "%s/router.key", dir);
+    snprintf(keys_path, sizeof(keys_path), "%s/clients", dir);
+    snprintf(text, sizeof(text), "%s\n", server_sec);
+    write_file(secret_path, text);
+    snprintf(text, sizeof(text), "# tenant key\ntenant-a %s\n", a_pub);
+    write_file(keys_path, text);
+
+    fw_router_t r;
+    const char *const extra[] = {"--curve-secret-file", secret_path, "--client-keys", keys_path,
+                                 NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    int32_t tokens[40];
+    for (int k = 0; k < 40; k++)
+        tokens[k] = 3 * k + 1;
+    uint64_t h[2];
+    pd_block_hash_chain(pd_block_hash_root("tenant-a", "test-model"), tokens, 32, 16, h, 2);
+    fw_cluster_pump(&cl, 100);
+    fw_worker_store(&d0, h, 2);
+
+    /* The listed client: served, and its body's tenant is ignored. */
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect_curve(r.client_ep, server_pub, a_sec, &c), PD_OK);
+    dir_goal_t goal = {"decode-0", 2};
+    cr_assert(fw_wait_status(c, &cl, 5000, worker_has_blocks, &goal));
+    seen_t s[1] = {{.id = "auth", .tokens_in_order = true}};
+    fw_send_generate(c, "auth", tokens, 40, 2, "someone-else");
+    run_until_terminal(c, &cl, s, 1, 3000, 50);
+    cr_assert_eq(s[0].n_done, 1);
+    cr_assert_eq(s[0].usage.cache_read_input_tokens, 32);
+    pd_client_destroy(&c);
+
+    /* An unlisted key and a plain client get no answer at all. */
+    pd_client_t *x = NULL, *plain = NULL;
+    cr_assert_eq(pd_client_connect_curve(r.client_ep, server_pub, x_sec, &x), PD_OK);
+    cr_assert_eq(pd_client_connect(r.client_ep, &plain), PD_OK);
+    pd_proto_msg_t st = {.type = PD_PROTO_TYPE_STATUS};
+    cr_assert_eq(pd_client_send(x, &st), PD_OK);
+    cr_assert_eq(pd_client_send(plain, &st), PD_OK);
+    uint64_t until = pd_time_now_ms() + 800;
+    while (pd_time_now_ms() < until)
+        fw_cluster_pump(&cl, 20);
+    pd_proto_msg_t m;
+    cr_assert_eq(pd_client_recv(x, 0, &m, NULL), PD_ERR_TIMEOUT);
+    cr_assert_eq(pd_client_recv(plain, 0, &m, NULL), PD_ERR_TIMEOUT);
+    pd_client_destroy(&x);
+    pd_client_destroy(&plain);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+    unlink(secret_path);
+    unlink(keys_path);
+    rmdir(dir);
 }
