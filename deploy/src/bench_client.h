@@ -30,6 +30,7 @@ typedef struct pd_bench_meta {
     const char *workload;   /* one line describing the load */
     const char *trace_path; /* NULL for synthetic load */
     bool have_ideal;
+    const char *ideal_what; /* what the ideal cache saw, for the table */
     uint64_t ideal_hit_tokens, ideal_total_tokens;
     size_t n_clipped;
 } pd_bench_meta_t;

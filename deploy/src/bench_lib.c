@@ -3,6 +3,7 @@
 #include "bench_lib.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,6 +233,48 @@ out:
     return status;
 }
 
+void pd_bench_ideal_cache_groups(const pd_bench_item_t *items, size_t n, uint32_t block_tokens,
+                                 uint64_t *hit_tokens_p, uint64_t *total_tokens_p)
+{
+    /* A linear list of (group, tenant, longest prefix seen): workloads have few groups. */
+    typedef struct {
+        uint32_t group, tenant, n_prefix;
+    } seen_t;
+    seen_t *seen = NULL;
+    size_t n_seen = 0, cap = 0;
+    uint64_t hit = 0, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const pd_bench_item_t *it = &items[i];
+        total += it->n_input;
+        if (it->group == UINT32_MAX || it->n_prefix == 0)
+            continue;
+        size_t k;
+        for (k = 0; k < n_seen; k++)
+            if (seen[k].group == it->group && seen[k].tenant == it->tenant)
+                break;
+        if (k < n_seen) {
+            uint32_t common = it->n_prefix < seen[k].n_prefix ? it->n_prefix : seen[k].n_prefix;
+            if (block_tokens > 0)
+                hit += common / block_tokens * block_tokens;
+            if (it->n_prefix > seen[k].n_prefix)
+                seen[k].n_prefix = it->n_prefix;
+            continue;
+        }
+        if (n_seen == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            seen_t *ns = realloc(seen, ncap * sizeof(*ns));
+            if (ns == NULL)
+                continue; /* an unrecorded group only lowers the ideal */
+            seen = ns;
+            cap = ncap;
+        }
+        seen[n_seen++] = (seen_t){it->group, it->tenant, it->n_prefix};
+    }
+    free(seen);
+    *hit_tokens_p = hit;
+    *total_tokens_p = total;
+}
+
 /* ---- summary ---- */
 
 double pd_bench_rec_tpot_ms(const pd_bench_rec_t *rec)
@@ -274,6 +317,22 @@ enum {
     PD_BENCH_N_COLS
 };
 
+static void pd_bench_place_add(pd_bench_place_t *places, size_t *n_places, const char *worker)
+{
+    if (worker[0] == '\0')
+        return;
+    for (size_t k = 0; k < *n_places; k++) {
+        if (strcmp(places[k].worker, worker) == 0) {
+            places[k].n++;
+            return;
+        }
+    }
+    if (*n_places == PD_BENCH_MAX_PLACES)
+        return;
+    snprintf(places[*n_places].worker, sizeof(places[*n_places].worker), "%s", worker);
+    places[(*n_places)++].n = 1;
+}
+
 static void pd_bench_col_add(double *cols[], size_t *ns, int col, double v)
 {
     if (isfinite(v))
@@ -305,6 +364,8 @@ pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n, pd_bench_su
             continue;
         }
         sum->n_completed++;
+        pd_bench_place_add(sum->prefill_places, &sum->n_prefill_places, r->prefill_worker);
+        pd_bench_place_add(sum->decode_places, &sum->n_decode_places, r->decode_worker);
         sum->prompt_tokens += r->n_input;
         sum->cache_read_tokens += r->usage.cache_read_input_tokens;
         sum->cache_creation_tokens += r->usage.cache_creation_input_tokens;

@@ -156,6 +156,13 @@ size_t pd_bench_trace_items(const pd_bench_trace_t *trace, const pd_bench_trace_
 pd_status_t pd_bench_ideal_cache(const pd_bench_item_t *items, size_t n, uint64_t *hit_tokens_p,
                                  uint64_t *total_tokens_p);
 
+/* The hit rate of an ideal infinite cache over synthetic items in send order: a request
+ * hits the full blocks (block_tokens each) of its shared prefix that an earlier request of
+ * the same group and tenant already had, as a cache of whole blocks would. Sets the totals
+ * in prompt tokens. */
+void pd_bench_ideal_cache_groups(const pd_bench_item_t *items, size_t n, uint32_t block_tokens,
+                                 uint64_t *hit_tokens_p, uint64_t *total_tokens_p);
+
 /* ---- results ---- */
 
 /* What one request measured: client times in ms from the start of the run. */
@@ -187,6 +194,13 @@ typedef struct pd_bench_dist {
     double p50, p90, p99, mean;
 } pd_bench_dist_t;
 
+/* How many completed requests one worker served. */
+#define PD_BENCH_MAX_PLACES 16
+typedef struct pd_bench_place {
+    char worker[PD_PROTO_NAME_CAP];
+    size_t n;
+} pd_bench_place_t;
+
 typedef struct pd_bench_summary {
     size_t n_requests, n_completed, n_errors;
     double duration_s;      /* first send -> last reply */
@@ -204,6 +218,9 @@ typedef struct pd_bench_summary {
     pd_bench_dist_t e2e_ms;         /* client: send -> done */
     /* client TTFT split by whether the request read anything from a cache */
     pd_bench_dist_t ttft_cold_ms, ttft_warm_ms;
+    /* completed requests per worker (the first PD_BENCH_MAX_PLACES names seen) */
+    pd_bench_place_t prefill_places[PD_BENCH_MAX_PLACES], decode_places[PD_BENCH_MAX_PLACES];
+    size_t n_prefill_places, n_decode_places;
 } pd_bench_summary_t;
 
 /* Client-measured TPOT of one record: (last - first) / (n_recv - 1); NAN with fewer than

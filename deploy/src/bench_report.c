@@ -39,12 +39,22 @@ void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_
             (unsigned long long)sum->prompt_tokens, (unsigned long long)sum->computed_tokens,
             (unsigned long long)sum->cache_creation_tokens);
     if (meta->have_ideal)
-        fprintf(f, "  ideal infinite cache on the same scaled trace: %.1f%% (%llu of %llu)\n",
+        fprintf(f, "  ideal infinite cache (%s): %.1f%% (%llu of %llu)\n", meta->ideal_what,
                 meta->ideal_total_tokens
                     ? 100.0 * (double)meta->ideal_hit_tokens / (double)meta->ideal_total_tokens
                     : 0.0,
                 (unsigned long long)meta->ideal_hit_tokens,
                 (unsigned long long)meta->ideal_total_tokens);
+    for (int side = 0; side < 2; side++) {
+        const pd_bench_place_t *pl = side ? sum->decode_places : sum->prefill_places;
+        size_t np = side ? sum->n_decode_places : sum->n_prefill_places;
+        if (np == 0)
+            continue;
+        fprintf(f, "  %s workers:", side ? "decode" : "prefill");
+        for (size_t k = 0; k < np; k++)
+            fprintf(f, " %s %zu%s", pl[k].worker, pl[k].n, k + 1 < np ? "," : "");
+        fprintf(f, "\n");
+    }
     if (meta->n_clipped > 0)
         fprintf(f, "  %zu trace prompts clipped by --trace-max-len\n", meta->n_clipped);
     fprintf(f, "  %-22s %10s %10s %10s %10s %6s\n", "", "p50", "p90", "p99", "mean", "n");
@@ -128,6 +138,16 @@ pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
                     : 0.0,
                 (unsigned long long)meta->ideal_hit_tokens,
                 (unsigned long long)meta->ideal_total_tokens);
+    for (int side = 0; side < 2; side++) {
+        const pd_bench_place_t *pl = side ? sum->decode_places : sum->prefill_places;
+        size_t np = side ? sum->n_decode_places : sum->n_prefill_places;
+        fprintf(f, "    \"%s_workers\": {", side ? "decode" : "prefill");
+        for (size_t k = 0; k < np; k++) {
+            pd_bench_jstr(f, pl[k].worker);
+            fprintf(f, ": %zu%s", pl[k].n, k + 1 < np ? ", " : "");
+        }
+        fprintf(f, "},\n");
+    }
     pd_bench_jdist(f, "ttft_ms", &sum->ttft_ms);
     pd_bench_jdist(f, "server_ttft_ms", &sum->server_ttft_ms);
     pd_bench_jdist(f, "ttft_cold_ms", &sum->ttft_cold_ms);

@@ -21,6 +21,7 @@ typedef struct pd_bench_args {
     bool block_tokens_set;
     const char *json_path;
     const char *plot_path;
+    uint32_t block_tokens; /* the router's block size, for the ideal cache */
 } pd_bench_args_t;
 
 static void pd_bench_usage(FILE *out)
@@ -50,6 +51,8 @@ static void pd_bench_usage(FILE *out)
             "      --seed S             seeds arrivals, lengths, groups and tokens (default 1)\n"
             "      --temperature T      sampling temperature (default 0: greedy)\n"
             "      --cache auto|off     the requests' cache control (default auto)\n"
+            "      --block-tokens B     the router's block size (default 16): the ideal cache\n"
+            "                           of shared prefixes counts whole blocks of B tokens\n"
             "      --timeout-ms MS      a request without done this long after its send is\n"
             "                           canceled and counted as an error (default 300000)\n"
             "  -q, --quiet              no progress lines on stderr\n"
@@ -68,7 +71,7 @@ static void pd_bench_usage(FILE *out)
             "      --trace-max-bad N    refuse the trace past N malformed lines (default 100;\n"
             "                           fewer are skipped with their line numbers)\n"
             "  The ideal infinite cache's hit rate on the same scaled trace is printed beside\n"
-            "  the measured one.\n"
+            "  the measured one (for synthetic shared prefixes too).\n"
             "\n"
             "Output:\n"
             "      --json FILE          every request's record plus the summary\n"
@@ -156,6 +159,7 @@ enum {
     PD_BENCH_OPT_TMAXBAD,
     PD_BENCH_OPT_JSON,
     PD_BENCH_OPT_PLOT,
+    PD_BENCH_OPT_BLOCK,
 };
 
 /* Returns 0, 1 after --help, or 2 for bad usage. */
@@ -186,6 +190,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
         {"trace-max-bad", required_argument, NULL, PD_BENCH_OPT_TMAXBAD},
         {"json", required_argument, NULL, PD_BENCH_OPT_JSON},
         {"plot", required_argument, NULL, PD_BENCH_OPT_PLOT},
+        {"block-tokens", required_argument, NULL, PD_BENCH_OPT_BLOCK},
         {NULL, 0, NULL, 0}};
     a->wl = (pd_bench_workload_t){.n_requests = 100,
                                   .prompt_min = 256,
@@ -202,6 +207,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
                                          .progress = true};
     a->scale = (pd_bench_trace_scale_t){.len_scale = 8, .time_scale = 1};
     a->trace_max_bad = 100;
+    a->block_tokens = 16;
     snprintf(a->endpoint, sizeof(a->endpoint), "tcp://127.0.0.1:7100");
     int c;
     optind = 1;
@@ -304,6 +310,10 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
         case PD_BENCH_OPT_PLOT:
             a->plot_path = optarg;
             break;
+        case PD_BENCH_OPT_BLOCK:
+            rc = pd_bench_u32("--block-tokens", optarg, 1, PD_PROTO_MAX_BLOCK_TOKENS,
+                              &a->block_tokens);
+            break;
         default:
             rc = -1;
             break;
@@ -384,6 +394,7 @@ int pd_cmd_bench(int argc, char **argv)
             PD_OK)
             goto out;
         meta.have_ideal = true;
+        meta.ideal_what = "on the same scaled trace";
         meta.trace_path = a.trace_path;
         snprintf(workload, sizeof(workload),
                  "trace replay, %zu requests (%zu malformed lines skipped), lengths / %g, "
@@ -397,6 +408,12 @@ int pd_cmd_bench(int argc, char **argv)
         if (items == NULL)
             goto out;
         pd_bench_workload_make(&a.wl, items);
+        if (a.wl.shared_prefix_tokens > 0) {
+            pd_bench_ideal_cache_groups(items, n, a.block_tokens, &meta.ideal_hit_tokens,
+                                        &meta.ideal_total_tokens);
+            meta.have_ideal = true;
+            meta.ideal_what = "shared prefixes, whole blocks";
+        }
         snprintf(workload, sizeof(workload),
                  "%u requests, rate %g/s, concurrency %u, prompt %u:%u, output %u:%u, "
                  "shared prefix %u in %u groups, %u tenants, seed %llu, cache %s",

@@ -393,3 +393,45 @@ Test(bench_summary, aggregates_records)
     cr_assert_eq(s.ttft_warm_ms.n, 1);
     cr_assert_float_eq(s.ttft_warm_ms.p50, 30.0, 1e-9);
 }
+
+Test(bench_ideal_cache, shared_prefix_groups_hit_whole_blocks)
+{
+    pd_bench_item_t it[5];
+    memset(it, 0, sizeof(it));
+    /* group 0 twice, group 1 once, group 0 from another tenant, no group */
+    uint32_t groups[5] = {0, 1, 0, 0, UINT32_MAX};
+    uint32_t prefix[5] = {40, 50, 70, 70, 0};
+    uint32_t tenant[5] = {0, 0, 0, 1, 0};
+    for (int i = 0; i < 5; i++)
+        it[i] = (pd_bench_item_t){
+            .n_input = 100, .group = groups[i], .n_prefix = prefix[i], .tenant = tenant[i]};
+    uint64_t hit, total;
+    pd_bench_ideal_cache_groups(it, 5, 16, &hit, &total);
+    cr_assert_eq(total, 500);
+    /* Request 2 shares min(40, 70) = 40 tokens with request 0: 2 whole blocks. */
+    cr_assert_eq(hit, 32);
+    /* Once 70 tokens were seen, a later 70-token prefix hits 4 blocks. */
+    it[4] = (pd_bench_item_t){.n_input = 100, .group = 0, .n_prefix = 70, .tenant = 0};
+    pd_bench_ideal_cache_groups(it, 5, 16, &hit, &total);
+    cr_assert_eq(hit, 32 + 64);
+}
+
+Test(bench_summary, counts_requests_per_worker)
+{
+    pd_bench_rec_t r[3];
+    memset(r, 0, sizeof(r));
+    const char *pw[3] = {"prefill-0", "prefill-1", "prefill-0"};
+    for (int i = 0; i < 3; i++) {
+        r[i].sent = r[i].finished = true;
+        snprintf(r[i].prefill_worker, sizeof(r[i].prefill_worker), "%s", pw[i]);
+        snprintf(r[i].decode_worker, sizeof(r[i].decode_worker), "decode-0");
+    }
+    pd_bench_summary_t s;
+    cr_assert_eq(pd_bench_summarize(r, 3, &s), PD_OK);
+    cr_assert_eq(s.n_prefill_places, 2);
+    cr_assert_str_eq(s.prefill_places[0].worker, "prefill-0");
+    cr_assert_eq(s.prefill_places[0].n, 2);
+    cr_assert_eq(s.prefill_places[1].n, 1);
+    cr_assert_eq(s.n_decode_places, 1);
+    cr_assert_eq(s.decode_places[0].n, 3);
+}
