@@ -80,6 +80,7 @@ int kb_link_open(kb_link_t *link, const kb_transport_t *t, bool checksum, bool c
 void kb_link_close(kb_link_t *link);
 int kb_run_point(kb_link_t *link, const kb_opts_t *o, kb_point_t *pt, double *gbps_p);
 double kb_memcpy_gbps(const uint8_t *src, size_t bytes, size_t chunk, int reps);
+double kb_hash_gbps(const uint8_t *src, size_t bytes, size_t chunk, int reps);
 double kb_perftest_gbps(const kb_opts_t *o, const kb_transport_t *t, size_t size);
 const char *kb_transport_setup(const char *name, kb_transport_t *t);
 void kb_netns_teardown(void);
