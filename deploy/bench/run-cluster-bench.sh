@@ -201,6 +201,15 @@ if want trace; then
         up "$M_LOCAL" --set router.min_cached_prefix=16
         bench "trace-800" "$PORT" "${TRACE_ARGS[@]}"
         down "$M_LOCAL" "$PORT"
+        # The same with a 1 GiB host-memory tier (G2) behind each worker's 256 MiB pool.
+        up "$M_LOCAL" --set router.min_cached_prefix=16 --set tiers.host_mb=1024
+        bench "trace-800-host1g" "$PORT" "${TRACE_ARGS[@]}"
+        down "$M_LOCAL" "$PORT"
+        # Comparison points: the same scaled trace under LRU caches of the pool's size
+        # (4096 blocks: 256 MiB of the small model's 64 KiB blocks) and larger.
+        log "trace LRU: deploy/bench/trace-lru.py $TRACE --limit 800 --len-scale 32 --max-len 2048 --blocks 0 4096 8192 20480"
+        python3 "$ROOT/deploy/bench/trace-lru.py" "$TRACE" --limit 800 --len-scale 32 \
+            --max-len 2048 --blocks 0 4096 8192 20480 | tee -a "$SUMMARY" >&2 || true
     else
         log "trace: $TRACE not readable, skipped"
     fi
