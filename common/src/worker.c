@@ -372,8 +372,18 @@ static void pd_worker_dealer_drain(pd_worker_t *w, const pd_worker_hooks_t *hook
     }
 }
 
+void pd_worker_tick(pd_worker_t *w)
+{
+    if (w->hooks == NULL || !w->registered)
+        return;
+    uint64_t now = pd_time_now_ms();
+    if (now >= w->heartbeat_due_ms)
+        pd_worker_heartbeat_send(w, w->hooks, now);
+}
+
 pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int extra_fd)
 {
+    w->hooks = hooks;
     pd_worker_register_send(w);
     while (!pd_worker_stopping()) {
         uint64_t now = pd_time_now_ms();
@@ -404,6 +414,7 @@ pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int ex
         int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && zmq_errno() != EINTR) {
             pd_log_error("worker: zmq_poll: %s", zmq_strerror(zmq_errno()));
+            w->hooks = NULL;
             return PD_ERR_IO;
         }
         if (pd_worker_stopping())
@@ -415,5 +426,6 @@ pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int ex
         pd_worker_events_flush(w);
     }
     pd_worker_events_flush(w);
+    w->hooks = NULL;
     return PD_OK;
 }

@@ -41,6 +41,7 @@ struct pd_worker {
     pd_mp_writer_t w;       /* encoder for router messages */
     pd_mp_writer_t w_event; /* encoder for events */
 
+    const pd_worker_hooks_t *hooks; /* while pd_worker_run runs */
     bool registered;
     uint64_t register_sent_ms;
     uint32_t heartbeat_ms;

@@ -338,6 +338,13 @@ void pd_decode_poll_recvs(pd_decode_t *d)
     }
 }
 
+/* Between layers of a long local prefill: keep heartbeating. */
+static void pd_decode_on_layer(void *arg, uint32_t layer)
+{
+    (void)layer;
+    pd_worker_tick(arg);
+}
+
 void pd_decode_on_prefill(pd_decode_t *d, const pd_proto_prefill_t *p)
 {
     pd_decode_req_t *q = pd_decode_req_find(d, p->req_id);
@@ -368,7 +375,8 @@ void pd_decode_on_prefill(pd_decode_t *d, const pd_proto_prefill_t *p)
     pd_fwd_seq_t seq = {q->tokens + start, q->n_tokens - start, start,
                         q->blocks,         q->n_blocks,         q->logits};
     uint64_t t0 = pd_time_now_ns();
-    pd_status_t st = pd_engine_forward(d->engine, d->pool, &d->layout, &seq, 1, NULL, NULL);
+    pd_status_t st =
+        pd_engine_forward(d->engine, d->pool, &d->layout, &seq, 1, pd_decode_on_layer, d->worker);
     if (st != PD_OK) {
         pd_decode_req_fail(d, q, st, "local prefill failed");
         return;

@@ -40,7 +40,10 @@ static void pd_prefill_push_layer(pd_prefill_push_t *x, uint32_t layer)
 
 static void pd_prefill_on_layer(void *arg, uint32_t layer)
 {
-    pd_prefill_push_layer(arg, layer);
+    pd_prefill_push_t *x = arg;
+    if (x->p->args.layerwise)
+        pd_prefill_push_layer(x, layer);
+    pd_worker_tick(x->p->worker);
 }
 
 /* The peer for (worker_id, epoch): cached, replaced when the epoch changes. */
@@ -251,8 +254,7 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     const uint32_t start = (uint32_t)n_hit * bt;
     pd_fwd_seq_t seq = {m->tokens + start, m->n_tokens - start, start,
                         j->blocks,         n_prompt_blocks,     p->logits};
-    st = pd_engine_forward(p->engine, p->pool, &p->layout, &seq, 1,
-                           p->args.layerwise ? pd_prefill_on_layer : NULL, &push);
+    st = pd_engine_forward(p->engine, p->pool, &p->layout, &seq, 1, pd_prefill_on_layer, &push);
     if (st != PD_OK) {
         why = "prefill compute failed";
         goto fail;

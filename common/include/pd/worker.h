@@ -126,6 +126,11 @@ void pd_worker_events_flush(pd_worker_t *w);
 /* Number of hashes the worker's record lists in tier (for tests and status). */
 uint32_t pd_worker_held_count(const pd_worker_t *w, pd_proto_tier_t tier);
 
+/* Send a heartbeat now if one is due; for long compute inside one loop iteration (a
+ * prefill's per-layer callback), so that the router does not take a busy worker for a
+ * dead one. Only from the loop's thread, while pd_worker_run is running. */
+void pd_worker_tick(pd_worker_t *w);
+
 /* Run the loop until pd_worker_stopping(): register (again whenever the router forgets
  * the worker), heartbeat, answer resync, hand every other router message to hooks,
  * publish events. extra_fd (-1 for none) is polled for readability. Returns PD_OK on a
