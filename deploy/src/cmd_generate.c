@@ -23,12 +23,14 @@
 
 #define PD_GEN_BLOCK_TOKENS 16u
 #define PD_GEN_MAX_TOKENS   (1u << 20)
+#define PD_GEN_MAX_STOP     16u /* as the wire protocol's limit */
 
 typedef struct pd_gen_opts {
     const char *model;
     const char *tokenizer;
     const char *prompt;
     const char *tokens;
+    const char *stop;
     uint32_t max_tokens;
     pd_sampling_t sampling;
     uint32_t n_threads;
@@ -39,12 +41,13 @@ static void pd_cmd_generate_usage(FILE *out)
 {
     fprintf(out, "usage: pdctl generate -m MODEL [-t TOKENIZER] (-p TEXT | --tokens 1,2,3)\n"
                  "                      [-n N] [--temperature T] [--top-p P] [--seed S]\n"
-                 "                      [--threads N] [--json]\n"
+                 "                      [--stop 2,13] [--threads N] [--json]\n"
                  "\n"
                  "Generate up to N tokens for a prompt in this process (no cluster): prefill the\n"
-                 "prompt in one step, then decode one token per step, stopping at N tokens or\n"
-                 "at the end-of-sequence token. The text streams to stdout; timings go to\n"
-                 "stderr. For a fixed model, prompt and seed the tokens equal the cluster's.\n"
+                 "prompt in one step, then decode one token per step, stopping at N tokens, at\n"
+                 "the end-of-sequence token or at a stop id. The text streams to stdout; timings\n"
+                 "go to stderr. For a fixed model, prompt and seed the tokens equal the\n"
+                 "cluster's.\n"
                  "\n"
                  "  -m, --model PATH     checkpoint directory (config.json + *.safetensors) or a\n"
                  "                       llama2.c .bin\n"
@@ -55,9 +58,11 @@ static void pd_cmd_generate_usage(FILE *out)
                  "  --temperature T      0 is greedy (default 1.0)\n"
                  "  --top-p P            nucleus sampling, 1 is off (default 1.0)\n"
                  "  --seed S             sampling seed (default 0)\n"
+                 "  --stop LIST          stop token ids, comma-separated (up to 16); the stop\n"
+                 "                       token is the last one output, as in the cluster\n"
                  "  --threads N          compute threads, 0 for all cores (default 0)\n"
                  "  --json               print one JSON object: prompt_tokens, tokens, text,\n"
-                 "                       finish_reason, timings\n");
+                 "                       finish_reason (length, eos or stop), timings\n");
 }
 
 static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
@@ -71,6 +76,7 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
                                          {"top-p", required_argument, NULL, 'P'},
                                          {"seed", required_argument, NULL, 's'},
                                          {"threads", required_argument, NULL, 'j'},
+                                         {"stop", required_argument, NULL, 'S'},
                                          {"json", no_argument, NULL, 'J'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -120,6 +126,9 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
             break;
         case 'J':
             o->json = true;
+            break;
+        case 'S':
+            o->stop = optarg;
             break;
         case 'h':
             pd_cmd_generate_usage(stdout);
@@ -258,8 +267,8 @@ int pd_cmd_generate(int argc, char **argv)
     pd_model_t *model = NULL;
     pd_tokenizer_t *tok = NULL;
     pd_engine_t *engine = NULL;
-    int32_t *prompt = NULL, *out = NULL;
-    size_t n_prompt = 0, n_out = 0;
+    int32_t *prompt = NULL, *out = NULL, *stop = NULL;
+    size_t n_prompt = 0, n_out = 0, n_stop = 0;
     float *kv = NULL, *logits = NULL, *scratch = NULL;
     uint32_t *table = NULL;
     pd_gen_text_t text = {0};
@@ -313,6 +322,17 @@ int pd_cmd_generate(int argc, char **argv)
     if (n_prompt == 0) {
         fprintf(stderr, "pdctl: the prompt is empty\n");
         goto out;
+    }
+    if (o.stop != NULL) {
+        rc = pd_gen_parse_ids(o.stop, &stop, &n_stop);
+        if (rc != PD_CLI_OK)
+            goto out;
+        rc = PD_CLI_FAIL;
+        if (n_stop > PD_GEN_MAX_STOP) {
+            fprintf(stderr, "pdctl: --stop: %zu ids, at most %u\n", n_stop, PD_GEN_MAX_STOP);
+            rc = PD_CLI_USAGE;
+            goto out;
+        }
     }
     if (n_prompt > c->max_seq_len) {
         fprintf(stderr,
@@ -397,8 +417,16 @@ int pd_cmd_generate(int argc, char **argv)
             fflush(stdout);
         }
         prev = id;
-        /* Every vocabulary pdkv reads has EOS at id 2 (llama2.c and the byte tokenizer). */
+        /* Every vocabulary pdkv reads has EOS at id 2 (llama2.c and the byte tokenizer).
+         * Finish reasons are the cluster's: eos, stop (a --stop id), length. */
         if (id == (tok != NULL ? pd_tokenizer_eos(tok) : 2)) {
+            finish = "eos";
+            break;
+        }
+        bool is_stop = false;
+        for (size_t i = 0; i < n_stop; i++)
+            is_stop = is_stop || stop[i] == id;
+        if (is_stop) {
             finish = "stop";
             break;
         }
@@ -426,6 +454,7 @@ out:
     pd_model_destroy(&model);
     pd_tokenizer_destroy(&tok);
     free(prompt);
+    free(stop);
     free(out);
     free(kv);
     free(table);

@@ -268,6 +268,29 @@ Test(pdctl, greedy_equals_the_argmax_path)
     }
     cr_assert_eq(n_got, n_want);
     cr_assert_arr_eq(got, want, n_want * sizeof(int32_t));
+    /* With the 4th token as a stop id, the output ends at that id's first occurrence,
+     * finish_reason stop. */
+    char stop_arg[16];
+    snprintf(stop_arg, sizeof(stop_arg), "%d", want[3]);
+    size_t first = 0;
+    while (want[first] != want[3])
+        first++;
+    const char *stop_args[] = {
+        "generate", "-m",        dir, "--tokens", "1,10,20,30,40", "-n",     "10", "--temperature",
+        "0",        "--threads", "1", "--stop",   stop_arg,        "--json", NULL};
+    run_result_t rs = run_pdctl(stop_args);
+    cr_assert_eq(rs.code, 0, "%s", rs.err);
+    pd_json_doc_t *ds = parse_json(rs.out);
+    int32_t got_stop[16];
+    size_t n_stop = json_ids(pd_json_doc_root(ds), "tokens", got_stop, 16);
+    cr_assert_eq(n_stop, first + 1);
+    cr_assert_arr_eq(got_stop, want, n_stop * sizeof(int32_t));
+    const char *fin;
+    cr_assert(
+        pd_json_string(pd_json_object_get(pd_json_doc_root(ds), "finish_reason"), &fin, NULL));
+    cr_assert_str_eq(fin, want[first] == 2 ? "eos" : "stop");
+    pd_json_doc_destroy(&ds);
+    run_free(&rs);
     free(kv);
     free(logits);
     pd_engine_destroy(&engine);
@@ -494,7 +517,7 @@ Test(pdctl, generation_stops_at_eos)
     run_result_t r = run_pdctl(args);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "\"tokens\":[2]"), "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "\"finish_reason\":\"stop\""), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"finish_reason\":\"eos\""), "%s", r.out);
     run_free(&r);
     unlink(path);
 }
