@@ -195,6 +195,11 @@ static pd_status_t pd_hf_parse_config(const char *path, const pd_json_t *root, c
         pd_log_error("%s: hidden_act must be \"silu\"", path);
         return PD_ERR_UNSUPPORTED;
     }
+    v = pd_json_object_get(root, "model_type");
+    if (pd_json_string(v, &s, NULL) && strcmp(s, "llama") != 0 && strcmp(s, "mistral") != 0)
+        pd_log_warn("%s: model_type \"%s\" is computed as a Llama decoder; its tensors and "
+                    "config decide whether that is right",
+                    path, s);
     c->rope_style = PD_ROPE_HALF;
     v = pd_json_object_get(root, "pdkv_model_id");
     if (pd_json_string(v, &s, NULL) && s[0] != '\0') {
