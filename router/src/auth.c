@@ -25,7 +25,7 @@ static pd_status_t pd_router_auth_read_key(const char *path, char *key)
     return st;
 }
 
-/* Parse "TENANT Z85PUBLICKEY" lines ('#' starts a comment). */
+/* Parse "TENANT Z85PUBLICKEY" lines (a line starting with '#' is a comment). */
 static pd_status_t pd_router_auth_read_clients(pd_router_t *r, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -38,9 +38,10 @@ static pd_status_t pd_router_auth_read_clients(pd_router_t *r, const char *path)
     pd_status_t st = PD_OK;
     while (fgets(line, sizeof(line), f) != NULL) {
         lineno++;
-        char *hash = strchr(line, '#');
-        if (hash != NULL)
-            *hash = '\0';
+        /* Z85 keys may hold '#': only a line starting with it is a comment. */
+        const char *first = line + strspn(line, " \t");
+        if (*first == '#')
+            continue;
         char tenant[PD_PROTO_NAME_CAP + 1], key[128], extra[8];
         int n = sscanf(line, "%65s %127s %7s", tenant, key, extra);
         if (n <= 0)
@@ -64,7 +65,7 @@ static pd_status_t pd_router_auth_read_clients(pd_router_t *r, const char *path)
             st = PD_ERR_FORMAT;
             break;
         }
-        snprintf(ck->tenant, sizeof(ck->tenant), "%s", tenant);
+        memcpy(ck->tenant, tenant, strlen(tenant) + 1); /* checked above: it fits */
         r->n_client_keys++;
     }
     fclose(f);

@@ -632,7 +632,10 @@ Test(router, curve_clients_act_as_their_listed_tenant_and_strangers_get_nothing)
 {
     char server_pub[41], server_sec[41], a_pub[41], a_sec[41], x_pub[41], x_sec[41];
     cr_assert_eq(zmq_curve_keypair(server_pub, server_sec), 0);
-    cr_assert_eq(zmq_curve_keypair(a_pub, a_sec), 0);
+    /* Z85 keys may hold '#', which must not read as a comment in the keys file. */
+    do
+        cr_assert_eq(zmq_curve_keypair(a_pub, a_sec), 0);
+    while (strchr(a_pub, '#') == NULL);
     cr_assert_eq(zmq_curve_keypair(x_pub, x_sec), 0);
     char dir[] = "/tmp/pdkv-auth-XXXXXX", secret_path[64], keys_path[64], text[256];
     cr_assert_not_null(mkdtemp(dir));
