@@ -1,5 +1,6 @@
 /* The worker's sockets and its one event loop: registration (again after every reconnect),
  * heartbeats with load, resync, and the hand-off of requests to the role's hooks. */
+#include "pd/client.h"
 #include "pd/log.h"
 #include "pd/time.h"
 #include "worker_int.h"
@@ -70,6 +71,32 @@ static void pd_worker_public_endpoint(const pd_worker_t *w, const char *bound, c
         snprintf(out, cap, "%s", bound);
 }
 
+/* CURVE on the DEALER: the router's public key, this worker's key pair (the public half
+ * derived from the secret). A worker asked for CURVE never falls back to plain text. */
+static pd_status_t pd_worker_curve_setup(pd_worker_t *w)
+{
+    char secret[41], public_key[41];
+    pd_status_t st = pd_client_read_key_file(w->args.curve_secret_file, secret);
+    if (st != PD_OK) {
+        pd_log_error("worker: %s: %s", w->args.curve_secret_file,
+                     st == PD_ERR_IO ? "cannot read" : "not a 40-character Z85 key");
+        return st;
+    }
+    st = PD_OK;
+    if (!zmq_has("curve")) {
+        pd_log_error("worker: CURVE requested but this libzmq has no CURVE support");
+        st = PD_ERR_UNSUPPORTED;
+    } else if (zmq_curve_public(public_key, secret) != 0 ||
+               zmq_setsockopt(w->dealer, ZMQ_CURVE_SERVERKEY, w->args.curve_server_key, 41) != 0 ||
+               zmq_setsockopt(w->dealer, ZMQ_CURVE_PUBLICKEY, public_key, 41) != 0 ||
+               zmq_setsockopt(w->dealer, ZMQ_CURVE_SECRETKEY, secret, 41) != 0) {
+        pd_log_error("worker: bad CURVE key: %s", zmq_strerror(zmq_errno()));
+        st = PD_ERR_INVALID_PARAM;
+    }
+    memset(secret, 0, sizeof(secret));
+    return st;
+}
+
 pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t *reg,
                              pd_worker_t **worker_p)
 {
@@ -137,6 +164,8 @@ pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t
     if (zmq_getsockopt(w->pub, ZMQ_LAST_ENDPOINT, bound, &bound_len) != 0)
         snprintf(bound, sizeof(bound), "%s", args->events);
     pd_worker_public_endpoint(w, bound, w->events_endpoint, sizeof(w->events_endpoint));
+    if (args->curve_server_key[0] != '\0' && pd_worker_curve_setup(w) != PD_OK)
+        goto err_sockets;
     if (zmq_connect(w->dealer, args->router) != 0) {
         pd_log_error("worker: cannot connect to router %s: %s", args->router,
                      zmq_strerror(zmq_errno()));

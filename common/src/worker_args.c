@@ -29,6 +29,8 @@ enum {
     PD_WORKER_OPT_HOST_MB,
     PD_WORKER_OPT_SSD_DIR,
     PD_WORKER_OPT_SSD_MB,
+    PD_WORKER_OPT_CURVE_SERVER_KEY,
+    PD_WORKER_OPT_CURVE_SECRET_FILE,
     PD_WORKER_OPT_HELP
 };
 
@@ -54,6 +56,8 @@ void pd_worker_args_usage(const char *prog, pd_proto_role_t role)
     printf("  --host-mb H          G2 host DRAM tier in MiB (default 0: none)\n"
            "  --ssd-dir DIR        G3 SSD tier directory (default: none)\n"
            "  --ssd-mb S           G3 tier size in MiB\n"
+           "  --curve-server-key K the router's worker-socket CURVE public key (Z85)\n"
+           "  --curve-secret-file F this worker's CURVE secret key file\n"
            "  --help               this text\n");
 }
 
@@ -98,6 +102,8 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         {"host-mb", required_argument, NULL, PD_WORKER_OPT_HOST_MB},
         {"ssd-dir", required_argument, NULL, PD_WORKER_OPT_SSD_DIR},
         {"ssd-mb", required_argument, NULL, PD_WORKER_OPT_SSD_MB},
+        {"curve-server-key", required_argument, NULL, PD_WORKER_OPT_CURVE_SERVER_KEY},
+        {"curve-secret-file", required_argument, NULL, PD_WORKER_OPT_CURVE_SECRET_FILE},
         {"help", no_argument, NULL, PD_WORKER_OPT_HELP},
         {NULL, 0, NULL, 0}};
     const char *prog = argc > 0 ? argv[0] : "pd-worker";
@@ -177,6 +183,13 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         case PD_WORKER_OPT_SSD_MB:
             bad = pd_worker_parse_u32(optarg, 0, 1u << 24, &a.ssd_mb);
             break;
+        case PD_WORKER_OPT_CURVE_SERVER_KEY:
+            bad = strlen(optarg) != 40 ||
+                  pd_worker_copy(a.curve_server_key, sizeof(a.curve_server_key), optarg);
+            break;
+        case PD_WORKER_OPT_CURVE_SECRET_FILE:
+            bad = pd_worker_copy(a.curve_secret_file, sizeof(a.curve_secret_file), optarg);
+            break;
         case PD_WORKER_OPT_HELP:
             pd_worker_args_usage(prog, role);
             return PD_INPROGRESS;
@@ -197,6 +210,10 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
     }
     if (a.router[0] == '\0' || a.id[0] == '\0' || a.model[0] == '\0') {
         fprintf(stderr, "%s: --router, --id and --model are required (see --help)\n", prog);
+        return PD_ERR_INVALID_PARAM;
+    }
+    if ((a.curve_server_key[0] == '\0') != (a.curve_secret_file[0] == '\0')) {
+        fprintf(stderr, "%s: --curve-server-key and --curve-secret-file go together\n", prog);
         return PD_ERR_INVALID_PARAM;
     }
     if (strcmp(a.xfer_backend, "ucx") != 0 && strcmp(a.xfer_backend, "loopback") != 0 &&

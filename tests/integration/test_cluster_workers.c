@@ -68,6 +68,9 @@ typedef struct fr_req {
 } fr_req_t;
 
 static fr_t g;
+static bool fr_curve;              /* fr_start: CURVE on the router socket */
+static bool fr_curve_wrong_key;    /* ... and give the workers another server key */
+static int fr_expect_workers = -1; /* fr_start: how many must register (-1: all) */
 
 static void fr_send(int wi, const pd_proto_msg_t *msg)
 {
@@ -191,6 +194,26 @@ static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_
     g.sock = zmq_socket(g.ctx, ZMQ_ROUTER);
     int zero = 0;
     zmq_setsockopt(g.sock, ZMQ_LINGER, &zero, sizeof(zero));
+    char curve_args[PATH_MAX / 2 + 128] = "";
+    if (fr_curve) {
+        /* The router side of CURVE: a server key pair; each worker gets a key pair file. */
+        char server_public[41], server_secret[41], worker_public[41], worker_secret[41];
+        cr_assert_eq(zmq_curve_keypair(server_public, server_secret), 0);
+        cr_assert_eq(zmq_curve_keypair(worker_public, worker_secret), 0);
+        int one = 1;
+        zmq_setsockopt(g.sock, ZMQ_CURVE_SERVER, &one, sizeof(one));
+        zmq_setsockopt(g.sock, ZMQ_CURVE_SECRETKEY, server_secret, 41);
+        char path[PATH_MAX / 2 + 16];
+        snprintf(path, sizeof(path), "%s/worker.key", g.env.dir);
+        FILE *kf = fopen(path, "w");
+        cr_assert_not_null(kf);
+        fprintf(kf, "public %s\nsecret %s\n", worker_public, worker_secret);
+        fclose(kf);
+        if (fr_curve_wrong_key)
+            cr_assert_eq(zmq_curve_keypair(server_public, server_secret), 0);
+        snprintf(curve_args, sizeof(curve_args), "--curve-server-key %s --curve-secret-file %s",
+                 server_public, path);
+    }
     cr_assert_eq(zmq_bind(g.sock, "tcp://127.0.0.1:*"), 0);
     size_t len = sizeof(g.ep);
     zmq_getsockopt(g.sock, ZMQ_LAST_ENDPOINT, g.ep, &len);
@@ -203,7 +226,7 @@ static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_
                  pre ? i : i - n_prefill);
         snprintf(path, sizeof(path), "%s/%s", g.env.bin, pre ? "pd-prefill" : "pd-decode");
         snprintf(pool, sizeof(pool), "%u", pool_mb);
-        char *argv[40];
+        char *argv[48];
         int a = 0;
         argv[a++] = path;
         char *common[] = {"--router",
@@ -239,26 +262,28 @@ static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_
         if (!pre && colocated)
             argv[a++] = "--colocated";
         /* "@NAME@" in extra becomes the worker's name (per-worker tier directories). */
-        char extra_buf[512];
-        snprintf(extra_buf, sizeof(extra_buf), "%s", extra != NULL ? extra : "");
+        char extra_buf[PATH_MAX];
+        snprintf(extra_buf, sizeof(extra_buf), "%s %s", extra != NULL ? extra : "", curve_args);
         char *at = strstr(extra_buf, "@NAME@");
         if (at != NULL) {
-            char rest[512];
+            char rest[PATH_MAX];
             snprintf(rest, sizeof(rest), "%s", at + 6);
             snprintf(at, sizeof(extra_buf) - (size_t)(at - extra_buf), "%s%s", name, rest);
         }
-        for (char *tok = strtok(extra_buf, " "); tok != NULL && a < 38; tok = strtok(NULL, " "))
+        for (char *tok = strtok(extra_buf, " "); tok != NULL && a < 44; tok = strtok(NULL, " "))
             argv[a++] = tok;
         argv[a] = NULL;
         pd_tc_spawn(&g.env, name, argv);
     }
-    uint64_t end = pd_time_now_ms() + 20000;
+    uint64_t end = pd_time_now_ms() + (fr_expect_workers >= 0 ? 2000 : 20000);
     while (g.n_w < n && pd_time_now_ms() < end) {
         pd_proto_msg_t m;
         int wi = fr_recv(200, &m);
         if (wi >= 0)
             pd_proto_msg_cleanup(&m);
     }
+    if (fr_expect_workers >= 0)
+        return;
     cr_assert_eq(g.n_w, n, "only %d of %d workers registered", g.n_w, n);
 }
 
@@ -882,5 +907,27 @@ Test(cluster_workers, kv_events_and_snapshot)
     for (int i = 0; i < 2; i++)
         zmq_close(sub[i]);
     fr_expect_all_free();
+    fr_stop();
+}
+
+Test(cluster_workers, curve_on_the_router_connection)
+{
+    fr_curve = true;
+    fr_start(1, 1, false, 4, NULL);
+    fr_req_t q;
+    fr_req_init(&q, 1, 40, 8, 10, 0.5, 4);
+    fr_run(&q, 1, 20000);
+    fr_expect_reference(&q);
+    fr_expect_all_free();
+    fr_stop();
+}
+
+Test(cluster_workers, curve_wrong_server_key_never_registers)
+{
+    fr_curve = true;
+    fr_curve_wrong_key = true;
+    fr_expect_workers = 0;
+    fr_start(1, 1, false, 4, NULL);
+    cr_expect_eq(g.n_w, 0, "a worker with the wrong server key got through");
     fr_stop();
 }
