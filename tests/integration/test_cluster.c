@@ -598,18 +598,15 @@ Test(cluster, exact_colocated_both)
     cl_down();
 }
 
-Test(cluster, decode_worker_dies_mid_flight)
+/* A worker (victim, e.g. "decode-0") is killed (SIGKILL) while requests are in flight.
+ * Every request still ends with exactly one terminal message, the survivors serve exactly
+ * and hold no blocks once the dead worker's transfers have timed out (the router's default
+ * worker timeout, 3 s, applies). */
+static void cl_worker_dies(const char *roles, const char *victim_name)
 {
-    /* 1 prefill, 2 decode; decode-0 is killed (SIGKILL) while requests are in flight. Every
-     * request still ends with exactly one terminal message, the survivors serve exactly and
-     * hold no blocks once the dead worker's transfers have timed out. */
-    cl_up("cdie",
-          "prefill:\n  count: 1\n  threads: 1\n  pool_mb: 4\n"
-          "decode:\n  count: 2\n  threads: 1\n  pool_mb: 4\n  max_batch: 16\n",
-          false);
-    /* Edit nothing else: the router's default worker timeout (3 s) applies. */
+    cl_up("cdie", roles, false);
     char cmd[PATH_MAX + 128];
-    snprintf(cmd, sizeof(cmd), "sed -n 's/^proc \\([0-9]*\\) decode-0 .*/\\1/p' %s/*.state",
+    snprintf(cmd, sizeof(cmd), "sed -n 's/^proc \\([0-9]*\\) %s .*/\\1/p' %s/*.state", victim_name,
              g.run_dir);
     FILE *f = popen(cmd, "r");
     cr_assert_not_null(f);
@@ -672,7 +669,7 @@ Test(cluster, decode_worker_dies_mid_flight)
         }
     }
     cr_expect_gt(n_done, 0, "the surviving decode worker served nothing");
-    fprintf(stderr, "decode_worker_dies_mid_flight: %d done, %d errors\n", n_done, n_err);
+    fprintf(stderr, "%s killed: %d done, %d errors\n", victim_name, n_done, n_err);
     /* And new requests are served by the survivor. */
     cl_req_t q;
     cl_req_init(&q, "after", 25, 3, 12, 0.0, 2);
@@ -680,4 +677,18 @@ Test(cluster, decode_worker_dies_mid_flight)
     cl_expect_reference(&q);
     cl_expect_free_blocks(3, true);
     cl_down();
+}
+
+Test(cluster, decode_worker_dies_mid_flight)
+{
+    cl_worker_dies("prefill:\n  count: 1\n  threads: 1\n  pool_mb: 4\n"
+                   "decode:\n  count: 2\n  threads: 1\n  pool_mb: 4\n  max_batch: 16\n",
+                   "decode-0");
+}
+
+Test(cluster, prefill_worker_dies_mid_flight)
+{
+    cl_worker_dies("prefill:\n  count: 2\n  threads: 1\n  pool_mb: 4\n"
+                   "decode:\n  count: 1\n  threads: 1\n  pool_mb: 4\n  max_batch: 16\n",
+                   "prefill-0");
 }
