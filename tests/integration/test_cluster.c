@@ -621,7 +621,7 @@ static void cl_worker_dies(const char *roles, const char *victim_name)
         reqs[i].order_ok = true;
         cl_send_generate(&reqs[i]);
     }
-    usleep(30000);
+    usleep(strncmp(victim_name, "prefill", 7) == 0 ? 2000 : 30000);
     cr_assert_eq(kill(victim, SIGKILL), 0);
     /* Collect: cl_generate re-sends, so drive the receive side by hand. */
     int n_open = 24;
@@ -670,7 +670,27 @@ static void cl_worker_dies(const char *roles, const char *victim_name)
     }
     cr_expect_gt(n_done, 0, "the surviving decode worker served nothing");
     fprintf(stderr, "%s killed: %d done, %d errors\n", victim_name, n_done, n_err);
-    /* And new requests are served by the survivor. */
+    /* Once the router has noticed the death (worker timeout), new requests are served by
+     * the survivors. */
+    uint64_t dead_end = pd_time_now_ms() + 10000;
+    bool noticed = false;
+    while (!noticed && pd_time_now_ms() < dead_end) {
+        pd_proto_msg_t m;
+        memset(&m, 0, sizeof(m));
+        m.type = PD_PROTO_TYPE_STATUS;
+        cl_send(&m);
+        if (cl_recv(1000, &m) != 0)
+            continue;
+        noticed = true;
+        for (uint32_t i = 0; i < m.u.status_reply.n_workers; i++)
+            if (strcmp(m.u.status_reply.workers[i].id, victim_name) == 0 &&
+                strcmp(m.u.status_reply.workers[i].state, "ready") == 0)
+                noticed = false;
+        pd_proto_msg_cleanup(&m);
+        if (!noticed)
+            usleep(200000);
+    }
+    cr_expect(noticed, "the router never noticed that %s died", victim_name);
     cl_req_t q;
     cl_req_init(&q, "after", 25, 3, 12, 0.0, 2);
     cl_generate(&q, 1, 20000);
