@@ -127,15 +127,39 @@ M_COLO=$ROOT/deploy/colocated.yaml
 # A 2,000-token prompt with 16 output tokens fits the presets' 2,048-token context.
 PROMPT_2K=2000
 
+# The machine is shared and its load drifts by the minute, so the A/B comparisons below
+# keep both clusters up at once (idle workers cost nothing) and alternate short rounds
+# between them; deploy/bench/merge-bench.py pools each side's rounds.
+ROUNDS=${ROUNDS:-4}
+MERGE=$ROOT/deploy/bench/merge-bench.py
+
+merge() {
+    local name=$1
+    shift
+    log "merge $name: deploy/bench/merge-bench.py $name $*"
+    python3 "$MERGE" "$name" "$@" | tee -a "$SUMMARY" >&2 || true
+}
+
 # Issue 4: TTFT of a cold 2K prompt split into queue, prefill and transfer, with
 # layer-wise pushing and without. One request at a time, cache off (every one is cold).
 if want breakdown; then
-    for lw in true false; do
-        up "$M_LOCAL" --set transfer.layerwise=$lw
-        bench "ttft2k-layerwise-$lw" "$PORT" -n 16 -c 1 --prompt-len $PROMPT_2K \
-            --output-len 16 --cache off --seed 11
-        down "$M_LOCAL" "$PORT"
+    up "$M_LOCAL" --set transfer.layerwise=true
+    p_on=$PORT
+    up "$M_LOCAL" --set transfer.layerwise=false
+    p_off=$PORT
+    on=() off=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        bench "ttft2k-layerwise-true-r$r" "$p_on" -n 6 -c 1 --prompt-len $PROMPT_2K \
+            --output-len 16 --cache off --seed $((10 + r))
+        bench "ttft2k-layerwise-false-r$r" "$p_off" -n 6 -c 1 --prompt-len $PROMPT_2K \
+            --output-len 16 --cache off --seed $((10 + r))
+        on+=("$OUT/ttft2k-layerwise-true-r$r.json")
+        off+=("$OUT/ttft2k-layerwise-false-r$r.json")
     done
+    merge "ttft2k-layerwise-true" "${on[@]}"
+    merge "ttft2k-layerwise-false" "${off[@]}"
+    down "$M_LOCAL" "$p_off"
+    down "$M_LOCAL" "$p_on"
 fi
 
 # Issue 4: TPOT of short-prompt, long-output requests while another client floods the
@@ -179,15 +203,28 @@ if want cache; then
 fi
 
 # Issue 5: KV-aware routing (policy kv) against round-robin (rr) on 2P2D with a shared-
-# prefix workload: 8 prefixes of 1,024 tokens, prompts of 1,100..1,300 tokens, Poisson.
-ROUTING=(-n 96 --rate 2 --prompt-len 1100:1300 --output-len 16 --shared-prefix 1024
-    --prefix-groups 8 --seed 41)
+# prefix workload: 8 prefixes of 1,024 tokens, prompts of 1,100..1,300 tokens, Poisson
+# arrivals at 2/s. Each round uses a new seed (new prefixes), so every round starts cold
+# on both clusters.
 if want routing; then
-    for pol in kv rr; do
-        up "$M_2P2D" --set router.policy=$pol
-        bench "routing-$pol" "$PORT" "${ROUTING[@]}"
-        down "$M_2P2D" "$PORT"
+    up "$M_2P2D" --set router.policy=kv
+    p_kv=$PORT
+    up "$M_2P2D" --set router.policy=rr
+    p_rr=$PORT
+    kv=() rr=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for pol in kv rr; do
+            if [[ $pol == kv ]]; then port=$p_kv; else port=$p_rr; fi
+            bench "routing-$pol-r$r" "$port" -n 32 --rate 2 --prompt-len 1100:1300 \
+                --output-len 16 --shared-prefix 1024 --prefix-groups 8 --seed $((40 + r))
+        done
+        kv+=("$OUT/routing-kv-r$r.json")
+        rr+=("$OUT/routing-rr-r$r.json")
     done
+    merge "routing-kv" "${kv[@]}"
+    merge "routing-rr" "${rr[@]}"
+    down "$M_2P2D" "$p_rr"
+    down "$M_2P2D" "$p_kv"
 fi
 
 # Issue 5: the synthetic Mooncake trace, first 800 requests, lengths / 32 (16 tokens per
