@@ -164,6 +164,9 @@ pd_status_t pd_decode_create(const pd_worker_args_t *args, pd_decode_t **decode_
         goto err;
     xc.timeout_ms = args->xfer_timeout_ms;
     xc.verify_checksums = args->checksum;
+    if (xc.backend == PD_XFER_BACKEND_LOOPBACK && args->role != PD_PROTO_ROLE_BOTH)
+        pd_log_warn("decode: the loopback transfer backend only reaches engines of this process: "
+                    "KV pushes between workers will fail (use ucx)");
     st = pd_xfer_engine_create(&xc, &d->xfer);
     if (st != PD_OK) {
         pd_log_error("decode: cannot start the %s transfer engine: %s", args->xfer_backend,
