@@ -212,6 +212,55 @@ Test(forward, matches_double_reference_rope_pair)
     check_against_reference(PD_ROPE_PAIR);
 }
 
+Test(forward, odd_shapes_match_reference_and_decode_equals_prefill)
+{
+    /* Dimensions that are not multiples of 16 (vector tails everywhere), 3 query heads
+     * per KV head, tied embeddings and interleaved RoPE. */
+    pd_model_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.dim = 72;
+    c.hidden_dim = 100;
+    c.n_layers = 2;
+    c.n_heads = 3;
+    c.n_kv_heads = 1;
+    c.head_dim = 24;
+    c.vocab_size = 50;
+    c.max_seq_len = 64;
+    c.rms_eps = 1e-5f;
+    c.rope_theta = 500.0f;
+    c.rope_style = PD_ROPE_PAIR;
+    c.tie_embeddings = true;
+    pd_model_t *m = NULL;
+    cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
+    pd_model_init_random(m, 12);
+    pd_kv_layout_t l = {2, 1, 24, 5, 16};
+    float *pool = new_pool(&l), *pool2 = new_pool(&l);
+    uint32_t table[16];
+    for (uint32_t i = 0; i < 16; i++)
+        table[i] = (i * 5 + 3) % 16;
+    int32_t tok[21];
+    for (uint32_t i = 0; i < 21; i++)
+        tok[i] = (int32_t)((i * 7 + 1) % 50);
+    float logits[50], step[50];
+    double ref[50];
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &e), PD_OK);
+    cr_assert_eq(prefill(e, m, table, 16, tok, 21, pool, &l, logits), PD_OK);
+    ref_forward(m, tok, 21, ref);
+    for (int i = 0; i < 50; i++)
+        cr_assert_float_eq(logits[i], ref[i], 1e-4, "logit %d: %g vs %g", i, logits[i], ref[i]);
+    for (uint32_t i = 0; i < 21; i++) {
+        pd_fwd_seq_t s1 = {tok + i, 1, i, table, 16, step};
+        cr_assert_eq(pd_engine_forward(e, pool2, &l, &s1, 1, NULL, NULL), PD_OK);
+    }
+    cr_assert_eq(memcmp(step, logits, sizeof(step)), 0);
+    cr_assert_eq(memcmp(pool, pool2, pd_kv_pool_bytes(&l)), 0);
+    pd_engine_destroy(&e);
+    free(pool);
+    free(pool2);
+    pd_model_destroy(&m);
+}
+
 Test(forward, cached_decode_equals_full_recompute_bitwise)
 {
     pd_model_t *m = make_model("small", PD_ROPE_HALF, 3);
