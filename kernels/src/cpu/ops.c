@@ -187,13 +187,12 @@ void pd_cpu_rmsnorm(const float *x, const float *weight, float *y, uint32_t dim,
 void pd_cpu_rope_table(float *cs, uint32_t n_pos, uint32_t head_dim, float theta)
 {
     uint32_t half = head_dim / 2;
-    for (uint32_t p = 0; p < n_pos; p++) {
-        float *row = cs + (size_t)p * head_dim;
-        for (uint32_t i = 0; i < half; i++) {
-            double freq = pow((double)theta, -2.0 * (double)i / (double)head_dim);
+    for (uint32_t i = 0; i < half; i++) {
+        double freq = pow((double)theta, -2.0 * (double)i / (double)head_dim);
+        for (uint32_t p = 0; p < n_pos; p++) {
             double angle = (double)p * freq;
-            row[i] = (float)cos(angle);
-            row[half + i] = (float)sin(angle);
+            cs[(size_t)p * head_dim + i] = (float)cos(angle);
+            cs[(size_t)p * head_dim + half + i] = (float)sin(angle);
         }
     }
 }
