@@ -104,7 +104,9 @@ pd_status_t pd_router_auth_setup(pd_router_t *r)
         return PD_ERR_IO;
     }
     int linger = 0, server = 1;
+    int64_t max_frame = 4096; /* ZAP frames are short: version, ids, a 32-byte key */
     zmq_setsockopt(r->zap_sock, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(r->zap_sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof(max_frame));
     if (zmq_setsockopt(r->client_sock, ZMQ_CURVE_SERVER, &server, sizeof(server)) != 0 ||
         zmq_setsockopt(r->client_sock, ZMQ_CURVE_SECRETKEY, secret, PD_ROUTER_Z85_KEY_CHARS + 1) !=
             0 ||
