@@ -83,8 +83,13 @@ pd_cpu_mm_tile(const float *w, const float *x, float *y, uint32_t in, uint32_t l
     uint32_t k = k0;
     for (; k + 16 <= k1; k += 16) {
         pd_v16_t wv[PD_MM_NR];
-        for (uint32_t r = 0; r < nr; r++)
+        for (uint32_t r = 0; r < nr; r++) {
+            /* Small batches do enough work per weight byte to fall behind the stream
+             * from memory: ask for the weights 1 KiB ahead (hints change no result). */
+            if (nt > 1)
+                __builtin_prefetch(w + (size_t)r * in + k + 256, 0, 0);
             wv[r] = pd_v16_load(w + (size_t)r * in + k);
+        }
         for (uint32_t t = 0; t < nt; t++) {
             pd_v16_t xv = pd_v16_load(x + (size_t)t * in + k);
             for (uint32_t r = 0; r < nr; r++)
