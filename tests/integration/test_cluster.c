@@ -181,6 +181,7 @@ static void cl_down(void)
         if (kill(g.pids[i], 0) == 0)
             kill(g.pids[i], SIGKILL);
     cr_expect_eq(alive, 0, "%d cluster processes still running after pdctl down", alive);
+    cr_expect_eq(pd_tc_sanitizer_reports(g.run_dir), 0, "sanitizer reports in the cluster logs");
     pd_tc_env_cleanup(&g.env, false);
 }
 

@@ -155,6 +155,29 @@ static inline int pd_tc_stop_all(pd_tc_env_t *e)
     return bad;
 }
 
+/* Sanitizer reports in any log under dir (UBSan only prints, it does not stop the
+ * process; ASan and LSan reports of a process stopped by SIGTERM are easy to miss).
+ * Returns the number of report lines, printing them. */
+static inline int pd_tc_sanitizer_reports(const char *dir)
+{
+    char cmd[PATH_MAX + 160];
+    snprintf(cmd, sizeof(cmd),
+             "grep -rhE 'runtime error:|ERROR: (Address|Leak|Thread)Sanitizer|WARNING: "
+             "ThreadSanitizer' %s --include='*.log' 2>/dev/null",
+             dir);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return 0;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        fprintf(stderr, "sanitizer: %s", line);
+        n++;
+    }
+    pclose(f);
+    return n;
+}
+
 /* Print the logs (on failure) and remove the temp dir. */
 static inline void pd_tc_env_cleanup(pd_tc_env_t *e, bool print_logs)
 {

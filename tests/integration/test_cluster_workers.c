@@ -294,6 +294,7 @@ static void fr_stop(void)
     if (g.env.dir[0] == '\0')
         return;
     int bad = pd_tc_stop_all(&g.env);
+    int reports = pd_tc_sanitizer_reports(g.env.dir);
     pd_model_destroy(&g.model);
     if (g.sock != NULL)
         zmq_close(g.sock);
@@ -303,6 +304,7 @@ static void fr_stop(void)
     pd_mp_writer_cleanup(&g.wr);
     pd_tc_env_cleanup(&g.env, bad != 0 || getenv("PD_TEST_LOGS") != NULL);
     cr_expect_eq(bad, 0, "a worker did not exit cleanly on SIGTERM");
+    cr_expect_eq(reports, 0, "sanitizer reports in the worker logs");
 }
 
 static int fr_worker_by_role(pd_proto_role_t role, int nth)
