@@ -236,7 +236,7 @@ TRACE_ARGS=(--trace "$TRACE" --trace-limit 800 --trace-len-scale 32 --trace-time
 if want trace; then
     if [[ -r $TRACE ]]; then
         up "$M_LOCAL" --set router.min_cached_prefix=16
-        bench "trace-800" "$PORT" "${TRACE_ARGS[@]}"
+        bench "trace-800" "$PORT" "${TRACE_ARGS[@]}" --plot "$OUT/trace-800.png"
         down "$M_LOCAL" "$PORT"
         # The same with a 1 GiB host-memory tier (G2) behind each worker's 256 MiB pool.
         up "$M_LOCAL" --set router.min_cached_prefix=16 --set tiers.host_mb=1024
