@@ -30,6 +30,8 @@ typedef struct cl_req {
     uint32_t max_tokens;
     pd_proto_sampling_t sampling;
     char tenant[32];
+    int32_t stop[4];
+    uint32_t n_stop;
     /* results */
     bool accepted;
     int32_t tokens[512];
@@ -227,6 +229,8 @@ static void cl_send_generate(const cl_req_t *q)
     x->max_tokens = q->max_tokens;
     x->sampling = q->sampling;
     snprintf(x->tenant, sizeof(x->tenant), "%s", q->tenant);
+    x->stop = q->stop;
+    x->n_stop = q->n_stop;
     x->cache.mode = PD_PROTO_CACHE_AUTO;
     x->stream = true;
     cl_send(&m);
@@ -299,8 +303,9 @@ static void cl_generate(cl_req_t *reqs, int n, int timeout_ms)
                      reqs[i].n_terminal);
 }
 
-/* `pdctl generate --json` for the request: its tokens into out_p. */
-static uint32_t cl_reference(const cl_req_t *q, int32_t *out_p)
+/* `pdctl generate --json` for the request: its tokens into out_p, its finish reason into
+ * finish_p (16 bytes). */
+static uint32_t cl_reference(const cl_req_t *q, int32_t *out_p, char *finish_p)
 {
     char cmd[8192];
     int len = snprintf(cmd, sizeof(cmd),
@@ -308,6 +313,11 @@ static uint32_t cl_reference(const cl_req_t *q, int32_t *out_p)
                        "--seed %llu --threads 1 --json ",
                        g.env.bin, g.env.model, q->max_tokens, q->sampling.temperature,
                        q->sampling.top_p, (unsigned long long)q->sampling.seed);
+    for (uint32_t i = 0; i < q->n_stop; i++)
+        len +=
+            snprintf(cmd + len, sizeof(cmd) - (size_t)len, "%s%d", i ? "," : "--stop ", q->stop[i]);
+    if (q->n_stop > 0)
+        len += snprintf(cmd + len, sizeof(cmd) - (size_t)len, " ");
     if (q->text != NULL) {
         len += snprintf(cmd + len, sizeof(cmd) - (size_t)len, "-p '%s'", q->text);
     } else {
@@ -323,6 +333,11 @@ static uint32_t cl_reference(const cl_req_t *q, int32_t *out_p)
     size_t n = fread(out, 1, sizeof(out) - 1, f);
     out[n] = '\0';
     cr_assert_eq(pclose(f), 0, "pdctl generate failed: %s", cmd);
+    const char *fr = strstr(out, "\"finish_reason\"");
+    cr_assert_not_null(fr, "no finish_reason in: %s", out);
+    fr = strchr(fr + 15, '"');
+    cr_assert_not_null(fr);
+    snprintf(finish_p, 16, "%.*s", (int)strcspn(fr + 1, "\""), fr + 1);
     const char *p = strstr(out, "\"tokens\"");
     cr_assert_not_null(p, "no tokens in: %s", out);
     p = strchr(p, '[');
@@ -345,7 +360,8 @@ static uint32_t cl_reference(const cl_req_t *q, int32_t *out_p)
 static void cl_expect_reference(const cl_req_t *q)
 {
     int32_t ref[512];
-    uint32_t n = cl_reference(q, ref);
+    char finish[16];
+    uint32_t n = cl_reference(q, ref, finish);
     cr_assert(q->done, "%s: no done (error %s)", q->id, pd_status_name(q->err));
     cr_assert(q->accepted, "%s: no accepted", q->id);
     cr_assert(q->order_ok, "%s: tokens out of order", q->id);
@@ -358,6 +374,7 @@ static void cl_expect_reference(const cl_req_t *q)
         cr_assert_eq(q->done_tokens[i], ref[i]);
     }
     cr_expect_eq(q->d.usage.output_tokens, n);
+    cr_expect_str_eq(pd_proto_finish_name(q->d.finish_reason), finish, "%s: finish reason", q->id);
 }
 
 static void cl_expect_free_blocks(int n_workers, bool skip_dead);
@@ -424,8 +441,9 @@ static void cl_req_init(cl_req_t *q, const char *id, uint32_t n_prompt, uint32_t
 static const char *const cl_roles_1p1d = "prefill:\n  count: 1\n  threads: 1\n  pool_mb: 4\n"
                                          "decode:\n  count: 1\n  threads: 1\n  pool_mb: 4\n"
                                          "  max_batch: 16\n";
-static const char *const cl_roles_2p2d = "prefill:\n  count: 2\n  threads: 1\n  pool_mb: 4\n"
-                                         "decode:\n  count: 2\n  threads: 1\n  pool_mb: 4\n"
+/* Two compute threads per worker: results do not depend on the thread count. */
+static const char *const cl_roles_2p2d = "prefill:\n  count: 2\n  threads: 2\n  pool_mb: 4\n"
+                                         "decode:\n  count: 2\n  threads: 2\n  pool_mb: 4\n"
                                          "  max_batch: 16\n";
 
 /* Prompts and sampling settings every topology must reproduce exactly. */
@@ -452,6 +470,23 @@ static void cl_exactness_suite(const char *tag)
     q.sampling.seed = 42;
     cl_generate(&q, 1, 20000);
     cl_expect_reference(&q);
+    /* Stop ids: generation ends at the first one, which is included. Take the stop ids
+     * from an unconstrained run's tokens 3 and 9 so that one of them is sure to hit. */
+    cl_req_t free_run, stopped;
+    cl_req_init(&free_run, "", 21, 5, 24, 0.9, 77);
+    snprintf(free_run.id, sizeof(free_run.id), "%s-free", tag);
+    cl_generate(&free_run, 1, 20000);
+    cl_expect_reference(&free_run);
+    cl_req_init(&stopped, "", 21, 5, 24, 0.9, 77);
+    snprintf(stopped.id, sizeof(stopped.id), "%s-stop", tag);
+    cr_assert_geq(free_run.n_streamed, 4);
+    stopped.stop[0] = free_run.tokens[free_run.n_streamed > 9 ? 9 : free_run.n_streamed - 1];
+    stopped.stop[1] = free_run.tokens[3];
+    stopped.n_stop = 2;
+    cl_generate(&stopped, 1, 20000);
+    cl_expect_reference(&stopped);
+    cr_expect_eq(stopped.d.finish_reason, PD_PROTO_FINISH_STOP);
+    cr_expect_leq(stopped.n_streamed, 10);
 }
 
 TestSuite(cluster, .timeout = 180, .fini = cl_down);
