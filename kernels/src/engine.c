@@ -70,7 +70,7 @@ static void *pd_engine_alloc_f(size_t n)
 }
 
 /* Make room for n_tokens rows and n_seqs sequences; existing contents are not kept. */
-static pd_status_t pd_engine_reserve(pd_engine_t *e, uint32_t n_tokens, uint32_t n_seqs)
+static pd_status_t pd_engine_scratch_reserve(pd_engine_t *e, uint32_t n_tokens, uint32_t n_seqs)
 {
     const pd_model_config_t *c = &e->model->config;
     if (n_tokens > e->cap_tokens) {
@@ -143,7 +143,7 @@ pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, ui
     if (st != PD_OK)
         goto err_free_rope;
     /* A first scratch size that covers decode batches without growing. */
-    st = pd_engine_reserve(e, 64, 16);
+    st = pd_engine_scratch_reserve(e, 64, 16);
     if (st != PD_OK)
         goto err_destroy_backend;
     *engine_p = e;
@@ -169,6 +169,30 @@ void pd_engine_destroy(pd_engine_t **engine_p)
     free(e->rope_cs);
     free(e);
     *engine_p = NULL;
+}
+
+pd_status_t pd_engine_reserve(pd_engine_t *engine, uint32_t max_tokens, uint32_t max_seqs)
+{
+    if (engine == NULL || max_tokens > UINT32_MAX / 2 || max_seqs > UINT32_MAX / 2)
+        return PD_ERR_INVALID_PARAM;
+    pd_engine_t *e = engine;
+    pd_status_t st = pd_engine_scratch_reserve(e, max_tokens, max_seqs);
+    if (st != PD_OK)
+        return st;
+    /* Touch every page now rather than in the first step that needs them. */
+    const pd_model_config_t *c = &e->model->config;
+    size_t cap = e->cap_tokens;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    memset(e->x, 0, cap * c->dim * sizeof(float));
+    memset(e->xn, 0, cap * c->dim * sizeof(float));
+    memset(e->q, 0, cap * qd * sizeof(float));
+    memset(e->k, 0, cap * kvd * sizeof(float));
+    memset(e->v, 0, cap * kvd * sizeof(float));
+    memset(e->att, 0, cap * qd * sizeof(float));
+    memset(e->gate, 0, cap * c->hidden_dim * sizeof(float));
+    memset(e->up, 0, cap * c->hidden_dim * sizeof(float));
+    memset(e->lout, 0, (size_t)e->cap_seqs * c->vocab_size * sizeof(float));
+    return PD_OK;
 }
 
 uint32_t pd_engine_n_threads(const pd_engine_t *engine)
@@ -247,7 +271,7 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
         return st;
     if (n_seqs == 0)
         return PD_OK;
-    st = pd_engine_reserve(e, n, n_seqs);
+    st = pd_engine_scratch_reserve(e, n, n_seqs);
     if (st != PD_OK)
         return st;
 

@@ -552,3 +552,31 @@ Test(model, random_init_is_deterministic_per_seed)
     pd_model_destroy(&b);
     pd_model_destroy(&c);
 }
+
+Test(forward, reserved_scratch_gives_the_same_bytes)
+{
+    pd_model_t *m = make_model("tiny", PD_ROPE_HALF, 8);
+    pd_kv_layout_t l = layout_for(m, 40);
+    float *pa = new_pool(&l), *pb = new_pool(&l);
+    uint32_t table[40];
+    for (uint32_t i = 0; i < 40; i++)
+        table[i] = i;
+    int32_t tok[150];
+    tokens_for(tok, 150, 4);
+    float la[259], lb[259];
+    pd_engine_t *a = NULL, *b = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &a), PD_OK);
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &b), PD_OK);
+    cr_assert_eq(pd_engine_reserve(b, 300, 40), PD_OK);
+    cr_assert_eq(pd_engine_reserve(NULL, 1, 1), PD_ERR_INVALID_PARAM);
+    cr_assert_eq(pd_engine_n_threads(b), 2);
+    cr_assert_eq(prefill(a, m, table, 40, tok, 150, pa, &l, la), PD_OK);
+    cr_assert_eq(prefill(b, m, table, 40, tok, 150, pb, &l, lb), PD_OK);
+    cr_assert_eq(memcmp(la, lb, sizeof(la)), 0);
+    cr_assert_eq(memcmp(pa, pb, pd_kv_pool_bytes(&l)), 0);
+    pd_engine_destroy(&a);
+    pd_engine_destroy(&b);
+    free(pa);
+    free(pb);
+    pd_model_destroy(&m);
+}

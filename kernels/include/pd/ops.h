@@ -134,6 +134,12 @@ pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, uint32_t
 /* Destroy a backend created by any pd_backend_*_create; accepts a zeroed backend. */
 void pd_backend_destroy(pd_backend_t *backend);
 
+/* Size an engine's step scratch for up to max_tokens new tokens in max_seqs sequences
+ * and touch its pages now, so that no later step of that size allocates or faults
+ * (workers call it at startup; steps still grow the scratch when they need more).
+ * PD_ERR_NO_MEMORY leaves the engine usable with its previous scratch freed. */
+pd_status_t pd_engine_reserve(pd_engine_t *engine, uint32_t max_tokens, uint32_t max_seqs);
+
 /* Compute threads an engine runs (n_threads of pd_engine_create, 0 resolved). */
 uint32_t pd_engine_n_threads(const pd_engine_t *engine);
 
