@@ -162,7 +162,7 @@ static inline int pd_tc_sanitizer_reports(const char *dir)
 {
     char cmd[PATH_MAX + 160];
     snprintf(cmd, sizeof(cmd),
-             "grep -rhE 'runtime error:|ERROR: (Address|Leak|Thread)Sanitizer|WARNING: "
+             "grep -rhE -A24 'runtime error:|ERROR: (Address|Leak|Thread)Sanitizer|WARNING: "
              "ThreadSanitizer' %s --include='*.log' 2>/dev/null",
              dir);
     FILE *f = popen(cmd, "r");
@@ -171,8 +171,9 @@ static inline int pd_tc_sanitizer_reports(const char *dir)
     char line[512];
     int n = 0;
     while (fgets(line, sizeof(line), f) != NULL) {
-        fprintf(stderr, "sanitizer: %s", line);
-        n++;
+        fprintf(stderr, "sanitizer: %s", line); /* the report, with its stacks */
+        if (strstr(line, "runtime error:") != NULL || strstr(line, "Sanitizer") != NULL)
+            n++;
     }
     pclose(f);
     return n;
