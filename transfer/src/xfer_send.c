@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
 pd_status_t pd_xfer_send_begin(pd_xfer_peer_t *peer, uint64_t xfer_id,
                                const pd_xfer_range_t *allowed, size_t n_allowed,
                                uint32_t timeout_ms, pd_xfer_send_t **send_p)
@@ -107,6 +110,19 @@ static pd_status_t pd_xfer__recs_reserve(pd_xfer_send_t *send, size_t n_more)
     return PD_OK;
 }
 
+/* With checksums on, a coalesced run is put as soon as it reaches this size and a longer
+ * segment goes piece by piece: the put then copies bytes the checksum just read, from
+ * cache, instead of reading them from memory a second time. */
+#define PD_XFER_HOT_CHUNK_BYTES (256u * 1024u)
+
+static pd_status_t pd_xfer__put(pd_xfer_send_t *send, uint64_t local_offset, uint64_t remote_offset,
+                                uint64_t bytes)
+{
+    pd_xfer_engine_t *engine = send->engine;
+    engine->stats.n_ops_issued++;
+    return engine->ops->put(send->peer, engine->base + local_offset, remote_offset, bytes);
+}
+
 pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, size_t n_segs)
 {
     if (send->state != PD_XFER_SEND_OPEN)
@@ -133,25 +149,48 @@ pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, s
         uint64_t *rec = &send->recs[3 * send->n_recs++];
         rec[0] = g->remote_offset;
         rec[1] = g->bytes;
-        rec[2] = checksum ? pd_hash_bytes(engine->base + g->local_offset, g->bytes, 0) : 0;
-        if (coalesce && run_bytes > 0 && run_local + run_bytes == g->local_offset &&
-            run_remote + run_bytes == g->remote_offset) {
-            run_bytes += g->bytes;
-            continue;
-        }
-        if (run_bytes > 0) {
-            st = engine->ops->put(peer, engine->base + run_local, run_remote, run_bytes);
-            engine->stats.n_ops_issued++;
+        rec[2] = 0;
+        bool joins = coalesce && run_local + run_bytes == g->local_offset &&
+                     run_remote + run_bytes == g->remote_offset;
+        if (run_bytes > 0 && (!joins || (checksum && g->bytes > PD_XFER_HOT_CHUNK_BYTES))) {
+            st = pd_xfer__put(send, run_local, run_remote, run_bytes);
             if (st != PD_OK)
                 goto err_put;
+            run_bytes = 0;
         }
-        run_local = g->local_offset;
-        run_remote = g->remote_offset;
-        run_bytes = g->bytes;
+        if (checksum && g->bytes > PD_XFER_HOT_CHUNK_BYTES) {
+            /* A long segment: hash and put it piece by piece, so that each put reads
+             * bytes the hash has just brought into cache. */
+            XXH3_state_t state;
+            XXH3_INITSTATE(&state);
+            XXH3_64bits_reset_withSeed(&state, 0);
+            for (uint64_t off = 0; off < g->bytes; off += PD_XFER_HOT_CHUNK_BYTES) {
+                uint64_t n = g->bytes - off < PD_XFER_HOT_CHUNK_BYTES ? g->bytes - off
+                                                                      : PD_XFER_HOT_CHUNK_BYTES;
+                XXH3_64bits_update(&state, engine->base + g->local_offset + off, n);
+                st = pd_xfer__put(send, g->local_offset + off, g->remote_offset + off, n);
+                if (st != PD_OK)
+                    goto err_put;
+            }
+            rec[2] = XXH3_64bits_digest(&state);
+            continue;
+        }
+        if (checksum)
+            rec[2] = pd_hash_bytes(engine->base + g->local_offset, g->bytes, 0);
+        if (run_bytes == 0) {
+            run_local = g->local_offset;
+            run_remote = g->remote_offset;
+        }
+        run_bytes += g->bytes;
+        if (checksum && run_bytes >= PD_XFER_HOT_CHUNK_BYTES) {
+            st = pd_xfer__put(send, run_local, run_remote, run_bytes);
+            if (st != PD_OK)
+                goto err_put;
+            run_bytes = 0;
+        }
     }
     if (run_bytes > 0) {
-        st = engine->ops->put(peer, engine->base + run_local, run_remote, run_bytes);
-        engine->stats.n_ops_issued++;
+        st = pd_xfer__put(send, run_local, run_remote, run_bytes);
         if (st != PD_OK)
             goto err_put;
     }
