@@ -169,10 +169,10 @@ static pd_status_t pd_decode_reserve_check(const pd_decode_t *d, const pd_proto_
         *why_p = "max_tokens is 0";
         return PD_ERR_INVALID_PARAM;
     }
-    /* The last generated token is never fed back: positions 0 .. n_tokens + max_tokens - 2
-     * are written, as in `pdctl generate`. */
-    if ((uint64_t)r->n_tokens + r->max_tokens - 1 > d->model->config.max_seq_len) {
-        *why_p = "prompt + max_tokens exceed the model context";
+    /* A prompt that fills the context is an error; a max_tokens that overruns it is cut
+     * (pd_decode_max_new), as `pdctl generate` does, and the request ends with "length". */
+    if (r->n_tokens > d->model->config.max_seq_len) {
+        *why_p = "prompt longer than the model context";
         return PD_ERR_CONTEXT;
     }
     for (uint32_t i = 0; i < r->n_tokens; i++) {
@@ -186,6 +186,14 @@ static pd_status_t pd_decode_reserve_check(const pd_decode_t *d, const pd_proto_
         return PD_ERR_LIMIT;
     }
     return PD_OK;
+}
+
+/* Tokens the request may generate: max_tokens, cut to the context. The last generated token
+ * is never fed back, so positions 0 .. n_tokens + n - 2 are written: n <= ctx - n_tokens + 1. */
+static uint32_t pd_decode_max_new(const pd_decode_t *d, const pd_proto_reserve_t *r)
+{
+    uint32_t room = d->model->config.max_seq_len - r->n_tokens + 1;
+    return r->max_tokens < room ? r->max_tokens : room;
 }
 
 void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
@@ -216,13 +224,13 @@ void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
 
     const uint32_t n_prompt_blocks = (r->n_tokens + bt - 1) / bt;
     /* Positions written: the prompt and every generated token but the last. */
-    uint32_t n_blocks = (r->n_tokens + r->max_tokens - 1 + bt - 1) / bt;
+    uint32_t n_blocks = (r->n_tokens + pd_decode_max_new(d, r) - 1 + bt - 1) / bt;
     if (n_blocks < n_prompt_blocks)
         n_blocks = n_prompt_blocks;
     memset(q, 0, sizeof(*q));
     q->req_id = r->req_id;
     q->n_tokens = r->n_tokens;
-    q->max_tokens = r->max_tokens;
+    q->max_tokens = pd_decode_max_new(d, r);
     q->n_hashes = r->n_block_hashes;
     q->plan = r->cache;
     q->sampling.temperature = (float)r->sampling.temperature;

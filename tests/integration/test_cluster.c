@@ -24,7 +24,7 @@ typedef struct cl {
 
 typedef struct cl_req {
     char id[PD_PROTO_ID_CAP];
-    int32_t prompt[256];
+    int32_t prompt[320];
     uint32_t n_prompt;
     const char *text; /* instead of prompt, when set */
     uint32_t max_tokens;
@@ -574,10 +574,16 @@ Test(cluster, bad_requests_get_error_and_next_is_served)
     pd_proto_msg_cleanup(&m);
     /* A prompt longer than the model's context (tiny: 256) fails, with one error. */
     cl_req_t q;
-    cl_req_init(&q, "too-long", 250, 1, 64, 0.0, 0);
+    cl_req_init(&q, "too-long", 300, 1, 64, 0.0, 0);
     cl_generate(&q, 1, 10000);
     cr_expect(!q.done);
-    cr_expect_neq(q.err, PD_OK);
+    cr_expect_eq(q.err, PD_ERR_CONTEXT, "%s", pd_status_name(q.err));
+    /* A prompt that fits but whose max_tokens overruns the context is cut to the context,
+     * as pdctl generate cuts it: 250 + 64 > 256 leaves 7 tokens, finish "length". */
+    cl_req_init(&q, "cut-to-context", 250, 1, 64, 0.0, 0);
+    cl_generate(&q, 1, 20000);
+    cl_expect_reference(&q);
+    cr_expect_eq(q.d.usage.output_tokens, 256 - 250 + 1);
     /* And the next request is served exactly. */
     cl_req_init(&q, "next", 30, 2, 12, 0.0, 0);
     cl_generate(&q, 1, 20000);
