@@ -150,6 +150,17 @@ int pd_proto_kind_lookup(const msgpack_object *obj)
     return pd_proto_enum_lookup(obj, pd_proto_kind_names, 3);
 }
 
+uint64_t pd_proto_cache_plan_block_ttl_ms(const pd_proto_cache_plan_t *plan,
+                                          uint32_t block_index)
+{
+    uint32_t ttl = 0;
+    for (uint32_t w = 0; w < plan->n_writes && w < PD_PROTO_MAX_BREAKPOINTS; w++) {
+        if (block_index < plan->writes[w].n_blocks && plan->writes[w].ttl_s > ttl)
+            ttl = plan->writes[w].ttl_s;
+    }
+    return (uint64_t)ttl * 1000u;
+}
+
 void pd_proto_cache_plan_make(const pd_proto_cache_t *cache, uint32_t n_tokens,
                               uint32_t block_tokens, uint32_t min_cached_prefix_tokens,
                               pd_proto_cache_plan_t *plan_p)

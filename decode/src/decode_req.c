@@ -104,21 +104,11 @@ void pd_decode_req_fail(pd_decode_t *d, pd_decode_req_t *q, pd_status_t code, co
     pd_decode_req_end(d, q);
 }
 
-/* Retention of prompt block i under the plan in ms, 0 if the plan does not write it. */
-static uint64_t pd_decode_plan_ttl_ms(const pd_proto_cache_plan_t *plan, uint32_t i)
-{
-    uint32_t ttl = 0;
-    for (uint32_t w = 0; w < plan->n_writes && w < PD_PROTO_MAX_BREAKPOINTS; w++)
-        if (i < plan->writes[w].n_blocks && plan->writes[w].ttl_s > ttl)
-            ttl = plan->writes[w].ttl_s;
-    return (uint64_t)ttl * 1000u;
-}
-
 /* Make the valid full prompt blocks [q->n_cached, n_hashes) findable per the plan. */
 static void pd_decode_commit(pd_decode_t *d, pd_decode_req_t *q)
 {
     for (uint32_t i = q->n_cached; i < q->n_hashes; i++) {
-        uint64_t ttl_ms = pd_decode_plan_ttl_ms(&q->plan, i);
+        uint64_t ttl_ms = pd_proto_cache_plan_block_ttl_ms(&q->plan, i);
         if (ttl_ms == 0)
             continue;
         int stored = 0;

@@ -147,16 +147,6 @@ static pd_status_t pd_prefill_check(const pd_prefill_t *p, const pd_proto_prefil
     return PD_OK;
 }
 
-/* Retention of prompt block i under the plan in ms, 0 if the plan does not write it. */
-static uint64_t pd_prefill_plan_ttl_ms(const pd_proto_cache_plan_t *plan, uint32_t i)
-{
-    uint32_t ttl = 0;
-    for (uint32_t w = 0; w < plan->n_writes && w < PD_PROTO_MAX_BREAKPOINTS; w++)
-        if (i < plan->writes[w].n_blocks && plan->writes[w].ttl_s > ttl)
-            ttl = plan->writes[w].ttl_s;
-    return (uint64_t)ttl * 1000u;
-}
-
 void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
 {
     const uint32_t bt = p->args.block_tokens;
@@ -285,7 +275,7 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     /* The computed full blocks are valid now: make them findable per the plan. They stay
      * pinned (and unchanged) until the push is final. */
     for (uint32_t i = (uint32_t)n_hit; i < m->n_block_hashes; i++) {
-        uint64_t ttl_ms = pd_prefill_plan_ttl_ms(&m->cache, i);
+        uint64_t ttl_ms = pd_proto_cache_plan_block_ttl_ms(&m->cache, i);
         int stored = 0;
         if (ttl_ms > 0 &&
             pd_kvbm_commit(p->bm, j->blocks[i], m->block_hashes[i], ttl_ms, &stored) == PD_OK &&

@@ -898,6 +898,43 @@ Test(proto, resolves_cache_plans)
     cr_assert_eq(p.writes[1].ttl_s, PD_PROTO_TTL_5M_S);
 }
 
+Test(proto, explicit_breakpoints_write_only_their_prefixes_with_the_longest_ttl)
+{
+    /* 300 tokens = 18 full blocks. Breakpoints (any order) at 250 (15 blocks, 5m), 100 (6
+     * blocks, 1h), 40 (2 blocks, 5m) and 120 (7 blocks, 1h): blocks 0..6 live 1h, 7..14
+     * 5m, 15..17 are not written. */
+    pd_proto_cache_t c = {.mode = PD_PROTO_CACHE_EXPLICIT, .n_breakpoints = 4};
+    c.breakpoints[0] = (pd_proto_breakpoint_t){250, PD_PROTO_TTL_5M_S};
+    c.breakpoints[1] = (pd_proto_breakpoint_t){100, PD_PROTO_TTL_1H_S};
+    c.breakpoints[2] = (pd_proto_breakpoint_t){40, PD_PROTO_TTL_5M_S};
+    c.breakpoints[3] = (pd_proto_breakpoint_t){120, PD_PROTO_TTL_1H_S};
+    pd_proto_cache_plan_t p;
+    pd_proto_cache_plan_make(&c, 300, 16, 1024, &p);
+    cr_assert_eq(p.read_blocks, 18);
+    for (uint32_t i = 0; i < 18; i++) {
+        uint64_t want = (i < 7) ? 3600000u : (i < 15) ? 300000u : 0u;
+        cr_assert_eq(pd_proto_cache_plan_block_ttl_ms(&p, i), want, "block %u", i);
+    }
+    /* A prompt shorter than a breakpoint caches its full blocks up to its end. */
+    pd_proto_cache_plan_make(&c, 70, 16, 1024, &p);
+    for (uint32_t i = 0; i < 4; i++)
+        cr_assert_eq(pd_proto_cache_plan_block_ttl_ms(&p, i), 3600000u, "block %u", i);
+    cr_assert_eq(pd_proto_cache_plan_block_ttl_ms(&p, 4), 0);
+    /* A breakpoint inside the first block writes nothing, but lookups stay allowed. */
+    c.n_breakpoints = 1;
+    c.breakpoints[0] = (pd_proto_breakpoint_t){15, PD_PROTO_TTL_1H_S};
+    pd_proto_cache_plan_make(&c, 300, 16, 1024, &p);
+    cr_assert_eq(p.read_blocks, 18);
+    for (uint32_t i = 0; i < 18; i++)
+        cr_assert_eq(pd_proto_cache_plan_block_ttl_ms(&p, i), 0);
+    /* Off: nothing read, nothing written, whatever the length. */
+    c.mode = PD_PROTO_CACHE_OFF;
+    pd_proto_cache_plan_make(&c, 4000, 16, 1024, &p);
+    cr_assert_eq(p.read_blocks, 0);
+    for (uint32_t i = 0; i < 250; i++)
+        cr_assert_eq(pd_proto_cache_plan_block_ttl_ms(&p, i), 0);
+}
+
 Test(proto, decoded_message_outlives_its_frame)
 {
     /* Callers close the ZeroMQ frame before using the message: nothing may point into it. */

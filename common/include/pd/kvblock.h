@@ -25,7 +25,7 @@
  *             (or pd_kvbm_lookup_prefix then pd_kvbm_alloc; pd_kvbm_lookup_each for a
  *             perforated prefix); ids[n_hit ..] are what prefill must fill.
  *   verified: for each block i >= n_hit whose content arrived and passed its checksum,
- *             with r = pd_cache_plan_block_retention_ms(&plan, i) != 0 (pd/cache_policy.h):
+ *             with r = pd_proto_cache_plan_block_ttl_ms(&plan, i) != 0 (pd/proto.h):
  *             pd_kvbm_commit(bm, ids[i], prompt_hashes[i], r, &stored); sum stored for
  *             usage.cache_creation_input_tokens.
  *   end:      pd_kvbm_release(bm, ids, n_total), exactly once, whatever the outcome.
