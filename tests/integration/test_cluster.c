@@ -32,6 +32,7 @@ typedef struct cl_req {
     char tenant[32];
     int32_t stop[4];
     uint32_t n_stop;
+    pd_proto_cache_t cache; /* zeroed: auto */
     /* results */
     bool accepted;
     int32_t tokens[512];
@@ -231,7 +232,7 @@ static void cl_send_generate(const cl_req_t *q)
     snprintf(x->tenant, sizeof(x->tenant), "%s", q->tenant);
     x->stop = q->stop;
     x->n_stop = q->n_stop;
-    x->cache.mode = PD_PROTO_CACHE_AUTO;
+    x->cache = q->cache;
     x->stream = true;
     cl_send(&m);
 }
@@ -517,6 +518,46 @@ Test(cluster, exact_1p1d_with_cache_and_tenants)
     cl_expect_reference(&other);
     cr_expect_eq(other.d.usage.cache_read_input_tokens, 0);
 
+    cl_expect_all_free(2);
+    cl_down();
+}
+
+Test(cluster, cache_control_off_and_explicit_end_to_end)
+{
+    cl_up("ccache", cl_roles_1p1d, false);
+    /* off: nothing read and nothing written, so a later auto request of the same prompt
+     * still computes everything. */
+    cl_req_t q;
+    for (int i = 0; i < 2; i++) {
+        cl_req_init(&q, i ? "off-2" : "off-1", 80, 21, 8, 0.0, 1);
+        q.cache.mode = PD_PROTO_CACHE_OFF;
+        cl_generate(&q, 1, 20000);
+        cl_expect_reference(&q);
+        cr_expect_eq(q.d.usage.cache_read_input_tokens, 0);
+        cr_expect_eq(q.d.usage.cache_creation_input_tokens, 0);
+        cr_expect_eq(q.d.usage.input_tokens, 80);
+    }
+    cl_req_init(&q, "auto-after-off", 80, 21, 8, 0.0, 1);
+    cl_generate(&q, 1, 20000);
+    cl_expect_reference(&q);
+    cr_expect_eq(q.d.usage.cache_read_input_tokens, 0);
+    cr_expect_eq(q.d.usage.cache_creation_input_tokens, 80);
+
+    /* explicit: one breakpoint at token 40 writes its 2 full blocks (32 tokens) only. */
+    cl_req_init(&q, "explicit", 80, 22, 8, 0.7, 3);
+    q.cache.mode = PD_PROTO_CACHE_EXPLICIT;
+    q.cache.n_breakpoints = 1;
+    q.cache.breakpoints[0] = (pd_proto_breakpoint_t){40, PD_PROTO_TTL_1H_S};
+    cl_generate(&q, 1, 20000);
+    cl_expect_reference(&q);
+    cr_expect_eq(q.d.usage.cache_read_input_tokens, 0);
+    cr_expect_eq(q.d.usage.cache_creation_input_tokens, 32);
+    /* The same prompt again reads exactly those 32 tokens, and its tokens do not change. */
+    cl_req_init(&q, "after-explicit", 80, 22, 8, 0.7, 3);
+    cl_generate(&q, 1, 20000);
+    cl_expect_reference(&q);
+    cr_expect_eq(q.d.usage.cache_read_input_tokens, 32);
+    cr_expect_eq(q.d.usage.input_tokens, 48);
     cl_expect_all_free(2);
     cl_down();
 }
