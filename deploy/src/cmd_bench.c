@@ -2,6 +2,7 @@
  * prompt/output length mixes and shared prefixes, or replay of a Mooncake-format trace),
  * reported as a table, JSON and a PNG plot. */
 #include "bench_client.h"
+#include "launch.h"
 #include "pdctl_int.h"
 
 #include <errno.h>
@@ -428,6 +429,16 @@ int pd_cmd_bench(int argc, char **argv)
     recs = calloc(n, sizeof(*recs));
     if (recs == NULL)
         goto out;
+    /* Fail fast when nothing answers: a request to a dead endpoint would only end at
+     * --timeout-ms. */
+    int n_workers = 0;
+    if (pd_launch_router_workers(a.endpoint, 5000, &n_workers) != 0) {
+        fprintf(stderr, "pdctl bench: no status reply from a router at %s within 5 s\n",
+                a.endpoint);
+        goto out;
+    }
+    if (a.client.progress)
+        fprintf(stderr, "pdctl bench: router at %s lists %d workers\n", a.endpoint, n_workers);
     if (a.client.progress)
         fprintf(stderr, "pdctl bench: %s\n", workload);
     pd_status_t st = pd_bench_client_run(&a.client, items, n, recs);
