@@ -576,6 +576,27 @@ Test(cluster, exact_2p2d_and_32_concurrent)
     cl_generate(reqs, 32, 60000);
     for (int i = 0; i < 32; i++)
         cl_expect_reference(&reqs[i]);
+
+    /* KV-aware routing with real workers: a request goes to the decode worker that holds
+     * its prefix, whichever that is, and reads it from cache there. */
+    for (uint32_t salt = 90; salt < 92; salt++) {
+        cl_req_t cold, warm;
+        char id[32];
+        snprintf(id, sizeof(id), "route-cold-%u", salt);
+        cl_req_init(&cold, id, 96, salt, 6, 0.0, 0);
+        cl_generate(&cold, 1, 20000);
+        cl_expect_reference(&cold);
+        for (uint64_t k = 0; k < 2; k++) {
+            snprintf(id, sizeof(id), "route-warm-%u-%llu", salt, (unsigned long long)k);
+            cl_req_init(&warm, id, 96, salt, 6, 0.8, k + 1);
+            cl_generate(&warm, 1, 20000);
+            cl_expect_reference(&warm);
+            cr_expect_str_eq(warm.d.decode_worker, cold.d.decode_worker,
+                             "%s went to %s, the prefix is on %s", id, warm.d.decode_worker,
+                             cold.d.decode_worker);
+            cr_expect_eq(warm.d.usage.cache_read_input_tokens, 80, "%s", id);
+        }
+    }
     cl_expect_all_free(4);
     cl_down();
 }
