@@ -4,6 +4,7 @@
  * done, error or a client-side timeout. */
 #include "bench_client.h"
 
+#include "pd/client.h"
 #include "pd/time.h"
 
 #include <errno.h>
@@ -32,7 +33,7 @@ typedef struct pd_bench_client {
     size_t n_inflight;
     size_t *slot; /* (n) position of a request in inflight */
     uint64_t t0_ns;
-    void *ctx;
+    pd_client_t *client;
     void *sock;
     pd_mp_writer_t w;
     size_t n_sent, n_ended, n_unmatched;
@@ -229,6 +230,36 @@ static void pd_bench_check_timeouts(pd_bench_client_t *c, double now)
     }
 }
 
+/* Ask the router for its status and wait up to 5 s for the reply, so that a run against
+ * a dead endpoint (or one refusing our keys) fails at once instead of at --timeout-ms. */
+static pd_status_t pd_bench_client_check(pd_bench_client_t *c)
+{
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_STATUS};
+    pd_status_t st = pd_client_send(c->client, &m);
+    if (st != PD_OK)
+        return st;
+    uint64_t deadline = pd_time_now_ms() + 5000;
+    while (pd_time_now_ms() < deadline) {
+        pd_proto_msg_t r;
+        pd_proto_fault_t fault;
+        st = pd_client_recv(c->client, (int)(deadline - pd_time_now_ms()), &r, &fault);
+        if (st == PD_ERR_TIMEOUT || st == PD_ERR_CANCELED)
+            break;
+        if (st != PD_OK)
+            continue;
+        bool ok = r.type == PD_PROTO_TYPE_STATUS_REPLY;
+        if (ok && c->opts->progress)
+            fprintf(stderr, "pdctl bench: router at %s lists %u workers\n", c->opts->endpoint,
+                    r.u.status_reply.n_workers);
+        pd_proto_msg_cleanup(&r);
+        if (ok)
+            return PD_OK;
+    }
+    fprintf(stderr, "pdctl bench: no status reply from a router at %s within 5 s\n",
+            c->opts->endpoint);
+    return PD_ERR_UNREACHABLE;
+}
+
 pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_bench_item_t *items,
                                 size_t n, pd_bench_rec_t *recs)
 {
@@ -259,25 +290,14 @@ pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_ben
     pd_bench_sort_items = items;
     qsort(c.order, n, sizeof(size_t), pd_bench_cmp_order);
 
-    status = PD_ERR_IO;
-    c.ctx = zmq_ctx_new();
-    if (c.ctx == NULL)
+    status = pd_client_connect_opt("pdctl bench", opts->endpoint, opts->curve_server_key,
+                                   opts->curve_secret_file, &c.client);
+    if (status != PD_OK)
         goto out;
-    c.sock = zmq_socket(c.ctx, ZMQ_DEALER);
-    if (c.sock == NULL)
+    c.sock = pd_client_socket(c.client);
+    status = pd_bench_client_check(&c);
+    if (status != PD_OK)
         goto out;
-    int zero = 0;
-    int64_t maxmsg = PD_PROTO_MAX_CLIENT_FRAME_BYTES;
-    zmq_setsockopt(c.sock, ZMQ_LINGER, &zero, sizeof(zero));
-    zmq_setsockopt(c.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
-    zmq_setsockopt(c.sock, ZMQ_SNDHWM, &zero, sizeof(zero));
-    zmq_setsockopt(c.sock, ZMQ_RCVHWM, &zero, sizeof(zero));
-    if (zmq_connect(c.sock, opts->endpoint) != 0) {
-        fprintf(stderr, "pdctl bench: cannot connect to %s: %s\n", opts->endpoint,
-                zmq_strerror(zmq_errno()));
-        status = PD_ERR_UNREACHABLE;
-        goto out;
-    }
     pd_bench_interrupted = 0;
     sa.sa_handler = pd_bench_on_sigint;
     sigemptyset(&sa.sa_mask);
@@ -344,10 +364,7 @@ out_msg:
 out:
     if (sig_set)
         sigaction(SIGINT, &sa_old, NULL);
-    if (c.sock != NULL)
-        zmq_close(c.sock);
-    if (c.ctx != NULL)
-        zmq_ctx_term(c.ctx);
+    pd_client_destroy(&c.client);
     pd_mp_writer_cleanup(&c.w);
     free(c.order);
     free(c.inflight);

@@ -5,9 +5,11 @@
 #include "bench_lib.h"
 
 typedef struct pd_bench_client_opts {
-    const char *endpoint; /* the router's client socket, e.g. tcp://127.0.0.1:7100 */
-    uint32_t concurrency; /* most requests in flight, 0: no cap */
-    uint32_t timeout_ms;  /* a request without done this long after its send fails */
+    const char *endpoint;          /* the router's client socket, e.g. tcp://127.0.0.1:7100 */
+    const char *curve_server_key;  /* the router's CURVE public key (Z85), NULL: no CURVE */
+    const char *curve_secret_file; /* this client's CURVE secret key file */
+    uint32_t concurrency;          /* most requests in flight, 0: no cap */
+    uint32_t timeout_ms;           /* a request without done this long after its send fails */
     double temperature;
     double top_p;
     uint64_t sampling_seed; /* request i samples with seed sampling_seed + i */
@@ -17,8 +19,9 @@ typedef struct pd_bench_client_opts {
     bool progress; /* a line on stderr every second */
 } pd_bench_client_opts_t;
 
-/* Send n items at their arrival times and fill recs (n, caller storage) with what each
- * request measured. Returns PD_OK when every request ended (done, error or timeout),
+/* Check that the router answers a status request (5 s), then send n items at their
+ * arrival times and fill recs (n, caller storage) with what each request measured.
+ * Returns PD_OK when every request ended (done, error or timeout),
  * PD_ERR_CANCELED when interrupted by SIGINT (the records hold what was measured), or
  * PD_ERR_UNREACHABLE / PD_ERR_IO / PD_ERR_NO_MEMORY when nothing could run. */
 pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_bench_item_t *items,

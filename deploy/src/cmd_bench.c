@@ -2,7 +2,6 @@
  * prompt/output length mixes and shared prefixes, or replay of a Mooncake-format trace),
  * reported as a table, JSON and a PNG plot. */
 #include "bench_client.h"
-#include "launch.h"
 #include "pdctl_int.h"
 
 #include <errno.h>
@@ -58,6 +57,9 @@ static void pd_bench_usage(FILE *out)
             "      --timeout-ms MS      a request without done this long after its send is\n"
             "                           canceled and counted as an error (default 300000)\n"
             "  -q, --quiet              no progress lines on stderr\n"
+            "      --curve-server-key K the router's CURVE public key (Z85): authenticate;\n"
+            "                           the router then takes the tenant from the key\n"
+            "      --curve-secret-file F this client's CURVE secret key (Z85) file\n"
             "\n"
             "Trace replay (Mooncake JSONL: timestamp ms, input_length, output_length,\n"
             "hash_ids with one id per 512 tokens; equal hash ids become equal token blocks):\n"
@@ -162,6 +164,8 @@ enum {
     PD_BENCH_OPT_JSON,
     PD_BENCH_OPT_PLOT,
     PD_BENCH_OPT_BLOCK,
+    PD_BENCH_OPT_CURVE_KEY,
+    PD_BENCH_OPT_CURVE_SECRET,
 };
 
 /* Returns 0, 1 after --help, or 2 for bad usage. */
@@ -193,6 +197,8 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
         {"json", required_argument, NULL, PD_BENCH_OPT_JSON},
         {"plot", required_argument, NULL, PD_BENCH_OPT_PLOT},
         {"block-tokens", required_argument, NULL, PD_BENCH_OPT_BLOCK},
+        {"curve-server-key", required_argument, NULL, PD_BENCH_OPT_CURVE_KEY},
+        {"curve-secret-file", required_argument, NULL, PD_BENCH_OPT_CURVE_SECRET},
         {NULL, 0, NULL, 0}};
     a->wl = (pd_bench_workload_t){.n_requests = 100,
                                   .prompt_min = 256,
@@ -312,6 +318,12 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
         case PD_BENCH_OPT_PLOT:
             a->plot_path = optarg;
             break;
+        case PD_BENCH_OPT_CURVE_KEY:
+            a->client.curve_server_key = optarg;
+            break;
+        case PD_BENCH_OPT_CURVE_SECRET:
+            a->client.curve_secret_file = optarg;
+            break;
         case PD_BENCH_OPT_BLOCK:
             rc = pd_bench_u32("--block-tokens", optarg, 1, PD_PROTO_MAX_BLOCK_TOKENS,
                               &a->block_tokens);
@@ -328,6 +340,10 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
     if (optind != argc) {
         fprintf(stderr, "pdctl bench: unexpected argument '%s'; see 'pdctl bench --help'\n",
                 argv[optind]);
+        return 2;
+    }
+    if ((a->client.curve_server_key == NULL) != (a->client.curve_secret_file == NULL)) {
+        fprintf(stderr, "pdctl bench: --curve-server-key and --curve-secret-file go together\n");
         return 2;
     }
     if (a->trace_path != NULL && !a->block_tokens_set) {
@@ -429,16 +445,6 @@ int pd_cmd_bench(int argc, char **argv)
     recs = calloc(n, sizeof(*recs));
     if (recs == NULL)
         goto out;
-    /* Fail fast when nothing answers: a request to a dead endpoint would only end at
-     * --timeout-ms. */
-    int n_workers = 0;
-    if (pd_launch_router_workers(a.endpoint, 5000, &n_workers) != 0) {
-        fprintf(stderr, "pdctl bench: no status reply from a router at %s within 5 s\n",
-                a.endpoint);
-        goto out;
-    }
-    if (a.client.progress)
-        fprintf(stderr, "pdctl bench: router at %s lists %d workers\n", a.endpoint, n_workers);
     if (a.client.progress)
         fprintf(stderr, "pdctl bench: %s\n", workload);
     pd_status_t st = pd_bench_client_run(&a.client, items, n, recs);
