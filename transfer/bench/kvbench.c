@@ -125,13 +125,22 @@ static int kb_plot_write(const char *path, const kb_point_t *pts, int n, double 
         if (seen || pts[i].perftest_gbps <= 0)
             continue;
         snprintf(pt_names[n_pt++], 16, "%s", pts[i].transport);
+        /* One point per block size, in increasing order (the sweep repeats sizes). */
         size_t last = 0;
-        for (int j = 0; j < n; j++) {
-            if (strcmp(pts[j].transport, pts[i].transport) == 0 && pts[j].perftest_gbps > 0 &&
-                pts[j].block_bytes != last) {
-                fprintf(d, "%zu %.4f\n", pts[j].block_bytes, pts[j].perftest_gbps);
-                last = pts[j].block_bytes;
+        for (;;) {
+            size_t next = SIZE_MAX;
+            double gbps = 0;
+            for (int j = 0; j < n; j++) {
+                if (strcmp(pts[j].transport, pts[i].transport) == 0 && pts[j].perftest_gbps > 0 &&
+                    pts[j].block_bytes > last && pts[j].block_bytes < next) {
+                    next = pts[j].block_bytes;
+                    gbps = pts[j].perftest_gbps;
+                }
             }
+            if (next == SIZE_MAX)
+                break;
+            fprintf(d, "%zu %.4f\n", next, gbps);
+            last = next;
         }
         fprintf(d, "\n\n");
     }
@@ -145,7 +154,8 @@ static int kb_plot_write(const char *path, const kb_point_t *pts, int n, double 
     FILE *g = fdopen(fd, "w");
     fprintf(g, "set terminal png size 1100,650\nset output '%s'\n", path);
     fprintf(g, "set title 'pd-kvbench: fabric bandwidth over block size'\n");
-    fprintf(g, "set logscale x 2\nset xlabel 'block size (bytes)'\nset ylabel 'GB/s'\n");
+    fprintf(g, "set termoption noenhanced\nset logscale xy 2\n");
+    fprintf(g, "set xlabel 'block size (bytes)'\nset ylabel 'GB/s (log scale)'\n");
     fprintf(g, "set key outside right\nset grid\n");
     fprintf(g, "plot ");
     for (int s = 0; s < n_series; s++)
