@@ -44,7 +44,7 @@ typedef struct fr {
 
 typedef struct fr_req {
     uint64_t req_id;
-    int32_t prompt[256];
+    int32_t prompt[320];
     uint32_t n_prompt;
     uint32_t max_tokens;
     pd_proto_sampling_t sampling;
@@ -317,9 +317,9 @@ static int fr_worker_by_role(pd_proto_role_t role, int nth)
 
 static void fr_send_reserve(fr_req_t *q)
 {
-    uint64_t hashes[32];
+    uint64_t hashes[64];
     pd_block_hash_t root = pd_block_hash_root(q->tenant, g.env.model);
-    size_t nh = pd_block_hash_chain(root, q->prompt, q->n_prompt, FR_BT, hashes, 32);
+    size_t nh = pd_block_hash_chain(root, q->prompt, q->n_prompt, FR_BT, hashes, 64);
     pd_proto_msg_t m;
     memset(&m, 0, sizeof(m));
     m.type = PD_PROTO_TYPE_RESERVE;
@@ -343,9 +343,9 @@ static void fr_send_reserve(fr_req_t *q)
 
 static void fr_send_prefill(fr_req_t *q)
 {
-    uint64_t hashes[32];
+    uint64_t hashes[64];
     pd_block_hash_t root = pd_block_hash_root(q->tenant, g.env.model);
-    size_t nh = pd_block_hash_chain(root, q->prompt, q->n_prompt, FR_BT, hashes, 32);
+    size_t nh = pd_block_hash_chain(root, q->prompt, q->n_prompt, FR_BT, hashes, 64);
     pd_proto_msg_t m;
     memset(&m, 0, sizeof(m));
     m.type = PD_PROTO_TYPE_PREFILL;
@@ -639,8 +639,9 @@ Test(cluster_workers, failures_release_and_keep_serving)
     q.prompt[3] = 100000;
     fr_run(&q, 1, 5000);
     cr_expect_eq(q.reserve_status, PD_ERR_OUT_OF_RANGE);
-    /* Longer than the context (tiny: 256). */
-    fr_req_init(&q, 2, 250, 0, 64, 0.0, 0);
+    /* A prompt longer than the context (tiny: 256); a max_tokens that overruns the
+     * context is cut instead (tokens_equal_reference... covers that path). */
+    fr_req_init(&q, 2, 300, 0, 4, 0.0, 0);
     fr_run(&q, 1, 5000);
     cr_expect_eq(q.reserve_status, PD_ERR_CONTEXT);
     /* No room: a 1 MiB pool holds 128 blocks of 8 KiB. */
