@@ -150,12 +150,6 @@ pd_status_t pd_decode_create(const pd_worker_args_t *args, pd_decode_t **decode_
     }
     d->layout.n_blocks = (uint32_t)n_blocks;
     d->pool_bytes = pd_kv_pool_bytes(&d->layout);
-    d->pool = aligned_alloc(4096, (d->pool_bytes + 4095) / 4096 * 4096);
-    if (d->pool == NULL) {
-        st = PD_ERR_NO_MEMORY;
-        goto err;
-    }
-    memset(d->pool, 0, d->pool_bytes);
 
     pd_xfer_config_t xc;
     pd_xfer_config_default(&xc);
@@ -173,7 +167,16 @@ pd_status_t pd_decode_create(const pd_worker_args_t *args, pd_decode_t **decode_
                      pd_status_str(st));
         goto err;
     }
-    st = pd_xfer_mem_register(d->xfer, d->pool, d->pool_bytes, &d->layout);
+    /* The fabric allocates the pool, so that a prefill worker on this host writes it with
+     * one plain copy into a shared mapping; a malloc'd pool registered instead is reached
+     * through UCX 1.13's emulated puts on shared memory, several times slower under load
+     * (docs/PERFORMANCE.md, transfer section). The engine owns and frees this memory. */
+    void *pool_base = NULL;
+    st = pd_xfer_mem_alloc(d->xfer, d->pool_bytes, &d->layout, &pool_base);
+    if (st == PD_OK) {
+        d->pool = pool_base;
+        memset(d->pool, 0, d->pool_bytes);
+    }
     if (st == PD_OK)
         st = pd_xfer_desc_export(d->xfer, &desc);
     if (st == PD_OK)
@@ -241,8 +244,8 @@ void pd_decode_destroy(pd_decode_t **decode_p)
         pd_decode_quarantine_poll(d, true);
     pd_kvbm_destroy(&d->bm);
     pd_worker_destroy(&d->worker);
-    pd_xfer_engine_destroy(&d->xfer);
-    free(d->pool);
+    pd_xfer_engine_destroy(&d->xfer); /* frees the pool it allocated */
+    d->pool = NULL;
     pd_engine_destroy(&d->engine);
     pd_model_destroy(&d->model);
     free(d->batch);
