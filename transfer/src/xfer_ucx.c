@@ -24,7 +24,14 @@ typedef struct pd_xfer__ucx_engine {
     void *rkey_buf; /* (rkey_bytes) packed key of the registered region */
     size_t rkey_bytes;
     int efd;
+    uint32_t n_replies; /* replies sent and not yet completed */
 } pd_xfer__ucx_engine_t;
+
+/* A reply in flight: its bytes follow. */
+typedef struct pd_xfer__ucx_reply {
+    pd_xfer__ucx_engine_t *ue;
+    uint8_t data[];
+} pd_xfer__ucx_reply_t;
 
 typedef struct pd_xfer__ucx_peer {
     ucp_ep_h ep;
@@ -151,6 +158,21 @@ err_ucs:
 static void pd_xfer__ucx_engine_cleanup(pd_xfer_engine_t *engine)
 {
     pd_xfer__ucx_engine_t *ue = engine->be;
+    /* UCP wants every endpoint flushed before its worker goes: the reply endpoints it made
+     * for incoming messages still carry replies we sent. Drain those (bounded: a dead peer
+     * never completes them), then flush, also bounded. */
+    uint64_t deadline = pd_time_now_ns() + 1000000000u;
+    while (ue->n_replies > 0 && pd_time_now_ns() < deadline)
+        ucp_worker_progress(ue->worker);
+    ucp_request_param_t prm = {.op_attr_mask = 0};
+    ucs_status_ptr_t req = ucp_worker_flush_nbx(ue->worker, &prm);
+    if (req != NULL && !UCS_PTR_IS_ERR(req)) {
+        while (ucp_request_check_status(req) == UCS_INPROGRESS && pd_time_now_ns() < deadline)
+            ucp_worker_progress(ue->worker);
+        ucp_request_free(req); /* released when it completes, if it has not */
+    }
+    if (ue->n_replies > 0)
+        pd_log_warn("xfer: %u replies still in flight at shutdown", ue->n_replies);
     ucp_worker_release_address(ue->worker, ue->address);
     ucp_worker_destroy(ue->worker);
     ucp_cleanup(ue->context);
@@ -383,37 +405,40 @@ static pd_status_t pd_xfer__ucx_notify(pd_xfer_peer_t *peer, pd_xfer_send_t *sen
 static void pd_xfer__ucx_reply_cb(void *request, ucs_status_t status, void *user_data)
 {
     (void)status;
-    free(user_data);
+    pd_xfer__ucx_reply_t *rp = user_data;
+    rp->ue->n_replies--;
+    free(rp);
     ucp_request_free(request);
 }
 
 static pd_status_t pd_xfer__ucx_reply(pd_xfer_engine_t *engine, void *reply_ctx, const void *msg,
                                       size_t bytes)
 {
-    (void)engine;
     if (reply_ctx == NULL)
         return PD_ERR_PEER;
-    void *copy = malloc(bytes);
-    if (copy == NULL)
+    pd_xfer__ucx_reply_t *rp = malloc(sizeof(*rp) + bytes);
+    if (rp == NULL)
         return PD_ERR_NO_MEMORY;
-    memcpy(copy, msg, bytes);
+    rp->ue = engine->be;
+    memcpy(rp->data, msg, bytes);
     ucp_request_param_t prm = {
         .op_attr_mask =
             UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS,
         .flags = UCP_AM_SEND_FLAG_EAGER,
         .cb.send = pd_xfer__ucx_reply_cb,
-        .user_data = copy,
+        .user_data = rp,
     };
     ucs_status_ptr_t req =
-        ucp_am_send_nbx((ucp_ep_h)reply_ctx, PD_XFER_AM_ID, NULL, 0, copy, bytes, &prm);
+        ucp_am_send_nbx((ucp_ep_h)reply_ctx, PD_XFER_AM_ID, NULL, 0, rp->data, bytes, &prm);
     if (req == NULL) {
-        free(copy);
+        free(rp);
         return PD_OK;
     }
     if (UCS_PTR_IS_ERR(req)) {
-        free(copy);
+        free(rp);
         return pd_xfer__ucs_status(UCS_PTR_STATUS(req));
     }
+    rp->ue->n_replies++;
     return PD_OK;
 }
 
