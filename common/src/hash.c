@@ -24,8 +24,7 @@ pd_block_hash_t pd_block_hash_root(const char *tenant, const char *model_id)
     return XXH3_64bits_digest(&state);
 }
 
-pd_block_hash_t pd_block_hash_next(pd_block_hash_t prev, const int32_t *tokens,
-                                   size_t n_tokens)
+pd_block_hash_t pd_block_hash_next(pd_block_hash_t prev, const int32_t *tokens, size_t n_tokens)
 {
     return XXH3_64bits_withSeed(tokens, n_tokens * sizeof(int32_t), prev);
 }

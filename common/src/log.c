@@ -52,7 +52,6 @@ void pd_log_write(pd_log_level_t level, const char *file, int line, const char *
     const char *base = strrchr(file, '/');
     base = (base != NULL) ? base + 1 : file;
     /* One fprintf per line keeps lines from different threads whole. */
-    fprintf(stderr, "%02d:%02d:%02d.%03ld %s %-5s %s:%d %s\n", tm.tm_hour, tm.tm_min,
-            tm.tm_sec, ts.tv_nsec / 1000000, pd_log_component, pd_log_names[level], base,
-            line, msg);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld %s %-5s %s:%d %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000, pd_log_component, pd_log_names[level], base, line, msg);
 }

@@ -8,30 +8,33 @@
 #include <string.h>
 #include <yaml.h>
 
-typedef enum pd_mf_type {
-    PD_MF_STR,
-    PD_MF_U32,
-    PD_MF_U64,
-    PD_MF_BOOL
-} pd_mf_type_t;
+typedef enum pd_mf_type { PD_MF_STR, PD_MF_U32, PD_MF_U64, PD_MF_BOOL } pd_mf_type_t;
 
 /* One settable key: dotted path, type, where it lives, bounds for numbers. */
 typedef struct pd_mf_key {
     const char *path;
     pd_mf_type_t type;
     size_t offset;
-    size_t size;   /* string capacity */
+    size_t size; /* string capacity */
     uint64_t min;
     uint64_t max;
 } pd_mf_key_t;
 
-#define PD_MF_S(path, field) {path, PD_MF_STR, offsetof(pd_manifest_t, field), \
-                              sizeof(((pd_manifest_t *)0)->field), 0, 0}
-#define PD_MF_N(path, field, lo, hi) {path, PD_MF_U32, offsetof(pd_manifest_t, field), 0, lo, hi}
-#define PD_MF_B(path, field) {path, PD_MF_BOOL, offsetof(pd_manifest_t, field), 0, 0, 1}
-#define PD_MF_ROLE(r)                                                                      \
-    PD_MF_N(#r ".count", r.count, 0, 64), PD_MF_N(#r ".threads", r.threads, 0, 256),       \
-        PD_MF_N(#r ".pool_mb", r.pool_mb, 1, 1u << 20),                                     \
+#define PD_MF_S(path, field)                                                                       \
+    {                                                                                              \
+        path, PD_MF_STR, offsetof(pd_manifest_t, field), sizeof(((pd_manifest_t *)0)->field), 0, 0 \
+    }
+#define PD_MF_N(path, field, lo, hi)                                                               \
+    {                                                                                              \
+        path, PD_MF_U32, offsetof(pd_manifest_t, field), 0, lo, hi                                 \
+    }
+#define PD_MF_B(path, field)                                                                       \
+    {                                                                                              \
+        path, PD_MF_BOOL, offsetof(pd_manifest_t, field), 0, 0, 1                                  \
+    }
+#define PD_MF_ROLE(r)                                                                              \
+    PD_MF_N(#r ".count", r.count, 0, 64), PD_MF_N(#r ".threads", r.threads, 0, 256),               \
+        PD_MF_N(#r ".pool_mb", r.pool_mb, 1, 1u << 20),                                            \
         PD_MF_N(#r ".max_batch", r.max_batch, 1, 1024)
 
 static const pd_mf_key_t pd_mf_keys[] = {
@@ -101,8 +104,8 @@ static void pd_mf_err(char *errbuf, size_t n, const char *fmt, ...)
 }
 
 /* Set one key from its text form; errors name the key. */
-static pd_status_t pd_mf_assign(pd_manifest_t *m, const char *path, const char *value,
-                                char *errbuf, size_t n)
+static pd_status_t pd_mf_assign(pd_manifest_t *m, const char *path, const char *value, char *errbuf,
+                                size_t n)
 {
     const pd_mf_key_t *key = NULL;
     for (size_t i = 0; i < sizeof(pd_mf_keys) / sizeof(pd_mf_keys[0]); i++) {
@@ -165,8 +168,7 @@ static pd_status_t pd_mf_check(const pd_manifest_t *m, char *errbuf, size_t n)
         return PD_ERR_FORMAT;
     }
     if (strcmp(m->xfer_backend, "ucx") != 0 && strcmp(m->xfer_backend, "loopback") != 0) {
-        pd_mf_err(errbuf, n, "transfer.backend must be ucx or loopback, not '%s'",
-                  m->xfer_backend);
+        pd_mf_err(errbuf, n, "transfer.backend must be ucx or loopback, not '%s'", m->xfer_backend);
         return PD_ERR_FORMAT;
     }
     if (m->both.count == 0 && (m->prefill.count == 0 || m->decode.count == 0)) {
@@ -208,17 +210,16 @@ static pd_status_t pd_mf_walk(yaml_document_t *doc, yaml_node_t *node, const cha
                               pd_manifest_t *m, char *errbuf, size_t n, int depth)
 {
     if (node->type != YAML_MAPPING_NODE || depth > 3) {
-        pd_mf_err(errbuf, n, "line %zu: expected a mapping%s%s",
-                  node->start_mark.line + 1, prefix[0] ? " under " : "", prefix);
+        pd_mf_err(errbuf, n, "line %zu: expected a mapping%s%s", node->start_mark.line + 1,
+                  prefix[0] ? " under " : "", prefix);
         return PD_ERR_FORMAT;
     }
-    for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
-         p < node->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
         yaml_node_t *k = yaml_document_get_node(doc, p->key);
         yaml_node_t *v = yaml_document_get_node(doc, p->value);
         if (k == NULL || v == NULL || k->type != YAML_SCALAR_NODE) {
-            pd_mf_err(errbuf, n, "line %zu: keys must be plain words",
-                      node->start_mark.line + 1);
+            pd_mf_err(errbuf, n, "line %zu: keys must be plain words", node->start_mark.line + 1);
             return PD_ERR_FORMAT;
         }
         char path[128];
@@ -233,8 +234,7 @@ static pd_status_t pd_mf_walk(yaml_document_t *doc, yaml_node_t *node, const cha
             status = pd_mf_walk(doc, v, path, m, errbuf, n, depth + 1);
         } else if (v->type == YAML_SCALAR_NODE) {
             char why[200];
-            status = pd_mf_assign(m, path, (const char *)v->data.scalar.value, why,
-                                  sizeof(why));
+            status = pd_mf_assign(m, path, (const char *)v->data.scalar.value, why, sizeof(why));
             if (status != PD_OK)
                 pd_mf_err(errbuf, n, "line %zu: %s", v->start_mark.line + 1, why);
         } else {
@@ -248,8 +248,7 @@ static pd_status_t pd_mf_walk(yaml_document_t *doc, yaml_node_t *node, const cha
     return PD_OK;
 }
 
-pd_status_t pd_manifest_load(const char *path, pd_manifest_t *m, char *errbuf,
-                             size_t errbuf_bytes)
+pd_status_t pd_manifest_load(const char *path, pd_manifest_t *m, char *errbuf, size_t errbuf_bytes)
 {
     pd_status_t status = PD_OK;
     yaml_parser_t parser;

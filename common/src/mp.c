@@ -50,10 +50,10 @@ pd_status_t pd_mp_check(const void *buf, size_t len, const pd_mp_limits_t *limit
 
         unsigned char t = *p++;
         size_t left = (size_t)(end - p);
-        uint64_t n = 0;        /* payload bytes to skip, or element count */
-        int container = 0;     /* 1 array, 2 map */
-        int hdr = 0;           /* length field bytes */
-        int kind = 0;          /* 1 str, 2 bin */
+        uint64_t n = 0;    /* payload bytes to skip, or element count */
+        int container = 0; /* 1 array, 2 map */
+        int hdr = 0;       /* length field bytes */
+        int kind = 0;      /* 1 str, 2 bin */
 
         if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
             continue;
@@ -67,6 +67,8 @@ pd_status_t pd_mp_check(const void *buf, size_t len, const pd_mp_limits_t *limit
             kind = 1;
             n = t & 0x1f;
         } else {
+            /* One line per type byte, as in the msgpack spec's table. */
+            /* clang-format off */
             switch (t) {
             case 0xc4: kind = 2; hdr = 1; break;
             case 0xc5: kind = 2; hdr = 2; break;
@@ -88,6 +90,7 @@ pd_status_t pd_mp_check(const void *buf, size_t len, const pd_mp_limits_t *limit
                 /* 0xc1 is reserved; ext types are not part of the pdkv protocol. */
                 return PD_ERR_PROTO;
             }
+            /* clang-format on */
             if (hdr > 0) {
                 if (left < (size_t)hdr)
                     return PD_ERR_PROTO;
@@ -169,8 +172,7 @@ const msgpack_object *pd_mp_map_find(const msgpack_object *obj, const char *key)
     return NULL;
 }
 
-pd_status_t pd_mp_obj_i64(const msgpack_object *obj, int64_t min, int64_t max,
-                          int64_t *value_p)
+pd_status_t pd_mp_obj_i64(const msgpack_object *obj, int64_t min, int64_t max, int64_t *value_p)
 {
     int64_t v;
     if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
@@ -292,8 +294,7 @@ pd_status_t pd_mp_get_array(const msgpack_object *map, const char *key,
     return PD_OK;
 }
 
-pd_status_t pd_mp_get_map(const msgpack_object *map, const char *key,
-                          const msgpack_object **obj_p)
+pd_status_t pd_mp_get_map(const msgpack_object *map, const char *key, const msgpack_object **obj_p)
 {
     const msgpack_object *o = pd_mp_map_find(map, key);
     if (o == NULL)

@@ -150,8 +150,7 @@ int pd_proto_kind_lookup(const msgpack_object *obj)
     return pd_proto_enum_lookup(obj, pd_proto_kind_names, 3);
 }
 
-uint64_t pd_proto_cache_plan_block_ttl_ms(const pd_proto_cache_plan_t *plan,
-                                          uint32_t block_index)
+uint64_t pd_proto_cache_plan_block_ttl_ms(const pd_proto_cache_plan_t *plan, uint32_t block_index)
 {
     uint32_t ttl = 0;
     for (uint32_t w = 0; w < plan->n_writes && w < PD_PROTO_MAX_BREAKPOINTS; w++) {

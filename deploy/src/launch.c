@@ -162,8 +162,8 @@ int pd_launch_router_workers(const char *endpoint, int timeout_ms, int *n_worker
             break;
         }
         pd_mp_doc_t doc;
-        if (pd_mp_doc_parse(&doc, zmq_msg_data(&msg), zmq_msg_size(&msg),
-                            &pd_mp_limits_default) == PD_OK) {
+        if (pd_mp_doc_parse(&doc, zmq_msg_data(&msg), zmq_msg_size(&msg), &pd_mp_limits_default) ==
+            PD_OK) {
             const msgpack_object_array *workers;
             if (pd_mp_get_array(&doc.root, "workers", &workers) == PD_OK) {
                 *n_workers_p = (int)workers->size;
@@ -209,8 +209,8 @@ static int pd_launch_ns_setup(pd_launch_t *l)
         if (pd_launch_sh(false, "ip netns add %s", ns) != 0 ||
             pd_launch_sh(false, "ip link add %s type veth peer name %s", veth, peer) != 0 ||
             pd_launch_sh(false, "ip link set %s netns %s", peer, ns) != 0 ||
-            pd_launch_sh(false, "ip netns exec %s ip addr add %s/24 dev %s", ns,
-                         l->procs[i].ip, peer) != 0 ||
+            pd_launch_sh(false, "ip netns exec %s ip addr add %s/24 dev %s", ns, l->procs[i].ip,
+                         peer) != 0 ||
             pd_launch_sh(false, "ip netns exec %s ip link set %s up", ns, peer) != 0 ||
             pd_launch_sh(false, "ip netns exec %s ip link set lo up", ns) != 0 ||
             pd_launch_sh(false, "ip link set %s master %s", veth, l->bridge) != 0 ||
@@ -241,7 +241,9 @@ static void pd_launch_plan(pd_launch_t *l)
     struct {
         const char *role;
         uint32_t count;
-    } roles[] = {{"router", 1}, {"prefill", m->prefill.count}, {"decode", m->decode.count},
+    } roles[] = {{"router", 1},
+                 {"prefill", m->prefill.count},
+                 {"decode", m->decode.count},
                  {"both", m->both.count}};
     int worker_idx = 0;
     for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {
@@ -254,8 +256,7 @@ static void pd_launch_plan(pd_launch_t *l)
             else
                 snprintf(p->name, sizeof(p->name), "%s-%u", roles[r].role, i);
             if (m->namespaces)
-                snprintf(p->ip, sizeof(p->ip), "%s.%d", m->ns_subnet,
-                         r == 0 ? 2 : 10 + worker_idx);
+                snprintf(p->ip, sizeof(p->ip), "%s.%d", m->ns_subnet, r == 0 ? 2 : 10 + worker_idx);
             else
                 snprintf(p->ip, sizeof(p->ip), "%s", m->host);
             if (r != 0)
@@ -464,8 +465,8 @@ static int pd_launch_reap(pd_launch_t *l, bool report)
                     fprintf(stderr, "pdctl: %s (pid %d) killed by signal %d\n", p->name,
                             (int)p->pid, WTERMSIG(st));
                 else
-                    fprintf(stderr, "pdctl: %s (pid %d) exited with %d\n", p->name,
-                            (int)p->pid, WEXITSTATUS(st));
+                    fprintf(stderr, "pdctl: %s (pid %d) exited with %d\n", p->name, (int)p->pid,
+                            WEXITSTATUS(st));
             }
         } else {
             alive++;
@@ -572,8 +573,16 @@ static int pd_launch_ensure_model(const pd_launch_t *l)
     char pdctl[PATH_MAX + 8], seed[32];
     snprintf(pdctl, sizeof(pdctl), "%s/pdctl", l->bin_dir);
     snprintf(seed, sizeof(seed), "%llu", (unsigned long long)l->m.model_seed);
-    char *argv[] = {pdctl, "model", "new", "--preset", (char *)l->m.model_preset, "--seed",
-                    seed, "-o", (char *)l->m.model_path, NULL};
+    char *argv[] = {pdctl,
+                    "model",
+                    "new",
+                    "--preset",
+                    (char *)l->m.model_preset,
+                    "--seed",
+                    seed,
+                    "-o",
+                    (char *)l->m.model_path,
+                    NULL};
     return pd_launch_run(argv, false) == 0 ? 0 : -1;
 }
 
@@ -707,8 +716,10 @@ int pd_cmd_up(int argc, char **argv)
         goto out;
     rc = 1;
     if (access(l->state_path, F_OK) == 0) {
-        fprintf(stderr, "pdctl: %s exists: cluster '%s' on port %u looks up already "
-                        "('pdctl down' first)\n", l->state_path, l->m.name, l->m.base_port);
+        fprintf(stderr,
+                "pdctl: %s exists: cluster '%s' on port %u looks up already "
+                "('pdctl down' first)\n",
+                l->state_path, l->m.name, l->m.base_port);
         goto out;
     }
     if (pd_launch_mkdirs(l->run_dir) != 0) {
@@ -775,8 +786,8 @@ int pd_cmd_up(int argc, char **argv)
             int n_workers = 0;
             if (pd_launch_router_workers(client, 200, &n_workers) == 0 && n_workers >= want) {
                 ready = true;
-                printf("pdctl: cluster '%s' ready: %d workers, router at %s\n", l->m.name,
-                       want, client);
+                printf("pdctl: cluster '%s' ready: %d workers, router at %s\n", l->m.name, want,
+                       client);
                 fflush(stdout);
                 if (l->detach) {
                     rc = 0;

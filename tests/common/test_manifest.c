@@ -70,6 +70,5 @@ Test(manifest, rejects_unknown_keys_and_absurd_values_with_line_numbers)
 
     cr_assert_eq(pd_manifest_load("/nonexistent/x.yaml", &m, err, sizeof(err)), PD_ERR_IO);
     pd_manifest_defaults(&m);
-    cr_assert_eq(pd_manifest_set(&m, "router.policy=fastest", err, sizeof(err)),
-                 PD_ERR_FORMAT);
+    cr_assert_eq(pd_manifest_set(&m, "router.policy=fastest", err, sizeof(err)), PD_ERR_FORMAT);
 }

@@ -25,9 +25,9 @@ Test(mp, round_trips_a_request_map)
         pd_mp_put_i64(&w, 10 + i);
 
     pd_mp_doc_t doc;
-    cr_assert_eq(pd_mp_doc_parse(&doc, pd_mp_writer_data(&w), pd_mp_writer_size(&w),
-                                 &pd_mp_limits_default),
-                 PD_OK);
+    cr_assert_eq(
+        pd_mp_doc_parse(&doc, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &pd_mp_limits_default),
+        PD_OK);
     char type[16];
     cr_assert_eq(pd_mp_get_strcpy(&doc.root, "type", type, sizeof(type)), PD_OK);
     cr_assert_str_eq(type, "generate");

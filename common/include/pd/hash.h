@@ -18,8 +18,7 @@ uint64_t pd_hash_bytes(const void *data, size_t n_bytes, uint64_t seed);
 pd_block_hash_t pd_block_hash_root(const char *tenant, const char *model_id);
 
 /* The next link: the hash of one block of tokens given the previous link. */
-pd_block_hash_t pd_block_hash_next(pd_block_hash_t prev, const int32_t *tokens,
-                                   size_t n_tokens);
+pd_block_hash_t pd_block_hash_next(pd_block_hash_t prev, const int32_t *tokens, size_t n_tokens);
 
 /* Hash the full blocks of a token sequence into hashes_p[0 .. n_tokens / block_tokens).
  * Returns the number of full blocks written (at most max_blocks). */

@@ -55,8 +55,7 @@ static inline size_t pd_kv_pool_bytes(const pd_kv_layout_t *l)
 /* Byte offset of (layer, block) from the pool base: start of its (2, B, kvh, hd) slice. */
 static inline size_t pd_kv_offset(const pd_kv_layout_t *l, uint32_t layer, uint32_t block)
 {
-    return (size_t)layer * pd_kv_layer_stride_bytes(l) +
-           (size_t)block * pd_kv_block_layer_bytes(l);
+    return (size_t)layer * pd_kv_layer_stride_bytes(l) + (size_t)block * pd_kv_block_layer_bytes(l);
 }
 
 #endif

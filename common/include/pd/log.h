@@ -22,10 +22,10 @@ int pd_log_level_parse(const char *name);
 void pd_log_write(pd_log_level_t level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define PD_LOG_(level, ...)                                                                \
-    do {                                                                                   \
-        if ((level) <= pd_log_level_current)                                               \
-            pd_log_write((level), __FILE__, __LINE__, __VA_ARGS__);                        \
+#define PD_LOG_(level, ...)                                                                        \
+    do {                                                                                           \
+        if ((level) <= pd_log_level_current)                                                       \
+            pd_log_write((level), __FILE__, __LINE__, __VA_ARGS__);                                \
     } while (0)
 
 #define pd_log_error(...) PD_LOG_(PD_LOG_LEVEL_ERROR, __VA_ARGS__)

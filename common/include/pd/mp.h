@@ -12,13 +12,13 @@
 #include <stdint.h>
 
 typedef struct pd_mp_limits {
-    size_t max_frame_bytes;  /* whole encoded message */
-    uint32_t max_array_len;  /* elements of one array */
-    uint32_t max_map_len;    /* pairs of one map */
-    uint32_t max_str_bytes;  /* one string */
-    uint32_t max_bin_bytes;  /* one bin */
-    uint32_t max_depth;      /* nesting of arrays and maps */
-    uint32_t max_objects;    /* objects in the whole frame */
+    size_t max_frame_bytes; /* whole encoded message */
+    uint32_t max_array_len; /* elements of one array */
+    uint32_t max_map_len;   /* pairs of one map */
+    uint32_t max_str_bytes; /* one string */
+    uint32_t max_bin_bytes; /* one bin */
+    uint32_t max_depth;     /* nesting of arrays and maps */
+    uint32_t max_objects;   /* objects in the whole frame */
 } pd_mp_limits_t;
 
 /* 16 MiB frames, 1M-element arrays, 1 KiB maps, 4 MiB strings and bins, depth 16. */
@@ -57,16 +57,14 @@ pd_status_t pd_mp_get_bin(const msgpack_object *map, const char *key, const void
                           size_t *len_p);
 pd_status_t pd_mp_get_array(const msgpack_object *map, const char *key,
                             const msgpack_object_array **array_p);
-pd_status_t pd_mp_get_map(const msgpack_object *map, const char *key,
-                          const msgpack_object **obj_p);
+pd_status_t pd_mp_get_map(const msgpack_object *map, const char *key, const msgpack_object **obj_p);
 /* Copy a string field into dst (NUL-terminated); PD_ERR_LIMIT if it does not fit. */
 pd_status_t pd_mp_get_strcpy(const msgpack_object *map, const char *key, char *dst,
                              size_t dst_bytes);
 /* True if the object is a string equal to s. */
 bool pd_mp_str_eq(const msgpack_object *obj, const char *s);
 /* Convert one object to an integer of the given range; PD_ERR_PROTO otherwise. */
-pd_status_t pd_mp_obj_i64(const msgpack_object *obj, int64_t min, int64_t max,
-                          int64_t *value_p);
+pd_status_t pd_mp_obj_i64(const msgpack_object *obj, int64_t min, int64_t max, int64_t *value_p);
 
 /* A growable buffer plus packer. */
 typedef struct pd_mp_writer {

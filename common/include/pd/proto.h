@@ -452,8 +452,7 @@ const char *pd_proto_cache_mode_name(pd_proto_cache_mode_t mode);
 
 /* Retention of prompt block block_index (0-based) under a plan, in milliseconds: the
  * largest ttl of the write entries that cover it, 0 when the plan does not write it. */
-uint64_t pd_proto_cache_plan_block_ttl_ms(const pd_proto_cache_plan_t *plan,
-                                          uint32_t block_index);
+uint64_t pd_proto_cache_plan_block_ttl_ms(const pd_proto_cache_plan_t *plan, uint32_t block_index);
 
 /* Resolve a client's cache control for a prompt of n_tokens into the plan sent to workers:
  * auto caches every full block when n_tokens >= min_cached_prefix_tokens (5m); explicit

@@ -3,29 +3,29 @@
 #define PD_STATUS_H
 
 /* X(NAME, value, message). PD_OK is 0, PD_INPROGRESS is 1, errors are negative. */
-#define PD_STATUS_LIST(X)                                                                 \
-    X(PD_OK, 0, "success")                                                                 \
-    X(PD_INPROGRESS, 1, "operation in progress")                                           \
-    X(PD_ERR_NO_MEMORY, -1, "out of memory")                                               \
-    X(PD_ERR_INVALID_PARAM, -2, "invalid parameter")                                       \
-    X(PD_ERR_IO, -3, "input/output error")                                                 \
-    X(PD_ERR_FORMAT, -4, "malformed or corrupt file")                                      \
-    X(PD_ERR_PROTO, -5, "malformed message")                                               \
-    X(PD_ERR_LIMIT, -6, "size limit exceeded")                                             \
-    X(PD_ERR_OUT_OF_RANGE, -7, "value out of range")                                       \
-    X(PD_ERR_TIMEOUT, -8, "timed out")                                                     \
-    X(PD_ERR_PEER, -9, "peer failed or disconnected")                                      \
-    X(PD_ERR_UNREACHABLE, -10, "destination unreachable")                                  \
-    X(PD_ERR_BUSY, -11, "resource busy")                                                   \
-    X(PD_ERR_NOT_FOUND, -12, "not found")                                                  \
-    X(PD_ERR_EXISTS, -13, "already exists")                                                \
-    X(PD_ERR_UNSUPPORTED, -14, "not supported")                                            \
-    X(PD_ERR_CHECKSUM, -15, "checksum mismatch")                                           \
-    X(PD_ERR_OVERLOADED, -16, "overloaded")                                                \
-    X(PD_ERR_CANCELED, -17, "canceled")                                                    \
-    X(PD_ERR_NO_RESOURCE, -18, "no free resources")                                        \
-    X(PD_ERR_AUTH, -19, "authentication failed")                                           \
-    X(PD_ERR_CONTEXT, -20, "prompt longer than the model context")                         \
+#define PD_STATUS_LIST(X)                                                                          \
+    X(PD_OK, 0, "success")                                                                         \
+    X(PD_INPROGRESS, 1, "operation in progress")                                                   \
+    X(PD_ERR_NO_MEMORY, -1, "out of memory")                                                       \
+    X(PD_ERR_INVALID_PARAM, -2, "invalid parameter")                                               \
+    X(PD_ERR_IO, -3, "input/output error")                                                         \
+    X(PD_ERR_FORMAT, -4, "malformed or corrupt file")                                              \
+    X(PD_ERR_PROTO, -5, "malformed message")                                                       \
+    X(PD_ERR_LIMIT, -6, "size limit exceeded")                                                     \
+    X(PD_ERR_OUT_OF_RANGE, -7, "value out of range")                                               \
+    X(PD_ERR_TIMEOUT, -8, "timed out")                                                             \
+    X(PD_ERR_PEER, -9, "peer failed or disconnected")                                              \
+    X(PD_ERR_UNREACHABLE, -10, "destination unreachable")                                          \
+    X(PD_ERR_BUSY, -11, "resource busy")                                                           \
+    X(PD_ERR_NOT_FOUND, -12, "not found")                                                          \
+    X(PD_ERR_EXISTS, -13, "already exists")                                                        \
+    X(PD_ERR_UNSUPPORTED, -14, "not supported")                                                    \
+    X(PD_ERR_CHECKSUM, -15, "checksum mismatch")                                                   \
+    X(PD_ERR_OVERLOADED, -16, "overloaded")                                                        \
+    X(PD_ERR_CANCELED, -17, "canceled")                                                            \
+    X(PD_ERR_NO_RESOURCE, -18, "no free resources")                                                \
+    X(PD_ERR_AUTH, -19, "authentication failed")                                                   \
+    X(PD_ERR_CONTEXT, -20, "prompt longer than the model context")                                 \
     X(PD_ERR_INTERNAL, -21, "internal error")
 
 typedef enum pd_status {

@@ -15,19 +15,19 @@ typedef enum pd_rope_style {
 } pd_rope_style_t;
 
 typedef struct pd_model_config {
-    uint32_t dim;         /* hidden size */
-    uint32_t hidden_dim;  /* SwiGLU intermediate size */
+    uint32_t dim;        /* hidden size */
+    uint32_t hidden_dim; /* SwiGLU intermediate size */
     uint32_t n_layers;
     uint32_t n_heads;
-    uint32_t n_kv_heads;  /* divides n_heads */
-    uint32_t head_dim;    /* dim / n_heads unless the checkpoint says otherwise */
+    uint32_t n_kv_heads; /* divides n_heads */
+    uint32_t head_dim;   /* dim / n_heads unless the checkpoint says otherwise */
     uint32_t vocab_size;
     uint32_t max_seq_len; /* context length */
     float rms_eps;
     float rope_theta;
     pd_rope_style_t rope_style;
-    bool tie_embeddings;  /* lm_head shares tok_embed */
-    char model_id[64];    /* stable name, salts block hashes */
+    bool tie_embeddings; /* lm_head shares tok_embed */
+    char model_id[64];   /* stable name, salts block hashes */
 } pd_model_config_t;
 
 /* Weights, all f32, row-major (out, in): y = W x is y[o] = sum_i W[o*in + i] x[i]. */
@@ -49,7 +49,7 @@ typedef struct pd_model_weights {
 typedef struct pd_model {
     pd_model_config_t config;
     pd_model_weights_t w;
-    void *storage;        /* owner of the weight memory (one allocation or a mapping) */
+    void *storage; /* owner of the weight memory (one allocation or a mapping) */
     size_t storage_bytes;
     void (*storage_free)(void *storage, size_t bytes);
 } pd_model_t;
@@ -76,15 +76,12 @@ pd_status_t pd_model_load(const char *path, pd_model_t **model_p);
 /* The compute engine: a backend (ops table + context) and its threads. */
 typedef struct pd_engine pd_engine_t;
 
-typedef enum pd_backend_kind {
-    PD_BACKEND_CPU = 0,
-    PD_BACKEND_CUDA = 1
-} pd_backend_kind_t;
+typedef enum pd_backend_kind { PD_BACKEND_CPU = 0, PD_BACKEND_CUDA = 1 } pd_backend_kind_t;
 
 /* Create an engine for a model on a backend with n_threads compute threads (0: all
  * cores). The model is borrowed and must outlive the engine. */
-pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind,
-                             uint32_t n_threads, pd_engine_t **engine_p);
+pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, uint32_t n_threads,
+                             pd_engine_t **engine_p);
 void pd_engine_destroy(pd_engine_t **engine_p);
 
 /* One sequence's part of a forward step. The sequence already has `pos` tokens in its
@@ -92,12 +89,12 @@ void pd_engine_destroy(pd_engine_t **engine_p);
  * writes their K and V into the blocks named by block_table (block i of the sequence
  * holds positions i*B .. i*B + B - 1). block_table must cover pos + n_tokens tokens. */
 typedef struct pd_fwd_seq {
-    const int32_t *tokens;       /* (n_tokens) */
+    const int32_t *tokens; /* (n_tokens) */
     uint32_t n_tokens;
     uint32_t pos;
     const uint32_t *block_table; /* (n_table) block ids in the pool */
     uint32_t n_table;
-    float *logits;               /* (vocab) logits of the last new token, or NULL */
+    float *logits; /* (vocab) logits of the last new token, or NULL */
 } pd_fwd_seq_t;
 
 /* Called after layer `layer`'s K and V of every sequence in the step are in the pool,
