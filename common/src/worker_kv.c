@@ -1,6 +1,8 @@
 /* Glue between the block manager and the worker: KV events, load, transfer payloads. */
 #include "pd/worker.h"
 
+#include "pd/log.h"
+
 #include <string.h>
 
 static pd_proto_tier_t pd_worker_tier_wire(pd_kv_tier_t tier)
@@ -24,6 +26,31 @@ void pd_worker_kvbm_event(void *worker, const pd_kvbm_event_t *event)
     else if (event->kind == PD_KVBM_EVENT_TIER_CHANGED)
         kind = PD_PROTO_EVENT_TIER;
     pd_worker_kv_event(w, kind, pd_worker_tier_wire(event->tier), event->hash);
+}
+
+pd_status_t pd_worker_kvbm_create(pd_worker_t *w, const pd_worker_args_t *args,
+                                  const pd_kv_layout_t *layout, void *pool_base, pd_kvbm_t **bm_p)
+{
+    size_t block_bytes = pd_kv_block_bytes(layout);
+    pd_kvbm_config_t bc;
+    memset(&bc, 0, sizeof(bc));
+    bc.layout = *layout;
+    bc.pool_base = pool_base;
+    bc.n_host_blocks = (uint32_t)(((size_t)args->host_mb << 20) / block_bytes);
+    if (args->ssd_dir[0] != '\0') {
+        pd_status_t st = pd_worker_mkdirs(args->ssd_dir);
+        if (st != PD_OK)
+            return st;
+        bc.disk_dir = args->ssd_dir;
+        bc.n_disk_blocks = (uint32_t)(((size_t)args->ssd_mb << 20) / block_bytes);
+    }
+    bc.model_id = args->model;
+    bc.on_event = pd_worker_kvbm_event;
+    bc.event_arg = w;
+    pd_status_t st = pd_kvbm_create(&bc, bm_p);
+    if (st != PD_OK)
+        pd_log_error("%s: cannot create the block manager: %s", args->id, pd_status_str(st));
+    return st;
 }
 
 uint32_t pd_worker_kvbm_free_blocks(const pd_kvbm_t *bm)

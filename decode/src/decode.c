@@ -60,7 +60,7 @@ static void pd_decode_on_message(void *arg, const pd_proto_msg_t *msg)
 static void pd_decode_on_step(void *arg)
 {
     pd_decode_t *d = arg;
-    pd_xfer_engine_progress(d->xfer);
+    pd_xfer_engine_progress(d->xp.engine);
     pd_decode_poll_recvs(d);
     pd_decode_step(d);
     if (d->n_quarantine > 0)
@@ -77,14 +77,14 @@ static long pd_decode_wait_ms(void *arg)
     pd_decode_t *d = arg;
     if (pd_decode_has_work(d))
         return 0;
-    if (pd_xfer_engine_progress(d->xfer) > 0)
+    if (pd_xfer_engine_progress(d->xp.engine) > 0)
         return 0;
     pd_decode_poll_recvs(d);
     if (pd_decode_has_work(d))
         return 0;
-    if (pd_xfer_engine_arm(d->xfer) == PD_ERR_BUSY)
+    if (pd_xfer_engine_arm(d->xp.engine) == PD_ERR_BUSY)
         return 0;
-    long wait = pd_xfer_engine_next_deadline_ms(d->xfer);
+    long wait = pd_xfer_engine_next_deadline_ms(d->xp.engine);
     uint64_t now = pd_time_now_ms();
     long expire = d->next_expire_ms > now ? (long)(d->next_expire_ms - now) : 0;
     if (wait < 0 || wait > expire)
@@ -117,7 +117,6 @@ pd_status_t pd_decode_create(const pd_worker_args_t *args, pd_decode_t **decode_
     if (d == NULL)
         return PD_ERR_NO_MEMORY;
     d->args = *args;
-    d->xfer_fd = -1;
     pd_mp_writer_t desc;
     pd_mp_writer_init(&desc);
 
@@ -149,68 +148,15 @@ pd_status_t pd_decode_create(const pd_worker_args_t *args, pd_decode_t **decode_
         goto err;
     }
     d->layout.n_blocks = (uint32_t)n_blocks;
-    d->pool_bytes = pd_kv_pool_bytes(&d->layout);
-
-    pd_xfer_config_t xc;
-    pd_xfer_config_default(&xc);
-    st = pd_xfer_backend_parse(args->xfer_backend, &xc.backend);
+    st = pd_xfer_worker_pool_open(args, "decode", &d->layout, true, &desc, &d->xp);
     if (st != PD_OK)
         goto err;
-    xc.timeout_ms = args->xfer_timeout_ms;
-    xc.verify_checksums = args->checksum;
-    if (xc.backend == PD_XFER_BACKEND_LOOPBACK && args->role != PD_PROTO_ROLE_BOTH)
-        pd_log_warn("decode: the loopback transfer backend only reaches engines of this process: "
-                    "KV pushes between workers will fail (use ucx)");
-    st = pd_xfer_engine_create(&xc, &d->xfer);
-    if (st != PD_OK) {
-        pd_log_error("decode: cannot start the %s transfer engine: %s", args->xfer_backend,
-                     pd_status_str(st));
-        goto err;
-    }
-    /* The fabric allocates the pool, so that a prefill worker on this host writes it with
-     * one plain copy into a shared mapping; a malloc'd pool registered instead is reached
-     * through UCX 1.13's emulated puts on shared memory, several times slower under load
-     * (docs/PERFORMANCE.md, transfer section). The engine owns and frees this memory. */
-    void *pool_base = NULL;
-    st = pd_xfer_mem_alloc(d->xfer, d->pool_bytes, &d->layout, &pool_base);
-    if (st == PD_OK) {
-        d->pool = pool_base;
-        memset(d->pool, 0, d->pool_bytes);
-    }
-    if (st == PD_OK)
-        st = pd_xfer_desc_export(d->xfer, &desc);
-    if (st == PD_OK)
-        st = pd_xfer_engine_fd(d->xfer, &d->xfer_fd);
-    if (st != PD_OK) {
-        pd_log_error("decode: cannot register the KV pool: %s", pd_status_str(st));
-        goto err;
-    }
-
     pd_worker_reg_t reg = {d->layout.n_blocks, pd_mp_writer_data(&desc), pd_mp_writer_size(&desc)};
     st = pd_worker_create(args, &reg, &d->worker);
+    if (st == PD_OK)
+        st = pd_worker_kvbm_create(d->worker, args, &d->layout, d->xp.pool, &d->bm);
     if (st != PD_OK)
         goto err;
-
-    pd_kvbm_config_t bc;
-    memset(&bc, 0, sizeof(bc));
-    bc.layout = d->layout;
-    bc.pool_base = d->pool;
-    bc.n_host_blocks = (uint32_t)(((size_t)args->host_mb << 20) / block_bytes);
-    if (args->ssd_dir[0] != '\0') {
-        st = pd_worker_mkdirs(args->ssd_dir);
-        if (st != PD_OK)
-            goto err;
-        bc.disk_dir = args->ssd_dir;
-        bc.n_disk_blocks = (uint32_t)(((size_t)args->ssd_mb << 20) / block_bytes);
-    }
-    bc.model_id = args->model;
-    bc.on_event = pd_worker_kvbm_event;
-    bc.event_arg = d->worker;
-    st = pd_kvbm_create(&bc, &d->bm);
-    if (st != PD_OK) {
-        pd_log_error("decode: cannot create the block manager: %s", pd_status_str(st));
-        goto err;
-    }
 
     d->batch = calloc(args->max_batch, sizeof(*d->batch));
     d->seqs = calloc(args->max_batch, sizeof(*d->seqs));
@@ -221,7 +167,7 @@ pd_status_t pd_decode_create(const pd_worker_args_t *args, pd_decode_t **decode_
     }
     pd_mp_writer_cleanup(&desc);
     pd_log_info("decode %s: %u blocks of %u tokens (%zu MiB), max batch %u, %s, eos %d", args->id,
-                d->layout.n_blocks, args->block_tokens, d->pool_bytes >> 20, args->max_batch,
+                d->layout.n_blocks, args->block_tokens, d->xp.pool_bytes >> 20, args->max_batch,
                 pd_proto_role_name(args->role), d->eos);
     *decode_p = d;
     return PD_OK;
@@ -244,8 +190,7 @@ void pd_decode_destroy(pd_decode_t **decode_p)
         pd_decode_quarantine_poll(d, true);
     pd_kvbm_destroy(&d->bm);
     pd_worker_destroy(&d->worker);
-    pd_xfer_engine_destroy(&d->xfer); /* frees the pool it allocated */
-    d->pool = NULL;
+    pd_xfer_worker_pool_close(&d->xp);
     pd_engine_destroy(&d->engine);
     pd_model_destroy(&d->model);
     free(d->batch);
@@ -259,7 +204,7 @@ pd_status_t pd_decode_run(pd_decode_t *d)
 {
     pd_worker_hooks_t hooks = {d, pd_decode_on_message, pd_decode_on_step, pd_decode_wait_ms,
                                pd_decode_load};
-    return pd_worker_run(d->worker, &hooks, d->xfer_fd);
+    return pd_worker_run(d->worker, &hooks, d->xp.fd);
 }
 
 int pd_decode_main(int argc, char **argv)

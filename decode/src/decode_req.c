@@ -276,7 +276,7 @@ void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
     size_t n_ranges =
         pd_decode_ranges(d, q->blocks + n_hit, n_prompt_blocks - (uint32_t)n_hit, ranges);
     uint32_t timeout_ms = r->deadline_ms > 0 ? r->deadline_ms : d->args.xfer_timeout_ms;
-    st = pd_xfer_recv_expect(d->xfer, q->req_id, ranges, n_ranges, timeout_ms, &q->recv);
+    st = pd_xfer_recv_expect(d->xp.engine, q->req_id, ranges, n_ranges, timeout_ms, &q->recv);
     free(ranges);
     if (st != PD_OK) {
         pd_log_warn("req %llu: cannot expect the transfer: %s", (unsigned long long)r->req_id,
@@ -373,8 +373,8 @@ void pd_decode_on_prefill(pd_decode_t *d, const pd_proto_prefill_t *p)
     pd_fwd_seq_t seq = {q->tokens + start, q->n_tokens - start, start,
                         q->blocks,         q->n_blocks,         q->logits};
     uint64_t t0 = pd_time_now_ns();
-    pd_status_t st =
-        pd_engine_forward(d->engine, d->pool, &d->layout, &seq, 1, pd_decode_on_layer, d->worker);
+    pd_status_t st = pd_engine_forward(d->engine, d->xp.pool, &d->layout, &seq, 1,
+                                       pd_decode_on_layer, d->worker);
     if (st != PD_OK) {
         pd_decode_req_fail(d, q, st, "local prefill failed");
         return;

@@ -38,7 +38,7 @@ static void pd_prefill_on_message(void *arg, const pd_proto_msg_t *msg)
 static void pd_prefill_on_step(void *arg)
 {
     pd_prefill_t *p = arg;
-    pd_xfer_engine_progress(p->xfer);
+    pd_xfer_engine_progress(p->xp.engine);
     pd_prefill_poll_jobs(p);
     uint64_t now = pd_time_now_ms();
     if (now >= p->next_expire_ms) {
@@ -50,11 +50,11 @@ static void pd_prefill_on_step(void *arg)
 static long pd_prefill_wait_ms(void *arg)
 {
     pd_prefill_t *p = arg;
-    if (pd_xfer_engine_progress(p->xfer) > 0)
+    if (pd_xfer_engine_progress(p->xp.engine) > 0)
         return 0;
-    if (pd_xfer_engine_arm(p->xfer) == PD_ERR_BUSY)
+    if (pd_xfer_engine_arm(p->xp.engine) == PD_ERR_BUSY)
         return 0;
-    long wait = pd_xfer_engine_next_deadline_ms(p->xfer);
+    long wait = pd_xfer_engine_next_deadline_ms(p->xp.engine);
     uint64_t now = pd_time_now_ms();
     long expire = p->next_expire_ms > now ? (long)(p->next_expire_ms - now) : 0;
     if (wait < 0 || wait > expire)
@@ -79,7 +79,6 @@ pd_status_t pd_prefill_create(const pd_worker_args_t *args, pd_prefill_t **prefi
     if (p == NULL)
         return PD_ERR_NO_MEMORY;
     p->args = *args;
-    p->xfer_fd = -1;
     pd_mp_writer_t desc;
     pd_mp_writer_init(&desc);
 
@@ -110,65 +109,16 @@ pd_status_t pd_prefill_create(const pd_worker_args_t *args, pd_prefill_t **prefi
         goto err;
     }
     p->layout.n_blocks = (uint32_t)n_blocks;
-    p->pool_bytes = pd_kv_pool_bytes(&p->layout);
-    p->pool = aligned_alloc(4096, (p->pool_bytes + 4095) / 4096 * 4096);
-    if (p->pool == NULL) {
-        st = PD_ERR_NO_MEMORY;
-        goto err;
-    }
-    memset(p->pool, 0, p->pool_bytes);
-
-    pd_xfer_config_t xc;
-    pd_xfer_config_default(&xc);
-    st = pd_xfer_backend_parse(args->xfer_backend, &xc.backend);
+    /* The prefill pool is only read by the fabric (puts from it), so the heap will do. */
+    st = pd_xfer_worker_pool_open(args, "prefill", &p->layout, false, &desc, &p->xp);
     if (st != PD_OK)
         goto err;
-    xc.timeout_ms = args->xfer_timeout_ms;
-    xc.verify_checksums = args->checksum;
-    if (xc.backend == PD_XFER_BACKEND_LOOPBACK && args->role != PD_PROTO_ROLE_BOTH)
-        pd_log_warn("prefill: the loopback transfer backend only reaches engines of this process: "
-                    "KV pushes between workers will fail (use ucx)");
-    st = pd_xfer_engine_create(&xc, &p->xfer);
-    if (st != PD_OK) {
-        pd_log_error("prefill: cannot start the %s transfer engine: %s", args->xfer_backend,
-                     pd_status_str(st));
-        goto err;
-    }
-    st = pd_xfer_mem_register(p->xfer, p->pool, p->pool_bytes, &p->layout);
-    if (st == PD_OK)
-        st = pd_xfer_desc_export(p->xfer, &desc);
-    if (st == PD_OK)
-        st = pd_xfer_engine_fd(p->xfer, &p->xfer_fd);
-    if (st != PD_OK) {
-        pd_log_error("prefill: cannot register the KV pool: %s", pd_status_str(st));
-        goto err;
-    }
-
     pd_worker_reg_t reg = {p->layout.n_blocks, pd_mp_writer_data(&desc), pd_mp_writer_size(&desc)};
     st = pd_worker_create(args, &reg, &p->worker);
+    if (st == PD_OK)
+        st = pd_worker_kvbm_create(p->worker, args, &p->layout, p->xp.pool, &p->bm);
     if (st != PD_OK)
         goto err;
-
-    pd_kvbm_config_t bc;
-    memset(&bc, 0, sizeof(bc));
-    bc.layout = p->layout;
-    bc.pool_base = p->pool;
-    bc.n_host_blocks = (uint32_t)(((size_t)args->host_mb << 20) / block_bytes);
-    if (args->ssd_dir[0] != '\0') {
-        st = pd_worker_mkdirs(args->ssd_dir);
-        if (st != PD_OK)
-            goto err;
-        bc.disk_dir = args->ssd_dir;
-        bc.n_disk_blocks = (uint32_t)(((size_t)args->ssd_mb << 20) / block_bytes);
-    }
-    bc.model_id = args->model;
-    bc.on_event = pd_worker_kvbm_event;
-    bc.event_arg = p->worker;
-    st = pd_kvbm_create(&bc, &p->bm);
-    if (st != PD_OK) {
-        pd_log_error("prefill: cannot create the block manager: %s", pd_status_str(st));
-        goto err;
-    }
     p->logits = calloc(p->vocab, sizeof(float));
     p->scratch = calloc(2 * (size_t)p->vocab, sizeof(float));
     if (p->logits == NULL || p->scratch == NULL) {
@@ -177,7 +127,7 @@ pd_status_t pd_prefill_create(const pd_worker_args_t *args, pd_prefill_t **prefi
     }
     pd_mp_writer_cleanup(&desc);
     pd_log_info("prefill %s: %u blocks of %u tokens (%zu MiB), layerwise %d", args->id,
-                p->layout.n_blocks, args->block_tokens, p->pool_bytes >> 20, args->layerwise);
+                p->layout.n_blocks, args->block_tokens, p->xp.pool_bytes >> 20, args->layerwise);
     *prefill_p = p;
     return PD_OK;
 
@@ -199,8 +149,7 @@ void pd_prefill_destroy(pd_prefill_t **prefill_p)
         pd_xfer_peer_disconnect(&p->peers[i].peer);
     pd_kvbm_destroy(&p->bm);
     pd_worker_destroy(&p->worker);
-    pd_xfer_engine_destroy(&p->xfer);
-    free(p->pool);
+    pd_xfer_worker_pool_close(&p->xp);
     pd_engine_destroy(&p->engine);
     pd_model_destroy(&p->model);
     free(p->logits);
@@ -213,7 +162,7 @@ pd_status_t pd_prefill_run(pd_prefill_t *p)
 {
     pd_worker_hooks_t hooks = {p, pd_prefill_on_message, pd_prefill_on_step, pd_prefill_wait_ms,
                                pd_prefill_load};
-    return pd_worker_run(p->worker, &hooks, p->xfer_fd);
+    return pd_worker_run(p->worker, &hooks, p->xp.fd);
 }
 
 int pd_prefill_main(int argc, char **argv)

@@ -11,6 +11,7 @@
 #include "pd/sample.h"
 #include "pd/worker.h"
 #include "pd/xfer.h"
+#include "pd/xfer_worker.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,11 +49,10 @@ struct pd_prefill {
     pd_model_t *model;
     pd_engine_t *engine;
     pd_kv_layout_t layout;
-    float *pool; /* (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32 */
-    size_t pool_bytes;
+    /* The transfer engine and the KV pool it moves: xp.pool is
+     * (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32. */
+    pd_xfer_worker_pool_t xp;
     pd_kvbm_t *bm;
-    pd_xfer_engine_t *xfer;
-    int xfer_fd;
     pd_worker_t *worker;
     uint32_t vocab;
     float *logits;  /* (vocab) */

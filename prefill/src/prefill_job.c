@@ -35,7 +35,7 @@ static void pd_prefill_push_layer(pd_prefill_push_t *x, uint32_t layer)
         x->segs[n].bytes = lb;
     }
     x->status = pd_xfer_send_post(x->send, x->segs, n);
-    pd_xfer_engine_progress(x->p->xfer);
+    pd_xfer_engine_progress(x->p->xp.engine);
 }
 
 static void pd_prefill_on_layer(void *arg, uint32_t layer)
@@ -74,7 +74,7 @@ static pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const pd_proto_prefill_t
     }
     memset(slot, 0, sizeof(*slot));
     pd_status_t st =
-        pd_xfer_peer_connect(p->xfer, m->dest_xfer_desc, m->dest_xfer_desc_bytes, &slot->peer);
+        pd_xfer_peer_connect(p->xp.engine, m->dest_xfer_desc, m->dest_xfer_desc_bytes, &slot->peer);
     if (st != PD_OK)
         return st;
     uint64_t bytes = 0;
@@ -244,7 +244,7 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     const uint32_t start = (uint32_t)n_hit * bt;
     pd_fwd_seq_t seq = {m->tokens + start, m->n_tokens - start, start,
                         j->blocks,         n_prompt_blocks,     p->logits};
-    st = pd_engine_forward(p->engine, p->pool, &p->layout, &seq, 1, pd_prefill_on_layer, &push);
+    st = pd_engine_forward(p->engine, p->xp.pool, &p->layout, &seq, 1, pd_prefill_on_layer, &push);
     if (st != PD_OK) {
         why = "prefill compute failed";
         goto fail;
@@ -284,7 +284,7 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     }
     free(segs);
     free(allowed);
-    pd_xfer_engine_progress(p->xfer);
+    pd_xfer_engine_progress(p->xp.engine);
     pd_prefill_poll_jobs(p);
     return;
 

@@ -147,6 +147,12 @@ pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int ex
  * block manager events into KV events. */
 void pd_worker_kvbm_event(void *worker, const pd_kvbm_event_t *event);
 
+/* The worker's block manager over its KV pool (layout, pool_base), with the G2 and G3
+ * tiers that --host-mb, --ssd-mb and --ssd-dir ask for (the directory is made if
+ * missing), its events turned into the worker's KV events. */
+pd_status_t pd_worker_kvbm_create(pd_worker_t *w, const pd_worker_args_t *args,
+                                  const pd_kv_layout_t *layout, void *pool_base, pd_kvbm_t **bm_p);
+
 /* Load fields every role reports: free_blocks = blocks not reserved (free or cached and
  * unpinned, which an allocation may evict). */
 uint32_t pd_worker_kvbm_free_blocks(const pd_kvbm_t *bm);
