@@ -327,7 +327,11 @@ static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cach
         }
         return -1;
     }
-    for (uint32_t s = 0; s < PD_DIR_MAX_WORKERS; s++) {
+    /* Ties (equal score and equal request count: typically cold prompts on an idle
+     * cluster) go round-robin, starting after the last pick, so that new prefixes spread
+     * over the workers instead of all landing on the first slot. */
+    for (uint32_t k = 1; k <= PD_DIR_MAX_WORKERS; k++) {
+        uint32_t s = (*rr_p + k) % PD_DIR_MAX_WORKERS;
         const pd_router_worker_t *wk = &r->workers[s];
         bool role_ok =
             decode_side ? pd_router_worker_can_decode(wk) : pd_router_worker_can_prefill(wk);
@@ -341,6 +345,8 @@ static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cach
             best_score = score;
         }
     }
+    if (best >= 0)
+        *rr_p = (uint32_t)best;
     return best;
 }
 

@@ -386,12 +386,25 @@ Test(router, kv_policy_picks_the_holder_and_tenants_do_not_share)
     cr_assert_str_eq(s[0].decode_worker, "decode-1");
     cr_assert_eq(s[0].usage.cache_read_input_tokens, 128);
 
-    /* Same tokens, tenant B: no hit anywhere, the tie goes to the first slot. */
+    /* Same tokens, tenant B: no hit anywhere; the tie goes round-robin, to the worker
+     * after the previous pick (decode-1), i.e. decode-0. */
     fw_send_generate(c, "B", tokens, 130, 2, "tenant-b");
     run_until_terminal(c, &cl, s + 1, 1, 3000, 50);
     cr_assert_eq(s[1].n_done, 1);
     cr_assert_str_eq(s[1].decode_worker, "decode-0");
     cr_assert_eq(s[1].usage.cache_read_input_tokens, 0);
+
+    /* More cold prompts, one at a time on an idle cluster: they alternate rather than
+     * all landing on the first slot. */
+    static const char *const tenants[4] = {"tenant-c", "tenant-d", "tenant-e", "tenant-f"};
+    for (int i = 0; i < 4; i++) {
+        seen_t t = {.tokens_in_order = true};
+        snprintf(t.id, sizeof(t.id), "C%d", i);
+        fw_send_generate(c, t.id, tokens, 130, 2, tenants[i]);
+        run_until_terminal(c, &cl, &t, 1, 3000, 50);
+        cr_assert_eq(t.n_done, 1);
+        cr_assert_str_eq(t.decode_worker, i % 2 == 0 ? "decode-1" : "decode-0");
+    }
     pd_client_destroy(&c);
     fw_worker_stop(&p0);
     fw_worker_stop(&d0);
