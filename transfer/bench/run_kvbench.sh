@@ -19,3 +19,9 @@ mkdir -p "$out"
 # 4. Caller-registered pools (malloc) instead of fabric-allocated ones, on shared memory.
 "$bin" --transports shm --block-sizes 64K,1M --blocks 16 --checksum off --register \
     --no-perftest --bytes 256M --json "$out/register.json" | tee "$out/register.txt"
+# 5. Shared memory with 4 and with 16 batches in flight (a prefill worker keeps every layer
+#    of a request in flight; the default window of 4 exposes each batch's wake-ups).
+for w in 4 16; do
+    "$bin" --transports shm --block-sizes 16K,64K,256K,1M,4M --blocks 16 --checksum off \
+        --no-perftest --window "$w" --json "$out/window$w.json" | tee "$out/window$w.txt"
+done
