@@ -125,3 +125,49 @@ Test(attention, group_of_queries_equals_one_query_at_a_time_bitwise)
         free(pool);
     }
 }
+
+Test(attention, consecutive_rows_equal_one_query_at_a_time_bitwise)
+{
+    /* Rows r = 0 .. n_rows - 1 of a prefill, each attending n_ctx0 + r positions, groups of
+     * 1, 2 and 3 heads, head_dim 64 (tiles) and 24 (tile + scalar tail), row counts that
+     * fill tiles unevenly and one over PD_CPU_ATTN_MAX_Q queries (split). */
+    const uint32_t dims[2] = {64, 24}, groups[3] = {1, 2, 3}, rows[4] = {1, 3, 5, 23};
+    for (int di = 0; di < 2; di++)
+        for (int gi = 0; gi < 3; gi++)
+            for (int ri = 0; ri < 4; ri++) {
+                const uint32_t hd = dims[di], group = groups[gi], n_rows = rows[ri];
+                const uint32_t n_ctx0 = 14, n_blocks = 12, n_heads = 2 * group;
+                pd_kv_layout_t l = {1, 2, hd, BT, n_blocks};
+                float *pool = calloc(pd_kv_pool_bytes(&l), 1);
+                for (size_t i = 0; i < pd_kv_pool_bytes(&l) / sizeof(float); i++)
+                    pool[i] = sinf(0.017f * (float)i);
+                uint32_t table[12] = {5, 1, 7, 3, 0, 2, 6, 4, 11, 9, 8, 10};
+                const size_t stride = (size_t)n_heads * hd;
+                float *q = malloc(n_rows * stride * sizeof(float));
+                float *out = calloc(n_rows * stride, sizeof(float));
+                float *scores = malloc(64 * 64 * sizeof(float));
+                float one[64];
+                for (size_t i = 0; i < n_rows * stride; i++)
+                    q[i] = cosf(0.31f * (float)i);
+                /* KV head 1: its queries are heads group .. 2 group - 1 of each row. */
+                pd_cpu_attention_rows(q + group * hd, stride, n_rows, group, pool, &l, table,
+                                      n_ctx0, 1, out + group * hd, scores);
+                for (uint32_t r = 0; r < n_rows; r++)
+                    for (uint32_t h = 0; h < group; h++) {
+                        size_t off = r * stride + (group + h) * hd;
+                        pd_cpu_attention_head(q + off, pool, &l, table, n_ctx0 + r, 1, one,
+                                              scores);
+                        cr_assert_eq(memcmp(one, out + off, hd * sizeof(float)), 0,
+                                     "hd %u group %u rows %u: row %u head %u", hd, group,
+                                     n_rows, r, h);
+                    }
+                /* KV head 0's outputs were not touched. */
+                for (uint32_t r = 0; r < n_rows; r++)
+                    for (uint32_t d = 0; d < group * hd; d++)
+                        cr_assert_eq(out[r * stride + d], 0.0f);
+                free(q);
+                free(out);
+                free(scores);
+                free(pool);
+            }
+}

@@ -57,10 +57,25 @@ void pd_cpu_attention_head(const float *q, const float *pool_layer, const pd_kv_
                            float *out, float *scores);
 
 /* The same for n_q query heads that share kv_head: q (n_q, head_dim), out (n_q, head_dim),
- * scores (n_q, n_ctx) scratch. Each query's result equals pd_cpu_attention_head's bitwise. */
+ * scores (min(n_q, PD_CPU_ATTN_MAX_Q), n_ctx) scratch. Each query's result equals
+ * pd_cpu_attention_head's bitwise. */
 void pd_cpu_attention_group(const float *q, uint32_t n_q, const float *pool_layer,
                             const pd_kv_layout_t *layout, const uint32_t *block_table,
                             uint32_t n_ctx, uint32_t kv_head, float *out, float *scores);
+
+/* Queries one attention call handles together (sharing K and V loads); more are split. */
+#define PD_CPU_ATTN_MAX_Q 64
+
+/* Attention of consecutive query rows of one sequence: n_rows x group query heads sharing
+ * kv_head, query (r, h) at q + r * stride + h * head_dim attending positions
+ * 0 .. n_ctx0 + r - 1 (causal), its output at the same offset of out; scores
+ * (min(n_rows * group, PD_CPU_ATTN_MAX_Q), n_ctx0 + n_rows - 1) scratch. Each query's
+ * result equals pd_cpu_attention_head's bitwise: the rows only share the loads of K and
+ * V, as the heads of a group do. */
+void pd_cpu_attention_rows(const float *q, size_t stride, uint32_t n_rows, uint32_t group,
+                           const float *pool_layer, const pd_kv_layout_t *layout,
+                           const uint32_t *block_table, uint32_t n_ctx0, uint32_t kv_head,
+                           float *out, float *scores);
 
 /* One sequence of a batch as the attention op sees it: its new tokens are rows
  * first_row .. first_row + n_tokens - 1 of the step's activations, at positions

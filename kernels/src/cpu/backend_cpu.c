@@ -196,37 +196,48 @@ static void pd_cpu_rope_store_op(void *ctx, float *q, float *k, const float *v, 
                     (n + PD_CPU_ROWS_PER_CHUNK - 1) / PD_CPU_ROWS_PER_CHUNK);
 }
 
-/* Attention units are (sequence token, KV head); a chunk is a run of units. */
+/* Query rows of one sequence that one attention unit takes together: they share every
+ * load of K and V (prefill; a decode row is alone). */
+#define PD_CPU_ATTN_ROWS 4
+
+/* Attention units are (run of up to rows_per_unit tokens of one sequence, KV head); a
+ * chunk is a run of units. */
 typedef struct pd_cpu_attn_job {
     pd_cpu_backend_t *be;
     const float *q; /* (n, n_heads, hd) */
     const float *pool_layer;
     const pd_kv_layout_t *layout;
     const pd_attn_seq_t *seqs; /* (n_seqs) */
-    uint32_t n_seqs, n_heads, n_units, units_per_chunk;
+    uint32_t n_seqs, n_heads, rows_per_unit, n_units, units_per_chunk;
     float *out; /* (n, n_heads, hd) */
 } pd_cpu_attn_job_t;
+
+static uint32_t pd_cpu_attn_seq_units(const pd_cpu_attn_job_t *j, const pd_attn_seq_t *sq)
+{
+    return (sq->n_tokens + j->rows_per_unit - 1) / j->rows_per_unit * j->layout->n_kv_heads;
+}
 
 static void pd_cpu_attn_run(void *arg, uint32_t chunk, uint32_t tid)
 {
     pd_cpu_attn_job_t *j = arg;
     const uint32_t hd = j->layout->head_dim, kvh = j->layout->n_kv_heads;
-    const uint32_t group = j->n_heads / kvh;
+    const uint32_t group = j->n_heads / kvh, rpu = j->rows_per_unit;
+    const size_t stride = (size_t)j->n_heads * hd;
     float *scores = j->be->scores + (size_t)tid * j->be->scores_per_thread;
     uint32_t u = chunk * j->units_per_chunk, u_end = pd_cpu_min(u + j->units_per_chunk, j->n_units);
-    /* Find the first unit's sequence: rows are laid out sequence after sequence. */
-    uint32_t row = u / kvh, s = 0;
-    while (row >= j->seqs[s].first_row + j->seqs[s].n_tokens)
-        s++;
+    /* The sequence of unit u and the index of its first unit. */
+    uint32_t s = 0, base = 0;
     for (; u < u_end; u++) {
-        row = u / kvh;
-        uint32_t g = u % kvh;
-        while (row >= j->seqs[s].first_row + j->seqs[s].n_tokens)
+        while (u >= base + pd_cpu_attn_seq_units(j, &j->seqs[s])) {
+            base += pd_cpu_attn_seq_units(j, &j->seqs[s]);
             s++;
+        }
         const pd_attn_seq_t *sq = &j->seqs[s];
-        size_t off = (size_t)row * j->n_heads * hd + (size_t)g * group * hd;
-        pd_cpu_attention_group(j->q + off, group, j->pool_layer, j->layout, sq->block_table,
-                               sq->pos + (row - sq->first_row) + 1, g, j->out + off, scores);
+        const uint32_t r0 = (u - base) / kvh * rpu, g = (u - base) % kvh;
+        const uint32_t n_rows = pd_cpu_min(rpu, sq->n_tokens - r0);
+        size_t off = (size_t)(sq->first_row + r0) * stride + (size_t)g * group * hd;
+        pd_cpu_attention_rows(j->q + off, stride, n_rows, group, j->pool_layer, j->layout,
+                              sq->block_table, sq->pos + r0 + 1, g, j->out + off, scores);
     }
 }
 
@@ -237,13 +248,17 @@ static void pd_cpu_attention_op(void *ctx, const float *q, const float *pool_lay
     pd_cpu_backend_t *be = ctx;
     if (n_seqs == 0)
         return;
-    const pd_attn_seq_t *last = &seqs[n_seqs - 1];
-    uint32_t n_units = (last->first_row + last->n_tokens) * layout->n_kv_heads;
+    const uint32_t group = n_heads / layout->n_kv_heads;
+    uint32_t rpu = group >= PD_CPU_ATTN_MAX_Q ? 1 : PD_CPU_ATTN_MAX_Q / group;
+    rpu = rpu > PD_CPU_ATTN_ROWS ? PD_CPU_ATTN_ROWS : rpu;
+    pd_cpu_attn_job_t j = {be, q, pool_layer, layout, seqs, n_seqs, n_heads, rpu, 0, 0, out};
+    for (uint32_t s = 0; s < n_seqs; s++)
+        j.n_units += pd_cpu_attn_seq_units(&j, &seqs[s]);
     /* Small chunks: causal rows grow in cost, and claiming balances what splitting cannot. */
-    uint32_t per = n_units / (8 * be->n_threads);
-    per = per < 1 ? 1 : per > 16 ? 16 : per;
-    pd_cpu_attn_job_t j = {be, q, pool_layer, layout, seqs, n_seqs, n_heads, n_units, per, out};
-    pd_cpu_pool_run(be->pool, pd_cpu_attn_run, &j, (n_units + per - 1) / per);
+    uint32_t per = j.n_units / (8 * be->n_threads);
+    j.units_per_chunk = per < 1 ? 1 : per > 16 ? 16 : per;
+    pd_cpu_pool_run(be->pool, pd_cpu_attn_run, &j,
+                    (j.n_units + j.units_per_chunk - 1) / j.units_per_chunk);
 }
 
 typedef struct pd_cpu_swiglu_job {
@@ -317,7 +332,11 @@ pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, uint32_t
     if (be == NULL)
         return PD_ERR_NO_MEMORY;
     be->n_threads = n_threads;
-    be->scores_per_thread = ((size_t)max_q_per_kv * max_ctx + 15) & ~(size_t)15;
+    /* One attention call's scores: up to PD_CPU_ATTN_ROWS rows of max_q_per_kv queries,
+     * at most PD_CPU_ATTN_MAX_Q, each over up to max_ctx positions. */
+    size_t q_per_call = (size_t)max_q_per_kv * PD_CPU_ATTN_ROWS;
+    q_per_call = q_per_call > PD_CPU_ATTN_MAX_Q ? PD_CPU_ATTN_MAX_Q : q_per_call;
+    be->scores_per_thread = (q_per_call * max_ctx + 15) & ~(size_t)15;
     be->scores = malloc(n_threads * be->scores_per_thread * sizeof(float));
     if (be->scores == NULL)
         goto err_free_be;

@@ -252,49 +252,62 @@ void pd_cpu_softmax(float *x, uint32_t n)
     pd_cpu_softmax_max(x, n, max);
 }
 
-/* out (ng, ld) [0 .. 16 nd) = P (ng, n_ctx) V for ng queries and nd vectors of 16 of
- * each V row starting at float col of the token's row; element d of each output is
- * fma(p_j, v_j[d], .) over j ascending, the same for every tile shape. */
+/* out[g] [0 .. 16 nd) = P (ng, ld_p) V for ng queries and nd vectors of 16 of each V row
+ * starting at float col of the token's row; query g attends positions 0 .. lens[g] - 1
+ * (lens ascending). Element d of each output is fma(p_j, v_j[d], .) over j ascending from
+ * zero, the same for every tile shape and whatever the other queries' lengths: the
+ * positions all queries share run together, each query's remaining ones after. */
 __attribute__((always_inline)) static inline void
-pd_cpu_pv_tile(const float *p, uint32_t n_ctx, const float *pool_layer, const uint32_t *table,
-               uint32_t bt, size_t blk, size_t row, size_t col, float *out, uint32_t ld,
-               uint32_t ng, uint32_t nd)
+pd_cpu_pv_tile(const float *p, size_t ld_p, const uint32_t *lens, const float *pool_layer,
+               const uint32_t *table, uint32_t bt, size_t blk, size_t row, size_t col,
+               float *const *out, uint32_t ng, uint32_t nd)
 {
     pd_v16_t acc[4][4];
     for (uint32_t g = 0; g < ng; g++)
         for (uint32_t c = 0; c < nd; c++)
             acc[g][c] = pd_v16_zero();
-    for (uint32_t j0 = 0; j0 < n_ctx; j0 += bt) {
+    const uint32_t n_common = lens[0];
+    for (uint32_t j0 = 0; j0 < n_common; j0 += bt) {
         /* vb: (B, n_kv_heads, hd) V rows of this block, at col */
         const float *vb = pool_layer + table[j0 / bt] * blk + (size_t)bt * row + col;
-        const uint32_t nj = n_ctx - j0 < bt ? n_ctx - j0 : bt;
+        const uint32_t nj = n_common - j0 < bt ? n_common - j0 : bt;
         for (uint32_t jj = 0; jj < nj; jj++) {
             const float *v = vb + jj * row;
             pd_v16_t vv[4];
             for (uint32_t c = 0; c < nd; c++)
                 vv[c] = pd_v16_load(v + 16 * c);
             for (uint32_t g = 0; g < ng; g++) {
-                pd_v16_t pj = pd_v16_set1(p[(size_t)g * n_ctx + j0 + jj]);
+                pd_v16_t pj = pd_v16_set1(p[(size_t)g * ld_p + j0 + jj]);
                 for (uint32_t c = 0; c < nd; c++)
                     acc[g][c] = pd_v16_fma(pj, vv[c], acc[g][c]);
             }
         }
     }
+    for (uint32_t j = n_common; j < lens[ng - 1]; j++) {
+        const float *v = pool_layer + table[j / bt] * blk + ((size_t)bt + j % bt) * row + col;
+        for (uint32_t g = 0; g < ng; g++) {
+            if (j >= lens[g])
+                continue;
+            pd_v16_t pj = pd_v16_set1(p[(size_t)g * ld_p + j]);
+            for (uint32_t c = 0; c < nd; c++)
+                acc[g][c] = pd_v16_fma(pj, pd_v16_load(v + 16 * c), acc[g][c]);
+        }
+    }
     for (uint32_t g = 0; g < ng; g++)
         for (uint32_t c = 0; c < nd; c++)
-            pd_v16_store(out + (size_t)g * ld + 16 * c, acc[g][c]);
+            pd_v16_store(out[g] + 16 * c, acc[g][c]);
 }
 
-typedef void (*pd_cpu_pv_tile_fn)(const float *p, uint32_t n_ctx, const float *pool_layer,
-                                  const uint32_t *table, uint32_t bt, size_t blk, size_t row,
-                                  size_t col, float *out, uint32_t ld);
+typedef void (*pd_cpu_pv_tile_fn)(const float *p, size_t ld_p, const uint32_t *lens,
+                                  const float *pool_layer, const uint32_t *table, uint32_t bt,
+                                  size_t blk, size_t row, size_t col, float *const *out);
 
 #define PD_PV_TILE_FN(NG, ND)                                                                      \
     static void pd_cpu_pv_tile_##NG##x##ND(                                                        \
-        const float *p, uint32_t n_ctx, const float *pool_layer, const uint32_t *table,            \
-        uint32_t bt, size_t blk, size_t row, size_t col, float *out, uint32_t ld)                  \
+        const float *p, size_t ld_p, const uint32_t *lens, const float *pool_layer,                \
+        const uint32_t *table, uint32_t bt, size_t blk, size_t row, size_t col, float *const *out) \
     {                                                                                              \
-        pd_cpu_pv_tile(p, n_ctx, pool_layer, table, bt, blk, row, col, out, ld, NG, ND);           \
+        pd_cpu_pv_tile(p, ld_p, lens, pool_layer, table, bt, blk, row, col, out, NG, ND);          \
     }
 PD_PV_TILE_FN(1, 1)
 PD_PV_TILE_FN(1, 2)
@@ -363,67 +376,109 @@ static inline void pd_cpu_scores16(const float *q, const float *k, size_t ld, ui
     *max = m;
 }
 
-/* Attention of G query heads (sharing one KV head) over positions 0 .. n_ctx - 1.
- * For every query the arithmetic is the same whatever G is: score j is
- * pd_cpu_scores16's, the softmax is pd_cpu_softmax, and output element d is
- * fma(p_j, v_j[d], .) over j ascending from zero. G > 1 only shares the loads of K and V. */
-void pd_cpu_attention_group(const float *q, uint32_t n_q, const float *pool_layer,
-                            const pd_kv_layout_t *layout, const uint32_t *block_table,
-                            uint32_t n_ctx, uint32_t kv_head, float *out, float *scores)
+/* Attention of n_rows x group queries sharing one KV head: query (r, h) is
+ * q + r * stride + h * hd and attends positions 0 .. n_ctx0 + r - 1 (consecutive rows of
+ * one sequence, causal); its output goes to the same offset of out. For every query the
+ * arithmetic is the same whatever the other queries are: score j is pd_cpu_scores16's,
+ * the softmax is pd_cpu_softmax, and output element d is fma(p_j, v_j[d], .) over j
+ * ascending from zero. More queries only share the loads of K and V. */
+void pd_cpu_attention_rows(const float *q, size_t stride, uint32_t n_rows, uint32_t group,
+                           const float *pool_layer, const pd_kv_layout_t *layout,
+                           const uint32_t *block_table, uint32_t n_ctx0, uint32_t kv_head,
+                           float *out, float *scores)
 {
     const uint32_t hd = layout->head_dim;
-    if (n_q > 64) {
-        for (uint32_t g0 = 0; g0 < n_q; g0 += 64)
-            pd_cpu_attention_group(q + (size_t)g0 * hd, n_q - g0 < 64 ? n_q - g0 : 64, pool_layer,
-                                   layout, block_table, n_ctx, kv_head, out + (size_t)g0 * hd,
-                                   scores);
+    const uint32_t n_q = n_rows * group;
+    if (n_q == 0)
+        return;
+    if (n_q > PD_CPU_ATTN_MAX_Q) {
+        /* Split by rows, or by heads when one row alone has too many. */
+        if (n_rows > 1) {
+            uint32_t rows = PD_CPU_ATTN_MAX_Q / group > 0 ? PD_CPU_ATTN_MAX_Q / group : 1;
+            for (uint32_t r0 = 0; r0 < n_rows; r0 += rows)
+                pd_cpu_attention_rows(q + r0 * stride, stride,
+                                      n_rows - r0 < rows ? n_rows - r0 : rows, group, pool_layer,
+                                      layout, block_table, n_ctx0 + r0, kv_head, out + r0 * stride,
+                                      scores);
+        } else {
+            for (uint32_t h0 = 0; h0 < group; h0 += PD_CPU_ATTN_MAX_Q)
+                pd_cpu_attention_rows(
+                    q + (size_t)h0 * hd, stride, 1,
+                    group - h0 < PD_CPU_ATTN_MAX_Q ? group - h0 : PD_CPU_ATTN_MAX_Q, pool_layer,
+                    layout, block_table, n_ctx0, kv_head, out + (size_t)h0 * hd, scores);
+        }
         return;
     }
     const uint32_t bt = layout->block_tokens;
     const size_t row = (size_t)layout->n_kv_heads * hd; /* floats per token */
     const size_t blk = 2 * (size_t)bt * row;            /* floats per block slice */
     const float scale = 1.0f / sqrtf((float)hd);
+    const uint32_t n_max = n_ctx0 + n_rows - 1; /* the last row's context: the score stride */
+    const float *qp[PD_CPU_ATTN_MAX_Q];
+    float *op[PD_CPU_ATTN_MAX_Q];
+    uint32_t len[PD_CPU_ATTN_MAX_Q];
+    float max[PD_CPU_ATTN_MAX_Q];
+    for (uint32_t i = 0; i < n_q; i++) {
+        size_t off = (i / group) * stride + (size_t)(i % group) * hd;
+        qp[i] = q + off;
+        op[i] = out + off;
+        len[i] = n_ctx0 + i / group;
+        max[i] = -INFINITY;
+    }
     /* Walk the context block by block (no division per position), keeping each query's
-     * running maximum for the softmax. */
-    float max[64];
-    for (uint32_t g = 0; g < n_q; g++)
-        max[g] = -INFINITY;
-    for (uint32_t j0 = 0; j0 < n_ctx; j0 += bt) {
+     * running maximum for the softmax; a query stops at its own length. */
+    for (uint32_t j0 = 0; j0 < n_max; j0 += bt) {
         /* kb: (B, n_kv_heads, hd) K rows of this block, at kv_head */
         const float *kb = pool_layer + block_table[j0 / bt] * blk + kv_head * hd;
-        const uint32_t nj = n_ctx - j0 < bt ? n_ctx - j0 : bt;
+        const uint32_t nj = n_max - j0 < bt ? n_max - j0 : bt;
         for (uint32_t i0 = 0; i0 < nj; i0 += 16) {
-            const uint32_t ni = nj - i0 < 16 ? nj - i0 : 16;
-            for (uint32_t g = 0; g < n_q; g++) {
-                pd_cpu_scores16(q + (size_t)g * hd, kb + (size_t)i0 * row, row, hd, ni, scale,
-                                scores + (size_t)g * n_ctx + j0 + i0, &max[g]);
+            const uint32_t j = j0 + i0;
+            for (uint32_t i = 0; i < n_q; i++) {
+                if (j >= len[i])
+                    continue;
+                /* this block's keys, at most 16, and none past the query's length */
+                uint32_t ni = nj - i0 < 16 ? nj - i0 : 16;
+                ni = len[i] - j < ni ? len[i] - j : ni;
+                pd_cpu_scores16(qp[i], kb + (size_t)i0 * row, row, hd, ni, scale,
+                                scores + (size_t)i * n_max + j, &max[i]);
             }
         }
     }
-    for (uint32_t g = 0; g < n_q; g++)
-        pd_cpu_softmax_max(scores + (size_t)g * n_ctx, n_ctx, max[g]);
+    for (uint32_t i = 0; i < n_q; i++)
+        pd_cpu_softmax_max(scores + (size_t)i * n_max, len[i], max[i]);
 
-    /* out (n_q, hd) = P (n_q, n_ctx) V (n_ctx, hd) in register tiles, scalar tail. */
+    /* out = P V in register tiles of up to 4 queries x 4 vectors, scalar tail. */
     const uint32_t hd16 = hd - hd % 16;
     for (uint32_t g0 = 0; g0 < n_q; g0 += 4) {
         const uint32_t ng = n_q - g0 < 4 ? n_q - g0 : 4;
         for (uint32_t d0 = 0; d0 < hd16; d0 += 64) {
             const uint32_t nd = (hd16 - d0) / 16 < 4 ? (hd16 - d0) / 16 : 4;
-            pd_cpu_pv_tiles[ng - 1][nd - 1](scores + (size_t)g0 * n_ctx, n_ctx, pool_layer,
-                                            block_table, bt, blk, row, (size_t)kv_head * hd + d0,
-                                            out + (size_t)g0 * hd + d0, hd);
+            float *o[4];
+            for (uint32_t g = 0; g < ng; g++)
+                o[g] = op[g0 + g] + d0;
+            pd_cpu_pv_tiles[ng - 1][nd - 1](scores + (size_t)g0 * n_max, n_max, len + g0,
+                                            pool_layer, block_table, bt, blk, row,
+                                            (size_t)kv_head * hd + d0, o);
         }
         for (uint32_t g = g0; g < g0 + ng; g++)
             for (uint32_t d = hd16; d < hd; d++) {
                 float a = 0.0f;
-                for (uint32_t j = 0; j < n_ctx; j++) {
+                for (uint32_t j = 0; j < len[g]; j++) {
                     const float *v = pool_layer + block_table[j / bt] * blk +
                                      ((size_t)bt + j % bt) * row + kv_head * hd;
-                    a = fmaf(scores[(size_t)g * n_ctx + j], v[d], a);
+                    a = fmaf(scores[(size_t)g * n_max + j], v[d], a);
                 }
-                out[(size_t)g * hd + d] = a;
+                op[g][d] = a;
             }
     }
+}
+
+void pd_cpu_attention_group(const float *q, uint32_t n_q, const float *pool_layer,
+                            const pd_kv_layout_t *layout, const uint32_t *block_table,
+                            uint32_t n_ctx, uint32_t kv_head, float *out, float *scores)
+{
+    pd_cpu_attention_rows(q, 0, 1, n_q, pool_layer, layout, block_table, n_ctx, kv_head, out,
+                          scores);
 }
 
 void pd_cpu_attention_head(const float *q, const float *pool_layer, const pd_kv_layout_t *layout,
