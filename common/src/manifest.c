@@ -66,6 +66,11 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_N("tiers.ssd_mb", ssd_tier_mb, 0, 1u << 24),
 };
 
+const char *pd_manifest_key(size_t i)
+{
+    return i < sizeof(pd_mf_keys) / sizeof(pd_mf_keys[0]) ? pd_mf_keys[i].path : NULL;
+}
+
 void pd_manifest_defaults(pd_manifest_t *m)
 {
     memset(m, 0, sizeof(*m));
@@ -80,7 +85,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->min_cached_prefix = 1024;
     m->block_tokens = 16;
     m->request_timeout_ms = 120000;
-    m->worker_timeout_ms = 3000;
+    m->worker_timeout_ms = 10000;
     m->prefill = (pd_manifest_role_t){.count = 1, .threads = 1, .pool_mb = 256, .max_batch = 1};
     m->decode = (pd_manifest_role_t){.count = 1, .threads = 1, .pool_mb = 256, .max_batch = 32};
     m->both = (pd_manifest_role_t){.count = 0, .threads = 1, .pool_mb = 256, .max_batch = 32};

@@ -20,7 +20,7 @@ void pd_router_config_defaults(pd_router_config_t *c)
     c->max_inflight_per_worker = 64;
     c->min_cached_prefix_tokens = 1024;
     c->heartbeat_ms = 1000;
-    c->worker_timeout_ms = 5000;
+    c->worker_timeout_ms = 10000;
     c->request_timeout_ms = 120000;
     c->kv_weight = 1.0;
     c->load_weight = 0.1;
@@ -59,7 +59,7 @@ void pd_router_config_usage(void *f)
             "                           in the queue [64]\n"
             "  --min-cached-prefix N    auto cache mode writes prompts of >= N tokens [1024]\n"
             "  --heartbeat-ms MS        heartbeat period asked of workers [1000]\n"
-            "  --worker-timeout-ms MS   a worker silent this long is dead [5000]\n"
+            "  --worker-timeout-ms MS   a worker silent this long is dead [10000]\n"
             "  --request-timeout-ms MS  a request not done this long after arrival ends with\n"
             "                           PD_ERR_TIMEOUT [120000]\n"
             "  --keygen                 print a new CURVE key pair ('public Z85' and 'secret\n"

@@ -72,3 +72,65 @@ Test(manifest, rejects_unknown_keys_and_absurd_values_with_line_numbers)
     pd_manifest_defaults(&m);
     cr_assert_eq(pd_manifest_set(&m, "router.policy=fastest", err, sizeof(err)), PD_ERR_FORMAT);
 }
+
+/* docs/MANIFEST.md's table and the parser list the same keys, with the same defaults and
+ * the same numeric ranges. */
+Test(manifest, reference_table_matches_the_parser)
+{
+    const char *src = getenv("PD_SOURCE_DIR");
+    if (src == NULL)
+        cr_skip_test("PD_SOURCE_DIR is not set (run through ctest)");
+    char doc[4096];
+    snprintf(doc, sizeof(doc), "%s/docs/MANIFEST.md", src);
+    FILE *f = fopen(doc, "r");
+    cr_assert_not_null(f, "cannot open %s", doc);
+    pd_manifest_t def, m;
+    pd_manifest_defaults(&def);
+    char line[1024], err[256];
+    size_t n_rows = 0;
+    bool seen[64] = {false};
+    while (fgets(line, sizeof(line), f) != NULL) {
+        /* | `key` | `default` | range | meaning | */
+        char key[128], dflt[300], range[64] = "";
+        if (sscanf(line, "| `%127[^`]` | `%299[^`]` | %63[^|]|", key, dflt, range) < 2)
+            continue;
+        n_rows++;
+        size_t k = 0;
+        while (pd_manifest_key(k) != NULL && strcmp(pd_manifest_key(k), key) != 0)
+            k++;
+        cr_assert_not_null(pd_manifest_key(k), "documented key %s is not a manifest key", key);
+        cr_assert_lt(k, 64);
+        seen[k] = true;
+        /* The default: setting it changes nothing. */
+        const char *value = strcmp(dflt, "\"\"") == 0 ? "" : dflt;
+        char set[512];
+        snprintf(set, sizeof(set), "%s=%s", key, value);
+        m = def;
+        cr_assert_eq(pd_manifest_set(&m, set, err, sizeof(err)), PD_OK, "%s: %s", set, err);
+        cr_assert_eq(memcmp(&m, &def, sizeof(m)), 0, "%s is not the default", set);
+        /* A numeric range lo-hi: both ends are accepted, one past either is refused. The
+         * probes start from a manifest with a colocated worker, so that no prefill or no
+         * decode workers is still a cluster. */
+        pd_manifest_t base = def;
+        if (strcmp(key, "both.count") != 0)
+            base.both.count = 1;
+        unsigned long long lo, hi;
+        if (sscanf(range, "%llu-%llu", &lo, &hi) == 2) {
+            const unsigned long long probe[4] = {lo, hi, lo - 1, hi + 1};
+            for (int i = 0; i < 4; i++) {
+                if (i == 2 && lo == 0)
+                    continue;
+                snprintf(set, sizeof(set), "%s=%llu", key, probe[i]);
+                m = base;
+                pd_status_t st = pd_manifest_set(&m, set, err, sizeof(err));
+                cr_assert_eq(st == PD_OK, i < 2, "%s: %s", set, pd_status_str(st));
+            }
+        }
+    }
+    fclose(f);
+    size_t n_keys = 0;
+    for (; pd_manifest_key(n_keys) != NULL; n_keys++)
+        cr_expect(seen[n_keys], "manifest key %s is not in docs/MANIFEST.md",
+                  pd_manifest_key(n_keys));
+    cr_expect_eq(n_rows, n_keys);
+}

@@ -117,6 +117,7 @@ static void cl_up(const char *name, const char *extra_yaml, bool namespaces)
             "name: %s\n"
             "model:\n  path: %s\n"
             "router:\n  policy: kv\n  min_cached_prefix: 32\n  block_tokens: 16\n"
+            "  worker_timeout_ms: 3000\n"
             "transfer:\n  backend: ucx\n  checksum: true\n  layerwise: true\n"
             "  timeout_ms: 5000\n%s%s",
             name, g.env.model, namespaces ? "  transports: tcp\n" : "", extra_yaml);
@@ -705,7 +706,7 @@ Test(cluster, exact_colocated_both)
 /* A worker (victim, e.g. "decode-0") is killed (SIGKILL) while requests are in flight.
  * Every request still ends with exactly one terminal message, the survivors serve exactly
  * and hold no blocks once the dead worker's transfers have timed out (the router's default
- * worker timeout, 3 s, applies). */
+ * worker timeout, 3 s in these tests' manifests, applies). */
 static void cl_worker_dies(const char *roles, const char *victim_name)
 {
     cl_up("cdie", roles, false);

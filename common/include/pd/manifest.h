@@ -52,7 +52,8 @@ typedef struct pd_manifest {
     char ns_subnet[32]; /* e.g. "10.77.0" */
 } pd_manifest_t;
 
-/* Fill m with the defaults (1 prefill, 1 decode, small model, ports from 7100). */
+/* Fill m with the defaults (1 prefill, 1 decode, small model, ports from 7100; every
+ * default is in docs/MANIFEST.md). */
 void pd_manifest_defaults(pd_manifest_t *m);
 
 /* Parse a YAML manifest over the defaults. On error, errbuf gets a line-numbered reason
@@ -63,5 +64,9 @@ pd_status_t pd_manifest_load(const char *path, pd_manifest_t *m, char *errbuf, s
  * ("decode.count=2", "base_port=9100"). */
 pd_status_t pd_manifest_set(pd_manifest_t *m, const char *assignment, char *errbuf,
                             size_t errbuf_bytes);
+
+/* The i-th settable key's dotted name ("decode.count"), NULL past the last: what
+ * docs/MANIFEST.md documents, one row each. */
+const char *pd_manifest_key(size_t i);
 
 #endif
