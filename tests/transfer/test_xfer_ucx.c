@@ -220,3 +220,83 @@ Test(xfer_ucx, killed_sender_fails_the_receiver_within_the_timeout_tcp)
 {
     run_remote_sender("tcp", "lo", true);
 }
+
+/* One-sided reads (pd_xfer_get, how a prefill worker fetches a cached prefix from the
+ * decode worker that holds it): after a transfer into the peer, reading the same remote
+ * segments into other local offsets returns exactly the bytes sent; an untouched remote
+ * region reads as the peer's fill; out-of-range segments on either side are refused. */
+static void run_get(const char *tls, const char *net_devices)
+{
+    side_t s;
+    side_open(&s, tls, net_devices, 3);
+    char transports[256];
+    start_receiver(&s, tls, net_devices, transports, sizeof(transports));
+    cr_log_info("UCX transports to the peer: %s", transports);
+    pd_xfer_seg_t segs[32];
+    pd_xfer_range_t ranges[32];
+    size_t n = make_segs(segs, ranges, 32, 5);
+    expect_at_child(&s, 77, ranges, n, 5000, true, false);
+    pd_xfer_send_t *send = NULL;
+    cr_assert_eq(pd_xfer_send_begin(s.peer, 77, ranges, n, 5000, &send), PD_OK);
+    cr_assert_eq(pd_xfer_send_post(send, segs, n), PD_OK);
+    int32_t token = 9;
+    cr_assert_eq(pd_xfer_send_finish(send, &token, sizeof(token)), PD_OK);
+    cr_assert(xt_wait(s.engine, NULL, send_final, send, 8000), "the transfer hung");
+    cr_assert_eq(pd_xfer_send_status(send), PD_OK);
+    pd_xfer_send_destroy(&send);
+    int32_t got_token = -1;
+    cr_assert_eq(result_from_child(&s, NULL, &got_token), PD_OK);
+
+    /* Read every segment back into the upper half of the local pool (the sources are
+     * spread over the whole pool, so keep a copy of what was sent first). */
+    uint8_t *sent = malloc(POOL_BYTES);
+    memcpy(sent, s.pool, POOL_BYTES);
+    pd_xfer_seg_t back[33];
+    const uint64_t half = POOL_BYTES / 2;
+    for (size_t i = 0; i < n; i++) {
+        back[i].local_offset = half + i * BLOCK_BYTES;
+        back[i].remote_offset = segs[i].remote_offset;
+        back[i].bytes = BLOCK_BYTES;
+    }
+    /* And one remote block nothing was sent to (make_segs fills every other pair). */
+    back[n].local_offset = half + n * BLOCK_BYTES;
+    back[n].remote_offset = 2 * BLOCK_BYTES;
+    back[n].bytes = BLOCK_BYTES;
+    memset(s.pool + half, 0, POOL_BYTES / 2);
+    cr_assert_eq(pd_xfer_get(s.peer, back, n + 1, 5000), PD_OK);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(
+            memcmp(s.pool + back[i].local_offset, sent + segs[i].local_offset, BLOCK_BYTES), 0,
+            "segment %zu read back differs", i);
+    for (size_t b = 0; b < BLOCK_BYTES; b++)
+        cr_assert_eq(s.pool[back[n].local_offset + b], 0xEE);
+
+    pd_xfer_seg_t bad = {0, POOL_BYTES - 8, 16};
+    cr_assert_eq(pd_xfer_get(s.peer, &bad, 1, 1000), PD_ERR_OUT_OF_RANGE);
+    bad = (pd_xfer_seg_t){POOL_BYTES - 8, 0, 16};
+    cr_assert_eq(pd_xfer_get(s.peer, &bad, 1, 1000), PD_ERR_OUT_OF_RANGE);
+    bad = (pd_xfer_seg_t){0, UINT64_MAX - 4, 16};
+    cr_assert_eq(pd_xfer_get(s.peer, &bad, 1, 1000), PD_ERR_OUT_OF_RANGE);
+    free(sent);
+
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    pd_mp_put_map(&w, 1);
+    pd_mp_put_str(&w, "op");
+    pd_mp_put_str(&w, "quit");
+    xt_frame_send(s.child.to_fd, &w);
+    pd_mp_writer_cleanup(&w);
+    int status = xt_child_reap(&s.child, 5000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "peer exit status %d", status);
+    side_close(&s);
+}
+
+Test(xfer_ucx, get_reads_back_what_was_sent_over_shm)
+{
+    run_get(shm_tls, NULL);
+}
+
+Test(xfer_ucx, get_reads_back_what_was_sent_over_tcp)
+{
+    run_get("tcp", "lo");
+}

@@ -416,6 +416,26 @@ pd_status_t pd_xfer_peer_region(const pd_xfer_peer_t *peer, uint64_t *bytes_p,
     return PD_OK;
 }
 
+pd_status_t pd_xfer_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
+                        uint32_t timeout_ms)
+{
+    if (peer == NULL || (segs == NULL && n_segs > 0))
+        return PD_ERR_INVALID_PARAM;
+    if (peer->fail_status != PD_OK)
+        return peer->fail_status;
+    pd_xfer_engine_t *engine = peer->engine;
+    if (!engine->registered)
+        return PD_ERR_INVALID_PARAM;
+    for (size_t i = 0; i < n_segs; i++) {
+        const pd_xfer_seg_t *g = &segs[i];
+        if (g->bytes > engine->bytes || g->local_offset > engine->bytes - g->bytes ||
+            g->bytes > peer->remote_bytes || g->remote_offset > peer->remote_bytes - g->bytes)
+            return PD_ERR_OUT_OF_RANGE;
+    }
+    uint64_t ms = timeout_ms > 0 ? timeout_ms : engine->cfg.timeout_ms;
+    return engine->ops->get(peer, segs, n_segs, pd_time_now_ns() + ms * 1000000u);
+}
+
 pd_status_t pd_xfer_peer_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes)
 {
     if (buf_bytes == 0)

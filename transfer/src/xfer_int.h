@@ -36,6 +36,10 @@ typedef struct pd_xfer_backend_ops {
     /* One put of bytes from local to the peer's region at remote_offset. */
     pd_status_t (*put)(pd_xfer_peer_t *peer, const void *local, uint64_t remote_offset,
                        size_t bytes);
+    /* Gets of segs (bounds checked) from the peer's region into the engine's; returns when
+     * all completed or at deadline_ns (PD_ERR_TIMEOUT). */
+    pd_status_t (*get)(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
+                       uint64_t deadline_ns);
     /* Call pd_xfer__send_flushed(send, status) once every put to the peer so far is
      * remotely complete (possibly before returning). */
     pd_status_t (*flush)(pd_xfer_peer_t *peer, pd_xfer_send_t *send);

@@ -133,6 +133,24 @@ static pd_status_t pd_xfer__lb_put(pd_xfer_peer_t *peer, const void *local, uint
     return PD_OK;
 }
 
+static pd_status_t pd_xfer__lb_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
+                                   uint64_t deadline_ns)
+{
+    (void)deadline_ns; /* synchronous copies */
+    pd_xfer__lb_peer_t *lp = peer->be;
+    pthread_mutex_lock(&pd_xfer__lb_lock);
+    pd_xfer_engine_t *remote = pd_xfer__lb_find(lp->remote_id);
+    if (remote == NULL || !remote->registered) {
+        pthread_mutex_unlock(&pd_xfer__lb_lock);
+        return PD_ERR_PEER;
+    }
+    for (size_t i = 0; i < n_segs; i++)
+        memcpy(peer->engine->base + segs[i].local_offset, remote->base + segs[i].remote_offset,
+               segs[i].bytes);
+    pthread_mutex_unlock(&pd_xfer__lb_lock);
+    return PD_OK;
+}
+
 static pd_status_t pd_xfer__lb_flush(pd_xfer_peer_t *peer, pd_xfer_send_t *send)
 {
     (void)peer;
@@ -215,6 +233,7 @@ const pd_xfer_backend_ops_t pd_xfer_loopback_ops = {
     .peer_connect = pd_xfer__lb_peer_connect,
     .peer_close = pd_xfer__lb_peer_close,
     .put = pd_xfer__lb_put,
+    .get = pd_xfer__lb_get,
     .flush = pd_xfer__lb_flush,
     .notify = pd_xfer__lb_notify,
     .reply = pd_xfer__lb_reply,

@@ -402,6 +402,65 @@ static pd_status_t pd_xfer__ucx_notify(pd_xfer_peer_t *peer, pd_xfer_send_t *sen
     return PD_OK;
 }
 
+static pd_status_t pd_xfer__ucx_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
+                                    uint64_t deadline_ns)
+{
+    pd_xfer__ucx_engine_t *ue = peer->engine->be;
+    pd_xfer__ucx_peer_t *up = peer->be;
+    if (n_segs == 0)
+        return PD_OK;
+    ucs_status_ptr_t *reqs = calloc(n_segs, sizeof(*reqs));
+    if (reqs == NULL)
+        return PD_ERR_NO_MEMORY;
+    ucp_request_param_t prm = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_MEMH,
+        .memh = ue->memh,
+    };
+    pd_status_t st = PD_OK;
+    size_t n_posted = 0;
+    for (; n_posted < n_segs; n_posted++) {
+        const pd_xfer_seg_t *g = &segs[n_posted];
+        ucs_status_ptr_t r = ucp_get_nbx(up->ep, peer->engine->base + g->local_offset, g->bytes,
+                                         peer->remote_base + g->remote_offset, up->rkey, &prm);
+        if (UCS_PTR_IS_ERR(r)) {
+            pd_log_warn("xfer: ucp_get_nbx failed: %s", ucs_status_string(UCS_PTR_STATUS(r)));
+            st = pd_xfer__ucs_status(UCS_PTR_STATUS(r));
+            break;
+        }
+        reqs[n_posted] = r;
+    }
+    /* Wait for the posted ones, even after a failed post, so none is left pointing at
+     * memory the caller reuses; past the deadline they are released, and the caller's
+     * disconnect cancels them. */
+    size_t n_open = 0;
+    do {
+        ucp_worker_progress(ue->worker);
+        n_open = 0;
+        for (size_t i = 0; i < n_posted; i++) {
+            if (reqs[i] == NULL)
+                continue;
+            ucs_status_t rs = ucp_request_check_status(reqs[i]);
+            if (rs == UCS_INPROGRESS) {
+                n_open++;
+                continue;
+            }
+            if (rs != UCS_OK && st == PD_OK)
+                st = pd_xfer__ucs_status(rs);
+            ucp_request_free(reqs[i]);
+            reqs[i] = NULL;
+        }
+    } while (n_open > 0 && pd_time_now_ns() < deadline_ns);
+    if (n_open > 0) {
+        for (size_t i = 0; i < n_posted; i++)
+            if (reqs[i] != NULL)
+                ucp_request_free(reqs[i]);
+        if (st == PD_OK)
+            st = PD_ERR_TIMEOUT;
+    }
+    free(reqs);
+    return st;
+}
+
 static void pd_xfer__ucx_reply_cb(void *request, ucs_status_t status, void *user_data)
 {
     (void)status;
@@ -530,6 +589,7 @@ const pd_xfer_backend_ops_t pd_xfer_ucx_ops = {
     .peer_connect = pd_xfer__ucx_peer_connect,
     .peer_close = pd_xfer__ucx_peer_close,
     .put = pd_xfer__ucx_put,
+    .get = pd_xfer__ucx_get,
     .flush = pd_xfer__ucx_flush,
     .notify = pd_xfer__ucx_notify,
     .reply = pd_xfer__ucx_reply,

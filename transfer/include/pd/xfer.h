@@ -168,6 +168,16 @@ void pd_xfer_peer_fail(pd_xfer_peer_t *peer, pd_status_t status);
 pd_status_t pd_xfer_peer_region(const pd_xfer_peer_t *peer, uint64_t *bytes_p,
                                 pd_kv_layout_t *layout_p);
 
+/* Read from the peer's region into this engine's: segment i copies bytes from remote
+ * offset remote_offset to local offset local_offset (one-sided gets; the peer's process
+ * only has to keep progressing its engine). Blocks until every byte arrived or timeout_ms
+ * (0: the engine default) passed. Both sides' bounds are checked first
+ * (PD_ERR_OUT_OF_RANGE). On PD_ERR_TIMEOUT or another failure the local bytes are
+ * unspecified and the caller should disconnect the peer, which cancels what is still
+ * in flight. No checksum: the caller trusts what the peer's region holds. */
+pd_status_t pd_xfer_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
+                        uint32_t timeout_ms);
+
 /* Write a short description of the transports UCX chose for the peer, e.g.
  * "posix/memory cma/memory" or "tcp/lo", into buf (NUL-terminated). */
 pd_status_t pd_xfer_peer_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes);
