@@ -61,6 +61,10 @@ struct pd_prefill {
     pd_prefill_job_t jobs[PD_PREFILL_MAX_JOBS];
     uint32_t n_jobs;
     uint64_t next_expire_ms;
+    /* What computing and fetching have cost so far (running averages), for the choice to
+     * fetch a prefix the decode worker holds instead of recomputing it; 0 = not seen. */
+    double compute_ms_per_token;
+    double fetch_ms_per_byte;
 };
 
 /* prefill_job.c */

@@ -147,6 +147,65 @@ static pd_status_t pd_prefill_check(const pd_prefill_t *p, const pd_proto_prefil
     return PD_OK;
 }
 
+/* Fetching is assumed to run at 1 GB/s until one has been measured. */
+#define PD_PREFILL_FETCH_MS_PER_BYTE_GUESS 1e-6
+
+/* The decode worker already holds (pinned for this request) the prompt's blocks
+ * [0, n_skip_blocks) at dest_block_table; this worker's own cache covers [0, n_hit). When
+ * reading [n_hit, end) from the decode worker's pool is expected to cost less than
+ * computing those tokens, read them into blocks[n_hit, end) and return end (blocks whose
+ * tokens need not be computed); otherwise, or if the read fails, return n_hit. */
+static size_t pd_prefill_fetch_prefix(pd_prefill_t *p, const pd_proto_prefill_t *m,
+                                      pd_prefill_peer_t *peer, const uint32_t *blocks, size_t n_hit)
+{
+    const uint32_t bt = p->args.block_tokens;
+    size_t end = m->n_skip_blocks;
+    if (end > (m->n_tokens - 1) / bt) /* the last token is always computed */
+        end = (m->n_tokens - 1) / bt;
+    if (end <= n_hit)
+        return n_hit;
+    const uint32_t n_layers = p->layout.n_layers;
+    const size_t lb = pd_kv_block_layer_bytes(&p->layout);
+    const size_t n_blocks = end - n_hit;
+    const double bytes = (double)n_blocks * n_layers * lb;
+    const double fetch_ms = bytes * (p->fetch_ms_per_byte > 0 ? p->fetch_ms_per_byte
+                                                              : PD_PREFILL_FETCH_MS_PER_BYTE_GUESS);
+    const double compute_ms = (double)n_blocks * bt * p->compute_ms_per_token;
+    if (p->compute_ms_per_token > 0 && fetch_ms >= compute_ms)
+        return n_hit;
+    pd_xfer_seg_t *segs = malloc(n_blocks * n_layers * sizeof(*segs));
+    if (segs == NULL)
+        return n_hit;
+    size_t n = 0;
+    for (uint32_t l = 0; l < n_layers; l++)
+        for (size_t i = n_hit; i < end; i++) {
+            segs[n].local_offset = pd_kv_offset(&p->layout, l, blocks[i]);
+            segs[n].remote_offset = pd_kv_offset(&peer->layout, l, m->dest_block_table[i]);
+            segs[n].bytes = lb;
+            n++;
+        }
+    uint64_t t0 = pd_time_now_ns();
+    pd_status_t st = pd_xfer_get(peer->peer, segs, n, p->args.xfer_timeout_ms);
+    free(segs);
+    double ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
+    if (st != PD_OK) {
+        /* Whatever is still in flight is canceled with the connection; the next request
+         * to this worker connects again. */
+        pd_log_warn("req %llu: fetching %zu blocks from %s failed (%s); computing them",
+                    (unsigned long long)m->req_id, n_blocks, peer->worker_id, pd_status_str(st));
+        pd_xfer_peer_disconnect(&peer->peer);
+        return n_hit;
+    }
+    double per_byte = ms / bytes;
+    p->fetch_ms_per_byte =
+        p->fetch_ms_per_byte > 0 ? 0.8 * p->fetch_ms_per_byte + 0.2 * per_byte : per_byte;
+    pd_log_debug("req %llu: fetched %zu blocks (%.1f MiB) from %s in %.2f ms instead of "
+                 "computing %zu tokens (estimated %.1f ms)",
+                 (unsigned long long)m->req_id, n_blocks, bytes / 1048576.0, peer->worker_id, ms,
+                 n_blocks * bt, compute_ms);
+    return end;
+}
+
 void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
 {
     const uint32_t bt = p->args.block_tokens;
@@ -231,6 +290,16 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
             i = k;
         }
     }
+    /* A prefix the decode worker holds and this worker does not: read it rather than
+     * compute it when that is cheaper. Such a job caches nothing here (below). */
+    const size_t n_ready = pd_prefill_fetch_prefix(p, m, peer, j->blocks, n_hit);
+    if (peer->peer == NULL) {
+        st = pd_prefill_peer_get(p, m, &peer);
+        if (st != PD_OK) {
+            why = "cannot connect to the decode worker";
+            goto fail;
+        }
+    }
     st = pd_xfer_send_begin(peer->peer, m->req_id, allowed, n_allowed, p->args.xfer_timeout_ms,
                             &j->send);
     if (st != PD_OK) {
@@ -241,9 +310,10 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     pd_prefill_push_t push = {p,         j->send,          &peer->layout,   m->dest_block_table,
                               j->blocks, m->n_skip_blocks, n_prompt_blocks, segs,
                               PD_OK};
-    const uint32_t start = (uint32_t)n_hit * bt;
+    const uint32_t start = (uint32_t)n_ready * bt;
     pd_fwd_seq_t seq = {m->tokens + start, m->n_tokens - start, start,
                         j->blocks,         n_prompt_blocks,     p->logits};
+    const uint64_t t_forward = pd_time_now_ns();
     st = pd_engine_forward(p->engine, p->xp.pool, &p->layout, &seq, 1, pd_prefill_on_layer, &push);
     if (st != PD_OK) {
         why = "prefill compute failed";
@@ -255,6 +325,12 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     j->prefill_ms = pd_time_ns_to_ms(j->t_compute_end_ns - t0);
     j->n_computed_tokens = m->n_tokens - start;
     j->n_cached_tokens = start;
+    if (j->n_computed_tokens >= 16) {
+        double per_token = pd_time_ns_to_ms(j->t_compute_end_ns - t_forward) / j->n_computed_tokens;
+        p->compute_ms_per_token = p->compute_ms_per_token > 0
+                                      ? 0.8 * p->compute_ms_per_token + 0.2 * per_token
+                                      : per_token;
+    }
     if (!p->args.layerwise)
         for (uint32_t l = 0; l < p->layout.n_layers; l++)
             pd_prefill_push_layer(&push, l);
@@ -273,8 +349,10 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     }
 
     /* The computed full blocks are valid now: make them findable per the plan. They stay
-     * pinned (and unchanged) until the push is final. */
-    for (uint32_t i = (uint32_t)n_hit; i < m->n_block_hashes; i++) {
+     * pinned (and unchanged) until the push is final. Not after a fetch: what was read
+     * came from another worker's pool without a checksum, and the blocks computed over it
+     * depend on it, so none of this job's blocks becomes this worker's cache. */
+    for (uint32_t i = (uint32_t)n_hit; n_ready == n_hit && i < m->n_block_hashes; i++) {
         uint64_t ttl_ms = pd_proto_cache_plan_block_ttl_ms(&m->cache, i);
         int stored = 0;
         if (ttl_ms > 0 &&

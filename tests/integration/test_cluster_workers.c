@@ -577,6 +577,40 @@ Test(cluster_workers, other_tenant_misses)
     fr_stop();
 }
 
+Test(cluster_workers, prefill_fetches_a_prefix_the_decode_worker_holds)
+{
+    /* prefill-0 computes a prompt for decode-0, which caches it. The same prompt through
+     * prefill-1, whose cache is empty: decode-0 pins its 4 full blocks, prefill-1 reads
+     * them from decode-0's pool over the fabric and computes only the last 7 tokens, and
+     * the tokens still equal the one-process reference. */
+    fr_start(2, 1, false, 4, NULL);
+    fr_req_t a, b;
+    fr_req_init(&a, 1, 71, 9, 12, 0.0, 1);
+    a.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 0);
+    fr_run(&a, 1, 20000);
+    fr_expect_reference(&a);
+    cr_expect_eq(a.prefilled.n_computed_tokens, 71);
+
+    fr_req_init(&b, 2, 71, 9, 12, 0.7, 5);
+    b.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 1);
+    fr_run(&b, 1, 20000);
+    fr_expect_reference(&b);
+    cr_expect_eq(b.n_cached_blocks, 4);
+    cr_expect_eq(b.done_msg.cache_read_input_tokens, 64);
+    cr_expect_eq(b.prefilled.n_computed_tokens, 7, "prefill-1 computed %u tokens",
+                 b.prefilled.n_computed_tokens);
+    cr_expect_eq(b.prefilled.n_cached_tokens, 64);
+    /* A fetch caches nothing at prefill-1 (its blocks rest on bytes read without a
+     * checksum): the same prompt through it again fetches again. */
+    fr_req_init(&b, 3, 71, 9, 4, 0.0, 2);
+    b.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 1);
+    fr_run(&b, 1, 20000);
+    fr_expect_reference(&b);
+    cr_expect_eq(b.prefilled.n_computed_tokens, 7);
+    fr_expect_all_free();
+    fr_stop();
+}
+
 Test(cluster_workers, concurrent_2p2d_batched)
 {
     fr_start(2, 2, false, 4, NULL);
