@@ -60,6 +60,7 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_S("transfer.transports", xfer_transports),
     PD_MF_B("transfer.checksum", xfer_checksum),
     PD_MF_B("transfer.layerwise", xfer_layerwise),
+    PD_MF_B("transfer.fetch", xfer_fetch),
     PD_MF_N("transfer.timeout_ms", xfer_timeout_ms, 10, 3600000),
     PD_MF_N("tiers.host_mb", host_tier_mb, 0, 1u << 20),
     PD_MF_S("tiers.ssd_dir", ssd_dir),
@@ -92,6 +93,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     snprintf(m->xfer_backend, sizeof(m->xfer_backend), "ucx");
     m->xfer_checksum = true;
     m->xfer_layerwise = true;
+    m->xfer_fetch = true;
     m->xfer_timeout_ms = 5000;
     snprintf(m->ns_subnet, sizeof(m->ns_subnet), "10.77.0");
 }

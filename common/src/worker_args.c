@@ -23,6 +23,7 @@ enum {
     PD_WORKER_OPT_XFER_BACKEND,
     PD_WORKER_OPT_CHECKSUM,
     PD_WORKER_OPT_LAYERWISE,
+    PD_WORKER_OPT_FETCH,
     PD_WORKER_OPT_XFER_TIMEOUT,
     PD_WORKER_OPT_MAX_BATCH,
     PD_WORKER_OPT_COLOCATED,
@@ -48,6 +49,8 @@ void pd_worker_args_usage(const char *prog, pd_proto_role_t role)
            "  --xfer-backend NAME  ucx or loopback (default ucx)\n"
            "  --checksum 0|1       verify per-block checksums of transfers (default 1)\n"
            "  --layerwise 0|1      push each layer while later layers compute (default 1)\n"
+           "  --fetch 0|1          prefill: read a prefix the decode worker holds from its\n"
+           "                       pool when cheaper than computing it (default 1)\n"
            "  --xfer-timeout-ms T  deadline of one KV transfer (default 5000)\n",
            prog);
     if (role != PD_PROTO_ROLE_PREFILL)
@@ -96,6 +99,7 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         {"xfer-backend", required_argument, NULL, PD_WORKER_OPT_XFER_BACKEND},
         {"checksum", required_argument, NULL, PD_WORKER_OPT_CHECKSUM},
         {"layerwise", required_argument, NULL, PD_WORKER_OPT_LAYERWISE},
+        {"fetch", required_argument, NULL, PD_WORKER_OPT_FETCH},
         {"xfer-timeout-ms", required_argument, NULL, PD_WORKER_OPT_XFER_TIMEOUT},
         {"max-batch", required_argument, NULL, PD_WORKER_OPT_MAX_BATCH},
         {"colocated", no_argument, NULL, PD_WORKER_OPT_COLOCATED},
@@ -118,6 +122,7 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
     snprintf(a.xfer_backend, sizeof(a.xfer_backend), "ucx");
     a.checksum = true;
     a.layerwise = true;
+    a.fetch = true;
     a.xfer_timeout_ms = 5000;
     a.max_batch = 32;
 
@@ -162,6 +167,10 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         case PD_WORKER_OPT_LAYERWISE:
             bad = pd_worker_parse_u32(optarg, 0, 1, &flag);
             a.layerwise = flag != 0;
+            break;
+        case PD_WORKER_OPT_FETCH:
+            bad = pd_worker_parse_u32(optarg, 0, 1, &flag);
+            a.fetch = flag != 0;
             break;
         case PD_WORKER_OPT_XFER_TIMEOUT:
             bad = pd_worker_parse_u32(optarg, 1, PD_PROTO_MAX_DEADLINE_MS, &a.xfer_timeout_ms);

@@ -338,6 +338,8 @@ static void pd_launch_argv(const pd_launch_t *l, int idx, char args[][PATH_MAX],
         PD_ARG("%d", m->xfer_checksum ? 1 : 0);
         PD_ARG("--layerwise");
         PD_ARG("%d", m->xfer_layerwise ? 1 : 0);
+        PD_ARG("--fetch");
+        PD_ARG("%d", m->xfer_fetch ? 1 : 0);
         PD_ARG("--xfer-timeout-ms");
         PD_ARG("%u", m->xfer_timeout_ms);
         if (!prefill) {

@@ -159,6 +159,8 @@ static size_t pd_prefill_fetch_prefix(pd_prefill_t *p, const pd_proto_prefill_t 
                                       pd_prefill_peer_t *peer, const uint32_t *blocks, size_t n_hit)
 {
     const uint32_t bt = p->args.block_tokens;
+    if (!p->args.fetch)
+        return n_hit;
     size_t end = m->n_skip_blocks;
     if (end > (m->n_tokens - 1) / bt) /* the last token is always computed */
         end = (m->n_tokens - 1) / bt;

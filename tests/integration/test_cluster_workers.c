@@ -611,6 +611,24 @@ Test(cluster_workers, prefill_fetches_a_prefix_the_decode_worker_holds)
     fr_stop();
 }
 
+Test(cluster_workers, prefill_without_fetch_computes_the_prefix)
+{
+    /* The same as above with --fetch 0: prefill-1 computes all 71 tokens. */
+    fr_start(2, 1, false, 4, "--fetch 0");
+    fr_req_t a, b;
+    fr_req_init(&a, 1, 71, 9, 12, 0.0, 1);
+    a.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 0);
+    fr_run(&a, 1, 20000);
+    fr_req_init(&b, 2, 71, 9, 12, 0.7, 5);
+    b.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 1);
+    fr_run(&b, 1, 20000);
+    fr_expect_reference(&b);
+    cr_expect_eq(b.n_cached_blocks, 4);
+    cr_expect_eq(b.prefilled.n_computed_tokens, 71);
+    fr_expect_all_free();
+    fr_stop();
+}
+
 Test(cluster_workers, concurrent_2p2d_batched)
 {
     fr_start(2, 2, false, 4, NULL);

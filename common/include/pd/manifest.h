@@ -42,6 +42,7 @@ typedef struct pd_manifest {
     char xfer_transports[64]; /* UCX_TLS value, "" = UCX's choice */
     bool xfer_checksum;
     bool xfer_layerwise; /* push each layer as soon as it is computed */
+    bool xfer_fetch;     /* prefill may read a prefix from the decode worker's pool */
     uint32_t xfer_timeout_ms;
 
     uint32_t host_tier_mb;         /* G2 per worker, 0 = off */

@@ -34,6 +34,7 @@ typedef struct pd_worker_args {
     char xfer_backend[16];              /* --xfer-backend ucx|loopback */
     bool checksum;                      /* --checksum 0|1 */
     bool layerwise;                     /* --layerwise 0|1 */
+    bool fetch;                         /* --fetch 0|1: prefill reads decode's prefix */
     uint32_t xfer_timeout_ms;           /* --xfer-timeout-ms T */
     uint32_t max_batch;                 /* --max-batch N (decode) */
     uint32_t host_mb;                   /* --host-mb H: G2 tier, 0 for none */
