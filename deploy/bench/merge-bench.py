@@ -46,6 +46,12 @@ def main():
           f"server p50 {pct([s['ttft_ms'] for s in srv], 50):.1f} ms")
     print(f"  TTFT cold p50 {pct(cold, 50):.1f} (n {len(cold)}), cache hit p50 "
           f"{pct(warm, 50):.1f} (n {len(warm)}) ms")
+    warm_prefill = [r["server"]["prefill_ms"] for r in done
+                    if r["usage"]["cache_read_input_tokens"] > 0]
+    if warm:
+        print(f"  cache hit TTFT mean {sum(warm) / len(warm):.1f} p90 {pct(warm, 90):.1f} ms; "
+              f"prefill p90 {pct(warm_prefill, 90):.1f} ms, over 100 ms "
+              f"{sum(1 for x in warm_prefill if x > 100)} of {len(warm_prefill)}")
     print(f"  queue p50 {pct([s['queue_ms'] for s in srv], 50):.2f}, prefill p50 "
           f"{pct([s['prefill_ms'] for s in srv], 50):.1f}, transfer p50 "
           f"{pct([s['transfer_ms'] for s in srv], 50):.1f} p90 "

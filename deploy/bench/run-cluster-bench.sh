@@ -16,7 +16,7 @@
 #   MODEL_DIR    model directory, made from PRESET if missing (default .pdkv/models/PRESET)
 #   TRACE        Mooncake trace (default $PD_SOURCE_DIR/../shared/data/
 #                mooncake_synthetic_trace.jsonl, never copied into the repository)
-#   ONLY         subset of: breakdown flood cache routing trace
+#   ONLY         subset of: breakdown flood cache routing fetch trace
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,7 +27,7 @@ MODEL_DIR=${MODEL_DIR:-$ROOT/.pdkv/models/$PRESET}
 OUT=${OUT:-$ROOT/.pdkv/bench/$(date -u +%Y%m%d-%H%M%S)}
 SRC=${PD_SOURCE_DIR:-$ROOT}
 TRACE=${TRACE:-$SRC/../shared/data/mooncake_synthetic_trace.jsonl}
-ONLY=${ONLY:-breakdown flood cache routing trace}
+ONLY=${ONLY:-breakdown flood cache routing fetch trace}
 export PD_RUN_DIR=$OUT/run
 export PD_BIN_DIR=$BIN
 
@@ -225,6 +225,30 @@ if want routing; then
     merge "routing-rr" "${rr[@]}"
     down "$M_2P2D" "$p_rr"
     down "$M_2P2D" "$p_kv"
+fi
+
+# Issue 5: prefill reading a prefix from the decode worker's pool (transfer.fetch) against
+# recomputing it. 2 prefill workers, 1 decode, round-robin: the decode worker holds every
+# group's prefix after its first request, the prefill worker of the moment often does not.
+if want fetch; then
+    up "$M_2P2D" --set decode.count=1 --set router.policy=rr --set transfer.fetch=true
+    p_on=$PORT
+    up "$M_2P2D" --set decode.count=1 --set router.policy=rr --set transfer.fetch=false
+    p_off=$PORT
+    on=() off=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for f in on off; do
+            if [[ $f == on ]]; then port=$p_on; else port=$p_off; fi
+            bench "fetch-$f-r$r" "$port" -n 32 --rate 2 --prompt-len 1100:1300 \
+                --output-len 16 --shared-prefix 1024 --prefix-groups 8 --seed $((60 + r))
+        done
+        on+=("$OUT/fetch-on-r$r.json")
+        off+=("$OUT/fetch-off-r$r.json")
+    done
+    merge "fetch-on" "${on[@]}"
+    merge "fetch-off" "${off[@]}"
+    down "$M_2P2D" "$p_off"
+    down "$M_2P2D" "$p_on"
 fi
 
 # Issue 5: the synthetic Mooncake trace, first 800 requests, lengths / 32 (16 tokens per
