@@ -125,10 +125,13 @@ static int pd_bench_send(pd_bench_client_t *c, size_t idx)
         pd_bench_fail(c, idx, st, "request could not be encoded");
         return -1;
     }
+    /* The clock is read before the send: read after it, a client descheduled in between
+     * would start its TTFT after the router started the server's. */
+    const double t_send = pd_bench_client_now(c);
     if (zmq_send(c->sock, pd_mp_writer_data(&c->w), pd_mp_writer_size(&c->w), ZMQ_DONTWAIT) < 0)
         return 1;
     r->sent = true;
-    r->send_ms = pd_bench_client_now(c);
+    r->send_ms = t_send;
     pd_bench_inflight_add(c, idx);
     c->n_sent++;
     return 0;

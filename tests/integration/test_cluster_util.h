@@ -163,7 +163,7 @@ static inline int pd_tc_sanitizer_reports(const char *dir)
     char cmd[PATH_MAX + 160];
     snprintf(cmd, sizeof(cmd),
              "grep -rhE -A24 'runtime error:|ERROR: (Address|Leak|Thread)Sanitizer|WARNING: "
-             "ThreadSanitizer' %s --include='*.log' 2>/dev/null",
+             "ThreadSanitizer|Sanitizer: failed' %s --include='*.log' 2>/dev/null",
              dir);
     FILE *f = popen(cmd, "r");
     if (f == NULL)
