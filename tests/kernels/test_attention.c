@@ -155,11 +155,10 @@ Test(attention, consecutive_rows_equal_one_query_at_a_time_bitwise)
                 for (uint32_t r = 0; r < n_rows; r++)
                     for (uint32_t h = 0; h < group; h++) {
                         size_t off = r * stride + (group + h) * hd;
-                        pd_cpu_attention_head(q + off, pool, &l, table, n_ctx0 + r, 1, one,
-                                              scores);
+                        pd_cpu_attention_head(q + off, pool, &l, table, n_ctx0 + r, 1, one, scores);
                         cr_assert_eq(memcmp(one, out + off, hd * sizeof(float)), 0,
-                                     "hd %u group %u rows %u: row %u head %u", hd, group,
-                                     n_rows, r, h);
+                                     "hd %u group %u rows %u: row %u head %u", hd, group, n_rows, r,
+                                     h);
                     }
                 /* KV head 0's outputs were not touched. */
                 for (uint32_t r = 0; r < n_rows; r++)
