@@ -577,56 +577,45 @@ Test(cluster_workers, other_tenant_misses)
     fr_stop();
 }
 
-Test(cluster_workers, prefill_fetches_a_prefix_the_decode_worker_holds)
+/* 2P1D: prefill-0 computes a 71-token prompt for decode-0, which caches its 4 full
+ * blocks. Then the same prompt goes `repeats` times through prefill-1, whose cache is
+ * empty: decode-0 pins the 4 blocks each time, and prefill-1 computes expect_computed
+ * tokens (7 when it reads the prefix from decode-0's pool, 71 when it recomputes it). The
+ * tokens equal the one-process reference either way. */
+static void fr_fetch_case(const char *worker_args, uint32_t expect_computed, int repeats)
 {
-    /* prefill-0 computes a prompt for decode-0, which caches it. The same prompt through
-     * prefill-1, whose cache is empty: decode-0 pins its 4 full blocks, prefill-1 reads
-     * them from decode-0's pool over the fabric and computes only the last 7 tokens, and
-     * the tokens still equal the one-process reference. */
-    fr_start(2, 1, false, 4, NULL);
-    fr_req_t a, b;
-    fr_req_init(&a, 1, 71, 9, 12, 0.0, 1);
-    a.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 0);
-    fr_run(&a, 1, 20000);
-    fr_expect_reference(&a);
-    cr_expect_eq(a.prefilled.n_computed_tokens, 71);
-
-    fr_req_init(&b, 2, 71, 9, 12, 0.7, 5);
-    b.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 1);
-    fr_run(&b, 1, 20000);
-    fr_expect_reference(&b);
-    cr_expect_eq(b.n_cached_blocks, 4);
-    cr_expect_eq(b.done_msg.cache_read_input_tokens, 64);
-    cr_expect_eq(b.prefilled.n_computed_tokens, 7, "prefill-1 computed %u tokens",
-                 b.prefilled.n_computed_tokens);
-    cr_expect_eq(b.prefilled.n_cached_tokens, 64);
-    /* A fetch caches nothing at prefill-1 (its blocks rest on bytes read without a
-     * checksum): the same prompt through it again fetches again. */
-    fr_req_init(&b, 3, 71, 9, 4, 0.0, 2);
-    b.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 1);
-    fr_run(&b, 1, 20000);
-    fr_expect_reference(&b);
-    cr_expect_eq(b.prefilled.n_computed_tokens, 7);
+    fr_start(2, 1, false, 4, worker_args);
+    fr_req_t q;
+    fr_req_init(&q, 1, 71, 9, 12, 0.0, 1);
+    q.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 0);
+    fr_run(&q, 1, 20000);
+    fr_expect_reference(&q);
+    cr_expect_eq(q.prefilled.n_computed_tokens, 71);
+    for (int r = 0; r < repeats; r++) {
+        fr_req_init(&q, 2 + (uint64_t)r, 71, 9, 12, r == 0 ? 0.7 : 0.0, 5 + (uint64_t)r);
+        q.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 1);
+        fr_run(&q, 1, 20000);
+        fr_expect_reference(&q);
+        cr_expect_eq(q.n_cached_blocks, 4);
+        cr_expect_eq(q.done_msg.cache_read_input_tokens, 64);
+        cr_expect_eq(q.prefilled.n_computed_tokens, expect_computed,
+                     "round %d: prefill-1 computed %u tokens", r, q.prefilled.n_computed_tokens);
+        cr_expect_eq(q.prefilled.n_cached_tokens, 71 - expect_computed);
+    }
     fr_expect_all_free();
     fr_stop();
 }
 
+Test(cluster_workers, prefill_fetches_a_prefix_the_decode_worker_holds)
+{
+    /* Twice: a fetch caches nothing at prefill-1 (its blocks rest on bytes read without a
+     * checksum), so the second round fetches again rather than hitting its own cache. */
+    fr_fetch_case(NULL, 7, 2);
+}
+
 Test(cluster_workers, prefill_without_fetch_computes_the_prefix)
 {
-    /* The same as above with --fetch 0: prefill-1 computes all 71 tokens. */
-    fr_start(2, 1, false, 4, "--fetch 0");
-    fr_req_t a, b;
-    fr_req_init(&a, 1, 71, 9, 12, 0.0, 1);
-    a.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 0);
-    fr_run(&a, 1, 20000);
-    fr_req_init(&b, 2, 71, 9, 12, 0.7, 5);
-    b.pre = fr_worker_by_role(PD_PROTO_ROLE_PREFILL, 1);
-    fr_run(&b, 1, 20000);
-    fr_expect_reference(&b);
-    cr_expect_eq(b.n_cached_blocks, 4);
-    cr_expect_eq(b.prefilled.n_computed_tokens, 71);
-    fr_expect_all_free();
-    fr_stop();
+    fr_fetch_case("--fetch 0", 71, 1);
 }
 
 Test(cluster_workers, concurrent_2p2d_batched)
