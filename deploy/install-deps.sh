@@ -12,6 +12,10 @@ PACKAGES=(
     gnuplot-nox iproute2 python3
 )
 
+if ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
+
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
@@ -20,8 +24,26 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 
+# The JavaScript reference implementations and SDK clients that tests compare against
+# live in tests/js/<name>/ with a package.json and a package-lock.json each; they are
+# installed with `npm ci` (exact versions from the lock file) when node_modules is older
+# than the lock file. Node.js comes from Debian when no node is on the PATH.
+install_js() {
+    local lock dir
+    for lock in "$(dirname "$0")"/../tests/js/*/package-lock.json; do
+        [[ -f "$lock" ]] || continue
+        dir=$(dirname "$lock")
+        if [[ -d "$dir/node_modules" && "$dir/node_modules" -nt "$lock" ]]; then
+            continue
+        fi
+        echo "install-deps: npm ci in ${dir#*/../}"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) && touch "$dir/node_modules"
+    done
+}
+
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+    install_js
     exit 0
 fi
 
@@ -40,3 +62,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update
 "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+install_js
