@@ -97,6 +97,18 @@ static pd_status_t pd_engine_scratch_reserve(pd_engine_t *e, uint32_t n_tokens, 
             return PD_ERR_NO_MEMORY;
         }
         e->cap_tokens = cap;
+        /* The matmul inputs prepared for each weight dtype the model has. */
+        pd_model_weights_t *w = (pd_model_weights_t *)&e->model->w;
+        /* (the embedding table is only read by row; lm_head sees one row a sequence) */
+        for (uint32_t i = 1; i + 1 < PD_MODEL_N_MATS; i++) {
+            const pd_weight_t *m = pd_model_mat(w, i);
+            pd_status_t st = e->be.ops->reserve(e->be.ctx, m->dtype, cap, m->cols);
+            if (st != PD_OK) {
+                pd_engine_scratch_free(e);
+                pd_log_error("engine: no memory for %u tokens of matmul input", cap);
+                return st;
+            }
+        }
     }
     if (n_seqs > e->cap_seqs) {
         uint32_t cap = e->cap_seqs ? e->cap_seqs : 8;
@@ -113,6 +125,13 @@ static pd_status_t pd_engine_scratch_reserve(pd_engine_t *e, uint32_t n_tokens, 
             return PD_ERR_NO_MEMORY;
         }
         e->cap_seqs = cap;
+        const pd_weight_t *lm = &e->model->w.lm_head;
+        pd_status_t st = e->be.ops->reserve(e->be.ctx, lm->dtype, cap, lm->cols);
+        if (st != PD_OK) {
+            pd_engine_seq_scratch_free(e);
+            pd_log_error("engine: no memory for %u sequences of matmul input", cap);
+            return st;
+        }
     }
     return PD_OK;
 }
@@ -279,8 +298,7 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
     const pd_model_weights_t *w = &e->model->w;
     const pd_backend_ops_t *ops = e->be.ops;
     void *ctx = e->be.ctx;
-    const uint32_t dim = c->dim, hid = c->hidden_dim;
-    const uint32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const uint32_t dim = c->dim, kvd = c->n_kv_heads * c->head_dim;
     const uint32_t bt = layout->block_tokens;
     const size_t blk = pd_kv_block_layer_bytes(layout) / sizeof(float);
     const size_t layer_stride = pd_kv_layer_stride_bytes(layout) / sizeof(float);
@@ -300,24 +318,26 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
             e->lseq[n_logits++] = s;
     }
 
-    ops->get_rows(ctx, w->tok_embed, e->ids, e->x, n, dim);
+    ops->get_rows(ctx, &w->tok_embed, e->ids, e->x, n);
     for (uint32_t l = 0; l < c->n_layers; l++) {
         float *pool_layer = kv_pool + l * layer_stride;
         ops->rmsnorm(ctx, e->x, w->attn_norm + (size_t)l * dim, e->xn, n, dim, c->rms_eps);
-        const pd_matmul_out_t qkv[3] = {{w->wq + (size_t)l * qd * dim, e->q, qd, false},
-                                        {w->wk + (size_t)l * kvd * dim, e->k, kvd, false},
-                                        {w->wv + (size_t)l * kvd * dim, e->v, kvd, false}};
-        ops->matmul_n(ctx, e->xn, n, dim, qkv, 3);
+        const pd_matmul_out_t qkv[3] = {{pd_weight_at(&w->wq, l), e->q, false},
+                                        {pd_weight_at(&w->wk, l), e->k, false},
+                                        {pd_weight_at(&w->wv, l), e->v, false}};
+        ops->matmul_n(ctx, e->xn, n, qkv, 3);
         ops->rope_store(ctx, e->q, e->k, e->v, e->pos, e->kv_off, n, e->rope_cs, c, layout,
                         pool_layer);
         if (on_layer != NULL)
             on_layer(cb_arg, l);
         ops->attention(ctx, e->q, pool_layer, layout, e->aseqs, n_seqs, c->n_heads, e->att);
-        ops->matmul(ctx, w->wo + (size_t)l * dim * qd, e->att, e->x, n, dim, qd, true);
+        const pd_weight_t wo = pd_weight_at(&w->wo, l);
+        ops->matmul(ctx, &wo, e->att, e->x, n, true);
         ops->rmsnorm(ctx, e->x, w->ffn_norm + (size_t)l * dim, e->xn, n, dim, c->rms_eps);
-        ops->ffn_gate_up(ctx, w->w_gate + (size_t)l * hid * dim, w->w_up + (size_t)l * hid * dim,
-                         e->xn, e->gate, e->up, n, hid, dim);
-        ops->matmul(ctx, w->w_down + (size_t)l * dim * hid, e->gate, e->x, n, dim, hid, true);
+        const pd_weight_t wg = pd_weight_at(&w->w_gate, l), wu = pd_weight_at(&w->w_up, l);
+        ops->ffn_gate_up(ctx, &wg, &wu, e->xn, e->gate, e->up, n);
+        const pd_weight_t wd = pd_weight_at(&w->w_down, l);
+        ops->matmul(ctx, &wd, e->gate, e->x, n, true);
     }
 
     if (n_logits == 0)
@@ -328,7 +348,7 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
         memcpy(e->lx + (size_t)i * dim, last, dim * sizeof(float));
     }
     ops->rmsnorm(ctx, e->lx, w->final_norm, e->lx, n_logits, dim, c->rms_eps);
-    ops->matmul(ctx, w->lm_head, e->lx, e->lout, n_logits, c->vocab_size, dim, false);
+    ops->matmul(ctx, &w->lm_head, e->lx, e->lout, n_logits, false);
     for (uint32_t i = 0; i < n_logits; i++)
         memcpy(seqs[e->lseq[i]].logits, e->lout + (size_t)i * c->vocab_size,
                c->vocab_size * sizeof(float));

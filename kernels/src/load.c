@@ -14,34 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *pd_dtype_name(pd_dtype_t dtype)
-{
-    switch (dtype) {
-    case PD_DTYPE_F32:
-        return "F32";
-    case PD_DTYPE_F16:
-        return "F16";
-    case PD_DTYPE_BF16:
-        return "BF16";
-    }
-    return "?";
-}
-
-pd_status_t pd_dtype_parse(const char *name, pd_dtype_t *dtype_p)
-{
-    if (name == NULL)
-        return PD_ERR_INVALID_PARAM;
-    if (strcasecmp(name, "f32") == 0 || strcasecmp(name, "float32") == 0)
-        *dtype_p = PD_DTYPE_F32;
-    else if (strcasecmp(name, "f16") == 0 || strcasecmp(name, "float16") == 0)
-        *dtype_p = PD_DTYPE_F16;
-    else if (strcasecmp(name, "bf16") == 0 || strcasecmp(name, "bfloat16") == 0)
-        *dtype_p = PD_DTYPE_BF16;
-    else
-        return PD_ERR_INVALID_PARAM;
-    return PD_OK;
-}
-
 static uint32_t pd_load_f32_bits(float f)
 {
     uint32_t x;
@@ -119,15 +91,18 @@ size_t pd_load_tensor_count(const pd_model_config_t *config)
     return 2 + (size_t)config->n_layers * 9 + (config->tie_embeddings ? 0 : 1);
 }
 
-/* layer UINT32_MAX: a global tensor named what; else "model.layers.<layer>.<what>.weight". */
-static void pd_load_tensor_set(pd_load_tensor_t *t, float *data, uint64_t rows, uint64_t cols,
-                               const char *what, uint32_t layer)
+/* layer UINT32_MAX: a global tensor named what; else "model.layers.<layer>.<what>.weight".
+ * A matrix is matrix `index` of mat (cols > 0), a vector lives at vec (cols 0). */
+static void pd_load_tensor_set(pd_load_tensor_t *t, pd_weight_t *mat, uint32_t index, float *vec,
+                               uint64_t rows, uint64_t cols, const char *what, uint32_t layer)
 {
     if (layer == UINT32_MAX)
         snprintf(t->name, sizeof(t->name), "%s", what);
     else
         snprintf(t->name, sizeof(t->name), "model.layers.%u.%s.weight", layer, what);
-    t->data = data;
+    t->mat = mat;
+    t->index = index;
+    t->vec = vec;
     t->shape[0] = rows;
     t->shape[1] = cols;
     t->ndim = cols == 0 ? 1 : 2;
@@ -139,35 +114,32 @@ size_t pd_load_tensor_list(const pd_model_config_t *c, pd_model_t *model,
     const uint64_t dim = c->dim, hid = c->hidden_dim;
     const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim;
     const uint64_t kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
-    const pd_model_weights_t *w = model != NULL ? &model->w : NULL;
+    pd_model_weights_t *w = model != NULL ? &model->w : NULL;
     size_t n = 0;
 
-#define PD_AT(field, stride) (w != NULL ? w->field + (size_t)(l) * (stride) : NULL)
-    uint32_t l = 0;
-    pd_load_tensor_set(&tensors_p[n++], w ? w->tok_embed : NULL, c->vocab_size, dim,
+#define PD_M(field) (w != NULL ? &w->field : NULL)
+#define PD_V(field) (w != NULL ? w->field + (size_t)l * dim : NULL)
+    pd_load_tensor_set(&tensors_p[n++], PD_M(tok_embed), 0, NULL, c->vocab_size, dim,
                        "model.embed_tokens.weight", UINT32_MAX);
-    for (l = 0; l < c->n_layers; l++) {
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(attn_norm, dim), dim, 0, "input_layernorm", l);
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(wq, q_dim * dim), q_dim, dim, "self_attn.q_proj",
-                           l);
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(wk, kv_dim * dim), kv_dim, dim,
-                           "self_attn.k_proj", l);
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(wv, kv_dim * dim), kv_dim, dim,
-                           "self_attn.v_proj", l);
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(wo, dim * q_dim), dim, q_dim, "self_attn.o_proj",
-                           l);
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(ffn_norm, dim), dim, 0,
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        pd_load_tensor_set(&tensors_p[n++], NULL, 0, PD_V(attn_norm), dim, 0, "input_layernorm", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_M(wq), l, NULL, q_dim, dim, "self_attn.q_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_M(wk), l, NULL, kv_dim, dim, "self_attn.k_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_M(wv), l, NULL, kv_dim, dim, "self_attn.v_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_M(wo), l, NULL, dim, q_dim, "self_attn.o_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], NULL, 0, PD_V(ffn_norm), dim, 0,
                            "post_attention_layernorm", l);
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(w_gate, hid * dim), hid, dim, "mlp.gate_proj", l);
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(w_up, hid * dim), hid, dim, "mlp.up_proj", l);
-        pd_load_tensor_set(&tensors_p[n++], PD_AT(w_down, dim * hid), dim, hid, "mlp.down_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_M(w_gate), l, NULL, hid, dim, "mlp.gate_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_M(w_up), l, NULL, hid, dim, "mlp.up_proj", l);
+        pd_load_tensor_set(&tensors_p[n++], PD_M(w_down), l, NULL, dim, hid, "mlp.down_proj", l);
     }
-#undef PD_AT
-    pd_load_tensor_set(&tensors_p[n++], w ? w->final_norm : NULL, dim, 0, "model.norm.weight",
-                       UINT32_MAX);
+    pd_load_tensor_set(&tensors_p[n++], NULL, 0, w ? w->final_norm : NULL, dim, 0,
+                       "model.norm.weight", UINT32_MAX);
     if (!c->tie_embeddings)
-        pd_load_tensor_set(&tensors_p[n++], w ? w->lm_head : NULL, c->vocab_size, dim,
+        pd_load_tensor_set(&tensors_p[n++], PD_M(lm_head), 0, NULL, c->vocab_size, dim,
                            "lm_head.weight", UINT32_MAX);
+#undef PD_M
+#undef PD_V
     return n;
 }
 
@@ -267,4 +239,27 @@ pd_status_t pd_model_load(const char *path, pd_model_t **model_p)
     if (pd_load_checkpoint_dir(path, dir, sizeof(dir)))
         return pd_model_load_hf(dir, model_p);
     return pd_model_load_llama2c(path, model_p);
+}
+
+pd_status_t pd_model_load_dtype(const char *path, pd_dtype_t dtype, pd_model_t **model_p)
+{
+    pd_model_t *model = NULL, *converted = NULL;
+    if (model_p == NULL || (unsigned)dtype >= PD_DTYPE_COUNT)
+        return PD_ERR_INVALID_PARAM;
+    pd_status_t status = pd_model_load(path, &model);
+    if (status != PD_OK)
+        return status;
+    if (pd_model_dtype(model) == (int)dtype) {
+        *model_p = model;
+        return PD_OK;
+    }
+    status = pd_model_convert(model, dtype, &converted);
+    pd_model_destroy(&model);
+    if (status != PD_OK) {
+        pd_log_error("model %s: cannot convert to %s: %s", path, pd_dtype_name(dtype),
+                     pd_status_str(status));
+        return status;
+    }
+    *model_p = converted;
+    return PD_OK;
 }

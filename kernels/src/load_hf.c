@@ -267,7 +267,7 @@ static int pd_st_dtype(const char *s, uint64_t *elem_bytes_p)
                  {"U32", 4, -1},
                  {"I16", 2, -1},
                  {"U16", 2, -1},
-                 {"I8", 1, -1},
+                 {"I8", 1, PD_DTYPE_I8},
                  {"U8", 1, -1},
                  {"BOOL", 1, -1},
                  {"F8_E4M3", 1, -1},
@@ -459,23 +459,61 @@ static pd_st_entry_t *pd_hf_find(pd_st_file_t *files, size_t n_files, const char
     return NULL;
 }
 
-/* Convert one entry's data to f32 at dst (n elements). */
-static void pd_hf_convert(const pd_st_entry_t *e, float *dst, uint64_t n)
+/* Element i of a float entry (F32, F16, BF16) as f32. */
+static float pd_hf_elem_f32(const pd_st_entry_t *e, uint64_t i)
 {
     const unsigned char *p = e->data;
     switch ((pd_dtype_t)e->dtype) {
-    case PD_DTYPE_F32:
-        memcpy(dst, p, n * sizeof(float));
-        break;
+    case PD_DTYPE_F32: {
+        uint32_t x = pd_load_le32(p + 4 * i);
+        float f;
+        memcpy(&f, &x, sizeof(f));
+        return f;
+    }
     case PD_DTYPE_F16:
-        for (uint64_t i = 0; i < n; i++)
-            dst[i] = pd_f16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
-        break;
+        return pd_f16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
     case PD_DTYPE_BF16:
-        for (uint64_t i = 0; i < n; i++)
-            dst[i] = pd_bf16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+        return pd_bf16_to_f32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+    case PD_DTYPE_I8:
         break;
     }
+    return (float)(int8_t)p[i];
+}
+
+/* Convert a float entry's data to f32 at dst (n elements). */
+static void pd_hf_convert(const pd_st_entry_t *e, float *dst, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        dst[i] = pd_hf_elem_f32(e, i);
+}
+
+/* Place entry e (with its row scales for I8) as matrix `index` of the stack mat. The
+ * bytes are copied as they are when the dtypes agree (safetensors is little-endian, as is
+ * every host this builds for); otherwise each row goes through f32. */
+static pd_status_t pd_hf_place(const pd_st_entry_t *e, const pd_st_entry_t *scale, pd_weight_t *mat,
+                               uint32_t index)
+{
+    _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host");
+    pd_weight_t dst = pd_weight_at(mat, index);
+    const uint64_t rows = dst.rows, cols = dst.cols;
+    if (e->dtype == (int)dst.dtype) {
+        memcpy(dst.data, e->data, rows * cols * pd_dtype_size(dst.dtype));
+        if (dst.dtype == PD_DTYPE_I8)
+            pd_hf_convert(scale, dst.scale, rows);
+        return PD_OK;
+    }
+    pd_weight_t src = {(void *)e->data, NULL, (pd_dtype_t)e->dtype, 1, dst.rows, dst.cols};
+    float *scales = NULL;
+    if (e->dtype == PD_DTYPE_I8) {
+        scales = malloc(rows * sizeof(float));
+        if (scales == NULL)
+            return PD_ERR_NO_MEMORY;
+        pd_hf_convert(scale, scales, rows);
+        src.scale = scales;
+    }
+    pd_status_t st = pd_weight_convert(&src, &dst);
+    free(scales);
+    return st;
 }
 
 pd_status_t pd_model_load_hf(const char *dir, pd_model_t **model_p)
@@ -484,8 +522,10 @@ pd_status_t pd_model_load_hf(const char *dir, pd_model_t **model_p)
     pd_st_file_t *files = NULL;
     size_t n_files = 0;
     pd_load_tensor_t *tensors = NULL;
-    pd_st_entry_t **found = NULL;
+    pd_st_entry_t **found = NULL, **scales = NULL;
     pd_model_t *model = NULL;
+    int dtype = -1; /* the matrices' dtype when they all agree */
+    uint32_t n_mats = 0;
     pd_status_t status;
 
     if (dir == NULL || model_p == NULL)
@@ -519,7 +559,8 @@ pd_status_t pd_model_load_hf(const char *dir, pd_model_t **model_p)
     size_t n_tensors = pd_load_tensor_count(&config);
     tensors = calloc(n_tensors, sizeof(*tensors));
     found = calloc(n_tensors, sizeof(*found));
-    if (tensors == NULL || found == NULL) {
+    scales = calloc(n_tensors, sizeof(*scales));
+    if (tensors == NULL || found == NULL || scales == NULL) {
         status = PD_ERR_NO_MEMORY;
         goto out_close;
     }
@@ -547,14 +588,35 @@ pd_status_t pd_model_load_hf(const char *dir, pd_model_t **model_p)
             status = PD_ERR_FORMAT;
             goto out_close;
         }
-        if (e->dtype < 0) {
-            pd_log_error("%s: tensor \"%s\" has dtype %s; only F32, F16 and BF16 load", dir,
-                         t->name, e->dtype_name);
+        if (e->dtype < 0 || (e->dtype == PD_DTYPE_I8 && t->ndim != 2)) {
+            pd_log_error("%s: tensor \"%s\" has dtype %s; only F32, F16, BF16 (and I8 with "
+                         "row scales for matrices) load",
+                         dir, t->name, e->dtype_name);
             status = PD_ERR_UNSUPPORTED;
             goto out_close;
         }
+        if (e->dtype == PD_DTYPE_I8) {
+            /* int8 rows need their scales: "<name>_scale", shape [rows] or [rows, 1]. */
+            char sname[sizeof(t->name) + 8];
+            snprintf(sname, sizeof(sname), "%s_scale", t->name);
+            pd_st_entry_t *se = pd_hf_find(files, n_files, sname);
+            if (se == NULL || se->dtype < 0 || se->dtype == PD_DTYPE_I8 ||
+                se->shape[0] != t->shape[0] || se->ndim < 1 || se->ndim > 2 ||
+                (se->ndim == 2 && se->shape[1] != 1)) {
+                pd_log_error("%s: int8 tensor \"%s\" needs a float \"%s\" of shape [%llu] "
+                             "or [%llu, 1]",
+                             dir, t->name, sname, (unsigned long long)t->shape[0],
+                             (unsigned long long)t->shape[0]);
+                status = PD_ERR_FORMAT;
+                goto out_close;
+            }
+            se->used = true;
+            scales[i] = se;
+        }
         e->used = true;
         found[i] = e;
+        if (t->ndim == 2)
+            dtype = n_mats++ == 0 ? e->dtype : (dtype == e->dtype ? dtype : -1);
     }
     /* An unused tensor inside a layer (a bias, a q/k norm) would change what the layer
      * computes: refuse it. Old checkpoints' rotary inv_freq buffers are recomputed. */
@@ -579,14 +641,25 @@ pd_status_t pd_model_load_hf(const char *dir, pd_model_t **model_p)
     if (n_unused > 0)
         pd_log_info("%s: %zu tensors not used", dir, n_unused);
 
-    status = pd_model_alloc(&config, &model);
+    /* Matrices stay in the checkpoint's dtype; a checkpoint that mixes dtypes is widened
+     * to f32, the one type that holds them all. */
+    if (dtype < 0)
+        pd_log_info("%s: matrices in mixed dtypes: loaded as F32", dir);
+    status = pd_model_alloc_dtype(&config, dtype < 0 ? PD_DTYPE_F32 : (pd_dtype_t)dtype, &model);
     if (status != PD_OK) {
         pd_log_error("%s: cannot allocate the model's weights: %s", dir, pd_status_str(status));
         goto out_close;
     }
     pd_load_tensor_list(&config, model, tensors);
-    for (size_t i = 0; i < n_tensors; i++)
-        pd_hf_convert(found[i], tensors[i].data, pd_load_tensor_numel(&tensors[i]));
+    for (size_t i = 0; i < n_tensors; i++) {
+        if (tensors[i].mat == NULL) {
+            pd_hf_convert(found[i], tensors[i].vec, pd_load_tensor_numel(&tensors[i]));
+            continue;
+        }
+        status = pd_hf_place(found[i], scales[i], tensors[i].mat, tensors[i].index);
+        if (status != PD_OK)
+            goto out_close;
+    }
     *model_p = model;
     model = NULL;
 
@@ -596,6 +669,7 @@ out_close:
     free(files);
     free(tensors);
     free(found);
+    free(scales);
     pd_model_destroy(&model);
     return status;
 }

@@ -7,17 +7,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One tensor of the Hugging Face layout: its name, where its f32 data lives in the
- * model, and its shape (ndim 1 or 2). */
+/* One tensor of the Hugging Face layout: its name, where it lives in the model (matrix
+ * `index` of a weight stack, or an f32 vector), and its shape (ndim 1 or 2). */
 typedef struct pd_load_tensor {
     char name[96];
-    float *data;
+    pd_weight_t *mat; /* the stack holding a matrix (ndim 2), else NULL */
+    uint32_t index;   /* which matrix of mat */
+    float *vec;       /* the f32 data of a vector (ndim 1) */
     uint64_t shape[2];
     uint32_t ndim;
 } pd_load_tensor_t;
 
 /* Fill tensors_p[0 .. n) with the HF tensors of a config (lm_head only when untied);
- * data pointers are NULL when model is NULL. tensors_p has room for
+ * mat and vec are NULL when model is NULL. tensors_p has room for
  * pd_load_tensor_count(config) entries. Returns the count. */
 size_t pd_load_tensor_count(const pd_model_config_t *config);
 size_t pd_load_tensor_list(const pd_model_config_t *config, pd_model_t *model,

@@ -130,20 +130,20 @@ pd_status_t pd_model_load_llama2c(const char *path, pd_model_t **model_p)
         p += (size_t)(count) * sizeof(float);                                                      \
     } while (0)
     pd_model_weights_t *w = &model->w;
-    PD_TAKE(w->tok_embed, V * dim);
+    PD_TAKE(pd_weight_f32(&w->tok_embed), V * dim);
     PD_TAKE(w->attn_norm, L * dim);
-    PD_TAKE(w->wq, L * dim * dim);
-    PD_TAKE(w->wk, L * kv_dim * dim);
-    PD_TAKE(w->wv, L * kv_dim * dim);
-    PD_TAKE(w->wo, L * dim * dim);
+    PD_TAKE(pd_weight_f32(&w->wq), L * dim * dim);
+    PD_TAKE(pd_weight_f32(&w->wk), L * kv_dim * dim);
+    PD_TAKE(pd_weight_f32(&w->wv), L * kv_dim * dim);
+    PD_TAKE(pd_weight_f32(&w->wo), L * dim * dim);
     PD_TAKE(w->ffn_norm, L * dim);
-    PD_TAKE(w->w_gate, L * hid * dim);
-    PD_TAKE(w->w_down, L * dim * hid);
-    PD_TAKE(w->w_up, L * hid * dim);
+    PD_TAKE(pd_weight_f32(&w->w_gate), L * hid * dim);
+    PD_TAKE(pd_weight_f32(&w->w_down), L * dim * hid);
+    PD_TAKE(pd_weight_f32(&w->w_up), L * hid * dim);
     PD_TAKE(w->final_norm, dim);
     p += freq * sizeof(float);
     if (!shared)
-        PD_TAKE(w->lm_head, V * dim);
+        PD_TAKE(pd_weight_f32(&w->lm_head), V * dim);
 #undef PD_TAKE
     *model_p = model;
 out_unmap:

@@ -45,7 +45,7 @@ static pd_status_t pd_write_mkdirs(const char *dir)
 static pd_status_t pd_write_config(const pd_model_config_t *c, const char *dir, pd_dtype_t dtype)
 {
     char path[PATH_MAX];
-    static const char *const torch[] = {"float32", "float16", "bfloat16"};
+    static const char *const torch[] = {"float32", "float16", "bfloat16", "int8"};
     if (snprintf(path, sizeof(path), "%s/config.json", dir) >= (int)sizeof(path))
         return PD_ERR_INVALID_PARAM;
     FILE *f = fopen(path, "w");
@@ -87,9 +87,11 @@ static pd_status_t pd_write_config(const pd_model_config_t *c, const char *dir, 
     return PD_OK;
 }
 
-static uint64_t pd_write_elem_bytes(pd_dtype_t dtype)
+/* The file dtype of tensor t when the model is written in dtype: vectors (norms) stay
+ * float, F32 when the matrices are int8. */
+static pd_dtype_t pd_write_tensor_dtype(const pd_load_tensor_t *t, pd_dtype_t dtype)
 {
-    return dtype == PD_DTYPE_F32 ? 4 : 2;
+    return t->ndim == 1 && dtype == PD_DTYPE_I8 ? PD_DTYPE_F32 : dtype;
 }
 
 /* Write n floats of src to f converted to dtype, little-endian. */
@@ -121,6 +123,37 @@ static pd_status_t pd_write_data(FILE *f, const float *src, uint64_t n, pd_dtype
     return PD_OK;
 }
 
+/* Write tensor t of the model in dtype; an int8 matrix's row scales follow it as a
+ * separate F32 tensor. row: (cols) f32 scratch, q: (cols) bytes, scales: (rows). */
+static pd_status_t pd_write_tensor(FILE *f, const pd_load_tensor_t *t, pd_dtype_t dtype,
+                                   unsigned char *buf, float *row, int8_t *q, float *scales)
+{
+    if (t->mat == NULL)
+        return pd_write_data(f, t->vec, pd_load_tensor_numel(t), dtype, buf);
+    const pd_weight_t m = pd_weight_at(t->mat, t->index);
+    for (uint32_t r = 0; r < m.rows; r++) {
+        pd_status_t st = PD_OK;
+        if (dtype != PD_DTYPE_I8) {
+            pd_weight_row_f32(&m, 0, r, row);
+            st = pd_write_data(f, row, m.cols, dtype, buf);
+        } else if (m.dtype == PD_DTYPE_I8) {
+            scales[r] = m.scale[r];
+            if (fwrite((const int8_t *)m.data + (size_t)r * m.cols, 1, m.cols, f) != m.cols)
+                st = PD_ERR_IO;
+        } else {
+            pd_weight_row_f32(&m, 0, r, row);
+            pd_weight_quantize_row(row, m.cols, q, &scales[r]);
+            if (fwrite(q, 1, m.cols, f) != m.cols)
+                st = PD_ERR_IO;
+        }
+        if (st != PD_OK)
+            return st;
+    }
+    if (dtype == PD_DTYPE_I8)
+        return pd_write_data(f, scales, m.rows, PD_DTYPE_F32, buf);
+    return PD_OK;
+}
+
 pd_status_t pd_model_save_hf(const pd_model_t *model, const char *dir, pd_dtype_t dtype,
                              pd_model_progress_cb progress, void *progress_arg)
 {
@@ -132,7 +165,9 @@ pd_status_t pd_model_save_hf(const pd_model_t *model, const char *dir, pd_dtype_
     FILE *f = NULL;
     pd_status_t status;
 
-    if (model == NULL || dir == NULL || (unsigned)dtype > PD_DTYPE_BF16)
+    float *row = NULL, *scales = NULL;
+    int8_t *q = NULL;
+    if (model == NULL || dir == NULL || (unsigned)dtype >= PD_DTYPE_COUNT)
         return PD_ERR_INVALID_PARAM;
     const pd_model_config_t *c = &model->config;
     if (c->rope_style != PD_ROPE_HALF) {
@@ -153,7 +188,13 @@ pd_status_t pd_model_save_hf(const pd_model_t *model, const char *dir, pd_dtype_
     size_t n = pd_load_tensor_count(c);
     tensors = calloc(n, sizeof(*tensors));
     buf = malloc((size_t)PD_WRITE_CHUNK * 4);
-    if (tensors == NULL || buf == NULL) {
+    uint32_t widest = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    widest = widest > c->n_heads * c->head_dim ? widest : c->n_heads * c->head_dim;
+    uint32_t tallest = widest > c->vocab_size ? widest : c->vocab_size;
+    row = malloc((size_t)widest * sizeof(float));
+    q = malloc(widest);
+    scales = malloc((size_t)tallest * sizeof(float));
+    if (tensors == NULL || buf == NULL || row == NULL || q == NULL || scales == NULL) {
         status = PD_ERR_NO_MEMORY;
         goto out_free;
     }
@@ -168,14 +209,25 @@ pd_status_t pd_model_save_hf(const pd_model_t *model, const char *dir, pd_dtype_
     uint64_t off = 0, total = 0;
     fprintf(h, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (size_t i = 0; i < n; i++) {
-        uint64_t bytes = pd_load_tensor_numel(&tensors[i]) * pd_write_elem_bytes(dtype);
-        fprintf(h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%llu", tensors[i].name,
-                pd_dtype_name(dtype), (unsigned long long)tensors[i].shape[0]);
+        pd_dtype_t td = pd_write_tensor_dtype(&tensors[i], dtype);
+        uint64_t bytes = pd_load_tensor_numel(&tensors[i]) * pd_dtype_size(td);
+        fprintf(h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%llu", tensors[i].name, pd_dtype_name(td),
+                (unsigned long long)tensors[i].shape[0]);
         if (tensors[i].ndim == 2)
             fprintf(h, ",%llu", (unsigned long long)tensors[i].shape[1]);
         fprintf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
                 (unsigned long long)(off + bytes));
         off += bytes;
+        if (tensors[i].ndim == 2 && dtype == PD_DTYPE_I8) {
+            /* the row scales, named and shaped as compressed-tensors' int8 channel scales */
+            bytes = tensors[i].shape[0] * sizeof(float);
+            fprintf(h,
+                    ",\"%s_scale\":{\"dtype\":\"F32\",\"shape\":[%llu,1],"
+                    "\"data_offsets\":[%llu,%llu]}",
+                    tensors[i].name, (unsigned long long)tensors[i].shape[0],
+                    (unsigned long long)off, (unsigned long long)(off + bytes));
+            off += bytes;
+        }
     }
     fputc('}', h);
     while ((ftell(h) % 8) != 0)
@@ -200,10 +252,11 @@ pd_status_t pd_model_save_hf(const pd_model_t *model, const char *dir, pd_dtype_
         goto out_write_failed;
     uint64_t done = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t numel = pd_load_tensor_numel(&tensors[i]);
-        if (pd_write_data(f, tensors[i].data, numel, dtype, buf) != PD_OK)
+        pd_dtype_t td = pd_write_tensor_dtype(&tensors[i], dtype);
+        if (pd_write_tensor(f, &tensors[i], td, buf, row, q, scales) != PD_OK)
             goto out_write_failed;
-        done += numel * pd_write_elem_bytes(dtype);
+        done += pd_load_tensor_numel(&tensors[i]) * pd_dtype_size(td) +
+                (tensors[i].ndim == 2 && dtype == PD_DTYPE_I8 ? tensors[i].shape[0] * 4 : 0);
         if (progress != NULL)
             progress(progress_arg, done, total);
     }
@@ -224,6 +277,9 @@ out_write_failed:
         fclose(f);
     unlink(tmp);
 out_free:
+    free(row);
+    free(q);
+    free(scales);
     free(hdr);
     free(buf);
     free(tensors);

@@ -112,6 +112,105 @@ uint64_t pd_model_n_params(const pd_model_config_t *config)
     return total;
 }
 
+/* Slot i of pd_model_weights_t order: a matrix stack (its shape) or an f32 vector. */
+typedef struct pd_model_slot {
+    bool is_mat;
+    uint32_t n_mats, rows, cols;
+} pd_model_slot_t;
+
+static void pd_model_slots(const pd_model_config_t *c, pd_model_slot_t slots[12])
+{
+    uint32_t d = c->dim, h = c->hidden_dim, L = c->n_layers, v = c->vocab_size;
+    uint32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const pd_model_slot_t s[12] = {
+        {true, 1, v, d},   {false, L, d, 1}, {true, L, qd, d}, {true, L, kvd, d},
+        {true, L, kvd, d}, {true, L, d, qd}, {false, L, d, 1}, {true, L, h, d},
+        {true, L, h, d},   {true, L, d, h},  {false, 1, d, 1}, {true, 1, v, d},
+    };
+    memcpy(slots, s, sizeof(s));
+}
+
+/* Bytes of a stack's data, and of its I8 row scales. */
+static uint64_t pd_model_mat_data_bytes(const pd_model_slot_t *s, pd_dtype_t dtype)
+{
+    return (uint64_t)s->n_mats * s->rows * s->cols * pd_dtype_size(dtype);
+}
+
+static uint64_t pd_model_mat_scale_bytes(const pd_model_slot_t *s, pd_dtype_t dtype)
+{
+    return dtype == PD_DTYPE_I8 ? (uint64_t)s->n_mats * s->rows * sizeof(float) : 0;
+}
+
+uint64_t pd_model_config_weight_bytes(const pd_model_config_t *config, pd_dtype_t dtype)
+{
+    pd_model_slot_t slots[12];
+    pd_model_slots(config, slots);
+    uint64_t total = 0;
+    for (int i = 0; i < 12; i++) {
+        if (i == 11 && config->tie_embeddings)
+            break;
+        if (!slots[i].is_mat)
+            total += (uint64_t)slots[i].n_mats * slots[i].rows * sizeof(float);
+        else
+            total += pd_model_mat_data_bytes(&slots[i], dtype) +
+                     pd_model_mat_scale_bytes(&slots[i], dtype);
+    }
+    return total;
+}
+
+uint64_t pd_model_config_decode_bytes(const pd_model_config_t *config, pd_dtype_t dtype)
+{
+    pd_model_slot_t slots[12];
+    pd_model_slots(config, slots);
+    uint64_t total = pd_model_config_weight_bytes(config, dtype);
+    uint64_t embed =
+        pd_model_mat_data_bytes(&slots[0], dtype) + pd_model_mat_scale_bytes(&slots[0], dtype);
+    /* A tied table is read whole as lm_head; an untied one only for its row. */
+    if (!config->tie_embeddings)
+        total -= embed - embed / config->vocab_size;
+    return total;
+}
+
+pd_weight_t *pd_model_mat(pd_model_weights_t *w, uint32_t i)
+{
+    pd_weight_t *mats[PD_MODEL_N_MATS] = {&w->tok_embed, &w->wq,   &w->wk,     &w->wv,     &w->wo,
+                                          &w->w_gate,    &w->w_up, &w->w_down, &w->lm_head};
+    return i < PD_MODEL_N_MATS ? mats[i] : NULL;
+}
+
+uint64_t pd_model_weight_bytes(const pd_model_t *model)
+{
+    const pd_model_weights_t *w = &model->w;
+    const pd_model_config_t *c = &model->config;
+    uint64_t total = ((uint64_t)2 * c->n_layers + 1) * c->dim * sizeof(float);
+    for (uint32_t i = 0; i < PD_MODEL_N_MATS; i++) {
+        if (i == PD_MODEL_N_MATS - 1 && c->tie_embeddings)
+            break;
+        total += pd_weight_bytes(pd_model_mat((pd_model_weights_t *)w, i));
+    }
+    return total;
+}
+
+uint64_t pd_model_decode_bytes(const pd_model_t *model)
+{
+    uint64_t total = pd_model_weight_bytes(model);
+    if (!model->config.tie_embeddings) {
+        uint64_t embed = pd_weight_bytes(&model->w.tok_embed);
+        total -= embed - embed / model->config.vocab_size;
+    }
+    return total;
+}
+
+int pd_model_dtype(const pd_model_t *model)
+{
+    pd_model_weights_t *w = (pd_model_weights_t *)&model->w;
+    int dtype = (int)w->tok_embed.dtype;
+    for (uint32_t i = 1; i < PD_MODEL_N_MATS; i++)
+        if ((int)pd_model_mat(w, i)->dtype != dtype)
+            return -1;
+    return dtype;
+}
+
 static void pd_model_storage_free(void *storage, size_t bytes)
 {
     (void)bytes;
@@ -119,23 +218,32 @@ static void pd_model_storage_free(void *storage, size_t bytes)
 }
 
 /* Tensors start on 64-byte boundaries so that vector loads of a row stay aligned. */
-static uint64_t pd_model_pad(uint64_t n_floats)
+static uint64_t pd_model_pad(uint64_t bytes)
 {
-    return (n_floats + 15) & ~(uint64_t)15;
+    return (bytes + 63) & ~(uint64_t)63;
 }
 
-pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p)
+pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dtype,
+                                 pd_model_t **model_p)
 {
-    if (model_p == NULL)
+    if (model_p == NULL || (unsigned)dtype >= PD_DTYPE_COUNT)
         return PD_ERR_INVALID_PARAM;
     pd_status_t st = pd_model_config_validate(config);
     if (st != PD_OK)
         return st;
-    pd_model_sizes_t s = pd_model_sizes(config);
+    pd_model_slot_t slots[12];
+    pd_model_slots(config, slots);
     uint64_t total = 0;
-    for (int i = 0; i < 12; i++)
-        total += pd_model_pad(s.n[i]);
-    size_t bytes = (size_t)(total * sizeof(float));
+    for (int i = 0; i < 12; i++) {
+        if (i == 11 && config->tie_embeddings)
+            break;
+        if (!slots[i].is_mat)
+            total += pd_model_pad((uint64_t)slots[i].n_mats * slots[i].rows * sizeof(float));
+        else
+            total += pd_model_pad(pd_model_mat_data_bytes(&slots[i], dtype)) +
+                     pd_model_pad(pd_model_mat_scale_bytes(&slots[i], dtype));
+    }
+    size_t bytes = (size_t)total;
     pd_model_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return PD_ERR_NO_MEMORY;
@@ -143,7 +251,7 @@ pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p
      * once per token, and huge pages take the TLB misses out of that stream. */
     const size_t huge = (size_t)2 << 20;
     size_t alloc_bytes = (bytes + huge - 1) / huge * huge;
-    float *base = aligned_alloc(huge, alloc_bytes ? alloc_bytes : huge);
+    char *base = aligned_alloc(huge, alloc_bytes ? alloc_bytes : huge);
     if (base == NULL) {
         pd_log_error("model: cannot allocate %zu bytes of weights", bytes);
         free(m);
@@ -153,22 +261,44 @@ pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p
     (void)madvise(base, alloc_bytes, MADV_HUGEPAGE); /* advice only: failure is harmless */
 #endif
     memset(base, 0, bytes);
-    float **slots[12] = {&m->w.tok_embed, &m->w.attn_norm, &m->w.wq,         &m->w.wk,
-                         &m->w.wv,        &m->w.wo,        &m->w.ffn_norm,   &m->w.w_gate,
-                         &m->w.w_up,      &m->w.w_down,    &m->w.final_norm, &m->w.lm_head};
+    float **vecs[12] = {NULL, &m->w.attn_norm,  NULL, NULL, NULL, NULL, &m->w.ffn_norm, NULL, NULL,
+                        NULL, &m->w.final_norm, NULL};
+    pd_weight_t *mats[12] = {&m->w.tok_embed, NULL,         &m->w.wq, &m->w.wk,
+                             &m->w.wv,        &m->w.wo,     NULL,     &m->w.w_gate,
+                             &m->w.w_up,      &m->w.w_down, NULL,     &m->w.lm_head};
     uint64_t off = 0;
     for (int i = 0; i < 12; i++) {
-        *slots[i] = base + off;
-        off += pd_model_pad(s.n[i]);
+        const pd_model_slot_t *s = &slots[i];
+        if (i == 11 && config->tie_embeddings) {
+            m->w.lm_head = m->w.tok_embed;
+            break;
+        }
+        if (!s->is_mat) {
+            *vecs[i] = (float *)(base + off);
+            off += pd_model_pad((uint64_t)s->n_mats * s->rows * sizeof(float));
+            continue;
+        }
+        pd_weight_t *w = mats[i];
+        w->dtype = dtype;
+        w->n_mats = s->n_mats;
+        w->rows = s->rows;
+        w->cols = s->cols;
+        w->data = base + off;
+        off += pd_model_pad(pd_model_mat_data_bytes(s, dtype));
+        w->scale = dtype == PD_DTYPE_I8 ? (float *)(base + off) : NULL;
+        off += pd_model_pad(pd_model_mat_scale_bytes(s, dtype));
     }
-    if (config->tie_embeddings)
-        m->w.lm_head = m->w.tok_embed;
     m->config = *config;
     m->storage = base;
     m->storage_bytes = bytes;
     m->storage_free = pd_model_storage_free;
     *model_p = m;
     return PD_OK;
+}
+
+pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p)
+{
+    return pd_model_alloc_dtype(config, PD_DTYPE_F32, model_p);
 }
 
 static uint64_t pd_model_mix64(uint64_t z)
@@ -202,24 +332,28 @@ void pd_model_init_random(pd_model_t *model, uint64_t seed)
 {
     const pd_model_config_t *c = &model->config;
     pd_model_weights_t *w = &model->w;
+    if (pd_model_dtype(model) != PD_DTYPE_F32) {
+        pd_log_error("model: random init needs f32 weights (convert afterwards)");
+        return;
+    }
     pd_model_sizes_t s = pd_model_sizes(c);
     double d = c->dim, h = c->hidden_dim, qd = (double)c->n_heads * c->head_dim;
     /* Matrices scaled by 1/sqrt(fan_in) keep unit-RMS inputs near unit-RMS outputs; the
      * two residual writers are damped by the depth so the stream stays sane. */
     double damp = 1.0 / sqrt(2.0 * c->n_layers);
-    pd_model_fill(w->tok_embed, s.n[0], seed, 0, 1.0);
+    pd_model_fill(pd_weight_f32(&w->tok_embed), s.n[0], seed, 0, 1.0);
     pd_model_fill_const(w->attn_norm, s.n[1], 1.0f);
-    pd_model_fill(w->wq, s.n[2], seed, 2, 1.0 / sqrt(d));
-    pd_model_fill(w->wk, s.n[3], seed, 3, 1.0 / sqrt(d));
-    pd_model_fill(w->wv, s.n[4], seed, 4, 1.0 / sqrt(d));
-    pd_model_fill(w->wo, s.n[5], seed, 5, damp / sqrt(qd));
+    pd_model_fill(pd_weight_f32(&w->wq), s.n[2], seed, 2, 1.0 / sqrt(d));
+    pd_model_fill(pd_weight_f32(&w->wk), s.n[3], seed, 3, 1.0 / sqrt(d));
+    pd_model_fill(pd_weight_f32(&w->wv), s.n[4], seed, 4, 1.0 / sqrt(d));
+    pd_model_fill(pd_weight_f32(&w->wo), s.n[5], seed, 5, damp / sqrt(qd));
     pd_model_fill_const(w->ffn_norm, s.n[6], 1.0f);
-    pd_model_fill(w->w_gate, s.n[7], seed, 7, 1.0 / sqrt(d));
-    pd_model_fill(w->w_up, s.n[8], seed, 8, 1.0 / sqrt(d));
-    pd_model_fill(w->w_down, s.n[9], seed, 9, damp / sqrt(h));
+    pd_model_fill(pd_weight_f32(&w->w_gate), s.n[7], seed, 7, 1.0 / sqrt(d));
+    pd_model_fill(pd_weight_f32(&w->w_up), s.n[8], seed, 8, 1.0 / sqrt(d));
+    pd_model_fill(pd_weight_f32(&w->w_down), s.n[9], seed, 9, damp / sqrt(h));
     pd_model_fill_const(w->final_norm, s.n[10], 1.0f);
     if (!c->tie_embeddings)
-        pd_model_fill(w->lm_head, s.n[11], seed, 11, 1.0 / sqrt(d));
+        pd_model_fill(pd_weight_f32(&w->lm_head), s.n[11], seed, 11, 1.0 / sqrt(d));
 }
 
 void pd_model_destroy(pd_model_t **model_p)

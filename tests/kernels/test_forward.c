@@ -22,6 +22,21 @@ static pd_model_t *make_model(const char *preset, pd_rope_style_t style, uint64_
     return m;
 }
 
+/* The same model with its matrices in dtype. */
+static pd_model_t *make_model_as(const char *preset, pd_rope_style_t style, uint64_t seed,
+                                 pd_dtype_t dtype)
+{
+    pd_model_t *m = make_model(preset, style, seed), *c = NULL;
+    if (dtype == PD_DTYPE_F32)
+        return m;
+    cr_assert_eq(pd_model_convert(m, dtype, &c), PD_OK);
+    cr_assert_eq(pd_model_dtype(c), (int)dtype);
+    pd_model_destroy(&m);
+    return c;
+}
+
+static const pd_dtype_t all_dtypes[] = {PD_DTYPE_F32, PD_DTYPE_F16, PD_DTYPE_BF16, PD_DTYPE_I8};
+
 static pd_kv_layout_t layout_for(const pd_model_t *m, uint32_t n_blocks)
 {
     pd_kv_layout_t l = {m->config.n_layers, m->config.n_kv_heads, m->config.head_dim, B, n_blocks};
@@ -45,7 +60,15 @@ static void tokens_for(int32_t *t, uint32_t n, uint32_t salt)
 static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, double *logits)
 {
     const pd_model_config_t *c = &m->config;
-    const pd_model_weights_t *w = &m->w;
+    /* Every matrix widened to f32 (exact for every dtype: what the weights hold). */
+    pd_model_t *f = NULL;
+    cr_assert_eq(pd_model_convert(m, PD_DTYPE_F32, &f), PD_OK);
+    const pd_model_weights_t *w = &f->w;
+    const float *tok_embed = pd_weight_f32(&w->tok_embed), *lm_head = pd_weight_f32(&w->lm_head);
+    const float *wq = pd_weight_f32(&w->wq), *wk = pd_weight_f32(&w->wk);
+    const float *wv = pd_weight_f32(&w->wv), *wo = pd_weight_f32(&w->wo);
+    const float *w_gate = pd_weight_f32(&w->w_gate), *w_up = pd_weight_f32(&w->w_up);
+    const float *w_down = pd_weight_f32(&w->w_down);
     uint32_t D = c->dim, H = c->hidden_dim, NH = c->n_heads, KV = c->n_kv_heads;
     uint32_t HD = c->head_dim, QD = NH * HD, KD = KV * HD;
     double *x = calloc((size_t)n * D, sizeof(double)), *xn = calloc(D, sizeof(double));
@@ -54,7 +77,7 @@ static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, dou
     double *hb = calloc(H, 8), *sc = calloc(n, 8);
     for (uint32_t t = 0; t < n; t++)
         for (uint32_t i = 0; i < D; i++)
-            x[t * D + i] = w->tok_embed[(size_t)tok[t] * D + i];
+            x[t * D + i] = tok_embed[(size_t)tok[t] * D + i];
     for (uint32_t l = 0; l < c->n_layers; l++) {
         for (uint32_t t = 0; t < n; t++) {
             double ss = 0;
@@ -66,14 +89,14 @@ static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, dou
             for (uint32_t o = 0; o < QD; o++) {
                 double a = 0;
                 for (uint32_t i = 0; i < D; i++)
-                    a += w->wq[((size_t)l * QD + o) * D + i] * xn[i];
+                    a += wq[((size_t)l * QD + o) * D + i] * xn[i];
                 q[t * QD + o] = a;
             }
             for (uint32_t o = 0; o < KD; o++) {
                 double a = 0, b = 0;
                 for (uint32_t i = 0; i < D; i++) {
-                    a += w->wk[((size_t)l * KD + o) * D + i] * xn[i];
-                    b += w->wv[((size_t)l * KD + o) * D + i] * xn[i];
+                    a += wk[((size_t)l * KD + o) * D + i] * xn[i];
+                    b += wv[((size_t)l * KD + o) * D + i] * xn[i];
                 }
                 k[t * KD + o] = a;
                 v[t * KD + o] = b;
@@ -115,7 +138,7 @@ static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, dou
             for (uint32_t o = 0; o < D; o++) {
                 double a = 0;
                 for (uint32_t i = 0; i < QD; i++)
-                    a += w->wo[((size_t)l * D + o) * QD + i] * att[t * QD + i];
+                    a += wo[((size_t)l * D + o) * QD + i] * att[t * QD + i];
                 x[t * D + o] += a;
             }
             double ss = 0;
@@ -127,15 +150,15 @@ static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, dou
             for (uint32_t o = 0; o < H; o++) {
                 double g = 0, u = 0;
                 for (uint32_t i = 0; i < D; i++) {
-                    g += w->w_gate[((size_t)l * H + o) * D + i] * xn[i];
-                    u += w->w_up[((size_t)l * H + o) * D + i] * xn[i];
+                    g += w_gate[((size_t)l * H + o) * D + i] * xn[i];
+                    u += w_up[((size_t)l * H + o) * D + i] * xn[i];
                 }
                 hb[o] = g / (1.0 + exp(-g)) * u;
             }
             for (uint32_t o = 0; o < D; o++) {
                 double a = 0;
                 for (uint32_t i = 0; i < H; i++)
-                    a += w->w_down[((size_t)l * D + o) * H + i] * hb[i];
+                    a += w_down[((size_t)l * D + o) * H + i] * hb[i];
                 x[t * D + o] += a;
             }
         }
@@ -150,7 +173,7 @@ static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, dou
     for (uint32_t o = 0; o < c->vocab_size; o++) {
         double a = 0;
         for (uint32_t i = 0; i < D; i++)
-            a += w->lm_head[(size_t)o * D + i] * xn[i];
+            a += lm_head[(size_t)o * D + i] * xn[i];
         logits[o] = a;
     }
     free(x);
@@ -161,6 +184,7 @@ static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, dou
     free(att);
     free(hb);
     free(sc);
+    pd_model_destroy(&f);
 }
 
 /* Prefill tokens (n) into a fresh pool through table; logits of the last token. */
@@ -173,9 +197,11 @@ static pd_status_t prefill(pd_engine_t *e, const pd_model_t *m, const uint32_t *
     return pd_engine_forward(e, pool, l, &s, 1, NULL, NULL);
 }
 
-static void check_against_reference(pd_rope_style_t style)
+/* tol: the largest logit error allowed against the reference of the widened weights;
+ * bf16 and int8 round the activations too, which the reference does not. */
+static void check_against_reference(pd_rope_style_t style, pd_dtype_t dtype, double tol)
 {
-    pd_model_t *m = make_model("tiny", style, 7);
+    pd_model_t *m = make_model_as("tiny", style, 7, dtype);
     pd_kv_layout_t l = layout_for(m, 16);
     float *pool = new_pool(&l);
     uint32_t table[16];
@@ -195,7 +221,7 @@ static void check_against_reference(pd_rope_style_t style)
         max_ref = fmax(max_ref, fabs(ref[i]));
     }
     cr_assert_gt(max_ref, 0.1, "logits are degenerate");
-    cr_assert_leq(max_err, 1e-4, "max error %g", max_err);
+    cr_assert_leq(max_err, tol, "%s: max error %g", pd_dtype_name(dtype), max_err);
     pd_engine_destroy(&e);
     cr_assert_null(e);
     free(pool);
@@ -204,12 +230,19 @@ static void check_against_reference(pd_rope_style_t style)
 
 Test(forward, matches_double_reference_rope_half)
 {
-    check_against_reference(PD_ROPE_HALF);
+    check_against_reference(PD_ROPE_HALF, PD_DTYPE_F32, 1e-4);
 }
 
 Test(forward, matches_double_reference_rope_pair)
 {
-    check_against_reference(PD_ROPE_PAIR);
+    check_against_reference(PD_ROPE_PAIR, PD_DTYPE_F32, 1e-4);
+}
+
+Test(forward, every_weight_dtype_matches_the_reference_of_its_weights)
+{
+    check_against_reference(PD_ROPE_HALF, PD_DTYPE_F16, 1e-4); /* f32 arithmetic */
+    check_against_reference(PD_ROPE_HALF, PD_DTYPE_BF16, 0.05);
+    check_against_reference(PD_ROPE_PAIR, PD_DTYPE_I8, 0.05);
 }
 
 Test(forward, odd_shapes_match_reference_and_decode_equals_prefill)
@@ -261,9 +294,9 @@ Test(forward, odd_shapes_match_reference_and_decode_equals_prefill)
     pd_model_destroy(&m);
 }
 
-Test(forward, cached_decode_equals_full_recompute_bitwise)
+static void check_cached_equals_recompute(pd_dtype_t dtype)
 {
-    pd_model_t *m = make_model("small", PD_ROPE_HALF, 3);
+    pd_model_t *m = make_model_as("small", PD_ROPE_HALF, 3, dtype);
     pd_kv_layout_t l = layout_for(m, 32);
     float *pool = new_pool(&l), *pool2 = new_pool(&l);
     uint32_t table[32];
@@ -296,6 +329,12 @@ Test(forward, cached_decode_equals_full_recompute_bitwise)
     free(pool);
     free(pool2);
     pd_model_destroy(&m);
+}
+
+Test(forward, cached_decode_equals_full_recompute_bitwise)
+{
+    for (size_t d = 0; d < sizeof(all_dtypes) / sizeof(all_dtypes[0]); d++)
+        check_cached_equals_recompute(all_dtypes[d]);
 }
 
 Test(forward, scattered_block_table_equals_contiguous_bitwise)
@@ -358,23 +397,26 @@ static void run_mixed(uint32_t n_threads, float out[3][259], float **pool_p, con
 
 Test(forward, batch_rows_equal_solo_runs_bitwise)
 {
-    pd_model_t *m = make_model("small", PD_ROPE_HALF, 5);
-    pd_kv_layout_t l = layout_for(m, 12);
-    float alone[3][259], batch[3][259];
-    float *pa = NULL, *pb = NULL;
-    run_mixed(2, alone, &pa, m, &l, 0);
-    run_mixed(2, batch, &pb, m, &l, 1);
-    for (int s = 0; s < 3; s++)
-        cr_assert_eq(memcmp(alone[s], batch[s], sizeof(alone[s])), 0, "sequence %d", s);
-    cr_assert_eq(memcmp(pa, pb, pd_kv_pool_bytes(&l)), 0);
-    free(pa);
-    free(pb);
-    pd_model_destroy(&m);
+    for (size_t d = 0; d < sizeof(all_dtypes) / sizeof(all_dtypes[0]); d++) {
+        pd_model_t *m = make_model_as("small", PD_ROPE_HALF, 5, all_dtypes[d]);
+        pd_kv_layout_t l = layout_for(m, 12);
+        float alone[3][259], batch[3][259];
+        float *pa = NULL, *pb = NULL;
+        run_mixed(2, alone, &pa, m, &l, 0);
+        run_mixed(2, batch, &pb, m, &l, 1);
+        for (int s = 0; s < 3; s++)
+            cr_assert_eq(memcmp(alone[s], batch[s], sizeof(alone[s])), 0, "%s sequence %d",
+                         pd_dtype_name(all_dtypes[d]), s);
+        cr_assert_eq(memcmp(pa, pb, pd_kv_pool_bytes(&l)), 0);
+        free(pa);
+        free(pb);
+        pd_model_destroy(&m);
+    }
 }
 
-Test(forward, one_thread_equals_two_and_three_threads_bitwise)
+static void check_thread_counts(pd_dtype_t dtype)
 {
-    pd_model_t *m = make_model("small", PD_ROPE_PAIR, 6);
+    pd_model_t *m = make_model_as("small", PD_ROPE_PAIR, 6, dtype);
     pd_kv_layout_t l = layout_for(m, 12);
     float r1[3][259], r2[3][259], r3[3][259];
     float *p1 = NULL, *p2 = NULL, *p3 = NULL;
@@ -389,6 +431,12 @@ Test(forward, one_thread_equals_two_and_three_threads_bitwise)
     free(p2);
     free(p3);
     pd_model_destroy(&m);
+}
+
+Test(forward, one_thread_equals_two_and_three_threads_bitwise)
+{
+    for (size_t d = 0; d < sizeof(all_dtypes) / sizeof(all_dtypes[0]); d++)
+        check_thread_counts(all_dtypes[d]);
 }
 
 Test(forward, rejects_bad_steps_with_the_right_codes_and_writes_nothing)
@@ -527,7 +575,7 @@ Test(model, tied_embeddings_share_storage_and_count_once)
     cr_assert_eq(pd_model_n_params(&c), untied - (uint64_t)c.vocab_size * c.dim);
     pd_model_t *m = NULL;
     cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
-    cr_assert_eq(m->w.lm_head, m->w.tok_embed);
+    cr_assert_eq(m->w.lm_head.data, m->w.tok_embed.data);
     cr_assert_geq(m->storage_bytes, pd_model_n_params(&c) * sizeof(float));
     pd_model_destroy(&m);
     cr_assert_null(m);
@@ -546,7 +594,7 @@ Test(model, random_init_is_deterministic_per_seed)
     double ss = 0;
     size_t n = (size_t)a->config.n_layers * 64 * 64;
     for (size_t i = 0; i < n; i++)
-        ss += (double)a->w.wq[i] * a->w.wq[i];
+        ss += (double)pd_weight_f32(&a->w.wq)[i] * pd_weight_f32(&a->w.wq)[i];
     cr_assert_float_eq(sqrt(ss / n), 1.0 / 8.0, 0.01); /* std 1/sqrt(dim) */
     pd_model_destroy(&a);
     pd_model_destroy(&b);

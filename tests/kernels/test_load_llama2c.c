@@ -47,23 +47,25 @@ static void write_llama2c(const pd_model_t *m, const char *path, bool permute)
     cr_assert_eq(fwrite(hdr, sizeof(hdr), 1, f), 1);
     size_t d = c->dim, h = c->hidden_dim, L = c->n_layers, hd = c->head_dim;
     size_t q = c->n_heads * hd, kv = c->n_kv_heads * hd;
-    put(f, m->w.tok_embed, c->vocab_size * d);
+    put(f, pd_weight_f32(&m->w.tok_embed), c->vocab_size * d);
     put(f, m->w.attn_norm, L * d);
     for (size_t l = 0; l < L; l++)
-        put_permuted(f, m->w.wq + l * q * d, c->n_heads, c->head_dim, c->dim, permute);
+        put_permuted(f, pd_weight_f32(&m->w.wq) + l * q * d, c->n_heads, c->head_dim, c->dim,
+                     permute);
     for (size_t l = 0; l < L; l++)
-        put_permuted(f, m->w.wk + l * kv * d, c->n_kv_heads, c->head_dim, c->dim, permute);
-    put(f, m->w.wv, L * kv * d);
-    put(f, m->w.wo, L * d * q);
+        put_permuted(f, pd_weight_f32(&m->w.wk) + l * kv * d, c->n_kv_heads, c->head_dim, c->dim,
+                     permute);
+    put(f, pd_weight_f32(&m->w.wv), L * kv * d);
+    put(f, pd_weight_f32(&m->w.wo), L * d * q);
     put(f, m->w.ffn_norm, L * d);
-    put(f, m->w.w_gate, L * h * d);
-    put(f, m->w.w_down, L * d * h);
-    put(f, m->w.w_up, L * h * d);
+    put(f, pd_weight_f32(&m->w.w_gate), L * h * d);
+    put(f, pd_weight_f32(&m->w.w_down), L * d * h);
+    put(f, pd_weight_f32(&m->w.w_up), L * h * d);
     put(f, m->w.final_norm, d);
     float *freq = calloc((size_t)c->max_seq_len * hd, sizeof(float));
     put(f, freq, (size_t)c->max_seq_len * hd);
     free(freq);
-    put(f, m->w.lm_head, c->vocab_size * d);
+    put(f, pd_weight_f32(&m->w.lm_head), c->vocab_size * d);
     fclose(f);
 }
 

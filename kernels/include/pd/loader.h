@@ -13,14 +13,6 @@
 
 #include <stdint.h>
 
-typedef enum pd_dtype { PD_DTYPE_F32 = 0, PD_DTYPE_F16 = 1, PD_DTYPE_BF16 = 2 } pd_dtype_t;
-
-/* "F32", "F16", "BF16" (safetensors names). */
-const char *pd_dtype_name(pd_dtype_t dtype);
-
-/* Parse "f32"/"f16"/"bf16" (any case); PD_ERR_INVALID_PARAM for anything else. */
-pd_status_t pd_dtype_parse(const char *name, pd_dtype_t *dtype_p);
-
 /* IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN). */
 float pd_f16_to_f32(uint16_t h);
 uint16_t pd_f32_to_f16(float f);

@@ -1,5 +1,6 @@
-/* A Llama-family decoder (RMSNorm, RoPE, grouped-query attention, SwiGLU), f32 compute,
- * run over a backend ops table and a paged KV pool (see pd/kv_layout.h). */
+/* A Llama-family decoder (RMSNorm, RoPE, grouped-query attention, SwiGLU): weights in
+ * their dtype (f32, f16, bf16 or int8), f32 activations and accumulation, run over a backend ops
+ * table and a paged KV pool (see pd/kv_layout.h). */
 #ifndef PD_MODEL_H
 #define PD_MODEL_H
 
@@ -7,6 +8,7 @@
 #include "pd/status.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum pd_rope_style {
@@ -30,21 +32,92 @@ typedef struct pd_model_config {
     char model_id[64];   /* stable name, salts block hashes */
 } pd_model_config_t;
 
-/* Weights, all f32, row-major (out, in): y = W x is y[o] = sum_i W[o*in + i] x[i]. */
+/* Element types of weight matrices. F16 and BF16 are IEEE half and bfloat16; I8 is
+ * symmetric int8 with one f32 scale per matrix row (w = scale[row] * q). */
+typedef enum pd_dtype {
+    PD_DTYPE_F32 = 0,
+    PD_DTYPE_F16 = 1,
+    PD_DTYPE_BF16 = 2,
+    PD_DTYPE_I8 = 3
+} pd_dtype_t;
+
+#define PD_DTYPE_COUNT 4
+
+/* "F32", "F16", "BF16", "I8" (the safetensors names). */
+const char *pd_dtype_name(pd_dtype_t dtype);
+
+/* Parse "f32"/"f16"/"bf16"/"int8" (any case; also "float32", "float16", "bfloat16",
+ * "i8"); PD_ERR_INVALID_PARAM for anything else. */
+pd_status_t pd_dtype_parse(const char *name, pd_dtype_t *dtype_p);
+
+/* Bytes of one element of dtype (the row scales of I8 are not counted). */
+size_t pd_dtype_size(pd_dtype_t dtype);
+
+/* A stack of n_mats weight matrices of shape (rows, cols), row-major, all in one dtype:
+ * element (m, r, c) is at index (m * rows + r) * cols + c of data. An I8 stack also has
+ * scale (n_mats, rows): the value of an element is scale[m * rows + r] * q. This is the
+ * form every backend reads weights in; y = W x is y[r] = sum_c W[r][c] x[c]. */
+typedef struct pd_weight {
+    void *data;   /* (n_mats, rows, cols) elements of dtype */
+    float *scale; /* (n_mats, rows) row scales when dtype is PD_DTYPE_I8, else NULL */
+    pd_dtype_t dtype;
+    uint32_t n_mats;
+    uint32_t rows;
+    uint32_t cols;
+} pd_weight_t;
+
+/* Matrix i of a stack, as a stack of one sharing its memory. */
+static inline pd_weight_t pd_weight_at(const pd_weight_t *w, uint32_t i)
+{
+    pd_weight_t v = *w;
+    size_t per = (size_t)w->rows * w->cols;
+    v.data = (char *)w->data + (size_t)i * per * pd_dtype_size(w->dtype);
+    v.scale = w->scale != NULL ? w->scale + (size_t)i * w->rows : NULL;
+    v.n_mats = 1;
+    return v;
+}
+
+/* The f32 data of a stack, or NULL when it is in another dtype. */
+static inline float *pd_weight_f32(const pd_weight_t *w)
+{
+    return w->dtype == PD_DTYPE_F32 ? (float *)w->data : NULL;
+}
+
+/* Bytes of a stack's data and scales. */
+uint64_t pd_weight_bytes(const pd_weight_t *w);
+
+/* Row r of matrix m of a stack widened to f32: out (cols). */
+void pd_weight_row_f32(const pd_weight_t *w, uint32_t m, uint32_t r, float *out);
+
+/* Quantize x (n) to q (n) with one scale: scale = max |x| / 127, q = round(x / scale) (to
+ * nearest even, in [-127, 127]); a row of zeros (or with no finite maximum) gets scale 0
+ * and q 0. */
+void pd_weight_quantize_row(const float *x, uint32_t n, int8_t *q, float *scale_p);
+
+/* Copy src into dst of the same shape in dst's dtype (see pd_model_convert).
+ * PD_ERR_INVALID_PARAM when the shapes differ. */
+pd_status_t pd_weight_convert(const pd_weight_t *src, pd_weight_t *dst);
+
+/* Weights: matrices in their dtype (pd_weight_t), norm vectors always f32. */
 typedef struct pd_model_weights {
-    float *tok_embed;  /* (vocab, dim) */
-    float *attn_norm;  /* (n_layers, dim) */
-    float *wq;         /* (n_layers, n_heads * head_dim, dim) */
-    float *wk;         /* (n_layers, n_kv_heads * head_dim, dim) */
-    float *wv;         /* (n_layers, n_kv_heads * head_dim, dim) */
-    float *wo;         /* (n_layers, dim, n_heads * head_dim) */
-    float *ffn_norm;   /* (n_layers, dim) */
-    float *w_gate;     /* (n_layers, hidden_dim, dim) */
-    float *w_up;       /* (n_layers, hidden_dim, dim) */
-    float *w_down;     /* (n_layers, dim, hidden_dim) */
-    float *final_norm; /* (dim) */
-    float *lm_head;    /* (vocab, dim); equals tok_embed when tied */
+    pd_weight_t tok_embed; /* (1, vocab, dim) */
+    float *attn_norm;      /* (n_layers, dim) */
+    pd_weight_t wq;        /* (n_layers, n_heads * head_dim, dim) */
+    pd_weight_t wk;        /* (n_layers, n_kv_heads * head_dim, dim) */
+    pd_weight_t wv;        /* (n_layers, n_kv_heads * head_dim, dim) */
+    pd_weight_t wo;        /* (n_layers, dim, n_heads * head_dim) */
+    float *ffn_norm;       /* (n_layers, dim) */
+    pd_weight_t w_gate;    /* (n_layers, hidden_dim, dim) */
+    pd_weight_t w_up;      /* (n_layers, hidden_dim, dim) */
+    pd_weight_t w_down;    /* (n_layers, dim, hidden_dim) */
+    float *final_norm;     /* (dim) */
+    pd_weight_t lm_head;   /* (1, vocab, dim); the same memory as tok_embed when tied */
 } pd_model_weights_t;
+
+/* Number of matrix stacks in pd_model_weights_t, and stack i of it (tok_embed, wq, wk,
+ * wv, wo, w_gate, w_up, w_down, lm_head in that order). */
+#define PD_MODEL_N_MATS 9
+pd_weight_t *pd_model_mat(pd_model_weights_t *w, uint32_t i);
 
 typedef struct pd_model {
     pd_model_config_t config;
@@ -63,6 +136,28 @@ uint64_t pd_model_n_params(const pd_model_config_t *config);
 /* Allocate zeroed f32 weights for config and point every tensor into one allocation. */
 pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p);
 
+/* The same with every matrix in dtype (I8 scales zeroed); norms stay f32. */
+pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dtype,
+                                 pd_model_t **model_p);
+
+/* Bytes of all weights (data and scales; a tied lm_head once), and of the weights one
+ * decode step reads: every matrix but the embedding table, of which it reads one row. */
+uint64_t pd_model_weight_bytes(const pd_model_t *model);
+uint64_t pd_model_decode_bytes(const pd_model_t *model);
+
+/* The same two figures for a config whose matrices would all be in dtype. */
+uint64_t pd_model_config_weight_bytes(const pd_model_config_t *config, pd_dtype_t dtype);
+uint64_t pd_model_config_decode_bytes(const pd_model_config_t *config, pd_dtype_t dtype);
+
+/* The dtype of the model's matrices, or -1 when they differ. */
+int pd_model_dtype(const pd_model_t *model);
+
+/* A copy of model with every matrix in dtype: F32/F16/BF16 round to nearest even from
+ * f32 values; I8 quantizes each row symmetrically (scale = max |w| / 127, q = round(w /
+ * scale)). The copy's model_id is the source's plus "-<dtype>" (lower case) when any
+ * matrix changed dtype, since its results differ. PD_ERR_NO_MEMORY on failure. */
+pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype, pd_model_t **out_p);
+
 /* Fill weights with a seeded random initialisation (deterministic for a seed). */
 void pd_model_init_random(pd_model_t *model, uint64_t seed);
 
@@ -72,6 +167,11 @@ void pd_model_destroy(pd_model_t **model_p);
 /* Load a model: a Hugging Face checkpoint directory (config.json + *.safetensors) or a
  * llama2.c .bin file. PD_ERR_FORMAT / PD_ERR_IO with a logged reason on bad input. */
 pd_status_t pd_model_load(const char *path, pd_model_t **model_p);
+
+/* Load a model as pd_model_load does, then convert its matrices to dtype when they are
+ * not all in it already (pd_model_convert: the model id gains "-<dtype>"). The file's own
+ * dtype is kept by pd_model_load. */
+pd_status_t pd_model_load_dtype(const char *path, pd_dtype_t dtype, pd_model_t **model_p);
 
 /* The compute engine: a backend (ops table + context) and its threads. */
 typedef struct pd_engine pd_engine_t;

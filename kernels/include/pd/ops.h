@@ -28,6 +28,40 @@ float pd_cpu_dot(const float *a, const float *b, uint32_t n);
 void pd_cpu_matmul(const float *w, const float *x, float *y, uint32_t n_tokens, uint32_t out,
                    uint32_t in, uint32_t row_begin, uint32_t row_end, bool accumulate);
 
+/* The input of a matmul prepared for the weights' dtype: f32 rows for F32 and F16
+ * weights, rows rounded to bf16 for BF16 weights, rows quantized to int8 (one scale per
+ * row, max |x| / 127) for I8 weights. Each row is prepared on its own, so a token's
+ * prepared input never depends on the other tokens. */
+typedef struct pd_cpu_act {
+    pd_dtype_t dtype;
+    const float *f;       /* (n, in) f32 rows */
+    const uint16_t *b;    /* (n, in) bf16 rows (BF16) */
+    const int8_t *q;      /* (n, in) int8 rows (I8) */
+    const float *q_scale; /* (n) scales of q */
+    const int32_t *q_sum; /* (n) sums of the elements of each row of q */
+} pd_cpu_act_t;
+
+/* Bytes of buffer pd_cpu_act_prepare needs for n rows of in elements (0 for F32, F16). */
+size_t pd_cpu_act_bytes(pd_dtype_t dtype, uint32_t n, uint32_t in);
+
+/* Prepare x (n, in) for weights of dtype into buf (pd_cpu_act_bytes, 64-byte aligned). */
+void pd_cpu_act_prepare(pd_dtype_t dtype, const float *x, uint32_t n, uint32_t in, void *buf,
+                        pd_cpu_act_t *act);
+
+/* f to bf16, round to nearest even, as the activation rounding of pd_cpu_act_prepare. */
+uint16_t pd_cpu_bf16_round(float f);
+
+/* Quantize x (n) to q (n) for an int8 matmul: scale = max |x| / 127, q = round(x / scale)
+ * (nearest even); returns the sum of q. A zero row gets scale 0; a row with a non-finite
+ * element gets scale NaN. */
+int32_t pd_cpu_quantize_act(const float *x, uint32_t n, int8_t *q, float *scale_p);
+
+/* y (n_tokens, out) (+)= x W^T for output rows [row_begin, row_end) of one weight matrix w
+ * (n_mats 1, rows out, cols in) in any dtype, x prepared for w's dtype. Each y[t][o]
+ * depends only on row o of w and row t of x (see matmul.c for the order per dtype). */
+void pd_cpu_matmul_w(const pd_weight_t *w, const pd_cpu_act_t *x, float *y, uint32_t n_tokens,
+                     uint32_t row_begin, uint32_t row_end, bool accumulate);
+
 /* y (dim) = x (dim) / sqrt(mean(x^2) + eps) * weight (dim); y may equal x. */
 void pd_cpu_rmsnorm(const float *x, const float *weight, float *y, uint32_t dim, float eps);
 
@@ -89,9 +123,8 @@ typedef struct pd_attn_seq {
 
 /* One product of a shared input in pd_backend_ops_t.matmul_n. */
 typedef struct pd_matmul_out {
-    const float *w; /* (out, in) */
-    float *y;       /* (n, out) */
-    uint32_t out;
+    pd_weight_t w;   /* one matrix (out, in) */
+    float *y;        /* (n, out) */
     bool accumulate; /* y += x W^T instead of y = x W^T */
 } pd_matmul_out_t;
 
@@ -103,22 +136,26 @@ typedef struct pd_backend_ops {
     void (*destroy)(void *ctx);
     /* Number of compute threads (or streams) the backend runs. */
     uint32_t (*n_threads)(void *ctx);
-    /* out (n, dim) = table rows ids (n). */
-    void (*get_rows)(void *ctx, const float *table, const int32_t *ids, float *out, uint32_t n,
-                     uint32_t dim);
+    /* Make room for inputs of up to n rows of up to in elements to matmuls with weights
+     * of dtype, so that steps of that size allocate nothing; PD_ERR_NO_MEMORY when it
+     * cannot. */
+    pd_status_t (*reserve)(void *ctx, pd_dtype_t dtype, uint32_t n, uint32_t in);
+    /* out (n, cols) = rows ids (n) of the table (one matrix), widened to f32. */
+    void (*get_rows)(void *ctx, const pd_weight_t *table, const int32_t *ids, float *out,
+                     uint32_t n);
     /* y (n, dim) = rmsnorm of each row of x (n, dim) times weight (dim). */
     void (*rmsnorm)(void *ctx, const float *x, const float *weight, float *y, uint32_t n,
                     uint32_t dim, float eps);
-    /* y (n, out) (+)= x (n, in) W^T, w (out, in). */
-    void (*matmul)(void *ctx, const float *w, const float *x, float *y, uint32_t n, uint32_t out,
-                   uint32_t in, bool accumulate);
+    /* y (n, out) (+)= x (n, in) W^T, w one matrix (out, in) in any dtype. */
+    void (*matmul)(void *ctx, const pd_weight_t *w, const float *x, float *y, uint32_t n,
+                   bool accumulate);
     /* Several products of one input x (n, in), e.g. Q, K and V, as one parallel job. */
-    void (*matmul_n)(void *ctx, const float *x, uint32_t n, uint32_t in,
-                     const pd_matmul_out_t *outs, uint32_t n_outs);
-    /* h (n, hidden) = silu(x W_gate^T) * (x W_up^T) with x (n, in) and both weights
-     * (hidden, in); up (n, hidden) is scratch. */
-    void (*ffn_gate_up)(void *ctx, const float *w_gate, const float *w_up, const float *x, float *h,
-                        float *up, uint32_t n, uint32_t hidden, uint32_t in);
+    void (*matmul_n)(void *ctx, const float *x, uint32_t n, const pd_matmul_out_t *outs,
+                     uint32_t n_outs);
+    /* h (n, hidden) = silu(x W_gate^T) * (x W_up^T) with x (n, in) and both weights one
+     * matrix (hidden, in); up (n, hidden) is scratch. */
+    void (*ffn_gate_up)(void *ctx, const pd_weight_t *w_gate, const pd_weight_t *w_up,
+                        const float *x, float *h, float *up, uint32_t n);
     /* Rotate q (n, n_heads, hd) and k (n, n_kv_heads, hd) at positions pos (n) using cs
      * (max_pos, hd), then store k and v (n, n_kv_heads, hd) into the pool layer at the
      * float offsets kv_off (n) (K row; V is B * n_kv_heads * hd floats after it). */

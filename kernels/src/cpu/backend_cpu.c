@@ -16,6 +16,10 @@ typedef struct pd_cpu_backend {
     uint32_t n_threads;
     size_t scores_per_thread;
     float *scores; /* (n_threads, max_q_per_kv * max_ctx) attention scratch */
+    /* A matmul's input prepared for bf16 or int8 weights (pd_cpu_act_prepare), per dtype;
+     * grown when a step has a larger input than any before it. */
+    void *act_buf[PD_DTYPE_COUNT];
+    size_t act_cap[PD_DTYPE_COUNT];
 } pd_cpu_backend_t;
 
 static uint32_t pd_cpu_min(uint32_t a, uint32_t b)
@@ -31,17 +35,52 @@ static uint32_t pd_cpu_rows_per_chunk(const pd_cpu_backend_t *be, uint32_t out)
     return want < 16 ? 16 : want > 64 ? 64 : want;
 }
 
+/* Grow the prepared-input buffer of dtype to need bytes; false when there is no memory. */
+static bool pd_cpu_act_grow(pd_cpu_backend_t *be, pd_dtype_t dtype, size_t need)
+{
+    if (need <= be->act_cap[dtype])
+        return true;
+    size_t cap = (need + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, cap);
+    if (p == NULL) {
+        pd_log_error("cpu backend: no memory for a %zu-byte matmul input", cap);
+        return false;
+    }
+    free(be->act_buf[dtype]);
+    be->act_buf[dtype] = p;
+    be->act_cap[dtype] = cap;
+    return true;
+}
+
+/* Prepare x (n, in) for weights of dtype; false when there is no memory for it. */
+static bool pd_cpu_act_get(pd_cpu_backend_t *be, pd_dtype_t dtype, const float *x, uint32_t n,
+                           uint32_t in, pd_cpu_act_t *act)
+{
+    if (!pd_cpu_act_grow(be, dtype, pd_cpu_act_bytes(dtype, n, in)))
+        return false;
+    pd_cpu_act_prepare(dtype, x, n, in, be->act_buf[dtype], act);
+    return true;
+}
+
+static pd_status_t pd_cpu_backend_reserve(void *ctx, pd_dtype_t dtype, uint32_t n, uint32_t in)
+{
+    pd_cpu_backend_t *be = ctx;
+    if ((unsigned)dtype >= PD_DTYPE_COUNT)
+        return PD_ERR_INVALID_PARAM;
+    return pd_cpu_act_grow(be, dtype, pd_cpu_act_bytes(dtype, n, in)) ? PD_OK : PD_ERR_NO_MEMORY;
+}
+
 static uint32_t pd_cpu_backend_n_threads(void *ctx)
 {
     return ((pd_cpu_backend_t *)ctx)->n_threads;
 }
 
-static void pd_cpu_get_rows(void *ctx, const float *table, const int32_t *ids, float *out,
-                            uint32_t n, uint32_t dim)
+static void pd_cpu_get_rows(void *ctx, const pd_weight_t *table, const int32_t *ids, float *out,
+                            uint32_t n)
 {
     (void)ctx;
     for (uint32_t i = 0; i < n; i++)
-        memcpy(out + (size_t)i * dim, table + (size_t)ids[i] * dim, dim * sizeof(float));
+        pd_weight_row_f32(table, 0, (uint32_t)ids[i], out + (size_t)i * table->cols);
 }
 
 #define PD_CPU_ROWS_PER_CHUNK 8
@@ -75,8 +114,8 @@ static void pd_cpu_rmsnorm_op(void *ctx, const float *x, const float *weight, fl
 
 /* Up to four products of one input; chunk c covers rows of one product. */
 typedef struct pd_cpu_matmul_job {
-    const float *x; /* (n, in) */
-    uint32_t n, in;
+    pd_cpu_act_t x[4]; /* the input prepared for each product's weights */
+    uint32_t n;
     uint32_t n_outs;
     pd_matmul_out_t outs[4];
     uint32_t rows[4];        /* rows per chunk of each product */
@@ -92,64 +131,87 @@ static void pd_cpu_matmul_run(void *arg, uint32_t chunk, uint32_t tid)
         m++;
     const pd_matmul_out_t *o = &j->outs[m];
     uint32_t b = (chunk - j->first_chunk[m]) * j->rows[m];
-    uint32_t e = pd_cpu_min(b + j->rows[m], o->out);
-    pd_cpu_matmul(o->w, j->x, o->y, j->n, o->out, j->in, b, e, o->accumulate);
+    uint32_t e = pd_cpu_min(b + j->rows[m], o->w.rows);
+    pd_cpu_matmul_w(&o->w, &j->x[m], o->y, j->n, b, e, o->accumulate);
 }
 
-static void pd_cpu_matmul_n_op(void *ctx, const float *x, uint32_t n, uint32_t in,
-                               const pd_matmul_out_t *outs, uint32_t n_outs)
+/* Prepare x for each weight dtype among outs (once per dtype) into acts (n_outs). */
+static bool pd_cpu_act_for(pd_cpu_backend_t *be, const float *x, uint32_t n,
+                           const pd_weight_t *const *ws, uint32_t n_ws, pd_cpu_act_t *acts)
+{
+    for (uint32_t m = 0; m < n_ws; m++) {
+        uint32_t same = 0;
+        while (same < m && ws[same]->dtype != ws[m]->dtype)
+            same++;
+        if (same < m)
+            acts[m] = acts[same];
+        else if (!pd_cpu_act_get(be, ws[m]->dtype, x, n, ws[m]->cols, &acts[m]))
+            return false;
+    }
+    return true;
+}
+
+static void pd_cpu_matmul_n_op(void *ctx, const float *x, uint32_t n, const pd_matmul_out_t *outs,
+                               uint32_t n_outs)
 {
     pd_cpu_backend_t *be = ctx;
     for (uint32_t base = 0; base < n_outs; base += 4) {
         pd_cpu_matmul_job_t j;
-        j.x = x;
+        const pd_weight_t *ws[4];
         j.n = n;
-        j.in = in;
         j.n_outs = pd_cpu_min(4, n_outs - base);
         j.first_chunk[0] = 0;
         for (uint32_t m = 0; m < j.n_outs; m++) {
             j.outs[m] = outs[base + m];
-            j.rows[m] = pd_cpu_rows_per_chunk(be, j.outs[m].out);
-            j.first_chunk[m + 1] = j.first_chunk[m] + (j.outs[m].out + j.rows[m] - 1) / j.rows[m];
+            ws[m] = &j.outs[m].w;
+            j.rows[m] = pd_cpu_rows_per_chunk(be, j.outs[m].w.rows);
+            j.first_chunk[m + 1] =
+                j.first_chunk[m] + (j.outs[m].w.rows + j.rows[m] - 1) / j.rows[m];
         }
+        if (!pd_cpu_act_for(be, x, n, ws, j.n_outs, j.x))
+            continue; /* logged; the outputs stay as they were */
         pd_cpu_pool_run(be->pool, pd_cpu_matmul_run, &j, j.first_chunk[j.n_outs]);
     }
 }
 
-static void pd_cpu_matmul_op(void *ctx, const float *w, const float *x, float *y, uint32_t n,
-                             uint32_t out, uint32_t in, bool accumulate)
+static void pd_cpu_matmul_op(void *ctx, const pd_weight_t *w, const float *x, float *y, uint32_t n,
+                             bool accumulate)
 {
-    pd_matmul_out_t o = {w, y, out, accumulate};
-    pd_cpu_matmul_n_op(ctx, x, n, in, &o, 1);
+    pd_matmul_out_t o = {*w, y, accumulate};
+    pd_cpu_matmul_n_op(ctx, x, n, &o, 1);
 }
 
 typedef struct pd_cpu_ffn_job {
-    const float *w_gate, *w_up; /* (hidden, in) */
-    const float *x;             /* (n, in) */
-    float *h, *up;              /* (n, hidden) */
-    uint32_t n, hidden, in, rows;
+    const pd_weight_t *w_gate, *w_up; /* (hidden, in) */
+    pd_cpu_act_t x[2];                /* the input prepared for w_gate and w_up */
+    float *h, *up;                    /* (n, hidden) */
+    uint32_t n, rows;
 } pd_cpu_ffn_job_t;
 
 static void pd_cpu_ffn_run(void *arg, uint32_t chunk, uint32_t tid)
 {
     (void)tid;
     pd_cpu_ffn_job_t *j = arg;
-    uint32_t b = chunk * j->rows, e = pd_cpu_min(b + j->rows, j->hidden);
-    pd_cpu_matmul(j->w_gate, j->x, j->h, j->n, j->hidden, j->in, b, e, false);
-    pd_cpu_matmul(j->w_up, j->x, j->up, j->n, j->hidden, j->in, b, e, false);
+    const uint32_t hidden = j->w_gate->rows;
+    uint32_t b = chunk * j->rows, e = pd_cpu_min(b + j->rows, hidden);
+    pd_cpu_matmul_w(j->w_gate, &j->x[0], j->h, j->n, b, e, false);
+    pd_cpu_matmul_w(j->w_up, &j->x[1], j->up, j->n, b, e, false);
     for (uint32_t t = 0; t < j->n; t++) {
-        size_t off = (size_t)t * j->hidden + b;
+        size_t off = (size_t)t * hidden + b;
         pd_cpu_swiglu(j->h + off, j->up + off, j->h + off, e - b);
     }
 }
 
-static void pd_cpu_ffn_gate_up_op(void *ctx, const float *w_gate, const float *w_up, const float *x,
-                                  float *h, float *up, uint32_t n, uint32_t hidden, uint32_t in)
+static void pd_cpu_ffn_gate_up_op(void *ctx, const pd_weight_t *w_gate, const pd_weight_t *w_up,
+                                  const float *x, float *h, float *up, uint32_t n)
 {
     pd_cpu_backend_t *be = ctx;
-    pd_cpu_ffn_job_t j = {w_gate, w_up, x, h, up, n, hidden, in, 0};
-    j.rows = pd_cpu_rows_per_chunk(be, hidden);
-    pd_cpu_pool_run(be->pool, pd_cpu_ffn_run, &j, (hidden + j.rows - 1) / j.rows);
+    pd_cpu_ffn_job_t j = {w_gate, w_up, {{0}}, h, up, n, 0};
+    const pd_weight_t *ws[2] = {w_gate, w_up};
+    if (!pd_cpu_act_for(be, x, n, ws, 2, j.x))
+        return;
+    j.rows = pd_cpu_rows_per_chunk(be, w_gate->rows);
+    pd_cpu_pool_run(be->pool, pd_cpu_ffn_run, &j, (w_gate->rows + j.rows - 1) / j.rows);
 }
 
 typedef struct pd_cpu_rope_job {
@@ -297,6 +359,8 @@ static void pd_cpu_backend_destroy(void *ctx)
     if (be == NULL)
         return;
     pd_cpu_pool_destroy(&be->pool);
+    for (int d = 0; d < PD_DTYPE_COUNT; d++)
+        free(be->act_buf[d]);
     free(be->scores);
     free(be);
 }
@@ -305,6 +369,7 @@ static const pd_backend_ops_t pd_cpu_backend_ops = {
     .name = "cpu",
     .destroy = pd_cpu_backend_destroy,
     .n_threads = pd_cpu_backend_n_threads,
+    .reserve = pd_cpu_backend_reserve,
     .get_rows = pd_cpu_get_rows,
     .rmsnorm = pd_cpu_rmsnorm_op,
     .matmul = pd_cpu_matmul_op,

@@ -228,4 +228,199 @@ static inline void pd_v16_hsum16(const pd_v16_t *v, float *out)
 
 #endif
 
+/* Raw 64-byte vectors for the bf16 and int8 weights, and their dot products.
+ *
+ * bf16: pd_v16_dot_bf16(acc, a, b) takes 32 bf16 of a and b; lane i adds the products of
+ * elements 2i + 1 and then 2i, each rounded to f32 (the products themselves are exact):
+ * the semantics of vdpbf16ps, which the AVX512-BF16 build uses and every other build
+ * reproduces with two fused multiply-adds.
+ *
+ * int8: pd_v16i_dot_i8(acc, w, x) adds products of 64 signed bytes into 16 int32 lanes.
+ * With VNNI (vpdpbusd multiplies unsigned by signed bytes) w is offset by 128 and the sum
+ * carries an extra 128 * sum(x), which PD_I8_OFFSET tells the caller to subtract; the
+ * integer result is exact either way, so every build gives the same bits. */
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+
+#define PD_SIMD_RAW512 1
+typedef __m512i pd_vraw_t;
+typedef __m512i pd_v16i_t;
+
+static inline pd_vraw_t pd_vraw_load(const void *p)
+{
+    return _mm512_loadu_si512(p);
+}
+
+/* rem < 32 16-bit elements, zero above. */
+static inline pd_vraw_t pd_vraw_load16_tail(const uint16_t *p, uint32_t rem)
+{
+    return _mm512_maskz_loadu_epi16((__mmask32)((1u << rem) - 1u), p);
+}
+
+/* rem < 64 bytes, zero above. */
+static inline pd_vraw_t pd_vraw_load8_tail(const int8_t *p, uint32_t rem)
+{
+    return _mm512_maskz_loadu_epi8((__mmask64)((1ull << rem) - 1ull), p);
+}
+
+static inline pd_v16_t pd_v16_dot_bf16(pd_v16_t acc, pd_vraw_t a, pd_vraw_t b)
+{
+#if defined(__AVX512BF16__)
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+#else
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(a, hi)),
+                          _mm512_castsi512_ps(_mm512_and_si512(b, hi)), acc);
+    return _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)),
+                           _mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), acc);
+#endif
+}
+
+/* 16 f16 at p widened to f32 (exact). */
+static inline pd_v16_t pd_v16_load_f16(const uint16_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+static inline pd_v16_t pd_v16_load_f16_tail(const uint16_t *p, uint32_t rem)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((__mmask16)((1u << rem) - 1u), p));
+}
+
+static inline pd_v16i_t pd_v16i_zero(void)
+{
+    return _mm512_setzero_si512();
+}
+
+#if defined(__AVX512VNNI__)
+#define PD_I8_OFFSET 128
+static inline pd_v16i_t pd_v16i_dot_i8(pd_v16i_t acc, pd_vraw_t w_biased, pd_vraw_t x)
+{
+    return _mm512_dpbusd_epi32(acc, w_biased, x);
+}
+/* w as the first operand of pd_v16i_dot_i8 wants it: once per weight load. */
+static inline pd_vraw_t pd_vraw_i8_weight(pd_vraw_t w)
+{
+    return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+}
+#else
+#define PD_I8_OFFSET 0
+static inline pd_v16i_t pd_v16i_dot_i8(pd_v16i_t acc, pd_vraw_t w, pd_vraw_t x)
+{
+    __m512i wl = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(w));
+    __m512i wh = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(w, 1));
+    __m512i xl = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(x));
+    __m512i xh = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(x, 1));
+    return _mm512_add_epi32(acc,
+                            _mm512_add_epi32(_mm512_madd_epi16(wl, xl), _mm512_madd_epi16(wh, xh)));
+}
+static inline pd_vraw_t pd_vraw_i8_weight(pd_vraw_t w)
+{
+    return w;
+}
+#endif
+
+/* The exact sum of the 16 lanes. */
+static inline int64_t pd_v16i_hsum(pd_v16i_t v)
+{
+    __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+    __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
+    return (int64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi));
+}
+
+#else /* portable fallback: the same semantics in plain C */
+
+typedef struct pd_vraw {
+    uint8_t b[64];
+} pd_vraw_t;
+typedef struct pd_v16i {
+    int32_t l[16];
+} pd_v16i_t;
+
+static inline pd_vraw_t pd_vraw_load(const void *p)
+{
+    pd_vraw_t v;
+    for (int i = 0; i < 64; i++)
+        v.b[i] = ((const uint8_t *)p)[i];
+    return v;
+}
+
+static inline pd_vraw_t pd_vraw_load16_tail(const uint16_t *p, uint32_t rem)
+{
+    pd_vraw_t v = {{0}};
+    for (uint32_t i = 0; i < 2 * rem; i++)
+        v.b[i] = ((const uint8_t *)p)[i];
+    return v;
+}
+
+static inline pd_vraw_t pd_vraw_load8_tail(const int8_t *p, uint32_t rem)
+{
+    pd_vraw_t v = {{0}};
+    for (uint32_t i = 0; i < rem; i++)
+        v.b[i] = (uint8_t)p[i];
+    return v;
+}
+
+static inline float pd_raw_bf16_(const pd_vraw_t *v, int i)
+{
+    uint32_t bits = ((uint32_t)v->b[2 * i] | ((uint32_t)v->b[2 * i + 1] << 8)) << 16;
+    float f;
+    __builtin_memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+static inline pd_v16_t pd_v16_dot_bf16(pd_v16_t acc, pd_vraw_t a, pd_vraw_t b)
+{
+    float l[16];
+    pd_v16_store(l, acc);
+    for (int i = 0; i < 16; i++) {
+        l[i] = fmaf(pd_raw_bf16_(&a, 2 * i + 1), pd_raw_bf16_(&b, 2 * i + 1), l[i]);
+        l[i] = fmaf(pd_raw_bf16_(&a, 2 * i), pd_raw_bf16_(&b, 2 * i), l[i]);
+    }
+    return pd_v16_load(l);
+}
+
+float pd_f16_to_f32(uint16_t h);
+
+static inline pd_v16_t pd_v16_load_f16_tail(const uint16_t *p, uint32_t rem)
+{
+    float l[16] = {0};
+    for (uint32_t i = 0; i < rem; i++)
+        l[i] = pd_f16_to_f32(p[i]);
+    return pd_v16_load(l);
+}
+
+static inline pd_v16_t pd_v16_load_f16(const uint16_t *p)
+{
+    return pd_v16_load_f16_tail(p, 16);
+}
+
+static inline pd_v16i_t pd_v16i_zero(void)
+{
+    pd_v16i_t v = {{0}};
+    return v;
+}
+
+#define PD_I8_OFFSET 0
+static inline pd_v16i_t pd_v16i_dot_i8(pd_v16i_t acc, pd_vraw_t w, pd_vraw_t x)
+{
+    for (int i = 0; i < 64; i++)
+        acc.l[i / 4] += (int32_t)(int8_t)w.b[i] * (int32_t)(int8_t)x.b[i];
+    return acc;
+}
+
+static inline pd_vraw_t pd_vraw_i8_weight(pd_vraw_t w)
+{
+    return w;
+}
+
+static inline int64_t pd_v16i_hsum(pd_v16i_t v)
+{
+    int64_t s = 0;
+    for (int i = 0; i < 16; i++)
+        s += v.l[i];
+    return s;
+}
+
+#endif
+
 #endif
