@@ -23,16 +23,19 @@
 
 static void pd_cmd_model_usage(FILE *out)
 {
-    fprintf(out, "usage: pdctl model new --preset NAME --seed N -o DIR [--dtype f32|f16|bf16]\n"
-                 "                        [--force]\n"
-                 "       pdctl model info -m MODEL [--json]\n"
-                 "\n"
-                 "new: write a randomly initialised model: DIR/config.json,\n"
-                 "DIR/model.safetensors (Hugging Face layout) and DIR/tokenizer.bin (the\n"
-                 "byte-level vocabulary in llama2.c format). The weights depend only on the\n"
-                 "preset and the seed.\n"
-                 "\n"
-                 "  --preset NAME     model shape:");
+    fprintf(out,
+            "usage: pdctl model new --preset NAME --seed N -o DIR [--dtype f32|f16|bf16]\n"
+            "                        [--force]\n"
+            "       pdctl model info -m MODEL [--read-gbps R] [--json]\n"
+            "       pdctl model quantize -m MODEL -o DIR [--dtype int8|bf16|f16|f32] [--force]\n"
+            "       pdctl model compare -m MODEL --ref MODEL [options] (see --help there)\n"
+            "\n"
+            "new: write a randomly initialised model: DIR/config.json,\n"
+            "DIR/model.safetensors (Hugging Face layout) and DIR/tokenizer.bin (the\n"
+            "byte-level vocabulary in llama2.c format). The weights depend only on the\n"
+            "preset and the seed.\n"
+            "\n"
+            "  --preset NAME     model shape:");
     for (size_t i = 0; i < pd_model_preset_count(); i++)
         fprintf(out, " %s", pd_model_preset_name(i));
     fprintf(out, "\n"
@@ -42,10 +45,25 @@ static void pd_cmd_model_usage(FILE *out)
                  "  --force           overwrite a model already in DIR\n"
                  "\n"
                  "info: print the config of a checkpoint directory or llama2.c .bin (its\n"
-                 "weights are not read): shapes, parameters, context, RoPE, model id.\n"
+                 "weights are not read): shapes, parameters, context, RoPE, model id, the\n"
+                 "weights' dtype and bytes, and the decode rate that reading them once a\n"
+                 "token allows at this machine's uncached read rate (measured in about a\n"
+                 "second, at 1 thread and at one thread per core).\n"
                  "\n"
                  "  -m, --model PATH  the model\n"
-                 "  --json            one JSON object on stdout\n");
+                 "  --read-gbps R     use R GB/s as the read rate instead of measuring it\n"
+                 "  --json            one JSON object on stdout\n"
+                 "\n"
+                 "quantize: write MODEL with every matrix in another dtype as a new checkpoint\n"
+                 "directory (config.json, model.safetensors, and the tokenizer files found\n"
+                 "beside MODEL). int8 keeps one f32 scale per matrix row (max |w| / 127, rows\n"
+                 "rounded to nearest); bf16 and f16 round to nearest even. The new model id is\n"
+                 "the old one plus \"-<dtype>\", so cached KV of the two never mixes.\n"
+                 "\n"
+                 "  -m, --model PATH  the model to convert\n"
+                 "  -o, --output DIR  directory to write (created if missing)\n"
+                 "  --dtype T         int8 (default), bf16, f16 or f32\n"
+                 "  --force           overwrite a model already in DIR\n");
 }
 
 /* mkdir -p; 0 or -1 with errno set. */
@@ -198,17 +216,23 @@ out:
 static int pd_cmd_model_info(int argc, char **argv)
 {
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
+                                         {"read-gbps", required_argument, NULL, 'r'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *path = NULL;
     bool json = false;
+    float read_gbps = 0.0f;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm':
             path = optarg;
+            break;
+        case 'r':
+            if (!pd_cli_parse_f32("--read-gbps", optarg, 0.001f, 1e6f, &read_gbps))
+                return PD_CLI_USAGE;
             break;
         case 'j':
             json = true;
@@ -232,6 +256,15 @@ static int pd_cmd_model_info(int argc, char **argv)
         fprintf(stderr, "pdctl: cannot read the config of %s: %s\n", path, pd_status_str(status));
         return PD_CLI_FAIL;
     }
+    pd_dtype_t dtype;
+    status = pd_model_dtype_load(path, &dtype);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot read the weight dtype of %s: %s\n", path,
+                pd_status_str(status));
+        return PD_CLI_FAIL;
+    }
+    pd_cli_weights_t wf;
+    pd_cli_weights_measure(&cfg, dtype, read_gbps, &wf);
     const char *rope = cfg.rope_style == PD_ROPE_HALF ? "half" : "pair";
     unsigned long long n_params = (unsigned long long)pd_model_n_params(&cfg);
     if (json) {
@@ -240,10 +273,12 @@ static int pd_cmd_model_info(int argc, char **argv)
         printf(",\"dim\":%u,\"hidden_dim\":%u,\"n_layers\":%u,\"n_heads\":%u,"
                "\"n_kv_heads\":%u,\"head_dim\":%u,\"vocab_size\":%u,\"max_seq_len\":%u,"
                "\"rms_eps\":%.9g,\"rope_theta\":%.9g,\"rope_style\":\"%s\","
-               "\"tie_embeddings\":%s,\"n_params\":%llu}\n",
+               "\"tie_embeddings\":%s,\"n_params\":%llu",
                cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
                cfg.vocab_size, cfg.max_seq_len, (double)cfg.rms_eps, (double)cfg.rope_theta, rope,
                cfg.tie_embeddings ? "true" : "false", n_params);
+        pd_cli_weights_print_json(&wf);
+        printf("}\n");
         return PD_CLI_OK;
     }
     printf("model id      %s\n"
@@ -260,7 +295,129 @@ static int pd_cmd_model_info(int argc, char **argv)
            cfg.model_id, n_params, (double)n_params / 1e6, cfg.dim, cfg.hidden_dim, cfg.n_layers,
            cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.vocab_size, cfg.max_seq_len,
            (double)cfg.rms_eps, rope, (double)cfg.rope_theta, cfg.tie_embeddings ? "yes" : "no");
+    pd_cli_weights_print(&wf);
     return PD_CLI_OK;
+}
+
+/* Copy the tokenizer files beside a model (when in a directory) into dir. */
+static void pd_cmd_model_copy_tokenizer(const char *model, const char *dir)
+{
+    static const char *const names[] = {"tokenizer.bin", "tokenizer.json", "tokenizer_config.json",
+                                        "special_tokens_map.json", "generation_config.json"};
+    struct stat st;
+    if (stat(model, &st) != 0 || !S_ISDIR(st.st_mode))
+        return;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char src[PATH_MAX], dst[PATH_MAX];
+        snprintf(src, sizeof(src), "%s/%s", model, names[i]);
+        snprintf(dst, sizeof(dst), "%s/%s", dir, names[i]);
+        FILE *in = fopen(src, "rb");
+        if (in == NULL)
+            continue;
+        FILE *out = fopen(dst, "wb");
+        char buf[65536];
+        size_t n;
+        bool ok = out != NULL;
+        while (ok && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+            ok = fwrite(buf, 1, n, out) == n;
+        ok = ok && !ferror(in);
+        if (out != NULL && fclose(out) != 0)
+            ok = false;
+        fclose(in);
+        if (!ok)
+            fprintf(stderr, "pdctl: warning: could not copy %s to %s\n", src, dst);
+    }
+}
+
+static int pd_cmd_model_quantize(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'}, {"output", required_argument, NULL, 'o'},
+        {"dtype", required_argument, NULL, 'd'}, {"force", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    const char *path = NULL, *out = NULL;
+    pd_dtype_t dtype = PD_DTYPE_I8;
+    bool force = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            path = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'd':
+            if (pd_dtype_parse(optarg, &dtype) != PD_OK) {
+                fprintf(stderr, "pdctl: --dtype: '%s' is not int8, bf16, f16 or f32\n", optarg);
+                return PD_CLI_USAGE;
+            }
+            break;
+        case 'f':
+            force = true;
+            break;
+        case 'h':
+            pd_cmd_model_usage(stdout);
+            return PD_CLI_OK;
+        default:
+            pd_cmd_model_usage(stderr);
+            return PD_CLI_USAGE;
+        }
+    }
+    if (optind != argc || path == NULL || out == NULL) {
+        fprintf(stderr, "pdctl: model quantize needs -m MODEL and -o DIR\n");
+        pd_cmd_model_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    char file[PATH_MAX];
+    struct stat st;
+    snprintf(file, sizeof(file), "%s/model.safetensors", out);
+    if (!force && stat(file, &st) == 0) {
+        fprintf(stderr, "pdctl: %s exists (use --force to overwrite)\n", file);
+        return PD_CLI_FAIL;
+    }
+    pd_model_t *model = NULL, *conv = NULL;
+    int rc = PD_CLI_FAIL;
+    fprintf(stderr, "pdctl: loading %s\n", path);
+    pd_status_t status = pd_model_load(path, &model);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot load model %s: %s\n", path, pd_status_str(status));
+        goto out;
+    }
+    if (pd_model_dtype(model) == (int)dtype) {
+        fprintf(stderr, "pdctl: %s is already %s\n", path, pd_dtype_name(dtype));
+        goto out;
+    }
+    if (model->config.rope_style != PD_ROPE_HALF) {
+        fprintf(stderr,
+                "pdctl: %s uses interleaved RoPE (a llama2.c file); only Hugging Face "
+                "layouts are written\n",
+                path);
+        goto out;
+    }
+    fprintf(stderr, "pdctl: converting %.1f MB of weights to %s\n",
+            (double)pd_model_weight_bytes(model) / 1e6, pd_dtype_name(dtype));
+    status = pd_model_convert(model, dtype, &conv);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot convert the model: %s\n", pd_status_str(status));
+        goto out;
+    }
+    pd_cmd_model_progress_t progress = {0};
+    status = pd_model_save_hf(conv, out, dtype, pd_cmd_model_on_progress, &progress);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot write the model to %s: %s\n", out, pd_status_str(status));
+        goto out;
+    }
+    pd_cmd_model_copy_tokenizer(path, out);
+    fprintf(stderr, "pdctl: wrote %s: %s weights, %.1f MB (from %.1f MB), model id %s\n", out,
+            pd_dtype_name(dtype), (double)pd_model_weight_bytes(conv) / 1e6,
+            (double)pd_model_weight_bytes(model) / 1e6, conv->config.model_id);
+    rc = PD_CLI_OK;
+out:
+    pd_model_destroy(&conv);
+    pd_model_destroy(&model);
+    return rc;
 }
 
 int pd_cmd_model(int argc, char **argv)
@@ -277,6 +434,10 @@ int pd_cmd_model(int argc, char **argv)
         return pd_cmd_model_new(argc - 1, argv + 1);
     if (strcmp(argv[1], "info") == 0)
         return pd_cmd_model_info(argc - 1, argv + 1);
+    if (strcmp(argv[1], "quantize") == 0)
+        return pd_cmd_model_quantize(argc - 1, argv + 1);
+    if (strcmp(argv[1], "compare") == 0)
+        return pd_cmd_model_compare(argc - 1, argv + 1);
     fprintf(stderr, "pdctl: unknown 'model' subcommand '%s'\n", argv[1]);
     pd_cmd_model_usage(stderr);
     return PD_CLI_USAGE;

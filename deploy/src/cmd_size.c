@@ -1,4 +1,5 @@
-/* pdctl size: KV cache arithmetic for a model (f32 K and V, the CPU compute type). */
+/* pdctl size: KV cache arithmetic for a model (f32 K and V, the CPU compute type), and
+ * its weights' bytes and decode bound. */
 #include "pdctl_int.h"
 
 #include "pd/json.h"
@@ -14,17 +15,23 @@
 static void pd_cmd_size_usage(FILE *out)
 {
     fprintf(out, "usage: pdctl size (-m MODEL | --preset NAME) [--tokens N] [--pool-mb M]\n"
-                 "                  [--block-tokens B] [--json]\n"
+                 "                  [--block-tokens B] [--dtype T] [--read-gbps R] [--json]\n"
                  "\n"
                  "KV cache size of a model: bytes per token (2 x layers x kv_heads x head_dim x 4\n"
                  "for f32), per block of B tokens, for N tokens (whole blocks), and how many\n"
-                 "blocks and tokens a pool of M MiB holds. Reads only the model's config.\n"
+                 "blocks and tokens a pool of M MiB holds. Then the weights: their bytes in the\n"
+                 "model's dtype (or --dtype), the bytes a decode step reads, and the decode\n"
+                 "rate that allows at this machine's uncached read rate (measured, about a\n"
+                 "second, or --read-gbps). Reads only the model's config and file headers.\n"
                  "\n"
                  "  -m, --model PATH    checkpoint directory or llama2.c .bin\n"
                  "  --preset NAME       a preset instead of a model file\n"
                  "  --tokens N          tokens to size (default: the model's context)\n"
                  "  --pool-mb M         pool size in MiB (default 1024)\n"
                  "  --block-tokens B    tokens per block (default 16)\n"
+                 "  --dtype T           weights in f32, f16, bf16 or int8 (default: the\n"
+                 "                      model's own; f32 for a preset)\n"
+                 "  --read-gbps R       read rate in GB/s instead of measuring it\n"
                  "  --json              one JSON object on stdout\n");
 }
 
@@ -35,13 +42,17 @@ int pd_cmd_size(int argc, char **argv)
                                          {"tokens", required_argument, NULL, 'n'},
                                          {"pool-mb", required_argument, NULL, 'M'},
                                          {"block-tokens", required_argument, NULL, 'B'},
+                                         {"dtype", required_argument, NULL, 'd'},
+                                         {"read-gbps", required_argument, NULL, 'r'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *model = NULL, *preset = NULL;
     uint64_t n_tokens = 0, pool_mb = 1024;
     uint32_t block_tokens = 16;
-    bool json = false, have_tokens = false;
+    bool json = false, have_tokens = false, have_dtype = false;
+    pd_dtype_t dtype = PD_DTYPE_F32;
+    float read_gbps = 0.0f;
     int c;
 
     optind = 1;
@@ -64,6 +75,17 @@ int pd_cmd_size(int argc, char **argv)
             break;
         case 'B':
             if (!pd_cli_parse_u32("--block-tokens", optarg, 1, 1u << 16, &block_tokens))
+                return PD_CLI_USAGE;
+            break;
+        case 'd':
+            if (pd_dtype_parse(optarg, &dtype) != PD_OK) {
+                fprintf(stderr, "pdctl: --dtype: '%s' is not f32, f16, bf16 or int8\n", optarg);
+                return PD_CLI_USAGE;
+            }
+            have_dtype = true;
+            break;
+        case 'r':
+            if (!pd_cli_parse_f32("--read-gbps", optarg, 0.001f, 1e6f, &read_gbps))
                 return PD_CLI_USAGE;
             break;
         case 'j':
@@ -93,6 +115,12 @@ int pd_cmd_size(int argc, char **argv)
     }
     if (!have_tokens)
         n_tokens = config.max_seq_len;
+    if (!have_dtype && model != NULL && pd_model_dtype_load(model, &dtype) != PD_OK) {
+        fprintf(stderr, "pdctl: cannot read the weight dtype of %s\n", model);
+        return PD_CLI_FAIL;
+    }
+    pd_cli_weights_t wf;
+    pd_cli_weights_measure(&config, dtype, read_gbps, &wf);
     pd_kv_layout_t layout = {
         .n_layers = config.n_layers,
         .n_kv_heads = config.n_kv_heads,
@@ -114,12 +142,14 @@ int pd_cmd_size(int argc, char **argv)
                "\"max_seq_len\":%u,\"dtype\":\"f32\",\"kv_bytes_per_token\":%llu,"
                "\"block_tokens\":%u,\"kv_bytes_per_block\":%llu,\"tokens\":%llu,"
                "\"blocks\":%llu,\"kv_bytes\":%llu,\"pool_mb\":%llu,\"pool_blocks\":%llu,"
-               "\"pool_tokens\":%llu}\n",
+               "\"pool_tokens\":%llu",
                config.n_layers, config.n_kv_heads, config.head_dim, config.max_seq_len,
                (unsigned long long)token_bytes, block_tokens, (unsigned long long)block_bytes,
                (unsigned long long)n_tokens, (unsigned long long)n_blocks,
                (unsigned long long)(n_blocks * block_bytes), (unsigned long long)pool_mb,
                (unsigned long long)pool_blocks, (unsigned long long)pool_tokens);
+        pd_cli_weights_print_json(&wf);
+        printf("}\n");
         return PD_CLI_OK;
     }
     printf("model %s: %u layers, %u KV heads, head_dim %u, context %u\n", config.model_id,
@@ -130,5 +160,6 @@ int pd_cmd_size(int argc, char **argv)
            (unsigned long long)n_blocks, (double)(n_blocks * block_bytes) / (1 << 20));
     printf("pool of %llu MiB:      %llu blocks, %llu tokens\n", (unsigned long long)pool_mb,
            (unsigned long long)pool_blocks, (unsigned long long)pool_tokens);
+    pd_cli_weights_print(&wf);
     return PD_CLI_OK;
 }

@@ -13,7 +13,8 @@
 #include <string.h>
 
 static const pd_cli_cmd_t pd_cli_cmds[] = {
-    {"model", "make or inspect model files: 'model new', 'model info'", pd_cmd_model},
+    {"model", "make, inspect, quantize or compare model files: 'model new|info|quantize|compare'",
+     pd_cmd_model},
     {"generate", "run a prompt through a model in this process (no cluster)", pd_cmd_generate},
     {"size", "KV cache bytes per token and block, and what a pool holds", pd_cmd_size},
     {"up", "start the roles of a cluster manifest on this machine", pd_cmd_up},

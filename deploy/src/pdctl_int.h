@@ -3,6 +3,8 @@
 #ifndef PD_PDCTL_INT_H
 #define PD_PDCTL_INT_H
 
+#include "pd/model.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,9 +20,29 @@ typedef struct pd_cli_cmd {
 } pd_cli_cmd_t;
 
 int pd_cmd_model(int argc, char **argv);
+int pd_cmd_model_compare(int argc, char **argv);
 int pd_cmd_generate(int argc, char **argv);
 int pd_cmd_size(int argc, char **argv);
 int pd_cmd_bench(int argc, char **argv);
+
+/* Weight figures of a model in one dtype (cmd_weights.c). */
+typedef struct pd_cli_weights {
+    pd_dtype_t dtype;
+    uint64_t weight_bytes; /* all weights in memory */
+    uint64_t decode_bytes; /* what one decode step reads */
+    double gbps_1;         /* uncached read rate, 1 thread (GB/s) */
+    double gbps_all;       /* the same with one thread per core */
+    uint32_t n_cores;
+    bool measured; /* false: both rates are the --read-gbps the user gave */
+} pd_cli_weights_t;
+
+/* Fill w for config c with matrices in dtype; read_gbps > 0 is used instead of measuring
+ * (which takes about a second). */
+void pd_cli_weights_measure(const pd_model_config_t *c, pd_dtype_t dtype, double read_gbps,
+                            pd_cli_weights_t *w);
+/* Two text lines (weights, decode bound), or JSON members starting with a comma. */
+void pd_cli_weights_print(const pd_cli_weights_t *w);
+void pd_cli_weights_print_json(const pd_cli_weights_t *w);
 
 /* Parse a whole decimal integer in [min, max]; on failure print "pdctl: OPT: ..." to
  * stderr and return false. */

@@ -263,3 +263,24 @@ pd_status_t pd_model_load_dtype(const char *path, pd_dtype_t dtype, pd_model_t *
     *model_p = converted;
     return PD_OK;
 }
+
+pd_status_t pd_model_dtype_load(const char *path, pd_dtype_t *dtype_p)
+{
+    struct stat st;
+    char dir[PATH_MAX];
+    int dtype = PD_DTYPE_F32;
+    pd_status_t status = PD_OK;
+    if (path == NULL || dtype_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    if (stat(path, &st) != 0) {
+        pd_log_error("model %s: %s", path, strerror(errno));
+        return PD_ERR_IO;
+    }
+    if (S_ISDIR(st.st_mode))
+        status = pd_model_dtype_load_hf(path, &dtype);
+    else if (pd_load_checkpoint_dir(path, dir, sizeof(dir)))
+        status = pd_model_dtype_load_hf(dir, &dtype);
+    if (status == PD_OK)
+        *dtype_p = (pd_dtype_t)dtype;
+    return status;
+}

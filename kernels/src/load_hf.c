@@ -673,3 +673,49 @@ out_close:
     pd_model_destroy(&model);
     return status;
 }
+
+pd_status_t pd_model_dtype_load_hf(const char *dir, int *dtype_p)
+{
+    pd_model_config_t config;
+    pd_st_file_t *files = NULL;
+    size_t n_files = 0;
+    pd_load_tensor_t *tensors = NULL;
+    if (dir == NULL || dtype_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    pd_status_t status = pd_model_config_load_hf(dir, &config);
+    if (status != PD_OK)
+        return status;
+    status = pd_hf_list_files(dir, &files, &n_files);
+    if (status != PD_OK)
+        return status;
+    for (size_t i = 0; i < n_files && status == PD_OK; i++)
+        status = pd_st_open(&files[i]);
+    size_t n_tensors = pd_load_tensor_count(&config);
+    tensors = status == PD_OK ? calloc(n_tensors, sizeof(*tensors)) : NULL;
+    if (status == PD_OK && tensors == NULL)
+        status = PD_ERR_NO_MEMORY;
+    if (status == PD_OK) {
+        int dtype = -2; /* none seen yet */
+        pd_load_tensor_list(&config, NULL, tensors);
+        for (size_t i = 0; i < n_tensors && status == PD_OK; i++) {
+            if (tensors[i].ndim != 2)
+                continue;
+            const pd_st_entry_t *e = pd_hf_find(files, n_files, tensors[i].name);
+            if (e == NULL || e->dtype < 0) {
+                pd_log_error("%s: tensor \"%s\" is missing or of an unreadable dtype", dir,
+                             tensors[i].name);
+                status = PD_ERR_FORMAT;
+                break;
+            }
+            dtype = dtype == -2 || dtype == e->dtype ? e->dtype : -1;
+        }
+        /* mixed dtypes load as F32 (pd_model_load_hf) */
+        if (status == PD_OK)
+            *dtype_p = dtype < 0 ? PD_DTYPE_F32 : dtype;
+    }
+    for (size_t i = 0; i < n_files; i++)
+        pd_st_close(&files[i]);
+    free(files);
+    free(tensors);
+    return status;
+}

@@ -63,8 +63,9 @@ static inline int pd_tc_free_port(void)
 }
 
 /* Make the temp dir and the tiny model (preset tiny, seed 1) the way `pdctl model new`
- * does: weights in the Hugging Face layout plus the byte tokenizer. */
-static inline void pd_tc_env_init(pd_tc_env_t *e)
+ * (and `pdctl model quantize` for another dtype) does: weights in dtype in the Hugging
+ * Face layout plus the byte tokenizer. */
+static inline void pd_tc_env_init_dtype(pd_tc_env_t *e, pd_dtype_t dtype)
 {
     memset(e, 0, sizeof(*e));
     snprintf(e->dir, sizeof(e->dir), "/tmp/pd-cluster-XXXXXX");
@@ -77,7 +78,13 @@ static inline void pd_tc_env_init(pd_tc_env_t *e)
     pd_model_t *m = NULL;
     cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
     pd_model_init_random(m, 1);
-    cr_assert_eq(pd_model_save_hf(m, e->model, PD_DTYPE_F32, NULL, NULL), PD_OK);
+    if (dtype != PD_DTYPE_F32) {
+        pd_model_t *conv = NULL;
+        cr_assert_eq(pd_model_convert(m, dtype, &conv), PD_OK);
+        pd_model_destroy(&m);
+        m = conv;
+    }
+    cr_assert_eq(pd_model_save_hf(m, e->model, dtype, NULL, NULL), PD_OK);
     pd_model_destroy(&m);
     pd_tokenizer_t *tok = NULL;
     cr_assert_eq(pd_tokenizer_create_byte(&tok), PD_OK);
@@ -85,6 +92,11 @@ static inline void pd_tc_env_init(pd_tc_env_t *e)
     snprintf(path, sizeof(path), "%s/tokenizer.bin", e->model);
     cr_assert_eq(pd_tokenizer_save(tok, path), PD_OK);
     pd_tokenizer_destroy(&tok);
+}
+
+static inline void pd_tc_env_init(pd_tc_env_t *e)
+{
+    pd_tc_env_init_dtype(e, PD_DTYPE_F32);
 }
 
 /* Start argv[0] (a path) with its output in dir/name.log. */

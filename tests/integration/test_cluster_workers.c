@@ -183,11 +183,14 @@ static int fr_recv(int timeout_ms, pd_proto_msg_t *msg)
 
 /* Start the workers; extra (may be NULL) holds more flags, space-separated, which win
  * over the defaults. */
+/* The dtype of the model's matrices in the next fr_start. */
+static pd_dtype_t fr_dtype = PD_DTYPE_F32;
+
 static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_mb,
                      const char *extra)
 {
     memset(&g, 0, sizeof(g));
-    pd_tc_env_init(&g.env);
+    pd_tc_env_init_dtype(&g.env, fr_dtype);
     pd_mp_writer_init(&g.wr);
     cr_assert_eq(pd_model_load(g.env.model, &g.model), PD_OK);
     g.ctx = zmq_ctx_new();
@@ -551,6 +554,32 @@ Test(cluster_workers, tokens_equal_reference_cold_and_cached)
     }
     fr_expect_all_free();
     fr_stop();
+}
+
+/* Prefill and decode workers computing with bf16 and int8 weights give the tokens of the
+ * same weights computed in one process, cold and from cache, greedy and sampled. */
+Test(cluster_workers, tokens_equal_reference_with_bf16_and_int8_weights)
+{
+    static const pd_dtype_t dtypes[] = {PD_DTYPE_BF16, PD_DTYPE_I8};
+    for (size_t d = 0; d < 2; d++) {
+        fr_dtype = dtypes[d];
+        fr_start(1, 1, false, 4, NULL);
+        cr_assert_eq(pd_model_dtype(g.model), (int)dtypes[d]);
+        fr_req_t q;
+        uint64_t id = 1;
+        for (int pass = 0; pass < 2; pass++)
+            for (uint32_t i = 0; i < 3; i++) {
+                fr_req_init(&q, id++, 20 + 11 * i, i, 16, i == 2 ? 0.8 : 0.0, 3 + i);
+                fr_run(&q, 1, 20000);
+                fr_expect_reference(&q);
+                if (pass == 1)
+                    cr_expect_gt(q.n_cached_blocks, 0, "%s: the second pass reads the cache",
+                                 pd_dtype_name(dtypes[d]));
+            }
+        fr_expect_all_free();
+        fr_stop();
+    }
+    fr_dtype = PD_DTYPE_F32;
 }
 
 Test(cluster_workers, other_tenant_misses)

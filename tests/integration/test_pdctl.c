@@ -350,6 +350,86 @@ Test(pdctl, size_reports_kv_bytes)
     rm_rf(dir);
 }
 
+static double json_num(const pd_json_t *root, const char *key)
+{
+    double v;
+    cr_assert(pd_json_number(pd_json_object_get(root, key), &v), "%s is not a number", key);
+    return v;
+}
+
+Test(pdctl, quantize_info_compare_and_generate_int8)
+{
+    char dir[PATH_MAX], q8[PATH_MAX];
+    tmp_dir(dir, sizeof(dir), "qsrc");
+    tmp_dir(q8, sizeof(q8), "q8");
+    make_tiny(dir, "f32");
+    const char *quant[] = {"model", "quantize", "-m", dir, "-o", q8, NULL};
+    run_result_t r = run_pdctl(quant);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_free(&r);
+    /* Converting it again is refused, and so is an unknown dtype. */
+    const char *again[] = {"model", "quantize", "-m", q8, "-o", dir, "--force", NULL};
+    r = run_pdctl(again);
+    cr_assert_eq(r.code, 1);
+    cr_assert_not_null(strstr(r.err, "already"), "%s", r.err);
+    run_free(&r);
+    const char *bad[] = {"model", "quantize", "-m", dir, "-o", q8, "--dtype", "int4", NULL};
+    r = run_pdctl(bad);
+    cr_assert_eq(r.code, 2);
+    run_free(&r);
+
+    const char *info[] = {"model", "info", "-m", q8, "--read-gbps", "10", "--json", NULL};
+    r = run_pdctl(info);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    pd_json_doc_t *doc = parse_json(r.out);
+    const pd_json_t *root = pd_json_doc_root(doc);
+    const char *s;
+    cr_assert(pd_json_string(pd_json_object_get(root, "model_id"), &s, NULL));
+    cr_assert_str_eq(s, "pdkv-tiny-s1-int8");
+    cr_assert(pd_json_string(pd_json_object_get(root, "weight_dtype"), &s, NULL));
+    cr_assert_str_eq(s, "I8");
+    pd_model_config_t tiny;
+    cr_assert_eq(pd_model_preset("tiny", &tiny), PD_OK);
+    uint64_t want = pd_model_config_weight_bytes(&tiny, PD_DTYPE_I8);
+    cr_assert_eq((uint64_t)json_num(root, "weight_bytes"), want);
+    /* int8: one byte a weight, one f32 scale a row; a quarter of f32 and a bit */
+    cr_assert_lt(want, pd_model_config_weight_bytes(&tiny, PD_DTYPE_F32) / 3);
+    double dec = json_num(root, "decode_bytes_per_token");
+    cr_assert_float_eq(json_num(root, "decode_bound_tok_s_1"), 10e9 / dec, 0.1);
+    pd_json_doc_destroy(&doc);
+    run_free(&r);
+
+    const char *cmp[] = {"model",     "compare", "-m",       q8,  "--ref",  dir,
+                         "--prompts", "2",       "--tokens", "8", "--json", NULL};
+    r = run_pdctl(cmp);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    doc = parse_json(r.out);
+    root = pd_json_doc_root(doc);
+    double kl = json_num(root, "kl_mean"), top1 = json_num(root, "top1_agreement");
+    cr_assert_gt(kl, 0.0, "int8 changes the distributions a little");
+    cr_assert_lt(kl, 0.05);
+    cr_assert_geq(top1, 0.75);
+    pd_json_doc_destroy(&doc);
+    run_free(&r);
+    /* A model compared with itself is identical. */
+    const char *self[] = {"model",     "compare", "-m",       q8,  "--ref",  q8,
+                          "--prompts", "1",       "--tokens", "4", "--json", NULL};
+    r = run_pdctl(self);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    doc = parse_json(r.out);
+    cr_assert_eq(json_num(pd_json_doc_root(doc), "kl_mean"), 0.0);
+    cr_assert_eq(json_num(pd_json_doc_root(doc), "top1_agreement"), 1.0);
+    pd_json_doc_destroy(&doc);
+    run_free(&r);
+
+    const char *gen[] = {"generate", "-m", q8, "-p", "hi", "-n", "4", "--json", NULL};
+    r = run_pdctl(gen);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_free(&r);
+    rm_rf(dir);
+    rm_rf(q8);
+}
+
 static void write_text(const char *path, const char *text, size_t len)
 {
     FILE *f = fopen(path, "wb");

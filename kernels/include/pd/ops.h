@@ -177,6 +177,12 @@ typedef struct pd_backend {
     void *ctx;
 } pd_backend_t;
 
+/* The uncached read rate in GB/s (1e9 bytes per second) of n_threads threads streaming a
+ * buffer of `bytes` (larger than every cache) once, the median of `runs` runs; 0 when it
+ * cannot be measured. The bound of a decode step that reads every weight once is this
+ * rate over the bytes it reads. */
+double pd_cpu_read_rate(size_t bytes, uint32_t n_threads, uint32_t runs);
+
 /* Create the CPU backend with n_threads threads (0: one per online core); max_ctx is the
  * longest context attention will see and max_q_per_kv the most query heads sharing a KV
  * head (together they size the per-thread score scratch). */
