@@ -1,5 +1,5 @@
-/* Protocol tables shared by the encoder and the decoder: names, channels, limits, and the
- * resolution of a client's cache control into the plan workers follow. */
+/* What the encoder and the decoder share besides the schemas: frame limits, type and enum
+ * names, and the resolution of a client's cache control into the plan workers follow. */
 #include "pd/proto.h"
 #include "proto_int.h"
 
@@ -25,66 +25,42 @@ const pd_mp_limits_t pd_proto_limits_worker = {
     .max_objects = 3 * PD_PROTO_MAX_SNAPSHOT_HASHES + 4096,
 };
 
-typedef struct pd_proto_type_entry {
-    const char *name;
-    pd_proto_chan_t chan;
-} pd_proto_type_entry_t;
-
-static const pd_proto_type_entry_t pd_proto_types[PD_PROTO_TYPE_COUNT_] = {
-    [PD_PROTO_TYPE_NONE] = {"?", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_GENERATE] = {"generate", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_STATUS] = {"status", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_CANCEL] = {"cancel", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_ACCEPTED] = {"accepted", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_TOKEN] = {"token", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_DONE] = {"done", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_ERROR] = {"error", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_STATUS_REPLY] = {"status_reply", PD_PROTO_CHAN_CLIENT},
-    [PD_PROTO_TYPE_REGISTER] = {"register", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_HEARTBEAT] = {"heartbeat", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_RESERVED] = {"reserved", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_PREFILLED] = {"prefilled", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_WORKER_TOKEN] = {"token", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_WORKER_DONE] = {"done", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_WORKER_ERROR] = {"error", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_KV_SNAPSHOT] = {"kv_snapshot", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_REGISTERED] = {"registered", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_RESERVE] = {"reserve", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_PREFILL] = {"prefill", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_WORKER_CANCEL] = {"cancel", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_RESYNC] = {"resync", PD_PROTO_CHAN_WORKER},
-    [PD_PROTO_TYPE_KV_EVENT] = {"kv_event", PD_PROTO_CHAN_EVENTS},
-};
-
 const char *pd_proto_type_name(pd_proto_type_t type)
 {
     if ((int)type <= PD_PROTO_TYPE_NONE || type >= PD_PROTO_TYPE_COUNT_)
         return "?";
-    return pd_proto_types[type].name;
+    return pd_proto_type_defs[type].name;
 }
 
 pd_proto_chan_t pd_proto_type_chan(pd_proto_type_t type)
 {
     if ((int)type <= PD_PROTO_TYPE_NONE || type >= PD_PROTO_TYPE_COUNT_)
         return PD_PROTO_CHAN_CLIENT;
-    return pd_proto_types[type].chan;
+    return pd_proto_type_defs[type].chan;
+}
+
+const char *pd_proto_chan_name(pd_proto_chan_t chan)
+{
+    static const char *const names[] = {"client", "worker", "events"};
+    return ((unsigned)chan < 3) ? names[chan] : "?";
 }
 
 pd_proto_type_t pd_proto_type_lookup(pd_proto_chan_t chan, const char *name, size_t n)
 {
     for (int t = PD_PROTO_TYPE_NONE + 1; t < PD_PROTO_TYPE_COUNT_; t++) {
-        const pd_proto_type_entry_t *e = &pd_proto_types[t];
+        const pd_proto_type_def_t *e = &pd_proto_type_defs[t];
         if (e->chan == chan && strlen(e->name) == n && memcmp(e->name, name, n) == 0)
             return (pd_proto_type_t)t;
     }
     return PD_PROTO_TYPE_NONE;
 }
 
-static const char *const pd_proto_role_names[] = {"prefill", "decode", "both"};
-static const char *const pd_proto_finish_names[] = {"length", "stop", "eos"};
-static const char *const pd_proto_tier_names[] = {"G1", "G2", "G3"};
-static const char *const pd_proto_mode_names[] = {"auto", "explicit", "off"};
-static const char *const pd_proto_kind_names[] = {"stored", "removed", "tier"};
+const char *const pd_proto_role_names[3] = {"prefill", "decode", "both"};
+const char *const pd_proto_finish_names[3] = {"length", "stop", "eos"};
+const char *const pd_proto_tier_names[3] = {"G1", "G2", "G3"};
+const char *const pd_proto_mode_names[3] = {"auto", "explicit", "off"};
+const char *const pd_proto_ttl_names[2] = {"5m", "1h"};
+const uint32_t pd_proto_ttl_seconds[2] = {PD_PROTO_TTL_5M_S, PD_PROTO_TTL_1H_S};
 
 const char *pd_proto_role_name(pd_proto_role_t role)
 {
@@ -104,50 +80,6 @@ const char *pd_proto_tier_name(pd_proto_tier_t tier)
 const char *pd_proto_cache_mode_name(pd_proto_cache_mode_t mode)
 {
     return ((unsigned)mode < 3) ? pd_proto_mode_names[mode] : "?";
-}
-
-const char *pd_proto_event_kind_name(pd_proto_event_kind_t kind)
-{
-    return ((unsigned)kind < 3) ? pd_proto_kind_names[kind] : "?";
-}
-
-const char *pd_proto_ttl_name(uint32_t ttl_s)
-{
-    return (ttl_s == PD_PROTO_TTL_1H_S) ? "1h" : "5m";
-}
-
-/* Index of the string obj in names[0..n), or -1. */
-int pd_proto_enum_lookup(const msgpack_object *obj, const char *const *names, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (pd_mp_str_eq(obj, names[i]))
-            return i;
-    return -1;
-}
-
-int pd_proto_role_lookup(const msgpack_object *obj)
-{
-    return pd_proto_enum_lookup(obj, pd_proto_role_names, 3);
-}
-
-int pd_proto_finish_lookup(const msgpack_object *obj)
-{
-    return pd_proto_enum_lookup(obj, pd_proto_finish_names, 3);
-}
-
-int pd_proto_tier_lookup(const msgpack_object *obj)
-{
-    return pd_proto_enum_lookup(obj, pd_proto_tier_names, 3);
-}
-
-int pd_proto_mode_lookup(const msgpack_object *obj)
-{
-    return pd_proto_enum_lookup(obj, pd_proto_mode_names, 3);
-}
-
-int pd_proto_kind_lookup(const msgpack_object *obj)
-{
-    return pd_proto_enum_lookup(obj, pd_proto_kind_names, 3);
 }
 
 uint64_t pd_proto_cache_plan_block_ttl_ms(const pd_proto_cache_plan_t *plan, uint32_t block_index)

@@ -1,6 +1,7 @@
 /* The pdkv wire protocol (version 1): every message is one ZeroMQ frame holding one
- * msgpack map with "v" (1), "type" (string) and the fields of that type. docs/PROTOCOL.md
- * is the reference for every message, field, limit and error code.
+ * msgpack map with "v" (1), "type" (string) and the fields of that type. The fields of
+ * every type are described once, in a table (src/proto_schema.c) that the encoder, the
+ * decoder and docs/PROTOCOL.md's tables all follow.
  *
  * Three channels carry messages, and a type name means a different message on each:
  *   PD_PROTO_CHAN_CLIENT  client DEALER <-> router ROUTER (client requests, replies)
@@ -441,8 +442,9 @@ pd_status_t pd_proto_encode(const pd_proto_msg_t *msg, pd_mp_writer_t *w);
 /* The wire name of a type ("generate", "token", ...); "?" for an invalid type. */
 const char *pd_proto_type_name(pd_proto_type_t type);
 
-/* The channel a type travels on. */
+/* The channel a type travels on, and a channel's name ("client", "worker", "events"). */
 pd_proto_chan_t pd_proto_type_chan(pd_proto_type_t type);
+const char *pd_proto_chan_name(pd_proto_chan_t chan);
 
 /* Wire strings of the small enums ("prefill", "stop", "G2", "5m", ...). */
 const char *pd_proto_role_name(pd_proto_role_t role);
