@@ -25,12 +25,12 @@ static void pd_decode_done_send(pd_decode_t *d, pd_decode_req_t *q, pd_proto_fin
     done->req_id = q->req_id;
     done->finish_reason = finish;
     done->output_tokens = q->n_gen;
-    done->cache_read_input_tokens = q->n_cached * d->args.block_tokens;
+    done->cache_read_input_tokens = q->n_cached * d->rt->args.block_tokens;
     done->cache_creation_input_tokens = q->n_created_tokens;
     done->transfer_wait_ms = pd_time_ns_to_ms(q->t_kv_ns - q->t_reserve_ns);
     done->tpot_ms =
         q->n_gen > 1 ? pd_time_ns_to_ms(q->t_last_ns - q->t_first_ns) / (q->n_gen - 1) : 0.0;
-    pd_worker_send(d->worker, &msg);
+    pd_worker_send(d->rt->worker, &msg);
 }
 
 bool pd_decode_emit(pd_decode_t *d, pd_decode_req_t *q)
@@ -43,7 +43,7 @@ bool pd_decode_emit(pd_decode_t *d, pd_decode_req_t *q)
     msg.u.worker_token.req_id = q->req_id;
     msg.u.worker_token.index = index;
     msg.u.worker_token.token = token;
-    pd_worker_send(d->worker, &msg);
+    pd_worker_send(d->rt->worker, &msg);
     q->t_last_ns = pd_time_now_ns();
 
     bool finished = true;
@@ -78,7 +78,7 @@ bool pd_decode_has_work(const pd_decode_t *d)
 /* Move READY requests into the batch, oldest first, while there is room. */
 static void pd_decode_admit(pd_decode_t *d)
 {
-    while (d->n_batch < d->args.max_batch) {
+    while (d->n_batch < d->rt->args.max_batch) {
         pd_decode_req_t *best = NULL;
         for (uint32_t i = 0; i < PD_DECODE_MAX_REQS; i++) {
             pd_decode_req_t *q = &d->reqs[i];
@@ -105,7 +105,8 @@ bool pd_decode_step(pd_decode_t *d)
         uint32_t pos = q->n_tokens + q->n_gen - 1;
         d->seqs[i] = (pd_fwd_seq_t){&q->tokens[pos], 1, pos, q->blocks, q->n_blocks, q->logits};
     }
-    pd_status_t st = pd_engine_forward(d->engine, d->xp.pool, &d->layout, d->seqs, n, NULL, NULL);
+    pd_status_t st = pd_engine_forward(d->rt->engine, d->rt->fabric.pool, &d->rt->layout, d->seqs,
+                                       n, NULL, NULL);
     if (st != PD_OK) {
         pd_log_error("decode step of %u requests failed: %s", n, pd_status_str(st));
         for (uint32_t i = n; i-- > 0;)
@@ -115,7 +116,8 @@ bool pd_decode_step(pd_decode_t *d)
     /* Backwards, so that a request leaving the batch shifts only ones already done. */
     for (uint32_t i = n; i-- > 0;) {
         pd_decode_req_t *q = d->batch[i];
-        int32_t token = pd_sample_token(&q->sampling, q->logits, d->vocab, q->n_gen, d->scratch);
+        int32_t token =
+            pd_sample_token(&q->sampling, q->logits, d->rt->vocab, q->n_gen, d->scratch);
         q->tokens[q->n_tokens + q->n_gen] = token;
         q->n_gen++;
         pd_decode_emit(d, q);

@@ -1,18 +1,14 @@
-/* Private state of pd-decode: the KV pool and its block manager, the transfer engine that
- * receives KV from prefill, the requests it holds reservations for, and the running
- * batch. Everything runs on the one event-loop thread; compute fans out to the engine's
- * threads inside pd_engine_forward. */
+/* Private state of pd-decode beside what the role runtime holds (model, engine, KV pool and
+ * the fabric that receives KV from prefill, block manager): the requests it holds
+ * reservations for, and the running batch. Everything runs on the one event-loop thread;
+ * compute fans out to the engine's threads inside pd_engine_forward. */
 #ifndef PD_DECODE_INT_H
 #define PD_DECODE_INT_H
 
 #include "pd/decode.h"
-#include "pd/kvblock.h"
-#include "pd/model.h"
-#include "pd/proto.h"
+#include "pd/role.h"
 #include "pd/sample.h"
-#include "pd/worker.h"
 #include "pd/xfer.h"
-#include "pd/xfer_worker.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,18 +56,9 @@ typedef struct pd_decode_quarantine {
     uint64_t release_ms;
 } pd_decode_quarantine_t;
 
-struct pd_decode {
-    pd_worker_args_t args;
-    pd_model_t *model;
-    pd_engine_t *engine;
-    pd_kv_layout_t layout;
-    /* The transfer engine and the KV pool it moves: xp.pool is
-     * (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32. */
-    pd_xfer_worker_pool_t xp;
-    pd_kvbm_t *bm;
-    pd_worker_t *worker;
+typedef struct pd_decode {
+    pd_role_t *rt; /* the shared parts: args, model, engine, layout, fabric, bm, worker */
     int32_t eos;
-    uint32_t vocab;
 
     pd_decode_req_t reqs[PD_DECODE_MAX_REQS];
     uint32_t n_live;
@@ -84,14 +71,13 @@ struct pd_decode {
     float *scratch; /* (2 * vocab) sampling scratch */
     pd_decode_quarantine_t quarantine[PD_DECODE_MAX_REQS];
     uint32_t n_quarantine;
-    uint64_t next_expire_ms;
-};
+} pd_decode_t;
 
-/* decode_req.c */
+/* decode_req.c; the handlers take the role state (a pd_decode_t). */
 pd_decode_req_t *pd_decode_req_find(pd_decode_t *d, uint64_t req_id);
-void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r);
-void pd_decode_on_prefill(pd_decode_t *d, const pd_proto_prefill_t *p);
-void pd_decode_on_cancel(pd_decode_t *d, uint64_t req_id);
+void pd_decode_on_reserve(void *state, const pd_proto_reserve_t *r);
+void pd_decode_on_prefill(void *state, const pd_proto_prefill_t *p);
+void pd_decode_on_cancel(void *state, uint64_t req_id);
 /* Check every request waiting for KV; move completed ones to READY, fail broken ones. */
 void pd_decode_poll_recvs(pd_decode_t *d);
 /* Release everything the request holds and free its slot. */

@@ -31,7 +31,7 @@ static void pd_decode_reply_reserved(pd_decode_t *d, uint64_t req_id, pd_status_
         msg.u.reserved.block_table = q->blocks;
         msg.u.reserved.n_block_table = q->n_blocks;
     }
-    pd_worker_send(d->worker, &msg);
+    pd_worker_send(d->rt->worker, &msg);
 }
 
 long pd_decode_quarantine_poll(pd_decode_t *d, bool force)
@@ -41,10 +41,10 @@ long pd_decode_quarantine_poll(pd_decode_t *d, bool force)
     for (uint32_t i = 0; i < d->n_quarantine;) {
         pd_decode_quarantine_t *e = &d->quarantine[i];
         if (force || now >= e->release_ms) {
-            pd_kvbm_release(d->bm, e->blocks, e->n_blocks);
+            pd_kvbm_release(d->rt->bm, e->blocks, e->n_blocks);
             free(e->blocks);
             d->quarantine[i] = d->quarantine[--d->n_quarantine];
-            pd_worker_load_changed(d->worker);
+            pd_worker_load_changed(d->rt->worker);
             continue;
         }
         long left = (long)(e->release_ms - now);
@@ -65,18 +65,18 @@ void pd_decode_req_end(pd_decode_t *d, pd_decode_req_t *q)
                       !pd_worker_stopping();
     pd_xfer_recv_destroy(&q->recv);
     if (quarantine) {
-        pd_kvbm_release(d->bm, q->blocks, q->n_cached);
+        pd_kvbm_release(d->rt->bm, q->blocks, q->n_cached);
         memmove(q->blocks, q->blocks + q->n_cached,
                 (q->n_blocks - q->n_cached) * sizeof(*q->blocks));
         pd_decode_quarantine_t *e = &d->quarantine[d->n_quarantine++];
         e->blocks = q->blocks;
         e->n_blocks = q->n_blocks - q->n_cached;
-        e->release_ms = pd_time_now_ms() + d->args.xfer_timeout_ms + 500u;
+        e->release_ms = pd_time_now_ms() + d->rt->args.xfer_timeout_ms + 500u;
         q->blocks = NULL;
         q->n_blocks = 0;
     }
     if (q->n_blocks > 0 && q->blocks != NULL)
-        pd_kvbm_release(d->bm, q->blocks, q->n_blocks);
+        pd_kvbm_release(d->rt->bm, q->blocks, q->n_blocks);
     if (q->state == PD_DECODE_REQ_RUNNING) {
         for (uint32_t i = 0; i < d->n_batch; i++) {
             if (d->batch[i] == q) {
@@ -92,15 +92,15 @@ void pd_decode_req_end(pd_decode_t *d, pd_decode_req_t *q)
     free(q->logits);
     memset(q, 0, sizeof(*q));
     d->n_live--;
-    pd_worker_load_changed(d->worker);
+    pd_worker_load_changed(d->rt->worker);
 }
 
 void pd_decode_req_fail(pd_decode_t *d, pd_decode_req_t *q, pd_status_t code, const char *why)
 {
     char msg[256];
-    snprintf(msg, sizeof(msg), "decode %s: %s: %s", d->args.id, why, pd_status_str(code));
+    snprintf(msg, sizeof(msg), "decode %s: %s: %s", d->rt->args.id, why, pd_status_str(code));
     pd_log_warn("req %llu: %s", (unsigned long long)q->req_id, msg);
-    pd_worker_send_error(d->worker, q->req_id, code, msg);
+    pd_worker_send_error(d->rt->worker, q->req_id, code, msg);
     pd_decode_req_end(d, q);
 }
 
@@ -112,12 +112,12 @@ static void pd_decode_commit(pd_decode_t *d, pd_decode_req_t *q)
         if (ttl_ms == 0)
             continue;
         int stored = 0;
-        pd_status_t st = pd_kvbm_commit(d->bm, q->blocks[i], q->hashes[i], ttl_ms, &stored);
+        pd_status_t st = pd_kvbm_commit(d->rt->bm, q->blocks[i], q->hashes[i], ttl_ms, &stored);
         if (st != PD_OK)
             pd_log_warn("req %llu: commit of block %u failed: %s", (unsigned long long)q->req_id, i,
                         pd_status_str(st));
         else if (stored)
-            q->n_created_tokens += d->args.block_tokens;
+            q->n_created_tokens += d->rt->args.block_tokens;
     }
 }
 
@@ -127,14 +127,14 @@ static size_t pd_decode_ranges(const pd_decode_t *d, const uint32_t *blocks, uin
                                pd_xfer_range_t *ranges_p)
 {
     size_t n = 0;
-    size_t lb = pd_kv_block_layer_bytes(&d->layout);
-    for (uint32_t l = 0; l < d->layout.n_layers; l++) {
+    size_t lb = pd_kv_block_layer_bytes(&d->rt->layout);
+    for (uint32_t l = 0; l < d->rt->layout.n_layers; l++) {
         uint32_t i = 0;
         while (i < n_push) {
             uint32_t j = i + 1;
             while (j < n_push && blocks[j] == blocks[j - 1] + 1)
                 j++;
-            ranges_p[n].offset = pd_kv_offset(&d->layout, l, blocks[i]);
+            ranges_p[n].offset = pd_kv_offset(&d->rt->layout, l, blocks[i]);
             ranges_p[n].bytes = (uint64_t)(j - i) * lb;
             n++;
             i = j;
@@ -146,7 +146,7 @@ static size_t pd_decode_ranges(const pd_decode_t *d, const uint32_t *blocks, uin
 static pd_status_t pd_decode_reserve_check(const pd_decode_t *d, const pd_proto_reserve_t *r,
                                            const char **why_p)
 {
-    const uint32_t bt = d->args.block_tokens;
+    const uint32_t bt = d->rt->args.block_tokens;
     if (r->n_tokens == 0 || r->tokens == NULL) {
         *why_p = "empty prompt";
         return PD_ERR_INVALID_PARAM;
@@ -161,12 +161,12 @@ static pd_status_t pd_decode_reserve_check(const pd_decode_t *d, const pd_proto_
     }
     /* A prompt that fills the context is an error; a max_tokens that overruns it is cut
      * (pd_decode_max_new), as `pdctl generate` does, and the request ends with "length". */
-    if (r->n_tokens > d->model->config.max_seq_len) {
+    if (r->n_tokens > d->rt->model->config.max_seq_len) {
         *why_p = "prompt longer than the model context";
         return PD_ERR_CONTEXT;
     }
     for (uint32_t i = 0; i < r->n_tokens; i++) {
-        if (r->tokens[i] < 0 || (uint32_t)r->tokens[i] >= d->vocab) {
+        if (r->tokens[i] < 0 || (uint32_t)r->tokens[i] >= d->rt->vocab) {
             *why_p = "token id outside the vocabulary";
             return PD_ERR_OUT_OF_RANGE;
         }
@@ -182,13 +182,14 @@ static pd_status_t pd_decode_reserve_check(const pd_decode_t *d, const pd_proto_
  * is never fed back, so positions 0 .. n_tokens + n - 2 are written: n <= ctx - n_tokens + 1. */
 static uint32_t pd_decode_max_new(const pd_decode_t *d, const pd_proto_reserve_t *r)
 {
-    uint32_t room = d->model->config.max_seq_len - r->n_tokens + 1;
+    uint32_t room = d->rt->model->config.max_seq_len - r->n_tokens + 1;
     return r->max_tokens < room ? r->max_tokens : room;
 }
 
-void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
+void pd_decode_on_reserve(void *state, const pd_proto_reserve_t *r)
 {
-    const uint32_t bt = d->args.block_tokens;
+    pd_decode_t *d = state;
+    const uint32_t bt = d->rt->args.block_tokens;
     const char *why = "";
     pd_status_t st = pd_decode_reserve_check(d, r, &why);
     if (st == PD_OK && pd_decode_req_find(d, r->req_id) != NULL) {
@@ -233,9 +234,9 @@ void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
     q->tokens = malloc(((size_t)r->n_tokens + r->max_tokens) * sizeof(*q->tokens));
     q->hashes = malloc(((size_t)r->n_block_hashes + 1) * sizeof(*q->hashes));
     q->blocks = malloc((size_t)n_blocks * sizeof(*q->blocks));
-    q->logits = malloc((size_t)d->vocab * sizeof(*q->logits));
+    q->logits = malloc((size_t)d->rt->vocab * sizeof(*q->logits));
     pd_xfer_range_t *ranges =
-        malloc(((size_t)d->layout.n_layers * n_prompt_blocks + 1) * sizeof(*ranges));
+        malloc(((size_t)d->rt->layout.n_layers * n_prompt_blocks + 1) * sizeof(*ranges));
     q->state = PD_DECODE_REQ_WAIT_KV;
     d->n_live++;
     if (q->tokens == NULL || q->hashes == NULL || q->blocks == NULL || q->logits == NULL ||
@@ -257,12 +258,12 @@ void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
     if (n_read > (r->n_tokens - 1) / bt)
         n_read = (r->n_tokens - 1) / bt;
     size_t n_hit = 0;
-    st = pd_kvbm_lookup_prefix(d->bm, q->hashes, n_read, q->blocks, &n_hit);
+    st = pd_kvbm_lookup_prefix(d->rt->bm, q->hashes, n_read, q->blocks, &n_hit);
     if (st != PD_OK)
         n_hit = 0;
     q->n_cached = (uint32_t)n_hit;
     q->n_blocks = (uint32_t)n_hit;
-    st = pd_kvbm_alloc(d->bm, n_blocks - n_hit, q->blocks + n_hit);
+    st = pd_kvbm_alloc(d->rt->bm, n_blocks - n_hit, q->blocks + n_hit);
     if (st != PD_OK) {
         pd_log_info("req %llu: no room for %u blocks", (unsigned long long)r->req_id,
                     n_blocks - (uint32_t)n_hit);
@@ -275,8 +276,9 @@ void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
 
     size_t n_ranges =
         pd_decode_ranges(d, q->blocks + n_hit, n_prompt_blocks - (uint32_t)n_hit, ranges);
-    uint32_t timeout_ms = r->deadline_ms > 0 ? r->deadline_ms : d->args.xfer_timeout_ms;
-    st = pd_xfer_recv_expect(d->xp.engine, q->req_id, ranges, n_ranges, timeout_ms, &q->recv);
+    uint32_t timeout_ms = r->deadline_ms > 0 ? r->deadline_ms : d->rt->args.xfer_timeout_ms;
+    st = pd_xfer_recv_expect(d->rt->fabric.engine, q->req_id, ranges, n_ranges, timeout_ms,
+                             &q->recv);
     free(ranges);
     if (st != PD_OK) {
         pd_log_warn("req %llu: cannot expect the transfer: %s", (unsigned long long)r->req_id,
@@ -288,7 +290,7 @@ void pd_decode_on_reserve(pd_decode_t *d, const pd_proto_reserve_t *r)
     pd_log_debug("req %llu: reserved %u blocks, %u cached", (unsigned long long)q->req_id,
                  q->n_blocks, q->n_cached);
     pd_decode_reply_reserved(d, q->req_id, PD_OK, q);
-    pd_worker_load_changed(d->worker);
+    pd_worker_load_changed(d->rt->worker);
 }
 
 /* KV complete with token 0 known: commit, queue for the batch, stream token 0. */
@@ -327,7 +329,7 @@ void pd_decode_poll_recvs(pd_decode_t *d)
         if (st == PD_OK)
             st = pd_worker_kv_payload_unpack(payload, payload_bytes, &p);
         if (st != PD_OK || p.req_id != q->req_id || p.first_token < 0 ||
-            (uint32_t)p.first_token >= d->vocab) {
+            (uint32_t)p.first_token >= d->rt->vocab) {
             pd_decode_req_fail(d, q, PD_ERR_PROTO, "bad transfer payload");
             continue;
         }
@@ -343,22 +345,23 @@ static void pd_decode_on_layer(void *arg, uint32_t layer)
     pd_worker_tick(arg);
 }
 
-void pd_decode_on_prefill(pd_decode_t *d, const pd_proto_prefill_t *p)
+void pd_decode_on_prefill(void *state, const pd_proto_prefill_t *p)
 {
+    pd_decode_t *d = state;
     pd_decode_req_t *q = pd_decode_req_find(d, p->req_id);
-    if (d->args.role != PD_PROTO_ROLE_BOTH) {
-        pd_worker_send_error(d->worker, p->req_id, PD_ERR_UNSUPPORTED,
+    if (d->rt->args.role != PD_PROTO_ROLE_BOTH) {
+        pd_worker_send_error(d->rt->worker, p->req_id, PD_ERR_UNSUPPORTED,
                              "decode worker is not colocated: it does not prefill");
         if (q != NULL)
             pd_decode_req_end(d, q);
         return;
     }
     if (q == NULL || q->state != PD_DECODE_REQ_WAIT_KV) {
-        pd_worker_send_error(d->worker, p->req_id, PD_ERR_NOT_FOUND,
+        pd_worker_send_error(d->rt->worker, p->req_id, PD_ERR_NOT_FOUND,
                              "prefill for a request this worker has not reserved");
         return;
     }
-    if (strcmp(p->dest_worker_id, d->args.id) != 0 || p->n_tokens != q->n_tokens ||
+    if (strcmp(p->dest_worker_id, d->rt->args.id) != 0 || p->n_tokens != q->n_tokens ||
         memcmp(p->tokens, q->tokens, (size_t)q->n_tokens * sizeof(*q->tokens)) != 0) {
         pd_decode_req_fail(d, q, PD_ERR_INVALID_PARAM,
                            "colocated prefill must target this worker with the reserved prompt");
@@ -369,17 +372,17 @@ void pd_decode_on_prefill(pd_decode_t *d, const pd_proto_prefill_t *p)
         pd_log_warn("req %llu: prefill and reserve disagree on the seed",
                     (unsigned long long)q->req_id);
 
-    const uint32_t start = q->n_cached * d->args.block_tokens;
+    const uint32_t start = q->n_cached * d->rt->args.block_tokens;
     pd_fwd_seq_t seq = {q->tokens + start, q->n_tokens - start, start,
                         q->blocks,         q->n_blocks,         q->logits};
     uint64_t t0 = pd_time_now_ns();
-    pd_status_t st = pd_engine_forward(d->engine, d->xp.pool, &d->layout, &seq, 1,
-                                       pd_decode_on_layer, d->worker);
+    pd_status_t st = pd_engine_forward(d->rt->engine, d->rt->fabric.pool, &d->rt->layout, &seq, 1,
+                                       pd_decode_on_layer, d->rt->worker);
     if (st != PD_OK) {
         pd_decode_req_fail(d, q, st, "local prefill failed");
         return;
     }
-    int32_t first = pd_sample_token(&q->sampling, q->logits, d->vocab, 0, d->scratch);
+    int32_t first = pd_sample_token(&q->sampling, q->logits, d->rt->vocab, 0, d->scratch);
     double prefill_ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
 
     pd_proto_msg_t msg;
@@ -393,12 +396,13 @@ void pd_decode_on_prefill(pd_decode_t *d, const pd_proto_prefill_t *p)
     msg.u.prefilled.n_cached_tokens = 0;
     msg.u.prefilled.prefill_ms = prefill_ms;
     msg.u.prefilled.transfer_ms = 0.0;
-    pd_worker_send(d->worker, &msg);
+    pd_worker_send(d->rt->worker, &msg);
     pd_decode_kv_ready(d, q, first);
 }
 
-void pd_decode_on_cancel(pd_decode_t *d, uint64_t req_id)
+void pd_decode_on_cancel(void *state, uint64_t req_id)
 {
+    pd_decode_t *d = state;
     pd_decode_req_t *q = pd_decode_req_find(d, req_id);
     if (q == NULL) {
         pd_log_debug("cancel of unknown req %llu", (unsigned long long)req_id);

@@ -3,5 +3,5 @@
 
 int main(int argc, char **argv)
 {
-    return pd_decode_main(argc, argv);
+    return pd_role_main(&pd_decode_role, argc, argv);
 }

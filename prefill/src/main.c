@@ -3,5 +3,5 @@
 
 int main(int argc, char **argv)
 {
-    return pd_prefill_main(argc, argv);
+    return pd_role_main(&pd_prefill_role, argc, argv);
 }

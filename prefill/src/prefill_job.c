@@ -27,23 +27,23 @@ static void pd_prefill_push_layer(pd_prefill_push_t *x, uint32_t layer)
 {
     if (x->status != PD_OK || x->first >= x->n_prompt_blocks)
         return;
-    const size_t lb = pd_kv_block_layer_bytes(&x->p->layout);
+    const size_t lb = pd_kv_block_layer_bytes(&x->p->rt->layout);
     size_t n = 0;
     for (uint32_t i = x->first; i < x->n_prompt_blocks; i++, n++) {
-        x->segs[n].local_offset = pd_kv_offset(&x->p->layout, layer, x->own_blocks[i]);
+        x->segs[n].local_offset = pd_kv_offset(&x->p->rt->layout, layer, x->own_blocks[i]);
         x->segs[n].remote_offset = pd_kv_offset(x->dest_layout, layer, x->dest_blocks[i]);
         x->segs[n].bytes = lb;
     }
     x->status = pd_xfer_send_post(x->send, x->segs, n);
-    pd_xfer_engine_progress(x->p->xp.engine);
+    pd_xfer_engine_progress(x->p->rt->fabric.engine);
 }
 
 static void pd_prefill_on_layer(void *arg, uint32_t layer)
 {
     pd_prefill_push_t *x = arg;
-    if (x->p->args.layerwise)
+    if (x->p->rt->args.layerwise)
         pd_prefill_push_layer(x, layer);
-    pd_worker_tick(x->p->worker);
+    pd_worker_tick(x->p->rt->worker);
 }
 
 /* The peer for (worker_id, epoch): cached, replaced when the epoch changes. */
@@ -73,16 +73,16 @@ static pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const pd_proto_prefill_t
         pd_xfer_peer_disconnect(&slot->peer);
     }
     memset(slot, 0, sizeof(*slot));
-    pd_status_t st =
-        pd_xfer_peer_connect(p->xp.engine, m->dest_xfer_desc, m->dest_xfer_desc_bytes, &slot->peer);
+    pd_status_t st = pd_xfer_peer_connect(p->rt->fabric.engine, m->dest_xfer_desc,
+                                          m->dest_xfer_desc_bytes, &slot->peer);
     if (st != PD_OK)
         return st;
     uint64_t bytes = 0;
     st = pd_xfer_peer_region(slot->peer, &bytes, &slot->layout);
-    if (st != PD_OK || slot->layout.n_layers != p->layout.n_layers ||
-        slot->layout.n_kv_heads != p->layout.n_kv_heads ||
-        slot->layout.head_dim != p->layout.head_dim ||
-        slot->layout.block_tokens != p->layout.block_tokens ||
+    if (st != PD_OK || slot->layout.n_layers != p->rt->layout.n_layers ||
+        slot->layout.n_kv_heads != p->rt->layout.n_kv_heads ||
+        slot->layout.head_dim != p->rt->layout.head_dim ||
+        slot->layout.block_tokens != p->rt->layout.block_tokens ||
         bytes < pd_kv_pool_bytes(&slot->layout)) {
         pd_log_warn("prefill: %s's KV pool does not match this model's layout", m->dest_worker_id);
         pd_xfer_peer_disconnect(&slot->peer);
@@ -103,30 +103,30 @@ void pd_prefill_job_end(pd_prefill_t *p, pd_prefill_job_t *j)
 {
     pd_xfer_send_destroy(&j->send);
     if (j->blocks != NULL && j->n_blocks > 0)
-        pd_kvbm_release(p->bm, j->blocks, j->n_blocks);
+        pd_kvbm_release(p->rt->bm, j->blocks, j->n_blocks);
     free(j->blocks);
     memset(j, 0, sizeof(*j));
     p->n_jobs--;
-    pd_worker_load_changed(p->worker);
+    pd_worker_load_changed(p->rt->worker);
 }
 
 static void pd_prefill_fail(pd_prefill_t *p, uint64_t req_id, pd_status_t code, const char *why)
 {
     char msg[256];
-    snprintf(msg, sizeof(msg), "prefill %s: %s: %s", p->args.id, why, pd_status_str(code));
+    snprintf(msg, sizeof(msg), "prefill %s: %s: %s", p->rt->args.id, why, pd_status_str(code));
     pd_log_warn("req %llu: %s", (unsigned long long)req_id, msg);
-    pd_worker_send_error(p->worker, req_id, code, msg);
+    pd_worker_send_error(p->rt->worker, req_id, code, msg);
 }
 
 static pd_status_t pd_prefill_check(const pd_prefill_t *p, const pd_proto_prefill_t *m,
                                     const char **why_p)
 {
-    const uint32_t bt = p->args.block_tokens;
+    const uint32_t bt = p->rt->args.block_tokens;
     if (m->n_tokens == 0 || m->tokens == NULL) {
         *why_p = "empty prompt";
         return PD_ERR_INVALID_PARAM;
     }
-    if (m->n_tokens > p->model->config.max_seq_len) {
+    if (m->n_tokens > p->rt->model->config.max_seq_len) {
         *why_p = "prompt longer than the model context";
         return PD_ERR_CONTEXT;
     }
@@ -139,7 +139,7 @@ static pd_status_t pd_prefill_check(const pd_prefill_t *p, const pd_proto_prefil
         return PD_ERR_INVALID_PARAM;
     }
     for (uint32_t i = 0; i < m->n_tokens; i++) {
-        if (m->tokens[i] < 0 || (uint32_t)m->tokens[i] >= p->vocab) {
+        if (m->tokens[i] < 0 || (uint32_t)m->tokens[i] >= p->rt->vocab) {
             *why_p = "token id outside the vocabulary";
             return PD_ERR_OUT_OF_RANGE;
         }
@@ -158,16 +158,16 @@ static pd_status_t pd_prefill_check(const pd_prefill_t *p, const pd_proto_prefil
 static size_t pd_prefill_fetch_prefix(pd_prefill_t *p, const pd_proto_prefill_t *m,
                                       pd_prefill_peer_t *peer, const uint32_t *blocks, size_t n_hit)
 {
-    const uint32_t bt = p->args.block_tokens;
-    if (!p->args.fetch)
+    const uint32_t bt = p->rt->args.block_tokens;
+    if (!p->rt->args.fetch)
         return n_hit;
     size_t end = m->n_skip_blocks;
     if (end > (m->n_tokens - 1) / bt) /* the last token is always computed */
         end = (m->n_tokens - 1) / bt;
     if (end <= n_hit)
         return n_hit;
-    const uint32_t n_layers = p->layout.n_layers;
-    const size_t lb = pd_kv_block_layer_bytes(&p->layout);
+    const uint32_t n_layers = p->rt->layout.n_layers;
+    const size_t lb = pd_kv_block_layer_bytes(&p->rt->layout);
     const size_t n_blocks = end - n_hit;
     const double bytes = (double)n_blocks * n_layers * lb;
     const double fetch_ms = bytes * (p->fetch_ms_per_byte > 0 ? p->fetch_ms_per_byte
@@ -181,13 +181,13 @@ static size_t pd_prefill_fetch_prefix(pd_prefill_t *p, const pd_proto_prefill_t 
     size_t n = 0;
     for (uint32_t l = 0; l < n_layers; l++)
         for (size_t i = n_hit; i < end; i++) {
-            segs[n].local_offset = pd_kv_offset(&p->layout, l, blocks[i]);
+            segs[n].local_offset = pd_kv_offset(&p->rt->layout, l, blocks[i]);
             segs[n].remote_offset = pd_kv_offset(&peer->layout, l, m->dest_block_table[i]);
             segs[n].bytes = lb;
             n++;
         }
     uint64_t t0 = pd_time_now_ns();
-    pd_status_t st = pd_xfer_get(peer->peer, segs, n, p->args.xfer_timeout_ms);
+    pd_status_t st = pd_xfer_get(peer->peer, segs, n, p->rt->args.xfer_timeout_ms);
     free(segs);
     double ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
     if (st != PD_OK) {
@@ -208,9 +208,10 @@ static size_t pd_prefill_fetch_prefix(pd_prefill_t *p, const pd_proto_prefill_t 
     return end;
 }
 
-void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
+void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
 {
-    const uint32_t bt = p->args.block_tokens;
+    pd_prefill_t *p = state;
+    const uint32_t bt = p->rt->args.block_tokens;
     const char *why = "";
     pd_status_t st = pd_prefill_check(p, m, &why);
     pd_prefill_job_t *j = NULL;
@@ -250,11 +251,11 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     j->req_id = m->req_id;
     snprintf(j->dest, sizeof(j->dest), "%s", m->dest_worker_id);
     p->n_jobs++;
-    pd_worker_load_changed(p->worker);
+    pd_worker_load_changed(p->rt->worker);
     j->blocks = malloc((size_t)n_prompt_blocks * sizeof(*j->blocks));
     pd_xfer_seg_t *segs = malloc((size_t)n_prompt_blocks * sizeof(*segs));
     pd_xfer_range_t *allowed =
-        malloc(((size_t)p->layout.n_layers * n_prompt_blocks + 1) * sizeof(*allowed));
+        malloc(((size_t)p->rt->layout.n_layers * n_prompt_blocks + 1) * sizeof(*allowed));
     if (j->blocks == NULL || segs == NULL || allowed == NULL) {
         st = PD_ERR_NO_MEMORY;
         why = "out of memory";
@@ -267,10 +268,10 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     if (n_read > (m->n_tokens - 1) / bt)
         n_read = (m->n_tokens - 1) / bt;
     size_t n_hit = 0;
-    if (pd_kvbm_lookup_prefix(p->bm, m->block_hashes, n_read, j->blocks, &n_hit) != PD_OK)
+    if (pd_kvbm_lookup_prefix(p->rt->bm, m->block_hashes, n_read, j->blocks, &n_hit) != PD_OK)
         n_hit = 0;
     j->n_blocks = (uint32_t)n_hit;
-    st = pd_kvbm_alloc(p->bm, n_prompt_blocks - n_hit, j->blocks + n_hit);
+    st = pd_kvbm_alloc(p->rt->bm, n_prompt_blocks - n_hit, j->blocks + n_hit);
     if (st != PD_OK) {
         why = "no room in the prefill pool";
         goto fail;
@@ -280,7 +281,7 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     /* The remote ranges decode reserved for the pushed blocks, per layer and run. */
     size_t n_allowed = 0;
     const size_t lb = pd_kv_block_layer_bytes(&peer->layout);
-    for (uint32_t l = 0; l < p->layout.n_layers; l++) {
+    for (uint32_t l = 0; l < p->rt->layout.n_layers; l++) {
         uint32_t i = m->n_skip_blocks;
         while (i < n_prompt_blocks) {
             uint32_t k = i + 1;
@@ -302,7 +303,7 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
             goto fail;
         }
     }
-    st = pd_xfer_send_begin(peer->peer, m->req_id, allowed, n_allowed, p->args.xfer_timeout_ms,
+    st = pd_xfer_send_begin(peer->peer, m->req_id, allowed, n_allowed, p->rt->args.xfer_timeout_ms,
                             &j->send);
     if (st != PD_OK) {
         why = "cannot start the KV transfer";
@@ -316,13 +317,14 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
     pd_fwd_seq_t seq = {m->tokens + start, m->n_tokens - start, start,
                         j->blocks,         n_prompt_blocks,     p->logits};
     const uint64_t t_forward = pd_time_now_ns();
-    st = pd_engine_forward(p->engine, p->xp.pool, &p->layout, &seq, 1, pd_prefill_on_layer, &push);
+    st = pd_engine_forward(p->rt->engine, p->rt->fabric.pool, &p->rt->layout, &seq, 1,
+                           pd_prefill_on_layer, &push);
     if (st != PD_OK) {
         why = "prefill compute failed";
         goto fail;
     }
     pd_sampling_t s = {(float)m->sampling.temperature, (float)m->sampling.top_p, m->sampling.seed};
-    j->first_token = pd_sample_token(&s, p->logits, p->vocab, 0, p->scratch);
+    j->first_token = pd_sample_token(&s, p->logits, p->rt->vocab, 0, p->scratch);
     j->t_compute_end_ns = pd_time_now_ns();
     j->prefill_ms = pd_time_ns_to_ms(j->t_compute_end_ns - t0);
     j->n_computed_tokens = m->n_tokens - start;
@@ -333,8 +335,8 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
                                       ? 0.8 * p->compute_ms_per_token + 0.2 * per_token
                                       : per_token;
     }
-    if (!p->args.layerwise)
-        for (uint32_t l = 0; l < p->layout.n_layers; l++)
+    if (!p->rt->args.layerwise)
+        for (uint32_t l = 0; l < p->rt->layout.n_layers; l++)
             pd_prefill_push_layer(&push, l);
     if (push.status != PD_OK) {
         st = push.status;
@@ -358,13 +360,13 @@ void pd_prefill_on_prefill(pd_prefill_t *p, const pd_proto_prefill_t *m)
         uint64_t ttl_ms = pd_proto_cache_plan_block_ttl_ms(&m->cache, i);
         int stored = 0;
         if (ttl_ms > 0 &&
-            pd_kvbm_commit(p->bm, j->blocks[i], m->block_hashes[i], ttl_ms, &stored) == PD_OK &&
+            pd_kvbm_commit(p->rt->bm, j->blocks[i], m->block_hashes[i], ttl_ms, &stored) == PD_OK &&
             stored)
             j->n_created_tokens += bt;
     }
     free(segs);
     free(allowed);
-    pd_xfer_engine_progress(p->xp.engine);
+    pd_xfer_engine_progress(p->rt->fabric.engine);
     pd_prefill_poll_jobs(p);
     return;
 
@@ -375,8 +377,9 @@ fail:
     pd_prefill_job_end(p, j);
 }
 
-void pd_prefill_poll_jobs(pd_prefill_t *p)
+void pd_prefill_poll_jobs(void *state)
 {
+    pd_prefill_t *p = state;
     if (p->n_jobs == 0)
         return;
     for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++) {
@@ -402,13 +405,14 @@ void pd_prefill_poll_jobs(pd_prefill_t *p)
         r->cache_creation_input_tokens = j->n_created_tokens;
         r->prefill_ms = j->prefill_ms;
         r->transfer_ms = pd_time_ns_to_ms(pd_time_now_ns() - j->t_compute_end_ns);
-        pd_worker_send(p->worker, &msg);
+        pd_worker_send(p->rt->worker, &msg);
         pd_prefill_job_end(p, j);
     }
 }
 
-void pd_prefill_on_cancel(pd_prefill_t *p, uint64_t req_id)
+void pd_prefill_on_cancel(void *state, uint64_t req_id)
 {
+    pd_prefill_t *p = state;
     for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++) {
         if (p->jobs[i].live && p->jobs[i].req_id == req_id) {
             pd_log_info("req %llu: canceled by the router", (unsigned long long)req_id);

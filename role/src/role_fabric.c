@@ -1,14 +1,14 @@
-/* The transfer side of a worker's start-up (pd/xfer_worker.h). */
-#include "pd/xfer_worker.h"
+/* The fabric side of a worker's start-up (pd/role_fabric.h). */
+#include "pd/role_fabric.h"
 
 #include "pd/log.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-pd_status_t pd_xfer_worker_pool_open(const pd_worker_args_t *args, const char *who,
-                                     const pd_kv_layout_t *layout, bool fabric_alloc,
-                                     pd_mp_writer_t *desc, pd_xfer_worker_pool_t *out)
+pd_status_t pd_role_fabric_open(const pd_worker_args_t *args, const char *who,
+                                const pd_kv_layout_t *layout, bool fabric_alloc,
+                                pd_mp_writer_t *desc, pd_role_fabric_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->fd = -1;
@@ -50,12 +50,12 @@ pd_status_t pd_xfer_worker_pool_open(const pd_worker_args_t *args, const char *w
     if (st != PD_OK) {
         pd_log_error("%s: cannot register the KV pool (%zu MiB): %s", who, out->pool_bytes >> 20,
                      pd_status_str(st));
-        pd_xfer_worker_pool_close(out);
+        pd_role_fabric_close(out);
     }
     return st;
 }
 
-void pd_xfer_worker_pool_close(pd_xfer_worker_pool_t *wp)
+void pd_role_fabric_close(pd_role_fabric_t *wp)
 {
     pd_xfer_engine_destroy(&wp->engine); /* frees a pool it allocated */
     if (wp->owned)

@@ -1,0 +1,87 @@
+/* The role runtime: what a worker process is around its role. pd-prefill and pd-decode are
+ * each a table of handlers (pd_role_ops_t) plugged into it; the runtime owns the rest:
+ * the command line, the model and its compute engine, the KV pool with its transfer
+ * engine (the fabric), the block manager with its tiers, the worker loop (router
+ * connection, heartbeats, KV events, signals) and shutdown in reverse order.
+ *
+ * A role reads the shared parts through pd_role_t's public fields and never frees them.
+ * Every handler runs on the loop's one thread. */
+#ifndef PD_ROLE_H
+#define PD_ROLE_H
+
+#include "pd/kvblock.h"
+#include "pd/model.h"
+#include "pd/proto.h"
+#include "pd/role_fabric.h"
+#include "pd/status.h"
+#include "pd/worker.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct pd_role pd_role_t;
+
+/* What a role supplies. Handlers left NULL are answered by the runtime: a message the
+ * role does not handle gets `error` PD_ERR_UNSUPPORTED. */
+typedef struct pd_role_ops {
+    const char *name;      /* "prefill", "decode": log prefix, program pd-<name> */
+    pd_proto_role_t role;  /* the role argv parsing starts from (--colocated: both) */
+    bool pool_from_fabric; /* peers write into the pool: the fabric allocates it */
+    /* Make the role's state once the shared parts exist; PD_ERR_* with the reason logged. */
+    pd_status_t (*create)(pd_role_t *rt, void **state_p);
+    /* Release what the role holds (requests, blocks, transfers) and free its state; runs
+     * before the shared parts go. */
+    void (*destroy)(void *state);
+    void (*on_reserve)(void *state, const pd_proto_reserve_t *m);
+    void (*on_prefill)(void *state, const pd_proto_prefill_t *m);
+    /* The router gave up on a request (`cancel`, or `error` about it). */
+    void (*on_cancel)(void *state, uint64_t req_id);
+    /* Once per loop iteration, after transfer progress: finish what completed, compute. */
+    void (*on_step)(void *state);
+    /* The role's bound on the loop's sleep in ms: 0 when it has work ready, -1 for none. */
+    long (*wait_ms)(void *state);
+    /* The load fields of a heartbeat: running, queued (free_blocks is the runtime's). */
+    void (*load)(void *state, pd_proto_heartbeat_t *hb);
+} pd_role_ops_t;
+
+struct pd_role {
+    pd_worker_args_t args;
+    pd_model_t *model;
+    pd_engine_t *engine;
+    uint32_t vocab;
+    pd_kv_layout_t layout; /* this worker's KV pool */
+    /* The transfer engine and the pool it moves: fabric.pool is
+     * (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32. */
+    pd_role_fabric_t fabric;
+    pd_kvbm_t *bm;
+    pd_worker_t *worker;
+    /* Private to the runtime. */
+    const pd_role_ops_t *ops;
+    void *state;
+    uint64_t next_expire_ms;
+};
+
+/* Make everything a worker of role ops is made of from args: model, engine, pool, fabric,
+ * worker sockets, block manager, then the role's state. Returns PD_ERR_* with the reason
+ * logged; nothing is left made on error. */
+pd_status_t pd_role_create(const pd_role_ops_t *ops, const pd_worker_args_t *args,
+                           pd_role_t **rt_p);
+
+/* The role's state first, then the shared parts; accepts NULL and clears *rt_p. */
+void pd_role_destroy(pd_role_t **rt_p);
+
+/* Hand one router message to the role's handlers (what the loop does with each message
+ * other than registered/resync); for tests that drive a role without a loop. */
+void pd_role_dispatch(pd_role_t *rt, const pd_proto_msg_t *msg);
+
+/* One loop iteration's work without the sockets: transfer progress, expiry, on_step. */
+void pd_role_step(pd_role_t *rt);
+
+/* Serve until SIGTERM/SIGINT (pd_worker_stopping). */
+pd_status_t pd_role_run(pd_role_t *rt);
+
+/* A worker program: parse argv, create, run, destroy. Returns the exit status: 0, 1 on
+ * failure, 2 on a usage error. */
+int pd_role_main(const pd_role_ops_t *ops, int argc, char **argv);
+
+#endif
