@@ -1,18 +1,24 @@
 /* The UCX backend between two real processes (this test and pd-xfer-peer): bytes arrive
- * intact over shared memory and TCP, the notification never overtakes its data, a peer
- * that dies mid-batch turns into an error on the other side within the timeout. */
+ * intact over shared memory and TCP, by puts where the transport does them natively and
+ * by active messages where it does not, the notification never overtakes its data, a
+ * receiver refuses data outside what it reserved, and a peer that dies mid-batch turns
+ * into an error on the other side within the timeout. */
 #include "xfer_test_side.h"
 
 Test(xfer_ucx, bytes_arrive_intact_over_shared_memory)
 {
-    /* Only shared-memory transports are allowed: if this works, shm carried it. */
+    /* Only shared-memory transports are allowed: if this works, shm carried it. The
+     * receiver's pool is fabric-allocated, mapped here: puts are copies. */
+    xt_want_path = PD_XFER_DATA_PATH_PUT;
     run_intact(shm_tls, NULL, NULL, "tcp", 20);
 }
 
 Test(xfer_ucx, bytes_arrive_intact_over_shm_into_registered_memory)
 {
-    /* Memory the caller registers (not allocated by UCX) takes UCX's emulated puts. */
+    /* Memory the caller registers (not allocated by UCX) cannot be mapped by the sender:
+     * UCX would emulate puts, so the fabric sends active messages. */
     xt_peer_register = true;
+    xt_want_path = PD_XFER_DATA_PATH_AM;
     run_intact(shm_tls, NULL, NULL, "tcp", 20);
 }
 
@@ -23,8 +29,85 @@ Test(xfer_ucx, notification_never_overtakes_its_data_over_shm)
 
 Test(xfer_ucx, bytes_arrive_intact_over_tcp)
 {
-    /* Loopback only: the worker address then carries no other interface. */
+    /* Loopback only: the worker address then carries no other interface. UCX 1.13 has no
+     * native put over TCP: the fabric chooses active messages. */
+    xt_want_path = PD_XFER_DATA_PATH_AM;
     run_intact("tcp", "lo", "tcp/lo", "posix", 50);
+}
+
+Test(xfer_ucx, notification_never_overtakes_its_data_over_tcp)
+{
+    xt_want_path = PD_XFER_DATA_PATH_AM;
+    run_intact("tcp", "lo", "tcp/lo", "posix", 200);
+}
+
+Test(xfer_ucx, forced_puts_still_work_over_tcp)
+{
+    xt_data_path = PD_XFER_DATA_PATH_PUT;
+    xt_want_path = PD_XFER_DATA_PATH_PUT;
+    run_intact("tcp", "lo", "tcp/lo", "posix", 10);
+}
+
+Test(xfer_ucx, forced_active_messages_work_over_shm)
+{
+    xt_data_path = PD_XFER_DATA_PATH_AM;
+    xt_want_path = PD_XFER_DATA_PATH_AM;
+    run_intact(shm_tls, NULL, NULL, "tcp", 20);
+}
+
+/* A sender given the whole region (allowed = NULL) writes a block the receiver did not
+ * reserve for this transfer: the receiver refuses the data message before writing any of
+ * it, the transfer fails on both sides, and the receiver's pool is untouched. block_bytes
+ * picks the protocol: small messages arrive eagerly, large ones by rendezvous. */
+static void run_refused_data(size_t block_bytes)
+{
+    side_t s;
+    xt_want_path = PD_XFER_DATA_PATH_AM;
+    side_open(&s, "tcp", "lo", 4);
+    char transports[256];
+    start_receiver(&s, "tcp", "lo", transports, sizeof(transports));
+    pd_xfer_range_t reserved = {.offset = 0, .bytes = block_bytes};
+    expect_at_child(&s, 31, &reserved, 1, 3000, true, true);
+    pd_xfer_send_t *send = NULL;
+    cr_assert_eq(pd_xfer_send_begin(s.peer, 31, NULL, 0, 3000, &send), PD_OK);
+    pd_xfer_seg_t segs[2] = {
+        {.local_offset = 0, .remote_offset = 0, .bytes = block_bytes},
+        {.local_offset = block_bytes, .remote_offset = POOL_BYTES / 2, .bytes = block_bytes},
+    };
+    cr_assert_eq(pd_xfer_send_post(send, segs, 2), PD_OK); /* our side allows it */
+    pd_status_t st = pd_xfer_send_finish(send, NULL, 0);
+    if (st == PD_OK) {
+        cr_assert(xt_wait(s.engine, NULL, send_final, send, 6000), "the sender hung");
+        st = pd_xfer_send_status(send);
+    }
+    cr_log_info("%zu-byte blocks: the sender saw %s", block_bytes, pd_status_name(st));
+    cr_assert(st == PD_ERR_OUT_OF_RANGE, "sender status %s", pd_status_name(st));
+    pd_xfer_send_destroy(&send);
+    uint8_t *remote = malloc(POOL_BYTES);
+    cr_assert_eq(result_from_child(&s, remote, NULL), PD_ERR_OUT_OF_RANGE);
+    for (size_t i = 0; i < block_bytes; i++)
+        cr_assert_eq(remote[POOL_BYTES / 2 + i], 0xEE, "byte %zu of the refused block written", i);
+    free(remote);
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    pd_mp_put_map(&w, 1);
+    pd_mp_put_str(&w, "op");
+    pd_mp_put_str(&w, "quit");
+    xt_frame_send(s.child.to_fd, &w);
+    pd_mp_writer_cleanup(&w);
+    int status = xt_child_reap(&s.child, 5000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "peer exit status %d", status);
+    side_close(&s);
+}
+
+Test(xfer_ucx, receiver_refuses_rendezvous_data_outside_its_reservation_tcp)
+{
+    run_refused_data(64 * 1024);
+}
+
+Test(xfer_ucx, receiver_refuses_eager_data_outside_its_reservation_tcp)
+{
+    run_refused_data(2048);
 }
 
 Test(xfer_ucx, default_transports_choose_shared_memory_on_one_host)
@@ -124,6 +207,14 @@ static void run_remote_sender(const char *tls, const char *net_devices, bool die
         pd_xfer_engine_progress(s.engine);
         cr_assert(pd_time_now_ns() < deadline, "the sender never connected");
     }
+    pd_mp_doc_t cdoc;
+    cr_assert_eq(pd_mp_doc_parse(&cdoc, buf, len, xt_limits()), PD_OK);
+    char path[8] = "";
+    cr_assert_eq(pd_mp_get_strcpy(&cdoc.root, "data_path", path, sizeof(path)), PD_OK);
+    /* TCP has no native puts, and this side's pool is caller-registered memory that a
+     * shared-memory sender cannot map: active messages either way. */
+    cr_assert_str_eq(path, "am", "over %s", tls);
+    pd_mp_doc_cleanup(&cdoc);
     free(buf);
     pd_xfer_seg_t segs[128];
     pd_xfer_range_t ranges[128];

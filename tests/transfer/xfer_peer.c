@@ -181,11 +181,13 @@ static int run_send(const peer_opts_t *o)
     pd_xfer_peer_transports(peer, tls, sizeof(tls));
     pd_mp_writer_t w;
     pd_mp_writer_init(&w);
-    pd_mp_put_map(&w, 2);
+    pd_mp_put_map(&w, 3);
     pd_mp_put_str(&w, "op");
     pd_mp_put_str(&w, "connected");
     pd_mp_put_str(&w, "transports");
     pd_mp_put_str(&w, tls);
+    pd_mp_put_str(&w, "data_path");
+    pd_mp_put_str(&w, pd_xfer_data_path_name(pd_xfer_peer_data_path(peer)));
     xt_frame_send(1, &w);
     int rc = 0;
     for (;;) {

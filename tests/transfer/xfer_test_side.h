@@ -16,6 +16,11 @@ static const char *const shm_tls = "posix,sysv,cma,self";
  * allocate its pool. */
 static bool xt_peer_register;
 
+/* The data path this side's engine is configured with, and the one the connection must
+ * end up with (AUTO: not checked). */
+static pd_xfer_data_path_t xt_data_path = PD_XFER_DATA_PATH_AUTO;
+static pd_xfer_data_path_t xt_want_path = PD_XFER_DATA_PATH_AUTO;
+
 typedef struct side {
     pd_xfer_engine_t *engine;
     uint8_t *pool; /* (POOL_BYTES) */
@@ -33,6 +38,7 @@ static inline void side_open(side_t *s, const char *tls, const char *net_devices
     pd_xfer_config_default(&cfg);
     cfg.transports = tls;
     cfg.net_devices = net_devices;
+    cfg.data_path = xt_data_path;
     cr_assert_eq(pd_xfer_engine_create(&cfg, &s->engine), PD_OK);
     cr_assert_eq(pd_xfer_mem_register(s->engine, s->pool, POOL_BYTES, NULL), PD_OK);
 }
@@ -71,6 +77,13 @@ static inline void start_receiver_in(side_t *s, const char *netns, const char *t
     cr_assert_eq(pd_xfer_peer_connect(s->engine, desc, desc_bytes, &s->peer), PD_OK);
     free(desc);
     cr_assert_eq(pd_xfer_peer_transports(s->peer, transports, n), PD_OK);
+    pd_xfer_data_path_t path = pd_xfer_peer_data_path(s->peer);
+    cr_log_info("data path to the peer over %s: %s", transports, pd_xfer_data_path_name(path));
+    cr_assert_neq(path, PD_XFER_DATA_PATH_AUTO);
+    if (xt_want_path != PD_XFER_DATA_PATH_AUTO)
+        cr_assert_eq(path, xt_want_path, "data path %s over %s, expected %s",
+                     pd_xfer_data_path_name(path), transports,
+                     pd_xfer_data_path_name(xt_want_path));
 }
 
 static inline void expect_at_child(side_t *s, uint64_t xfer_id, const pd_xfer_range_t *ranges,

@@ -44,6 +44,34 @@ pd_status_t pd_xfer_backend_parse(const char *name, pd_xfer_backend_t *backend_p
     return PD_OK;
 }
 
+pd_status_t pd_xfer_data_path_parse(const char *name, pd_xfer_data_path_t *path_p)
+{
+    if (name == NULL)
+        return PD_ERR_INVALID_PARAM;
+    if (strcmp(name, "auto") == 0)
+        *path_p = PD_XFER_DATA_PATH_AUTO;
+    else if (strcmp(name, "put") == 0)
+        *path_p = PD_XFER_DATA_PATH_PUT;
+    else if (strcmp(name, "am") == 0)
+        *path_p = PD_XFER_DATA_PATH_AM;
+    else
+        return PD_ERR_INVALID_PARAM;
+    return PD_OK;
+}
+
+const char *pd_xfer_data_path_name(pd_xfer_data_path_t path)
+{
+    switch (path) {
+    case PD_XFER_DATA_PATH_AUTO:
+        return "auto";
+    case PD_XFER_DATA_PATH_PUT:
+        return "put";
+    case PD_XFER_DATA_PATH_AM:
+        return "am";
+    }
+    return "?";
+}
+
 static const pd_xfer_backend_ops_t *pd_xfer__backend_ops(pd_xfer_backend_t backend)
 {
     switch (backend) {
@@ -100,15 +128,25 @@ void pd_xfer_engine_destroy(pd_xfer_engine_t **engine_p)
         pd_xfer_peer_t *peer = engine->peers;
         pd_xfer_peer_disconnect(&peer);
     }
+    /* Live expectations go; those that data still lands in stay, orphaned, until the
+     * backend is gone. */
+    for (pd_xfer_recv_t *r = engine->recvs, *next; r != NULL; r = next) {
+        next = r->next;
+        if (!r->orphan) {
+            pd_xfer_recv_t *recv = r;
+            pd_xfer_recv_destroy(&recv);
+        }
+    }
+    /* The backend stops its worker before it deregisters the region (it does both). */
+    engine->ops->engine_cleanup(engine);
+    engine->registered = false;
+    /* The backend's requests are gone: nothing lands in the orphans any more. */
     while (engine->recvs != NULL) {
         pd_xfer_recv_t *recv = engine->recvs;
+        recv->n_landing = 0;
+        recv->orphan = false;
         pd_xfer_recv_destroy(&recv);
     }
-    if (engine->registered) {
-        engine->ops->mem_deregister(engine);
-        engine->registered = false;
-    }
-    engine->ops->engine_cleanup(engine);
     /* Backend requests are gone with the backend: what is left of sends can go. */
     while (engine->sends != NULL) {
         pd_xfer_send_t *send = engine->sends;
@@ -136,6 +174,10 @@ pd_status_t pd_xfer_engine_arm(pd_xfer_engine_t *engine)
         return PD_ERR_BUSY;
     for (pd_xfer_send_t *s = engine->sends; s != NULL; s = s->next) {
         if (s->state == PD_XFER_SEND_FLUSHING && s->flushed)
+            return PD_ERR_BUSY;
+    }
+    for (pd_xfer_recv_t *r = engine->recvs; r != NULL; r = r->next) {
+        if (r->parked != NULL && r->n_landing == 0 && r->bytes_landed >= r->parked_need)
             return PD_ERR_BUSY;
     }
     return engine->ops->arm(engine);
@@ -230,7 +272,7 @@ pd_status_t pd_xfer_mem_deregister(pd_xfer_engine_t *engine)
             return PD_ERR_BUSY;
     }
     for (pd_xfer_recv_t *r = engine->recvs; r != NULL; r = r->next) {
-        if (r->status == PD_INPROGRESS)
+        if (r->status == PD_INPROGRESS || r->n_landing > 0)
             return PD_ERR_BUSY;
     }
     engine->ops->mem_deregister(engine);
@@ -345,6 +387,7 @@ pd_status_t pd_xfer_peer_connect(pd_xfer_engine_t *engine, const void *desc, siz
     st = engine->ops->peer_connect(peer, &doc.root);
     if (st != PD_OK)
         goto err_peer;
+    peer->data_path = engine->ops->data_path(peer);
     peer->next = engine->peers;
     if (engine->peers != NULL)
         engine->peers->prev = peer;
@@ -434,6 +477,11 @@ pd_status_t pd_xfer_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t 
     }
     uint64_t ms = timeout_ms > 0 ? timeout_ms : engine->cfg.timeout_ms;
     return engine->ops->get(peer, segs, n_segs, pd_time_now_ns() + ms * 1000000u);
+}
+
+pd_xfer_data_path_t pd_xfer_peer_data_path(const pd_xfer_peer_t *peer)
+{
+    return peer->data_path;
 }
 
 pd_status_t pd_xfer_peer_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes)

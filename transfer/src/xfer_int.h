@@ -8,6 +8,24 @@
 
 /* Every control message of the fabric travels under this UCP active-message id. */
 #define PD_XFER_AM_ID 0x70u
+/* Data messages (the am data path) travel under this one, with a pd_xfer__data_hdr_t. */
+#define PD_XFER_AM_DATA_ID 0x71u
+
+/* The header of a data message: which transfer, from which engine, and where in the
+ * receiver's region its bytes go. Native byte order (little-endian hosts). */
+typedef struct pd_xfer__data_hdr {
+    uint64_t xfer_id;
+    uint64_t src;    /* the sending engine's id */
+    uint64_t offset; /* destination offset in the receiver's region */
+} pd_xfer__data_hdr_t;
+
+/* Headers of data messages in flight stay where they are until the send handle goes:
+ * UCX 1.13 reads a message's header when it sends it, which may be after the call. */
+typedef struct pd_xfer__hdr_chunk {
+    struct pd_xfer__hdr_chunk *next;
+    size_t n_used, n_cap;
+    pd_xfer__data_hdr_t hdrs[]; /* (n_cap) */
+} pd_xfer__hdr_chunk_t;
 
 typedef enum pd_xfer__send_state {
     PD_XFER_SEND_OPEN = 0, /* posts accepted */
@@ -22,6 +40,8 @@ typedef enum pd_xfer__send_state {
 typedef struct pd_xfer_backend_ops {
     const char *name;
     pd_status_t (*engine_init)(pd_xfer_engine_t *engine);
+    /* Stop everything in flight, then deregister the region if engine->registered, then
+     * free the backend: no request may write into the region once it is gone. */
     void (*engine_cleanup)(pd_xfer_engine_t *engine);
     /* Register engine->base; or, when engine->allocated, allocate engine->bytes and set
      * engine->base. Deregister frees what was allocated. */
@@ -33,15 +53,21 @@ typedef struct pd_xfer_backend_ops {
     pd_status_t (*desc_pack)(pd_xfer_engine_t *engine, pd_mp_writer_t *w);
     pd_status_t (*peer_connect)(pd_xfer_peer_t *peer, const msgpack_object *desc);
     void (*peer_close)(pd_xfer_peer_t *peer);
-    /* One put of bytes from local to the peer's region at remote_offset. */
-    pd_status_t (*put)(pd_xfer_peer_t *peer, const void *local, uint64_t remote_offset,
-                       size_t bytes);
+    /* Decide the peer's data path after connect (peer->data_path: PUT or AM). */
+    pd_xfer_data_path_t (*data_path)(pd_xfer_peer_t *peer);
+    /* Move bytes from local to the peer's region at remote_offset, by the peer's data
+     * path: a put, or a data message whose header hdr (kept alive by the send) names the
+     * transfer and offset. A data message counts in send->n_data_open until it completes
+     * (pd_xfer__send_data_done). */
+    pd_status_t (*put)(pd_xfer_peer_t *peer, pd_xfer_send_t *send, const void *local,
+                       uint64_t remote_offset, size_t bytes, const pd_xfer__data_hdr_t *hdr);
     /* Gets of segs (bounds checked) from the peer's region into the engine's; returns when
      * all completed or at deadline_ns (PD_ERR_TIMEOUT). */
     pd_status_t (*get)(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
                        uint64_t deadline_ns);
     /* Call pd_xfer__send_flushed(send, status) once every put to the peer so far is
-     * remotely complete (possibly before returning). */
+     * remotely complete, and every data message of send delivered (possibly before
+     * returning). */
     pd_status_t (*flush)(pd_xfer_peer_t *peer, pd_xfer_send_t *send);
     /* Send a message the sender keeps alive until the send handle is released; the
      * receiver can answer through the reply context it gets. */
@@ -88,6 +114,7 @@ struct pd_xfer_engine {
     pd_xfer_verify_hook_fn verify_hook;
     void *verify_hook_arg;
     pd_xfer_stats_t stats;
+    uint32_t n_orphan_recvs; /* destroyed while data still landed in them */
 };
 
 struct pd_xfer_peer {
@@ -99,7 +126,8 @@ struct pd_xfer_peer {
     uint64_t remote_bytes;
     bool has_layout;
     pd_kv_layout_t layout;
-    pd_status_t fail_status; /* PD_OK while alive */
+    pd_status_t fail_status;       /* PD_OK while alive */
+    pd_xfer_data_path_t data_path; /* PUT or AM, chosen at connect */
 };
 
 struct pd_xfer_send {
@@ -121,6 +149,13 @@ struct pd_xfer_send {
     size_t n_recs, cap_recs;
     pd_mp_writer_t msg;
     bool msg_live;
+    /* The am data path: messages not yet delivered, the first failure among them, the
+     * bytes they carry, whether finish waits for them, and their headers. */
+    uint32_t n_data_open;
+    pd_status_t data_status;
+    uint64_t data_bytes;
+    bool flush_on_data;
+    pd_xfer__hdr_chunk_t *hdr_chunks;
 };
 
 struct pd_xfer_recv {
@@ -135,10 +170,27 @@ struct pd_xfer_recv {
     size_t payload_bytes;
     pd_xfer_seg_t *segs; /* (n_segs) verified segments */
     size_t n_segs;
+    /* The am data path: bytes landed, receives still writing into the region, the sender
+     * of the first data message, and a notification parked until its bytes land. */
+    uint64_t bytes_landed;
+    uint32_t n_landing;
+    uint64_t data_src;
+    pd_xfer__msg_t *parked;
+    uint64_t parked_need; /* bytes the parked notification says were sent as messages */
+    bool orphan;          /* destroyed by the caller; freed when n_landing reaches 0 */
 };
 
 /* Backends report here. */
 void pd_xfer__send_flushed(pd_xfer_send_t *send, pd_status_t status);
+/* A data message of send completed (delivered, or failed with status). */
+void pd_xfer__send_data_done(pd_xfer_send_t *send, pd_status_t status);
+/* A data message arrived: the live expectation it belongs to and where its bytes go, or
+ * an error (the message is refused and counted). */
+pd_status_t pd_xfer__data_accept(pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr,
+                                 uint64_t bytes, pd_xfer_recv_t **recv_p, void **dest_p);
+/* Bytes of an accepted message finished landing in recv (status PD_OK), or failed.
+ * in_flight: the message was counted in recv->n_landing. */
+void pd_xfer__data_landed(pd_xfer_recv_t *recv, uint64_t bytes, pd_status_t status, bool in_flight);
 void pd_xfer__send_ref(pd_xfer_send_t *send);
 void pd_xfer__send_unref(pd_xfer_send_t *send);
 /* Queue a received message (copied) for the next progress pass. */

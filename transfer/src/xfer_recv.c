@@ -37,7 +37,7 @@ pd_status_t pd_xfer_recv_expect(pd_xfer_engine_t *engine, uint64_t xfer_id,
             return PD_ERR_OUT_OF_RANGE;
     }
     for (const pd_xfer_recv_t *r = engine->recvs; r != NULL; r = r->next) {
-        if (r->xfer_id == xfer_id)
+        if (r->xfer_id == xfer_id && !r->orphan)
             return PD_ERR_EXISTS;
     }
     pd_xfer_recv_t *recv = calloc(1, sizeof(*recv));
@@ -88,11 +88,8 @@ pd_status_t pd_xfer_recv_segments(const pd_xfer_recv_t *recv, const pd_xfer_seg_
     return PD_OK;
 }
 
-void pd_xfer_recv_destroy(pd_xfer_recv_t **recv_p)
+static void pd_xfer__recv_free(pd_xfer_recv_t *recv)
 {
-    if (recv_p == NULL || *recv_p == NULL)
-        return;
-    pd_xfer_recv_t *recv = *recv_p;
     pd_xfer_engine_t *engine = recv->engine;
     if (recv->prev != NULL)
         recv->prev->next = recv->next;
@@ -100,11 +97,98 @@ void pd_xfer_recv_destroy(pd_xfer_recv_t **recv_p)
         engine->recvs = recv->next;
     if (recv->next != NULL)
         recv->next->prev = recv->prev;
+    free(recv->parked);
     free(recv->ranges);
     free(recv->payload);
     free(recv->segs);
     free(recv);
+}
+
+void pd_xfer_recv_destroy(pd_xfer_recv_t **recv_p)
+{
+    if (recv_p == NULL || *recv_p == NULL)
+        return;
+    pd_xfer_recv_t *recv = *recv_p;
     *recv_p = NULL;
+    if (recv->status == PD_INPROGRESS)
+        recv->status = PD_ERR_CANCELED;
+    if (recv->n_landing > 0) {
+        /* A receive still writes into the region on our behalf: keep the handle (not
+         * its expectation) until it completes. */
+        recv->orphan = true;
+        recv->engine->n_orphan_recvs++;
+        free(recv->parked);
+        recv->parked = NULL;
+        return;
+    }
+    pd_xfer__recv_free(recv);
+}
+
+/* The live expectation of xfer_id, or NULL. */
+static pd_xfer_recv_t *pd_xfer__recv_find(pd_xfer_engine_t *engine, uint64_t xfer_id)
+{
+    for (pd_xfer_recv_t *r = engine->recvs; r != NULL; r = r->next) {
+        if (r->xfer_id == xfer_id && !r->orphan)
+            return r;
+    }
+    return NULL;
+}
+
+static void pd_xfer__recv_finish(pd_xfer_recv_t *recv, pd_status_t status);
+
+pd_status_t pd_xfer__data_accept(pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr,
+                                 uint64_t bytes, pd_xfer_recv_t **recv_p, void **dest_p)
+{
+    pd_xfer_recv_t *recv = pd_xfer__recv_find(engine, hdr->xfer_id);
+    pd_status_t st = PD_OK;
+    if (recv == NULL || recv->status != PD_INPROGRESS) {
+        st = recv == NULL ? PD_ERR_NOT_FOUND : recv->status;
+    } else if (!engine->registered || bytes == 0 ||
+               !pd_xfer__ranges_contain(recv->ranges, recv->n_ranges, hdr->offset, bytes) ||
+               hdr->offset + bytes > engine->bytes) {
+        /* Nothing of it is written: the sender claims bytes it was not given. */
+        pd_log_warn("xfer: recv %llu: data message [%llu, +%llu) was not reserved",
+                    (unsigned long long)hdr->xfer_id, (unsigned long long)hdr->offset,
+                    (unsigned long long)bytes);
+        st = PD_ERR_OUT_OF_RANGE;
+        pd_xfer__recv_finish(recv, st);
+    } else if (recv->bytes_landed + recv->n_landing == 0) {
+        recv->data_src = hdr->src; /* the first message names the sender */
+    } else if (recv->data_src != hdr->src) {
+        pd_log_warn("xfer: recv %llu: data from two senders", (unsigned long long)hdr->xfer_id);
+        st = PD_ERR_PROTO;
+        pd_xfer__recv_finish(recv, st);
+    }
+    if (st != PD_OK) {
+        engine->stats.n_data_refused++;
+        return st;
+    }
+    *recv_p = recv;
+    *dest_p = engine->base + hdr->offset;
+    return PD_OK;
+}
+
+void pd_xfer__data_landed(pd_xfer_recv_t *recv, uint64_t bytes, pd_status_t status, bool in_flight)
+{
+    if (in_flight && recv->n_landing > 0)
+        recv->n_landing--;
+    if (recv->orphan) {
+        if (recv->n_landing == 0) {
+            recv->engine->n_orphan_recvs--;
+            pd_xfer__recv_free(recv);
+        }
+        return;
+    }
+    if (status != PD_OK) {
+        if (recv->status == PD_INPROGRESS) {
+            pd_log_warn("xfer: recv %llu: data message failed: %s",
+                        (unsigned long long)recv->xfer_id, pd_status_str(status));
+            pd_xfer__recv_finish(recv, status);
+        }
+        return;
+    }
+    recv->bytes_landed += bytes;
+    recv->engine->stats.bytes_received += bytes;
 }
 
 void pd_xfer__msg_deliver(pd_xfer_engine_t *engine, const void *data, size_t bytes, void *reply_ctx)
@@ -163,6 +247,10 @@ static void pd_xfer__recv_finish(pd_xfer_recv_t *recv, pd_status_t status)
 static pd_status_t pd_xfer__notify_apply(pd_xfer_engine_t *engine, pd_xfer_recv_t *recv,
                                          const msgpack_object *root)
 {
+    uint64_t msg_bytes = 0;
+    if (pd_mp_map_find(root, "msg_bytes") != NULL &&
+        (pd_mp_get_u64(root, "msg_bytes", &msg_bytes) != PD_OK || recv->bytes_landed != msg_bytes))
+        return PD_ERR_PROTO; /* more data than the sender says it sent */
     const void *segs_bin = NULL, *payload = NULL;
     size_t segs_bytes = 0, payload_bytes = 0;
     bool ck = false;
@@ -227,13 +315,16 @@ out:
     return st;
 }
 
-static void pd_xfer__msg_handle(pd_xfer_engine_t *engine, pd_xfer__msg_t *m)
+/* Handle one received message. Returns true when the message was kept (a notification
+ * parked on its expectation until its data lands), false when the caller frees it. */
+static bool pd_xfer__msg_handle(pd_xfer_engine_t *engine, pd_xfer__msg_t *m)
 {
     pd_mp_doc_t doc;
+    bool kept = false;
     if (pd_mp_doc_parse(&doc, m->data, m->bytes, &pd_xfer__msg_limits) != PD_OK) {
         pd_log_warn("xfer: dropped a malformed %zu-byte message", m->bytes);
         engine->stats.n_notify_refused++;
-        return;
+        return false;
     }
     uint64_t xfer_id = 0, src = 0;
     if (pd_mp_get_u64(&doc.root, "xfer", &xfer_id) != PD_OK ||
@@ -252,21 +343,38 @@ static void pd_xfer__msg_handle(pd_xfer_engine_t *engine, pd_xfer__msg_t *m)
         engine->stats.n_notify_refused++;
         goto out;
     }
-    pd_xfer_recv_t *recv = engine->recvs;
-    while (recv != NULL && recv->xfer_id != xfer_id)
-        recv = recv->next;
+    pd_xfer_recv_t *recv = pd_xfer__recv_find(engine, xfer_id);
     if (recv == NULL || recv->status != PD_INPROGRESS) {
-        pd_log_warn("xfer: notification for transfer %llu that is not expected",
-                    (unsigned long long)xfer_id);
+        /* A transfer its data already failed answers with that failure. */
+        pd_status_t why = recv != NULL ? recv->status : PD_ERR_NOT_FOUND;
+        if (recv == NULL)
+            pd_log_warn("xfer: notification for transfer %llu that is not expected",
+                        (unsigned long long)xfer_id);
         engine->stats.n_notify_refused++;
-        pd_xfer__ack_send(engine, m->reply_ctx, xfer_id, PD_ERR_NOT_FOUND);
+        pd_xfer__ack_send(engine, m->reply_ctx, xfer_id, why);
         goto out;
     }
+    uint64_t msg_bytes = 0;
+    if (pd_mp_get_u64(&doc.root, "msg_bytes", &msg_bytes) == PD_OK &&
+        (recv->bytes_landed < msg_bytes || recv->n_landing > 0) && recv->parked != m) {
+        /* Its data is still on the way: park it, re-handled when the bytes are in. */
+        if (recv->parked != NULL) {
+            engine->stats.n_notify_refused++;
+            goto out; /* a second notification for one transfer */
+        }
+        recv->parked = m;
+        recv->parked_need = msg_bytes;
+        kept = true;
+        goto out;
+    }
+    if (recv->parked == m)
+        recv->parked = NULL; /* the caller frees it now */
     pd_status_t st = pd_xfer__notify_apply(engine, recv, &doc.root);
     pd_xfer__recv_finish(recv, st);
     pd_xfer__ack_send(engine, m->reply_ctx, xfer_id, st);
 out:
     pd_mp_doc_cleanup(&doc);
+    return kept;
 }
 
 int pd_xfer_engine_progress(pd_xfer_engine_t *engine)
@@ -278,15 +386,30 @@ int pd_xfer_engine_progress(pd_xfer_engine_t *engine)
         engine->msg_head = m->next;
         if (engine->msg_head == NULL)
             engine->msg_tail = NULL;
-        pd_xfer__msg_handle(engine, m);
-        free(m);
+        if (!pd_xfer__msg_handle(engine, m))
+            free(m);
     }
     uint64_t now = pd_time_now_ns();
     pd_xfer__sends_progress(engine, now);
     for (pd_xfer_recv_t *r = engine->recvs; r != NULL; r = r->next) {
+        if (r->orphan)
+            continue;
+        if (r->parked != NULL && r->status == PD_INPROGRESS && r->n_landing == 0 &&
+            r->bytes_landed >= r->parked_need) {
+            pd_xfer__msg_t *m = r->parked;
+            pd_xfer__msg_handle(engine, m); /* clears r->parked */
+            free(m);
+        }
         if (r->status == PD_INPROGRESS && now >= r->deadline_ns) {
-            pd_log_warn("xfer: recv %llu timed out", (unsigned long long)r->xfer_id);
+            pd_log_warn("xfer: recv %llu timed out (%llu bytes of data landed)",
+                        (unsigned long long)r->xfer_id, (unsigned long long)r->bytes_landed);
             pd_xfer__recv_finish(r, PD_ERR_TIMEOUT);
+        }
+        if (r->status != PD_INPROGRESS && r->parked != NULL) {
+            /* The transfer ended without its data: answer the parked notification. */
+            pd_xfer__ack_send(engine, r->parked->reply_ctx, r->xfer_id, r->status);
+            free(r->parked);
+            r->parked = NULL;
         }
     }
     return engine->n_completed;

@@ -110,17 +110,51 @@ static pd_status_t pd_xfer__recs_reserve(pd_xfer_send_t *send, size_t n_more)
     return PD_OK;
 }
 
-/* With checksums on, a coalesced run is put as soon as it reaches this size and a longer
- * segment goes piece by piece: the put then copies bytes the checksum just read, from
- * cache, instead of reading them from memory a second time. */
+/* With checksums on and puts as the data path, a coalesced run is put as soon as it
+ * reaches this size and a longer segment goes piece by piece: the put then copies bytes
+ * the checksum just read, from cache, instead of reading them from memory a second time.
+ * Data messages are not split: the transport reads their bytes later anyway (rendezvous),
+ * and over TCP every message costs a round trip. */
 #define PD_XFER_HOT_CHUNK_BYTES (256u * 1024u)
+
+/* A header for one more data message of send, in storage that does not move. */
+static pd_xfer__data_hdr_t *pd_xfer__hdr_next(pd_xfer_send_t *send, uint64_t remote_offset)
+{
+    pd_xfer__hdr_chunk_t *c = send->hdr_chunks;
+    if (c == NULL || c->n_used == c->n_cap) {
+        size_t cap = c == NULL ? 64 : c->n_cap * 2;
+        if (cap > 4096)
+            cap = 4096;
+        pd_xfer__hdr_chunk_t *n = malloc(sizeof(*n) + cap * sizeof(n->hdrs[0]));
+        if (n == NULL)
+            return NULL;
+        n->next = c;
+        n->n_used = 0;
+        n->n_cap = cap;
+        send->hdr_chunks = n;
+        c = n;
+    }
+    pd_xfer__data_hdr_t *h = &c->hdrs[c->n_used++];
+    h->xfer_id = send->xfer_id;
+    h->src = send->engine->id;
+    h->offset = remote_offset;
+    return h;
+}
 
 static pd_status_t pd_xfer__put(pd_xfer_send_t *send, uint64_t local_offset, uint64_t remote_offset,
                                 uint64_t bytes)
 {
     pd_xfer_engine_t *engine = send->engine;
+    const pd_xfer__data_hdr_t *hdr = NULL;
+    if (send->peer->data_path == PD_XFER_DATA_PATH_AM) {
+        hdr = pd_xfer__hdr_next(send, remote_offset);
+        if (hdr == NULL)
+            return PD_ERR_NO_MEMORY;
+        send->data_bytes += bytes;
+    }
     engine->stats.n_ops_issued++;
-    return engine->ops->put(send->peer, engine->base + local_offset, remote_offset, bytes);
+    return engine->ops->put(send->peer, send, engine->base + local_offset, remote_offset, bytes,
+                            hdr);
 }
 
 pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, size_t n_segs)
@@ -143,6 +177,8 @@ pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, s
     pd_xfer_engine_t *engine = send->engine;
     const bool checksum = engine->cfg.verify_checksums;
     const bool coalesce = engine->cfg.coalesce;
+    /* Split into cache-sized pieces only where the copy follows the hash at once. */
+    const bool hot = checksum && peer->data_path == PD_XFER_DATA_PATH_PUT;
     uint64_t run_local = 0, run_remote = 0, run_bytes = 0;
     for (size_t i = 0; i < n_segs; i++) {
         const pd_xfer_seg_t *g = &segs[i];
@@ -152,13 +188,13 @@ pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, s
         rec[2] = 0;
         bool joins = coalesce && run_local + run_bytes == g->local_offset &&
                      run_remote + run_bytes == g->remote_offset;
-        if (run_bytes > 0 && (!joins || (checksum && g->bytes > PD_XFER_HOT_CHUNK_BYTES))) {
+        if (run_bytes > 0 && (!joins || (hot && g->bytes > PD_XFER_HOT_CHUNK_BYTES))) {
             st = pd_xfer__put(send, run_local, run_remote, run_bytes);
             if (st != PD_OK)
                 goto err_put;
             run_bytes = 0;
         }
-        if (checksum && g->bytes > PD_XFER_HOT_CHUNK_BYTES) {
+        if (hot && g->bytes > PD_XFER_HOT_CHUNK_BYTES) {
             /* A long segment: hash and put it piece by piece, so that each put reads
              * bytes the hash has just brought into cache. */
             XXH3_state_t state;
@@ -182,7 +218,7 @@ pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, s
             run_remote = g->remote_offset;
         }
         run_bytes += g->bytes;
-        if (checksum && run_bytes >= PD_XFER_HOT_CHUNK_BYTES) {
+        if (hot && run_bytes >= PD_XFER_HOT_CHUNK_BYTES) {
             st = pd_xfer__put(send, run_local, run_remote, run_bytes);
             if (st != PD_OK)
                 goto err_put;
@@ -219,7 +255,8 @@ pd_status_t pd_xfer_send_finish(pd_xfer_send_t *send, const void *payload, size_
     pd_mp_writer_init(&send->msg);
     send->msg_live = true;
     pd_mp_writer_t *w = &send->msg;
-    pd_mp_put_map(w, 6);
+    const bool am = send->peer->data_path == PD_XFER_DATA_PATH_AM;
+    pd_mp_put_map(w, am ? 7 : 6);
     pd_mp_put_str(w, "t");
     pd_mp_put_str(w, "notify");
     pd_mp_put_str(w, "xfer");
@@ -233,6 +270,13 @@ pd_status_t pd_xfer_send_finish(pd_xfer_send_t *send, const void *payload, size_
     pd_mp_put_bin(w, send->recs, send->n_recs * 3 * sizeof(uint64_t));
     pd_mp_put_str(w, "payload");
     pd_mp_put_bin(w, payload_bytes ? payload : "", payload_bytes);
+    if (am) {
+        /* The receiver holds the notification until this many bytes of data messages
+         * landed: it can never be applied before its data, in whatever order UCX
+         * delivers. */
+        pd_mp_put_str(w, "msg_bytes");
+        pd_mp_put_u64(w, send->data_bytes);
+    }
     send->state = PD_XFER_SEND_FLUSHING;
     pd_status_t st = engine->ops->flush(send->peer, send);
     if (st != PD_OK) {
@@ -246,6 +290,18 @@ void pd_xfer__send_flushed(pd_xfer_send_t *send, pd_status_t status)
 {
     send->flushed = true;
     send->flush_status = status;
+}
+
+void pd_xfer__send_data_done(pd_xfer_send_t *send, pd_status_t status)
+{
+    if (send->n_data_open > 0)
+        send->n_data_open--;
+    if (status != PD_OK && send->data_status == PD_OK)
+        send->data_status = status;
+    if (send->flush_on_data && send->n_data_open == 0) {
+        send->flush_on_data = false;
+        pd_xfer__send_flushed(send, send->data_status);
+    }
 }
 
 void pd_xfer__send_ref(pd_xfer_send_t *send)
@@ -264,6 +320,11 @@ static void pd_xfer__send_free(pd_xfer_send_t *send)
         send->next->prev = send->prev;
     if (send->msg_live)
         pd_mp_writer_cleanup(&send->msg);
+    while (send->hdr_chunks != NULL) {
+        pd_xfer__hdr_chunk_t *c = send->hdr_chunks;
+        send->hdr_chunks = c->next;
+        free(c);
+    }
     free(send->recs);
     free(send->allowed);
     free(send);

@@ -1,5 +1,7 @@
-/* The UCX backend: one UCP context and worker per engine, one-sided puts into the peer's
- * registered region, active messages for notifications and acknowledgements.
+/* The UCX backend: one UCP context and worker per engine; per peer, one-sided puts into its
+ * registered region where the transport does RMA natively, active messages received
+ * straight into the reserved blocks where it does not (TCP); active messages for
+ * notifications and acknowledgements.
  *
  * Endpoints use UCP_ERR_HANDLING_MODE_NONE unless the config asks for PEER: UCX 1.13's
  * shared-memory transports do not support PEER and an endpoint that asks for it silently
@@ -59,6 +61,10 @@ static pd_status_t pd_xfer__ucs_status(ucs_status_t s)
         return PD_ERR_BUSY;
     case UCS_ERR_UNSUPPORTED:
         return PD_ERR_UNSUPPORTED;
+    case UCS_ERR_OUT_OF_RANGE:
+        return PD_ERR_OUT_OF_RANGE;
+    case UCS_ERR_NO_ELEM:
+        return PD_ERR_NOT_FOUND;
     case UCS_ERR_CONNECTION_RESET:
     case UCS_ERR_ENDPOINT_TIMEOUT:
     case UCS_ERR_REJECTED:
@@ -83,6 +89,76 @@ static ucs_status_t pd_xfer__ucx_am_cb(void *arg, const void *header, size_t hea
         (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) ? (void *)param->reply_ep : NULL;
     pd_xfer__msg_deliver(engine, data, length, reply_ep);
     return UCS_OK;
+}
+
+static void pd_xfer__ucx_landed_cb(void *request, ucs_status_t status, size_t length,
+                                   void *user_data)
+{
+    pd_xfer__data_landed(user_data, length, pd_xfer__ucs_status(status), true);
+    ucp_request_free(request);
+}
+
+/* The status a refused rendezvous message completes with on its sender. */
+static ucs_status_t pd_xfer__ucx_refusal(pd_status_t st)
+{
+    switch (st) {
+    case PD_ERR_OUT_OF_RANGE:
+        return UCS_ERR_OUT_OF_RANGE;
+    case PD_ERR_NOT_FOUND:
+        return UCS_ERR_NO_ELEM;
+    case PD_ERR_TIMEOUT:
+        return UCS_ERR_TIMED_OUT;
+    case PD_ERR_CANCELED:
+        return UCS_ERR_CANCELED;
+    default:
+        return UCS_ERR_REJECTED;
+    }
+}
+
+/* A data message (the am data path): checked against the expectation it names, then
+ * copied into place (eager: the bytes are here) or received straight into the reserved
+ * block (rendezvous: UCX moves them when we ask). Nothing is written before the check. */
+static ucs_status_t pd_xfer__ucx_data_cb(void *arg, const void *header, size_t header_length,
+                                         void *data, size_t length,
+                                         const ucp_am_recv_param_t *param)
+{
+    pd_xfer_engine_t *engine = arg;
+    pd_xfer__ucx_engine_t *ue = engine->be;
+    const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+    pd_xfer__data_hdr_t hdr;
+    pd_xfer_recv_t *recv = NULL;
+    void *dest = NULL;
+    pd_status_t st = PD_ERR_PROTO;
+    if (header_length == sizeof(hdr)) {
+        memcpy(&hdr, header, sizeof(hdr)); /* the header need not be aligned */
+        st = pd_xfer__data_accept(engine, &hdr, length, &recv, &dest);
+    } else {
+        engine->stats.n_data_refused++;
+    }
+    if (st != PD_OK)
+        return rndv ? pd_xfer__ucx_refusal(st) : UCS_OK;
+    if (!rndv) {
+        memcpy(dest, data, length);
+        pd_xfer__data_landed(recv, length, PD_OK, false);
+        return UCS_OK;
+    }
+    ucp_request_param_t prm = {
+        .op_attr_mask =
+            UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH,
+        .cb.recv_am = pd_xfer__ucx_landed_cb,
+        .user_data = recv,
+        .memh = ue->memh,
+    };
+    recv->n_landing++;
+    ucs_status_ptr_t req = ucp_am_recv_data_nbx(ue->worker, data, dest, length, &prm);
+    if (UCS_PTR_IS_ERR(req)) {
+        pd_xfer__data_landed(recv, 0, pd_xfer__ucs_status(UCS_PTR_STATUS(req)), true);
+        return UCS_OK; /* UCX owns the descriptor after the call, even on failure */
+    }
+    if (req == NULL)
+        pd_xfer__data_landed(recv, length, PD_OK, true);
+    /* The receive was started here: UCX keeps the descriptor until it completes. */
+    return UCS_INPROGRESS;
 }
 
 static pd_status_t pd_xfer__ucx_engine_init(pd_xfer_engine_t *engine)
@@ -137,6 +213,11 @@ static pd_status_t pd_xfer__ucx_engine_init(pd_xfer_engine_t *engine)
     s = ucp_worker_set_am_recv_handler(ue->worker, &hparams);
     if (s != UCS_OK)
         goto err_address;
+    hparams.id = PD_XFER_AM_DATA_ID;
+    hparams.cb = pd_xfer__ucx_data_cb;
+    s = ucp_worker_set_am_recv_handler(ue->worker, &hparams);
+    if (s != UCS_OK)
+        goto err_address;
     engine->be = ue;
     return PD_OK;
 
@@ -154,6 +235,8 @@ err_ucs:
     free(ue);
     return pd_xfer__ucs_status(s) == PD_ERR_NO_MEMORY ? PD_ERR_NO_MEMORY : PD_ERR_IO;
 }
+
+static void pd_xfer__ucx_mem_deregister(pd_xfer_engine_t *engine);
 
 static void pd_xfer__ucx_engine_cleanup(pd_xfer_engine_t *engine)
 {
@@ -175,6 +258,9 @@ static void pd_xfer__ucx_engine_cleanup(pd_xfer_engine_t *engine)
         pd_log_warn("xfer: %u replies still in flight at shutdown", ue->n_replies);
     ucp_worker_release_address(ue->worker, ue->address);
     ucp_worker_destroy(ue->worker);
+    /* Only now that no receive can write into it does the region go. */
+    if (engine->registered)
+        pd_xfer__ucx_mem_deregister(engine);
     ucp_cleanup(ue->context);
     free(ue);
     engine->be = NULL;
@@ -326,11 +412,42 @@ static void pd_xfer__ucx_peer_close(pd_xfer_peer_t *peer)
     peer->be = NULL;
 }
 
-static pd_status_t pd_xfer__ucx_put(pd_xfer_peer_t *peer, const void *local, uint64_t remote_offset,
-                                    size_t bytes)
+static void pd_xfer__ucx_data_sent_cb(void *request, ucs_status_t status, void *user_data)
+{
+    pd_xfer_send_t *send = user_data;
+    pd_xfer__send_data_done(send, pd_xfer__ucs_status(status));
+    pd_xfer__send_unref(send);
+    ucp_request_free(request);
+}
+
+static pd_status_t pd_xfer__ucx_put(pd_xfer_peer_t *peer, pd_xfer_send_t *send, const void *local,
+                                    uint64_t remote_offset, size_t bytes,
+                                    const pd_xfer__data_hdr_t *hdr)
 {
     pd_xfer__ucx_engine_t *ue = peer->engine->be;
     pd_xfer__ucx_peer_t *up = peer->be;
+    if (peer->data_path == PD_XFER_DATA_PATH_AM) {
+        /* Completion of a rendezvous message means the receiver has the bytes; of an
+         * eager one only that they left. The receiver counts what landed either way. */
+        ucp_request_param_t prm = {
+            .op_attr_mask =
+                UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH,
+            .cb.send = pd_xfer__ucx_data_sent_cb,
+            .user_data = send,
+            .memh = ue->memh,
+        };
+        ucs_status_ptr_t req =
+            ucp_am_send_nbx(up->ep, PD_XFER_AM_DATA_ID, hdr, sizeof(*hdr), local, bytes, &prm);
+        if (UCS_PTR_IS_ERR(req)) {
+            pd_log_warn("xfer: ucp_am_send_nbx failed: %s", ucs_status_string(UCS_PTR_STATUS(req)));
+            return pd_xfer__ucs_status(UCS_PTR_STATUS(req));
+        }
+        if (req != NULL) {
+            send->n_data_open++;
+            pd_xfer__send_ref(send);
+        }
+        return PD_OK;
+    }
     ucp_request_param_t prm = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_MEMH,
         .memh = ue->memh,
@@ -358,6 +475,14 @@ static void pd_xfer__ucx_flush_cb(void *request, ucs_status_t status, void *user
 static pd_status_t pd_xfer__ucx_flush(pd_xfer_peer_t *peer, pd_xfer_send_t *send)
 {
     pd_xfer__ucx_peer_t *up = peer->be;
+    if (peer->data_path == PD_XFER_DATA_PATH_AM) {
+        /* Data messages complete one by one: the last one completes the flush. */
+        if (send->n_data_open == 0)
+            pd_xfer__send_flushed(send, send->data_status);
+        else
+            send->flush_on_data = true;
+        return PD_OK;
+    }
     ucp_request_param_t prm = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
         .cb.send = pd_xfer__ucx_flush_cb,
@@ -578,6 +703,58 @@ static pd_status_t pd_xfer__ucx_transports(pd_xfer_peer_t *peer, char *buf, size
     return used > 0 ? PD_OK : PD_ERR_NOT_FOUND;
 }
 
+/* Transports whose puts UCX 1.13 does not do natively into memory it cannot map: TCP
+ * emulates every put through active messages, and the shared-memory transports reach
+ * only segments they allocated (pd_xfer_mem_alloc), which ucp_rkey_ptr maps. */
+static bool pd_xfer__ucx_tl_emulates_put(const char *tl)
+{
+    static const char *const names[] = {"tcp", "posix", "sysv", "xpmem", "cma", "knem"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(tl, names[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* AUTO: puts when the peer's region is mapped here (shared memory: a put is a copy), or
+ * when a lane that carries puts is an RDMA transport (verbs); active messages otherwise,
+ * TCP above all. ucp_ep_print_info lists "lane[i]: idx:tl/dev ..." and one "put[i]" line
+ * per lane with native puts. */
+static pd_xfer_data_path_t pd_xfer__ucx_data_path(pd_xfer_peer_t *peer)
+{
+    pd_xfer__ucx_peer_t *up = peer->be;
+    if (peer->engine->cfg.data_path != PD_XFER_DATA_PATH_AUTO)
+        return peer->engine->cfg.data_path;
+    void *mapped = NULL;
+    if (ucp_rkey_ptr(up->rkey, peer->remote_base, &mapped) == UCS_OK && mapped != NULL)
+        return PD_XFER_DATA_PATH_PUT;
+    char *text = NULL;
+    size_t text_bytes = 0;
+    FILE *f = open_memstream(&text, &text_bytes);
+    if (f == NULL)
+        return PD_XFER_DATA_PATH_AM;
+    ucp_ep_print_info(up->ep, f);
+    fclose(f);
+    char lane_tl[16][16] = {{0}};
+    bool native = false;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        unsigned lane = 0;
+        char tl[16];
+        const char *p = strstr(line, "lane[");
+        if (p != NULL && sscanf(p, "lane[%u]: %*u:%15[^/]", &lane, tl) == 2 && lane < 16) {
+            memcpy(lane_tl[lane], tl, sizeof(tl));
+            continue;
+        }
+        p = strstr(line, "put[");
+        if (p != NULL && sscanf(p, "put[%u]", &lane) == 1 && lane < 16 && lane_tl[lane][0] &&
+            !pd_xfer__ucx_tl_emulates_put(lane_tl[lane]))
+            native = true;
+    }
+    free(text);
+    return native ? PD_XFER_DATA_PATH_PUT : PD_XFER_DATA_PATH_AM;
+}
+
 const pd_xfer_backend_ops_t pd_xfer_ucx_ops = {
     .name = "ucx",
     .engine_init = pd_xfer__ucx_engine_init,
@@ -588,6 +765,7 @@ const pd_xfer_backend_ops_t pd_xfer_ucx_ops = {
     .desc_pack = pd_xfer__ucx_desc_pack,
     .peer_connect = pd_xfer__ucx_peer_connect,
     .peer_close = pd_xfer__ucx_peer_close,
+    .data_path = pd_xfer__ucx_data_path,
     .put = pd_xfer__ucx_put,
     .get = pd_xfer__ucx_get,
     .flush = pd_xfer__ucx_flush,

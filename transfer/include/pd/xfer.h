@@ -40,6 +40,13 @@ typedef enum pd_xfer_backend {
     PD_XFER_BACKEND_NCCL      /* GPU to GPU; PD_ERR_UNSUPPORTED when not built */
 } pd_xfer_backend_t;
 
+/* How a peer's bytes move (pd_xfer_config_t.data_path, pd_xfer_peer_data_path). */
+typedef enum pd_xfer_data_path {
+    PD_XFER_DATA_PATH_AUTO = 0, /* per peer: puts where the transport has native RMA, else am */
+    PD_XFER_DATA_PATH_PUT,      /* one-sided puts, then a flush */
+    PD_XFER_DATA_PATH_AM        /* active messages received into the reserved blocks */
+} pd_xfer_data_path_t;
+
 typedef struct pd_xfer_config {
     pd_xfer_backend_t backend;
     /* UCX transports (UCX_TLS syntax, e.g. "posix,sysv,cma,self" or "tcp"); NULL or ""
@@ -57,6 +64,9 @@ typedef struct pd_xfer_config {
     /* Ask UCX for peer failure handling (UCP_ERR_HANDLING_MODE_PEER). Off by default:
      * UCX 1.13 shared-memory transports refuse it and silently fall back to TCP. */
     bool ucx_peer_err_mode;
+    /* How bytes move to a peer; AUTO decides per peer at connect time (the sender's
+     * choice: a receiver accepts either). */
+    pd_xfer_data_path_t data_path;
 } pd_xfer_config_t;
 
 /* One contiguous range of bytes from the start of a registered region. */
@@ -79,6 +89,8 @@ typedef struct pd_xfer_stats {
     uint64_t n_ops_issued;  /* backend operations after coalescing */
     uint64_t bytes_posted;
     uint64_t n_notify_refused; /* notifications the receiver refused */
+    uint64_t n_data_refused;   /* data messages refused (unknown transfer, outside its ranges) */
+    uint64_t bytes_received;   /* bytes that landed through data messages */
 } pd_xfer_stats_t;
 
 typedef struct pd_xfer_engine pd_xfer_engine_t;
@@ -97,6 +109,12 @@ void pd_xfer_config_default(pd_xfer_config_t *cfg);
 
 /* Parse "ucx", "loopback" or "nccl"; PD_ERR_INVALID_PARAM otherwise. */
 pd_status_t pd_xfer_backend_parse(const char *name, pd_xfer_backend_t *backend_p);
+
+/* Parse "auto", "put" or "am"; PD_ERR_INVALID_PARAM otherwise. */
+pd_status_t pd_xfer_data_path_parse(const char *name, pd_xfer_data_path_t *path_p);
+
+/* "auto", "put" or "am". */
+const char *pd_xfer_data_path_name(pd_xfer_data_path_t path);
 
 /* Create an engine (one per process for ucx). cfg is copied. Returns PD_ERR_UNSUPPORTED
  * for a backend this build lacks, PD_ERR_IO when UCX fails to start. */
@@ -177,6 +195,9 @@ pd_status_t pd_xfer_peer_region(const pd_xfer_peer_t *peer, uint64_t *bytes_p,
  * in flight. No checksum: the caller trusts what the peer's region holds. */
 pd_status_t pd_xfer_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
                         uint32_t timeout_ms);
+
+/* The data path this engine uses to write into the peer (never AUTO: the one chosen). */
+pd_xfer_data_path_t pd_xfer_peer_data_path(const pd_xfer_peer_t *peer);
 
 /* Write a short description of the transports UCX chose for the peer, e.g.
  * "posix/memory cma/memory" or "tcp/lo", into buf (NUL-terminated). */
