@@ -293,7 +293,7 @@ static int kb_child_main(int sock, const kb_transport_t *t, bool checksum, size_
 /* ---- the sending process ---- */
 
 int kb_link_open(kb_link_t *link, const kb_transport_t *t, bool checksum, bool coalesce,
-                 size_t pool_bytes, bool register_pool)
+                 pd_xfer_data_path_t data_path, size_t pool_bytes, bool register_pool)
 {
     memset(link, 0, sizeof(*link));
     int sv[2];
@@ -318,6 +318,7 @@ int kb_link_open(kb_link_t *link, const kb_transport_t *t, bool checksum, bool c
     cfg.net_devices = t->tx_devices[0] ? t->tx_devices : NULL;
     cfg.verify_checksums = checksum;
     cfg.coalesce = coalesce;
+    cfg.data_path = data_path;
     cfg.timeout_ms = 30000;
     if (pd_xfer_engine_create(&cfg, &link->engine) != PD_OK ||
         kb_pool_open(link->engine, pool_bytes, 1, register_pool, &link->pool) != 0)
