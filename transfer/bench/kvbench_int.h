@@ -62,8 +62,14 @@ typedef struct kb_point {
     double p50_us, p99_us;            /* batch latency, begin to acknowledged */
     double perftest_gbps[KB_MAX_OPS]; /* median per operation, same transport and size */
     int best_op;                      /* index of the fastest operation, -1 if none ran */
-    double memcpy_gbps;
+    double memcpy_gbps;               /* median of the copies between this point's repeats */
 } kb_point_t;
+
+/* The memcpy comparison: two pools' worth of memory, sampled between repeats. */
+typedef struct kb_memcpy {
+    uint8_t *src, *dst; /* (bytes) each */
+    size_t bytes;
+} kb_memcpy_t;
 
 /* ucx_perftest samples for one transport and block size, over every operation; runs
  * alternate with the fabric's repeats, so both see the same machine. */
@@ -92,7 +98,8 @@ int kb_link_open(kb_link_t *link, const kb_transport_t *t, bool checksum, bool c
                  pd_xfer_data_path_t data_path, size_t pool_bytes, bool register_pool);
 void kb_link_close(kb_link_t *link);
 int kb_run_point(kb_link_t *link, const kb_opts_t *o, kb_point_t *pt, double *gbps_p);
-double kb_memcpy_gbps(const uint8_t *src, size_t bytes, size_t chunk, int reps);
+double kb_memcpy_once(const uint8_t *src, uint8_t *dst, size_t bytes, size_t chunk);
+double kb_memcpy_gbps(const uint8_t *src, uint8_t *dst, size_t bytes, size_t chunk, int reps);
 double kb_hash_gbps(const uint8_t *src, size_t bytes, size_t chunk, int reps);
 double kb_perftest_gbps(const kb_opts_t *o, const kb_transport_t *t, const char *test, size_t size);
 const char *kb_transport_setup(const char *name, kb_transport_t *t);

@@ -50,7 +50,7 @@ int kb_json_write(const char *path, const kb_opts_t *o, const kb_point_t *pts, i
     fprintf(f, "  \"perftest_tests\": [");
     for (int k = 0; k < o->n_perftest_ops; k++)
         fprintf(f, "%s\"%s\"", k ? ", " : "", o->perftest_ops[k]);
-    fprintf(f, "],\n  \"memcpy_uncached_gbps\": %.4f,\n", memcpy_gbps);
+    fprintf(f, "],\n  \"memcpy_uncached_gbps_at_start\": %.4f,\n", memcpy_gbps);
     fprintf(f, "  \"xxh3_uncached_gbps\": %.4f,\n", hash_gbps);
     fprintf(f, "  \"skipped\": [");
     for (int i = 0; i < n_skipped; i++)
@@ -72,10 +72,10 @@ int kb_json_write(const char *path, const kb_opts_t *o, const kb_point_t *pts, i
             fprintf(f, "%s\"%s\": %.4f", k ? ", " : "", o->perftest_ops[k], p->perftest_gbps[k]);
         fprintf(f,
                 "}, \"best_op\": \"%s\", \"best_op_gbps\": %.4f, \"ratio_best_op\": %.4f, "
-                "\"ratio_memcpy\": %.4f}%s\n",
+                "\"memcpy_gbps\": %.4f, \"ratio_memcpy\": %.4f}%s\n",
                 p->best_op >= 0 ? o->perftest_ops[p->best_op] : "", best,
-                best > 0 ? p->gbps / best : 0.0, memcpy_gbps > 0 ? p->gbps / memcpy_gbps : 0.0,
-                i + 1 < n ? "," : "");
+                best > 0 ? p->gbps / best : 0.0, p->memcpy_gbps,
+                p->memcpy_gbps > 0 ? p->gbps / p->memcpy_gbps : 0.0, i + 1 < n ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
     fclose(f);
