@@ -267,3 +267,114 @@ Test(xfer_am, handle_destroyed_while_data_lands_is_kept_until_it_completes)
     cr_assert_eq(pd_xfer_mem_deregister(p.rx), PD_OK);
     am_pair_close(&p);
 }
+
+/* Compression over the loopback backend: the receiver restores what the sender packed,
+ * the checksums (of restored bytes) verify, slices that are not whole blocks go raw, and a
+ * packed message whose size does not match the receiver's layout is refused. */
+static const pd_kv_layout_t klay = {
+    .n_layers = 2, .n_kv_heads = 2, .head_dim = 32, .block_tokens = 4, .n_blocks = 16};
+
+static void kv_pair_open(am_pair_t *p, pd_xfer_codec_t codec)
+{
+    const size_t bytes = pd_kv_pool_bytes(&klay);
+    p->tx_pool = malloc(bytes);
+    p->rx_pool = malloc(bytes);
+    float *f = (float *)(void *)p->tx_pool;
+    for (size_t i = 0; i < bytes / sizeof(float); i++)
+        f[i] = ((float)xt_pattern(i, 2) - 128.0f) / 50.0f;
+    memset(p->rx_pool, 0xEE, bytes);
+    pd_xfer_config_t cfg;
+    pd_xfer_config_default(&cfg);
+    cfg.backend = PD_XFER_BACKEND_LOOPBACK;
+    cfg.data_path = PD_XFER_DATA_PATH_AM;
+    cfg.codec = codec;
+    cr_assert_eq(pd_xfer_engine_create(&cfg, &p->tx), PD_OK);
+    cr_assert_eq(pd_xfer_engine_create(&cfg, &p->rx), PD_OK);
+    cr_assert_eq(pd_xfer_mem_register(p->tx, p->tx_pool, bytes, &klay), PD_OK);
+    cr_assert_eq(pd_xfer_mem_register(p->rx, p->rx_pool, bytes, &klay), PD_OK);
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    cr_assert_eq(pd_xfer_desc_export(p->rx, &w), PD_OK);
+    cr_assert_eq(
+        pd_xfer_peer_connect(p->tx, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &p->peer), PD_OK);
+    pd_mp_writer_cleanup(&w);
+}
+
+Test(xfer_am, packed_blocks_restore_and_verify)
+{
+    am_pair_t p;
+    kv_pair_open(&p, PD_XFER_CODEC_FP8);
+    const size_t raw = pd_kv_block_layer_bytes(&klay);
+    /* Layer 1, blocks 2..4 to 9..11 (one packed run), and half a block (goes raw). */
+    pd_xfer_seg_t segs[4];
+    for (uint32_t i = 0; i < 3; i++)
+        segs[i] =
+            (pd_xfer_seg_t){pd_kv_offset(&klay, 1, 2 + i), pd_kv_offset(&klay, 1, 9 + i), raw};
+    segs[3] = (pd_xfer_seg_t){pd_kv_offset(&klay, 0, 5), pd_kv_offset(&klay, 0, 5), raw / 2};
+    pd_xfer_range_t r[2] = {{pd_kv_offset(&klay, 1, 9), 3 * raw},
+                            {pd_kv_offset(&klay, 0, 5), raw / 2}};
+    pd_xfer_recv_t *recv = NULL;
+    cr_assert_eq(pd_xfer_recv_expect(p.rx, 1, r, 2, 2000, &recv), PD_OK);
+    pd_xfer_send_t *send = NULL;
+    cr_assert_eq(pd_xfer_send_begin(p.peer, 1, r, 2, 2000, &send), PD_OK);
+    cr_assert_eq(pd_xfer_send_post(send, segs, 4), PD_OK);
+    cr_assert_eq(pd_xfer_send_finish(send, NULL, 0), PD_OK);
+    for (int i = 0; i < 10 && pd_xfer_send_status(send) == PD_INPROGRESS; i++) {
+        pd_xfer_engine_progress(p.tx);
+        pd_xfer_engine_progress(p.rx);
+    }
+    cr_assert_eq(pd_xfer_recv_status(recv), PD_OK, "%s", pd_status_name(pd_xfer_recv_status(recv)));
+    cr_assert_eq(pd_xfer_send_status(send), PD_OK);
+    float *want = malloc(raw);
+    uint8_t *packed = malloc(pd_xfer_codec_block_bytes(PD_XFER_CODEC_FP8, &klay));
+    for (uint32_t i = 0; i < 3; i++) {
+        pd_xfer_codec_pack(PD_XFER_CODEC_FP8, &klay,
+                           (const float *)(void *)(p.tx_pool + segs[i].local_offset), packed);
+        pd_xfer_codec_unpack(PD_XFER_CODEC_FP8, &klay, packed, want);
+        cr_assert_eq(memcmp(p.rx_pool + segs[i].remote_offset, want, raw), 0, "block %u", i);
+    }
+    cr_assert_eq(
+        memcmp(p.rx_pool + segs[3].remote_offset, p.tx_pool + segs[3].local_offset, raw / 2), 0,
+        "the half block must go as it is");
+    pd_xfer_stats_t st;
+    pd_xfer_engine_stats(p.tx, &st);
+    const size_t pb = pd_xfer_codec_block_bytes(PD_XFER_CODEC_FP8, &klay);
+    cr_assert_eq(st.bytes_wire, 3 * pb + raw / 2);
+    cr_assert_eq(st.bytes_posted, 3 * raw + raw / 2);
+    free(want);
+    free(packed);
+    pd_xfer_send_destroy(&send);
+    pd_xfer_recv_destroy(&recv);
+    am_pair_close(&p);
+}
+
+Test(xfer_am, packed_message_of_the_wrong_shape_is_refused)
+{
+    am_pair_t p;
+    kv_pair_open(&p, PD_XFER_CODEC_INT8);
+    const size_t raw = pd_kv_block_layer_bytes(&klay);
+    const size_t pb = pd_xfer_codec_block_bytes(PD_XFER_CODEC_INT8, &klay);
+    pd_xfer_range_t r = {0, 4 * raw};
+    pd_xfer_recv_t *a = NULL, *b = NULL, *c = NULL;
+    cr_assert_eq(pd_xfer_recv_expect(p.rx, 1, &r, 1, 2000, &a), PD_OK);
+    cr_assert_eq(pd_xfer_recv_expect(p.rx, 2, &r, 1, 2000, &b), PD_OK);
+    cr_assert_eq(pd_xfer_recv_expect(p.rx, 3, &r, 1, 2000, &c), PD_OK);
+    pd_xfer__data_hdr_t h = {
+        .xfer_id = 1, .src = 9, .offset = 0, .raw_bytes = 2 * raw, .codec = PD_XFER_CODEC_INT8};
+    pd_xfer_recv_t *got = NULL;
+    void *dest = NULL;
+    cr_assert_eq(pd_xfer__data_accept(p.rx, &h, 2 * pb - 1, &got, &dest), PD_ERR_PROTO);
+    h.xfer_id = 2;
+    h.offset = 8; /* not at a block boundary */
+    cr_assert_eq(pd_xfer__data_accept(p.rx, &h, 2 * pb, &got, &dest), PD_ERR_PROTO);
+    h.xfer_id = 3;
+    h.offset = 0;
+    h.codec = 7; /* no such codec */
+    cr_assert_eq(pd_xfer__data_accept(p.rx, &h, 2 * pb, &got, &dest), PD_ERR_PROTO);
+    for (size_t i = 0; i < 4 * raw; i++)
+        cr_assert_eq(p.rx_pool[i], 0xEE);
+    pd_xfer_recv_destroy(&a);
+    pd_xfer_recv_destroy(&b);
+    pd_xfer_recv_destroy(&c);
+    am_pair_close(&p);
+}

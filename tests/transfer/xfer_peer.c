@@ -1,6 +1,6 @@
 /* pd-xfer-peer: the other process of the transfer integration tests.
  *
- *   pd-xfer-peer recv [--tls T] [--net-devices D] [--pool BYTES] [--register]
+ *   pd-xfer-peer recv [--tls T] [--net-devices D] [--pool BYTES] [--register] [--layout L,H,D,B,N]
  *   pd-xfer-peer send [--tls T] [--net-devices D] [--pool BYTES] [--seed S]
  *                     [--die-after-layers K]
  *
@@ -22,6 +22,8 @@ typedef struct peer_opts {
     uint64_t seed;
     int die_after_layers;
     bool register_pool;
+    bool has_layout;
+    pd_kv_layout_t layout; /* --layout L,H,D,B,N: the pool is a KV pool of this shape */
 } peer_opts_t;
 
 /* The receiver lets the fabric allocate its pool (the decode path) unless --register;
@@ -37,10 +39,11 @@ static pd_xfer_engine_t *engine_start(const peer_opts_t *o, uint8_t **pool_p)
         return NULL;
     pd_status_t st;
     if (*pool_p != NULL) {
-        st = pd_xfer_mem_register(engine, *pool_p, o->pool_bytes, NULL);
+        st =
+            pd_xfer_mem_register(engine, *pool_p, o->pool_bytes, o->has_layout ? &o->layout : NULL);
     } else {
         void *base = NULL;
-        st = pd_xfer_mem_alloc(engine, o->pool_bytes, NULL, &base);
+        st = pd_xfer_mem_alloc(engine, o->pool_bytes, o->has_layout ? &o->layout : NULL, &base);
         if (st == PD_OK)
             *pool_p = base;
     }
@@ -273,6 +276,7 @@ int main(int argc, char **argv)
         {"seed", required_argument, NULL, 's'},
         {"die-after-layers", required_argument, NULL, 'd'},
         {"register", no_argument, NULL, 'r'},
+        {"layout", required_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -296,6 +300,12 @@ int main(int argc, char **argv)
             break;
         case 'r':
             o.register_pool = true;
+            break;
+        case 'l':
+            if (sscanf(optarg, "%u,%u,%u,%u,%u", &o.layout.n_layers, &o.layout.n_kv_heads,
+                       &o.layout.head_dim, &o.layout.block_tokens, &o.layout.n_blocks) != 5)
+                return 1;
+            o.has_layout = true;
             break;
         default:
             return 1;

@@ -21,6 +21,12 @@ static bool xt_peer_register;
 static pd_xfer_data_path_t xt_data_path = PD_XFER_DATA_PATH_AUTO;
 static pd_xfer_data_path_t xt_want_path = PD_XFER_DATA_PATH_AUTO;
 
+/* A KV layout for both pools ("L,H,D,B,N" for pd-xfer-peer; NULL: plain regions) and this
+ * side's wire codec. */
+static const pd_kv_layout_t *xt_layout;
+static const char *xt_layout_arg;
+static pd_xfer_codec_t xt_codec = PD_XFER_CODEC_NONE;
+
 typedef struct side {
     pd_xfer_engine_t *engine;
     uint8_t *pool; /* (POOL_BYTES) */
@@ -39,8 +45,9 @@ static inline void side_open(side_t *s, const char *tls, const char *net_devices
     cfg.transports = tls;
     cfg.net_devices = net_devices;
     cfg.data_path = xt_data_path;
+    cfg.codec = xt_codec;
     cr_assert_eq(pd_xfer_engine_create(&cfg, &s->engine), PD_OK);
-    cr_assert_eq(pd_xfer_mem_register(s->engine, s->pool, POOL_BYTES, NULL), PD_OK);
+    cr_assert_eq(pd_xfer_mem_register(s->engine, s->pool, POOL_BYTES, xt_layout), PD_OK);
 }
 
 static inline void side_close(side_t *s)
@@ -67,6 +74,8 @@ static inline void start_receiver_in(side_t *s, const char *netns, const char *t
                     (char *)(net_devices ? net_devices : ""),
                     "--pool",
                     "1048576",
+                    xt_layout_arg ? "--layout" : "--pool",
+                    xt_layout_arg ? (char *)xt_layout_arg : "1048576",
                     xt_peer_register ? "--register" : NULL,
                     NULL};
     cr_assert(xt_child_start(netns != NULL ? argv : argv + 4, &s->child));

@@ -159,6 +159,7 @@ void pd_xfer_engine_destroy(pd_xfer_engine_t **engine_p)
         engine->msg_head = m->next;
         free(m);
     }
+    free(engine->scratch);
     free(engine);
     *engine_p = NULL;
 }

@@ -3,6 +3,7 @@
 #define PD_XFER_INT_H
 
 #include "pd/xfer.h"
+#include "pd/xfer_codec.h"
 
 #include <msgpack.h>
 
@@ -11,13 +12,24 @@
 /* Data messages (the am data path) travel under this one, with a pd_xfer__data_hdr_t. */
 #define PD_XFER_AM_DATA_ID 0x71u
 
-/* The header of a data message: which transfer, from which engine, and where in the
- * receiver's region its bytes go. Native byte order (little-endian hosts). */
+/* The header of a data message: which transfer, from which engine, where in the
+ * receiver's region its bytes go, and whether they are packed (pd/xfer_codec.h: then
+ * the message holds raw_bytes / block-layer slices, packed, and restores to raw_bytes).
+ * Native byte order (little-endian hosts). */
 typedef struct pd_xfer__data_hdr {
     uint64_t xfer_id;
-    uint64_t src;    /* the sending engine's id */
-    uint64_t offset; /* destination offset in the receiver's region */
+    uint64_t src;       /* the sending engine's id */
+    uint64_t offset;    /* destination offset in the receiver's region */
+    uint64_t raw_bytes; /* 0: the bytes as they are; else what the packed slices restore to */
+    uint32_t codec;     /* pd_xfer_codec_t of the packed slices */
+    uint32_t reserved;  /* 0 */
 } pd_xfer__data_hdr_t;
+
+/* Packed bytes a send keeps until it is released (data messages point into them). */
+typedef struct pd_xfer__stage {
+    struct pd_xfer__stage *next;
+    uint8_t data[]; /* packed block-layer slices */
+} pd_xfer__stage_t;
 
 /* Headers of data messages in flight stay where they are until the send handle goes:
  * UCX 1.13 reads a message's header when it sends it, which may be after the call. */
@@ -58,7 +70,8 @@ typedef struct pd_xfer_backend_ops {
     /* Move bytes from local to the peer's region at remote_offset, by the peer's data
      * path: a put, or a data message whose header hdr (kept alive by the send) names the
      * transfer and offset. A data message counts in send->n_data_open until it completes
-     * (pd_xfer__send_data_done). */
+     * (pd_xfer__send_data_done). With hdr->raw_bytes set, local is packed staging memory
+     * outside the registered region, bytes its length. */
     pd_status_t (*put)(pd_xfer_peer_t *peer, pd_xfer_send_t *send, const void *local,
                        uint64_t remote_offset, size_t bytes, const pd_xfer__data_hdr_t *hdr);
     /* Gets of segs (bounds checked) from the peer's region into the engine's; returns when
@@ -115,6 +128,8 @@ struct pd_xfer_engine {
     void *verify_hook_arg;
     pd_xfer_stats_t stats;
     uint32_t n_orphan_recvs; /* destroyed while data still landed in them */
+    float *scratch; /* (scratch_bytes) one restored slice, for the packed path's checksums */
+    size_t scratch_bytes;
 };
 
 struct pd_xfer_peer {
@@ -156,6 +171,7 @@ struct pd_xfer_send {
     uint64_t data_bytes;
     bool flush_on_data;
     pd_xfer__hdr_chunk_t *hdr_chunks;
+    pd_xfer__stage_t *stages;
 };
 
 struct pd_xfer_recv {
@@ -184,10 +200,18 @@ struct pd_xfer_recv {
 void pd_xfer__send_flushed(pd_xfer_send_t *send, pd_status_t status);
 /* A data message of send completed (delivered, or failed with status). */
 void pd_xfer__send_data_done(pd_xfer_send_t *send, pd_status_t status);
-/* A data message arrived: the live expectation it belongs to and where its bytes go, or
- * an error (the message is refused and counted). */
+/* A data message of wire_bytes arrived: the live expectation it belongs to and where its
+ * restored bytes start (hdr->offset in the region), or an error (the message is refused
+ * and counted; nothing is written). A packed message must be whole block-layer slices of
+ * this engine's layout, at block boundaries. */
 pd_status_t pd_xfer__data_accept(pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr,
-                                 uint64_t bytes, pd_xfer_recv_t **recv_p, void **dest_p);
+                                 uint64_t wire_bytes, pd_xfer_recv_t **recv_p, void **dest_p);
+/* Restore an accepted packed message into dest: from packed (separate memory), or, when
+ * packed is NULL, from the tail of dest's raw range where it landed. */
+void pd_xfer__data_restore(pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr, void *dest,
+                           const void *packed);
+/* Bytes a data message takes on the wire (hdr->raw_bytes restores from them). */
+uint64_t pd_xfer__data_wire_bytes(const pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr);
 /* Bytes of an accepted message finished landing in recv (status PD_OK), or failed.
  * in_flight: the message was counted in recv->n_landing. */
 void pd_xfer__data_landed(pd_xfer_recv_t *recv, uint64_t bytes, pd_status_t status, bool in_flight);
@@ -196,6 +220,17 @@ void pd_xfer__send_unref(pd_xfer_send_t *send);
 /* Queue a received message (copied) for the next progress pass. */
 void pd_xfer__msg_deliver(pd_xfer_engine_t *engine, const void *data, size_t bytes,
                           void *reply_ctx);
+
+/* xfer_send.c: a header for one more data message of send (NULL without memory); one
+ * put or data message of bytes of the region (coalesced run). */
+pd_xfer__data_hdr_t *pd_xfer__hdr_next(pd_xfer_send_t *send, uint64_t remote_offset);
+pd_status_t pd_xfer__put(pd_xfer_send_t *send, uint64_t local_offset, uint64_t remote_offset,
+                         uint64_t bytes);
+/* xfer_send_packed.c: whether send's segments are packed (a codec, the am path, matching
+ * layouts), and posting them so: recs are reserved, bounds checked. */
+bool pd_xfer__send_packs(const pd_xfer_send_t *send);
+pd_status_t pd_xfer__send_post_packed(pd_xfer_send_t *send, const pd_xfer_seg_t *segs,
+                                      size_t n_segs);
 
 /* Advance sends whose flush completed and expire deadlines (xfer_send.c). */
 void pd_xfer__sends_progress(pd_xfer_engine_t *engine, uint64_t now_ns);

@@ -139,7 +139,10 @@ static pd_status_t pd_xfer__lb_put(pd_xfer_peer_t *peer, pd_xfer_send_t *send, c
         pd_xfer_recv_t *recv = NULL;
         void *dest = NULL;
         st = pd_xfer__data_accept(remote, hdr, bytes, &recv, &dest);
-        if (st == PD_OK) {
+        if (st == PD_OK && hdr->raw_bytes != 0) {
+            pd_xfer__data_restore(remote, hdr, dest, local);
+            pd_xfer__data_landed(recv, hdr->raw_bytes, PD_OK, false);
+        } else if (st == PD_OK) {
             memcpy(dest, local, bytes);
             pd_xfer__data_landed(recv, bytes, PD_OK, false);
         }

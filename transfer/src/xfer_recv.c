@@ -136,10 +136,35 @@ static pd_xfer_recv_t *pd_xfer__recv_find(pd_xfer_engine_t *engine, uint64_t xfe
 
 static void pd_xfer__recv_finish(pd_xfer_recv_t *recv, pd_status_t status);
 
+uint64_t pd_xfer__data_wire_bytes(const pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr)
+{
+    if (hdr->raw_bytes == 0)
+        return 0;
+    const size_t raw = pd_kv_block_layer_bytes(&engine->layout);
+    const size_t packed = pd_xfer_codec_block_bytes((pd_xfer_codec_t)hdr->codec, &engine->layout);
+    return hdr->raw_bytes / raw * packed;
+}
+
+/* A packed message's shape against this engine's layout: a known codec, whole slices at a
+ * block boundary, exactly the packed size of those slices. */
+static bool pd_xfer__packed_ok(const pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr,
+                               uint64_t wire_bytes)
+{
+    if (!engine->has_layout ||
+        (hdr->codec != PD_XFER_CODEC_INT8 && hdr->codec != PD_XFER_CODEC_FP8))
+        return false;
+    const size_t raw = pd_kv_block_layer_bytes(&engine->layout);
+    const size_t packed = pd_xfer_codec_block_bytes((pd_xfer_codec_t)hdr->codec, &engine->layout);
+    return raw > 0 && packed > 0 && hdr->raw_bytes % raw == 0 && hdr->offset % raw == 0 &&
+           hdr->raw_bytes / raw <= UINT64_MAX / packed &&
+           wire_bytes == hdr->raw_bytes / raw * packed;
+}
+
 pd_status_t pd_xfer__data_accept(pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr,
-                                 uint64_t bytes, pd_xfer_recv_t **recv_p, void **dest_p)
+                                 uint64_t wire_bytes, pd_xfer_recv_t **recv_p, void **dest_p)
 {
     pd_xfer_recv_t *recv = pd_xfer__recv_find(engine, hdr->xfer_id);
+    const uint64_t bytes = hdr->raw_bytes != 0 ? hdr->raw_bytes : wire_bytes;
     pd_status_t st = PD_OK;
     if (recv == NULL || recv->status != PD_INPROGRESS) {
         st = recv == NULL ? PD_ERR_NOT_FOUND : recv->status;
@@ -151,6 +176,13 @@ pd_status_t pd_xfer__data_accept(pd_xfer_engine_t *engine, const pd_xfer__data_h
                     (unsigned long long)hdr->xfer_id, (unsigned long long)hdr->offset,
                     (unsigned long long)bytes);
         st = PD_ERR_OUT_OF_RANGE;
+        pd_xfer__recv_finish(recv, st);
+    } else if (hdr->raw_bytes != 0 && !pd_xfer__packed_ok(engine, hdr, wire_bytes)) {
+        pd_log_warn("xfer: recv %llu: packed data message (codec %u, %llu bytes for %llu) "
+                    "does not fit this pool's layout",
+                    (unsigned long long)hdr->xfer_id, hdr->codec, (unsigned long long)wire_bytes,
+                    (unsigned long long)hdr->raw_bytes);
+        st = PD_ERR_PROTO;
         pd_xfer__recv_finish(recv, st);
     } else if (recv->bytes_landed + recv->n_landing == 0) {
         recv->data_src = hdr->src; /* the first message names the sender */
@@ -166,6 +198,22 @@ pd_status_t pd_xfer__data_accept(pd_xfer_engine_t *engine, const pd_xfer__data_h
     *recv_p = recv;
     *dest_p = engine->base + hdr->offset;
     return PD_OK;
+}
+
+void pd_xfer__data_restore(pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr, void *dest,
+                           const void *packed)
+{
+    const pd_xfer_codec_t codec = (pd_xfer_codec_t)hdr->codec;
+    const size_t raw = pd_kv_block_layer_bytes(&engine->layout);
+    const size_t n = hdr->raw_bytes / raw;
+    if (packed == NULL) {
+        pd_xfer_codec_unpack_run(codec, &engine->layout, dest, n);
+        return;
+    }
+    const size_t pb = pd_xfer_codec_block_bytes(codec, &engine->layout);
+    for (size_t j = 0; j < n; j++)
+        pd_xfer_codec_unpack(codec, &engine->layout, (const uint8_t *)packed + j * pb,
+                             (float *)(void *)((uint8_t *)dest + j * raw));
 }
 
 void pd_xfer__data_landed(pd_xfer_recv_t *recv, uint64_t bytes, pd_status_t status, bool in_flight)

@@ -118,7 +118,7 @@ static pd_status_t pd_xfer__recs_reserve(pd_xfer_send_t *send, size_t n_more)
 #define PD_XFER_HOT_CHUNK_BYTES (256u * 1024u)
 
 /* A header for one more data message of send, in storage that does not move. */
-static pd_xfer__data_hdr_t *pd_xfer__hdr_next(pd_xfer_send_t *send, uint64_t remote_offset)
+pd_xfer__data_hdr_t *pd_xfer__hdr_next(pd_xfer_send_t *send, uint64_t remote_offset)
 {
     pd_xfer__hdr_chunk_t *c = send->hdr_chunks;
     if (c == NULL || c->n_used == c->n_cap) {
@@ -135,16 +135,18 @@ static pd_xfer__data_hdr_t *pd_xfer__hdr_next(pd_xfer_send_t *send, uint64_t rem
         c = n;
     }
     pd_xfer__data_hdr_t *h = &c->hdrs[c->n_used++];
+    memset(h, 0, sizeof(*h));
     h->xfer_id = send->xfer_id;
     h->src = send->engine->id;
     h->offset = remote_offset;
     return h;
 }
 
-static pd_status_t pd_xfer__put(pd_xfer_send_t *send, uint64_t local_offset, uint64_t remote_offset,
-                                uint64_t bytes)
+pd_status_t pd_xfer__put(pd_xfer_send_t *send, uint64_t local_offset, uint64_t remote_offset,
+                         uint64_t bytes)
 {
     pd_xfer_engine_t *engine = send->engine;
+    engine->stats.bytes_wire += bytes;
     const pd_xfer__data_hdr_t *hdr = NULL;
     if (send->peer->data_path == PD_XFER_DATA_PATH_AM) {
         hdr = pd_xfer__hdr_next(send, remote_offset);
@@ -175,6 +177,12 @@ pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, s
     if (st != PD_OK)
         return st;
     pd_xfer_engine_t *engine = send->engine;
+    if (pd_xfer__send_packs(send)) {
+        st = pd_xfer__send_post_packed(send, segs, n_segs);
+        if (st != PD_OK)
+            goto err_put;
+        goto posted;
+    }
     const bool checksum = engine->cfg.verify_checksums;
     const bool coalesce = engine->cfg.coalesce;
     /* Split into cache-sized pieces only where the copy follows the hash at once. */
@@ -230,6 +238,7 @@ pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, s
         if (st != PD_OK)
             goto err_put;
     }
+posted:
     engine->stats.n_segs_posted += n_segs;
     for (size_t i = 0; i < n_segs; i++)
         engine->stats.bytes_posted += segs[i].bytes;
@@ -324,6 +333,11 @@ static void pd_xfer__send_free(pd_xfer_send_t *send)
         pd_xfer__hdr_chunk_t *c = send->hdr_chunks;
         send->hdr_chunks = c->next;
         free(c);
+    }
+    while (send->stages != NULL) {
+        pd_xfer__stage_t *g = send->stages;
+        send->stages = g->next;
+        free(g);
     }
     free(send->recs);
     free(send->allowed);

@@ -17,6 +17,17 @@
 #include <string.h>
 #include <ucp/api/ucp.h>
 
+/* A packed rendezvous message being received: what to restore when it has landed. Kept
+ * on a free list: one per message in flight, allocated once. */
+typedef struct pd_xfer__ucx_landing {
+    struct pd_xfer__ucx_landing *next;     /* free list */
+    struct pd_xfer__ucx_landing *next_all; /* every one allocated, for cleanup */
+    pd_xfer_engine_t *engine;
+    pd_xfer_recv_t *recv;
+    pd_xfer__data_hdr_t hdr;
+    uint8_t *dest; /* (hdr.raw_bytes) */
+} pd_xfer__ucx_landing_t;
+
 typedef struct pd_xfer__ucx_engine {
     ucp_context_h context;
     ucp_worker_h worker;
@@ -27,6 +38,7 @@ typedef struct pd_xfer__ucx_engine {
     size_t rkey_bytes;
     int efd;
     uint32_t n_replies; /* replies sent and not yet completed */
+    pd_xfer__ucx_landing_t *landing_free, *landing_all;
 } pd_xfer__ucx_engine_t;
 
 /* A reply in flight: its bytes follow. */
@@ -98,6 +110,38 @@ static void pd_xfer__ucx_landed_cb(void *request, ucs_status_t status, size_t le
     ucp_request_free(request);
 }
 
+static void pd_xfer__ucx_packed_landed_cb(void *request, ucs_status_t status, size_t length,
+                                          void *user_data)
+{
+    (void)length;
+    pd_xfer__ucx_landing_t *g = user_data;
+    pd_xfer__ucx_engine_t *ue = g->engine->be;
+    pd_status_t st = pd_xfer__ucs_status(status);
+    /* Restore only for an expectation still waiting: after a timeout the blocks may be
+     * another request's already. */
+    if (st == PD_OK && !g->recv->orphan && g->recv->status == PD_INPROGRESS)
+        pd_xfer__data_restore(g->engine, &g->hdr, g->dest, NULL);
+    pd_xfer__data_landed(g->recv, g->hdr.raw_bytes, st, true);
+    g->next = ue->landing_free;
+    ue->landing_free = g;
+    ucp_request_free(request);
+}
+
+static pd_xfer__ucx_landing_t *pd_xfer__ucx_landing_get(pd_xfer__ucx_engine_t *ue)
+{
+    pd_xfer__ucx_landing_t *g = ue->landing_free;
+    if (g != NULL) {
+        ue->landing_free = g->next;
+        return g;
+    }
+    g = calloc(1, sizeof(*g));
+    if (g != NULL) {
+        g->next_all = ue->landing_all;
+        ue->landing_all = g;
+    }
+    return g;
+}
+
 /* The status a refused rendezvous message completes with on its sender. */
 static ucs_status_t pd_xfer__ucx_refusal(pd_status_t st)
 {
@@ -137,9 +181,13 @@ static ucs_status_t pd_xfer__ucx_data_cb(void *arg, const void *header, size_t h
     }
     if (st != PD_OK)
         return rndv ? pd_xfer__ucx_refusal(st) : UCS_OK;
+    const uint64_t raw = hdr.raw_bytes != 0 ? hdr.raw_bytes : length;
     if (!rndv) {
-        memcpy(dest, data, length);
-        pd_xfer__data_landed(recv, length, PD_OK, false);
+        if (hdr.raw_bytes != 0)
+            pd_xfer__data_restore(engine, &hdr, dest, data);
+        else
+            memcpy(dest, data, length);
+        pd_xfer__data_landed(recv, raw, PD_OK, false);
         return UCS_OK;
     }
     ucp_request_param_t prm = {
@@ -149,14 +197,37 @@ static ucs_status_t pd_xfer__ucx_data_cb(void *arg, const void *header, size_t h
         .user_data = recv,
         .memh = ue->memh,
     };
-    recv->n_landing++;
-    ucs_status_ptr_t req = ucp_am_recv_data_nbx(ue->worker, data, dest, length, &prm);
-    if (UCS_PTR_IS_ERR(req)) {
-        pd_xfer__data_landed(recv, 0, pd_xfer__ucs_status(UCS_PTR_STATUS(req)), true);
-        return UCS_OK; /* UCX owns the descriptor after the call, even on failure */
+    void *into = dest;
+    pd_xfer__ucx_landing_t *g = NULL;
+    if (hdr.raw_bytes != 0) {
+        /* Packed: land at the tail of the reserved range, restore in place when in. */
+        g = pd_xfer__ucx_landing_get(ue);
+        if (g == NULL) {
+            pd_xfer__data_landed(recv, 0, PD_ERR_NO_MEMORY, false);
+            return UCS_ERR_NO_MEMORY;
+        }
+        g->engine = engine;
+        g->recv = recv;
+        g->hdr = hdr;
+        g->dest = dest;
+        into = (uint8_t *)dest + (hdr.raw_bytes - length);
+        prm.cb.recv_am = pd_xfer__ucx_packed_landed_cb;
+        prm.user_data = g;
     }
-    if (req == NULL)
-        pd_xfer__data_landed(recv, length, PD_OK, true);
+    recv->n_landing++;
+    ucs_status_ptr_t req = ucp_am_recv_data_nbx(ue->worker, data, into, length, &prm);
+    if (UCS_PTR_IS_ERR(req) || req == NULL) {
+        pd_status_t rs = UCS_PTR_IS_ERR(req) ? pd_xfer__ucs_status(UCS_PTR_STATUS(req)) : PD_OK;
+        if (rs == PD_OK && g != NULL)
+            pd_xfer__data_restore(engine, &hdr, dest, NULL);
+        pd_xfer__data_landed(recv, rs == PD_OK ? raw : 0, rs, true);
+        if (g != NULL) {
+            g->next = ue->landing_free;
+            ue->landing_free = g;
+        }
+        /* UCX owns the descriptor after the call, even on failure. */
+        return UCS_PTR_IS_ERR(req) ? UCS_OK : UCS_INPROGRESS;
+    }
     /* The receive was started here: UCX keeps the descriptor until it completes. */
     return UCS_INPROGRESS;
 }
@@ -258,6 +329,11 @@ static void pd_xfer__ucx_engine_cleanup(pd_xfer_engine_t *engine)
         pd_log_warn("xfer: %u replies still in flight at shutdown", ue->n_replies);
     ucp_worker_release_address(ue->worker, ue->address);
     ucp_worker_destroy(ue->worker);
+    while (ue->landing_all != NULL) {
+        pd_xfer__ucx_landing_t *g = ue->landing_all;
+        ue->landing_all = g->next_all;
+        free(g);
+    }
     /* Only now that no receive can write into it does the region go. */
     if (engine->registered)
         pd_xfer__ucx_mem_deregister(engine);
@@ -430,12 +506,14 @@ static pd_status_t pd_xfer__ucx_put(pd_xfer_peer_t *peer, pd_xfer_send_t *send, 
         /* Completion of a rendezvous message means the receiver has the bytes; of an
          * eager one only that they left. The receiver counts what landed either way. */
         ucp_request_param_t prm = {
-            .op_attr_mask =
-                UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH,
+            .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
             .cb.send = pd_xfer__ucx_data_sent_cb,
             .user_data = send,
-            .memh = ue->memh,
         };
+        if (hdr->raw_bytes == 0) { /* packed bytes are staging memory, not the region */
+            prm.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+            prm.memh = ue->memh;
+        }
         ucs_status_ptr_t req =
             ucp_am_send_nbx(up->ep, PD_XFER_AM_DATA_ID, hdr, sizeof(*hdr), local, bytes, &prm);
         if (UCS_PTR_IS_ERR(req)) {

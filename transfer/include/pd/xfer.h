@@ -29,6 +29,7 @@
 #include "pd/kv_layout.h"
 #include "pd/mp.h"
 #include "pd/status.h"
+#include "pd/xfer_codec.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,6 +68,11 @@ typedef struct pd_xfer_config {
     /* How bytes move to a peer; AUTO decides per peer at connect time (the sender's
      * choice: a receiver accepts either). */
     pd_xfer_data_path_t data_path;
+    /* Compression on the wire (pd/xfer_codec.h), the sender's choice, off by default.
+     * Applied to segments that are one whole block-layer slice, sent to a peer on the am
+     * path whose pool layout has this engine's geometry; everything else goes as it is.
+     * Lossy: the receiver holds the restored values, and checksums cover those. */
+    pd_xfer_codec_t codec;
 } pd_xfer_config_t;
 
 /* One contiguous range of bytes from the start of a registered region. */
@@ -90,7 +96,8 @@ typedef struct pd_xfer_stats {
     uint64_t bytes_posted;
     uint64_t n_notify_refused; /* notifications the receiver refused */
     uint64_t n_data_refused;   /* data messages refused (unknown transfer, outside its ranges) */
-    uint64_t bytes_received;   /* bytes that landed through data messages */
+    uint64_t bytes_received;   /* bytes that landed through data messages (restored sizes) */
+    uint64_t bytes_wire;       /* bytes handed to the transport as puts or messages (packed) */
 } pd_xfer_stats_t;
 
 typedef struct pd_xfer_engine pd_xfer_engine_t;
