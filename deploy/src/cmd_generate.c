@@ -8,6 +8,7 @@
 #include "pd/kv_layout.h"
 #include "pd/log.h"
 #include "pd/model.h"
+#include "pd/ops.h"
 #include "pd/sample.h"
 #include "pd/time.h"
 #include "pd/tokenizer.h"
@@ -35,34 +36,42 @@ typedef struct pd_gen_opts {
     pd_sampling_t sampling;
     uint32_t n_threads;
     bool json;
+    bool cuda;                  /* --backend cuda */
+    pd_backend_cuda_opts_t gpu; /* --cuda-weights */
 } pd_gen_opts_t;
 
 static void pd_cmd_generate_usage(FILE *out)
 {
-    fprintf(out, "usage: pdctl generate -m MODEL [-t TOKENIZER] (-p TEXT | --tokens 1,2,3)\n"
-                 "                      [-n N] [--temperature T] [--top-p P] [--seed S]\n"
-                 "                      [--stop 2,13] [--threads N] [--json]\n"
-                 "\n"
-                 "Generate up to N tokens for a prompt in this process (no cluster): prefill the\n"
-                 "prompt in one step, then decode one token per step, stopping at N tokens, at\n"
-                 "the end-of-sequence token or at a stop id. The text streams to stdout; timings\n"
-                 "go to stderr. For a fixed model, prompt and seed the tokens equal the\n"
-                 "cluster's.\n"
-                 "\n"
-                 "  -m, --model PATH     checkpoint directory (config.json + *.safetensors) or a\n"
-                 "                       llama2.c .bin\n"
-                 "  -t, --tokenizer PATH llama2.c tokenizer.bin (default: MODEL/tokenizer.bin)\n"
-                 "  -p, --prompt TEXT    prompt text; BOS is prepended\n"
-                 "  --tokens LIST        prompt token ids, comma-separated (no BOS added)\n"
-                 "  -n, --max-tokens N   tokens to generate (default 64)\n"
-                 "  --temperature T      0 is greedy (default 1.0)\n"
-                 "  --top-p P            nucleus sampling, 1 is off (default 1.0)\n"
-                 "  --seed S             sampling seed (default 0)\n"
-                 "  --stop LIST          stop token ids, comma-separated (up to 16); the stop\n"
-                 "                       token is the last one output, as in the cluster\n"
-                 "  --threads N          compute threads, 0 for all cores (default 0)\n"
-                 "  --json               print one JSON object: prompt_tokens, tokens, text,\n"
-                 "                       finish_reason (length, eos or stop), timings\n");
+    fprintf(out,
+            "usage: pdctl generate -m MODEL [-t TOKENIZER] (-p TEXT | --tokens 1,2,3)\n"
+            "                      [-n N] [--temperature T] [--top-p P] [--seed S]\n"
+            "                      [--stop 2,13] [--threads N] [--json]\n"
+            "                      [--backend cpu|cuda] [--cuda-weights f32|f16|bf16]\n"
+            "\n"
+            "Generate up to N tokens for a prompt in this process (no cluster): prefill the\n"
+            "prompt in one step, then decode one token per step, stopping at N tokens, at\n"
+            "the end-of-sequence token or at a stop id. The text streams to stdout; timings\n"
+            "go to stderr. For a fixed model, prompt and seed the tokens equal the\n"
+            "cluster's.\n"
+            "\n"
+            "  -m, --model PATH     checkpoint directory (config.json + *.safetensors) or a\n"
+            "                       llama2.c .bin\n"
+            "  -t, --tokenizer PATH llama2.c tokenizer.bin (default: MODEL/tokenizer.bin)\n"
+            "  -p, --prompt TEXT    prompt text; BOS is prepended\n"
+            "  --tokens LIST        prompt token ids, comma-separated (no BOS added)\n"
+            "  -n, --max-tokens N   tokens to generate (default 64)\n"
+            "  --temperature T      0 is greedy (default 1.0)\n"
+            "  --top-p P            nucleus sampling, 1 is off (default 1.0)\n"
+            "  --seed S             sampling seed (default 0)\n"
+            "  --stop LIST          stop token ids, comma-separated (up to 16); the stop\n"
+            "                       token is the last one output, as in the cluster\n"
+            "  --threads N          compute threads, 0 for all cores (default 0)\n"
+            "  --backend NAME       cpu (default) or cuda: the model on the first GPU that\n"
+            "                       CUDA_VISIBLE_DEVICES leaves, its KV pool in device memory\n"
+            "  --cuda-weights T     weight matrices on the GPU in f32, f16 or bf16 (default: the\n"
+            "                       model's dtype; int8 becomes bf16)\n"
+            "  --json               print one JSON object: prompt_tokens, tokens, text,\n"
+            "                       finish_reason (length, eos or stop), timings\n");
 }
 
 static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
@@ -78,6 +87,8 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
                                          {"threads", required_argument, NULL, 'j'},
                                          {"stop", required_argument, NULL, 'S'},
                                          {"json", no_argument, NULL, 'J'},
+                                         {"backend", required_argument, NULL, 'B'},
+                                         {"cuda-weights", required_argument, NULL, 'W'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -126,6 +137,26 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
             break;
         case 'J':
             o->json = true;
+            break;
+        case 'B':
+            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0) {
+                fprintf(stderr, "pdctl: --backend must be cpu or cuda, not '%s'\n", optarg);
+                return PD_CLI_USAGE;
+            }
+            o->cuda = strcmp(optarg, "cuda") == 0;
+            break;
+        case 'W':
+            if (strcmp(optarg, "f32") == 0)
+                o->gpu.weights = PD_CUDA_WEIGHTS_F32;
+            else if (strcmp(optarg, "f16") == 0)
+                o->gpu.weights = PD_CUDA_WEIGHTS_F16;
+            else if (strcmp(optarg, "bf16") == 0)
+                o->gpu.weights = PD_CUDA_WEIGHTS_BF16;
+            else {
+                fprintf(stderr, "pdctl: --cuda-weights must be f32, f16 or bf16, not '%s'\n",
+                        optarg);
+                return PD_CLI_USAGE;
+            }
             break;
         case 'S':
             o->stop = optarg;
@@ -269,7 +300,8 @@ int pd_cmd_generate(int argc, char **argv)
     pd_engine_t *engine = NULL;
     int32_t *prompt = NULL, *out = NULL, *stop = NULL;
     size_t n_prompt = 0, n_out = 0, n_stop = 0;
-    float *kv = NULL, *logits = NULL, *scratch = NULL;
+    void *kv = NULL;
+    float *logits = NULL, *scratch = NULL;
     uint32_t *table = NULL;
     pd_gen_text_t text = {0};
     pd_status_t status;
@@ -357,21 +389,28 @@ int pd_cmd_generate(int argc, char **argv)
         .block_tokens = PD_GEN_BLOCK_TOKENS,
         .n_blocks = (uint32_t)((n_prompt + n_gen + PD_GEN_BLOCK_TOKENS - 1) / PD_GEN_BLOCK_TOKENS),
     };
-    /* kv: (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32 */
-    kv = calloc(1, pd_kv_pool_bytes(&layout));
     table = malloc(layout.n_blocks * sizeof(uint32_t));
     logits = malloc((size_t)c->vocab_size * sizeof(float));      /* (vocab) */
     scratch = malloc(2 * (size_t)c->vocab_size * sizeof(float)); /* (2 * vocab) */
     out = malloc((size_t)n_gen * sizeof(int32_t));
-    if (kv == NULL || table == NULL || logits == NULL || scratch == NULL || out == NULL) {
-        fprintf(stderr, "pdctl: out of memory for a %zu-byte KV pool\n", pd_kv_pool_bytes(&layout));
+    if (table == NULL || logits == NULL || scratch == NULL || out == NULL) {
+        fprintf(stderr, "pdctl: out of memory\n");
         goto out;
     }
     for (uint32_t i = 0; i < layout.n_blocks; i++)
         table[i] = i;
-    status = pd_engine_create(model, PD_BACKEND_CPU, o.n_threads, &engine);
+    status = o.cuda ? pd_engine_create_cuda(model, &o.gpu, &engine)
+                    : pd_engine_create(model, PD_BACKEND_CPU, o.n_threads, &engine);
     if (status != PD_OK) {
-        fprintf(stderr, "pdctl: cannot start the compute engine: %s\n", pd_status_str(status));
+        fprintf(stderr, "pdctl: cannot start the %s compute engine: %s\n", o.cuda ? "cuda" : "cpu",
+                pd_status_str(status));
+        goto out;
+    }
+    /* kv: (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32, in the backend's memory */
+    status = pd_engine_buf_alloc(engine, pd_kv_pool_bytes(&layout), &kv);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: no memory for a %zu-byte KV pool: %s\n", pd_kv_pool_bytes(&layout),
+                pd_status_str(status));
         goto out;
     }
 
@@ -450,13 +489,13 @@ int pd_cmd_generate(int argc, char **argv)
     fflush(stdout);
     rc = PD_CLI_OK;
 out:
+    pd_engine_buf_free(engine, kv);
     pd_engine_destroy(&engine);
     pd_model_destroy(&model);
     pd_tokenizer_destroy(&tok);
     free(prompt);
     free(stop);
     free(out);
-    free(kv);
     free(table);
     free(logits);
     free(scratch);

@@ -1,6 +1,8 @@
-/* pd-kbench: CPU compute benchmark. Builds a preset model with random weights and
- * measures decode and prefill speed against the machine's memory bandwidth, measured in
- * the same run as a memcpy of data that is not in cache. */
+/* pd-kbench: compute benchmark. Builds a preset model with random weights and measures
+ * decode and prefill speed against the memory bandwidth measured in the same run: on the
+ * CPU a memcpy of data that is not in cache, on a GPU (--backend cuda) a device-to-device
+ * copy timed with events, beside which it also times decode attention over a paged pool. */
+#include "cuda/bench.h"
 #include "pd/log.h"
 #include "pd/model.h"
 #include "pd/ops.h"
@@ -22,6 +24,9 @@ typedef struct pd_kbench_opts {
     uint32_t n_threads_list;
     size_t memcpy_mib;
     int json;
+    int cuda;                   /* --backend cuda */
+    pd_backend_cuda_opts_t gpu; /* --cuda-weights */
+    pd_cuda_attn_bench_t attn;  /* --attn-seqs, --attn-ctx, --attn-heads */
 } pd_kbench_opts_t;
 
 typedef struct pd_kbench_result {
@@ -93,7 +98,7 @@ static pd_status_t pd_kbench_run(const pd_model_t *model, const pd_kbench_opts_t
     const uint32_t batch_table = shared + own;
     pd_status_t st = PD_ERR_NO_MEMORY;
     pd_engine_t *engine = NULL;
-    float *pool = aligned_alloc(64, pd_kv_pool_bytes(&layout));
+    void *pool = NULL;
     uint32_t *table = malloc(layout.n_blocks * sizeof(uint32_t));
     int32_t *tokens = malloc(n_ctx * sizeof(int32_t));
     float *logits = malloc(c->vocab_size * sizeof(float));
@@ -102,9 +107,8 @@ static pd_status_t pd_kbench_run(const pd_model_t *model, const pd_kbench_opts_t
     uint32_t *btables = malloc((size_t)o->batch * batch_table * sizeof(uint32_t));
     float *blogits = malloc((size_t)o->batch * c->vocab_size * sizeof(float));
     pd_fwd_seq_t *bseqs = malloc(o->batch * sizeof(pd_fwd_seq_t));
-    if (!pool || !table || !tokens || !logits || !times || !cpu || !btables || !blogits || !bseqs)
+    if (!table || !tokens || !logits || !times || !cpu || !btables || !blogits || !bseqs)
         goto out;
-    memset(pool, 0, pd_kv_pool_bytes(&layout));
     for (uint32_t i = 0; i < layout.n_blocks; i++)
         table[i] = i;
     for (uint32_t s = 0; s < o->batch; s++)
@@ -112,9 +116,20 @@ static pd_status_t pd_kbench_run(const pd_model_t *model, const pd_kbench_opts_t
             btables[s * batch_table + i] = i < shared ? i : n_single + s * own + (i - shared);
     for (uint32_t i = 0; i < n_ctx; i++)
         tokens[i] = (int32_t)((i * 2654435761u) % c->vocab_size);
-    st = pd_engine_create(model, PD_BACKEND_CPU, n_threads, &engine);
+    st = o->cuda ? pd_engine_create_cuda(model, &o->gpu, &engine)
+                 : pd_engine_create(model, PD_BACKEND_CPU, n_threads, &engine);
     if (st != PD_OK)
         goto out;
+    /* (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32 in the backend's memory */
+    st = pd_engine_buf_alloc(engine, pd_kv_pool_bytes(&layout), &pool);
+    if (st != PD_OK)
+        goto out;
+    /* one step of each kind first: GPU module load and handle creation stay out of the times */
+    if (o->cuda) {
+        pd_fwd_seq_t w = {tokens, o->prompt_tokens, 0, table, layout.n_blocks, logits};
+        if ((st = pd_engine_forward(engine, pool, &layout, &w, 1, NULL, NULL)) != PD_OK)
+            goto out;
+    }
 
     pd_fwd_seq_t seq = {tokens, o->prompt_tokens, 0, table, layout.n_blocks, logits};
     for (uint32_t r = 0; r < o->runs; r++) {
@@ -156,6 +171,7 @@ static pd_status_t pd_kbench_run(const pd_model_t *model, const pd_kbench_opts_t
     res->batch_ms = pd_kbench_median(times, o->decode_tokens);
     res->threads = pd_engine_n_threads(engine);
 out:
+    pd_engine_buf_free(engine, pool);
     pd_engine_destroy(&engine);
     free(bseqs);
     free(blogits);
@@ -165,17 +181,23 @@ out:
     free(logits);
     free(tokens);
     free(table);
-    free(pool);
     return st;
 }
 
 static void pd_kbench_usage(void)
 {
-    fprintf(stderr, "usage: pd-kbench [--preset NAME] [--prompt N] [--decode N] [--runs N]\n"
-                    "                 [--batch N] [--threads N[,N...]] [--memcpy-mib N] [--json]\n"
-                    "Decode and prefill speed of a random-weight preset model (m50 by default)\n"
-                    "on the CPU backend, beside the memory-bandwidth bound of decode, and the\n"
-                    "throughput of a decode step of --batch sequences (8) sharing the prompt.\n");
+    fprintf(stderr,
+            "usage: pd-kbench [--preset NAME] [--prompt N] [--decode N] [--runs N]\n"
+            "                 [--batch N] [--threads N[,N...]] [--memcpy-mib N] [--json]\n"
+            "                 [--backend cpu|cuda] [--cuda-weights f32|f16|bf16]\n"
+            "                 [--attn-seqs N] [--attn-ctx N] [--attn-heads Q,KV,HD]\n"
+            "Decode and prefill speed of a random-weight preset model (m50 by default)\n"
+            "on the CPU backend, beside the memory-bandwidth bound of decode, and the\n"
+            "throughput of a decode step of --batch sequences (8) sharing the prompt.\n"
+            "With --backend cuda: the same on the GPU, the bound from a device-to-device copy\n"
+            "of --memcpy-mib MiB timed with events, and decode attention of --attn-seqs\n"
+            "sequences (64) at --attn-ctx tokens (4096) with Q query heads, KV heads and head\n"
+            "dim HD (32,8,128) over a shuffled paged pool, against that copy's bandwidth.\n");
 }
 
 static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
@@ -194,6 +216,33 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
         i++;
         if (strcmp(a, "--preset") == 0) {
             o->preset = v;
+        } else if (strcmp(a, "--backend") == 0) {
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0) {
+                pd_kbench_usage();
+                return -1;
+            }
+            o->cuda = strcmp(v, "cuda") == 0;
+        } else if (strcmp(a, "--cuda-weights") == 0) {
+            if (strcmp(v, "f32") == 0)
+                o->gpu.weights = PD_CUDA_WEIGHTS_F32;
+            else if (strcmp(v, "f16") == 0)
+                o->gpu.weights = PD_CUDA_WEIGHTS_F16;
+            else if (strcmp(v, "bf16") == 0)
+                o->gpu.weights = PD_CUDA_WEIGHTS_BF16;
+            else {
+                pd_kbench_usage();
+                return -1;
+            }
+        } else if (strcmp(a, "--attn-seqs") == 0) {
+            o->attn.n_seqs = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--attn-ctx") == 0) {
+            o->attn.ctx = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--attn-heads") == 0) {
+            if (sscanf(v, "%u,%u,%u", &o->attn.n_heads, &o->attn.n_kv_heads, &o->attn.head_dim) !=
+                3) {
+                pd_kbench_usage();
+                return -1;
+            }
         } else if (strcmp(a, "--prompt") == 0) {
             o->prompt_tokens = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--decode") == 0) {
@@ -218,7 +267,9 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
         }
     }
     if (o->prompt_tokens == 0 || o->decode_tokens == 0 || o->runs == 0 || o->runs > 15 ||
-        o->batch == 0 || o->batch > 256 || o->n_threads_list == 0 || o->memcpy_mib == 0) {
+        o->batch == 0 || o->batch > 256 || o->n_threads_list == 0 || o->memcpy_mib == 0 ||
+        o->attn.n_seqs == 0 || o->attn.n_seqs > 4096 || o->attn.ctx == 0 ||
+        o->attn.ctx > (1u << 20)) {
         pd_kbench_usage();
         return -1;
     }
@@ -228,7 +279,18 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
 int main(int argc, char **argv)
 {
     pd_log_init("pd-kbench");
-    pd_kbench_opts_t o = {"m50", 512, 64, 5, 8, {1, 2}, 2, 1024, 0};
+    pd_kbench_opts_t o = {"m50",
+                          512,
+                          64,
+                          5,
+                          8,
+                          {1, 2},
+                          2,
+                          1024,
+                          0,
+                          0,
+                          {PD_CUDA_WEIGHTS_MODEL, false},
+                          {64, 4096, 32, 8, 128, 16, 9, 0, 0, 0, 0}};
     if (pd_kbench_parse(argc, argv, &o) != 0)
         return 2;
     pd_model_config_t cfg;
@@ -243,7 +305,41 @@ int main(int argc, char **argv)
         return 1;
     pd_model_init_random(model, 1);
     double model_bytes = (double)pd_model_n_params(&cfg) * sizeof(float);
-    double rate = pd_kbench_memcpy_rate(o.memcpy_mib << 20, 7);
+    if (o.cuda && (o.gpu.weights == PD_CUDA_WEIGHTS_F16 || o.gpu.weights == PD_CUDA_WEIGHTS_BF16))
+        model_bytes /= 2; /* the preset is made in f32; 16-bit on the device */
+    double rate = 0.0;
+    if (o.cuda) {
+        o.n_threads_list = 1; /* one stream */
+        pd_status_t st = pd_cuda_bench_copy(o.memcpy_mib << 20, 9, &rate);
+        if (st != PD_OK) {
+            fprintf(stderr, "pd-kbench: the GPU copy benchmark failed: %s\n", pd_status_str(st));
+            pd_model_destroy(&model);
+            return 1;
+        }
+        o.attn.seed = (uint64_t)pd_time_now_ns();
+        st = pd_cuda_bench_attention(&o.attn);
+        if (st != PD_OK) {
+            fprintf(stderr, "pd-kbench: the attention benchmark failed: %s\n", pd_status_str(st));
+            pd_model_destroy(&model);
+            return 1;
+        }
+        const double gbps = o.attn.bytes / (o.attn.ms * 1e-3) / 1e9;
+        if (o.json)
+            printf("{\"gpu_copy_gbps\":%.1f,\"attention\":{\"seqs\":%u,\"ctx\":%u,\"heads\":%u,"
+                   "\"kv_heads\":%u,\"head_dim\":%u,\"ms\":%.4f,\"kv_bytes\":%.0f,\"bytes\":%.0f,"
+                   "\"gbps\":%.1f,\"vs_copy\":%.3f}}\n",
+                   rate / 1e9, o.attn.n_seqs, o.attn.ctx, o.attn.n_heads, o.attn.n_kv_heads,
+                   o.attn.head_dim, o.attn.ms, o.attn.kv_bytes, o.attn.bytes, gbps,
+                   gbps * 1e9 / rate);
+        else
+            printf("gpu: device-to-device copy of %zu MiB %.0f GB/s (read + written, median of 9); "
+                   "decode attention of %u sequences x %u tokens (%u/%u heads, head_dim %u, f32 "
+                   "KV) %.3f ms, %.0f GB/s = %.0f%% of the copy\n",
+                   o.memcpy_mib, rate / 1e9, o.attn.n_seqs, o.attn.ctx, o.attn.n_heads,
+                   o.attn.n_kv_heads, o.attn.head_dim, o.attn.ms, gbps, 100.0 * gbps * 1e9 / rate);
+    } else {
+        rate = pd_kbench_memcpy_rate(o.memcpy_mib << 20, 7);
+    }
     double bound = rate / model_bytes;
 
     if (o.json)

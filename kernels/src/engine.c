@@ -11,6 +11,7 @@
 struct pd_engine {
     const pd_model_t *model; /* borrowed */
     pd_backend_t be;
+    /* Activations (x .. up, lx, lout) are backend memory; index arrays are host memory. */
     float *rope_cs; /* (max_seq_len, head_dim) */
     /* Step scratch, sized for cap_tokens rows and cap_seqs sequences; grown rarely. */
     uint32_t cap_tokens;
@@ -32,16 +33,22 @@ struct pd_engine {
     uint32_t *lseq;       /* (cap_seqs) which sequence each logits row belongs to */
 };
 
+static void pd_engine_buf_release(pd_engine_t *e, float **buf_p)
+{
+    e->be.ops->buf_free(e->be.ctx, *buf_p);
+    *buf_p = NULL;
+}
+
 static void pd_engine_scratch_free(pd_engine_t *e)
 {
-    free(e->x);
-    free(e->xn);
-    free(e->q);
-    free(e->k);
-    free(e->v);
-    free(e->att);
-    free(e->gate);
-    free(e->up);
+    pd_engine_buf_release(e, &e->x);
+    pd_engine_buf_release(e, &e->xn);
+    pd_engine_buf_release(e, &e->q);
+    pd_engine_buf_release(e, &e->k);
+    pd_engine_buf_release(e, &e->v);
+    pd_engine_buf_release(e, &e->att);
+    pd_engine_buf_release(e, &e->gate);
+    pd_engine_buf_release(e, &e->up);
     free(e->ids);
     free(e->pos);
     free(e->kv_off);
@@ -55,8 +62,8 @@ static void pd_engine_scratch_free(pd_engine_t *e)
 static void pd_engine_seq_scratch_free(pd_engine_t *e)
 {
     free(e->aseqs);
-    free(e->lx);
-    free(e->lout);
+    pd_engine_buf_release(e, &e->lx);
+    pd_engine_buf_release(e, &e->lout);
     free(e->lseq);
     e->aseqs = NULL;
     e->lx = e->lout = NULL;
@@ -69,6 +76,13 @@ static void *pd_engine_alloc_f(size_t n)
     return aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
 }
 
+/* n floats of backend memory, or NULL. */
+static float *pd_engine_buf_f(pd_engine_t *e, size_t n)
+{
+    void *p = NULL;
+    return e->be.ops->buf_alloc(e->be.ctx, n * sizeof(float), &p) == PD_OK ? p : NULL;
+}
+
 /* Make room for n_tokens rows and n_seqs sequences; existing contents are not kept. */
 static pd_status_t pd_engine_scratch_reserve(pd_engine_t *e, uint32_t n_tokens, uint32_t n_seqs)
 {
@@ -79,14 +93,14 @@ static pd_status_t pd_engine_scratch_reserve(pd_engine_t *e, uint32_t n_tokens, 
             cap = cap > UINT32_MAX / 2 ? n_tokens : cap * 2;
         pd_engine_scratch_free(e);
         size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-        e->x = pd_engine_alloc_f((size_t)cap * c->dim);
-        e->xn = pd_engine_alloc_f((size_t)cap * c->dim);
-        e->q = pd_engine_alloc_f(cap * qd);
-        e->k = pd_engine_alloc_f(cap * kvd);
-        e->v = pd_engine_alloc_f(cap * kvd);
-        e->att = pd_engine_alloc_f(cap * qd);
-        e->gate = pd_engine_alloc_f((size_t)cap * c->hidden_dim);
-        e->up = pd_engine_alloc_f((size_t)cap * c->hidden_dim);
+        e->x = pd_engine_buf_f(e, (size_t)cap * c->dim);
+        e->xn = pd_engine_buf_f(e, (size_t)cap * c->dim);
+        e->q = pd_engine_buf_f(e, cap * qd);
+        e->k = pd_engine_buf_f(e, cap * kvd);
+        e->v = pd_engine_buf_f(e, cap * kvd);
+        e->att = pd_engine_buf_f(e, cap * qd);
+        e->gate = pd_engine_buf_f(e, (size_t)cap * c->hidden_dim);
+        e->up = pd_engine_buf_f(e, (size_t)cap * c->hidden_dim);
         e->ids = malloc(cap * sizeof(int32_t));
         e->pos = malloc(cap * sizeof(uint32_t));
         e->kv_off = malloc(cap * sizeof(size_t));
@@ -116,8 +130,8 @@ static pd_status_t pd_engine_scratch_reserve(pd_engine_t *e, uint32_t n_tokens, 
             cap = cap > UINT32_MAX / 2 ? n_seqs : cap * 2;
         pd_engine_seq_scratch_free(e);
         e->aseqs = malloc(cap * sizeof(pd_attn_seq_t));
-        e->lx = pd_engine_alloc_f((size_t)cap * c->dim);
-        e->lout = pd_engine_alloc_f((size_t)cap * c->vocab_size);
+        e->lx = pd_engine_buf_f(e, (size_t)cap * c->dim);
+        e->lout = pd_engine_buf_f(e, (size_t)cap * c->vocab_size);
         e->lseq = malloc(cap * sizeof(uint32_t));
         if (!e->aseqs || !e->lx || !e->lout || !e->lseq) {
             pd_engine_seq_scratch_free(e);
@@ -136,15 +150,17 @@ static pd_status_t pd_engine_scratch_reserve(pd_engine_t *e, uint32_t n_tokens, 
     return PD_OK;
 }
 
-pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, uint32_t n_threads,
-                             pd_engine_t **engine_p)
+/* An engine on the backend of kind (cuda options in cuda_opts). */
+static pd_status_t pd_engine_create_on(const pd_model_t *model, pd_backend_kind_t kind,
+                                       uint32_t n_threads, const pd_backend_cuda_opts_t *cuda_opts,
+                                       pd_engine_t **engine_p)
 {
     if (model == NULL || engine_p == NULL)
         return PD_ERR_INVALID_PARAM;
     pd_status_t st = pd_model_config_validate(&model->config);
     if (st != PD_OK)
         return st;
-    if (kind != PD_BACKEND_CPU) {
+    if (kind != PD_BACKEND_CPU && kind != PD_BACKEND_CUDA) {
         pd_log_error("engine: backend %d is not built into this library", (int)kind);
         return PD_ERR_UNSUPPORTED;
     }
@@ -158,9 +174,17 @@ pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, ui
     if (e->rope_cs == NULL)
         goto err_free_engine;
     pd_cpu_rope_table(e->rope_cs, c->max_seq_len, c->head_dim, c->rope_theta);
-    st = pd_backend_cpu_create(n_threads, c->max_seq_len, c->n_heads / c->n_kv_heads, &e->be);
+    if (kind == PD_BACKEND_CUDA)
+        st = pd_backend_cuda_create(cuda_opts, c, &e->be);
+    else
+        st = pd_backend_cpu_create(n_threads, c->max_seq_len, c->n_heads / c->n_kv_heads, &e->be);
     if (st != PD_OK)
         goto err_free_rope;
+    if (e->be.ops->bind != NULL) {
+        st = e->be.ops->bind(e->be.ctx, model, e->rope_cs);
+        if (st != PD_OK)
+            goto err_destroy_backend;
+    }
     /* A first scratch size that covers decode batches without growing. */
     st = pd_engine_scratch_reserve(e, 64, 16);
     if (st != PD_OK)
@@ -169,6 +193,8 @@ pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, ui
     return PD_OK;
 
 err_destroy_backend:
+    pd_engine_scratch_free(e);
+    pd_engine_seq_scratch_free(e);
     pd_backend_destroy(&e->be);
 err_free_rope:
     free(e->rope_cs);
@@ -177,14 +203,64 @@ err_free_engine:
     return st;
 }
 
+pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, uint32_t n_threads,
+                             pd_engine_t **engine_p)
+{
+    const pd_backend_cuda_opts_t cuda = {PD_CUDA_WEIGHTS_MODEL, false};
+    return pd_engine_create_on(model, kind, n_threads, &cuda, engine_p);
+}
+
+pd_status_t pd_engine_create_cuda(const pd_model_t *model, const pd_backend_cuda_opts_t *opts,
+                                  pd_engine_t **engine_p)
+{
+    if (opts == NULL)
+        return PD_ERR_INVALID_PARAM;
+    return pd_engine_create_on(model, PD_BACKEND_CUDA, 1, opts, engine_p);
+}
+
+pd_status_t pd_engine_buf_alloc(pd_engine_t *engine, size_t bytes, void **buf_p)
+{
+    if (engine == NULL || buf_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    return engine->be.ops->buf_alloc(engine->be.ctx, bytes, buf_p);
+}
+
+void pd_engine_buf_free(pd_engine_t *engine, void *buf)
+{
+    if (engine != NULL && buf != NULL)
+        engine->be.ops->buf_free(engine->be.ctx, buf);
+}
+
+pd_status_t pd_engine_copy_to_host(pd_engine_t *engine, void *dst_host, const void *src,
+                                   size_t bytes)
+{
+    return engine->be.ops->copy_to_host(engine->be.ctx, dst_host, src, bytes);
+}
+
+pd_status_t pd_engine_copy_from_host(pd_engine_t *engine, void *dst, const void *src_host,
+                                     size_t bytes)
+{
+    return engine->be.ops->copy_from_host(engine->be.ctx, dst, src_host, bytes);
+}
+
+const pd_backend_t *pd_engine_backend(const pd_engine_t *engine)
+{
+    return &engine->be;
+}
+
+const char *pd_engine_backend_name(const pd_engine_t *engine)
+{
+    return engine->be.ops->name;
+}
+
 void pd_engine_destroy(pd_engine_t **engine_p)
 {
     if (engine_p == NULL || *engine_p == NULL)
         return;
     pd_engine_t *e = *engine_p;
-    pd_backend_destroy(&e->be);
     pd_engine_scratch_free(e);
     pd_engine_seq_scratch_free(e);
+    pd_backend_destroy(&e->be);
     free(e->rope_cs);
     free(e);
     *engine_p = NULL;
@@ -198,7 +274,10 @@ pd_status_t pd_engine_reserve(pd_engine_t *engine, uint32_t max_tokens, uint32_t
     pd_status_t st = pd_engine_scratch_reserve(e, max_tokens, max_seqs);
     if (st != PD_OK)
         return st;
-    /* Touch every page now rather than in the first step that needs them. */
+    /* Touch every page now rather than in the first step that needs them (device memory
+     * is backed when it is allocated). */
+    if (!e->be.ops->host_memory)
+        return PD_OK;
     const pd_model_config_t *c = &e->model->config;
     size_t cap = e->cap_tokens;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
@@ -318,6 +397,12 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
             e->lseq[n_logits++] = s;
     }
 
+    if (ops->step_begin != NULL) {
+        st = ops->step_begin(ctx, e->ids, e->pos, e->kv_off, n, e->aseqs, n_seqs, layout,
+                             c->n_heads);
+        if (st != PD_OK)
+            return st;
+    }
     ops->get_rows(ctx, &w->tok_embed, e->ids, e->x, n);
     for (uint32_t l = 0; l < c->n_layers; l++) {
         float *pool_layer = kv_pool + l * layer_stride;
@@ -328,8 +413,12 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
         ops->matmul_n(ctx, e->xn, n, qkv, 3);
         ops->rope_store(ctx, e->q, e->k, e->v, e->pos, e->kv_off, n, e->rope_cs, c, layout,
                         pool_layer);
-        if (on_layer != NULL)
+        if (on_layer != NULL) {
+            /* the callback reads the layer's K and V from the pool: they must be there */
+            if (ops->sync != NULL && (st = ops->sync(ctx)) != PD_OK)
+                return st;
             on_layer(cb_arg, l);
+        }
         ops->attention(ctx, e->q, pool_layer, layout, e->aseqs, n_seqs, c->n_heads, e->att);
         const pd_weight_t wo = pd_weight_at(&w->wo, l);
         ops->matmul(ctx, &wo, e->att, e->x, n, true);
@@ -341,16 +430,17 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
     }
 
     if (n_logits == 0)
-        return PD_OK;
+        return ops->sync != NULL ? ops->sync(ctx) : PD_OK;
     for (uint32_t i = 0; i < n_logits; i++) {
         const pd_attn_seq_t *as = &e->aseqs[e->lseq[i]];
         const float *last = e->x + (size_t)(as->first_row + as->n_tokens - 1) * dim;
-        memcpy(e->lx + (size_t)i * dim, last, dim * sizeof(float));
+        ops->copy(ctx, e->lx + (size_t)i * dim, last, dim * sizeof(float));
     }
     ops->rmsnorm(ctx, e->lx, w->final_norm, e->lx, n_logits, dim, c->rms_eps);
     ops->matmul(ctx, &w->lm_head, e->lx, e->lout, n_logits, false);
-    for (uint32_t i = 0; i < n_logits; i++)
-        memcpy(seqs[e->lseq[i]].logits, e->lout + (size_t)i * c->vocab_size,
-               c->vocab_size * sizeof(float));
-    return PD_OK;
+    /* logits to the host, where sampling runs */
+    for (uint32_t i = 0; i < n_logits && st == PD_OK; i++)
+        st = ops->copy_to_host(ctx, seqs[e->lseq[i]].logits, e->lout + (size_t)i * c->vocab_size,
+                               c->vocab_size * sizeof(float));
+    return st;
 }

@@ -202,7 +202,8 @@ typedef struct pd_fwd_seq {
 typedef void (*pd_fwd_layer_cb)(void *arg, uint32_t layer);
 
 /* Run one step over a batch of sequences (prefill chunks and decode tokens mixed).
- * kv_pool: (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32 per `layout`.
+ * kv_pool: (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32 per `layout`, in the
+ * engine's backend memory (pd_engine_buf_alloc; host memory on the CPU backend).
  * Each sequence's results are bitwise independent of the other sequences in the batch.
  * Returns PD_ERR_OUT_OF_RANGE for a token id outside the vocabulary, PD_ERR_CONTEXT past
  * max_seq_len, PD_ERR_INVALID_PARAM for a short block table or a bad block id. */

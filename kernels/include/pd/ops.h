@@ -129,13 +129,43 @@ typedef struct pd_matmul_out {
 } pd_matmul_out_t;
 
 /* A compute backend: a const table of operations and its context (ggml style). The
- * forward pass (engine.c) is written once over this table. Buffers are backend memory;
- * on the CPU backend they are host pointers. Each op finishes before it returns. */
+ * forward pass (engine.c) is written once over this table.
+ *
+ * Memory: activations and the KV pool are backend memory (buf_alloc); weights, norm
+ * vectors and the rotation table are passed as host pointers into the model and the
+ * engine's table, which a backend with memory of its own took in bind() and translates;
+ * index arrays (ids, pos, kv_off, seqs and their block tables) are host memory, which
+ * such a backend took in step_begin(). On the CPU backend everything is host memory and
+ * each op finishes before it returns; on the CUDA backend ops are queued in order and
+ * sync() waits for them and reports the first error. */
 typedef struct pd_backend_ops {
     const char *name;
     void (*destroy)(void *ctx);
     /* Number of compute threads (or streams) the backend runs. */
     uint32_t (*n_threads)(void *ctx);
+    /* True when backend memory is host memory (the CPU backend). */
+    bool host_memory;
+    /* bytes of zeroed backend memory, 64-byte aligned; buf_free releases it (NULL is a
+     * no-op). */
+    pd_status_t (*buf_alloc)(void *ctx, size_t bytes, void **buf_p);
+    void (*buf_free)(void *ctx, void *buf);
+    /* Copy bytes within backend memory (ordered with the ops). */
+    void (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+    /* Copy bytes from backend memory to host memory, or back; both wait until the bytes
+     * are there and return the first error of the queued ops. */
+    pd_status_t (*copy_to_host)(void *ctx, void *dst_host, const void *src, size_t bytes);
+    pd_status_t (*copy_from_host)(void *ctx, void *dst, const void *src_host, size_t bytes);
+    /* Take what the ops will read of model and of the rotation table cs (max_seq_len,
+     * head_dim) into backend memory; NULL when ops read host memory directly. */
+    pd_status_t (*bind)(void *ctx, const pd_model_t *model, const float *cs);
+    /* Take the step's index arrays (n rows, n_seqs sequences, per the ops below) into
+     * backend memory before its ops run; NULL when ops read them where they are. */
+    pd_status_t (*step_begin)(void *ctx, const int32_t *ids, const uint32_t *pos,
+                              const size_t *kv_off, uint32_t n, const pd_attn_seq_t *seqs,
+                              uint32_t n_seqs, const pd_kv_layout_t *layout, uint32_t n_heads);
+    /* Wait for every queued op; the first error since the last call. NULL: ops finish as
+     * they return and cannot fail. */
+    pd_status_t (*sync)(void *ctx);
     /* Make room for inputs of up to n rows of up to in elements to matmuls with weights
      * of dtype, so that steps of that size allocate nothing; PD_ERR_NO_MEMORY when it
      * cannot. */
@@ -189,6 +219,31 @@ double pd_cpu_read_rate(size_t bytes, uint32_t n_threads, uint32_t runs);
 pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, uint32_t max_q_per_kv,
                                   pd_backend_t *backend_p);
 
+/* Element types of weight matrices on the CUDA device. */
+typedef enum pd_cuda_weights {
+    PD_CUDA_WEIGHTS_MODEL = 0, /* the model's own dtype; int8 stacks are widened to bf16 */
+    PD_CUDA_WEIGHTS_F32 = 1,
+    PD_CUDA_WEIGHTS_F16 = 2,
+    PD_CUDA_WEIGHTS_BF16 = 3
+} pd_cuda_weights_t;
+
+/* Options of the CUDA backend. The device is the first one CUDA_VISIBLE_DEVICES leaves. */
+typedef struct pd_backend_cuda_opts {
+    pd_cuda_weights_t weights; /* matrices on the device: f32 (cuBLAS f32 products) or 16-bit
+                                * (tensor cores, activations rounded to the same type) */
+    bool tiled_gemm;           /* the plain tiled kernel instead of cuBLASLt (comparison) */
+} pd_backend_cuda_opts_t;
+
+/* Create the CUDA backend for models of config: a stream, cuBLASLt, the attention kernels
+ * for config's head_dim (16, 32, 64, 128 or 256). PD_ERR_UNSUPPORTED when this build has
+ * no CUDA or the shape is not built, PD_ERR_NOT_FOUND when no device answers. */
+pd_status_t pd_backend_cuda_create(const pd_backend_cuda_opts_t *opts,
+                                   const pd_model_config_t *config, pd_backend_t *backend_p);
+
+/* CUDA devices this process can use: 0 when the build has no CUDA or no device answers,
+ * with the reason in why (why_bytes, may be NULL). */
+int pd_cuda_device_count(char *why, size_t why_bytes);
+
 /* Destroy a backend created by any pd_backend_*_create; accepts a zeroed backend. */
 void pd_backend_destroy(pd_backend_t *backend);
 
@@ -197,6 +252,29 @@ void pd_backend_destroy(pd_backend_t *backend);
  * (workers call it at startup; steps still grow the scratch when they need more).
  * PD_ERR_NO_MEMORY leaves the engine usable with its previous scratch freed. */
 pd_status_t pd_engine_reserve(pd_engine_t *engine, uint32_t max_tokens, uint32_t max_seqs);
+
+/* An engine on the CUDA backend with opts (pd_engine_create with PD_BACKEND_CUDA keeps the
+ * model's dtype and uses cuBLASLt). PD_ERR_UNSUPPORTED in a build without CUDA, PD_ERR_NOT_FOUND
+ * without a device. */
+pd_status_t pd_engine_create_cuda(const pd_model_t *model, const pd_backend_cuda_opts_t *opts,
+                                  pd_engine_t **engine_p);
+
+/* Memory of the engine's backend (the KV pool a forward step takes): bytes, zeroed; on
+ * the CPU backend host memory, on the CUDA backend device memory. */
+pd_status_t pd_engine_buf_alloc(pd_engine_t *engine, size_t bytes, void **buf_p);
+void pd_engine_buf_free(pd_engine_t *engine, void *buf);
+
+/* Copy between host memory and the engine's backend memory; both wait for the bytes. */
+pd_status_t pd_engine_copy_to_host(pd_engine_t *engine, void *dst_host, const void *src,
+                                   size_t bytes);
+pd_status_t pd_engine_copy_from_host(pd_engine_t *engine, void *dst, const void *src_host,
+                                     size_t bytes);
+
+/* The engine's backend (its ops after bind: tests and benchmarks call single ops). */
+const pd_backend_t *pd_engine_backend(const pd_engine_t *engine);
+
+/* "cpu" or "cuda". */
+const char *pd_engine_backend_name(const pd_engine_t *engine);
 
 /* Compute threads an engine runs (n_threads of pd_engine_create, 0 resolved). */
 uint32_t pd_engine_n_threads(const pd_engine_t *engine);

@@ -353,6 +353,37 @@ static void pd_cpu_swiglu_op(void *ctx, const float *gate, const float *up, floa
     }
 }
 
+static pd_status_t pd_cpu_buf_alloc(void *ctx, size_t bytes, void **buf_p)
+{
+    (void)ctx;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (p == NULL)
+        return PD_ERR_NO_MEMORY;
+    memset(p, 0, rounded);
+    *buf_p = p;
+    return PD_OK;
+}
+
+static void pd_cpu_buf_free(void *ctx, void *buf)
+{
+    (void)ctx;
+    free(buf);
+}
+
+static void pd_cpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    memcpy(dst, src, bytes);
+}
+
+static pd_status_t pd_cpu_copy_host(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    memcpy(dst, src, bytes);
+    return PD_OK;
+}
+
 static void pd_cpu_backend_destroy(void *ctx)
 {
     pd_cpu_backend_t *be = ctx;
@@ -370,6 +401,12 @@ static const pd_backend_ops_t pd_cpu_backend_ops = {
     .destroy = pd_cpu_backend_destroy,
     .n_threads = pd_cpu_backend_n_threads,
     .reserve = pd_cpu_backend_reserve,
+    .host_memory = true,
+    .buf_alloc = pd_cpu_buf_alloc,
+    .buf_free = pd_cpu_buf_free,
+    .copy = pd_cpu_copy,
+    .copy_to_host = pd_cpu_copy_host,
+    .copy_from_host = pd_cpu_copy_host,
     .get_rows = pd_cpu_get_rows,
     .rmsnorm = pd_cpu_rmsnorm_op,
     .matmul = pd_cpu_matmul_op,
