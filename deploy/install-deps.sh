@@ -9,6 +9,7 @@ PACKAGES=(
     libucx-dev ucx-utils
     libzmq3-dev libmsgpack-dev
     libcriterion-dev libxxhash-dev libyaml-dev libsodium-dev
+    libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev curl
     gnuplot-nox iproute2 python3
 )
 
