@@ -10,6 +10,7 @@ PACKAGES=(
     libzmq3-dev libmsgpack-dev
     libcriterion-dev libxxhash-dev libyaml-dev libsodium-dev
     libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev curl
+    libpcre2-dev libicu-dev xz-utils
     gnuplot-nox iproute2 python3
 )
 

@@ -8,16 +8,19 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-/* EOS of the model's tokenizer (DIR/tokenizer.bin), else the byte tokenizer's (2). */
+/* EOS of the model's tokenizer (DIR/tokenizer.json or DIR/tokenizer.bin), else the byte
+ * tokenizer's (2). */
 static int32_t pd_decode_eos(const char *model_path, uint32_t vocab)
 {
     char path[PATH_MAX];
     struct stat sb;
     pd_tokenizer_t *tok = NULL;
     int32_t eos = 2;
-    snprintf(path, sizeof(path), "%s/tokenizer.bin", model_path);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", model_path);
+    if (stat(path, &sb) != 0)
+        snprintf(path, sizeof(path), "%s/tokenizer.bin", model_path);
     if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
-        pd_tokenizer_load(path, vocab, &tok) == PD_OK) {
+        pd_tokenizer_open(path, vocab, &tok) == PD_OK) {
         eos = pd_tokenizer_eos(tok);
         pd_tokenizer_destroy(&tok);
     } else if (pd_tokenizer_create_byte(&tok) == PD_OK) {

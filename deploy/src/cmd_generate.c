@@ -239,17 +239,17 @@ static bool pd_gen_text_append(pd_gen_text_t *t, const char *s, size_t n)
     return true;
 }
 
-/* The tokenizer to use: -t, else MODEL/tokenizer.bin when MODEL is a directory that has
- * one, else none (only --tokens prompts then, and the text is not decoded). */
+/* The tokenizer to use: -t, else the model directory's tokenizer.json or tokenizer.bin
+ * when it has one, else none (only --tokens prompts then, and the text is not decoded). */
 static pd_status_t pd_gen_tokenizer(const pd_gen_opts_t *o, uint32_t vocab, pd_tokenizer_t **tok_p)
 {
-    char path[PATH_MAX];
+    char dir[PATH_MAX], path[PATH_MAX + 32];
     struct stat st;
     *tok_p = NULL;
     if (o->tokenizer != NULL)
-        return pd_tokenizer_load(o->tokenizer, vocab, tok_p);
+        return pd_tokenizer_open(o->tokenizer, vocab, tok_p);
     if (stat(o->model, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(path, sizeof(path), "%s/tokenizer.bin", o->model);
+        snprintf(dir, sizeof(dir), "%s", o->model);
     } else {
         /* A config.json or .safetensors file stands for its directory. */
         const char *base = strrchr(o->model, '/');
@@ -258,10 +258,14 @@ static pd_status_t pd_gen_tokenizer(const pd_gen_opts_t *o, uint32_t vocab, pd_t
         if (strcmp(base, "config.json") != 0 &&
             (n <= 12 || strcmp(o->model + n - 12, ".safetensors") != 0))
             return PD_OK;
-        snprintf(path, sizeof(path), "%.*stokenizer.bin", (int)(base - o->model), o->model);
+        snprintf(dir, sizeof(dir), "%.*s.", (int)(base - o->model), o->model);
     }
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
     if (access(path, F_OK) == 0)
-        return pd_tokenizer_load(path, vocab, tok_p);
+        return pd_tokenizer_open(path, vocab, tok_p);
+    snprintf(path, sizeof(path), "%s/tokenizer.bin", dir);
+    if (access(path, F_OK) == 0)
+        return pd_tokenizer_open(path, vocab, tok_p);
     return PD_OK;
 }
 
@@ -297,6 +301,7 @@ int pd_cmd_generate(int argc, char **argv)
 
     pd_model_t *model = NULL;
     pd_tokenizer_t *tok = NULL;
+    pd_tokenizer_stream_t *detok = NULL;
     pd_engine_t *engine = NULL;
     int32_t *prompt = NULL, *out = NULL, *stop = NULL;
     size_t n_prompt = 0, n_out = 0, n_stop = 0;
@@ -327,11 +332,12 @@ int pd_cmd_generate(int argc, char **argv)
             rc = PD_CLI_USAGE;
             goto out;
         }
-        size_t len = strlen(o.prompt);
-        prompt = malloc((len + 2) * sizeof(int32_t));
+        size_t len = strlen(o.prompt), cap = pd_tokenizer_max_tokens(tok, len);
+        prompt = malloc(cap * sizeof(int32_t));
         if (prompt == NULL)
             goto out;
-        status = pd_tokenizer_encode(tok, o.prompt, len, true, prompt, len + 2, &n_prompt);
+        status = pd_tokenizer_encode(tok, o.prompt, len, PD_TOKENIZE_ADD_SPECIAL, prompt, cap,
+                                     &n_prompt);
         if (status != PD_OK) {
             fprintf(stderr, "pdctl: cannot tokenize the prompt: %s\n", pd_status_str(status));
             goto out;
@@ -416,7 +422,6 @@ int pd_cmd_generate(int argc, char **argv)
 
     const char *finish = "length";
     uint64_t t0 = pd_time_now_ns(), t1 = t0;
-    int32_t prev = prompt[n_prompt - 1];
     for (uint32_t k = 0; k < n_gen; k++) {
         pd_fwd_seq_t seq = {
             .tokens = k == 0 ? prompt : &out[k - 1],
@@ -438,7 +443,11 @@ int pd_cmd_generate(int argc, char **argv)
         if (tok != NULL) {
             const char *piece;
             size_t plen;
-            if (pd_tokenizer_piece(tok, prev, id, &piece, &plen) == PD_OK) {
+            if (detok == NULL &&
+                pd_tokenizer_stream_create(tok, 0, n_prompt > 0 ? prompt[n_prompt - 1] : -1,
+                                           &detok) != PD_OK)
+                goto out;
+            if (pd_tokenizer_stream_push(detok, id, &piece, &plen) == PD_OK) {
                 if (!pd_gen_text_append(&text, piece, plen))
                     goto out;
                 /* Like llama2.c's safe_printf: a lone control byte is not printed. */
@@ -455,7 +464,6 @@ int pd_cmd_generate(int argc, char **argv)
             printf("%s%d", k ? " " : "", id);
             fflush(stdout);
         }
-        prev = id;
         /* Every vocabulary pdkv reads has EOS at id 2 (llama2.c and the byte tokenizer).
          * Finish reasons are the cluster's: eos, stop (a --stop id), length. */
         if (id == (tok != NULL ? pd_tokenizer_eos(tok) : 2)) {
@@ -471,6 +479,17 @@ int pd_cmd_generate(int argc, char **argv)
         }
     }
     uint64_t t2 = pd_time_now_ns();
+    if (detok != NULL) {
+        /* A character the last token left unfinished shows as U+FFFD. */
+        const char *rest;
+        size_t rest_len;
+        if (pd_tokenizer_stream_finish(detok, &rest, &rest_len) == PD_OK && rest_len > 0) {
+            if (!pd_gen_text_append(&text, rest, rest_len))
+                goto out;
+            if (!o.json)
+                fwrite(rest, 1, rest_len, stdout);
+        }
+    }
     double prefill_ms = pd_time_ns_to_ms(t1 - t0);
     double decode_ms = pd_time_ns_to_ms(t2 - t1);
     if (o.json) {
@@ -492,6 +511,7 @@ out:
     pd_engine_buf_free(engine, kv);
     pd_engine_destroy(&engine);
     pd_model_destroy(&model);
+    pd_tokenizer_stream_destroy(&detok);
     pd_tokenizer_destroy(&tok);
     free(prompt);
     free(stop);

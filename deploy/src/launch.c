@@ -277,8 +277,8 @@ static void pd_launch_argv(const pd_launch_t *l, int idx, char args[][PATH_MAX],
     char tokenizer[PATH_MAX];
     if (m->tokenizer[0] != '\0')
         snprintf(tokenizer, sizeof(tokenizer), "%s", m->tokenizer);
-    else
-        snprintf(tokenizer, sizeof(tokenizer), "%s/tokenizer.bin", m->model_path);
+    else /* the model directory: its tokenizer.json, else its tokenizer.bin */
+        snprintf(tokenizer, sizeof(tokenizer), "%s", m->model_path);
     if (p->ns[0] != '\0') {
         PD_ARG("ip");
         PD_ARG("netns");

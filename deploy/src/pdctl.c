@@ -16,6 +16,8 @@ static const pd_cli_cmd_t pd_cli_cmds[] = {
     {"model", "make, inspect, quantize or compare model files: 'model new|info|quantize|compare'",
      pd_cmd_model},
     {"generate", "run a prompt through a model in this process (no cluster)", pd_cmd_generate},
+    {"tokenize", "text to token ids with a tokenizer.json or tokenizer.bin", pd_cmd_tokenize},
+    {"detokenize", "token ids back to text", pd_cmd_detokenize},
     {"size", "KV cache bytes per token and block, and what a pool holds", pd_cmd_size},
     {"up", "start the roles of a cluster manifest on this machine", pd_cmd_up},
     {"down", "stop a cluster started with 'up -d'", pd_cmd_down},

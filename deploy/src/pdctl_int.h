@@ -6,6 +6,7 @@
 #include "pd/model.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define PD_CLI_OK    0
@@ -23,6 +24,12 @@ int pd_cmd_model(int argc, char **argv);
 int pd_cmd_model_compare(int argc, char **argv);
 int pd_cmd_generate(int argc, char **argv);
 int pd_cmd_size(int argc, char **argv);
+int pd_cmd_tokenize(int argc, char **argv);
+int pd_cmd_detokenize(int argc, char **argv);
+
+/* Read a whole file ("-": stdin) into a malloc'd NUL-terminated buffer; NULL after
+ * printing why. */
+char *pd_cli_read_all(const char *path, size_t *len_p);
 int pd_cmd_bench(int argc, char **argv);
 
 /* Weight figures of a model in one dtype (cmd_weights.c). */

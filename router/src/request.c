@@ -75,6 +75,7 @@ static void pd_router_req_free(pd_router_req_t *req)
     free(req->hashes);
     free(req->block_table);
     free(req->out);
+    pd_tokenizer_stream_destroy(&req->detok);
     free(req);
 }
 
@@ -216,8 +217,8 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
                                         "text prompts need pd-router --tokenizer; send tokens");
             return;
         }
-        st = pd_tokenizer_encode(r->tok, g->prompt, g->prompt_bytes, true, scratch,
-                                 PD_PROTO_MAX_PROMPT_TOKENS, &n_tokens);
+        st = pd_tokenizer_encode(r->tok, g->prompt, g->prompt_bytes, PD_TOKENIZE_ADD_SPECIAL,
+                                 scratch, PD_PROTO_MAX_PROMPT_TOKENS, &n_tokens);
         if (st != PD_OK) {
             pd_router_send_client_error(r, client, g->id, st,
                                         st == PD_ERR_LIMIT ? "prompt is longer than 32768 tokens"
@@ -556,12 +557,20 @@ void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
     t.u.token.token = m->token;
     t.u.token.text = "";
     if (r->tok != NULL) {
-        int32_t prev = m->index == 0 ? req->tokens[req->n_tokens - 1] : req->out[m->index - 1];
-        const char *piece;
+        /* Text comes out whole characters at a time: a token that ends inside one sends
+         * "" and the character goes with the token that completes it. */
+        const char *text;
         size_t len;
-        if (pd_tokenizer_piece(r->tok, prev, m->token, &piece, &len) == PD_OK) {
-            t.u.token.text = piece;
-            t.u.token.text_bytes = len > PD_PROTO_MAX_PIECE_BYTES ? PD_PROTO_MAX_PIECE_BYTES : len;
+        if (req->detok == NULL)
+            (void)pd_tokenizer_stream_create(r->tok, 0, req->tokens[req->n_tokens - 1],
+                                             &req->detok);
+        if (req->detok != NULL &&
+            pd_tokenizer_stream_push(req->detok, m->token, &text, &len) == PD_OK) {
+            while (len > PD_PROTO_MAX_PIECE_BYTES ||
+                   (len < strlen(text) && ((unsigned char)text[len] & 0xc0) == 0x80))
+                len--; /* cut a long run on a character boundary */
+            t.u.token.text = text;
+            t.u.token.text_bytes = len;
         }
     }
     pd_router_send_client(r, &req->client, &t);

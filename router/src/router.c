@@ -154,7 +154,7 @@ pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **rou
         if (strcmp(config->tokenizer_path, "byte") == 0)
             st = pd_tokenizer_create_byte(&r->tok);
         else
-            st = pd_tokenizer_load(config->tokenizer_path, 0, &r->tok);
+            st = pd_tokenizer_open(config->tokenizer_path, 0, &r->tok);
         if (st != PD_OK) {
             pd_log_error("tokenizer %s: %s", config->tokenizer_path, pd_status_str(st));
             goto err;

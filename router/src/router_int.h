@@ -98,6 +98,7 @@ typedef struct pd_router_req {
 
     int32_t *out; /* (max_tokens) generated tokens, owned */
     uint32_t n_out;
+    pd_tokenizer_stream_t *detok; /* text of the streamed tokens, made at the first one */
 
     uint64_t arrival_ns, dispatch_ns, first_token_ns, last_token_ns;
     uint64_t deadline_ms; /* on the router's monotonic clock */

@@ -69,7 +69,7 @@ static void round_trip(const pd_tokenizer_t *tok, const char *text)
     size_t out_len = 0;
     cr_assert_eq(pd_tokenizer_encode(tok, text, strlen(text), true, ids, 1024, &n), PD_OK);
     cr_assert_eq(ids[0], pd_tokenizer_bos(tok));
-    cr_assert_eq(pd_tokenizer_decode(tok, ids, n, out, sizeof(out), &out_len), PD_OK);
+    cr_assert_eq(pd_tokenizer_decode(tok, ids, n, 0, out, sizeof(out), &out_len), PD_OK);
     cr_assert_eq(out_len, strlen(text), "'%s' -> '%s'", text, out);
     cr_assert_str_eq(out, text);
 }
@@ -105,12 +105,12 @@ Test(tokenizer, decode_rejects_out_of_range_and_short_buffers)
     char buf[4];
     size_t len;
     int32_t bad[] = {3 + 'a', 259};
-    cr_assert_eq(pd_tokenizer_decode(tok, bad, 2, buf, sizeof(buf), &len), PD_ERR_OUT_OF_RANGE);
+    cr_assert_eq(pd_tokenizer_decode(tok, bad, 2, 0, buf, sizeof(buf), &len), PD_ERR_OUT_OF_RANGE);
     int32_t neg[] = {-1};
-    cr_assert_eq(pd_tokenizer_decode(tok, neg, 1, buf, sizeof(buf), &len), PD_ERR_OUT_OF_RANGE);
+    cr_assert_eq(pd_tokenizer_decode(tok, neg, 1, 0, buf, sizeof(buf), &len), PD_ERR_OUT_OF_RANGE);
     int32_t many[] = {3 + 'a', 3 + 'b', 3 + 'c', 3 + 'd'};
-    cr_assert_eq(pd_tokenizer_decode(tok, many, 4, buf, sizeof(buf), &len), PD_ERR_LIMIT);
-    cr_assert_eq(pd_tokenizer_decode(tok, many, 3, buf, sizeof(buf), &len), PD_OK);
+    cr_assert_eq(pd_tokenizer_decode(tok, many, 4, 0, buf, sizeof(buf), &len), PD_ERR_LIMIT);
+    cr_assert_eq(pd_tokenizer_decode(tok, many, 3, 0, buf, sizeof(buf), &len), PD_OK);
     cr_assert_str_eq(buf, "abc");
     const char *piece;
     cr_assert_eq(pd_tokenizer_piece(tok, -1, 2, &piece, &len), PD_OK);
@@ -162,7 +162,7 @@ Test(tokenizer, llama2c_format_merges_by_score)
     char out[64];
     cr_assert_eq(pd_tokenizer_encode(tok, "hello", 5, false, ids, 64, &n), PD_OK);
     cr_assert_eq(n, 1);
-    cr_assert_eq(pd_tokenizer_decode(tok, ids, n, out, sizeof(out), NULL), PD_OK);
+    cr_assert_eq(pd_tokenizer_decode(tok, ids, n, 0, out, sizeof(out), NULL), PD_OK);
     cr_assert_str_eq(out, " hello");
     /* The leading-space rule applies only after BOS. */
     const char *piece;
@@ -297,7 +297,7 @@ Test(tokenizer, mutated_files_never_crash)
         char out[512];
         const char *text = "hello world \xe2\x82\xac";
         cr_assert_eq(pd_tokenizer_encode(tok, text, strlen(text), true, ids, 64, &n_ids), PD_OK);
-        cr_assert_eq(pd_tokenizer_decode(tok, ids, n_ids, out, sizeof(out), NULL), PD_OK);
+        cr_assert_eq(pd_tokenizer_decode(tok, ids, n_ids, 0, out, sizeof(out), NULL), PD_OK);
         pd_tokenizer_destroy(&tok);
     }
     cr_assert_gt(n_ok, 0);
@@ -335,7 +335,7 @@ Test(tokenizer, long_prompts_encode_in_near_linear_time)
     cr_assert_lt(n_ids, n / 3);
     char *back = malloc(n + 1);
     size_t back_len = 0;
-    cr_assert_eq(pd_tokenizer_decode(tok, ids, n_ids, back, n + 1, &back_len), PD_OK);
+    cr_assert_eq(pd_tokenizer_decode(tok, ids, n_ids, 0, back, n + 1, &back_len), PD_OK);
     cr_assert_eq(back_len, n);
     cr_assert(memcmp(back, text, n) == 0);
     free(back);

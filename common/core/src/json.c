@@ -354,6 +354,29 @@ static pd_status_t pd_json_vec_push(pd_json_vec_t *v, bool with_keys)
 }
 
 /* Parse an array or object (at its opening bracket). */
+#define PD_JSON_DUP_SORT 16u
+
+static int pd_json_key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* PD_ERR_FORMAT (recorded in ps) when two of the n keys are equal. */
+static pd_status_t pd_json_has_dup(char **keys, size_t n, pd_json_parser_t *ps)
+{
+    char **sorted = malloc(n * sizeof(char *));
+    if (sorted == NULL)
+        return pd_json_fail(ps, PD_ERR_NO_MEMORY, "out of memory");
+    memcpy(sorted, keys, n * sizeof(char *));
+    qsort(sorted, n, sizeof(char *), pd_json_key_cmp);
+    pd_status_t st = PD_OK;
+    for (size_t i = 1; i < n && st == PD_OK; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0)
+            st = pd_json_fail(ps, PD_ERR_FORMAT, "duplicate object key");
+    free(sorted);
+    return st;
+}
+
 static pd_status_t pd_json_parse_container(pd_json_parser_t *ps, pd_json_t *out, uint32_t depth,
                                            bool object)
 {
@@ -386,7 +409,9 @@ static pd_status_t pd_json_parse_container(pd_json_parser_t *ps, pd_json_t *out,
                 pd_json_fail(ps, PD_ERR_FORMAT, "NUL in object key");
                 goto out_free_vec;
             }
-            for (size_t i = 0; i < v.n; i++) {
+            /* Small objects are checked for duplicates here, large ones once at the end
+             * by sorting (a vocabulary of 150,000 keys would be quadratic). */
+            for (size_t i = 0; i < v.n && v.n < PD_JSON_DUP_SORT; i++) {
                 if (strcmp(v.keys[i], v.keys[v.n]) == 0) {
                     pd_json_fail(ps, PD_ERR_FORMAT, "duplicate object key");
                     goto out_free_vec;
@@ -415,6 +440,8 @@ static pd_status_t pd_json_parse_container(pd_json_parser_t *ps, pd_json_t *out,
         goto out_free_vec;
     }
 done:
+    if (object && v.n > PD_JSON_DUP_SORT && pd_json_has_dup(v.keys, v.n, ps) != PD_OK)
+        goto out_free_vec;
     out->type = object ? PD_JSON_OBJECT : PD_JSON_ARRAY;
     out->u.c.n = v.n;
     out->u.c.items = NULL;

@@ -11,7 +11,7 @@
  * code point that is in the vocabulary or its bytes as fallback tokens, then repeated
  * merges of the adjacent pair whose concatenation is in the vocabulary with the highest
  * score (the leftmost on ties). */
-#include "pd/tokenizer.h"
+#include "tok_int.h"
 
 #include "pd/log.h"
 
@@ -22,21 +22,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define PD_TOK_BYTE_BASE  3
-#define PD_TOK_MAX_PIECE  4096u /* longest token a file may declare */
-#define PD_TOK_MAX_FILE   (256u << 20)
-#define PD_TOK_BYTE_VOCAB 259u
-
-struct pd_tokenizer {
-    uint32_t vocab_size;
-    uint32_t max_token_length;
-    char *pool;       /* every token's bytes, each NUL-terminated */
-    uint32_t *offs;   /* (vocab) offset of token i in pool */
-    uint32_t *lens;   /* (vocab) */
-    float *scores;    /* (vocab) */
-    uint32_t *sorted; /* (vocab) ids sorted by bytes, for lookup */
-    int32_t space_id; /* id of " ", or -1 */
-};
+#define PD_TOK_BYTE_BASE   3
+#define PD_TOK_MAX_PIECE   4096u /* longest token a file may declare */
+#define PD_TOK_HF_MAX_FILE (256u << 20)
+#define PD_TOK_BYTE_VOCAB  259u
 
 /* Each byte as a one-byte string, for the pieces of byte fallback tokens. */
 static const char pd_tok_bytes[256] = {
@@ -145,6 +134,9 @@ static pd_status_t pd_tok_finish(pd_tokenizer_t *t, const char *what)
         t->sorted[i] = i;
     qsort_r(t->sorted, t->vocab_size, sizeof(uint32_t), pd_tok_sort_cmp, t);
     t->space_id = pd_tok_lookup(t, " ", 1);
+    t->bos_id = 1;
+    t->eos_id = 2;
+    t->pad_id = -1;
     return PD_OK;
 }
 
@@ -154,7 +146,7 @@ static uint32_t pd_tok_le32(const unsigned char *p)
 }
 
 /* Read a whole regular file of at most max_bytes. */
-static pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, size_t *len_p)
+pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, size_t *len_p)
 {
     pd_status_t status = PD_ERR_IO;
     unsigned char *buf = NULL;
@@ -168,9 +160,9 @@ static pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, siz
         pd_log_error("tokenizer %s: not a regular file", path);
         goto out_close;
     }
-    if ((uint64_t)st.st_size > PD_TOK_MAX_FILE) {
+    if ((uint64_t)st.st_size > PD_TOK_HF_MAX_FILE) {
         pd_log_error("tokenizer %s: %lld bytes, more than the %u MiB limit", path,
-                     (long long)st.st_size, PD_TOK_MAX_FILE >> 20);
+                     (long long)st.st_size, PD_TOK_HF_MAX_FILE >> 20);
         status = PD_ERR_FORMAT;
         goto out_close;
     }
@@ -184,6 +176,7 @@ static pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, siz
         free(buf);
         goto out_close;
     }
+    buf[st.st_size] = '\0'; /* JSON readers may rely on it */
     *buf_p = buf;
     *len_p = (size_t)st.st_size;
     status = PD_OK;
@@ -326,6 +319,10 @@ void pd_tokenizer_destroy(pd_tokenizer_t **tok_p)
     if (tok_p == NULL || *tok_p == NULL)
         return;
     pd_tokenizer_t *t = *tok_p;
+    pd_tok_hf_destroy(&t->hf);
+    free(t->bos_text);
+    free(t->eos_text);
+    free(t->chat_template);
     free(t->pool);
     free(t->offs);
     free(t->lens);
@@ -337,19 +334,17 @@ void pd_tokenizer_destroy(pd_tokenizer_t **tok_p)
 
 uint32_t pd_tokenizer_vocab_size(const pd_tokenizer_t *tok)
 {
-    return tok->vocab_size;
+    return tok->hf != NULL ? tok->hf->n_ids : tok->vocab_size;
 }
 
 int32_t pd_tokenizer_bos(const pd_tokenizer_t *tok)
 {
-    (void)tok;
-    return 1;
+    return tok->bos_id;
 }
 
 int32_t pd_tokenizer_eos(const pd_tokenizer_t *tok)
 {
-    (void)tok;
-    return 2;
+    return tok->eos_id;
 }
 
 /* A candidate merge of the adjacent tokens at positions left and right (indices into
@@ -491,16 +486,14 @@ out_free:
     return status;
 }
 
-pd_status_t pd_tokenizer_encode(const pd_tokenizer_t *tok, const char *text, size_t len,
-                                bool add_bos, int32_t *ids_p, size_t max_ids, size_t *n_ids_p)
+/* llama2.c encoding: add_bos prepends BOS. */
+pd_status_t pd_tok_l2c_encode(const pd_tokenizer_t *tok, const char *text, size_t len, bool add_bos,
+                              int32_t *ids_p, size_t max_ids, size_t *n_ids_p)
 {
     pd_status_t status = PD_OK;
     int32_t *ids = NULL;
     size_t n = 0;
 
-    if (tok == NULL || (text == NULL && len > 0) || n_ids_p == NULL ||
-        (ids_p == NULL && max_ids > 0))
-        return PD_ERR_INVALID_PARAM;
     /* At most one token per byte, plus the dummy prefix. */
     ids = malloc((len + 1) * sizeof(int32_t));
     if (ids == NULL) {
@@ -547,6 +540,8 @@ pd_status_t pd_tokenizer_piece(const pd_tokenizer_t *tok, int32_t prev, int32_t 
 {
     if (tok == NULL || piece_p == NULL || len_p == NULL)
         return PD_ERR_INVALID_PARAM;
+    if (tok->hf != NULL)
+        return PD_ERR_UNSUPPORTED;
     if (id < 0 || (uint32_t)id >= tok->vocab_size)
         return PD_ERR_OUT_OF_RANGE;
     /* Control tokens have no text. */
@@ -572,29 +567,20 @@ pd_status_t pd_tokenizer_piece(const pd_tokenizer_t *tok, int32_t prev, int32_t 
     return PD_OK;
 }
 
-pd_status_t pd_tokenizer_decode(const pd_tokenizer_t *tok, const int32_t *ids, size_t n_ids,
-                                char *buf, size_t cap, size_t *len_p)
+pd_status_t pd_tok_l2c_decode(const pd_tokenizer_t *tok, int32_t prev, const int32_t *ids,
+                              size_t n_ids, pd_tok_buf_t *out)
 {
-    size_t n = 0;
-    if (tok == NULL || (ids == NULL && n_ids > 0) || buf == NULL || cap == 0)
-        return PD_ERR_INVALID_PARAM;
-    buf[0] = '\0';
     for (size_t i = 0; i < n_ids; i++) {
         const char *piece;
         size_t plen;
-        pd_status_t status =
-            pd_tokenizer_piece(tok, i > 0 ? ids[i - 1] : -1, ids[i], &piece, &plen);
+        pd_status_t status = pd_tokenizer_piece(tok, prev, ids[i], &piece, &plen);
         if (status != PD_OK)
             return status;
-        if (n + plen + 1 > cap)
-            return PD_ERR_LIMIT;
-        memcpy(buf + n, piece, plen);
-        n += plen;
-        buf[n] = '\0';
+        if ((status = pd_tok_buf_put(out, piece, plen)) != PD_OK)
+            return status;
+        prev = ids[i];
     }
-    if (len_p != NULL)
-        *len_p = n;
-    return PD_OK;
+    return pd_tok_buf_reserve(out, 0);
 }
 
 pd_status_t pd_tokenizer_save(const pd_tokenizer_t *tok, const char *path)
@@ -602,6 +588,8 @@ pd_status_t pd_tokenizer_save(const pd_tokenizer_t *tok, const char *path)
     pd_status_t status = PD_ERR_IO;
     if (tok == NULL || path == NULL)
         return PD_ERR_INVALID_PARAM;
+    if (tok->hf != NULL)
+        return PD_ERR_UNSUPPORTED;
     FILE *f = fopen(path, "wb");
     if (f == NULL) {
         pd_log_error("tokenizer %s: cannot create: %s", path, strerror(errno));

@@ -1,0 +1,167 @@
+/* pdctl detokenize: token ids back to text. */
+#include "pdctl_int.h"
+
+#include "pd/json.h"
+#include "pd/tokenizer.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void pd_cmd_detokenize_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pdctl detokenize -t TOKENIZER (--ids IDS | --lines FILE) [--skip-special]\n"
+            "                        [--json]\n"
+            "\n"
+            "Print the text of token ids. IDS is a JSON array or a comma-separated list;\n"
+            "FILE holds one JSON array per line (what 'pdctl tokenize --lines' prints; '-'\n"
+            "reads stdin) and gives one line of text each.\n"
+            "\n"
+            "  -t, --tokenizer PATH  tokenizer.json, its directory, or a tokenizer.bin\n"
+            "  --ids IDS             the ids to decode\n"
+            "  --lines FILE          decode every line of FILE\n"
+            "  --skip-special        special tokens (BOS, EOS, ...) produce no text\n"
+            "  --json                print each text as a JSON string (a text with newlines\n"
+            "                        stays on one line)\n");
+}
+
+/* Parse "[1,2]" or "1,2" into a malloc'd array. */
+static int pd_cmd_detok_parse(const char *s, size_t len, int32_t **ids_p, size_t *n_p)
+{
+    pd_json_doc_t *doc = NULL;
+    char *wrapped = NULL;
+    size_t i = 0;
+    while (i < len && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    if (i == len || s[i] != '[') {
+        wrapped = malloc(len + 3);
+        if (wrapped == NULL)
+            return PD_CLI_FAIL;
+        wrapped[0] = '[';
+        memcpy(wrapped + 1, s, len);
+        wrapped[len + 1] = ']';
+        s = wrapped;
+        len += 2;
+    }
+    pd_status_t st = pd_json_parse(s, len, NULL, &doc);
+    free(wrapped);
+    const pd_json_t *arr = st == PD_OK ? pd_json_doc_root(doc) : NULL;
+    if (pd_json_type(arr) != PD_JSON_ARRAY) {
+        fprintf(stderr, "pdctl: detokenize: not a list of ids: %.*s\n", (int)(len > 80 ? 80 : len),
+                s);
+        pd_json_doc_destroy(&doc);
+        return PD_CLI_USAGE;
+    }
+    size_t n = pd_json_len(arr);
+    int32_t *ids = malloc((n ? n : 1) * sizeof(int32_t));
+    for (size_t k = 0; ids != NULL && k < n; k++) {
+        uint64_t v;
+        if (!pd_json_u64(pd_json_array_at(arr, k), &v) || v > INT32_MAX) {
+            fprintf(stderr, "pdctl: detokenize: element %zu is not a token id\n", k);
+            free(ids);
+            pd_json_doc_destroy(&doc);
+            return PD_CLI_USAGE;
+        }
+        ids[k] = (int32_t)v;
+    }
+    pd_json_doc_destroy(&doc);
+    if (ids == NULL)
+        return PD_CLI_FAIL;
+    *ids_p = ids;
+    *n_p = n;
+    return PD_CLI_OK;
+}
+
+static int pd_cmd_detok_one(const pd_tokenizer_t *tok, const char *s, size_t len, unsigned flags,
+                            bool json)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = pd_cmd_detok_parse(s, len, &ids, &n);
+    if (rc != PD_CLI_OK)
+        return rc;
+    char *text = NULL;
+    size_t text_len = 0;
+    pd_status_t st = pd_tokenizer_decode_alloc(tok, ids, n, flags, &text, &text_len);
+    free(ids);
+    if (st != PD_OK) {
+        fprintf(stderr, "pdctl: detokenize: %s\n", pd_status_str(st));
+        return PD_CLI_FAIL;
+    }
+    if (json)
+        pd_json_fprint_string(stdout, text, text_len);
+    else
+        fwrite(text, 1, text_len, stdout);
+    putchar('\n');
+    free(text);
+    return PD_CLI_OK;
+}
+
+int pd_cmd_detokenize(int argc, char **argv)
+{
+    static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'},
+                                         {"ids", required_argument, NULL, 'i'},
+                                         {"lines", required_argument, NULL, 'L'},
+                                         {"skip-special", no_argument, NULL, 's'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *tok_path = NULL, *ids = NULL, *lines = NULL;
+    unsigned flags = 0;
+    bool json = false;
+    int c, rc = PD_CLI_OK;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            tok_path = optarg;
+            break;
+        case 'i':
+            ids = optarg;
+            break;
+        case 'L':
+            lines = optarg;
+            break;
+        case 's':
+            flags |= PD_DETOKENIZE_SKIP_SPECIAL;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            pd_cmd_detokenize_usage(stdout);
+            return PD_CLI_OK;
+        default:
+            pd_cmd_detokenize_usage(stderr);
+            return PD_CLI_USAGE;
+        }
+    }
+    if (optind != argc || tok_path == NULL || (ids == NULL) == (lines == NULL)) {
+        pd_cmd_detokenize_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    pd_tokenizer_t *tok = NULL;
+    pd_status_t st = pd_tokenizer_open(tok_path, 0, &tok);
+    if (st != PD_OK) {
+        fprintf(stderr, "pdctl: tokenizer %s: %s\n", tok_path, pd_status_str(st));
+        return PD_CLI_FAIL;
+    }
+    if (ids != NULL) {
+        rc = pd_cmd_detok_one(tok, ids, strlen(ids), flags, json);
+    } else {
+        size_t len = 0;
+        char *buf = pd_cli_read_all(lines, &len);
+        rc = buf == NULL ? PD_CLI_FAIL : PD_CLI_OK;
+        for (size_t a = 0; buf != NULL && a < len && rc == PD_CLI_OK;) {
+            char *nl = memchr(buf + a, '\n', len - a);
+            size_t b = nl ? (size_t)(nl - buf) : len;
+            rc = pd_cmd_detok_one(tok, buf + a, b - a, flags, json);
+            a = b + 1;
+        }
+        free(buf);
+    }
+    pd_tokenizer_destroy(&tok);
+    return rc;
+}

@@ -1,0 +1,157 @@
+/* pdctl tokenize: text to token ids with any tokenizer pdkv reads. */
+#include "pdctl_int.h"
+
+#include "pd/log.h"
+#include "pd/tokenizer.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void pd_cmd_tokenize_usage(FILE *out)
+{
+    fprintf(out, "usage: pdctl tokenize -t TOKENIZER (--text T | --lines FILE) [--add-special]\n"
+                 "                      [--special-as-text]\n"
+                 "\n"
+                 "Print the token ids of a text as one JSON array, or of every line of FILE (one\n"
+                 "array per line; '-' reads stdin). TOKENIZER is a tokenizer.json, a directory\n"
+                 "holding one (or a tokenizer.bin), or a llama2.c tokenizer.bin.\n"
+                 "\n"
+                 "  -t, --tokenizer PATH  the tokenizer\n"
+                 "  --text T              encode T\n"
+                 "  --lines FILE          encode each line of FILE (without its newline)\n"
+                 "  --add-special         add the tokenizer's special tokens around each text\n"
+                 "                        (BOS and the like); none are added without it\n"
+                 "  --special-as-text     read special-token strings such as <|eot_id|> in the\n"
+                 "                        text as plain text (for untrusted input)\n");
+}
+
+char *pd_cli_read_all(const char *path, size_t *len_p)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "pdctl: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (len + 1 < cap)
+            break;
+        char *nb = cap < (1u << 30) ? realloc(buf, cap * 2) : NULL;
+        if (nb == NULL) {
+            free(buf);
+            buf = NULL;
+            fprintf(stderr, "pdctl: %s: too large\n", path);
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    if (buf != NULL && ferror(f)) {
+        fprintf(stderr, "pdctl: %s: read error\n", path);
+        free(buf);
+        buf = NULL;
+    }
+    if (f != stdin)
+        fclose(f);
+    if (buf != NULL) {
+        buf[len] = '\0';
+        *len_p = len;
+    }
+    return buf;
+}
+
+static int pd_cmd_tokenize_one(const pd_tokenizer_t *tok, const char *text, size_t len,
+                               unsigned flags)
+{
+    size_t cap = pd_tokenizer_max_tokens(tok, len), n = 0;
+    int32_t *ids = malloc((cap ? cap : 1) * sizeof(int32_t));
+    if (ids == NULL)
+        return PD_CLI_FAIL;
+    pd_status_t st = pd_tokenizer_encode(tok, text, len, flags, ids, cap, &n);
+    if (st != PD_OK) {
+        fprintf(stderr, "pdctl: tokenize: %s\n", pd_status_str(st));
+        free(ids);
+        return PD_CLI_FAIL;
+    }
+    putchar('[');
+    for (size_t i = 0; i < n; i++)
+        printf(i ? ",%d" : "%d", ids[i]);
+    fputs("]\n", stdout);
+    free(ids);
+    return PD_CLI_OK;
+}
+
+int pd_cmd_tokenize(int argc, char **argv)
+{
+    static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'},
+                                         {"text", required_argument, NULL, 'T'},
+                                         {"lines", required_argument, NULL, 'L'},
+                                         {"add-special", no_argument, NULL, 'a'},
+                                         {"special-as-text", no_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *tok_path = NULL, *text = NULL, *lines = NULL;
+    unsigned flags = 0;
+    int c, rc = PD_CLI_OK;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            tok_path = optarg;
+            break;
+        case 'T':
+            text = optarg;
+            break;
+        case 'L':
+            lines = optarg;
+            break;
+        case 'a':
+            flags |= PD_TOKENIZE_ADD_SPECIAL;
+            break;
+        case 's':
+            flags |= PD_TOKENIZE_SPECIAL_AS_TEXT;
+            break;
+        case 'h':
+            pd_cmd_tokenize_usage(stdout);
+            return PD_CLI_OK;
+        default:
+            pd_cmd_tokenize_usage(stderr);
+            return PD_CLI_USAGE;
+        }
+    }
+    if (optind != argc || tok_path == NULL || (text == NULL) == (lines == NULL)) {
+        pd_cmd_tokenize_usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    pd_tokenizer_t *tok = NULL;
+    pd_status_t st = pd_tokenizer_open(tok_path, 0, &tok);
+    if (st != PD_OK) {
+        fprintf(stderr, "pdctl: tokenizer %s: %s\n", tok_path, pd_status_str(st));
+        return PD_CLI_FAIL;
+    }
+    if (text != NULL) {
+        rc = pd_cmd_tokenize_one(tok, text, strlen(text), flags);
+    } else {
+        size_t len = 0;
+        char *buf = pd_cli_read_all(lines, &len);
+        if (buf == NULL) {
+            rc = PD_CLI_FAIL;
+        } else {
+            for (size_t a = 0; a < len && rc == PD_CLI_OK;) {
+                char *nl = memchr(buf + a, '\n', len - a);
+                size_t b = nl ? (size_t)(nl - buf) : len;
+                rc = pd_cmd_tokenize_one(tok, buf + a, b - a, flags);
+                a = b + 1;
+            }
+            free(buf);
+        }
+    }
+    pd_tokenizer_destroy(&tok);
+    return rc;
+}
