@@ -124,6 +124,29 @@ static inline pid_t pd_tc_spawn(pd_tc_env_t *e, const char *name, char *const ar
     return pid;
 }
 
+/* Wait up to timeout_ms until pid catches SIGTERM (its handler is installed: bit 15 of
+ * SigCgt in /proc/PID/status); false on timeout or when pid is gone. */
+static inline bool pd_tc_wait_catches_sigterm(pid_t pid, int timeout_ms)
+{
+    uint64_t end = pd_time_now_ms() + (uint64_t)timeout_ms;
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    do {
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            return false;
+        unsigned long long mask = 0;
+        while (fgets(line, sizeof(line), f) != NULL)
+            if (strncmp(line, "SigCgt:", 7) == 0)
+                mask = strtoull(line + 7, NULL, 16);
+        fclose(f);
+        if (mask & (1ull << (SIGTERM - 1)))
+            return true;
+        usleep(20000);
+    } while (pd_time_now_ms() < end);
+    return false;
+}
+
 /* Wait for pid up to timeout_ms; returns its wait status or -1 on timeout. */
 static inline int pd_tc_wait(pid_t pid, int timeout_ms)
 {

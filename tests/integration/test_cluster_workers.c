@@ -285,8 +285,15 @@ static void fr_start(int n_prefill, int n_decode, bool colocated, uint32_t pool_
         if (wi >= 0)
             pd_proto_msg_cleanup(&m);
     }
-    if (fr_expect_workers >= 0)
+    if (fr_expect_workers >= 0) {
+        /* Nothing registers here, so nothing says the workers are up: wait until each
+         * catches SIGTERM, or a loaded machine still loading UCX's libraries takes the
+         * test's SIGTERM for a crash. */
+        for (int i = 0; i < g.env.n_procs; i++)
+            cr_assert(pd_tc_wait_catches_sigterm(g.env.procs[i].pid, 20000),
+                      "%s never installed its SIGTERM handler", g.env.procs[i].name);
         return;
+    }
     cr_assert_eq(g.n_w, n, "only %d of %d workers registered", g.n_w, n);
 }
 
