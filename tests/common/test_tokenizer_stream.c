@@ -113,8 +113,9 @@ Test(tokenizer_stream, pieces_are_whole_characters)
     cr_assert_eq(pd_tokenizer_create_byte(&byte), PD_OK);
     cr_assert_gt(stream_check(byte, "héllo 日本 🙂"), 0);
     pd_tokenizer_destroy(&byte);
+    /* cr_log_info, not cr_log_warn: Criterion 2.4 exits 1 after any warning. */
     if (!any)
-        cr_log_warn("reference tokenizers not installed: only the byte tokenizer streamed");
+        cr_log_info("reference tokenizers not installed: only the byte tokenizer streamed");
 }
 
 Test(tokenizer_stream, lone_bad_byte_flushes_as_replacement)
