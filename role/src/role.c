@@ -172,11 +172,30 @@ static long pd_role_wait_ms(void *arg)
     return (role >= 0 && role < wait) ? role : wait;
 }
 
+/* The heartbeat: the role's load, and the runtime's pool, tier and transfer figures,
+ * which the router sums for its clients (stats_reply, the HTTP gateway's /metrics). */
 static void pd_role_load(void *arg, pd_proto_heartbeat_t *hb)
 {
     pd_role_t *rt = arg;
     rt->ops->load(rt->state, hb);
+    pd_kvbm_stats_t ks;
+    pd_kvbm_stats(rt->bm, &ks);
     hb->free_blocks = pd_worker_kvbm_free_blocks(rt->bm);
+    pd_proto_worker_stats_t *s = &rt->hb_stats;
+    memset(s, 0, sizeof(*s));
+    s->g1_cached_blocks = ks.n_cached;
+    s->g2_blocks = ks.n_host_blocks;
+    s->g2_used_blocks = ks.n_host_cached;
+    s->g3_blocks = ks.n_disk_blocks;
+    s->g3_used_blocks = ks.n_disk_cached;
+    s->hit_blocks = ks.n_hits;
+    s->miss_blocks = ks.n_misses;
+    if (rt->fabric.engine != NULL) {
+        pd_xfer_stats_t xs;
+        pd_xfer_engine_stats(rt->fabric.engine, &xs);
+        s->xfer_bytes = xs.bytes_posted;
+    }
+    hb->stats = s;
 }
 
 pd_status_t pd_role_run(pd_role_t *rt)

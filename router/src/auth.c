@@ -25,7 +25,8 @@ static pd_status_t pd_router_auth_read_key(const char *path, char *key)
     return st;
 }
 
-/* Parse "TENANT Z85PUBLICKEY" lines (a line starting with '#' is a comment). */
+/* Parse "TENANT Z85PUBLICKEY [admin] [gateway]" lines (a line starting with '#' is a
+ * comment). */
 static pd_status_t pd_router_auth_read_clients(pd_router_t *r, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -42,14 +43,20 @@ static pd_status_t pd_router_auth_read_clients(pd_router_t *r, const char *path)
         const char *first = line + strspn(line, " \t");
         if (*first == '#')
             continue;
-        char tenant[PD_PROTO_NAME_CAP + 1], key[128], extra[8];
-        int n = sscanf(line, "%65s %127s %7s", tenant, key, extra);
+        char tenant[PD_PROTO_NAME_CAP + 1], key[128], role[2][16], extra[8];
+        int n = sscanf(line, "%65s %127s %15s %15s %7s", tenant, key, role[0], role[1], extra);
         if (n <= 0)
             continue;
-        if (n != 2 || strlen(tenant) >= PD_PROTO_NAME_CAP ||
+        bool admin = false, gateway = false, roles_ok = n <= 4;
+        for (int i = 0; i + 2 < n && i < 2; i++) {
+            admin |= strcmp(role[i], "admin") == 0;
+            gateway |= strcmp(role[i], "gateway") == 0;
+            roles_ok &= strcmp(role[i], "admin") == 0 || strcmp(role[i], "gateway") == 0;
+        }
+        if (n < 2 || !roles_ok || strlen(tenant) >= PD_PROTO_NAME_CAP ||
             strlen(key) != PD_ROUTER_Z85_KEY_CHARS) {
-            pd_log_error("client keys %s:%u: expected 'TENANT Z85KEY' (tenant <= 64 bytes, key "
-                         "40 characters)",
+            pd_log_error("client keys %s:%u: expected 'TENANT Z85KEY [admin] [gateway]' (tenant "
+                         "<= 64 bytes, key 40 characters)",
                          path, lineno);
             st = PD_ERR_FORMAT;
             break;
@@ -66,6 +73,8 @@ static pd_status_t pd_router_auth_read_clients(pd_router_t *r, const char *path)
             break;
         }
         memcpy(ck->tenant, tenant, strlen(tenant) + 1); /* checked above: it fits */
+        ck->admin = admin;
+        ck->gateway = gateway;
         r->n_client_keys++;
     }
     fclose(f);
@@ -148,6 +157,7 @@ void pd_router_auth_serve(pd_router_t *r)
             return;
         const char *code = "400", *text = "unknown key";
         const char *user = "";
+        const pd_router_client_key_t *ck = NULL;
         bool curve = n >= 7 && zmq_msg_size(&parts[5]) == 5 &&
                      memcmp(zmq_msg_data(&parts[5]), "CURVE", 5) == 0;
         if (curve && zmq_msg_size(&parts[6]) == 32) {
@@ -156,6 +166,7 @@ void pd_router_auth_serve(pd_router_t *r)
                     code = "200";
                     text = "OK";
                     user = r->client_keys[i].tenant;
+                    ck = &r->client_keys[i];
                     break;
                 }
             }
@@ -170,7 +181,20 @@ void pd_router_auth_serve(pd_router_t *r)
         zmq_send(r->zap_sock, code, 3, ZMQ_SNDMORE);
         zmq_send(r->zap_sock, text, strlen(text), ZMQ_SNDMORE);
         zmq_send(r->zap_sock, user, strlen(user), ZMQ_SNDMORE);
-        zmq_send(r->zap_sock, "", 0, 0);
+        /* Metadata (ZMTP properties: name length, name, 4-byte big-endian value length,
+         * value): the key's roles, which every message of the connection then carries. */
+        char roles[32] = "";
+        if (ck != NULL)
+            snprintf(roles, sizeof(roles), "%s%s%s", ck->admin ? "admin" : "",
+                     ck->admin && ck->gateway ? "," : "", ck->gateway ? "gateway" : "");
+        unsigned char meta[64];
+        size_t name_len = strlen(PD_ROUTER_ROLES_PROPERTY), value_len = strlen(roles);
+        meta[0] = (unsigned char)name_len;
+        memcpy(meta + 1, PD_ROUTER_ROLES_PROPERTY, name_len);
+        for (int b = 0; b < 4; b++)
+            meta[1 + name_len + b] = (unsigned char)(value_len >> (8 * (3 - b)));
+        memcpy(meta + 5 + name_len, roles, value_len);
+        zmq_send(r->zap_sock, meta, ck != NULL ? 5 + name_len + value_len : 0, 0);
         for (int i = 0; i < n; i++)
             zmq_msg_close(&parts[i]);
     }

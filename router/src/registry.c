@@ -219,6 +219,8 @@ void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
         wk->running = msg->u.heartbeat.running;
         wk->queued = msg->u.heartbeat.queued;
         wk->free_blocks = msg->u.heartbeat.free_blocks;
+        if (msg->u.heartbeat.stats != NULL)
+            wk->stats = *msg->u.heartbeat.stats;
         pd_router_worker_check_seq(r, wk, msg->u.heartbeat.kv_seq);
         break;
     case PD_PROTO_TYPE_KV_SNAPSHOT: {

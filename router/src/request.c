@@ -276,6 +276,7 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
     req->state = PD_REQ_QUEUED;
     pd_router_req_link(r, req);
     r->n_queued++;
+    r->requests_total++;
 
     pd_proto_msg_t acc = {.type = PD_PROTO_TYPE_ACCEPTED};
     memcpy(acc.u.accepted.id, req->id, sizeof(acc.u.accepted.id));
@@ -292,16 +293,43 @@ err_nomem:
     pd_router_send_client_error(r, client, g->id, PD_ERR_NO_MEMORY, "out of memory");
 }
 
+/* The live request id of this client, or NULL. */
+static pd_router_req_t *pd_router_req_of_client(pd_router_t *r, const pd_router_rid_t *client,
+                                                const char *id)
+{
+    for (pd_router_req_t *q = r->head; q != NULL; q = q->next)
+        if (q->client.n == client->n && memcmp(q->client.bytes, client->bytes, client->n) == 0 &&
+            strcmp(q->id, id) == 0)
+            return q;
+    return NULL;
+}
+
+void pd_router_on_stop(pd_router_t *r, const pd_router_rid_t *client, const char *id)
+{
+    pd_router_req_t *req = pd_router_req_of_client(r, client, id);
+    if (req == NULL) {
+        pd_router_send_client_error(r, client, id, PD_ERR_NOT_FOUND, "no such request in flight");
+        return;
+    }
+    /* Decode is still generating: it must stop and release. Prefill, if it has not
+     * reported, is canceled by pd_router_req_finish like any request done without it. */
+    pd_router_worker_t *d = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
+    if (req->state != PD_REQ_QUEUED && d != NULL)
+        pd_router_send_cancel(r, d, req->req_id);
+    req->done.finish_reason = PD_PROTO_FINISH_STOP;
+    req->done.cache_creation_input_tokens = 0; /* decode's share is reported only at its end */
+    pd_log_debug("request %llu (%s) stopped by the client after %u tokens",
+                 (unsigned long long)req->req_id, req->id, req->n_out);
+    pd_router_req_finish(r, req);
+}
+
 void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const char *id)
 {
-    for (pd_router_req_t *q = r->head; q != NULL; q = q->next) {
-        if (q->client.n == client->n && memcmp(q->client.bytes, client->bytes, client->n) == 0 &&
-            strcmp(q->id, id) == 0) {
-            pd_router_req_fail(r, q, PD_ERR_CANCELED, "canceled by the client");
-            return;
-        }
-    }
-    pd_router_send_client_error(r, client, id, PD_ERR_NOT_FOUND, "no such request in flight");
+    pd_router_req_t *q = pd_router_req_of_client(r, client, id);
+    if (q != NULL)
+        pd_router_req_fail(r, q, PD_ERR_CANCELED, "canceled by the client");
+    else
+        pd_router_send_client_error(r, client, id, PD_ERR_NOT_FOUND, "no such request in flight");
 }
 
 static bool pd_router_has_room(const pd_router_t *r, const pd_router_worker_t *wk)
@@ -516,6 +544,10 @@ void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
     req->prefill_cc_tokens = m->cache_creation_input_tokens;
     req->prefill_ms = m->prefill_ms;
     req->transfer_ms = m->transfer_ms;
+    if (req->prefill_slot != req->decode_slot) { /* colocated: no transfer */
+        r->xfer_count++;
+        r->xfer_ms_sum += m->transfer_ms;
+    }
     if (req->n_out > 0 && req->out[0] != m->first_token)
         pd_log_warn("request %llu: prefill sampled %d, decode streamed %d first",
                     (unsigned long long)req->req_id, m->first_token, req->out[0]);

@@ -94,6 +94,56 @@ void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client)
     pd_router_send_client(r, client, &m);
 }
 
+void pd_router_send_stats(pd_router_t *r, const pd_router_rid_t *client, bool details)
+{
+    pd_proto_stats_worker_t infos[PD_DIR_MAX_WORKERS];
+    uint32_t n = 0;
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_STATS_REPLY};
+    pd_proto_stats_reply_t *s = &m.u.stats_reply;
+    memset(infos, 0, sizeof(infos));
+    for (uint32_t slot = 0; slot < PD_DIR_MAX_WORKERS; slot++) {
+        const pd_router_worker_t *wk = &r->workers[slot];
+        if (!wk->used)
+            continue;
+        s->n_prefill += wk->role == PD_PROTO_ROLE_PREFILL;
+        s->n_decode += wk->role == PD_PROTO_ROLE_DECODE;
+        s->n_both += wk->role == PD_PROTO_ROLE_BOTH;
+        s->g1_blocks += wk->n_blocks;
+        s->g1_free_blocks += wk->free_blocks;
+        s->g1_cached_blocks += wk->stats.g1_cached_blocks;
+        s->g2_blocks += wk->stats.g2_blocks;
+        s->g2_used_blocks += wk->stats.g2_used_blocks;
+        s->g3_blocks += wk->stats.g3_blocks;
+        s->g3_used_blocks += wk->stats.g3_used_blocks;
+        s->hit_blocks += wk->stats.hit_blocks;
+        s->miss_blocks += wk->stats.miss_blocks;
+        s->xfer_bytes += wk->stats.xfer_bytes;
+        pd_proto_stats_worker_t *i = &infos[n++];
+        memcpy(i->id, wk->id, sizeof(i->id));
+        i->role = wk->role;
+        bool synced = pd_dir_worker_synced(r->dir, slot);
+        s->n_ready += synced;
+        snprintf(i->state, sizeof(i->state), "%s", synced ? "ready" : "resyncing");
+        i->running = wk->running;
+        i->queued = wk->queued;
+        i->n_blocks = wk->n_blocks;
+        i->free_blocks = wk->free_blocks;
+        i->directory_blocks = (uint32_t)pd_dir_worker_n_hashes(r->dir, slot);
+        i->stats = wk->stats;
+    }
+    s->queue_depth = r->n_queued;
+    s->requests_in_flight = r->n_live;
+    s->requests_total = r->requests_total;
+    s->directory_blocks = pd_dir_n_hashes(r->dir);
+    s->xfer_count = r->xfer_count;
+    s->xfer_ms_sum = r->xfer_ms_sum;
+    if (details && n > 0) {
+        s->workers = infos;
+        s->n_workers = n;
+    }
+    pd_router_send_client(r, client, &m);
+}
+
 static void *pd_router_socket(pd_router_t *r, int type, int max_frame)
 {
     void *s = zmq_socket(r->ctx, type);
@@ -261,10 +311,15 @@ static void pd_router_on_client(pd_router_t *r)
         pd_proto_msg_t msg;
         pd_proto_fault_t fault;
         char tenant[PD_PROTO_NAME_CAP] = "";
+        bool admin = !r->auth, gateway = false;
         if (r->auth) {
-            /* The ZAP handler's user id: the tenant listed with the client's key. */
+            /* The ZAP handler's user id: the tenant listed with the client's key; and the
+             * key's roles, which the handler attached as metadata. */
             const char *user = zmq_msg_gets(&payload, "User-Id");
+            const char *roles = zmq_msg_gets(&payload, PD_ROUTER_ROLES_PROPERTY);
             snprintf(tenant, sizeof(tenant), "%s", user != NULL ? user : "");
+            admin = roles != NULL && strstr(roles, "admin") != NULL;
+            gateway = roles != NULL && strstr(roles, "gateway") != NULL;
         }
         pd_status_t st = pd_proto_decode(&msg, PD_PROTO_CHAN_CLIENT, zmq_msg_data(&payload),
                                          zmq_msg_size(&payload), &fault);
@@ -276,7 +331,17 @@ static void pd_router_on_client(pd_router_t *r)
         }
         switch (msg.type) {
         case PD_PROTO_TYPE_GENERATE:
-            pd_router_on_generate(r, &rid, &msg.u.generate, r->auth ? tenant : NULL);
+            /* With auth, the key's tenant; a gateway key may name the tenant of each
+             * request (its own user's), and its own tenant is the default. */
+            pd_router_on_generate(
+                r, &rid, &msg.u.generate,
+                !r->auth || (gateway && msg.u.generate.tenant[0] != '\0') ? NULL : tenant);
+            break;
+        case PD_PROTO_TYPE_STATS:
+            pd_router_send_stats(r, &rid, admin);
+            break;
+        case PD_PROTO_TYPE_STOP:
+            pd_router_on_stop(r, &rid, msg.u.stop.id);
             break;
         case PD_PROTO_TYPE_STATUS:
             pd_router_send_status(r, &rid);

@@ -18,11 +18,18 @@
 #define PD_ROUTER_MAX_CLIENT_KEYS 1024
 #define PD_ROUTER_Z85_KEY_CHARS   40
 
-/* One client allowed by --client-keys: its CURVE public key and the tenant it acts as. */
+/* One client allowed by --client-keys: its CURVE public key, the tenant it acts as, and
+ * its roles: `admin` sees every worker's figures in stats_reply; `gateway` may name the
+ * tenant of each request (an HTTP gateway that authenticates its own users). */
 typedef struct pd_router_client_key {
     uint8_t key[32];
     char tenant[PD_PROTO_NAME_CAP];
+    bool admin;
+    bool gateway;
 } pd_router_client_key_t;
+
+/* ZAP metadata property that carries a client key's roles to every message it sends. */
+#define PD_ROUTER_ROLES_PROPERTY "X-Pdkv-Roles"
 
 typedef struct pd_router_rid {
     unsigned char bytes[PD_ROUTER_RID_CAP];
@@ -44,6 +51,7 @@ typedef struct pd_router_worker {
     uint64_t last_seen_ms;
     /* From the last heartbeat. */
     uint32_t running, queued, free_blocks;
+    pd_proto_worker_stats_t stats; /* from the last heartbeat that carried them */
     /* The router's own view, current to the message: requests assigned and their tokens. */
     uint32_t n_assigned;
     uint64_t assigned_tokens;
@@ -127,6 +135,9 @@ struct pd_router {
     uint32_t n_queued;
     uint32_t n_live;
     uint64_t next_req_id;
+    uint64_t requests_total; /* admitted since start */
+    uint64_t xfer_count;     /* KV pushes prefill reported complete */
+    double xfer_ms_sum;      /* ... and their transfer times */
 };
 
 /* auth.c */
@@ -160,6 +171,8 @@ bool pd_router_worker_can_decode(const pd_router_worker_t *wk);
 void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
                            const pd_proto_generate_t *g, const char *tenant);
 void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const char *id);
+/* The client's `stop`: end the request now with `done` (finish_reason stop). */
+void pd_router_on_stop(pd_router_t *r, const pd_router_rid_t *client, const char *id);
 pd_router_req_t *pd_router_req_find(pd_router_t *r, uint64_t req_id);
 /* End req with one error to its client, cancel at its workers, free it. */
 void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code,
@@ -191,5 +204,7 @@ void pd_router_send_client_error(pd_router_t *r, const pd_router_rid_t *client, 
                                  pd_status_t code, const char *message);
 void pd_router_send_cancel(pd_router_t *r, const pd_router_worker_t *wk, uint64_t req_id);
 void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client);
+/* stats_reply; details: with every worker's figures. */
+void pd_router_send_stats(pd_router_t *r, const pd_router_rid_t *client, bool details);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 static const int32_t pd_sample_tokens[] = {1, 450, 4996, 17354, 1701, 0, INT32_MAX};
@@ -20,6 +21,20 @@ static const pd_proto_worker_info_t pd_sample_workers[] = {
     {"prefill-0", PD_PROTO_ROLE_PREFILL, 1, "ready", 1, 2, 4096, 4000, 12},
     {"decode-0", PD_PROTO_ROLE_DECODE, UINT64_MAX, "resyncing", 0, 0, 0, 0, 0},
     {"both-0", PD_PROTO_ROLE_BOTH, 7, "ready", UINT32_MAX, 3, 5, 6, 7},
+};
+static const pd_proto_worker_stats_t pd_sample_worker_stats = {
+    4000, 8192, 17, UINT32_MAX, 0, 123456789, UINT64_MAX, 1ull << 40};
+static const pd_proto_stats_worker_t pd_sample_stats_workers[] = {
+    {"prefill-0",
+     PD_PROTO_ROLE_PREFILL,
+     "ready",
+     1,
+     0,
+     4096,
+     4000,
+     12,
+     {100, 0, 0, 0, 0, 7, 3, 65536}},
+    {"decode-0", PD_PROTO_ROLE_DECODE, "resyncing", 0, 2, 8192, 0, 0, {0}},
 };
 static const pd_proto_kv_event_item_t pd_sample_events[] = {
     {PD_PROTO_EVENT_STORED, PD_PROTO_TIER_G1, pd_sample_hashes, 4},
@@ -129,7 +144,7 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         return true;
     case 14:
         m->type = PD_PROTO_TYPE_HEARTBEAT;
-        m->u.heartbeat = (pd_proto_heartbeat_t){"prefill-0", 42, 3, 1, 4000, 99};
+        m->u.heartbeat = (pd_proto_heartbeat_t){"prefill-0", 42, 3, 1, 4000, 99, NULL};
         return true;
     case 15:
         m->type = PD_PROTO_TYPE_RESERVE;
@@ -219,6 +234,49 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
                                               .seq = 13,
                                               .events = pd_sample_events,
                                               .n_events = 3};
+        return true;
+    /* Types and fields added after the table-driven codec took over: their frames were
+     * recorded from it. */
+    case 28: /* heartbeat with stats */
+        m->type = PD_PROTO_TYPE_HEARTBEAT;
+        m->u.heartbeat =
+            (pd_proto_heartbeat_t){"decode-0", 43, 2, 0, 12, 0, &pd_sample_worker_stats};
+        return true;
+    case 29:
+        m->type = PD_PROTO_TYPE_STOP;
+        snprintf(m->u.stop.id, sizeof(m->u.stop.id), "g1f");
+        return true;
+    case 30:
+        m->type = PD_PROTO_TYPE_STATS;
+        return true;
+    case 31: /* stats_reply for a client that is not admin: no workers */
+        m->type = PD_PROTO_TYPE_STATS_REPLY;
+        m->u.stats_reply = (pd_proto_stats_reply_t){.n_prefill = 1,
+                                                    .n_decode = 2,
+                                                    .n_both = 0,
+                                                    .n_ready = 2,
+                                                    .queue_depth = 3,
+                                                    .requests_in_flight = 9,
+                                                    .requests_total = UINT64_MAX,
+                                                    .directory_blocks = 77,
+                                                    .g1_blocks = 12288,
+                                                    .g1_free_blocks = 12000,
+                                                    .g1_cached_blocks = 80,
+                                                    .g2_blocks = 1024,
+                                                    .g2_used_blocks = 5,
+                                                    .hit_blocks = 1000,
+                                                    .miss_blocks = 2000,
+                                                    .xfer_bytes = 1ull << 33,
+                                                    .xfer_count = 41,
+                                                    .xfer_ms_sum = 123.25};
+        return true;
+    case 32: /* stats_reply with the workers */
+        m->type = PD_PROTO_TYPE_STATS_REPLY;
+        m->u.stats_reply = (pd_proto_stats_reply_t){.n_prefill = 1,
+                                                    .n_decode = 1,
+                                                    .n_ready = 1,
+                                                    .workers = pd_sample_stats_workers,
+                                                    .n_workers = 2};
         return true;
     default:
         return false;

@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <netinet/tcp.h>
+#include <sodium.h>
 
 typedef struct gt {
     pd_tc_env_t env;
@@ -101,11 +102,13 @@ static inline void gt_start_router(const char *extra)
 {
     char cmd[6 * PATH_MAX], ready[PATH_MAX];
     snprintf(ready, sizeof(ready), "%s/router.ready", gt.env.dir);
-    snprintf(cmd, sizeof(cmd),
-             "%s/pd-router --client tcp://127.0.0.1:* --workers tcp://127.0.0.1:* "
-             "--ready-file %s --tokenizer %s/tokenizer.bin --model-id %s --heartbeat-ms 100 "
-             "--worker-timeout-ms 5000 %s",
-             gt.env.bin, ready, gt.model, gt.model, extra != NULL ? extra : "");
+    int n =
+        snprintf(cmd, sizeof(cmd),
+                 "%s/pd-router --client tcp://127.0.0.1:* --workers tcp://127.0.0.1:* "
+                 "--ready-file %s --tokenizer %s/tokenizer.bin --model-id %s --heartbeat-ms 100 "
+                 "--worker-timeout-ms 5000 %s",
+                 gt.env.bin, ready, gt.model, gt.model, extra != NULL ? extra : "");
+    cr_assert(n > 0 && (size_t)n < sizeof(cmd), "the router's command line is too long");
     gt_spawn("router", cmd);
     gt_ready_value(ready, "client", gt.client_ep, sizeof(gt.client_ep));
     gt_ready_value(ready, "workers", gt.workers_ep, sizeof(gt.workers_ep));
@@ -133,10 +136,11 @@ static inline void gt_start_gateway(const char *name, const char *extra, char *u
 {
     char cmd[6 * PATH_MAX], ready[PATH_MAX];
     snprintf(ready, sizeof(ready), "%s/%s.ready", gt.env.dir, name);
-    snprintf(cmd, sizeof(cmd),
-             "%s/pd-gateway --listen 127.0.0.1:0 --ready-file %s --router %s "
-             "--tokenizer %s/tokenizer.bin --model small --status-interval-ms 100 %s",
-             gt.env.bin, ready, gt.client_ep, gt.model, extra != NULL ? extra : "");
+    int n = snprintf(cmd, sizeof(cmd),
+                     "%s/pd-gateway --listen 127.0.0.1:0 --ready-file %s --router %s "
+                     "--tokenizer %s/tokenizer.bin --model small --status-interval-ms 100 %s",
+                     gt.env.bin, ready, gt.client_ep, gt.model, extra != NULL ? extra : "");
+    cr_assert(n > 0 && (size_t)n < sizeof(cmd), "the gateway's command line is too long");
     gt.gw_pid = gt_spawn(name, cmd);
     gt_ready_value(ready, "http", url, cap);
 }
@@ -220,6 +224,30 @@ static inline void gt_wait_ready(void)
         cr_assert_lt(pd_time_now_ms(), end, "/ready did not answer 200 within 15 s");
         usleep(50000);
     }
+}
+
+/* Write an API key file line for key (tenant, options) to f. */
+static inline void gt_key_line(FILE *f, const char *key, const char *rest)
+{
+    uint8_t hash[32];
+    char hex[65];
+    crypto_hash_sha256(hash, (const unsigned char *)key, strlen(key));
+    sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
+    fprintf(f, "sha256:%s %s\n", hex, rest);
+}
+
+/* An API key file at path (atomically): lines holds pairs of key, "TENANT [options]". */
+static inline void gt_write_keys(const char *path, const char *const *lines, int n)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "# test keys\n");
+    for (int i = 0; i < n; i += 2)
+        gt_key_line(f, lines[i], lines[i + 1]);
+    fclose(f);
+    cr_assert_eq(rename(tmp, path), 0);
 }
 
 /* The whole cluster and one gateway (extra: its flags). */

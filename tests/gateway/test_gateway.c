@@ -4,33 +4,9 @@
  * and key reloads. The official SDKs are in test_gw_sdk.c. */
 #include "gw_test_util.h"
 
-#include <sodium.h>
 #include <sys/resource.h>
 
 TestSuite(gateway, .fini = gt_stop, .timeout = 120);
-
-/* Write a key file line for key (tenant, options) to f. */
-static void gt_key_line(FILE *f, const char *key, const char *rest)
-{
-    uint8_t hash[32];
-    char hex[65];
-    crypto_hash_sha256(hash, (const unsigned char *)key, strlen(key));
-    sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
-    fprintf(f, "sha256:%s %s\n", hex, rest);
-}
-
-static void gt_write_keys(const char *path, const char *const *lines, int n)
-{
-    char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "# test keys\n");
-    for (int i = 0; i < n; i += 2)
-        gt_key_line(f, lines[i], lines[i + 1]);
-    fclose(f);
-    cr_assert_eq(rename(tmp, path), 0);
-}
 
 /* The json integer at a path of object keys (NULL-terminated), -1 when absent. */
 static json_int_t gt_int(json_t *j, ...)

@@ -5,8 +5,6 @@
  * when Node.js or the packages are not installed (deploy/install-deps.sh installs both). */
 #include "gw_test_util.h"
 
-#include <sodium.h>
-
 TestSuite(gateway_sdk, .fini = gt_stop, .timeout = 180);
 
 static bool sdk_available(const char *package, char *why, size_t cap)
@@ -28,15 +26,6 @@ static bool sdk_available(const char *package, char *why, size_t cap)
     return true;
 }
 
-static void sdk_key_line(FILE *f, const char *key, const char *tenant)
-{
-    uint8_t hash[32];
-    char hex[65];
-    crypto_hash_sha256(hash, (const unsigned char *)key, strlen(key));
-    sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
-    fprintf(f, "sha256:%s %s\n", hex, tenant);
-}
-
 /* The cluster and a gateway with two keys, then `node SCRIPT`; its output is printed. */
 static void sdk_run(const char *script)
 {
@@ -44,11 +33,8 @@ static void sdk_run(const char *script)
     cr_assert_geq(sodium_init(), 0);
     char keys[PATH_MAX], extra[PATH_MAX + 16];
     snprintf(keys, sizeof(keys), "%s/keys", gt.env.dir);
-    FILE *f = fopen(keys, "w");
-    cr_assert_not_null(f);
-    sdk_key_line(f, "sk-test-alice", "alice");
-    sdk_key_line(f, "sk-test-bob", "bob");
-    fclose(f);
+    const char *lines[] = {"sk-test-alice", "alice", "sk-test-bob", "bob"};
+    gt_write_keys(keys, lines, 4);
     snprintf(extra, sizeof(extra), "--keys %s", keys);
     gt_start_router("--min-cached-prefix 64");
     gt_start_workers();

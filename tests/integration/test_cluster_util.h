@@ -165,7 +165,10 @@ static inline int pd_tc_wait(pid_t pid, int timeout_ms)
 }
 
 /* SIGTERM every process (last started first), wait up to 5 s each, SIGKILL what is left.
- * Returns the number that did not exit 0 on SIGTERM. */
+ * A process still starting (a binary linked with large libraries can take seconds on a
+ * loaded machine) is given up to 10 s to install its handler first: a SIGTERM before it
+ * would kill it by default instead of stopping it cleanly. Returns the number that did
+ * not exit 0 on SIGTERM. */
 static inline int pd_tc_stop_all(pd_tc_env_t *e)
 {
     int bad = 0;
@@ -173,6 +176,15 @@ static inline int pd_tc_stop_all(pd_tc_env_t *e)
         pd_tc_proc_t *p = &e->procs[i];
         if (p->pid <= 0)
             continue;
+        uint64_t end = pd_time_now_ms() + 10000;
+        for (;;) {
+            siginfo_t info = {0};
+            bool exited = waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+                          info.si_pid != 0; /* not reaped: pd_tc_wait reads its status */
+            /* one look (and a 20 ms nap when it does not catch it yet) */
+            if (exited || pd_tc_wait_catches_sigterm(p->pid, 0) || pd_time_now_ms() >= end)
+                break;
+        }
         kill(p->pid, SIGTERM);
         int st = pd_tc_wait(p->pid, 5000);
         if (st == -1) {

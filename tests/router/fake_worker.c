@@ -339,6 +339,7 @@ void fw_cluster_pump(fw_cluster_t *cl, int ms)
                 hb.u.heartbeat.epoch = w->epoch;
                 hb.u.heartbeat.free_blocks = 1000;
                 hb.u.heartbeat.kv_seq = w->seq;
+                hb.u.heartbeat.stats = w->hb_stats;
                 fw_send(w, &hb);
             }
         }

@@ -45,8 +45,9 @@ typedef struct fw_worker {
     void *pub;
     char events_ep[256];
     bool registered;
-    bool heartbeats; /* send heartbeats (false: act dead) */
-    bool hang;       /* decode: reserve but never stream */
+    bool heartbeats;                         /* send heartbeats (false: act dead) */
+    bool hang;                               /* decode: reserve but never stream */
+    const pd_proto_worker_stats_t *hb_stats; /* sent with every heartbeat (NULL: none) */
     uint64_t last_hb_ms;
     uint64_t seq;
     uint64_t held[FW_MAX_HELD]; /* hashes held in G1 */

@@ -37,6 +37,8 @@ static const void *pd_proto_ptr(const pd_proto_field_t *f, const void *base)
 {
     if (f->kind == PD_PROTO_K_MAPS && !(f->flags & PD_PROTO_PTR))
         return CAT(base, f->off, char);
+    if (f->kind == PD_PROTO_K_MAP)
+        return (f->flags & PD_PROTO_PTR) ? *CAT(base, f->off, void *) : NULL;
     if (f->kind == PD_PROTO_K_TEXT || f->kind == PD_PROTO_K_BIN || pd_proto_is_array(f->kind))
         return *CAT(base, f->off, void *);
     return NULL;
@@ -171,7 +173,9 @@ static pd_status_t pd_proto_enc_value(pd_mp_writer_t *w, const pd_proto_field_t 
         }
         return st;
     case PD_PROTO_K_MAP:
-        return pd_proto_enc_map(w, f->sub, at);
+        if ((f->flags & PD_PROTO_PTR) && p == NULL)
+            return PD_ERR_INVALID_PARAM; /* an optional one is PD_PROTO_OMIT as well */
+        return pd_proto_enc_map(w, f->sub, (f->flags & PD_PROTO_PTR) ? p : at);
     case PD_PROTO_K_INLINE:
         break;
     }
@@ -272,6 +276,8 @@ static pd_status_t pd_proto_dec_default(pd_proto_dec_t *d, const pd_proto_field_
             *AT(base, f->off, const char *) = "";
         break;
     case PD_PROTO_K_MAP:
+        if (f->flags & PD_PROTO_PTR)
+            break; /* absent: NULL */
         return pd_proto_dec_fields(d, f->sub, NULL, AT(base, f->off, char));
     default:
         break;
@@ -443,10 +449,17 @@ static pd_status_t pd_proto_dec_field(pd_proto_dec_t *d, const pd_proto_field_t 
         if (o->via.array.size < f->min)
             return pd_proto_dec_fail(d, PD_ERR_PROTO, "field '%s' is empty", f->key);
         return pd_proto_dec_array(d, f, &o->via.array, base);
-    case PD_PROTO_K_MAP:
+    case PD_PROTO_K_MAP: {
         if (o->type != MSGPACK_OBJECT_MAP)
             return pd_proto_dec_fail(d, PD_ERR_PROTO, "field '%s' must be a map", f->key);
-        return pd_proto_dec_fields(d, f->sub, o, AT(base, f->off, char));
+        char *into = AT(base, f->off, char);
+        if (f->flags & PD_PROTO_PTR) {
+            if ((into = pd_proto_dec_alloc(d, f->sub->size)) == NULL)
+                return pd_proto_dec_fail(d, PD_ERR_NO_MEMORY, "out of memory");
+            *AT(base, f->off, void *) = into;
+        }
+        return pd_proto_dec_fields(d, f->sub, o, into);
+    }
     case PD_PROTO_K_INLINE:
         break;
     }

@@ -27,7 +27,9 @@ typedef enum pd_proto_kind {
     PD_PROTO_K_TOKENS, /* const int32_t * + uint32_t count at n_off: token ids */
     PD_PROTO_K_U64S,   /* const uint64_t * + uint32_t count at n_off */
     PD_PROTO_K_U32S,   /* const uint32_t * + uint32_t count at n_off */
-    PD_PROTO_K_MAP,    /* a nested map of sub's fields, their offsets relative to off */
+    PD_PROTO_K_MAP,    /* a nested map of sub's fields, their offsets relative to off, or
+                        * (PD_PROTO_PTR) to the struct a pointer at off points to, which the
+                        * decoder allocates; with PD_PROTO_OMIT a NULL pointer is not sent */
     PD_PROTO_K_INLINE, /* sub's fields at this level of the map (shared groups) */
     PD_PROTO_K_MAPS    /* an array of maps of sub's fields, count (uint32_t) at n_off: the
                         * elements are behind a pointer at off (PD_PROTO_PTR) or an array of
@@ -40,7 +42,7 @@ typedef enum pd_proto_kind {
 #define PD_PROTO_LIMIT 0x04u /* above max is PD_ERR_LIMIT (a size) rather than a bad value */
 #define PD_PROTO_XMIN  0x08u /* floats: fmin itself is out of range */
 #define PD_PROTO_ERR   0x10u /* codes: must name an error (a negative status) */
-#define PD_PROTO_PTR   0x20u /* MAPS: the elements are behind a pointer the decoder allocates */
+#define PD_PROTO_PTR   0x20u /* MAPS, MAP: behind a pointer the decoder allocates */
 
 typedef struct pd_proto_schema pd_proto_schema_t;
 

@@ -169,7 +169,7 @@ FIELDS(generate) = {
     {"max_tokens", U32, OPT | LIMIT, O(max_tokens), .min = 1, .max = PD_PROTO_MAX_NEW_TOKENS, .def = 64, .doc = "tokens to generate (the defaults are `pdctl generate`'s)"},
     {"sampling", INL, OPT, O(sampling), .sub = &s_sampling},
     {"stop", IDS, OPT | LIMIT, O(stop), N(n_stop), .max = PD_PROTO_MAX_STOP, .doc = "stop token ids (the stop token is part of the output)"},
-    {"tenant", STR, OPT, O(tenant), .doc = "cache isolation key while auth is off; with auth on, the tenant of the client's key"},
+    {"tenant", STR, OPT, O(tenant), .doc = "cache isolation key while auth is off; with auth on, the tenant of the client's key, unless that key is marked `gateway` and this is not empty"},
     {"cache", MAP, OPT, O(cache), .sub = &s_cache, .after = pd_proto_check_breakpoints, .doc = "cache control (default `auto`)"},
     {"stream", BOOL, OPT, O(stream), .def = 1, .doc = "false: no `token` messages, only `accepted` and the terminal message"},
 };
@@ -278,6 +278,89 @@ FIELDS(status_reply) = {
 SCHEMA(status_reply);
 #undef T
 
+#define T pd_proto_stop_t
+FIELDS(stop) = {
+    {"id", STR, REQ, O(id), .doc = "the request to end now, as `done`"},
+};
+SCHEMA(stop);
+#undef T
+
+#define T pd_proto_worker_stats_t
+FIELDS(worker_stats) = {
+    {"g1_cached_blocks", U32, OPT, O(g1_cached_blocks), MAXU32, .doc = "G1 blocks findable by hash (pinned or evictable)"},
+    {"g2_blocks", U32, OPT, O(g2_blocks), MAXU32, .doc = "host-DRAM tier (G2) slots; 0: no such tier"},
+    {"g2_used_blocks", U32, OPT, O(g2_used_blocks), MAXU32, .doc = "G2 slots holding a block"},
+    {"g3_blocks", U32, OPT, O(g3_blocks), MAXU32, .doc = "SSD tier (G3) slots; 0: no such tier"},
+    {"g3_used_blocks", U32, OPT, O(g3_used_blocks), MAXU32, .doc = "G3 slots holding a block"},
+    {"hit_blocks", U64, OPT, O(hit_blocks), MAXU64, .doc = "blocks found by cache lookups (any tier) since the worker started"},
+    {"miss_blocks", U64, OPT, O(miss_blocks), MAXU64, .doc = "blocks looked up and not found since it started"},
+    {"xfer_bytes", U64, OPT, O(xfer_bytes), MAXU64, .doc = "KV bytes it pushed to other workers since it started"},
+};
+SCHEMA(worker_stats);
+#undef T
+
+#define T pd_proto_stats_worker_t
+FIELDS(stats_worker_load) = {
+    {"running", U32, REQ, O(running), MAXU32, .doc = "requests in the running batch"},
+    {"queued", U32, REQ, O(queued), MAXU32, .doc = "requests waiting"},
+};
+SCHEMA(stats_worker_load);
+FIELDS(stats_worker) = {
+    {"id", STR, REQ, O(id), .doc = "worker id"},
+    {"role", ENUM, REQ, O(role), NAMES(pd_proto_role_names), .doc = "its role"},
+    {"state", STR, REQ, O(state), .doc = "`ready` or `resyncing`, as in `status_reply`"},
+    {"load", MAP, REQ, .off = 0, .sub = &s_stats_worker_load, .doc = "its last heartbeat's load"},
+    {"n_blocks", U32, REQ, O(n_blocks), MAXU32, .doc = "G1 pool size in blocks"},
+    {"free_blocks", U32, REQ, O(free_blocks), MAXU32, .doc = "free G1 blocks"},
+    {"directory_blocks", U32, OPT, O(directory_blocks), MAXU32, .doc = "blocks the directory lists for it"},
+    {"stats", MAP, OPT, O(stats), .sub = &s_worker_stats, .doc = "its last heartbeat's `stats` (zeros when it sent none)"},
+};
+SCHEMA(stats_worker);
+#undef T
+
+#define T pd_proto_stats_reply_t
+FIELDS(stats_roles) = {
+    {"prefill", U32, REQ, O(n_prefill), MAXU32, .doc = "prefill workers"},
+    {"decode", U32, REQ, O(n_decode), MAXU32, .doc = "decode workers"},
+    {"both", U32, REQ, O(n_both), MAXU32, .doc = "colocated workers"},
+    {"ready", U32, OPT, O(n_ready), MAXU32, .doc = "of them, those whose directory state is current (not resyncing)"},
+};
+SCHEMA(stats_roles);
+FIELDS(stats_router) = {
+    {"queue_depth", U32, REQ, O(queue_depth), MAXU32, .doc = "requests admitted but not yet dispatched"},
+    {"requests_in_flight", U32, REQ, O(requests_in_flight), MAXU32, .doc = "requests not yet terminated"},
+    {"requests_total", U64, REQ, O(requests_total), MAXU64, .doc = "requests admitted since the router started"},
+    {"directory_blocks", U64, REQ, O(directory_blocks), MAXU64, .doc = "distinct block hashes in the directory"},
+};
+SCHEMA(stats_router);
+FIELDS(stats_pool) = {
+    {"g1_blocks", U64, REQ, O(g1_blocks), MAXU64, .doc = "G1 pool blocks"},
+    {"g1_free_blocks", U64, REQ, O(g1_free_blocks), MAXU64, .doc = "free G1 blocks"},
+    {"g1_cached_blocks", U64, REQ, O(g1_cached_blocks), MAXU64, .doc = "G1 blocks findable by hash"},
+    {"g2_blocks", U64, REQ, O(g2_blocks), MAXU64, .doc = "G2 slots"},
+    {"g2_used_blocks", U64, REQ, O(g2_used_blocks), MAXU64, .doc = "G2 slots in use"},
+    {"g3_blocks", U64, REQ, O(g3_blocks), MAXU64, .doc = "G3 slots"},
+    {"g3_used_blocks", U64, REQ, O(g3_used_blocks), MAXU64, .doc = "G3 slots in use"},
+    {"hit_blocks", U64, REQ, O(hit_blocks), MAXU64, .doc = "blocks found by cache lookups"},
+    {"miss_blocks", U64, REQ, O(miss_blocks), MAXU64, .doc = "blocks looked up and not found"},
+};
+SCHEMA(stats_pool);
+FIELDS(stats_transfer) = {
+    {"bytes", U64, REQ, O(xfer_bytes), MAXU64, .doc = "KV bytes the workers pushed"},
+    {"count", U64, REQ, O(xfer_count), MAXU64, .doc = "KV pushes reported complete by prefill workers"},
+    {"ms_sum", F64, REQ, O(xfer_ms_sum), .fmax = 1e18, .doc = "their transfer times, summed (ms)"},
+};
+SCHEMA(stats_transfer);
+FIELDS(stats_reply) = {
+    {"workers_by_role", MAP, REQ, .off = 0, .sub = &s_stats_roles, .doc = "registered workers by role"},
+    {"router", MAP, REQ, .off = 0, .sub = &s_stats_router, .doc = "the router's own figures"},
+    {"pool", MAP, REQ, .off = 0, .sub = &s_stats_pool, .doc = "the workers' KV pools and tiers, summed (blocks)"},
+    {"transfer", MAP, REQ, .off = 0, .sub = &s_stats_transfer, .doc = "KV transfer between workers"},
+    {"workers", MAPS, OPT | OMIT | LIMIT | PD_PROTO_PTR, O(workers), N(n_workers), .max = PD_PROTO_MAX_WORKERS, .sub = &s_stats_worker, .doc = "every worker's figures; only to clients whose key is marked `admin` (or with auth off)"},
+};
+SCHEMA(stats_reply);
+#undef T
+
 /* ---- worker channel ---- */
 
 #define T pd_proto_register_t
@@ -313,6 +396,7 @@ FIELDS(heartbeat) = {
     {"epoch", U64, REQ, O(epoch), MAXU64, .doc = "its epoch"},
     {"kv_seq", U64, OPT, O(kv_seq), MAXU64, .doc = "seq of the last `kv_event` published (0: none or unknown)"},
     {"load", MAP, REQ, .off = 0, .sub = &s_heartbeat_load, .doc = "current load"},
+    {"stats", MAP, OPT | OMIT | PD_PROTO_PTR, O(stats), .sub = &s_worker_stats, .doc = "its KV cache and transfer figures (relayed in `stats_reply`)"},
 };
 SCHEMA(heartbeat);
 #undef T
@@ -494,5 +578,8 @@ const pd_proto_type_def_t pd_proto_type_defs[PD_PROTO_TYPE_COUNT_] = {
     [PD_PROTO_TYPE_WORKER_CANCEL] = {"cancel", W, &s_worker_cancel, NULL},
     [PD_PROTO_TYPE_RESYNC] = {"resync", W, NULL, NULL},
     [PD_PROTO_TYPE_KV_EVENT] = {"kv_event", PD_PROTO_CHAN_EVENTS, &s_kv_event, NULL},
+    [PD_PROTO_TYPE_STATS] = {"stats", C, NULL, NULL},
+    [PD_PROTO_TYPE_STATS_REPLY] = {"stats_reply", C, &s_stats_reply, NULL},
+    [PD_PROTO_TYPE_STOP] = {"stop", C, &s_stop, NULL},
 };
 /* clang-format on */

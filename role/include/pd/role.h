@@ -59,6 +59,7 @@ struct pd_role {
     const pd_role_ops_t *ops;
     void *state;
     uint64_t next_expire_ms;
+    pd_proto_worker_stats_t hb_stats; /* what the last heartbeat carried */
 };
 
 /* Make everything a worker of role ops is made of from args: model, engine, pool, fabric,

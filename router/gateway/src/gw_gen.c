@@ -107,7 +107,7 @@ pd_status_t pd_gw_gen_start(pd_gw_req_t *req, pd_gw_err_t *err)
         req->sampling.seed = pd_gw_gen_seed(gw);
 
     uint64_t now = pd_time_now_ms();
-    const pd_gw_cluster_t *c = &gw->cluster;
+    const pd_proto_stats_reply_t *c = &gw->cluster.s;
     if (!pd_gw_link_router_up(gw, now)) {
         pd_gw_err_set(err, 503, "server_error", "unavailable", "the router does not answer");
         err->retry_after_s = 1;
@@ -247,11 +247,9 @@ void pd_gw_req_on_token(pd_gw_req_t *req, uint32_t index, int32_t token)
     req->last_ns = now;
     pd_gw_gen_push(req, token);
     if (req->stopped) {
-        /* A stop string ended the text: nothing more is needed from the cluster. */
-        pd_gw_link_cancel(req->gw, req);
-        req->finish = "stop";
-        pd_gw_gen_finish(req);
-        return;
+        /* A stop string ended the text: nothing more is needed from the cluster, whose
+         * `done` (the answer to `stop`) brings the usage. */
+        pd_gw_link_stop(req->gw, req);
     }
     if (req->stream)
         pd_gw_req_wake(req);

@@ -181,7 +181,7 @@ static bool pd_gw_http_auth(pd_gw_req_t *req, bool need_admin, pd_gw_err_t *err)
 static enum MHD_Result pd_gw_http_ready(pd_gw_req_t *req)
 {
     pd_gw_t *gw = req->gw;
-    const pd_gw_cluster_t *c = &gw->cluster;
+    const pd_proto_stats_reply_t *c = &gw->cluster.s;
     bool up = pd_gw_link_router_up(gw, pd_time_now_ms());
     bool prefill = c->n_prefill + c->n_both > 0, decode = c->n_decode + c->n_both > 0;
     bool ready = up && prefill && decode;
@@ -252,7 +252,7 @@ static enum MHD_Result pd_gw_http_handle(pd_gw_req_t *req, const char *url, cons
         if (!pd_gw_http_auth(req, true, &err))
             return pd_gw_http_error(req, &err);
         size_t len = 0;
-        char *text = pd_gw_metrics_render(gw, true, &len);
+        char *text = pd_gw_metrics_render(gw, &len);
         if (text == NULL)
             return MHD_NO;
         return pd_gw_http_queue(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, 0);

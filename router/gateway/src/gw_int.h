@@ -247,7 +247,7 @@ struct pd_gw_req {
     int32_t *out;         /* (max_tokens) generated ids, owned */
     uint32_t n_out;
     uint32_t n_counted; /* ids up to the stop string, when one matched */
-    bool stopped;       /* a stop string matched: cancel sent, waiting terminal */
+    bool stopped;       /* a stop string matched: stop sent, waiting for done */
     const char *finish; /* "length", "stop", "eos" */
     pd_proto_usage_t usage;
     bool have_usage;
@@ -268,17 +268,14 @@ struct pd_gw_req {
 
 /* ---- the gateway ---- */
 
-/* The router's last status reply, as the gateway saw it. */
+/* The router's last stats reply, as the gateway saw it. */
 typedef struct pd_gw_cluster {
-    bool have;      /* a reply ever came */
-    uint64_t at_ms; /* when the last one came */
-    uint32_t n_prefill, n_decode, n_both;
-    uint32_t n_ready; /* workers whose directory state is current */
-    uint64_t blocks_total, blocks_free;
-    uint64_t directory_blocks;
-    uint32_t queue_depth, requests_in_flight;
-    pd_proto_worker_info_t *workers; /* (n_workers) owned */
+    bool have;                        /* a reply ever came */
+    uint64_t at_ms;                   /* when the last one came */
+    pd_proto_stats_reply_t s;         /* its sums; s.workers is not used */
+    pd_proto_stats_worker_t *workers; /* (n_workers) owned; only when the router sent them */
     uint32_t n_workers;
+    bool details; /* the router sent the workers (admin key, or no auth) */
 } pd_gw_cluster_t;
 
 struct pd_gw_conn {
@@ -326,9 +323,11 @@ void pd_gw_link_drain(pd_gw_t *gw);
 pd_status_t pd_gw_link_submit(pd_gw_t *gw, pd_gw_req_t *req, pd_gw_err_t *err);
 /* Send cancel for req and forget it on this side (idempotent). */
 void pd_gw_link_cancel(pd_gw_t *gw, pd_gw_req_t *req);
-/* Periodic: status polling, request deadlines. */
+/* Send stop for req: the router answers with done (usage so far); req stays in flight. */
+void pd_gw_link_stop(pd_gw_t *gw, pd_gw_req_t *req);
+/* Periodic: stats polling, request deadlines. */
 void pd_gw_link_tick(pd_gw_t *gw, uint64_t now_ms);
-/* The router answered a status within the last few periods. */
+/* The router answered a stats request within the last few periods. */
 bool pd_gw_link_router_up(const pd_gw_t *gw, uint64_t now_ms);
 pd_gw_req_t *pd_gw_req_find(pd_gw_t *gw, uint64_t seq);
 void pd_gw_req_link(pd_gw_t *gw, pd_gw_req_t *req);
@@ -392,6 +391,6 @@ pd_status_t pd_gw_parse_common(pd_gw_req_t *req, json_t *body, const char *max_t
                                const char *stop_key, pd_gw_err_t *err);
 
 /* gw_metrics.c: GET /metrics. */
-char *pd_gw_metrics_render(const pd_gw_t *gw, bool details, size_t *len_p);
+char *pd_gw_metrics_render(const pd_gw_t *gw, size_t *len_p);
 
 #endif

@@ -1,5 +1,5 @@
 /* The gateway's side of the router: one DEALER on the router's client socket (CURVE when
- * configured), requests named "g<seq>", replies matched back by that id, a status
+ * configured), requests named "g<seq>", replies matched back by that id, a stats
  * request every --status-interval-ms whose reply feeds /ready and /metrics, and the
  * gateway's own deadline on every request. */
 #include "gw_int.h"
@@ -82,6 +82,7 @@ void pd_gw_link_close(pd_gw_t *gw)
     gw->sock = NULL;
     free(gw->cluster.workers);
     gw->cluster.workers = NULL;
+    gw->cluster.n_workers = 0;
 }
 
 bool pd_gw_link_router_up(const pd_gw_t *gw, uint64_t now_ms)
@@ -139,6 +140,21 @@ pd_status_t pd_gw_link_submit(pd_gw_t *gw, pd_gw_req_t *req, pd_gw_err_t *err)
     return PD_OK;
 }
 
+void pd_gw_link_stop(pd_gw_t *gw, pd_gw_req_t *req)
+{
+    if (!req->in_table)
+        return;
+    pd_proto_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.type = PD_PROTO_TYPE_STOP;
+    snprintf(m.u.stop.id, sizeof(m.u.stop.id), "g%" PRIx64, req->seq);
+    if (pd_gw_link_send(gw, &m) != PD_OK) {
+        /* The router will not hear it: end here, without the cluster's cache figures. */
+        pd_gw_link_cancel(gw, req);
+        pd_gw_req_on_error(req, PD_ERR_IO, "the request could not be stopped");
+    }
+}
+
 void pd_gw_link_cancel(pd_gw_t *gw, pd_gw_req_t *req)
 {
     if (!req->in_table)
@@ -151,10 +167,10 @@ void pd_gw_link_cancel(pd_gw_t *gw, pd_gw_req_t *req)
     pd_gw_req_unlink(gw, req);
 }
 
-static void pd_gw_link_on_status(pd_gw_t *gw, const pd_proto_status_reply_t *s)
+static void pd_gw_link_on_stats(pd_gw_t *gw, const pd_proto_stats_reply_t *s)
 {
     pd_gw_cluster_t *c = &gw->cluster;
-    pd_proto_worker_info_t *copy = NULL;
+    pd_proto_stats_worker_t *copy = NULL;
     if (s->n_workers > 0) {
         copy = malloc(s->n_workers * sizeof(*copy));
         if (copy == NULL)
@@ -164,24 +180,9 @@ static void pd_gw_link_on_status(pd_gw_t *gw, const pd_proto_status_reply_t *s)
     free(c->workers);
     c->workers = copy;
     c->n_workers = s->n_workers;
-    c->n_prefill = c->n_decode = c->n_both = c->n_ready = 0;
-    c->blocks_total = c->blocks_free = 0;
-    for (uint32_t i = 0; i < s->n_workers; i++) {
-        const pd_proto_worker_info_t *w = &s->workers[i];
-        if (w->role == PD_PROTO_ROLE_PREFILL)
-            c->n_prefill++;
-        else if (w->role == PD_PROTO_ROLE_DECODE)
-            c->n_decode++;
-        else
-            c->n_both++;
-        if (strcmp(w->state, "ready") == 0)
-            c->n_ready++;
-        c->blocks_total += w->n_blocks;
-        c->blocks_free += w->free_blocks;
-    }
-    c->directory_blocks = s->directory_blocks;
-    c->queue_depth = s->queue_depth;
-    c->requests_in_flight = s->requests_in_flight;
+    c->details = s->workers != NULL;
+    c->s = *s;
+    c->s.workers = NULL;
     c->have = true;
     c->at_ms = pd_time_now_ms();
     gw->status_pending = false;
@@ -204,8 +205,8 @@ static void pd_gw_link_on_message(pd_gw_t *gw, const pd_proto_msg_t *m)
 {
     pd_gw_req_t *req;
     switch (m->type) {
-    case PD_PROTO_TYPE_STATUS_REPLY:
-        pd_gw_link_on_status(gw, &m->u.status_reply);
+    case PD_PROTO_TYPE_STATS_REPLY:
+        pd_gw_link_on_stats(gw, &m->u.stats_reply);
         break;
     case PD_PROTO_TYPE_ACCEPTED:
         break;
@@ -265,14 +266,14 @@ void pd_gw_link_drain(pd_gw_t *gw)
 
 void pd_gw_link_tick(pd_gw_t *gw, uint64_t now_ms)
 {
-    /* One status request at a time; one that got no answer is sent again. */
+    /* One stats request at a time; one that got no answer is sent again. */
     uint64_t period = gw->cfg.status_interval_ms;
     if ((!gw->status_pending && now_ms >= gw->cluster.at_ms + period &&
          now_ms >= gw->status_sent_ms + period) ||
         (gw->status_pending && now_ms >= gw->status_sent_ms + 4 * period)) {
         pd_proto_msg_t m;
         memset(&m, 0, sizeof(m));
-        m.type = PD_PROTO_TYPE_STATUS;
+        m.type = PD_PROTO_TYPE_STATS;
         if (pd_gw_link_send(gw, &m) == PD_OK) {
             gw->status_pending = true;
             gw->status_sent_ms = now_ms;

@@ -1,7 +1,7 @@
 /* GET /metrics: the gateway's own figures and the cluster's, in the Prometheus text
  * exposition format (version 0.0.4), so that one scrape of any gateway sees the cluster.
  * Latencies are histograms in seconds, as Prometheus names them. The cluster figures
- * come from the router's last status reply (the gateway polls it, docs/API.md). */
+ * come from the router's last stats reply (the gateway polls it, docs/API.md). */
 #include "gw_int.h"
 
 #include "pd/time.h"
@@ -133,81 +133,144 @@ static void pd_gw_metrics_gateway(pd_gw_buf_t *b, const pd_gw_t *gw)
                          m->key_rejections);
 }
 
-static void pd_gw_metrics_cluster(pd_gw_buf_t *b, const pd_gw_t *gw, bool details)
+/* a - b, or 0 where the figures of one heartbeat do not add up (the worker's pool moved
+ * between its reads): a gauge never wraps around to 2^64. */
+static unsigned long long pd_gw_metrics_sub(uint64_t a, uint64_t b)
+{
+    return a > b ? (unsigned long long)(a - b) : 0;
+}
+
+/* One labelled gauge line per worker (the label values escaped). */
+static void pd_gw_metrics_worker(pd_gw_buf_t *b, const char *name, const pd_proto_stats_worker_t *w,
+                                 const char *labels, unsigned long long v)
+{
+    pd_gw_buf_printf(b, "%s{worker=\"", name);
+    pd_gw_metrics_label(b, w->id);
+    pd_gw_buf_printf(b, "\",role=\"%s\"%s} %llu\n", pd_proto_role_name(w->role), labels, v);
+}
+
+static void pd_gw_metrics_details(pd_gw_buf_t *b, const pd_gw_cluster_t *c)
+{
+    static const struct {
+        const char *name, *help;
+    } gauges[] = {
+        {"pdkv_worker_pool_blocks", "KV blocks of one worker by tier and state"},
+        {"pdkv_worker_running", "requests in one worker's running batch"},
+        {"pdkv_worker_queued", "requests waiting at one worker"},
+        {"pdkv_worker_directory_blocks", "KV blocks the directory lists for one worker"},
+        {"pdkv_worker_transfer_bytes_total", "KV bytes one worker pushed to others"},
+    };
+    for (size_t k = 0; k < sizeof(gauges) / sizeof(gauges[0]); k++) {
+        pd_gw_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", gauges[k].name, gauges[k].help,
+                         gauges[k].name, k == 4 ? "counter" : "gauge");
+        for (uint32_t i = 0; i < c->n_workers; i++) {
+            const pd_proto_stats_worker_t *w = &c->workers[i];
+            const pd_proto_worker_stats_t *st = &w->stats;
+            switch (k) {
+            case 0: {
+                pd_gw_metrics_worker(b, gauges[k].name, w, ",tier=\"G1\",state=\"used\"",
+                                     pd_gw_metrics_sub(w->n_blocks, w->free_blocks));
+                pd_gw_metrics_worker(b, gauges[k].name, w, ",tier=\"G1\",state=\"free\"",
+                                     w->free_blocks);
+                pd_gw_metrics_worker(b, gauges[k].name, w, ",tier=\"G1\",state=\"cached\"",
+                                     st->g1_cached_blocks);
+                pd_gw_metrics_worker(b, gauges[k].name, w, ",tier=\"G2\",state=\"used\"",
+                                     st->g2_used_blocks);
+                pd_gw_metrics_worker(b, gauges[k].name, w, ",tier=\"G2\",state=\"free\"",
+                                     pd_gw_metrics_sub(st->g2_blocks, st->g2_used_blocks));
+                pd_gw_metrics_worker(b, gauges[k].name, w, ",tier=\"G3\",state=\"used\"",
+                                     st->g3_used_blocks);
+                pd_gw_metrics_worker(b, gauges[k].name, w, ",tier=\"G3\",state=\"free\"",
+                                     pd_gw_metrics_sub(st->g3_blocks, st->g3_used_blocks));
+                break;
+            }
+            case 1:
+                pd_gw_metrics_worker(b, gauges[k].name, w, "", w->running);
+                break;
+            case 2:
+                pd_gw_metrics_worker(b, gauges[k].name, w, "", w->queued);
+                break;
+            case 3:
+                pd_gw_metrics_worker(b, gauges[k].name, w, "", w->directory_blocks);
+                break;
+            default:
+                pd_gw_metrics_worker(b, gauges[k].name, w, "", st->xfer_bytes);
+                break;
+            }
+        }
+    }
+}
+
+static void pd_gw_metrics_cluster(pd_gw_buf_t *b, const pd_gw_t *gw)
 {
     const pd_gw_cluster_t *c = &gw->cluster;
+    const pd_proto_stats_reply_t *s = &c->s;
     uint64_t now = pd_time_now_ms();
     pd_gw_metrics_scalar(b, "pdkv_router_up", "gauge",
-                         "1 when the router answered a status request recently",
+                         "1 when the router answered a stats request recently",
                          pd_gw_link_router_up(gw, now) ? 1 : 0);
     if (!c->have)
         return;
     pd_gw_buf_printf(b,
-                     "# HELP pdkv_router_status_age_seconds age of the figures below\n"
-                     "# TYPE pdkv_router_status_age_seconds gauge\n"
-                     "pdkv_router_status_age_seconds %.3f\n",
+                     "# HELP pdkv_router_stats_age_seconds age of the cluster figures below\n"
+                     "# TYPE pdkv_router_stats_age_seconds gauge\n"
+                     "pdkv_router_stats_age_seconds %.3f\n",
                      (double)(now - c->at_ms) / 1000.0);
     pd_gw_metrics_scalar(b, "pdkv_router_queue_depth", "gauge",
                          "requests admitted by the router and waiting for a worker pair",
-                         c->queue_depth);
+                         s->queue_depth);
     pd_gw_metrics_scalar(b, "pdkv_router_requests_in_flight", "gauge",
-                         "requests the router holds, queued or running", c->requests_in_flight);
+                         "requests the router holds, queued or running", s->requests_in_flight);
+    pd_gw_metrics_scalar(b, "pdkv_router_requests_total", "counter",
+                         "requests the router admitted since it started", s->requests_total);
     pd_gw_metrics_scalar(b, "pdkv_router_directory_blocks", "gauge",
                          "distinct KV block hashes in the router's global directory",
-                         c->directory_blocks);
+                         s->directory_blocks);
     pd_gw_buf_printf(b,
                      "# HELP pdkv_workers registered workers by role\n"
                      "# TYPE pdkv_workers gauge\n"
                      "pdkv_workers{role=\"prefill\"} %u\npdkv_workers{role=\"decode\"} %u\n"
                      "pdkv_workers{role=\"both\"} %u\n",
-                     c->n_prefill, c->n_decode, c->n_both);
+                     s->n_prefill, s->n_decode, s->n_both);
     pd_gw_metrics_scalar(b, "pdkv_workers_ready", "gauge",
-                         "workers whose KV directory state is current", c->n_ready);
+                         "registered workers whose directory state is current (not resyncing)",
+                         s->n_ready);
+    pd_gw_buf_printf(
+        b,
+        "# HELP pdkv_pool_blocks KV blocks of every worker, by tier and state (cached: G1 "
+        "blocks findable by hash, a part of used or free)\n"
+        "# TYPE pdkv_pool_blocks gauge\n"
+        "pdkv_pool_blocks{tier=\"G1\",state=\"used\"} %llu\n"
+        "pdkv_pool_blocks{tier=\"G1\",state=\"free\"} %llu\n"
+        "pdkv_pool_blocks{tier=\"G1\",state=\"cached\"} %llu\n"
+        "pdkv_pool_blocks{tier=\"G2\",state=\"used\"} %llu\n"
+        "pdkv_pool_blocks{tier=\"G2\",state=\"free\"} %llu\n"
+        "pdkv_pool_blocks{tier=\"G3\",state=\"used\"} %llu\n"
+        "pdkv_pool_blocks{tier=\"G3\",state=\"free\"} %llu\n",
+        pd_gw_metrics_sub(s->g1_blocks, s->g1_free_blocks), (unsigned long long)s->g1_free_blocks,
+        (unsigned long long)s->g1_cached_blocks, (unsigned long long)s->g2_used_blocks,
+        pd_gw_metrics_sub(s->g2_blocks, s->g2_used_blocks), (unsigned long long)s->g3_used_blocks,
+        pd_gw_metrics_sub(s->g3_blocks, s->g3_used_blocks));
+    pd_gw_metrics_scalar(b, "pdkv_cache_hit_blocks_total", "counter",
+                         "KV blocks found by the workers' cache lookups", s->hit_blocks);
+    pd_gw_metrics_scalar(b, "pdkv_cache_miss_blocks_total", "counter",
+                         "KV blocks looked up and not found", s->miss_blocks);
+    pd_gw_metrics_scalar(b, "pdkv_transfer_bytes_total", "counter",
+                         "KV bytes the workers pushed to each other", s->xfer_bytes);
     pd_gw_buf_printf(b,
-                     "# HELP pdkv_pool_blocks KV pool blocks of every worker, by tier and "
-                     "state\n# TYPE pdkv_pool_blocks gauge\n"
-                     "pdkv_pool_blocks{tier=\"G1\",state=\"used\"} %llu\n"
-                     "pdkv_pool_blocks{tier=\"G1\",state=\"free\"} %llu\n",
-                     (unsigned long long)(c->blocks_total - c->blocks_free),
-                     (unsigned long long)c->blocks_free);
-    if (!details)
-        return;
-    pd_gw_buf_printf(b, "# HELP pdkv_worker_pool_blocks KV pool blocks of one worker\n"
-                        "# TYPE pdkv_worker_pool_blocks gauge\n");
-    for (uint32_t i = 0; i < c->n_workers; i++) {
-        const pd_proto_worker_info_t *w = &c->workers[i];
-        uint32_t used = w->n_blocks > w->free_blocks ? w->n_blocks - w->free_blocks : 0;
-        for (int s = 0; s < 2; s++) {
-            pd_gw_buf_printf(b, "pdkv_worker_pool_blocks{worker=\"");
-            pd_gw_metrics_label(b, w->id);
-            pd_gw_buf_printf(b, "\",role=\"%s\",tier=\"G1\",state=\"%s\"} %u\n",
-                             pd_proto_role_name(w->role), s ? "free" : "used",
-                             s ? w->free_blocks : used);
-        }
-    }
-    static const char *const names[] = {"running", "queued", "directory_blocks"};
-    for (int k = 0; k < 3; k++) {
-        pd_gw_buf_printf(b, "# HELP pdkv_worker_%s %s of one worker\n# TYPE pdkv_worker_%s gauge\n",
-                         names[k],
-                         k == 0   ? "requests in the running batch"
-                         : k == 1 ? "requests waiting"
-                                  : "KV blocks the directory lists",
-                         names[k]);
-        for (uint32_t i = 0; i < c->n_workers; i++) {
-            const pd_proto_worker_info_t *w = &c->workers[i];
-            uint32_t v = k == 0 ? w->running : k == 1 ? w->queued : w->directory_blocks;
-            pd_gw_buf_printf(b, "pdkv_worker_%s{worker=\"", names[k]);
-            pd_gw_metrics_label(b, w->id);
-            pd_gw_buf_printf(b, "\"} %u\n", v);
-        }
-    }
+                     "# HELP pdkv_transfer_seconds KV pushes from prefill to decode, as "
+                     "prefill timed them\n# TYPE pdkv_transfer_seconds summary\n"
+                     "pdkv_transfer_seconds_sum %.6f\npdkv_transfer_seconds_count %llu\n",
+                     s->xfer_ms_sum / 1000.0, (unsigned long long)s->xfer_count);
+    if (c->details)
+        pd_gw_metrics_details(b, c);
 }
 
-char *pd_gw_metrics_render(const pd_gw_t *gw, bool details, size_t *len_p)
+char *pd_gw_metrics_render(const pd_gw_t *gw, size_t *len_p)
 {
     pd_gw_buf_t b = {0};
     pd_gw_metrics_gateway(&b, gw);
-    pd_gw_metrics_cluster(&b, gw, details);
+    pd_gw_metrics_cluster(&b, gw);
     if (b.data == NULL || b.off != 0) {
         pd_gw_buf_cleanup(&b);
         return NULL;

@@ -43,7 +43,7 @@
 #define PD_PROTO_MAX_XFER_DESC_BYTES    (64u << 10)
 #define PD_PROTO_MAX_BLOCKS             65536 /* block_hashes, block_table */
 #define PD_PROTO_MAX_BLOCK_TOKENS       4096
-#define PD_PROTO_MAX_WORKERS            256        /* status_reply workers */
+#define PD_PROTO_MAX_WORKERS            256        /* status_reply, stats_reply workers */
 #define PD_PROTO_MAX_EVENTS             1024       /* kv_event events per batch */
 #define PD_PROTO_MAX_EVENT_HASHES       65536      /* hashes in one kv_event item */
 #define PD_PROTO_MAX_SNAPSHOT_HASHES    (1u << 20) /* hashes of one tier in kv_snapshot */
@@ -89,6 +89,10 @@ typedef enum pd_proto_type {
     PD_PROTO_TYPE_RESYNC,
     /* worker PUB -> router SUB */
     PD_PROTO_TYPE_KV_EVENT,
+    /* client <-> router (kept after the others so that no earlier value moves) */
+    PD_PROTO_TYPE_STATS,       /* client -> router: the cluster's figures */
+    PD_PROTO_TYPE_STATS_REPLY, /* router -> client */
+    PD_PROTO_TYPE_STOP,        /* client -> router: end a request now, as done */
     PD_PROTO_TYPE_COUNT_
 } pd_proto_type_t;
 
@@ -249,6 +253,55 @@ typedef struct pd_proto_status_reply {
     uint32_t requests_in_flight;
 } pd_proto_status_reply_t;
 
+/* stop: the client has what it needs (e.g. a stop string matched in the text): the
+ * router ends the request with `done` (finish_reason stop) carrying the tokens and usage
+ * so far, and cancels it at its workers. */
+typedef struct pd_proto_stop {
+    char id[PD_PROTO_ID_CAP];
+} pd_proto_stop_t;
+
+/* A worker's KV cache and transfer figures: sent with its heartbeats, relayed per worker
+ * in stats_reply. Blocks are counts of its pool's blocks; counters run since it started. */
+typedef struct pd_proto_worker_stats {
+    uint32_t g1_cached_blocks; /* G1 blocks findable by hash (pinned or evictable) */
+    uint32_t g2_blocks;        /* host-DRAM tier slots, 0: no such tier */
+    uint32_t g2_used_blocks;
+    uint32_t g3_blocks; /* SSD tier slots, 0: no such tier */
+    uint32_t g3_used_blocks;
+    uint64_t hit_blocks;  /* blocks found by cache lookups, any tier */
+    uint64_t miss_blocks; /* blocks looked up and not found */
+    uint64_t xfer_bytes;  /* KV bytes this worker pushed to other workers */
+} pd_proto_worker_stats_t;
+
+typedef struct pd_proto_stats_worker {
+    char id[PD_PROTO_NAME_CAP];
+    pd_proto_role_t role;
+    char state[16]; /* "ready" or "resyncing" */
+    uint32_t running, queued;
+    uint32_t n_blocks, free_blocks; /* G1 */
+    uint32_t directory_blocks;
+    pd_proto_worker_stats_t stats;
+} pd_proto_stats_worker_t;
+
+/* stats_reply: what the router and its workers report, summed over the workers; the
+ * workers one by one only for clients whose key is marked admin (or with auth off). */
+typedef struct pd_proto_stats_reply {
+    uint32_t n_prefill, n_decode, n_both; /* registered workers by role */
+    uint32_t n_ready;                     /* of them, those whose directory state is current */
+    uint32_t queue_depth;                 /* admitted, not yet dispatched */
+    uint32_t requests_in_flight;          /* not yet terminated */
+    uint64_t requests_total;              /* admitted since the router started */
+    uint64_t directory_blocks;            /* distinct hashes in the directory */
+    uint64_t g1_blocks, g1_free_blocks, g1_cached_blocks;
+    uint64_t g2_blocks, g2_used_blocks, g3_blocks, g3_used_blocks;
+    uint64_t hit_blocks, miss_blocks;
+    uint64_t xfer_bytes; /* KV bytes the workers pushed, by their own counters */
+    uint64_t xfer_count; /* KV pushes prefill workers reported complete (`prefilled`) */
+    double xfer_ms_sum;  /* their transfer times, summed (mean = sum / count) */
+    const pd_proto_stats_worker_t *workers; /* (n_workers); NULL: not sent (not admin) */
+    uint32_t n_workers;
+} pd_proto_stats_reply_t;
+
 /* ---- worker channel ---- */
 
 typedef struct pd_proto_register {
@@ -275,6 +328,7 @@ typedef struct pd_proto_heartbeat {
     uint32_t free_blocks;
     uint64_t kv_seq; /* optional: seq of the last kv_event published (0: none or unknown);
                       * lets the router notice lost trailing events and resync */
+    const pd_proto_worker_stats_t *stats; /* optional; NULL is not sent */
 } pd_proto_heartbeat_t;
 
 /* router -> decode. */
@@ -412,6 +466,8 @@ typedef struct pd_proto_msg {
         pd_proto_worker_cancel_t worker_cancel;
         pd_proto_kv_snapshot_t kv_snapshot;
         pd_proto_kv_event_t kv_event;
+        pd_proto_stop_t stop;
+        pd_proto_stats_reply_t stats_reply;
     } u;
     pd_mp_doc_t doc; /* decoded frame; private */
 } pd_proto_msg_t;
