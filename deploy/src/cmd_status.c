@@ -42,15 +42,19 @@ static void pd_cmd_status_print_json(const char *router, const pd_proto_status_r
                "\"directory_blocks\":%u}",
                w->running, w->queued, w->n_blocks, w->free_blocks, w->directory_blocks);
     }
-    printf("],\"directory_blocks\":%llu,\"queue_depth\":%u,\"requests_in_flight\":%u}\n",
-           (unsigned long long)s->directory_blocks, s->queue_depth, s->requests_in_flight);
+    printf("],\"directory_blocks\":%llu,\"queue_depth\":%u,\"requests_in_flight\":%u,"
+           "\"holder_reads\":%llu,\"recomputed_blocks\":%llu}\n",
+           (unsigned long long)s->directory_blocks, s->queue_depth, s->requests_in_flight,
+           (unsigned long long)s->holder_reads, (unsigned long long)s->recomputed_blocks);
 }
 
 static void pd_cmd_status_print_table(const char *router, const pd_proto_status_reply_t *s)
 {
-    printf("router %s: %u workers, directory %llu blocks, queue %u, in flight %u\n", router,
-           s->n_workers, (unsigned long long)s->directory_blocks, s->queue_depth,
-           s->requests_in_flight);
+    printf("router %s: %u workers, directory %llu blocks, queue %u, in flight %u, "
+           "holder reads %llu, recomputed blocks %llu\n",
+           router, s->n_workers, (unsigned long long)s->directory_blocks, s->queue_depth,
+           s->requests_in_flight, (unsigned long long)s->holder_reads,
+           (unsigned long long)s->recomputed_blocks);
     if (s->n_workers == 0)
         return;
     printf("%-20s %-8s %-20s %-10s %7s %7s %9s %9s %9s\n", "ID", "ROLE", "EPOCH", "STATE",

@@ -343,7 +343,14 @@ static void pd_submit_print_done_json(const pd_proto_done_t *d, const pd_submit_
     pd_json_fprint_string(stdout, d->prefill_worker, strlen(d->prefill_worker));
     printf(",\"decode\":");
     pd_json_fprint_string(stdout, d->decode_worker, strlen(d->decode_worker));
-    printf("}}\n");
+    printf("}");
+    if (d->n_recomputed_blocks > 0) {
+        printf(",\"recomputed_blocks\":[");
+        for (uint32_t i = 0; i < d->n_recomputed_blocks; i++)
+            printf("%s%u", i ? "," : "", d->recomputed_blocks[i]);
+        printf("]");
+    }
+    printf("}\n");
 }
 
 static void pd_submit_print_error(bool json, const char *id, pd_status_t code, const char *message)

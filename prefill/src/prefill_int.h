@@ -35,6 +35,8 @@ typedef struct pd_prefill_job {
     uint32_t n_computed_tokens;
     uint32_t n_cached_tokens;
     uint32_t n_created_tokens;
+    uint32_t *holes; /* (n_holes) prompt blocks computed to fill holes in a reused prefix */
+    uint32_t n_holes;
     double prefill_ms;
     uint64_t t_compute_end_ns;
     char dest[PD_PROTO_NAME_CAP];
@@ -51,7 +53,27 @@ typedef struct pd_prefill {
      * fetch a prefix the decode worker holds instead of recomputing it; 0 = not seen. */
     double compute_ms_per_token;
     double fetch_ms_per_byte;
+    uint64_t n_checksum_failures; /* blocks read from a holder that failed their checksum */
 } pd_prefill_t;
+
+/* Where a prompt block's KV comes from (pd_prefill_assemble). */
+typedef enum pd_prefill_block_src {
+    PD_PREFILL_BLOCK_COMPUTE = 0, /* computed by this job */
+    PD_PREFILL_BLOCK_OWN,         /* this worker's cache */
+    PD_PREFILL_BLOCK_HOLDER,      /* read from a third worker, checksum verified */
+    PD_PREFILL_BLOCK_DEST         /* read from the decode worker's pinned prefix, unchecked */
+} pd_prefill_block_src_t;
+
+/* prefill_plan.c: the transfer peer of a worker at an epoch (cached; a new epoch
+ * reconnects); and the job's blocks: blocks[i] (n_prompt_blocks) receives a pool block
+ * for every prompt block (pinned cache hits or fresh ones, all to release at the end) and
+ * src[i] a pd_prefill_block_src_t, holder and decode reads done. Fails only when the pool
+ * has no room (*why_p says so; nothing is left pinned). */
+pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const char *worker_id, uint64_t epoch,
+                                const void *desc, size_t desc_bytes, pd_prefill_peer_t **peer_p);
+pd_status_t pd_prefill_assemble(pd_prefill_t *p, const pd_proto_prefill_t *m,
+                                pd_prefill_peer_t *dest, uint32_t *blocks, uint8_t *src,
+                                const char **why_p);
 
 /* prefill_job.c; the handlers take the role state (a pd_prefill_t). */
 void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m);

@@ -1,7 +1,9 @@
-/* One prefill: pin the worker's own cached prefix, compute the rest of the prompt, push
- * the KV of blocks n_skip_blocks .. (the last, partial one included) into the decode
- * worker's reserved blocks layer by layer while later layers compute, sample token 0,
- * notify decode with it, and answer the router once the push is final. */
+/* One prefill: gather what is reusable of the prompt's KV (own cache, a holder, the
+ * decode worker: prefill_plan.c), compute the rest: each hole in the reused prefix alone,
+ * attending over the blocks before it, then the tail; push the KV of blocks
+ * n_skip_blocks .. (the last, partial one included) into the decode worker's reserved
+ * blocks layer by layer while the tail's later layers compute, sample token 0, notify
+ * decode with it, and answer the router once the push is final. */
 #include "pd/log.h"
 #include "pd/time.h"
 #include "prefill_int.h"
@@ -21,11 +23,12 @@ typedef struct pd_prefill_push {
     uint32_t n_prompt_blocks;
     pd_xfer_seg_t *segs; /* (n_prompt_blocks) */
     pd_status_t status;
+    bool active; /* the forward pass computing the tail: every block is final per layer */
 } pd_prefill_push_t;
 
 static void pd_prefill_push_layer(pd_prefill_push_t *x, uint32_t layer)
 {
-    if (x->status != PD_OK || x->first >= x->n_prompt_blocks)
+    if (x->status != PD_OK || !x->active || x->first >= x->n_prompt_blocks)
         return;
     const size_t lb = pd_kv_block_layer_bytes(&x->p->rt->layout);
     size_t n = 0;
@@ -46,65 +49,13 @@ static void pd_prefill_on_layer(void *arg, uint32_t layer)
     pd_worker_tick(x->p->rt->worker);
 }
 
-/* The peer for (worker_id, epoch): cached, replaced when the epoch changes. */
-static pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const pd_proto_prefill_t *m,
-                                       pd_prefill_peer_t **peer_p)
-{
-    pd_prefill_peer_t *slot = NULL, *oldest = &p->peers[0];
-    for (uint32_t i = 0; i < PD_PREFILL_MAX_PEERS; i++) {
-        pd_prefill_peer_t *e = &p->peers[i];
-        if (e->peer != NULL && strcmp(e->worker_id, m->dest_worker_id) == 0) {
-            if (e->epoch == m->dest_epoch) {
-                e->last_used_ms = pd_time_now_ms();
-                *peer_p = e;
-                return PD_OK;
-            }
-            pd_log_info("prefill: %s restarted (epoch %llu -> %llu); reconnecting", e->worker_id,
-                        (unsigned long long)e->epoch, (unsigned long long)m->dest_epoch);
-            pd_xfer_peer_disconnect(&e->peer);
-        }
-        if (e->peer == NULL && slot == NULL)
-            slot = e;
-        if (e->last_used_ms < oldest->last_used_ms)
-            oldest = e;
-    }
-    if (slot == NULL) {
-        slot = oldest;
-        pd_xfer_peer_disconnect(&slot->peer);
-    }
-    memset(slot, 0, sizeof(*slot));
-    pd_status_t st = pd_xfer_peer_connect(p->rt->fabric.engine, m->dest_xfer_desc,
-                                          m->dest_xfer_desc_bytes, &slot->peer);
-    if (st != PD_OK)
-        return st;
-    uint64_t bytes = 0;
-    st = pd_xfer_peer_region(slot->peer, &bytes, &slot->layout);
-    if (st != PD_OK || slot->layout.n_layers != p->rt->layout.n_layers ||
-        slot->layout.n_kv_heads != p->rt->layout.n_kv_heads ||
-        slot->layout.head_dim != p->rt->layout.head_dim ||
-        slot->layout.block_tokens != p->rt->layout.block_tokens ||
-        bytes < pd_kv_pool_bytes(&slot->layout)) {
-        pd_log_warn("prefill: %s's KV pool does not match this model's layout", m->dest_worker_id);
-        pd_xfer_peer_disconnect(&slot->peer);
-        return PD_ERR_INVALID_PARAM;
-    }
-    snprintf(slot->worker_id, sizeof(slot->worker_id), "%s", m->dest_worker_id);
-    slot->epoch = m->dest_epoch;
-    slot->last_used_ms = pd_time_now_ms();
-    char tl[128];
-    if (pd_xfer_peer_transports(slot->peer, tl, sizeof(tl)) == PD_OK)
-        pd_log_info("prefill: connected to %s (epoch %llu) over %s", slot->worker_id,
-                    (unsigned long long)slot->epoch, tl);
-    *peer_p = slot;
-    return PD_OK;
-}
-
 void pd_prefill_job_end(pd_prefill_t *p, pd_prefill_job_t *j)
 {
     pd_xfer_send_destroy(&j->send);
     if (j->blocks != NULL && j->n_blocks > 0)
         pd_kvbm_release(p->rt->bm, j->blocks, j->n_blocks);
     free(j->blocks);
+    free(j->holes);
     memset(j, 0, sizeof(*j));
     p->n_jobs--;
     pd_worker_load_changed(p->rt->worker);
@@ -147,67 +98,6 @@ static pd_status_t pd_prefill_check(const pd_prefill_t *p, const pd_proto_prefil
     return PD_OK;
 }
 
-/* Fetching is assumed to run at 1 GB/s until one has been measured. */
-#define PD_PREFILL_FETCH_MS_PER_BYTE_GUESS 1e-6
-
-/* The decode worker already holds (pinned for this request) the prompt's blocks
- * [0, n_skip_blocks) at dest_block_table; this worker's own cache covers [0, n_hit). When
- * reading [n_hit, end) from the decode worker's pool is expected to cost less than
- * computing those tokens, read them into blocks[n_hit, end) and return end (blocks whose
- * tokens need not be computed); otherwise, or if the read fails, return n_hit. */
-static size_t pd_prefill_fetch_prefix(pd_prefill_t *p, const pd_proto_prefill_t *m,
-                                      pd_prefill_peer_t *peer, const uint32_t *blocks, size_t n_hit)
-{
-    const uint32_t bt = p->rt->args.block_tokens;
-    if (!p->rt->args.fetch)
-        return n_hit;
-    size_t end = m->n_skip_blocks;
-    if (end > (m->n_tokens - 1) / bt) /* the last token is always computed */
-        end = (m->n_tokens - 1) / bt;
-    if (end <= n_hit)
-        return n_hit;
-    const uint32_t n_layers = p->rt->layout.n_layers;
-    const size_t lb = pd_kv_block_layer_bytes(&p->rt->layout);
-    const size_t n_blocks = end - n_hit;
-    const double bytes = (double)n_blocks * n_layers * lb;
-    const double fetch_ms = bytes * (p->fetch_ms_per_byte > 0 ? p->fetch_ms_per_byte
-                                                              : PD_PREFILL_FETCH_MS_PER_BYTE_GUESS);
-    const double compute_ms = (double)n_blocks * bt * p->compute_ms_per_token;
-    if (p->compute_ms_per_token > 0 && fetch_ms >= compute_ms)
-        return n_hit;
-    pd_xfer_seg_t *segs = malloc(n_blocks * n_layers * sizeof(*segs));
-    if (segs == NULL)
-        return n_hit;
-    size_t n = 0;
-    for (uint32_t l = 0; l < n_layers; l++)
-        for (size_t i = n_hit; i < end; i++) {
-            segs[n].local_offset = pd_kv_offset(&p->rt->layout, l, blocks[i]);
-            segs[n].remote_offset = pd_kv_offset(&peer->layout, l, m->dest_block_table[i]);
-            segs[n].bytes = lb;
-            n++;
-        }
-    uint64_t t0 = pd_time_now_ns();
-    pd_status_t st = pd_xfer_get(peer->peer, segs, n, p->rt->args.xfer_timeout_ms);
-    free(segs);
-    double ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
-    if (st != PD_OK) {
-        /* Whatever is still in flight is canceled with the connection; the next request
-         * to this worker connects again. */
-        pd_log_warn("req %llu: fetching %zu blocks from %s failed (%s); computing them",
-                    (unsigned long long)m->req_id, n_blocks, peer->worker_id, pd_status_str(st));
-        pd_xfer_peer_disconnect(&peer->peer);
-        return n_hit;
-    }
-    double per_byte = ms / bytes;
-    p->fetch_ms_per_byte =
-        p->fetch_ms_per_byte > 0 ? 0.8 * p->fetch_ms_per_byte + 0.2 * per_byte : per_byte;
-    pd_log_debug("req %llu: fetched %zu blocks (%.1f MiB) from %s in %.2f ms instead of "
-                 "computing %zu tokens (estimated %.1f ms)",
-                 (unsigned long long)m->req_id, n_blocks, bytes / 1048576.0, peer->worker_id, ms,
-                 n_blocks * bt, compute_ms);
-    return end;
-}
-
 void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
 {
     pd_prefill_t *p = state;
@@ -232,7 +122,8 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
         return;
     }
     pd_prefill_peer_t *peer = NULL;
-    st = pd_prefill_peer_get(p, m, &peer);
+    st = pd_prefill_peer_get(p, m->dest_worker_id, m->dest_epoch, m->dest_xfer_desc,
+                             m->dest_xfer_desc_bytes, &peer);
     if (st != PD_OK) {
         pd_prefill_fail(p, m->req_id, st, "cannot connect to the decode worker");
         return;
@@ -253,29 +144,18 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
     p->n_jobs++;
     pd_worker_load_changed(p->rt->worker);
     j->blocks = malloc((size_t)n_prompt_blocks * sizeof(*j->blocks));
+    uint8_t *src = malloc(n_prompt_blocks);
     pd_xfer_seg_t *segs = malloc((size_t)n_prompt_blocks * sizeof(*segs));
     pd_xfer_range_t *allowed =
         malloc(((size_t)p->rt->layout.n_layers * n_prompt_blocks + 1) * sizeof(*allowed));
-    if (j->blocks == NULL || segs == NULL || allowed == NULL) {
+    if (j->blocks == NULL || src == NULL || segs == NULL || allowed == NULL) {
         st = PD_ERR_NO_MEMORY;
         why = "out of memory";
         goto fail;
     }
-
-    /* Own cached prefix, leaving at least the last token to compute for its logits. */
-    size_t n_read =
-        m->cache.read_blocks < m->n_block_hashes ? m->cache.read_blocks : m->n_block_hashes;
-    if (n_read > (m->n_tokens - 1) / bt)
-        n_read = (m->n_tokens - 1) / bt;
-    size_t n_hit = 0;
-    if (pd_kvbm_lookup_prefix(p->rt->bm, m->block_hashes, n_read, j->blocks, &n_hit) != PD_OK)
-        n_hit = 0;
-    j->n_blocks = (uint32_t)n_hit;
-    st = pd_kvbm_alloc(p->rt->bm, n_prompt_blocks - n_hit, j->blocks + n_hit);
-    if (st != PD_OK) {
-        why = "no room in the prefill pool";
+    st = pd_prefill_assemble(p, m, peer, j->blocks, src, &why);
+    if (st != PD_OK)
         goto fail;
-    }
     j->n_blocks = n_prompt_blocks;
 
     /* The remote ranges decode reserved for the pushed blocks, per layer and run. */
@@ -293,11 +173,9 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
             i = k;
         }
     }
-    /* A prefix the decode worker holds and this worker does not: read it rather than
-     * compute it when that is cheaper. Such a job caches nothing here (below). */
-    const size_t n_ready = pd_prefill_fetch_prefix(p, m, peer, j->blocks, n_hit);
-    if (peer->peer == NULL) {
-        st = pd_prefill_peer_get(p, m, &peer);
+    if (peer->peer == NULL) { /* a failed read from it disconnected it */
+        st = pd_prefill_peer_get(p, m->dest_worker_id, m->dest_epoch, m->dest_xfer_desc,
+                                 m->dest_xfer_desc_bytes, &peer);
         if (st != PD_OK) {
             why = "cannot connect to the decode worker";
             goto fail;
@@ -310,25 +188,66 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
         goto fail;
     }
 
-    pd_prefill_push_t push = {p,         j->send,          &peer->layout,   m->dest_block_table,
-                              j->blocks, m->n_skip_blocks, n_prompt_blocks, segs,
-                              PD_OK};
-    const uint32_t start = (uint32_t)n_ready * bt;
-    pd_fwd_seq_t seq = {m->tokens + start, m->n_tokens - start, start,
-                        j->blocks,         n_prompt_blocks,     p->logits};
+    /* Compute every run of blocks nothing could give, in order: a run before the tail is a
+     * hole (its KV needs only the blocks before it, which are all in place by then); the
+     * last run is the tail, with the prompt's last token, and pushes as it computes. */
+    uint32_t tail = n_prompt_blocks - 1; /* never reused: it holds the last token */
+    while (tail > 0 && src[tail - 1] == PD_PREFILL_BLOCK_COMPUTE)
+        tail--;
+    for (uint32_t i = 0; i < tail; i++)
+        j->n_holes += src[i] == PD_PREFILL_BLOCK_COMPUTE;
+    if (j->n_holes > 0) {
+        j->holes = malloc(j->n_holes * sizeof(*j->holes));
+        if (j->holes == NULL) {
+            st = PD_ERR_NO_MEMORY;
+            why = "out of memory";
+            goto fail;
+        }
+        for (uint32_t i = 0, k = 0; i < tail; i++)
+            if (src[i] == PD_PREFILL_BLOCK_COMPUTE)
+                j->holes[k++] = i;
+    }
+    pd_prefill_push_t push = {p,
+                              j->send,
+                              &peer->layout,
+                              m->dest_block_table,
+                              j->blocks,
+                              m->n_skip_blocks,
+                              n_prompt_blocks,
+                              segs,
+                              PD_OK,
+                              false};
     const uint64_t t_forward = pd_time_now_ns();
-    st = pd_engine_forward(p->rt->engine, p->rt->fabric.pool, &p->rt->layout, &seq, 1,
-                           pd_prefill_on_layer, &push);
-    if (st != PD_OK) {
-        why = "prefill compute failed";
-        goto fail;
+    uint32_t n_computed = 0;
+    for (uint32_t a = 0; a < n_prompt_blocks;) {
+        if (src[a] != PD_PREFILL_BLOCK_COMPUTE) {
+            a++;
+            continue;
+        }
+        uint32_t b = a + 1;
+        while (b < n_prompt_blocks && src[b] == PD_PREFILL_BLOCK_COMPUTE)
+            b++;
+        const uint32_t start = a * bt;
+        const uint32_t end = b == n_prompt_blocks ? m->n_tokens : b * bt;
+        push.active = b == n_prompt_blocks;
+        /* Only the tail's last token needs logits. */
+        pd_fwd_seq_t seq = {m->tokens + start, end - start, start,
+                            j->blocks,         b,           push.active ? p->logits : NULL};
+        st = pd_engine_forward(p->rt->engine, p->rt->fabric.pool, &p->rt->layout, &seq, 1,
+                               pd_prefill_on_layer, &push);
+        if (st != PD_OK) {
+            why = "prefill compute failed";
+            goto fail;
+        }
+        n_computed += end - start;
+        a = b;
     }
     pd_sampling_t s = {(float)m->sampling.temperature, (float)m->sampling.top_p, m->sampling.seed};
     j->first_token = pd_sample_token(&s, p->logits, p->rt->vocab, 0, p->scratch);
     j->t_compute_end_ns = pd_time_now_ns();
     j->prefill_ms = pd_time_ns_to_ms(j->t_compute_end_ns - t0);
-    j->n_computed_tokens = m->n_tokens - start;
-    j->n_cached_tokens = start;
+    j->n_computed_tokens = n_computed;
+    j->n_cached_tokens = m->n_tokens - n_computed;
     if (j->n_computed_tokens >= 16) {
         double per_token = pd_time_ns_to_ms(j->t_compute_end_ns - t_forward) / j->n_computed_tokens;
         p->compute_ms_per_token = p->compute_ms_per_token > 0
@@ -352,18 +271,22 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
         goto fail;
     }
 
-    /* The computed full blocks are valid now: make them findable per the plan. They stay
-     * pinned (and unchanged) until the push is final. Not after a fetch: what was read
-     * came from another worker's pool without a checksum, and the blocks computed over it
-     * depend on it, so none of this job's blocks becomes this worker's cache. */
-    for (uint32_t i = (uint32_t)n_hit; n_ready == n_hit && i < m->n_block_hashes; i++) {
+    /* Blocks whose content this worker can vouch for become findable per the plan: those
+     * read from a holder and checked, and those computed over only such blocks. What was
+     * read from the decode worker carries no checksum, so neither it nor anything
+     * computed after it is cached here. They stay pinned, unchanged, until the push is
+     * final. */
+    for (uint32_t i = 0; i < m->n_block_hashes; i++) {
+        if (src[i] == PD_PREFILL_BLOCK_DEST)
+            break;
         uint64_t ttl_ms = pd_proto_cache_plan_block_ttl_ms(&m->cache, i);
         int stored = 0;
-        if (ttl_ms > 0 &&
+        if (src[i] != PD_PREFILL_BLOCK_OWN && ttl_ms > 0 &&
             pd_kvbm_commit(p->rt->bm, j->blocks[i], m->block_hashes[i], ttl_ms, &stored) == PD_OK &&
             stored)
             j->n_created_tokens += bt;
     }
+    free(src);
     free(segs);
     free(allowed);
     pd_xfer_engine_progress(p->rt->fabric.engine);
@@ -371,6 +294,7 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
     return;
 
 fail:
+    free(src);
     free(segs);
     free(allowed);
     pd_prefill_fail(p, m->req_id, st, why);
@@ -405,6 +329,8 @@ void pd_prefill_poll_jobs(void *state)
         r->cache_creation_input_tokens = j->n_created_tokens;
         r->prefill_ms = j->prefill_ms;
         r->transfer_ms = pd_time_ns_to_ms(pd_time_now_ns() - j->t_compute_end_ns);
+        r->recomputed_blocks = j->holes;
+        r->n_recomputed_blocks = j->n_holes;
         pd_worker_send(p->rt->worker, &msg);
         pd_prefill_job_end(p, j);
     }

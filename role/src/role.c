@@ -1,6 +1,6 @@
 /* The role runtime (pd/role.h): start-up, the loop's hooks around the role's handlers,
  * and shutdown. */
-#include "pd/role.h"
+#include "role_int.h"
 
 #include "pd/log.h"
 #include "pd/time.h"
@@ -63,6 +63,11 @@ pd_status_t pd_role_create(const pd_role_ops_t *ops, const pd_worker_args_t *arg
             PD_OK ||
         (st = ops->create(rt, &rt->state)) != PD_OK)
         goto err;
+    rt->pins = calloc(PD_ROLE_MAX_PINS, sizeof(*rt->pins));
+    if (rt->pins == NULL) {
+        st = PD_ERR_NO_MEMORY;
+        goto err;
+    }
     pd_mp_writer_cleanup(&desc);
     pd_log_info("%s %s: %u blocks of %u tokens (%zu MiB), %s", ops->name, args->id,
                 rt->layout.n_blocks, args->block_tokens, rt->fabric.pool_bytes >> 20,
@@ -83,6 +88,7 @@ void pd_role_destroy(pd_role_t **rt_p)
     pd_role_t *rt = *rt_p;
     if (rt->state != NULL)
         rt->ops->destroy(rt->state);
+    pd_role_pins_cleanup(rt);
     pd_kvbm_destroy(&rt->bm);
     pd_worker_destroy(&rt->worker);
     pd_role_fabric_close(&rt->fabric);
@@ -116,14 +122,19 @@ void pd_role_dispatch(pd_role_t *rt, const pd_proto_msg_t *msg)
         else
             pd_role_unsupported(rt, msg->u.prefill.req_id, "prefill");
         break;
+    case PD_PROTO_TYPE_PIN:
+        pd_role_on_pin(rt, &msg->u.pin);
+        break;
     case PD_PROTO_TYPE_WORKER_CANCEL:
+        pd_role_pins_release(rt, msg->u.worker_cancel.req_id);
         ops->on_cancel(rt->state, msg->u.worker_cancel.req_id);
         break;
     case PD_PROTO_TYPE_WORKER_ERROR:
         /* About a request: the router gave up on it, as with a cancel. */
-        if (msg->u.worker_error.req_id != 0)
+        if (msg->u.worker_error.req_id != 0) {
+            pd_role_pins_release(rt, msg->u.worker_error.req_id);
             ops->on_cancel(rt->state, msg->u.worker_error.req_id);
-        else
+        } else
             pd_log_warn("%s: router error: %s: %s", ops->name,
                         pd_status_name(msg->u.worker_error.code), msg->u.worker_error.message);
         break;
@@ -144,6 +155,7 @@ void pd_role_step(pd_role_t *rt)
     rt->ops->on_step(rt->state);
     uint64_t now = pd_time_now_ms();
     if (now >= rt->next_expire_ms) {
+        pd_role_pins_expire(rt, now);
         pd_kvbm_expire(rt->bm);
         rt->next_expire_ms = now + PD_ROLE_EXPIRE_EVERY_MS;
     }

@@ -242,6 +242,9 @@ void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
     case PD_PROTO_TYPE_PREFILLED:
         pd_router_req_on_prefilled(r, wk, &msg->u.prefilled);
         break;
+    case PD_PROTO_TYPE_PINNED:
+        pd_router_req_on_pinned(r, wk, &msg->u.pinned);
+        break;
     case PD_PROTO_TYPE_WORKER_TOKEN:
         pd_router_req_on_token(r, wk, &msg->u.worker_token);
         break;

@@ -74,6 +74,9 @@ static void pd_router_req_free(pd_router_req_t *req)
     free(req->tokens);
     free(req->hashes);
     free(req->block_table);
+    free(req->src_table);
+    free(req->src_sums);
+    free(req->recomputed);
     free(req->out);
     pd_tokenizer_stream_destroy(&req->detok);
     free(req);
@@ -117,6 +120,18 @@ static void pd_router_req_release_decode(pd_router_t *r, pd_router_req_t *req)
     }
 }
 
+/* The holder lets its pins go (prefill read what it needed, or the request ended). */
+static void pd_router_req_release_holder(pd_router_t *r, pd_router_req_t *req)
+{
+    if (!req->pin_held)
+        return;
+    req->pin_held = false;
+    req->pin_waiting = false;
+    pd_router_worker_t *h = pd_router_req_worker(r, req->holder_slot, req->holder_epoch);
+    if (h != NULL)
+        pd_router_send_cancel(r, h, req->req_id);
+}
+
 void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code, const char *message)
 {
     pd_log_debug("request %llu (%s) failed: %s: %s", (unsigned long long)req->req_id, req->id,
@@ -132,6 +147,7 @@ void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code, 
     }
     pd_router_req_release_prefill(r, req);
     pd_router_req_release_decode(r, req);
+    pd_router_req_release_holder(r, req);
     pd_router_req_unlink(r, req);
     pd_router_req_free(req);
 }
@@ -182,6 +198,8 @@ static void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
         memcpy(d->prefill_worker, r->workers[req->prefill_slot].id, sizeof(d->prefill_worker));
     if (req->decode_slot >= 0)
         memcpy(d->decode_worker, r->workers[req->decode_slot].id, sizeof(d->decode_worker));
+    d->recomputed_blocks = req->recomputed;
+    d->n_recomputed_blocks = req->n_recomputed;
     pd_router_send_client(r, &req->client, &m);
 
     /* Prefill never reported: make sure it holds nothing. */
@@ -193,6 +211,7 @@ static void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
     }
     pd_router_req_release_prefill(r, req);
     pd_router_req_release_decode(r, req);
+    pd_router_req_release_holder(r, req);
     pd_router_req_unlink(r, req);
     pd_router_req_free(req);
 }
@@ -270,7 +289,7 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
     pd_proto_cache_plan_make(&g->cache, req->n_tokens, r->cfg.block_tokens,
                              r->cfg.min_cached_prefix_tokens, &req->plan);
     req->stream = g->stream;
-    req->prefill_slot = req->decode_slot = -1;
+    req->prefill_slot = req->decode_slot = req->holder_slot = -1;
     req->arrival_ns = pd_time_now_ns();
     req->deadline_ms = pd_time_now_ms() + r->cfg.request_timeout_ms;
     req->state = PD_REQ_QUEUED;
@@ -379,6 +398,40 @@ static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cach
     return best;
 }
 
+/* How long prefill waits for a holder's pinned before it goes without. */
+#define PD_ROUTER_PIN_WAIT_MS 500u
+
+/* With KV routing, a worker other than the pair that holds more of the prefix than both
+ * (any role, any tier) is asked to pin it for prefill to read, beside reserve. */
+static void pd_router_req_pin_holder(pd_router_t *r, pd_router_req_t *req, const uint32_t *cached,
+                                     uint32_t n_lookup, int d, int p, uint64_t now_ms)
+{
+    if (r->cfg.policy != PD_ROUTER_POLICY_KV || n_lookup == 0)
+        return;
+    uint32_t best_have = cached[d] > cached[p] ? cached[d] : cached[p];
+    int h = -1;
+    for (uint32_t s = 0; s < PD_DIR_MAX_WORKERS; s++) {
+        if ((int)s == d || (int)s == p || !r->workers[s].used)
+            continue;
+        if (cached[s] > best_have && (h < 0 || cached[s] > cached[h]))
+            h = (int)s;
+    }
+    if (h < 0)
+        return;
+    pd_router_worker_t *hw = &r->workers[h];
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_PIN};
+    uint32_t left = (uint32_t)(req->deadline_ms > now_ms ? req->deadline_ms - now_ms : 1);
+    m.u.pin = (pd_proto_pin_t){req->req_id, req->hashes, cached[h], left};
+    if (pd_router_send_worker(r, hw, &m) != PD_OK)
+        return;
+    pd_log_debug("request %llu: %s holds %u blocks (decode %u, prefill %u): pinning them",
+                 (unsigned long long)req->req_id, hw->id, cached[h], cached[d], cached[p]);
+    req->holder_slot = h;
+    req->holder_epoch = hw->epoch;
+    req->pin_waiting = req->pin_held = true;
+    req->pin_sent_ms = now_ms;
+}
+
 /* Choose the pair and send reserve. false when no pair has room (the request stays
  * queued). */
 static bool pd_router_req_dispatch(pd_router_t *r, pd_router_req_t *req)
@@ -426,6 +479,7 @@ static bool pd_router_req_dispatch(pd_router_t *r, pd_router_req_t *req)
     req->dispatch_ns = pd_time_now_ns();
 
     uint64_t now_ms = pd_time_now_ms();
+    pd_router_req_pin_holder(r, req, cached, n_lookup, d, p, now_ms);
     pd_proto_msg_t m = {.type = PD_PROTO_TYPE_RESERVE};
     pd_proto_reserve_t *x = &m.u.reserve;
     x->req_id = req->req_id;
@@ -477,6 +531,54 @@ static pd_router_req_t *pd_router_req_for(pd_router_t *r, pd_router_worker_t *wk
     return req;
 }
 
+/* Send prefill once decode reserved (and a holder answered, or was waited for long
+ * enough): with the holder's pinned blocks when it has some. */
+static void pd_router_req_send_prefill(pd_router_t *r, pd_router_req_t *req)
+{
+    pd_router_worker_t *pw = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
+    pd_router_worker_t *dw = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
+    if (pw == NULL || dw == NULL) {
+        pd_router_req_fail(r, req, PD_ERR_PEER, "a worker of the request is gone");
+        return;
+    }
+    req->prefill_sent = true;
+    uint64_t now_ms = pd_time_now_ms();
+    pd_proto_msg_t pm = {.type = PD_PROTO_TYPE_PREFILL};
+    pd_proto_prefill_t *x = &pm.u.prefill;
+    x->req_id = req->req_id;
+    x->tokens = req->tokens;
+    x->n_tokens = req->n_tokens;
+    x->block_hashes = req->hashes;
+    x->n_block_hashes = req->n_hashes;
+    x->n_skip_blocks = req->n_cached_blocks;
+    x->cache = req->plan;
+    x->sampling = req->sampling;
+    memcpy(x->dest_worker_id, dw->id, sizeof(x->dest_worker_id));
+    x->dest_epoch = dw->epoch;
+    x->dest_xfer_desc = dw->xfer_desc;
+    x->dest_xfer_desc_bytes = dw->xfer_desc_bytes;
+    x->dest_block_table = req->block_table;
+    x->n_dest_block_table = req->n_block_table;
+    x->deadline_ms = (uint32_t)(req->deadline_ms > now_ms ? req->deadline_ms - now_ms : 0);
+    pd_router_worker_t *hw = pd_router_req_worker(r, req->holder_slot, req->holder_epoch);
+    if (hw != NULL && req->n_src > 0) {
+        x->src_worker_id = hw->id;
+        x->src_epoch = hw->epoch;
+        x->src_xfer_desc = hw->xfer_desc;
+        x->src_xfer_desc_bytes = hw->xfer_desc_bytes;
+        x->src_block_table = req->src_table;
+        x->n_src_block_table = req->n_src;
+        x->src_checksums = req->src_sums;
+        x->n_src_checksums = req->n_src;
+    }
+    if (pd_router_send_worker(r, pw, &pm) != PD_OK) {
+        pd_router_req_fail(r, req, PD_ERR_INTERNAL, "could not send prefill");
+        return;
+    }
+    if (x->src_xfer_desc != NULL)
+        r->n_holder_reads++;
+}
+
 void pd_router_req_on_reserved(pd_router_t *r, pd_router_worker_t *wk, const pd_proto_reserved_t *m)
 {
     pd_router_req_t *req = pd_router_req_for(r, wk, m->req_id, true, "reserved");
@@ -504,31 +606,37 @@ void pd_router_req_on_reserved(pd_router_t *r, pd_router_worker_t *wk, const pd_
     req->n_cached_blocks = m->n_cached_blocks;
     req->state = PD_REQ_PREFILLING;
 
-    pd_router_worker_t *pw = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
-    if (pw == NULL) {
-        pd_router_req_fail(r, req, PD_ERR_PEER, "prefill worker is gone");
+    if (!req->pin_waiting)
+        pd_router_req_send_prefill(r, req);
+}
+
+void pd_router_req_on_pinned(pd_router_t *r, pd_router_worker_t *wk, const pd_proto_pinned_t *m)
+{
+    pd_router_req_t *req = pd_router_req_find(r, m->req_id);
+    if (req == NULL || !req->pin_waiting || (int)wk->slot != req->holder_slot ||
+        wk->epoch != req->holder_epoch) {
+        /* Late or stray: whatever it pinned for this id goes. */
+        if (m->status == PD_OK)
+            pd_router_send_cancel(r, wk, m->req_id);
         return;
     }
-    uint64_t now_ms = pd_time_now_ms();
-    pd_proto_msg_t pm = {.type = PD_PROTO_TYPE_PREFILL};
-    pd_proto_prefill_t *x = &pm.u.prefill;
-    x->req_id = req->req_id;
-    x->tokens = req->tokens;
-    x->n_tokens = req->n_tokens;
-    x->block_hashes = req->hashes;
-    x->n_block_hashes = req->n_hashes;
-    x->n_skip_blocks = req->n_cached_blocks;
-    x->cache = req->plan;
-    x->sampling = req->sampling;
-    memcpy(x->dest_worker_id, wk->id, sizeof(x->dest_worker_id));
-    x->dest_epoch = wk->epoch;
-    x->dest_xfer_desc = wk->xfer_desc;
-    x->dest_xfer_desc_bytes = wk->xfer_desc_bytes;
-    x->dest_block_table = req->block_table;
-    x->n_dest_block_table = req->n_block_table;
-    x->deadline_ms = (uint32_t)(req->deadline_ms > now_ms ? req->deadline_ms - now_ms : 0);
-    if (pd_router_send_worker(r, pw, &pm) != PD_OK)
-        pd_router_req_fail(r, req, PD_ERR_INTERNAL, "could not send prefill");
+    req->pin_waiting = false;
+    if (m->status == PD_OK && m->n_block_table > 0 && m->n_block_table <= req->n_hashes &&
+        m->n_checksums == m->n_block_table) {
+        req->src_table = malloc(m->n_block_table * sizeof(*req->src_table));
+        req->src_sums = malloc(m->n_block_table * sizeof(*req->src_sums));
+        if (req->src_table != NULL && req->src_sums != NULL) {
+            memcpy(req->src_table, m->block_table, m->n_block_table * sizeof(*m->block_table));
+            memcpy(req->src_sums, m->checksums, m->n_block_table * sizeof(*m->checksums));
+            req->n_src = m->n_block_table;
+        }
+    } else if (m->status != PD_OK) {
+        req->pin_held = false;
+        pd_log_debug("request %llu: %s did not pin: %s", (unsigned long long)req->req_id, wk->id,
+                     pd_status_name(m->status));
+    }
+    if (req->state == PD_REQ_PREFILLING && !req->prefill_sent)
+        pd_router_req_send_prefill(r, req);
 }
 
 void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
@@ -548,10 +656,20 @@ void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
         r->xfer_count++;
         r->xfer_ms_sum += m->transfer_ms;
     }
+    if (m->n_recomputed_blocks > 0 && m->n_recomputed_blocks <= req->n_hashes) {
+        req->recomputed = malloc(m->n_recomputed_blocks * sizeof(*req->recomputed));
+        if (req->recomputed != NULL) {
+            memcpy(req->recomputed, m->recomputed_blocks,
+                   m->n_recomputed_blocks * sizeof(*req->recomputed));
+            req->n_recomputed = m->n_recomputed_blocks;
+        }
+        r->n_recomputed_blocks += m->n_recomputed_blocks;
+    }
     if (req->n_out > 0 && req->out[0] != m->first_token)
         pd_log_warn("request %llu: prefill sampled %d, decode streamed %d first",
                     (unsigned long long)req->req_id, m->first_token, req->out[0]);
     pd_router_req_release_prefill(r, req);
+    pd_router_req_release_holder(r, req);
     if (req->decode_done) {
         pd_router_req_finish(r, req);
         return;
@@ -662,6 +780,14 @@ void pd_router_reqs_tick(pd_router_t *r, uint64_t now_ms)
     pd_router_req_t *q = r->head;
     while (q != NULL) {
         pd_router_req_t *next = q->next;
+        if (q->pin_waiting && now_ms >= q->pin_sent_ms + PD_ROUTER_PIN_WAIT_MS) {
+            q->pin_waiting = false; /* it keeps pin_held: cancelled at the end */
+            if (q->state == PD_REQ_PREFILLING && !q->prefill_sent) {
+                pd_router_req_send_prefill(r, q);
+                q = next;
+                continue;
+            }
+        }
         if (now_ms >= q->deadline_ms) {
             if (q->decode_done)
                 pd_router_req_finish(r, q);

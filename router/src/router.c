@@ -91,6 +91,8 @@ void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client)
     m.u.status_reply.directory_blocks = pd_dir_n_hashes(r->dir);
     m.u.status_reply.queue_depth = r->n_queued;
     m.u.status_reply.requests_in_flight = r->n_live;
+    m.u.status_reply.holder_reads = r->n_holder_reads;
+    m.u.status_reply.recomputed_blocks = r->n_recomputed_blocks;
     pd_router_send_client(r, client, &m);
 }
 
@@ -135,6 +137,8 @@ void pd_router_send_stats(pd_router_t *r, const pd_router_rid_t *client, bool de
     s->requests_in_flight = r->n_live;
     s->requests_total = r->requests_total;
     s->directory_blocks = pd_dir_n_hashes(r->dir);
+    s->holder_reads = r->n_holder_reads;
+    s->recomputed_blocks = r->n_recomputed_blocks;
     s->xfer_count = r->xfer_count;
     s->xfer_ms_sum = r->xfer_ms_sum;
     if (details && n > 0) {

@@ -96,6 +96,20 @@ typedef struct pd_router_req {
     uint32_t *block_table; /* (n_block_table) from reserved, owned */
     uint32_t n_block_table;
     uint32_t n_cached_blocks;
+    bool prefill_sent;
+
+    /* A third worker holding more of the prefix than both sides (-1: none): pinned there
+     * for prefill to read (docs/PROTOCOL.md, pin). */
+    int holder_slot;
+    uint64_t holder_epoch;
+    bool pin_waiting; /* pin sent, no pinned yet */
+    bool pin_held;    /* the holder may hold pins: cancel it when done */
+    uint64_t pin_sent_ms;
+    uint32_t *src_table; /* (n_src) from pinned, owned */
+    uint64_t *src_sums;  /* (n_src) */
+    uint32_t n_src;
+    uint32_t *recomputed; /* (n_recomputed) from prefilled: holes prefill computed, owned */
+    uint32_t n_recomputed;
 
     bool prefilled;
     int32_t prefill_first_token;
@@ -135,9 +149,11 @@ struct pd_router {
     uint32_t n_queued;
     uint32_t n_live;
     uint64_t next_req_id;
-    uint64_t requests_total; /* admitted since start */
-    uint64_t xfer_count;     /* KV pushes prefill reported complete */
-    double xfer_ms_sum;      /* ... and their transfer times */
+    uint64_t requests_total;      /* admitted since start */
+    uint64_t xfer_count;          /* KV pushes prefill reported complete */
+    double xfer_ms_sum;           /* ... and their transfer times */
+    uint64_t n_holder_reads;      /* prefills sent with a third holder's blocks */
+    uint64_t n_recomputed_blocks; /* holes prefill reported computing */
 };
 
 /* auth.c */
@@ -179,6 +195,7 @@ void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code,
                         const char *message);
 void pd_router_req_on_reserved(pd_router_t *r, pd_router_worker_t *wk,
                                const pd_proto_reserved_t *m);
+void pd_router_req_on_pinned(pd_router_t *r, pd_router_worker_t *wk, const pd_proto_pinned_t *m);
 void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
                                 const pd_proto_prefilled_t *m);
 void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,

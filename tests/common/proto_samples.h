@@ -17,6 +17,9 @@ static const int32_t pd_sample_stop[] = {2, 13};
 static const uint64_t pd_sample_hashes[] = {0x1234567890abcdefull, UINT64_MAX, 7, 0};
 static const uint32_t pd_sample_table[] = {5, 6, 7, 8, UINT32_MAX};
 static const unsigned char pd_sample_desc[] = {0x82, 0xa1, 'v', 0x01, 0x00, 0xff};
+static const uint32_t pd_sample_src_table[] = {12, UINT32_MAX, 14};
+static const uint64_t pd_sample_src_sums[] = {0xfedcba9876543210ull, 0, 1};
+static const uint32_t pd_sample_holes[] = {1};
 static const pd_proto_worker_info_t pd_sample_workers[] = {
     {"prefill-0", PD_PROTO_ROLE_PREFILL, 1, "ready", 1, 2, 4096, 4000, 12},
     {"decode-0", PD_PROTO_ROLE_DECODE, UINT64_MAX, "resyncing", 0, 0, 0, 0, 0},
@@ -121,7 +124,7 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
     case 10:
         m->type = PD_PROTO_TYPE_STATUS_REPLY;
         m->u.status_reply =
-            (pd_proto_status_reply_t){pd_sample_workers, 3, UINT64_MAX, 17, UINT32_MAX};
+            (pd_proto_status_reply_t){pd_sample_workers, 3, UINT64_MAX, 17, UINT32_MAX, 0, 0};
         return true;
     case 11:
         m->type = PD_PROTO_TYPE_STATUS_REPLY;
@@ -196,7 +199,7 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         return true;
     case 20:
         m->type = PD_PROTO_TYPE_PREFILLED;
-        m->u.prefilled = (pd_proto_prefilled_t){9, 450, 1536, 512, 1024, 812.5, 3.25};
+        m->u.prefilled = (pd_proto_prefilled_t){9, 450, 1536, 512, 1024, 812.5, 3.25, NULL, 0};
         return true;
     case 21:
         m->type = PD_PROTO_TYPE_WORKER_TOKEN;
@@ -277,6 +280,58 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
                                                     .n_ready = 1,
                                                     .workers = pd_sample_stats_workers,
                                                     .n_workers = 2};
+        return true;
+    case 33:
+        m->type = PD_PROTO_TYPE_PIN;
+        m->u.pin = (pd_proto_pin_t){9, pd_sample_hashes, 4, 60000};
+        return true;
+    case 34: /* a holder with a hole at block 1 */
+        m->type = PD_PROTO_TYPE_PINNED;
+        m->u.pinned = (pd_proto_pinned_t){9, PD_OK, pd_sample_src_table, 3, pd_sample_src_sums, 3};
+        return true;
+    case 35: /* prefill reading from a third holder */
+        m->type = PD_PROTO_TYPE_PREFILL;
+        m->u.prefill = (pd_proto_prefill_t){.req_id = 9,
+                                            .tokens = pd_sample_tokens,
+                                            .n_tokens = 7,
+                                            .block_hashes = pd_sample_hashes,
+                                            .n_block_hashes = 4,
+                                            .n_skip_blocks = 0,
+                                            .cache = plan,
+                                            .sampling = greedy,
+                                            .dest_worker_id = "decode-0",
+                                            .dest_epoch = 5,
+                                            .dest_xfer_desc = pd_sample_desc,
+                                            .dest_xfer_desc_bytes = sizeof(pd_sample_desc),
+                                            .dest_block_table = pd_sample_table,
+                                            .n_dest_block_table = 5,
+                                            .deadline_ms = 120000,
+                                            .src_worker_id = "decode-1",
+                                            .src_epoch = 6,
+                                            .src_xfer_desc = pd_sample_desc,
+                                            .src_xfer_desc_bytes = sizeof(pd_sample_desc),
+                                            .src_block_table = pd_sample_src_table,
+                                            .n_src_block_table = 3,
+                                            .src_checksums = pd_sample_src_sums,
+                                            .n_src_checksums = 3};
+        return true;
+    case 36: /* prefilled after filling a hole */
+        m->type = PD_PROTO_TYPE_PREFILLED;
+        m->u.prefilled = (pd_proto_prefilled_t){9, 450, 32, 16, 0, 2.5, 0.25, pd_sample_holes, 1};
+        return true;
+    case 37: /* done after filling a hole */
+        m->type = PD_PROTO_TYPE_DONE;
+        strcpy(m->u.done.id, "y");
+        m->u.done.finish_reason = PD_PROTO_FINISH_LENGTH;
+        m->u.done.tokens = pd_sample_tokens;
+        m->u.done.n_tokens = 1;
+        m->u.done.usage = (pd_proto_usage_t){32, 0, 16, 1};
+        m->u.done.recomputed_blocks = pd_sample_holes;
+        m->u.done.n_recomputed_blocks = 1;
+        return true;
+    case 38: /* status with the holder counters */
+        m->type = PD_PROTO_TYPE_STATUS_REPLY;
+        m->u.status_reply = (pd_proto_status_reply_t){NULL, 0, 5, 0, 1, 3, 2};
         return true;
     default:
         return false;

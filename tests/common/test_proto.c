@@ -221,7 +221,7 @@ Test(proto, round_trips_status_reply)
         {.id = "d0", .role = PD_PROTO_ROLE_BOTH, .epoch = UINT64_MAX, .state = "resyncing"},
     };
     pd_proto_msg_t m = {.type = PD_PROTO_TYPE_STATUS_REPLY}, out;
-    m.u.status_reply = (pd_proto_status_reply_t){ws, 2, 12345, 3, 4};
+    m.u.status_reply = (pd_proto_status_reply_t){ws, 2, 12345, 3, 4, 0, 0};
     round_trip(&m, PD_PROTO_CHAN_CLIENT, &w, &out);
     const pd_proto_status_reply_t *o = &out.u.status_reply;
     cr_assert_eq(o->n_workers, 2);
@@ -414,7 +414,7 @@ Test(proto, round_trips_prefill_and_prefilled)
 
     memset(&m, 0, sizeof(m));
     m.type = PD_PROTO_TYPE_PREFILLED;
-    m.u.prefilled = (pd_proto_prefilled_t){12, 29871, 500, 524, 16, 45.5, 2.25};
+    m.u.prefilled = (pd_proto_prefilled_t){12, 29871, 500, 524, 16, 45.5, 2.25, NULL, 0};
     round_trip(&m, PD_PROTO_CHAN_WORKER, &w, &out);
     cr_assert_eq(out.u.prefilled.first_token, 29871);
     cr_assert_eq(out.u.prefilled.n_computed_tokens, 500);
@@ -985,7 +985,7 @@ Test(proto, survives_mutated_frames)
     msgs[1].type = PD_PROTO_TYPE_DONE;
     msgs[1].u.done = (pd_proto_done_t){.id = "g", .tokens = k_tokens, .n_tokens = 3};
     msgs[2].type = PD_PROTO_TYPE_STATUS_REPLY;
-    msgs[2].u.status_reply = (pd_proto_status_reply_t){&wi, 1, 5, 1, 2};
+    msgs[2].u.status_reply = (pd_proto_status_reply_t){&wi, 1, 5, 1, 2, 0, 0};
     msgs[3].type = PD_PROTO_TYPE_REGISTER;
     msgs[3].u.reg = (pd_proto_register_t){
         .worker_id = "w", .block_tokens = 16, .xfer_desc = desc, .xfer_desc_bytes = 3};

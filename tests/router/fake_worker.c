@@ -5,7 +5,7 @@
 
 #include <criterion/criterion.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +39,17 @@ void fw_router_start(fw_router_t *r, const char *const *extra)
     for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
-    cr_assert_eq(posix_spawn(&r->pid, bin, NULL, NULL, (char *const *)argv, environ), 0);
+    /* The router dies with the test's process: a failed assertion ends the test without
+     * fw_router_stop, and a router left running would hold ctest's output pipe open. */
+    pid_t parent = getpid();
+    r->pid = fork();
+    cr_assert_geq(r->pid, 0);
+    if (r->pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+            _exit(127);
+        execve(bin, (char *const *)argv, environ);
+        _exit(127);
+    }
 
     uint64_t until = pd_time_now_ms() + 5000;
     FILE *f = NULL;
@@ -238,6 +248,9 @@ static void fw_on_message(fw_cluster_t *cl, fw_worker_t *w, const pd_proto_msg_t
     case PD_PROTO_TYPE_PREFILL: {
         const pd_proto_prefill_t *x = &m->u.prefill;
         w->n_prefill++;
+        w->last_src = x->src_xfer_desc != NULL ? x->n_src_block_table : 0;
+        snprintf(w->last_src_id, sizeof(w->last_src_id), "%s",
+                 x->src_worker_id != NULL ? x->src_worker_id : "");
         int32_t first = (int32_t)(100 + x->req_id % 100);
         /* The fabric's notification, by hand: the decode worker gets the first token. */
         fw_worker_t *d = fw_cluster_find(cl, x->dest_worker_id);
@@ -248,6 +261,12 @@ static void fw_on_message(fw_cluster_t *cl, fw_worker_t *w, const pd_proto_msg_t
                 q->first_token = first;
             }
         }
+        /* The holder's holes are the blocks it reports recomputing. */
+        static uint32_t holes[4096];
+        uint32_t n_holes = 0;
+        for (uint32_t i = 0; x->src_xfer_desc != NULL && i < x->n_src_block_table && i < 4096; i++)
+            if (x->src_block_table[i] == PD_PROTO_NO_BLOCK)
+                holes[n_holes++] = i;
         pd_proto_msg_t pm = {.type = PD_PROTO_TYPE_PREFILLED};
         pm.u.prefilled = (pd_proto_prefilled_t){
             .req_id = x->req_id,
@@ -256,7 +275,26 @@ static void fw_on_message(fw_cluster_t *cl, fw_worker_t *w, const pd_proto_msg_t
             .n_cached_tokens = 0,
             .prefill_ms = 1.5,
             .transfer_ms = 0.5,
+            .recomputed_blocks = n_holes > 0 ? holes : NULL,
+            .n_recomputed_blocks = n_holes,
         };
+        fw_send(w, &pm);
+        break;
+    }
+    case PD_PROTO_TYPE_PIN: {
+        /* Pins what it holds: block i at index i, its hash as the checksum. */
+        const pd_proto_pin_t *x = &m->u.pin;
+        w->n_pin++;
+        static uint32_t ids[4096];
+        static uint64_t sums[4096];
+        uint32_t n = x->n_block_hashes < 4096 ? x->n_block_hashes : 4096;
+        for (uint32_t i = 0; i < n; i++) {
+            bool has = fw_holds(w, x->block_hashes[i]);
+            ids[i] = has ? i : PD_PROTO_NO_BLOCK;
+            sums[i] = has ? x->block_hashes[i] : 0;
+        }
+        pd_proto_msg_t pm = {.type = PD_PROTO_TYPE_PINNED};
+        pm.u.pinned = (pd_proto_pinned_t){x->req_id, PD_OK, ids, n, sums, n};
         fw_send(w, &pm);
         break;
     }

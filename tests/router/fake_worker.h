@@ -55,6 +55,9 @@ typedef struct fw_worker {
     fw_req_t reqs[FW_MAX_REQS];
     uint32_t n_reserve, n_prefill, n_cancel, n_resync;
     uint64_t last_cancel;
+    uint32_t n_pin;       /* pin messages answered */
+    uint32_t last_src;    /* prefill: blocks the last one named at a holder (src_*) */
+    char last_src_id[64]; /* prefill: that holder */
 } fw_worker_t;
 
 /* All fake workers of a test, so that prefill can hand the first token to decode. */

@@ -46,7 +46,15 @@ static const void *pd_proto_ptr(const pd_proto_field_t *f, const void *base)
 
 static bool pd_proto_omitted(const pd_proto_field_t *f, const void *base)
 {
-    return (f->flags & PD_PROTO_OMIT) && pd_proto_ptr(f, base) == NULL;
+    if (!(f->flags & PD_PROTO_OMIT))
+        return false;
+    /* Integers: 0 is not written, so that a field added later leaves older frames as
+     * they were. */
+    if (f->kind == PD_PROTO_K_U64)
+        return *CAT(base, f->off, uint64_t) == 0;
+    if (f->kind == PD_PROTO_K_U32)
+        return *CAT(base, f->off, uint32_t) == 0;
+    return pd_proto_ptr(f, base) == NULL;
 }
 
 /* ---- encoding ---- */

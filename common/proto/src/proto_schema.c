@@ -105,6 +105,29 @@ static const char *pd_proto_check_skip(const void *x)
                : NULL;
 }
 
+static const char *pd_proto_check_src(const void *x)
+{
+    const pd_proto_prefill_t *p = x;
+    bool any = p->src_worker_id != NULL || p->src_xfer_desc != NULL || p->src_block_table != NULL ||
+               p->src_checksums != NULL;
+    if (!any)
+        return NULL;
+    if (p->src_worker_id == NULL || p->src_worker_id[0] == '\0' || p->src_xfer_desc == NULL ||
+        p->src_block_table == NULL || p->src_checksums == NULL)
+        return "src_worker_id, src_xfer_desc, src_block_table and src_checksums go together";
+    if (p->n_src_checksums != p->n_src_block_table)
+        return "src_checksums and src_block_table differ in length";
+    if (p->n_src_block_table > p->n_block_hashes)
+        return "src_block_table beyond block_hashes";
+    return NULL;
+}
+
+static const char *pd_proto_check_pinned(const void *x)
+{
+    const pd_proto_pinned_t *p = x;
+    return p->n_checksums != p->n_block_table ? "checksums and block_table differ in length" : NULL;
+}
+
 static const char *pd_proto_check_reserved(const void *x)
 {
     const pd_proto_reserved_t *r = x;
@@ -236,6 +259,7 @@ FIELDS(done) = {
     {"usage", MAP, REQ, O(usage), .sub = &s_usage, .doc = "token accounting"},
     {"timings", MAP, REQ, O(timings), .sub = &s_timings, .doc = "milliseconds"},
     {"workers", MAP, OPT, .off = 0, .sub = &s_done_workers, .doc = "where the request ran"},
+    {"recomputed_blocks", U32S, OMIT | LIMIT, O(recomputed_blocks), N(n_recomputed_blocks), .max = PD_PROTO_MAX_BLOCKS, .doc = "prompt blocks (by index) computed to fill holes in an otherwise reused prefix: missing from every cache, or failed their checksum; counted in `usage.input_tokens`; absent when none"},
 };
 SCHEMA(done);
 #undef T
@@ -274,6 +298,8 @@ FIELDS(status_reply) = {
     {"directory_blocks", U64, REQ, O(directory_blocks), MAXU64, .doc = "distinct block hashes in the directory"},
     {"queue_depth", U32, REQ, O(queue_depth), MAXU32, .doc = "requests admitted but not yet dispatched"},
     {"requests_in_flight", U32, REQ, O(requests_in_flight), MAXU32, .doc = "requests not yet terminated"},
+    {"holder_reads", U64, OMIT, O(holder_reads), MAXU64, .doc = "prefills told to read a prefix from a third worker that holds it"},
+    {"recomputed_blocks", U64, OMIT, O(recomputed_blocks), MAXU64, .doc = "prompt blocks recomputed to fill holes in reused prefixes, since the router started"},
 };
 SCHEMA(status_reply);
 #undef T
@@ -331,6 +357,8 @@ FIELDS(stats_router) = {
     {"requests_in_flight", U32, REQ, O(requests_in_flight), MAXU32, .doc = "requests not yet terminated"},
     {"requests_total", U64, REQ, O(requests_total), MAXU64, .doc = "requests admitted since the router started"},
     {"directory_blocks", U64, REQ, O(directory_blocks), MAXU64, .doc = "distinct block hashes in the directory"},
+    {"holder_reads", U64, OMIT, O(holder_reads), MAXU64, .doc = "prefills told to read a prefix from a third worker that holds it"},
+    {"recomputed_blocks", U64, OMIT, O(recomputed_blocks), MAXU64, .doc = "prompt blocks recomputed to fill holes in reused prefixes, since the router started"},
 };
 SCHEMA(stats_router);
 FIELDS(stats_pool) = {
@@ -442,6 +470,11 @@ FIELDS(prefill) = {
     WORK_FIELDS(pd_proto_check_prefill),
     {"n_skip_blocks", U32, REQ, O(n_skip_blocks), MAXU32, .after = pd_proto_check_skip, .doc = "leading blocks decode already holds (`reserved.n_cached_blocks`), never pushed; <= len(block_hashes)"},
     {"dest", MAP, REQ, .off = 0, .sub = &s_dest, .doc = "where the KV goes"},
+    {"src_worker_id", TEXT, OMIT | LIMIT, O(src_worker_id), .max = PD_PROTO_NAME_CAP - 1, .doc = "a third worker holding leading blocks, pinned for this request (`pin`)"},
+    {"src_epoch", U64, OMIT, O(src_epoch), MAXU64, .doc = "its epoch"},
+    {"src_xfer_desc", BIN, OMIT | LIMIT, O(src_xfer_desc), N(src_xfer_desc_bytes), .max = PD_PROTO_MAX_XFER_DESC_BYTES, .doc = "its transfer descriptor from its `register`"},
+    {"src_block_table", U32S, OMIT | LIMIT, O(src_block_table), N(n_src_block_table), .max = PD_PROTO_MAX_BLOCKS, .doc = "`pinned.block_table`: block i of the prompt at that index of its pool, or 4294967295 where it holds none"},
+    {"src_checksums", U64S, OMIT | LIMIT, O(src_checksums), N(n_src_checksums), .max = PD_PROTO_MAX_BLOCKS, .after = pd_proto_check_src, .doc = "`pinned.checksums`: what a block read from it must hash to"},
 };
 SCHEMA(prefill);
 #undef T
@@ -455,8 +488,28 @@ FIELDS(prefilled) = {
     {"cache_creation_input_tokens", U32, OPT, O(cache_creation_input_tokens), .max = MAX_IN, .doc = "prompt tokens it wrote to its cache"},
     {"prefill_ms", F64, OPT, O(prefill_ms), .fmax = 1e9, .doc = "compute time"},
     {"transfer_ms", F64, OPT, O(transfer_ms), .fmax = 1e9, .doc = "KV push time"},
+    {"recomputed_blocks", U32S, OMIT | LIMIT, O(recomputed_blocks), N(n_recomputed_blocks), .max = PD_PROTO_MAX_BLOCKS, .doc = "prompt blocks computed to fill holes in a reused prefix (missing, or failed their checksum), by index; absent when none"},
 };
 SCHEMA(prefilled);
+#undef T
+
+#define T pd_proto_pin_t
+FIELDS(pin) = {
+    {"req_id", U64, REQ, O(req_id), .min = 1, MAXU64, .doc = "the request the pins belong to"},
+    {"block_hashes", U64S, REQ | LIMIT, O(block_hashes), N(n_block_hashes), .min = 1, .max = PD_PROTO_MAX_BLOCKS, .doc = "chained hashes of the prompt's leading full blocks"},
+    {"deadline_ms", U32, REQ, O(deadline_ms), .max = PD_PROTO_MAX_DEADLINE_MS, .doc = "the pins are released after this many milliseconds, or on `cancel`"},
+};
+SCHEMA(pin);
+#undef T
+
+#define T pd_proto_pinned_t
+FIELDS(pinned) = {
+    {"req_id", U64, REQ, O(req_id), .min = 1, MAXU64, .doc = "the request"},
+    {"status", CODE, REQ, O(status), .doc = "`PD_OK`, or why nothing was pinned"},
+    {"block_table", U32S, OPT | LIMIT, O(block_table), N(n_block_table), .max = PD_PROTO_MAX_BLOCKS, .doc = "per hash, the pool index of the pinned block, or 4294967295 where the worker holds none"},
+    {"checksums", U64S, OPT | LIMIT, O(checksums), N(n_checksums), .max = PD_PROTO_MAX_BLOCKS, .after = pd_proto_check_pinned, .doc = "per hash, XXH3-64 (seed 0) of the block's bytes, its layers in order; 0 where not held"},
+};
+SCHEMA(pinned);
 #undef T
 
 #define T pd_proto_worker_token_t
@@ -574,9 +627,15 @@ const pd_proto_type_def_t pd_proto_type_defs[PD_PROTO_TYPE_COUNT_] = {
                                "every `cache.write[].n_blocks` <= len(`block_hashes`)"},
     [PD_PROTO_TYPE_PREFILL] = {"prefill", W, &s_prefill,
                                "as `reserve`, and `n_skip_blocks` <= "
+                               "len(`block_hashes`); `src_worker_id` (not empty), "
+                               "`src_xfer_desc`, `src_block_table` and `src_checksums` all or "
+                               "none, the two lists of one length <= "
                                "len(`block_hashes`)"},
     [PD_PROTO_TYPE_WORKER_CANCEL] = {"cancel", W, &s_worker_cancel, NULL},
     [PD_PROTO_TYPE_RESYNC] = {"resync", W, NULL, NULL},
+    [PD_PROTO_TYPE_PIN] = {"pin", W, &s_pin, NULL},
+    [PD_PROTO_TYPE_PINNED] = {"pinned", W, &s_pinned,
+                              "len(`checksums`) = len(`block_table`)"},
     [PD_PROTO_TYPE_KV_EVENT] = {"kv_event", PD_PROTO_CHAN_EVENTS, &s_kv_event, NULL},
     [PD_PROTO_TYPE_STATS] = {"stats", C, NULL, NULL},
     [PD_PROTO_TYPE_STATS_REPLY] = {"stats_reply", C, &s_stats_reply, NULL},

@@ -357,6 +357,7 @@ static void pd_worker_handle(pd_worker_t *w, const pd_worker_hooks_t *hooks, con
         break;
     case PD_PROTO_TYPE_RESERVE:
     case PD_PROTO_TYPE_PREFILL:
+    case PD_PROTO_TYPE_PIN:
     case PD_PROTO_TYPE_WORKER_CANCEL:
     case PD_PROTO_TYPE_WORKER_ERROR:
         if (msg.type == PD_PROTO_TYPE_WORKER_ERROR && msg.u.worker_error.req_id == 0 &&

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 typedef struct pd_role pd_role_t;
+typedef struct pd_role_pin pd_role_pin_t;
 
 /* What a role supplies. Handlers left NULL are answered by the runtime: a message the
  * role does not handle gets `error` PD_ERR_UNSUPPORTED. */
@@ -60,7 +61,12 @@ struct pd_role {
     void *state;
     uint64_t next_expire_ms;
     pd_proto_worker_stats_t hb_stats; /* what the last heartbeat carried */
+    pd_role_pin_t *pins;              /* (PD_ROLE_MAX_PINS) blocks pinned for readers, by request */
 };
+
+/* XXH3-64 (seed 0) of a block's bytes in pool (layout l), its layer slices in order: what
+ * `pinned` reports and a reader checks. */
+uint64_t pd_role_block_checksum(const pd_kv_layout_t *l, const void *pool, uint32_t block);
 
 /* Make everything a worker of role ops is made of from args: model, engine, pool, fabric,
  * worker sockets, block manager, then the role's state. Returns PD_ERR_* with the reason

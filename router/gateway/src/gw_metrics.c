@@ -226,6 +226,12 @@ static void pd_gw_metrics_cluster(pd_gw_buf_t *b, const pd_gw_t *gw)
     pd_gw_metrics_scalar(b, "pdkv_router_directory_blocks", "gauge",
                          "distinct KV block hashes in the router's global directory",
                          s->directory_blocks);
+    pd_gw_metrics_scalar(b, "pdkv_router_holder_reads_total", "counter",
+                         "prefills that read a prompt's prefix from a third worker holding it",
+                         s->holder_reads);
+    pd_gw_metrics_scalar(b, "pdkv_router_recomputed_blocks_total", "counter",
+                         "prompt blocks recomputed to fill holes in otherwise reused prefixes",
+                         s->recomputed_blocks);
     pd_gw_buf_printf(b,
                      "# HELP pdkv_workers registered workers by role\n"
                      "# TYPE pdkv_workers gauge\n"

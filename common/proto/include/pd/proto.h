@@ -81,12 +81,14 @@ typedef enum pd_proto_type {
     PD_PROTO_TYPE_WORKER_DONE,  /* "done" on the worker channel */
     PD_PROTO_TYPE_WORKER_ERROR, /* "error" on the worker channel (both directions) */
     PD_PROTO_TYPE_KV_SNAPSHOT,
+    PD_PROTO_TYPE_PINNED,
     /* router -> worker */
     PD_PROTO_TYPE_REGISTERED,
     PD_PROTO_TYPE_RESERVE,
     PD_PROTO_TYPE_PREFILL,
     PD_PROTO_TYPE_WORKER_CANCEL, /* "cancel" on the worker channel */
     PD_PROTO_TYPE_RESYNC,
+    PD_PROTO_TYPE_PIN,
     /* worker PUB -> router SUB */
     PD_PROTO_TYPE_KV_EVENT,
     /* client <-> router (kept after the others so that no earlier value moves) */
@@ -224,6 +226,10 @@ typedef struct pd_proto_done {
     pd_proto_timings_t timings;
     char prefill_worker[PD_PROTO_NAME_CAP];
     char decode_worker[PD_PROTO_NAME_CAP];
+    /* Optional: prompt blocks computed to fill holes in a reused prefix, by index (they
+     * count in usage.input_tokens); NULL when none. */
+    const uint32_t *recomputed_blocks;
+    uint32_t n_recomputed_blocks;
 } pd_proto_done_t;
 
 /* error on the client channel. */
@@ -251,6 +257,8 @@ typedef struct pd_proto_status_reply {
     uint64_t directory_blocks;             /* distinct hashes in the directory */
     uint32_t queue_depth;
     uint32_t requests_in_flight;
+    uint64_t holder_reads;      /* optional: prefills told to read a prefix from a third worker */
+    uint64_t recomputed_blocks; /* optional: prompt blocks recomputed to fill holes, in all */
 } pd_proto_status_reply_t;
 
 /* stop: the client has what it needs (e.g. a stop string matched in the text): the
@@ -292,6 +300,8 @@ typedef struct pd_proto_stats_reply {
     uint32_t requests_in_flight;          /* not yet terminated */
     uint64_t requests_total;              /* admitted since the router started */
     uint64_t directory_blocks;            /* distinct hashes in the directory */
+    uint64_t holder_reads;      /* optional: prefills told to read a prefix from a third worker */
+    uint64_t recomputed_blocks; /* optional: prompt blocks recomputed to fill holes, in all */
     uint64_t g1_blocks, g1_free_blocks, g1_cached_blocks;
     uint64_t g2_blocks, g2_used_blocks, g3_blocks, g3_used_blocks;
     uint64_t hit_blocks, miss_blocks;
@@ -372,6 +382,17 @@ typedef struct pd_proto_prefill {
     const uint32_t *dest_block_table; /* (n_dest_block_table) from reserved */
     uint32_t n_dest_block_table;
     uint32_t deadline_ms;
+    /* Optional: another worker that holds the prompt's leading blocks and pinned them for
+     * this request (pinned): where each block i < n_src_block_table lies in its pool
+     * (PD_PROTO_NO_BLOCK: not held), with the checksum of its bytes. NULL: no holder. */
+    const char *src_worker_id;
+    uint64_t src_epoch;        /* its epoch: a new one means a new process to connect to */
+    const void *src_xfer_desc; /* (src_xfer_desc_bytes) from the holder's register */
+    size_t src_xfer_desc_bytes;
+    const uint32_t *src_block_table; /* (n_src_block_table) */
+    uint32_t n_src_block_table;
+    const uint64_t *src_checksums; /* (n_src_checksums) = n_src_block_table */
+    uint32_t n_src_checksums;
 } pd_proto_prefill_t;
 
 /* prefill -> router. */
@@ -383,7 +404,33 @@ typedef struct pd_proto_prefilled {
     uint32_t cache_creation_input_tokens; /* optional, default 0 */
     double prefill_ms;
     double transfer_ms;
+    /* Optional: the prompt blocks computed to fill holes in an otherwise reused prefix
+     * (missing, or failed their checksum), by index; NULL when none. */
+    const uint32_t *recomputed_blocks;
+    uint32_t n_recomputed_blocks;
 } pd_proto_prefilled_t;
+
+/* A block table entry that names no block (a hole in a holder's prefix). */
+#define PD_PROTO_NO_BLOCK UINT32_MAX
+
+/* router -> worker: pin the blocks of these hashes that the worker holds (any tier), for
+ * a prefill worker to read, until cancel or the deadline. */
+typedef struct pd_proto_pin {
+    uint64_t req_id;
+    const uint64_t *block_hashes; /* (n_block_hashes) chained, from the prompt's first */
+    uint32_t n_block_hashes;
+    uint32_t deadline_ms; /* the pins go after this many milliseconds at the latest */
+} pd_proto_pin_t;
+
+/* worker -> router, answering pin. */
+typedef struct pd_proto_pinned {
+    uint64_t req_id;
+    pd_status_t status;          /* PD_OK, or why nothing was pinned */
+    const uint32_t *block_table; /* (n_block_table) per hash: pool index or PD_PROTO_NO_BLOCK */
+    uint32_t n_block_table;
+    const uint64_t *checksums; /* (n_checksums) per hash: XXH3 of the block, 0 if not held */
+    uint32_t n_checksums;
+} pd_proto_pinned_t;
 
 /* decode -> router: one generated token. */
 typedef struct pd_proto_worker_token {
@@ -464,6 +511,8 @@ typedef struct pd_proto_msg {
         pd_proto_worker_done_t worker_done;
         pd_proto_worker_error_t worker_error;
         pd_proto_worker_cancel_t worker_cancel;
+        pd_proto_pin_t pin;
+        pd_proto_pinned_t pinned;
         pd_proto_kv_snapshot_t kv_snapshot;
         pd_proto_kv_event_t kv_event;
         pd_proto_stop_t stop;
