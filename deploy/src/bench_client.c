@@ -44,17 +44,6 @@ static double pd_bench_client_now(const pd_bench_client_t *c)
     return pd_time_ns_to_ms(pd_time_now_ns() - c->t0_ns);
 }
 
-static const pd_bench_item_t *pd_bench_sort_items;
-
-static int pd_bench_cmp_order(const void *a, const void *b)
-{
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    double x = pd_bench_sort_items[i].arrival_ms, y = pd_bench_sort_items[j].arrival_ms;
-    if (x != y)
-        return (x > y) - (x < y);
-    return (i > j) - (i < j);
-}
-
 static void pd_bench_inflight_add(pd_bench_client_t *c, size_t idx)
 {
     c->slot[idx] = c->n_inflight;
@@ -271,27 +260,14 @@ pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_ben
     struct sigaction sa_old, sa = {0};
     bool sig_set = false;
     pd_mp_writer_init(&c.w);
-    uint32_t max_input = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].n_input > max_input)
-            max_input = items[i].n_input;
-        memset(&recs[i], 0, sizeof(recs[i]));
-        recs[i].sched_ms = items[i].arrival_ms;
-        recs[i].n_input = items[i].n_input;
-        recs[i].n_output_req = items[i].n_output;
-        recs[i].group = items[i].group;
-        recs[i].tenant = items[i].tenant;
-    }
+    uint32_t max_input = pd_bench_recs_init(items, n, recs);
     c.order = malloc((n ? n : 1) * sizeof(size_t));
     c.inflight = malloc((n ? n : 1) * sizeof(size_t));
     c.slot = malloc((n ? n : 1) * sizeof(size_t));
     c.tokens = malloc(max_input * sizeof(int32_t));
     if (c.order == NULL || c.inflight == NULL || c.slot == NULL || c.tokens == NULL)
         goto out;
-    for (size_t i = 0; i < n; i++)
-        c.order[i] = i;
-    pd_bench_sort_items = items;
-    qsort(c.order, n, sizeof(size_t), pd_bench_cmp_order);
+    pd_bench_order_by_arrival(items, n, c.order);
 
     status = pd_client_connect_opt("pdctl bench", opts->endpoint, opts->curve_server_key,
                                    opts->curve_secret_file, &c.client);

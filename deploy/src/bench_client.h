@@ -17,6 +17,10 @@ typedef struct pd_bench_client_opts {
     uint32_t n_tenants;     /* > 1: requests carry tenant "tenant-<k>" */
     pd_proto_cache_mode_t cache_mode;
     bool progress; /* a line on stderr every second */
+    /* --http: an OpenAI-compatible server instead of the router (bench_http.c) */
+    const char *http_url; /* base URL, with or without the trailing /v1 */
+    const char *api_key;  /* sent as Authorization: Bearer, NULL: none */
+    const char *model;    /* the model to ask for, NULL: the first of GET /v1/models */
 } pd_bench_client_opts_t;
 
 /* Check that the router answers a status request (5 s), then send n items at their
@@ -26,6 +30,13 @@ typedef struct pd_bench_client_opts {
  * PD_ERR_UNREACHABLE / PD_ERR_IO / PD_ERR_NO_MEMORY when nothing could run. */
 pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_bench_item_t *items,
                                 size_t n, pd_bench_rec_t *recs);
+
+/* The same run through an OpenAI-compatible HTTP API (opts->http_url): each request a
+ * streamed POST /v1/completions of its token ids. Checks GET /v1/models first (5 s).
+ * Records carry no server timings (NaN: left out of the summary). Returns as
+ * pd_bench_client_run, or PD_ERR_AUTH when the server refuses the key. */
+pd_status_t pd_bench_http_run(const pd_bench_client_opts_t *opts, const pd_bench_item_t *items,
+                              size_t n, pd_bench_rec_t *recs);
 
 /* What the run was, for the reports' header. */
 typedef struct pd_bench_meta {

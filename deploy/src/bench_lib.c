@@ -333,6 +333,39 @@ static void pd_bench_place_add(pd_bench_place_t *places, size_t *n_places, const
     places[(*n_places)++].n = 1;
 }
 
+uint32_t pd_bench_recs_init(const pd_bench_item_t *items, size_t n, pd_bench_rec_t *recs)
+{
+    uint32_t max_input = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].n_input > max_input)
+            max_input = items[i].n_input;
+        memset(&recs[i], 0, sizeof(recs[i]));
+        recs[i].sched_ms = items[i].arrival_ms;
+        recs[i].n_input = items[i].n_input;
+        recs[i].n_output_req = items[i].n_output;
+        recs[i].group = items[i].group;
+        recs[i].tenant = items[i].tenant;
+    }
+    return max_input;
+}
+
+static int pd_bench_cmp_arrival(const void *a, const void *b, void *arg)
+{
+    const pd_bench_item_t *items = arg;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    double x = items[i].arrival_ms, y = items[j].arrival_ms;
+    if (x != y)
+        return (x > y) - (x < y);
+    return (i > j) - (i < j);
+}
+
+void pd_bench_order_by_arrival(const pd_bench_item_t *items, size_t n, size_t *order)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, n, sizeof(size_t), pd_bench_cmp_arrival, (void *)items);
+}
+
 static void pd_bench_col_add(double *cols[], size_t *ns, int col, double v)
 {
     if (isfinite(v))

@@ -188,6 +188,14 @@ typedef struct pd_bench_rec {
     char decode_worker[PD_PROTO_NAME_CAP];
 } pd_bench_rec_t;
 
+/* Start the records of a run (recs: n, caller storage): each from its item (arrival,
+ * lengths, group, tenant), nothing measured yet. Returns the longest prompt (at least 1),
+ * the size of the caller's scratch prompt. */
+uint32_t pd_bench_recs_init(const pd_bench_item_t *items, size_t n, pd_bench_rec_t *recs);
+
+/* order (n, caller storage): the item indices by arrival time, ties by index. */
+void pd_bench_order_by_arrival(const pd_bench_item_t *items, size_t n, size_t *order);
+
 /* p50/p99 (and mean) of one metric over the requests that have it. */
 typedef struct pd_bench_dist {
     size_t n;

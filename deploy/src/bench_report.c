@@ -26,7 +26,8 @@ static void pd_bench_table_row(FILE *f, const char *name, const pd_bench_dist_t 
 void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_summary_t *sum)
 {
     fprintf(f, "\npdctl bench: %s\n", meta->workload);
-    fprintf(f, "  router %s%s%s\n", meta->endpoint, meta->trace_path ? ", trace " : "",
+    fprintf(f, "  %s %s%s%s\n", strncmp(meta->endpoint, "http", 4) == 0 ? "server" : "router",
+            meta->endpoint, meta->trace_path ? ", trace " : "",
             meta->trace_path ? meta->trace_path : "");
     fprintf(f, "  requests %zu: %zu completed, %zu errors, in %.2f s\n", sum->n_requests,
             sum->n_completed, sum->n_errors, sum->duration_s);

@@ -29,7 +29,8 @@ static void pd_bench_usage(FILE *out)
     fprintf(out,
             "usage: pdctl bench [options]\n"
             "\n"
-            "Open-loop load against a pdkv router: requests leave at their arrival times\n"
+            "Open-loop load against a pdkv router (or, with --http, an OpenAI-compatible\n"
+            "HTTP API such as pd-gateway): requests leave at their arrival times\n"
             "(Poisson, or a trace's timestamps) whatever the replies do, held back only by\n"
             "--concurrency. Prints TTFT/TPOT p50/p90/p99 (client-measured and as the server\n"
             "timed them), throughput, cache hit rate, the server's queue/prefill/transfer\n"
@@ -60,6 +61,17 @@ static void pd_bench_usage(FILE *out)
             "      --curve-server-key K the router's CURVE public key (Z85): authenticate;\n"
             "                           the router then takes the tenant from the key\n"
             "      --curve-secret-file F this client's CURVE secret key (Z85) file\n"
+            "\n");
+    fprintf(out,
+            "Through the HTTP front door (every request a streamed POST /v1/completions of\n"
+            "its token ids; the server's own timings are not in that API, so their rows\n"
+            "stay empty):\n"
+            "      --http URL           the server's base URL (http://127.0.0.1:8000 or\n"
+            "                           .../v1) instead of --router\n"
+            "      --api-key KEY        sent as a Bearer token (default $OPENAI_API_KEY); the\n"
+            "                           key decides the tenant, so --tenants stays 1\n"
+            "      --model NAME         the model to ask for (default: the first that GET\n"
+            "                           /v1/models lists)\n"
             "\n"
             "Trace replay (Mooncake JSONL: timestamp ms, input_length, output_length,\n"
             "hash_ids with one id per 512 tokens; equal hash ids become equal token blocks):\n"
@@ -90,7 +102,8 @@ static void pd_bench_usage(FILE *out)
             "  pdctl bench -n 64 --rate 2 --prompt-len 1200 --shared-prefix 1024 "
             "--prefix-groups 4\n"
             "  pdctl bench --trace trace.jsonl --trace-limit 200 --trace-time-scale 10 "
-            "--trace-max-len 2048\n");
+            "--trace-max-len 2048\n"
+            "  pdctl bench --http http://127.0.0.1:8000 --api-key sk-... -n 200 --rate 4\n");
 }
 
 static int pd_bench_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *v_p)
@@ -166,6 +179,9 @@ enum {
     PD_BENCH_OPT_BLOCK,
     PD_BENCH_OPT_CURVE_KEY,
     PD_BENCH_OPT_CURVE_SECRET,
+    PD_BENCH_OPT_HTTP,
+    PD_BENCH_OPT_API_KEY,
+    PD_BENCH_OPT_MODEL,
 };
 
 /* Returns 0, 1 after --help, or 2 for bad usage. */
@@ -199,6 +215,9 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
         {"block-tokens", required_argument, NULL, PD_BENCH_OPT_BLOCK},
         {"curve-server-key", required_argument, NULL, PD_BENCH_OPT_CURVE_KEY},
         {"curve-secret-file", required_argument, NULL, PD_BENCH_OPT_CURVE_SECRET},
+        {"http", required_argument, NULL, PD_BENCH_OPT_HTTP},
+        {"api-key", required_argument, NULL, PD_BENCH_OPT_API_KEY},
+        {"model", required_argument, NULL, PD_BENCH_OPT_MODEL},
         {NULL, 0, NULL, 0}};
     a->wl = (pd_bench_workload_t){.n_requests = 100,
                                   .prompt_min = 256,
@@ -324,6 +343,20 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
         case PD_BENCH_OPT_CURVE_SECRET:
             a->client.curve_secret_file = optarg;
             break;
+        case PD_BENCH_OPT_HTTP:
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
+                fprintf(stderr, "pdctl bench: --http wants an http:// or https:// URL, not '%s'\n",
+                        optarg);
+                rc = -1;
+            }
+            a->client.http_url = optarg;
+            break;
+        case PD_BENCH_OPT_API_KEY:
+            a->client.api_key = optarg;
+            break;
+        case PD_BENCH_OPT_MODEL:
+            a->client.model = optarg;
+            break;
         case PD_BENCH_OPT_BLOCK:
             rc = pd_bench_u32("--block-tokens", optarg, 1, PD_PROTO_MAX_BLOCK_TOKENS,
                               &a->block_tokens);
@@ -345,6 +378,20 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
     if ((a->client.curve_server_key == NULL) != (a->client.curve_secret_file == NULL)) {
         fprintf(stderr, "pdctl bench: --curve-server-key and --curve-secret-file go together\n");
         return 2;
+    }
+    if (a->client.http_url != NULL) {
+        const char *why = a->client.curve_server_key != NULL ? "--curve-* keys (the router's)"
+                          : a->wl.n_tenants > 1 ? "--tenants (over HTTP the API key is the tenant)"
+                          : a->client.cache_mode == PD_PROTO_CACHE_OFF
+                              ? "--cache off (the OpenAI API has no such control)"
+                              : NULL;
+        if (why != NULL) {
+            fprintf(stderr, "pdctl bench: --http does not go with %s\n", why);
+            return 2;
+        }
+        if (a->client.api_key == NULL)
+            a->client.api_key = getenv("OPENAI_API_KEY");
+        snprintf(a->endpoint, sizeof(a->endpoint), "%s", a->client.http_url);
     }
     if (a->trace_path != NULL && !a->block_tokens_set) {
         double b = (double)PD_BENCH_TRACE_SRC_BLOCK_TOKENS / a->scale.len_scale;
@@ -447,7 +494,8 @@ int pd_cmd_bench(int argc, char **argv)
         goto out;
     if (a.client.progress)
         fprintf(stderr, "pdctl bench: %s\n", workload);
-    pd_status_t st = pd_bench_client_run(&a.client, items, n, recs);
+    pd_status_t st = a.client.http_url != NULL ? pd_bench_http_run(&a.client, items, n, recs)
+                                               : pd_bench_client_run(&a.client, items, n, recs);
     if (st != PD_OK && st != PD_ERR_CANCELED) {
         fprintf(stderr, "pdctl bench: run failed: %s\n", pd_status_str(st));
         goto out;
