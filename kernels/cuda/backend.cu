@@ -500,7 +500,7 @@ static const pd_backend_ops_t pd_cuda_backend_ops = {
     .swiglu = pd_cuda_swiglu_op,
 };
 
-extern "C" int pd_cuda_device_count(char *why, size_t why_bytes)
+extern "C" int pd_cuda_mod_device_count(char *why, size_t why_bytes)
 {
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
@@ -515,9 +515,9 @@ extern "C" int pd_cuda_device_count(char *why, size_t why_bytes)
     return n;
 }
 
-extern "C" pd_status_t pd_backend_cuda_create(const pd_backend_cuda_opts_t *opts,
-                                              const pd_model_config_t *config,
-                                              pd_backend_t *backend_p)
+extern "C" pd_status_t pd_cuda_mod_backend_create(const pd_backend_cuda_opts_t *opts,
+                                                  const pd_model_config_t *config,
+                                                  pd_backend_t *backend_p)
 {
     if (opts == NULL || config == NULL || backend_p == NULL)
         return PD_ERR_INVALID_PARAM;
@@ -528,7 +528,7 @@ extern "C" pd_status_t pd_backend_cuda_create(const pd_backend_cuda_opts_t *opts
         return PD_ERR_UNSUPPORTED;
     }
     char why[160];
-    if (pd_cuda_device_count(why, sizeof(why)) == 0) {
+    if (pd_cuda_mod_device_count(why, sizeof(why)) == 0) {
         pd_log_error("cuda backend: %s", why);
         return PD_ERR_NOT_FOUND;
     }

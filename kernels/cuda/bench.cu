@@ -45,7 +45,7 @@ static pd_status_t pd_cuda_bench_device(void)
     return pd_cuda_check(cudaSetDevice(0), "set device");
 }
 
-extern "C" pd_status_t pd_cuda_bench_copy(size_t bytes, uint32_t runs, double *rate_p)
+extern "C" pd_status_t pd_cuda_mod_bench_copy(size_t bytes, uint32_t runs, double *rate_p)
 {
     pd_status_t st = pd_cuda_bench_device();
     if (st != PD_OK)
@@ -99,7 +99,7 @@ static pd_status_t pd_cuda_grow_host(void *arg, unsigned char **buf_p, size_t *c
     return PD_OK;
 }
 
-extern "C" pd_status_t pd_cuda_bench_attention(pd_cuda_attn_bench_t *b)
+extern "C" pd_status_t pd_cuda_mod_bench_attention(pd_cuda_attn_bench_t *b)
 {
     pd_status_t st = pd_cuda_bench_device();
     if (st != PD_OK)

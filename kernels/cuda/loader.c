@@ -1,0 +1,126 @@
+/* The programs' side of the CUDA module (module.h): open lib/libpdkv-cuda.so on first use
+ * and forward the public CUDA entry points through its table, so that no program maps the
+ * CUDA runtime or cuBLASLt unless it asks for CUDA. */
+#include "cuda/module.h"
+
+#include "pd/log.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static pthread_once_t pd_cuda_module_once = PTHREAD_ONCE_INIT;
+static const pd_cuda_module_ops_t *pd_cuda_module_table;
+static char pd_cuda_module_why[PATH_MAX + 256];
+
+/* The module's path: $PD_CUDA_MODULE, else ../lib/ beside the directory of the running
+ * program (build/bin -> build/lib, PREFIX/bin -> PREFIX/lib). */
+static int pd_cuda_module_path(char *path, size_t path_bytes)
+{
+    const char *env = getenv("PD_CUDA_MODULE");
+    if (env != NULL && env[0] != '\0')
+        return snprintf(path, path_bytes, "%s", env) < (int)path_bytes ? 0 : -1;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return -1;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return -1;
+    *slash = '\0';
+    return snprintf(path, path_bytes, "%s/../lib/%s", exe, PD_CUDA_MODULE_FILE) <
+                   (int)path_bytes
+               ? 0
+               : -1;
+}
+
+static void pd_cuda_module_open(void)
+{
+    char path[PATH_MAX];
+    if (pd_cuda_module_path(path, sizeof(path)) != 0) {
+        snprintf(pd_cuda_module_why, sizeof(pd_cuda_module_why),
+                 "no CUDA: cannot locate %s (set PD_CUDA_MODULE to its path)",
+                 PD_CUDA_MODULE_FILE);
+        return;
+    }
+    /* RTLD_NOW: a missing symbol is reported here, not as a crash in the middle of a run. */
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+#ifdef PD_CUDA_MODULE_BUILT
+        snprintf(pd_cuda_module_why, sizeof(pd_cuda_module_why),
+                 "no CUDA: cannot load the CUDA module: %s", dlerror());
+#else
+        snprintf(pd_cuda_module_why, sizeof(pd_cuda_module_why),
+                 "no CUDA: this build has no CUDA module (configured without a CUDA toolkit "
+                 "or with -DPD_WITH_CUDA=OFF): %s",
+                 dlerror());
+#endif
+        return;
+    }
+    pd_cuda_module_ops_fn fn;
+    /* POSIX's sanctioned way to turn dlsym's object pointer into a function pointer. */
+    *(void **)(&fn) = dlsym(h, PD_CUDA_MODULE_SYMBOL);
+    const pd_cuda_module_ops_t *ops = fn != NULL ? fn() : NULL;
+    if (ops == NULL || ops->abi != PD_CUDA_MODULE_ABI) {
+        snprintf(pd_cuda_module_why, sizeof(pd_cuda_module_why),
+                 "no CUDA: %s is not a CUDA module of this build (interface %u, expected %u)",
+                 path, ops != NULL ? ops->abi : 0u, (unsigned)PD_CUDA_MODULE_ABI);
+        dlclose(h);
+        return;
+    }
+    /* The handle stays open for the life of the process: backends point into it. */
+    pd_cuda_module_table = ops;
+}
+
+const pd_cuda_module_ops_t *pd_cuda_module_get(char *why, size_t why_bytes)
+{
+    pthread_once(&pd_cuda_module_once, pd_cuda_module_open);
+    if (pd_cuda_module_table == NULL && why != NULL && why_bytes > 0)
+        snprintf(why, why_bytes, "%s", pd_cuda_module_why);
+    return pd_cuda_module_table;
+}
+
+int pd_cuda_device_count(char *why, size_t why_bytes)
+{
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(why, why_bytes);
+    return m != NULL ? m->device_count(why, why_bytes) : 0;
+}
+
+pd_status_t pd_backend_cuda_create(const pd_backend_cuda_opts_t *opts,
+                                   const pd_model_config_t *config, pd_backend_t *backend_p)
+{
+    char why[sizeof(pd_cuda_module_why)];
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(why, sizeof(why));
+    if (m == NULL) {
+        pd_log_error("cuda backend: %s", why);
+        return PD_ERR_UNSUPPORTED;
+    }
+    return m->backend_create(opts, config, backend_p);
+}
+
+pd_status_t pd_cuda_bench_copy(size_t bytes, uint32_t runs, double *rate_p)
+{
+    char why[sizeof(pd_cuda_module_why)];
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(why, sizeof(why));
+    if (m == NULL) {
+        pd_log_error("cuda bench: %s", why);
+        return PD_ERR_UNSUPPORTED;
+    }
+    return m->bench_copy(bytes, runs, rate_p);
+}
+
+pd_status_t pd_cuda_bench_attention(pd_cuda_attn_bench_t *b)
+{
+    char why[sizeof(pd_cuda_module_why)];
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(why, sizeof(why));
+    if (m == NULL) {
+        pd_log_error("cuda bench: %s", why);
+        return PD_ERR_UNSUPPORTED;
+    }
+    return m->bench_attention(b);
+}

@@ -1,0 +1,18 @@
+/* The module's one export: the table the programs call the CUDA backend through
+ * (module.h). Every other symbol of libpdkv-cuda.so is hidden. */
+#include "cuda/common.cuh"
+
+extern "C" {
+#include "cuda/module.h"
+}
+
+static const pd_cuda_module_ops_t pd_cuda_module_table = {
+    PD_CUDA_MODULE_ABI,           pd_cuda_mod_device_count,    pd_cuda_mod_backend_create,
+    pd_cuda_mod_bench_copy,       pd_cuda_mod_bench_attention,
+};
+
+extern "C" __attribute__((visibility("default"))) const pd_cuda_module_ops_t *
+pd_cuda_module_ops(void)
+{
+    return &pd_cuda_module_table;
+}

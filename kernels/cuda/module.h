@@ -1,0 +1,63 @@
+/* The CUDA backend as a loadable module.
+ *
+ * Everything that needs the CUDA runtime or cuBLASLt lives in lib/libpdkv-cuda.so, which
+ * the programs open with dlopen the first time something asks for CUDA (--backend cuda, a
+ * device count). Linking cudart and cuBLASLt into every program cost each process start
+ * about half a second of CPU on the build machines, although most runs never touch a GPU.
+ *
+ * The module exports one symbol, pd_cuda_module_ops, returning the table below; the
+ * programs' side (loader.c) forwards the public CUDA entry points of pd/ops.h and
+ * cuda/bench.h through it. The module in turn calls a few functions of the program
+ * (logging, status names, weight rows), which the programs export by a dynamic list
+ * (host.syms); a program missing one of them fails to load the module with a clear error
+ * instead of crashing. */
+#ifndef PD_CUDA_MODULE_H
+#define PD_CUDA_MODULE_H
+
+#include "pd/ops.h"
+#include "pd/status.h"
+
+#include "cuda/bench.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Changes whenever the table changes; the loader refuses a module of another version
+ * (a stale libpdkv-cuda.so beside newer programs). */
+#define PD_CUDA_MODULE_ABI 1
+
+/* The module's file name, looked for in ../lib beside the program's bin/ directory unless
+ * the environment variable PD_CUDA_MODULE names a file. */
+#define PD_CUDA_MODULE_FILE "libpdkv-cuda.so"
+
+typedef struct pd_cuda_module_ops {
+    uint32_t abi; /* PD_CUDA_MODULE_ABI of the module's build */
+    int (*device_count)(char *why, size_t why_bytes);
+    pd_status_t (*backend_create)(const pd_backend_cuda_opts_t *opts,
+                                  const pd_model_config_t *config, pd_backend_t *backend_p);
+    pd_status_t (*bench_copy)(size_t bytes, uint32_t runs, double *rate_p);
+    pd_status_t (*bench_attention)(pd_cuda_attn_bench_t *b);
+} pd_cuda_module_ops_t;
+
+/* The module's one export (a const table with static storage). */
+typedef const pd_cuda_module_ops_t *(*pd_cuda_module_ops_fn)(void);
+#define PD_CUDA_MODULE_SYMBOL "pd_cuda_module_ops"
+
+/* The module's table, opening the module on the first call (thread-safe); NULL when it
+ * cannot be loaded, with the reason in why (why_bytes, may be NULL). */
+const pd_cuda_module_ops_t *pd_cuda_module_get(char *why, size_t why_bytes);
+
+/* Inside the module: the functions the table points at. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+int pd_cuda_mod_device_count(char *why, size_t why_bytes);
+pd_status_t pd_cuda_mod_backend_create(const pd_backend_cuda_opts_t *opts,
+                                       const pd_model_config_t *config, pd_backend_t *backend_p);
+pd_status_t pd_cuda_mod_bench_copy(size_t bytes, uint32_t runs, double *rate_p);
+pd_status_t pd_cuda_mod_bench_attention(pd_cuda_attn_bench_t *b);
+#ifdef __cplusplus
+}
+#endif
+
+#endif
