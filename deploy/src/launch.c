@@ -266,101 +266,45 @@ static void pd_launch_plan(pd_launch_t *l)
     }
 }
 
-/* Build the argv of process idx into args (storage) and argv. */
-static void pd_launch_argv(const pd_launch_t *l, int idx, char args[][PATH_MAX], char **argv)
+/* Build the argv of process idx into args (storage) and argv: the manifest's options
+ * for that process (the same a scheduler-started role builds), behind "ip netns exec"
+ * when the process has its own namespace. */
+static int pd_launch_argv(const pd_launch_t *l, int idx, char args[][PATH_MAX], char **argv)
 {
     const pd_manifest_t *m = &l->m;
     const pd_launch_proc_t *p = &l->procs[idx];
-    const char *router_ip = l->procs[0].ip;
     int n = 0;
 #define PD_ARG(...) (snprintf(args[n], PATH_MAX, __VA_ARGS__), argv[n] = args[n], n++)
-    char tokenizer[PATH_MAX];
-    if (m->tokenizer[0] != '\0')
-        snprintf(tokenizer, sizeof(tokenizer), "%s", m->tokenizer);
-    else /* the model directory: its tokenizer.json, else its tokenizer.bin */
-        snprintf(tokenizer, sizeof(tokenizer), "%s", m->model_path);
     if (p->ns[0] != '\0') {
         PD_ARG("ip");
         PD_ARG("netns");
         PD_ARG("exec");
         PD_ARG("%s", p->ns);
     }
-    if (idx == 0) {
-        PD_ARG("%s/pd-router", l->bin_dir);
-        PD_ARG("--client");
-        PD_ARG("tcp://%s:%u", p->ip, m->base_port);
-        PD_ARG("--workers");
-        PD_ARG("tcp://%s:%u", p->ip, m->base_port + 1);
-        PD_ARG("--tokenizer");
-        PD_ARG("%s", tokenizer);
-        PD_ARG("--model-id");
-        PD_ARG("%s", m->model_path);
-        PD_ARG("--block-tokens");
-        PD_ARG("%u", m->block_tokens);
-        PD_ARG("--policy");
-        PD_ARG("%s", m->policy);
-        PD_ARG("--max-queue");
-        PD_ARG("%u", m->max_queue);
-        PD_ARG("--min-cached-prefix");
-        PD_ARG("%u", m->min_cached_prefix);
-        PD_ARG("--request-timeout-ms");
-        PD_ARG("%u", m->request_timeout_ms);
-        PD_ARG("--worker-timeout-ms");
-        PD_ARG("%u", m->worker_timeout_ms);
+    char role[16];
+    uint32_t index = 0;
+    const char *dash = strrchr(p->name, '-');
+    if (idx == 0 || dash == NULL) {
+        snprintf(role, sizeof(role), "router");
     } else {
-        const pd_manifest_role_t *role = &m->decode;
-        bool prefill = strncmp(p->name, "prefill", 7) == 0;
-        bool both = strncmp(p->name, "both", 4) == 0;
-        if (prefill)
-            role = &m->prefill;
-        else if (both)
-            role = &m->both;
-        PD_ARG("%s/%s", l->bin_dir, prefill ? "pd-prefill" : "pd-decode");
-        PD_ARG("--router");
-        PD_ARG("tcp://%s:%u", router_ip, m->base_port + 1);
-        PD_ARG("--id");
-        PD_ARG("%s", p->name);
-        PD_ARG("--model");
-        PD_ARG("%s", m->model_path);
-        PD_ARG("--threads");
-        PD_ARG("%u", role->threads);
-        PD_ARG("--pool-mb");
-        PD_ARG("%u", role->pool_mb);
-        PD_ARG("--block-tokens");
-        PD_ARG("%u", m->block_tokens);
-        PD_ARG("--events");
-        PD_ARG("tcp://%s:%u", p->ip, m->base_port + 10 + (unsigned)idx);
-        PD_ARG("--ip");
-        PD_ARG("%s", p->ip);
-        PD_ARG("--xfer-backend");
-        PD_ARG("%s", m->xfer_backend);
-        PD_ARG("--checksum");
-        PD_ARG("%d", m->xfer_checksum ? 1 : 0);
-        PD_ARG("--layerwise");
-        PD_ARG("%d", m->xfer_layerwise ? 1 : 0);
-        PD_ARG("--fetch");
-        PD_ARG("%d", m->xfer_fetch ? 1 : 0);
-        PD_ARG("--xfer-timeout-ms");
-        PD_ARG("%u", m->xfer_timeout_ms);
-        if (!prefill) {
-            PD_ARG("--max-batch");
-            PD_ARG("%u", role->max_batch);
-        }
-        if (both)
-            PD_ARG("--colocated");
-        if (m->host_tier_mb > 0) {
-            PD_ARG("--host-mb");
-            PD_ARG("%u", m->host_tier_mb);
-        }
-        if (m->ssd_dir[0] != '\0') {
-            PD_ARG("--ssd-dir");
-            PD_ARG("%s/%s", m->ssd_dir, p->name);
-            PD_ARG("--ssd-mb");
-            PD_ARG("%u", m->ssd_tier_mb);
-        }
+        snprintf(role, sizeof(role), "%.*s", (int)(dash - p->name), p->name);
+        index = (uint32_t)strtoul(dash + 1, NULL, 10);
     }
+    pd_manifest_proc_t proc;
+    char err[256];
+    static pd_manifest_args_t margs;
+    if (pd_manifest_proc_find(m, role, index, &proc, err, sizeof(err)) != PD_OK ||
+        pd_manifest_args_build(m, &proc, p->ip, l->procs[0].ip, &margs) != PD_OK) {
+        fprintf(stderr, "pdctl: %s: cannot build its command line\n", p->name);
+        return -1;
+    }
+    bool prefill = strcmp(role, "prefill") == 0;
+    PD_ARG("%s/%s", l->bin_dir, idx == 0 ? "pd-router" : prefill ? "pd-prefill" : "pd-decode");
+    for (int i = 0; i < margs.argc && n < PD_LAUNCH_MAX_ARGS - 1; i++)
+        PD_ARG("%s", margs.argv[i]);
 #undef PD_ARG
     argv[n] = NULL;
+    return 0;
 }
 
 static int pd_launch_spawn(pd_launch_t *l, int idx)
@@ -368,7 +312,8 @@ static int pd_launch_spawn(pd_launch_t *l, int idx)
     pd_launch_proc_t *p = &l->procs[idx];
     static char args[PD_LAUNCH_MAX_ARGS][PATH_MAX];
     char *argv[PD_LAUNCH_MAX_ARGS];
-    pd_launch_argv(l, idx, args, argv);
+    if (pd_launch_argv(l, idx, args, argv) != 0)
+        return -1;
 
     int fds[2] = {-1, -1};
     int log_fd = -1;

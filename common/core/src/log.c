@@ -8,6 +8,7 @@
 
 pd_log_level_t pd_log_level_current = PD_LOG_LEVEL_WARN;
 static char pd_log_component[32] = "pdkv";
+static FILE *pd_log_stream; /* NULL = stderr */
 
 static const char *const pd_log_names[] = {"error", "warn", "info", "debug", "trace"};
 
@@ -24,6 +25,16 @@ void pd_log_init(const char *component)
 {
     if (component != NULL)
         snprintf(pd_log_component, sizeof(pd_log_component), "%s", component);
+    /* Under a scheduler (a role started from PD_MANIFEST, or PD_LOG_STDOUT=1) the log goes
+     * to stdout, line by line, where Slurm's and Kubernetes' log collection expects it. */
+    const char *to_stdout = getenv("PD_LOG_STDOUT");
+    const char *manifest = getenv("PD_MANIFEST");
+    if ((to_stdout != NULL && strcmp(to_stdout, "1") == 0) ||
+        (manifest != NULL && manifest[0] != '\0' &&
+         (to_stdout == NULL || strcmp(to_stdout, "0") != 0))) {
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        pd_log_stream = stdout;
+    }
     const char *env = getenv("PD_LOG_LEVEL");
     if (env != NULL) {
         int level = pd_log_level_parse(env);
@@ -52,6 +63,7 @@ void pd_log_write(pd_log_level_t level, const char *file, int line, const char *
     const char *base = strrchr(file, '/');
     base = (base != NULL) ? base + 1 : file;
     /* One fprintf per line keeps lines from different threads whole. */
-    fprintf(stderr, "%02d:%02d:%02d.%03ld %s %-5s %s:%d %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+    fprintf(pd_log_stream != NULL ? pd_log_stream : stderr,
+            "%02d:%02d:%02d.%03ld %s %-5s %s:%d %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
             ts.tv_nsec / 1000000, pd_log_component, pd_log_names[level], base, line, msg);
 }

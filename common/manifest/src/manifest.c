@@ -10,6 +10,9 @@
 
 typedef enum pd_mf_type { PD_MF_STR, PD_MF_U32, PD_MF_U64, PD_MF_BOOL } pd_mf_type_t;
 
+/* A string key's syntax check: NULL when value is acceptable, else why not. */
+typedef const char *(*pd_mf_check_fn)(const char *value);
+
 /* One settable key: dotted path, type, where it lives, bounds for numbers. */
 typedef struct pd_mf_key {
     const char *path;
@@ -18,30 +21,125 @@ typedef struct pd_mf_key {
     size_t size; /* string capacity */
     uint64_t min;
     uint64_t max;
+    pd_mf_check_fn check; /* strings only, NULL = any text */
+    bool list;            /* may be a YAML sequence of scalars, stored comma-separated */
 } pd_mf_key_t;
+
+static bool pd_mf_in(char c, const char *extra)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr(extra, c) != NULL);
+}
+
+/* A DNS-style name part: 1..63 of [A-Za-z0-9._-], starting and ending alphanumeric. */
+static bool pd_mf_name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > 63 || !pd_mf_in(s[0], "") || !pd_mf_in(s[len - 1], ""))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!pd_mf_in(s[i], "._-"))
+            return false;
+    }
+    return true;
+}
+
+/* Host names, comma-separated: what Slurm's --nodelist and Kubernetes' node names take. */
+static const char *pd_mf_check_hosts(const char *v)
+{
+    if (v[0] == '\0')
+        return NULL;
+    for (const char *p = v;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (!pd_mf_name_ok(p, len))
+            return "each host must be 1-63 letters, digits, '.', '_' or '-'";
+        if (end == NULL)
+            return NULL;
+        p = end + 1;
+    }
+}
+
+/* A Kubernetes label selector "key=value" with an optional "prefix/" on the key. */
+static const char *pd_mf_check_label(const char *v)
+{
+    if (v[0] == '\0')
+        return NULL;
+    const char *eq = strchr(v, '=');
+    if (eq == NULL)
+        return "must be key=value";
+    const char *slash = memchr(v, '/', (size_t)(eq - v));
+    const char *key = slash != NULL ? slash + 1 : v;
+    if (slash != NULL && !pd_mf_name_ok(v, (size_t)(slash - v)))
+        return "the label key's prefix must be a DNS name";
+    if (!pd_mf_name_ok(key, (size_t)(eq - key)))
+        return "the label key must be 1-63 letters, digits, '.', '_' or '-'";
+    if (eq[1] != '\0' && !pd_mf_name_ok(eq + 1, strlen(eq + 1)))
+        return "the label value must be 0-63 letters, digits, '.', '_' or '-'";
+    return NULL;
+}
+
+/* An extended resource name, "vendor.example/name" (e.g. rdma/hca_shared_devices_a). */
+static const char *pd_mf_check_resource(const char *v)
+{
+    if (v[0] == '\0')
+        return NULL;
+    const char *slash = strchr(v, '/');
+    if (slash == NULL || !pd_mf_name_ok(v, (size_t)(slash - v)) ||
+        !pd_mf_name_ok(slash + 1, strlen(slash + 1)))
+        return "must be a resource name such as rdma/hca_shared_devices_a";
+    return NULL;
+}
+
+/* A container image reference: registry/path:tag or @sha256:digest, no spaces. */
+static const char *pd_mf_check_image(const char *v)
+{
+    if (v[0] == '\0')
+        return NULL;
+    if (!pd_mf_in(v[0], ""))
+        return "an image must start with a letter or digit";
+    for (const char *p = v; *p != '\0'; p++) {
+        if (!pd_mf_in(*p, "._-/:@"))
+            return "an image may hold only letters, digits and . _ - / : @";
+    }
+    return NULL;
+}
 
 #define PD_MF_S(path, field)                                                                       \
     {                                                                                              \
-        path, PD_MF_STR, offsetof(pd_manifest_t, field), sizeof(((pd_manifest_t *)0)->field), 0, 0 \
+        path, PD_MF_STR, offsetof(pd_manifest_t, field), sizeof(((pd_manifest_t *)0)->field), 0,   \
+            0, NULL, false                                                                         \
+    }
+#define PD_MF_SC(path, field, fn, is_list)                                                         \
+    {                                                                                              \
+        path, PD_MF_STR, offsetof(pd_manifest_t, field), sizeof(((pd_manifest_t *)0)->field), 0,   \
+            0, fn, is_list                                                                         \
     }
 #define PD_MF_N(path, field, lo, hi)                                                               \
     {                                                                                              \
-        path, PD_MF_U32, offsetof(pd_manifest_t, field), 0, lo, hi                                 \
+        path, PD_MF_U32, offsetof(pd_manifest_t, field), 0, lo, hi, NULL, false                    \
     }
 #define PD_MF_B(path, field)                                                                       \
     {                                                                                              \
-        path, PD_MF_BOOL, offsetof(pd_manifest_t, field), 0, 0, 1                                  \
+        path, PD_MF_BOOL, offsetof(pd_manifest_t, field), 0, 0, 1, NULL, false                     \
     }
 #define PD_MF_ROLE(r)                                                                              \
     PD_MF_N(#r ".count", r.count, 0, 64), PD_MF_N(#r ".threads", r.threads, 0, 256),               \
         PD_MF_N(#r ".pool_mb", r.pool_mb, 1, 1u << 20),                                            \
-        PD_MF_N(#r ".max_batch", r.max_batch, 1, 1024)
+        PD_MF_N(#r ".max_batch", r.max_batch, 1, 1024), PD_MF_PLACE(#r, r.place)
+#define PD_MF_PLACE(r, f)                                                                          \
+    PD_MF_SC(r ".hosts", f.hosts, pd_mf_check_hosts, true),                                        \
+        PD_MF_SC(r ".node_label", f.node_label, pd_mf_check_label, false),                         \
+        PD_MF_N(r ".nodes", f.nodes, 1, 4096), PD_MF_N(r ".cpus", f.cpus, 0, 1024),                \
+        PD_MF_N(r ".memory_mb", f.memory_mb, 0, 1u << 24), PD_MF_N(r ".gpus", f.gpus, 0, 64),      \
+        PD_MF_SC(r ".rdma", f.rdma, pd_mf_check_resource, false),                                  \
+        PD_MF_SC(r ".image", f.image, pd_mf_check_image, false)
 
 static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_S("name", name),
     PD_MF_S("model.path", model_path),
     PD_MF_S("model.preset", model_preset),
-    {"model.seed", PD_MF_U64, offsetof(pd_manifest_t, model_seed), 0, 0, UINT64_MAX},
+    {"model.seed", PD_MF_U64, offsetof(pd_manifest_t, model_seed), 0, 0, UINT64_MAX, NULL, false},
+    PD_MF_SC("image", image, pd_mf_check_image, false),
     PD_MF_S("model.tokenizer", tokenizer),
     PD_MF_S("network.host", host),
     PD_MF_N("network.base_port", base_port, 1024, 65000),
@@ -53,6 +151,7 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_N("router.block_tokens", block_tokens, 1, 1024),
     PD_MF_N("router.request_timeout_ms", request_timeout_ms, 100, 86400000),
     PD_MF_N("router.worker_timeout_ms", worker_timeout_ms, 100, 3600000),
+    PD_MF_PLACE("router", router_place),
     PD_MF_ROLE(prefill),
     PD_MF_ROLE(decode),
     PD_MF_ROLE(both),
@@ -96,6 +195,11 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->xfer_fetch = true;
     m->xfer_timeout_ms = 5000;
     snprintf(m->ns_subnet, sizeof(m->ns_subnet), "10.77.0");
+    snprintf(m->image, sizeof(m->image), "pdkv:latest");
+    m->router_place.nodes = 1;
+    m->prefill.place.nodes = 1;
+    m->decode.place.nodes = 1;
+    m->both.place.nodes = 1;
 }
 
 static void pd_mf_err(char *errbuf, size_t n, const char *fmt, ...)
@@ -110,15 +214,20 @@ static void pd_mf_err(char *errbuf, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
+static const pd_mf_key_t *pd_mf_key_find(const char *path)
+{
+    for (size_t i = 0; i < sizeof(pd_mf_keys) / sizeof(pd_mf_keys[0]); i++) {
+        if (strcmp(pd_mf_keys[i].path, path) == 0)
+            return &pd_mf_keys[i];
+    }
+    return NULL;
+}
+
 /* Set one key from its text form; errors name the key. */
 static pd_status_t pd_mf_assign(pd_manifest_t *m, const char *path, const char *value, char *errbuf,
                                 size_t n)
 {
-    const pd_mf_key_t *key = NULL;
-    for (size_t i = 0; i < sizeof(pd_mf_keys) / sizeof(pd_mf_keys[0]); i++) {
-        if (strcmp(pd_mf_keys[i].path, path) == 0)
-            key = &pd_mf_keys[i];
-    }
+    const pd_mf_key_t *key = pd_mf_key_find(path);
     if (key == NULL) {
         pd_mf_err(errbuf, n, "unknown key '%s'", path);
         return PD_ERR_FORMAT;
@@ -128,6 +237,11 @@ static pd_status_t pd_mf_assign(pd_manifest_t *m, const char *path, const char *
     case PD_MF_STR:
         if (strlen(value) >= key->size) {
             pd_mf_err(errbuf, n, "'%s' is longer than %zu bytes", path, key->size - 1);
+            return PD_ERR_FORMAT;
+        }
+        const char *why = key->check != NULL ? key->check(value) : NULL;
+        if (why != NULL) {
+            pd_mf_err(errbuf, n, "'%s' = '%s': %s", path, value, why);
             return PD_ERR_FORMAT;
         }
         memcpy(field, value, strlen(value) + 1);
@@ -212,6 +326,42 @@ pd_status_t pd_manifest_set(pd_manifest_t *m, const char *assignment, char *errb
     return pd_mf_check(m, errbuf, errbuf_bytes);
 }
 
+/* A sequence of scalars for a list key: joined with commas, then assigned (and checked)
+ * like the comma-separated scalar form. */
+static pd_status_t pd_mf_list(yaml_document_t *doc, yaml_node_t *seq, const char *path,
+                              pd_manifest_t *m, char *errbuf, size_t n)
+{
+    char joined[PD_MANIFEST_STR * 2] = "";
+    size_t used = 0;
+    for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top;
+         it++) {
+        yaml_node_t *item = yaml_document_get_node(doc, *it);
+        if (item == NULL || item->type != YAML_SCALAR_NODE) {
+            pd_mf_err(errbuf, n, "line %zu: '%s' must be a list of names", seq->start_mark.line + 1,
+                      path);
+            return PD_ERR_FORMAT;
+        }
+        const char *text = (const char *)item->data.scalar.value;
+        if (text[0] == '\0' || strchr(text, ',') != NULL ||
+            used + strlen(text) + 2 > sizeof(joined)) {
+            pd_mf_err(errbuf, n, "line %zu: '%s' has an empty, comma-holding or too long item",
+                      item->start_mark.line + 1, path);
+            return PD_ERR_FORMAT;
+        }
+        used +=
+            (size_t)snprintf(joined + used, sizeof(joined) - used, "%s%s", used ? "," : "", text);
+    }
+    if (used == 0) {
+        pd_mf_err(errbuf, n, "line %zu: '%s' is an empty list", seq->start_mark.line + 1, path);
+        return PD_ERR_FORMAT;
+    }
+    char why[200];
+    pd_status_t status = pd_mf_assign(m, path, joined, why, sizeof(why));
+    if (status != PD_OK)
+        pd_mf_err(errbuf, n, "line %zu: %s", seq->start_mark.line + 1, why);
+    return status;
+}
+
 /* Walk a mapping node, assigning scalars under prefix. */
 static pd_status_t pd_mf_walk(yaml_document_t *doc, yaml_node_t *node, const char *prefix,
                               pd_manifest_t *m, char *errbuf, size_t n, int depth)
@@ -244,6 +394,9 @@ static pd_status_t pd_mf_walk(yaml_document_t *doc, yaml_node_t *node, const cha
             status = pd_mf_assign(m, path, (const char *)v->data.scalar.value, why, sizeof(why));
             if (status != PD_OK)
                 pd_mf_err(errbuf, n, "line %zu: %s", v->start_mark.line + 1, why);
+        } else if (v->type == YAML_SEQUENCE_NODE && pd_mf_key_find(path) != NULL &&
+                   pd_mf_key_find(path)->list) {
+            status = pd_mf_list(doc, v, path, m, errbuf, n);
         } else {
             pd_mf_err(errbuf, n, "line %zu: '%s' must be a scalar or a mapping",
                       v->start_mark.line + 1, path);

@@ -11,11 +11,25 @@
 
 #define PD_MANIFEST_STR 256
 
+/* Where a role's processes run under a scheduler (Slurm, Kubernetes) and what each one
+ * asks of its host. `pdctl up` ignores placement: it runs everything on this machine. */
+typedef struct pd_manifest_place {
+    char hosts[PD_MANIFEST_STR]; /* allowed hosts, comma-separated, "" = any */
+    char node_label[128];        /* "key=value" (Kubernetes label, Slurm feature) */
+    uint32_t nodes;              /* Slurm nodes for the role's component */
+    uint32_t cpus;               /* CPUs per process, 0 = the role's threads */
+    uint32_t memory_mb;          /* memory per process, 0 = derived from the pools */
+    uint32_t gpus;               /* GPUs per process */
+    char rdma[128];              /* RDMA device resource name, "" = none */
+    char image[PD_MANIFEST_STR]; /* container image, "" = the manifest's image */
+} pd_manifest_place_t;
+
 typedef struct pd_manifest_role {
     uint32_t count;     /* processes of this role */
     uint32_t threads;   /* compute threads per process */
     uint32_t pool_mb;   /* KV pool (G1) per process */
     uint32_t max_batch; /* running sequences per decode step */
+    pd_manifest_place_t place;
 } pd_manifest_role_t;
 
 typedef struct pd_manifest {
@@ -33,6 +47,9 @@ typedef struct pd_manifest {
     uint32_t block_tokens;
     uint32_t request_timeout_ms;
     uint32_t worker_timeout_ms;
+
+    pd_manifest_place_t router_place;
+    char image[PD_MANIFEST_STR]; /* container image every role runs by default */
 
     pd_manifest_role_t prefill;
     pd_manifest_role_t decode;
@@ -69,5 +86,48 @@ pd_status_t pd_manifest_set(pd_manifest_t *m, const char *assignment, char *errb
 /* The i-th settable key's dotted name ("decode.count"), NULL past the last: what
  * docs/MANIFEST.md documents, one row each. */
 const char *pd_manifest_key(size_t i);
+
+/* One process of a cluster: its role, its index within the role and its name. */
+typedef struct pd_manifest_proc {
+    char role[16];         /* "router", "prefill", "decode" or "both" */
+    uint32_t index;        /* within the role */
+    uint32_t global_index; /* 0 = router, then prefill, decode and both workers */
+    char name[32];         /* "router", "prefill-0", ... (the worker id) */
+} pd_manifest_proc_t;
+
+/* Find the index-th process of role in m. Fails with PD_ERR_INVALID_PARAM and a reason
+ * in errbuf when the role is unknown or the index is past the role's count. */
+pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint32_t index,
+                                  pd_manifest_proc_t *proc_p, char *errbuf, size_t errbuf_bytes);
+
+/* The role's placement (router_place or the worker role's place). */
+const pd_manifest_place_t *pd_manifest_place(const pd_manifest_t *m, const char *role);
+
+#define PD_MANIFEST_MAX_ARGS 64
+#define PD_MANIFEST_ARG      (PD_MANIFEST_STR + 64)
+
+/* A role's command line (without the program name), built from the manifest alone. */
+typedef struct pd_manifest_args {
+    int argc;
+    char *argv[PD_MANIFEST_MAX_ARGS + 1]; /* NULL-terminated, points into buf */
+    char buf[PD_MANIFEST_MAX_ARGS][PD_MANIFEST_ARG];
+    char *merged[2 * PD_MANIFEST_MAX_ARGS + 2]; /* pd_manifest_env_argv's result */
+} pd_manifest_args_t;
+
+/* Build proc's options: host is the address it binds and advertises, router_host the
+ * router's address (the same for the router itself). The one source of every role's
+ * options, for pdctl up and for roles started by a scheduler. */
+pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_proc_t *proc,
+                                   const char *host, const char *router_host,
+                                   pd_manifest_args_t *args);
+
+/* Start-from-environment for a role binary: when PD_MANIFEST is set, load it, take
+ * PD_ROLE (which must be one of roles, comma-separated), PD_INDEX (default 0), PD_HOST
+ * (default network.host) and PD_ROUTER (default PD_HOST), and build argv_p =
+ * {argv[0], manifest options..., argv[1..]} so explicit options still win. Returns
+ * PD_OK with *argc_p = argc and *argv_p = argv unchanged when PD_MANIFEST is unset, an
+ * error (reason in errbuf) on a bad manifest or environment. args is the storage. */
+pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_manifest_args_t *args,
+                                 int *argc_p, char ***argv_p, char *errbuf, size_t errbuf_bytes);
 
 #endif
