@@ -33,8 +33,7 @@ static int pd_cuda_module_path(char *path, size_t path_bytes)
     if (slash == NULL)
         return -1;
     *slash = '\0';
-    return snprintf(path, path_bytes, "%s/../lib/%s", exe, PD_CUDA_MODULE_FILE) <
-                   (int)path_bytes
+    return snprintf(path, path_bytes, "%s/../lib/%s", exe, PD_CUDA_MODULE_FILE) < (int)path_bytes
                ? 0
                : -1;
 }
@@ -44,8 +43,7 @@ static void pd_cuda_module_open(void)
     char path[PATH_MAX];
     if (pd_cuda_module_path(path, sizeof(path)) != 0) {
         snprintf(pd_cuda_module_why, sizeof(pd_cuda_module_why),
-                 "no CUDA: cannot locate %s (set PD_CUDA_MODULE to its path)",
-                 PD_CUDA_MODULE_FILE);
+                 "no CUDA: cannot locate %s (set PD_CUDA_MODULE to its path)", PD_CUDA_MODULE_FILE);
         return;
     }
     /* RTLD_NOW: a missing symbol is reported here, not as a crash in the middle of a run. */
@@ -68,8 +66,8 @@ static void pd_cuda_module_open(void)
     const pd_cuda_module_ops_t *ops = fn != NULL ? fn() : NULL;
     if (ops == NULL || ops->abi != PD_CUDA_MODULE_ABI) {
         snprintf(pd_cuda_module_why, sizeof(pd_cuda_module_why),
-                 "no CUDA: %s is not a CUDA module of this build (interface %u, expected %u)",
-                 path, ops != NULL ? ops->abi : 0u, (unsigned)PD_CUDA_MODULE_ABI);
+                 "no CUDA: %s is not a CUDA module of this build (interface %u, expected %u)", path,
+                 ops != NULL ? ops->abi : 0u, (unsigned)PD_CUDA_MODULE_ABI);
         dlclose(h);
         return;
     }
