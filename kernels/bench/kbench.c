@@ -279,6 +279,10 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
 int main(int argc, char **argv)
 {
     pd_log_init("pd-kbench");
+    /* The IPC benchmark's peer is this program again (cuda/bench.h). */
+    const int peer_rc = pd_cuda_bench_ipc_peer_main();
+    if (peer_rc >= 0)
+        return peer_rc;
     pd_kbench_opts_t o = {"m50",
                           512,
                           64,
@@ -323,20 +327,33 @@ int main(int argc, char **argv)
             pd_model_destroy(&model);
             return 1;
         }
+        /* KV into another process's pool by CUDA IPC, against the same copy. */
+        double ipc_rate = 0.0;
+        st = pd_cuda_bench_ipc(o.memcpy_mib << 20, 9, &ipc_rate);
+        if (st != PD_OK) {
+            fprintf(stderr, "pd-kbench: the IPC copy benchmark failed: %s\n", pd_status_str(st));
+            pd_model_destroy(&model);
+            return 1;
+        }
         const double gbps = o.attn.bytes / (o.attn.ms * 1e-3) / 1e9;
         if (o.json)
-            printf("{\"gpu_copy_gbps\":%.1f,\"attention\":{\"seqs\":%u,\"ctx\":%u,\"heads\":%u,"
+            printf("{\"gpu_copy_gbps\":%.1f,\"ipc_copy_gbps\":%.1f,\"ipc_vs_copy\":%.3f,"
+                   "\"attention\":{\"seqs\":%u,\"ctx\":%u,\"heads\":%u,"
                    "\"kv_heads\":%u,\"head_dim\":%u,\"ms\":%.4f,\"kv_bytes\":%.0f,\"bytes\":%.0f,"
                    "\"gbps\":%.1f,\"vs_copy\":%.3f}}\n",
-                   rate / 1e9, o.attn.n_seqs, o.attn.ctx, o.attn.n_heads, o.attn.n_kv_heads,
-                   o.attn.head_dim, o.attn.ms, o.attn.kv_bytes, o.attn.bytes, gbps,
-                   gbps * 1e9 / rate);
+                   rate / 1e9, ipc_rate / 1e9, ipc_rate / rate, o.attn.n_seqs, o.attn.ctx,
+                   o.attn.n_heads, o.attn.n_kv_heads, o.attn.head_dim, o.attn.ms, o.attn.kv_bytes,
+                   o.attn.bytes, gbps, gbps * 1e9 / rate);
         else
             printf("gpu: device-to-device copy of %zu MiB %.0f GB/s (read + written, median of 9); "
                    "decode attention of %u sequences x %u tokens (%u/%u heads, head_dim %u, f32 "
                    "KV) %.3f ms, %.0f GB/s = %.0f%% of the copy\n",
                    o.memcpy_mib, rate / 1e9, o.attn.n_seqs, o.attn.ctx, o.attn.n_heads,
                    o.attn.n_kv_heads, o.attn.head_dim, o.attn.ms, gbps, 100.0 * gbps * 1e9 / rate);
+        if (!o.json)
+            printf("gpu: copy into another process's memory by CUDA IPC %.0f GB/s = %.0f%% of the "
+                   "copy\n",
+                   ipc_rate / 1e9, 100.0 * ipc_rate / rate);
     } else {
         rate = pd_kbench_memcpy_rate(o.memcpy_mib << 20, 7);
     }

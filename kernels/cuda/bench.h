@@ -27,4 +27,15 @@ typedef struct pd_cuda_attn_bench {
 
 pd_status_t pd_cuda_bench_attention(pd_cuda_attn_bench_t *b);
 
+/* Median rate of a copy of bytes from this process's device memory into another
+ * process's, through CUDA IPC (bytes read + written, as pd_cuda_bench_copy counts them).
+ * The other process is this program again, started with PD_CUDA_IPC_PEER set: a program
+ * that offers this benchmark calls pd_cuda_bench_ipc_peer_main first thing in main. The
+ * copied bytes are read back through the mapping and checked. */
+pd_status_t pd_cuda_bench_ipc(size_t bytes, uint32_t runs, double *rate_p);
+
+/* When PD_CUDA_IPC_PEER is set, serve as the peer of pd_cuda_bench_ipc and return the
+ * process's exit status; -1 otherwise (carry on with main). */
+int pd_cuda_bench_ipc_peer_main(void);
+
 #endif

@@ -122,3 +122,92 @@ pd_status_t pd_cuda_bench_attention(pd_cuda_attn_bench_t *b)
     }
     return m->bench_attention(b);
 }
+
+pd_status_t pd_cuda_bench_ipc(size_t bytes, uint32_t runs, double *rate_p)
+{
+    char why[sizeof(pd_cuda_module_why)];
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(why, sizeof(why));
+    if (m == NULL) {
+        pd_log_error("cuda bench: %s", why);
+        return PD_ERR_UNSUPPORTED;
+    }
+    return m->bench_ipc(bytes, runs, rate_p);
+}
+
+int pd_cuda_bench_ipc_peer_main(void)
+{
+    const char *v = getenv("PD_CUDA_IPC_PEER");
+    if (v == NULL)
+        return -1;
+    unsigned long long bytes = 0;
+    int fd_in = -1, fd_out = -1;
+    if (sscanf(v, "%llu,%d,%d", &bytes, &fd_in, &fd_out) != 3 || bytes == 0 || fd_in < 0 ||
+        fd_out < 0) {
+        pd_log_error("cuda bench: malformed PD_CUDA_IPC_PEER '%s'", v);
+        return 2;
+    }
+    char why[sizeof(pd_cuda_module_why)];
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(why, sizeof(why));
+    if (m == NULL) {
+        pd_log_error("cuda bench: %s", why);
+        return 1;
+    }
+    return m->bench_ipc_peer((size_t)bytes, fd_in, fd_out);
+}
+
+/* IPC (pd/cuda_ipc.h): the module's functions, or "no CUDA". */
+#define PD_CUDA_IPC_MODULE(m)                                                                      \
+    char why[sizeof(pd_cuda_module_why)];                                                          \
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(why, sizeof(why));                          \
+    if (m == NULL) {                                                                               \
+        pd_log_error("cuda ipc: %s", why);                                                         \
+        return PD_ERR_UNSUPPORTED;                                                                 \
+    }
+
+pd_status_t pd_cuda_ipc_export(const void *dev_ptr, void *handle)
+{
+    PD_CUDA_IPC_MODULE(m)
+    return m->ipc_export(dev_ptr, handle);
+}
+
+pd_status_t pd_cuda_ipc_open(const void *handle, void **dev_ptr_p)
+{
+    PD_CUDA_IPC_MODULE(m)
+    return m->ipc_open(handle, dev_ptr_p);
+}
+
+void pd_cuda_ipc_close(void *dev_ptr)
+{
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(NULL, 0);
+    if (m != NULL && dev_ptr != NULL)
+        m->ipc_close(dev_ptr);
+}
+
+pd_status_t pd_cuda_ipc_stream_create(uint32_t n_events, void **stream_p)
+{
+    PD_CUDA_IPC_MODULE(m)
+    return m->ipc_stream_create(n_events, stream_p);
+}
+
+void pd_cuda_ipc_stream_destroy(void *stream)
+{
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(NULL, 0);
+    if (m != NULL && stream != NULL)
+        m->ipc_stream_destroy(stream);
+}
+
+/* Per-copy and per-event calls: the stream exists, so the module is loaded. */
+pd_status_t pd_cuda_ipc_copy_async(void *stream, void *dst, const void *src, size_t bytes)
+{
+    return pd_cuda_module_table->ipc_copy_async(stream, dst, src, bytes);
+}
+
+pd_status_t pd_cuda_ipc_event_record(void *stream, uint32_t *event_p)
+{
+    return pd_cuda_module_table->ipc_event_record(stream, event_p);
+}
+
+pd_status_t pd_cuda_ipc_event_query(void *stream, uint32_t event)
+{
+    return pd_cuda_module_table->ipc_event_query(stream, event);
+}

@@ -14,6 +14,7 @@
 #ifndef PD_CUDA_MODULE_H
 #define PD_CUDA_MODULE_H
 
+#include "pd/cuda_ipc.h"
 #include "pd/ops.h"
 #include "pd/status.h"
 
@@ -24,7 +25,7 @@
 
 /* Changes whenever the table changes; the loader refuses a module of another version
  * (a stale libpdkv-cuda.so beside newer programs). */
-#define PD_CUDA_MODULE_ABI 1
+#define PD_CUDA_MODULE_ABI 2
 
 /* The module's file name, looked for in ../lib beside the program's bin/ directory unless
  * the environment variable PD_CUDA_MODULE names a file. */
@@ -37,6 +38,16 @@ typedef struct pd_cuda_module_ops {
                                   const pd_model_config_t *config, pd_backend_t *backend_p);
     pd_status_t (*bench_copy)(size_t bytes, uint32_t runs, double *rate_p);
     pd_status_t (*bench_attention)(pd_cuda_attn_bench_t *b);
+    pd_status_t (*bench_ipc)(size_t bytes, uint32_t runs, double *rate_p);
+    int (*bench_ipc_peer)(size_t bytes, int fd_in, int fd_out);
+    pd_status_t (*ipc_export)(const void *dev_ptr, void *handle);
+    pd_status_t (*ipc_open)(const void *handle, void **dev_ptr_p);
+    void (*ipc_close)(void *dev_ptr);
+    pd_status_t (*ipc_stream_create)(uint32_t n_events, void **ctx_p);
+    void (*ipc_stream_destroy)(void *ctx);
+    pd_status_t (*ipc_copy_async)(void *ctx, void *dst, const void *src, size_t bytes);
+    pd_status_t (*ipc_event_record)(void *ctx, uint32_t *event_p);
+    pd_status_t (*ipc_event_query)(void *ctx, uint32_t event);
 } pd_cuda_module_ops_t;
 
 /* The module's one export (a const table with static storage). */
@@ -56,6 +67,16 @@ pd_status_t pd_cuda_mod_backend_create(const pd_backend_cuda_opts_t *opts,
                                        const pd_model_config_t *config, pd_backend_t *backend_p);
 pd_status_t pd_cuda_mod_bench_copy(size_t bytes, uint32_t runs, double *rate_p);
 pd_status_t pd_cuda_mod_bench_attention(pd_cuda_attn_bench_t *b);
+pd_status_t pd_cuda_mod_bench_ipc(size_t bytes, uint32_t runs, double *rate_p);
+int pd_cuda_mod_bench_ipc_peer(size_t bytes, int fd_in, int fd_out);
+pd_status_t pd_cuda_mod_ipc_export(const void *dev_ptr, void *handle);
+pd_status_t pd_cuda_mod_ipc_open(const void *handle, void **dev_ptr_p);
+void pd_cuda_mod_ipc_close(void *dev_ptr);
+pd_status_t pd_cuda_mod_ipc_stream_create(uint32_t n_events, void **ctx_p);
+void pd_cuda_mod_ipc_stream_destroy(void *ctx);
+pd_status_t pd_cuda_mod_ipc_copy_async(void *ctx, void *dst, const void *src, size_t bytes);
+pd_status_t pd_cuda_mod_ipc_event_record(void *ctx, uint32_t *event_p);
+pd_status_t pd_cuda_mod_ipc_event_query(void *ctx, uint32_t event);
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,32 @@
+/* CUDA IPC between GPU processes of one host, through the CUDA module: export the IPC
+ * handle of a device allocation (a KV pool from pd_engine_buf_alloc), open a peer's, and
+ * a copy stream whose events order layer-wise copies (the signatures of
+ * pd_xfer_ipc_dev_ops_t in pd/xfer_ipc.h). Every call answers PD_ERR_UNSUPPORTED in a
+ * build or on a machine without CUDA, with the reason logged. */
+#ifndef PD_CUDA_IPC_H
+#define PD_CUDA_IPC_H
+
+#include "pd/status.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes of an IPC handle (cudaIpcMemHandle_t). */
+#define PD_CUDA_IPC_HANDLE_BYTES 64
+
+/* The handle of the allocation dev_ptr starts (PD_CUDA_IPC_HANDLE_BYTES into handle). */
+pd_status_t pd_cuda_ipc_export(const void *dev_ptr, void *handle);
+
+/* Map a peer's allocation; *dev_ptr_p is valid until pd_cuda_ipc_close. */
+pd_status_t pd_cuda_ipc_open(const void *handle, void **dev_ptr_p);
+void pd_cuda_ipc_close(void *dev_ptr);
+
+/* A copy stream with n_events events (the most layers in flight at once). */
+pd_status_t pd_cuda_ipc_stream_create(uint32_t n_events, void **stream_p);
+void pd_cuda_ipc_stream_destroy(void *stream);
+pd_status_t pd_cuda_ipc_copy_async(void *stream, void *dst, const void *src, size_t bytes);
+pd_status_t pd_cuda_ipc_event_record(void *stream, uint32_t *event_p);
+/* PD_OK when done, PD_INPROGRESS before, an error when a copy before it failed. */
+pd_status_t pd_cuda_ipc_event_query(void *stream, uint32_t event);
+
+#endif
