@@ -18,6 +18,7 @@ static const pd_cli_cmd_t pd_cli_cmds[] = {
     {"generate", "run a prompt through a model in this process (no cluster)", pd_cmd_generate},
     {"tokenize", "text to token ids with a tokenizer.json or tokenizer.bin", pd_cmd_tokenize},
     {"detokenize", "token ids back to text", pd_cmd_detokenize},
+    {"template", "render a conversation with a tokenizer's chat template", pd_cmd_template},
     {"size", "KV cache bytes per token and block, and what a pool holds", pd_cmd_size},
     {"up", "start the roles of a cluster manifest on this machine", pd_cmd_up},
     {"down", "stop a cluster started with 'up -d'", pd_cmd_down},

@@ -26,6 +26,17 @@ int pd_cmd_generate(int argc, char **argv);
 int pd_cmd_size(int argc, char **argv);
 int pd_cmd_tokenize(int argc, char **argv);
 int pd_cmd_detokenize(int argc, char **argv);
+int pd_cmd_template(int argc, char **argv);
+
+/* The prompt a tokenizer's chat template renders for a conversation, from a JSON file
+ * (messages_path) or JSON text (messages_json); template_path overrides the tokenizer's
+ * template. *prompt_p is malloc'd. PD_CLI_FAIL after printing why. (cmd_template.c) */
+struct pd_tokenizer;
+int pd_cli_chat_prompt(const struct pd_tokenizer *tok, const char *messages_path,
+                       const char *messages_json, const char *template_path,
+                       bool add_generation_prompt, char **prompt_p, size_t *len_p);
+/* A JSON array of n messages {"role": roles[i], "content": texts[i]}; malloc'd, NULL. */
+char *pd_cli_chat_messages_json(const char *const *roles, const char *const *texts, size_t n);
 
 /* Read a whole file ("-": stdin) into a malloc'd NUL-terminated buffer; NULL after
  * printing why. */

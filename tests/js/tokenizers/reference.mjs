@@ -12,9 +12,10 @@
 //        add_special_tokens puts around every text), then per line {"i": ids} plus
 //        "t": as_text when it differs, "d": the decoded text when it differs from the line
 //   node reference.mjs bench DIR LINES REPEAT    encode speed (MB/s) of LINES, on one core
-//   node reference.mjs chat DIR CASES OUT        apply_chat_template for every case of
-//        CASES (a JSON array of {"messages", "add_generation_prompt"}), rendered text
-//        and its ids, one JSON object per line
+//   node reference.mjs chat DIR CASES OUT [TEMPLATE]   apply_chat_template for every
+//        case of CASES ({"cases": [{"messages", "add_generation_prompt", "extra"}]}) with
+//        the tokenizer's chat template or the Jinja file TEMPLATE: rendered text and its
+//        ids (or the error), one JSON object per line
 import fs from "node:fs";
 import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
@@ -99,7 +100,8 @@ if (mode === "encode") {
   console.log(JSON.stringify({ bytes, seconds: med, mb_per_s: bytes / 1e6 / med, runs }));
 } else if (mode === "chat") {
   const cases = JSON.parse(fs.readFileSync(input, "utf8"));
-  const source = cases.template ?? cfg.chat_template;
+  const tplFile = process.argv[6];
+  const source = tplFile ? fs.readFileSync(tplFile, "utf8") : cases.template ?? cfg.chat_template;
   const template = new Template(source);
   const fd = fs.openSync(out, "w");
   for (const c of cases.cases) {
