@@ -11,7 +11,7 @@
 
 static void pd_cmd_status_usage(FILE *out)
 {
-    fprintf(out, "usage: pdctl status [-r ROUTER] [--json] [--timeout-ms MS]\n"
+    fprintf(out, "usage: pdctl status [-r ROUTER] [--json | --worker ID] [--timeout-ms MS]\n"
                  "                    [--curve-server-key Z85 --curve-secret-file PATH]\n"
                  "\n"
                  "Print the router's workers (role, epoch, state, load, blocks, blocks the\n"
@@ -21,6 +21,8 @@ static void pd_cmd_status_usage(FILE *out)
                  "  -r, --router EP     the router's client endpoint (default\n"
                  "                      tcp://127.0.0.1:7100)\n"
                  "  --json              print one JSON object\n"
+                 "  --worker ID         print only that worker's state; exit status 0 only\n"
+                 "                      when it is registered and ready (a readiness probe)\n"
                  "  --timeout-ms MS     how long to wait for the answer (default 5000)\n"
                  "  --curve-server-key K, --curve-secret-file F  authenticate with CURVE (see\n"
                  "                      'pdctl submit --help')\n");
@@ -72,6 +74,7 @@ int pd_cmd_status(int argc, char **argv)
     static const struct option opts[] = {
         {"router", required_argument, NULL, 'r'},
         {"json", no_argument, NULL, 'J'},
+        {"worker", required_argument, NULL, 'W'},
         {"timeout-ms", required_argument, NULL, 'T'},
         {"curve-server-key", required_argument, NULL, 'V'},
         {"curve-secret-file", required_argument, NULL, 'F'},
@@ -81,6 +84,7 @@ int pd_cmd_status(int argc, char **argv)
     const char *router = "tcp://127.0.0.1:7100";
     const char *server_key = NULL, *secret_file = NULL;
     bool json = false;
+    const char *worker = NULL;
     uint32_t timeout_ms = 5000;
     int ch;
 
@@ -92,6 +96,9 @@ int pd_cmd_status(int argc, char **argv)
             break;
         case 'J':
             json = true;
+            break;
+        case 'W':
+            worker = optarg;
             break;
         case 'T':
             if (!pd_cli_parse_u32("--timeout-ms", optarg, 1, 86400000, &timeout_ms))
@@ -139,7 +146,17 @@ int pd_cmd_status(int argc, char **argv)
                 st == PD_ERR_CANCELED ? "interrupted" : fault.reason);
         goto out;
     }
-    if (reply.type == PD_PROTO_TYPE_STATUS_REPLY) {
+    if (reply.type == PD_PROTO_TYPE_STATUS_REPLY && worker != NULL) {
+        /* A readiness probe's question: is this worker registered and in sync? */
+        const pd_proto_status_reply_t *s = &reply.u.status_reply;
+        const char *state = "not registered";
+        for (uint32_t i = 0; i < s->n_workers; i++) {
+            if (strcmp(s->workers[i].id, worker) == 0)
+                state = s->workers[i].state;
+        }
+        printf("%s: %s\n", worker, state);
+        rc = strcmp(state, "ready") == 0 ? PD_CLI_OK : PD_CLI_FAIL;
+    } else if (reply.type == PD_PROTO_TYPE_STATUS_REPLY) {
         if (json)
             pd_cmd_status_print_json(router, &reply.u.status_reply);
         else

@@ -22,6 +22,7 @@ static const pd_cli_cmd_t pd_cli_cmds[] = {
     {"size", "KV cache bytes per token and block, and what a pool holds", pd_cmd_size},
     {"up", "start the roles of a cluster manifest on this machine", pd_cmd_up},
     {"down", "stop a cluster started with 'up -d'", pd_cmd_down},
+    {"render", "the manifest as a Slurm batch script or Kubernetes objects", pd_cmd_render},
     {"submit", "send one request to a router and stream its tokens", pd_cmd_submit},
     {"status", "a router's workers, block directory and queue", pd_cmd_status},
     {"bench", "open-loop load against a router: TTFT/TPOT, throughput, cache hits", pd_cmd_bench},

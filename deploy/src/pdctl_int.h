@@ -21,6 +21,7 @@ typedef struct pd_cli_cmd {
 } pd_cli_cmd_t;
 
 int pd_cmd_model(int argc, char **argv);
+int pd_cmd_render(int argc, char **argv);
 int pd_cmd_model_compare(int argc, char **argv);
 int pd_cmd_generate(int argc, char **argv);
 int pd_cmd_size(int argc, char **argv);

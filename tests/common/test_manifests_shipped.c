@@ -28,4 +28,7 @@ Test(manifest, shipped_manifests_parse)
     load("colocated.yaml", &m);
     cr_assert_eq(m.both.count, 1);
     cr_assert_eq(m.prefill.count + m.decode.count, 0);
+    load("cluster.yaml", &m);
+    cr_assert_eq(m.decode.place.gpus, 1);
+    cr_assert_str_eq(m.decode.place.rdma, "rdma/hca_shared_devices_a");
 }
