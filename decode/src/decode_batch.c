@@ -105,8 +105,7 @@ bool pd_decode_step(pd_decode_t *d)
         uint32_t pos = q->n_tokens + q->n_gen - 1;
         d->seqs[i] = (pd_fwd_seq_t){&q->tokens[pos], 1, pos, q->blocks, q->n_blocks, q->logits};
     }
-    pd_status_t st = pd_engine_forward(d->rt->engine, d->rt->fabric.pool, &d->rt->layout, d->seqs,
-                                       n, NULL, NULL);
+    pd_status_t st = pd_role_forward(d->rt, d->seqs, n, NULL, NULL);
     if (st != PD_OK) {
         pd_log_error("decode step of %u requests failed: %s", n, pd_status_str(st));
         for (uint32_t i = n; i-- > 0;)

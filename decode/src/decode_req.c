@@ -376,8 +376,7 @@ void pd_decode_on_prefill(void *state, const pd_proto_prefill_t *p)
     pd_fwd_seq_t seq = {q->tokens + start, q->n_tokens - start, start,
                         q->blocks,         q->n_blocks,         q->logits};
     uint64_t t0 = pd_time_now_ns();
-    pd_status_t st = pd_engine_forward(d->rt->engine, d->rt->fabric.pool, &d->rt->layout, &seq, 1,
-                                       pd_decode_on_layer, d->rt->worker);
+    pd_status_t st = pd_role_forward(d->rt, &seq, 1, pd_decode_on_layer, d->rt->worker);
     if (st != PD_OK) {
         pd_decode_req_fail(d, q, st, "local prefill failed");
         return;

@@ -233,8 +233,7 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
         /* Only the tail's last token needs logits. */
         pd_fwd_seq_t seq = {m->tokens + start, end - start, start,
                             j->blocks,         b,           push.active ? p->logits : NULL};
-        st = pd_engine_forward(p->rt->engine, p->rt->fabric.pool, &p->rt->layout, &seq, 1,
-                               pd_prefill_on_layer, &push);
+        st = pd_role_forward(p->rt, &seq, 1, pd_prefill_on_layer, &push);
         if (st != PD_OK) {
             why = "prefill compute failed";
             goto fail;

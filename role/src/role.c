@@ -51,8 +51,11 @@ pd_status_t pd_role_create(const pd_role_ops_t *ops, const pd_worker_args_t *arg
         goto err;
     }
     rt->vocab = rt->model->config.vocab_size;
-    if ((st = pd_engine_create(rt->model, PD_BACKEND_CPU, args->threads, &rt->engine)) != PD_OK) {
-        pd_log_error("%s: cannot create the compute engine: %s", ops->name, pd_status_str(st));
+    const bool cuda = strcmp(args->backend, "cuda") == 0;
+    if ((st = pd_engine_create(rt->model, cuda ? PD_BACKEND_CUDA : PD_BACKEND_CPU, args->threads,
+                               &rt->engine)) != PD_OK) {
+        pd_log_error("%s: cannot create the compute engine on the %s backend: %s", ops->name,
+                     args->backend, pd_status_str(st));
         goto err;
     }
     if ((st = pd_role_layout(rt)) != PD_OK ||
@@ -63,6 +66,7 @@ pd_status_t pd_role_create(const pd_role_ops_t *ops, const pd_worker_args_t *arg
     if ((st = pd_worker_create(args, &reg, &rt->worker)) != PD_OK ||
         (st = pd_worker_kvbm_create(rt->worker, args, &rt->layout, rt->fabric.pool, &rt->bm)) !=
             PD_OK ||
+        (cuda || args->kv_staging ? (st = pd_role_stage_open(rt)) : PD_OK) != PD_OK ||
         (st = ops->create(rt, &rt->state)) != PD_OK)
         goto err;
     rt->pins = calloc(PD_ROLE_MAX_PINS, sizeof(*rt->pins));
@@ -71,9 +75,10 @@ pd_status_t pd_role_create(const pd_role_ops_t *ops, const pd_worker_args_t *arg
         goto err;
     }
     pd_mp_writer_cleanup(&desc);
-    pd_log_info("%s %s: %u blocks of %u tokens (%zu MiB), %s", ops->name, args->id,
+    pd_log_info("%s %s: %u blocks of %u tokens (%zu MiB), %s, %s backend%s", ops->name, args->id,
                 rt->layout.n_blocks, args->block_tokens, rt->fabric.pool_bytes >> 20,
-                pd_proto_role_name(args->role));
+                pd_proto_role_name(args->role), args->backend,
+                rt->kv_valid != NULL ? ", compute pool staged through the host pool" : "");
     *rt_p = rt;
     return PD_OK;
 
@@ -91,6 +96,7 @@ void pd_role_destroy(pd_role_t **rt_p)
     if (rt->state != NULL)
         rt->ops->destroy(rt->state);
     pd_role_pins_cleanup(rt);
+    pd_role_stage_close(rt);
     pd_kvbm_destroy(&rt->bm);
     pd_worker_destroy(&rt->worker);
     pd_role_fabric_close(&rt->fabric);

@@ -20,4 +20,9 @@ void pd_role_pins_release(pd_role_t *rt, uint64_t req_id);
 void pd_role_pins_expire(pd_role_t *rt, uint64_t now_ms);
 void pd_role_pins_cleanup(pd_role_t *rt);
 
+/* The compute pool apart from the host pool (role_stage.c): allocate it in the engine's
+ * memory and start tracking which blocks it holds; close frees it (NULL-safe). */
+pd_status_t pd_role_stage_open(pd_role_t *rt);
+void pd_role_stage_close(pd_role_t *rt);
+
 #endif

@@ -3,6 +3,7 @@
  * `pdctl generate --json` as the reference every token must equal. Then `pdctl down`, and
  * nothing may be left running or reserved. */
 #include "pd/mp.h"
+#include "pd/ops.h"
 #include "pd/proto.h"
 #include "test_cluster_util.h"
 
@@ -816,4 +817,58 @@ Test(cluster, prefill_worker_dies_mid_flight)
     cl_worker_dies("prefill:\n  count: 2\n  threads: 1\n  pool_mb: 4\n"
                    "decode:\n  count: 1\n  threads: 1\n  pool_mb: 4\n  max_batch: 16\n",
                    "prefill-0");
+}
+
+Test(cluster, exact_with_the_compute_pool_staged)
+{
+    /* The path --backend cuda takes (the compute pool apart from the transfer pool:
+     * blocks uploaded before a step reads them, written rows copied back after each
+     * layer), run on the CPU with compute.kv_staging: tokens and cache reads as with
+     * one pool. Info logs say which pool each worker computes on. */
+    setenv("PD_LOG_LEVEL", "info", 1);
+    cl_up("cstage",
+          "compute:\n  kv_staging: true\n"
+          "prefill:\n  count: 1\n  threads: 1\n  pool_mb: 4\n"
+          "decode:\n  count: 1\n  threads: 1\n  pool_mb: 4\n  max_batch: 16\n",
+          false);
+    cr_assert_eq(cl_run("grep -q 'staged through the host pool' %s/*decode*.log && "
+                        "grep -q 'staged through the host pool' %s/*prefill*.log",
+                        g.run_dir, g.run_dir),
+                 0, "the workers did not stage their compute pool");
+    cl_exactness_suite("s");
+    cl_req_t cold, warm;
+    cl_req_init(&cold, "cold", 80, 9, 16, 0.6, 5);
+    cl_generate(&cold, 1, 20000);
+    cl_expect_reference(&cold);
+    cl_req_init(&warm, "warm", 80, 9, 16, 0.6, 5);
+    cl_generate(&warm, 1, 20000);
+    cl_expect_reference(&warm);
+    cr_expect_eq(warm.d.usage.cache_read_input_tokens, 64);
+    for (uint32_t i = 0; i < cold.n_streamed; i++)
+        cr_expect_eq(warm.tokens[i], cold.tokens[i]);
+    cl_expect_all_free(2);
+    cl_down();
+}
+
+Test(cluster, a_cuda_worker_without_a_device_exits_with_the_reason)
+{
+    char why[256];
+    if (pd_cuda_device_count(why, sizeof(why)) > 0)
+        cr_skip_test("a CUDA device is present (the GPU run is deploy/gpu/device-check.sh's)");
+    pd_tc_env_t env;
+    pd_tc_env_init(&env);
+    /* Nothing listens on the router port: the worker must fail before it connects. */
+    const int rc = cl_run("%s/pd-decode --router tcp://127.0.0.1:1 --id d0 --model %s "
+                          "--backend cuda --pool-mb 4 >%s/cuda.log 2>&1",
+                          env.bin, env.model, env.dir);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "exit status %d", rc);
+    cr_assert_eq(cl_run("grep -q 'no CUDA' %s/cuda.log && grep -q 'cuda backend' %s/cuda.log",
+                        env.dir, env.dir),
+                 0, "the log does not say why");
+    /* A bad backend name is a usage error. */
+    const int rc2 = cl_run("%s/pd-decode --router tcp://127.0.0.1:1 --id d0 --model %s "
+                           "--backend tpu >/dev/null 2>&1",
+                           env.bin, env.model);
+    cr_assert(WIFEXITED(rc2) && WEXITSTATUS(rc2) == 2, "exit status %d", rc2);
+    pd_tc_env_cleanup(&env, false);
 }

@@ -207,7 +207,15 @@ static uint32_t kvbm_g1_take(pd_kvbm_t *bm, uint64_t now_ms)
     uint32_t b = pd_kvbm_free_pop(&bm->g1);
     if (b == PD_KVBM_NIL)
         b = kvbm_g1_evict(bm, now_ms);
+    if (b != PD_KVBM_NIL && bm->on_take != NULL)
+        bm->on_take(bm->take_arg, b);
     return b;
+}
+
+void pd_kvbm_set_take_hook(pd_kvbm_t *bm, pd_kvbm_take_fn_t fn, void *arg)
+{
+    bm->on_take = fn;
+    bm->take_arg = arg;
 }
 
 /* G1 blocks that are free or evictable. */

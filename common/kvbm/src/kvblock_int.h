@@ -62,6 +62,8 @@ struct pd_kvbm {
     void *clock_arg;
     pd_kvbm_event_fn_t on_event;
     void *event_arg;
+    pd_kvbm_take_fn_t on_take; /* pd_kvbm_set_take_hook */
+    void *take_arg;
 
     pd_kvbm_tier_t g1, g2, g3; /* g2/g3.n_slots == 0 when not configured */
     pd_kvbm_index_t index;

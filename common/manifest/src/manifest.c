@@ -155,6 +155,8 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_ROLE(prefill),
     PD_MF_ROLE(decode),
     PD_MF_ROLE(both),
+    PD_MF_S("compute.backend", compute_backend),
+    PD_MF_B("compute.kv_staging", kv_staging),
     PD_MF_S("transfer.backend", xfer_backend),
     PD_MF_S("transfer.transports", xfer_transports),
     PD_MF_B("transfer.checksum", xfer_checksum),
@@ -189,6 +191,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->prefill = (pd_manifest_role_t){.count = 1, .threads = 1, .pool_mb = 256, .max_batch = 1};
     m->decode = (pd_manifest_role_t){.count = 1, .threads = 1, .pool_mb = 256, .max_batch = 32};
     m->both = (pd_manifest_role_t){.count = 0, .threads = 1, .pool_mb = 256, .max_batch = 32};
+    snprintf(m->compute_backend, sizeof(m->compute_backend), "cpu");
     snprintf(m->xfer_backend, sizeof(m->xfer_backend), "ucx");
     m->xfer_checksum = true;
     m->xfer_layerwise = true;
@@ -286,6 +289,10 @@ static pd_status_t pd_mf_check(const pd_manifest_t *m, char *errbuf, size_t n)
 {
     if (strcmp(m->policy, "kv") != 0 && strcmp(m->policy, "rr") != 0) {
         pd_mf_err(errbuf, n, "router.policy must be kv or rr, not '%s'", m->policy);
+        return PD_ERR_FORMAT;
+    }
+    if (strcmp(m->compute_backend, "cpu") != 0 && strcmp(m->compute_backend, "cuda") != 0) {
+        pd_mf_err(errbuf, n, "compute.backend must be cpu or cuda, not '%s'", m->compute_backend);
         return PD_ERR_FORMAT;
     }
     if (strcmp(m->xfer_backend, "ucx") != 0 && strcmp(m->xfer_backend, "loopback") != 0) {

@@ -130,6 +130,10 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         PD_MF_ARG("tcp://%s:%u", host, m->base_port + 10 + proc->global_index);
         PD_MF_ARG("--ip");
         PD_MF_ARG("%s", host);
+        PD_MF_ARG("--backend");
+        PD_MF_ARG("%s", m->compute_backend);
+        PD_MF_ARG("--kv-staging");
+        PD_MF_ARG("%d", m->kv_staging ? 1 : 0);
         PD_MF_ARG("--xfer-backend");
         PD_MF_ARG("%s", m->xfer_backend);
         PD_MF_ARG("--checksum");

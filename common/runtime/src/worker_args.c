@@ -16,6 +16,8 @@ enum {
     PD_WORKER_OPT_ID,
     PD_WORKER_OPT_MODEL,
     PD_WORKER_OPT_THREADS,
+    PD_WORKER_OPT_BACKEND,
+    PD_WORKER_OPT_KV_STAGING,
     PD_WORKER_OPT_POOL_MB,
     PD_WORKER_OPT_BLOCK_TOKENS,
     PD_WORKER_OPT_EVENTS,
@@ -42,6 +44,10 @@ void pd_worker_args_usage(const char *prog, pd_proto_role_t role)
            "  --id NAME            worker id, unique in the cluster (required)\n"
            "  --model PATH         model directory or llama2.c .bin; also the model id\n"
            "  --threads N          compute threads (0: all cores; default 1)\n"
+           "  --backend NAME       compute backend: cpu or cuda (KV pool in device memory,\n"
+           "                       moved through the host pool; default cpu)\n"
+           "  --kv-staging 0|1     keep the compute pool apart from the transfer pool, as\n"
+           "                       cuda does, on the CPU too (default 0; cuda: always)\n"
            "  --pool-mb M          KV pool size in MiB (default 64)\n"
            "  --block-tokens B     tokens per KV block (default 16)\n"
            "  --events EP          where to bind the KV event PUB (default tcp://127.0.0.1:0)\n"
@@ -92,6 +98,8 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         {"id", required_argument, NULL, PD_WORKER_OPT_ID},
         {"model", required_argument, NULL, PD_WORKER_OPT_MODEL},
         {"threads", required_argument, NULL, PD_WORKER_OPT_THREADS},
+        {"backend", required_argument, NULL, PD_WORKER_OPT_BACKEND},
+        {"kv-staging", required_argument, NULL, PD_WORKER_OPT_KV_STAGING},
         {"pool-mb", required_argument, NULL, PD_WORKER_OPT_POOL_MB},
         {"block-tokens", required_argument, NULL, PD_WORKER_OPT_BLOCK_TOKENS},
         {"events", required_argument, NULL, PD_WORKER_OPT_EVENTS},
@@ -115,6 +123,7 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
     memset(&a, 0, sizeof(a));
     a.role = role;
     a.threads = 1;
+    snprintf(a.backend, sizeof(a.backend), "cpu");
     a.pool_mb = 64;
     a.block_tokens = 16;
     snprintf(a.events, sizeof(a.events), "tcp://127.0.0.1:0");
@@ -163,6 +172,15 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         case PD_WORKER_OPT_CHECKSUM:
             bad = pd_worker_parse_u32(optarg, 0, 1, &flag);
             a.checksum = flag != 0;
+            break;
+        case PD_WORKER_OPT_BACKEND:
+            bad = strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0
+                      ? -1
+                      : pd_worker_copy(a.backend, sizeof(a.backend), optarg);
+            break;
+        case PD_WORKER_OPT_KV_STAGING:
+            bad = pd_worker_parse_u32(optarg, 0, 1, &flag);
+            a.kv_staging = flag != 0;
             break;
         case PD_WORKER_OPT_LAYERWISE:
             bad = pd_worker_parse_u32(optarg, 0, 1, &flag);

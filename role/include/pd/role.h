@@ -62,11 +62,35 @@ struct pd_role {
     uint64_t next_expire_ms;
     pd_proto_worker_stats_t hb_stats; /* what the last heartbeat carried */
     pd_role_pin_t *pins;              /* (PD_ROLE_MAX_PINS) blocks pinned for readers, by request */
+    /* The compute pool when it is apart from fabric.pool (--backend cuda: device memory;
+     * --kv-staging 1 on the CPU: a second host pool), same layout; NULL when compute runs
+     * on fabric.pool itself. kv_valid (layout.n_blocks) marks the blocks whose copy there
+     * equals the host's. role_stage.c. */
+    float *kv_compute;
+    uint8_t *kv_valid;
+    pd_xfer_range_t *stage_ranges; /* (stage_cap) scratch of one layer's copies */
+    size_t stage_cap;
+    uint64_t stage_blocks_up;  /* blocks uploaded to the compute pool */
+    uint64_t stage_bytes_down; /* bytes copied back to the host pool */
 };
 
 /* XXH3-64 (seed 0) of a block's bytes in pool (layout l), its layer slices in order: what
  * `pinned` reports and a reader checks. */
 uint64_t pd_role_block_checksum(const pd_kv_layout_t *l, const void *pool, uint32_t block);
+
+/* Run one forward step over the worker's KV (pd_engine_forward's arguments): over the
+ * host pool itself, or over the compute pool with the staging that keeps the host pool
+ * authoritative (role_stage.c): blocks uploaded before the step reads them, written rows
+ * copied back after each layer, before on_layer runs. */
+pd_status_t pd_role_forward(pd_role_t *rt, pd_fwd_seq_t *seqs, uint32_t n_seqs,
+                            pd_fwd_layer_cb on_layer, void *cb_arg);
+
+/* The byte ranges of pool layout l that hold K and V of positions pos .. pos + n - 1 of
+ * one sequence (block table `table`) in one layer: two ranges (K rows, V rows) per block
+ * partly written, one per run of whole blocks consecutive in the pool. out needs
+ * 2 * (n / B + 2) entries. Returns the count. */
+size_t pd_role_stage_row_ranges(const pd_kv_layout_t *l, uint32_t layer, const uint32_t *table,
+                                uint32_t pos, uint32_t n, pd_xfer_range_t *out);
 
 /* Make everything a worker of role ops is made of from args: model, engine, pool, fabric,
  * worker sockets, block manager, then the role's state. Returns PD_ERR_* with the reason

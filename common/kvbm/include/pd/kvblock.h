@@ -148,6 +148,15 @@ pd_status_t pd_kvbm_create(const pd_kvbm_config_t *cfg, pd_kvbm_t **bm_p);
  * error naming the count if blocks are still reserved (a leak in the caller). */
 void pd_kvbm_destroy(pd_kvbm_t **bm_p);
 
+/* Called with a G1 block id each time the manager hands that block out for new content
+ * (pd_kvbm_alloc, and a G2/G3 hit brought back into G1) before anything writes it: a
+ * worker whose compute keeps its own copy of the pool (device memory) forgets that
+ * block's copy. */
+typedef void (*pd_kvbm_take_fn_t)(void *arg, uint32_t block);
+
+/* Install (or, with NULL, remove) the take hook. */
+void pd_kvbm_set_take_hook(pd_kvbm_t *bm, pd_kvbm_take_fn_t fn, void *arg);
+
 /* Reserve n_blocks G1 blocks with refcount 1, not findable: free blocks first, then the
  * least recently used unpinned cached blocks (moved down a tier or dropped, with events).
  * All or nothing: PD_ERR_NO_RESOURCE, and nothing changes, when fewer than n_blocks are

@@ -55,6 +55,9 @@ typedef struct pd_manifest {
     pd_manifest_role_t decode;
     pd_manifest_role_t both; /* colocated workers that prefill for themselves */
 
+    char compute_backend[8]; /* "cpu" or "cuda": every worker's compute backend */
+    bool kv_staging;         /* compute pool apart from the transfer pool (cuda: always) */
+
     char xfer_backend[16];    /* "ucx" or "loopback" */
     char xfer_transports[64]; /* UCX_TLS value, "" = UCX's choice */
     bool xfer_checksum;

@@ -27,6 +27,8 @@ typedef struct pd_worker_args {
     char id[PD_PROTO_NAME_CAP];         /* --id NAME */
     char model[PD_WORKER_PATH_CAP];     /* --model PATH; also the model_id sent in register */
     uint32_t threads;                   /* --threads N (0: all cores) */
+    char backend[8];                    /* --backend cpu|cuda: the compute backend */
+    bool kv_staging;                    /* --kv-staging 0|1: compute pool apart (cuda: always) */
     uint32_t pool_mb;                   /* --pool-mb M: the KV pool */
     uint32_t block_tokens;              /* --block-tokens B */
     char events[PD_PROTO_ENDPOINT_CAP]; /* --events tcp://IP:PORT: where the PUB binds */
