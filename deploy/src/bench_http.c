@@ -132,9 +132,12 @@ static void pd_bench_http_event(pd_bench_http_req_t *q, const char *data, size_t
         q->saw_done = true;
         return;
     }
-    json_t *j = json_loadb(data, len, 0, NULL);
+    /* A token may be any byte, NUL too: the server writes it as \u0000, valid JSON. */
+    json_error_t jerr;
+    json_t *j = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
     if (j == NULL) {
-        snprintf(q->error, sizeof(q->error), "a stream event is not JSON");
+        snprintf(q->error, sizeof(q->error), "a stream event is not JSON (%.60s at byte %d)",
+                 jerr.text, jerr.position);
         return;
     }
     json_t *err = json_object_get(j, "error");
