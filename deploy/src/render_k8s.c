@@ -132,6 +132,7 @@ static void pd_render_k8s_env(FILE *out, const pd_manifest_t *m, const char *rol
                  "                fieldRef:\n                  fieldPath: status.podIP\n");
     fprintf(out, "            - name: PD_ROUTER\n              value: %s\n", router_svc);
     fprintf(out, "            - name: PD_LOG_STDOUT\n              value: \"1\"\n");
+    fprintf(out, "            - name: PD_LOG_LEVEL\n              value: info\n");
     if (m->xfer_transports[0] != '\0') {
         fprintf(out, "            - name: UCX_TLS\n              value: ");
         pd_render_q(out, m->xfer_transports);

@@ -86,7 +86,7 @@ int pd_render_slurm(const pd_render_input_t *in, FILE *out)
     fprintf(out, "export PD_BIN_DIR=${PD_BIN_DIR:-");
     pd_render_sh_quote(out, in->bin_dir);
     fprintf(out, "}\n");
-    fprintf(out, "export PD_LOG_STDOUT=1\n");
+    fprintf(out, "export PD_LOG_STDOUT=1 PD_LOG_LEVEL=${PD_LOG_LEVEL:-info}\n");
     if (m->xfer_transports[0] != '\0') {
         fprintf(out, "export UCX_TLS=");
         pd_render_sh_quote(out, m->xfer_transports);
