@@ -13,7 +13,9 @@
 #
 # Logs and JSON go to $OUT when it is set (else ./device-check-out). The checks, in order:
 #   1. the card, driver and nvcc, as they are (nothing on the card is changed);
-#   2. kernels_test_cuda_plan: the host-side planning (also runs on every CPU machine);
+#   2. kernels_test_cuda_plan, kernels_test_cuda_module, transfer_test_xfer_ipc: the
+#      host-side planning, the module's lazy loading and the IPC plan and ordering (these
+#      also run on every CPU machine);
 #   3. kernels_test_cuda_ops: every CUDA op against the CPU backend (fresh random inputs,
 #      outputs poisoned with NaN, ||gpu - cpu|| / ||cpu|| under 1e-5 for f32, 3e-3 for f16
 #      and 1e-2 for bf16 weights), greedy tokens of an interleaved-RoPE (llama2.c
@@ -21,8 +23,12 @@
 #      alone, chunked == whole bitwise on the GPU (f32 and bf16 weights);
 #   4. pd-kbench --backend cuda: the device-to-device copy ceiling (events, median of 9) and
 #      decode attention of 64 sequences x 4096 tokens (32/8 heads, head_dim 128, f32 KV) in
-#      the same process, then the m50 preset with f32 and bf16 weights;
-#   5. pdctl generate --backend cuda against --backend cpu on the same model and prompt.
+#      the same process, a copy of the same size into another process's memory by CUDA
+#      IPC (the KV path between GPU workers of one host), then the m50 preset with f32 and
+#      bf16 weights;
+#   5. pdctl generate --backend cuda against --backend cpu on the same model and prompt;
+#   6. a cluster of GPU workers (compute.backend: cuda, 1 prefill + 1 decode on the one
+#      card, KV staged through pinned host memory) against pdctl generate --backend cuda.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,6 +40,10 @@ DEBS=(
     libcriterion-dev libcriterion3 libnanomsg5 libgit2-1.5 libhttp-parser2.9 libffi8
     libmbedcrypto7 libmbedtls14 libmbedx509-1 libssh2-1 libgssapi-krb5-2 libkrb5-3
     libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2
+    libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3
+    libicu-dev libicu72 icu-devtools libjansson-dev libjansson4 libmicrohttpd-dev libmicrohttpd12
+    libcurl4-openssl-dev libcurl4 libnghttp2-14 librtmp1 libpsl5 libldap-2.5-0 libbrotli1
+    libsasl2-2 libsasl2-modules-db
     pkgconf pkgconf-bin libpkgconf3
 )
 
@@ -84,7 +94,7 @@ if [[ -d "$GPU_DIR/debs" ]]; then
     # stand-in rather than their -dev packages.
     for pass in 1 2 3 4 5; do
         missing=$("$PKG_CONFIG" --print-errors --exists libzmq msgpack ucx libxxhash yaml-0.1 \
-            libsodium criterion 2>&1 | sed -nE "s/.*Package '([^']+)', required by.*/\1/p" | sort -u)
+            libsodium criterion libpcre2-8 icu-uc libcurl jansson libmicrohttpd 2>&1 | sed -nE "s/.*Package '([^']+)', required by.*/\1/p" | sort -u)
         [[ -z "$missing" ]] && break
         for m in $missing; do
             printf 'Name: %s\nDescription: stand-in (shared build)\nVersion: 999\n' "$m" \
@@ -105,17 +115,19 @@ if ! cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
     tail -30 "$LOG"
 fi
 if cmake --build "$BUILD" -j"$(nproc)" --target kernels_test_cuda_plan kernels_test_cuda_ops \
-    pd-kbench pdctl >>"$LOG" 2>&1; then
+    kernels_test_cuda_module transfer_test_xfer_ipc pd-kbench pdctl pd-router pd-prefill \
+    pd-decode >>"$LOG" 2>&1; then
     row "build with nvcc (sm_90)" "ok in $(elapsed) s"
 else
     row "build with nvcc (sm_90)" "FAILED (see device-check.log)"
     grep -E "error|Error" "$LOG" | head -20
 fi
 grep -q "pdkv: CUDA ON" "$LOG" || row "CUDA in the build" "NOT FOUND by CMake"
+[[ -f "$BUILD/lib/libpdkv-cuda.so" ]] || row "CUDA module lib/libpdkv-cuda.so" "NOT BUILT"
 BIN="$BUILD/bin"
 
 say "2-3. tests"
-for t in kernels_test_cuda_plan kernels_test_cuda_ops; do
+for t in kernels_test_cuda_plan kernels_test_cuda_module transfer_test_xfer_ipc kernels_test_cuda_ops; do
     if [[ -x "$BIN/$t" ]]; then
         timeout 240 "$BIN/$t" --verbose --jobs 1 >"$OUT_DIR/$t.log" 2>&1
         rc=$?
@@ -155,6 +167,9 @@ for path in sys.argv[1:]:
             print(f"{'device-to-device copy (read + write)':46s} {j['gpu_copy_gbps']:.0f} GB/s")
             print(f"{'decode attention 64 x 4K (target >= 70%)':46s} {a['ms']:.3f} ms, "
                   f"{a['gbps']:.0f} GB/s = {100 * a['vs_copy']:.0f}% of the copy")
+            if 'ipc_copy_gbps' in j:
+                print(f"{'copy into another process by IPC (>= 70%)':46s} "
+                      f"{j['ipc_copy_gbps']:.0f} GB/s = {100 * j['ipc_vs_copy']:.0f}% of the copy")
         for r in j.get('runs', []):
             print(f"{'m50 ' + w + ' decode / prefill / batch 64':46s} {r['decode_tok_s']:.0f} tok/s "
                   f"({100 * r['decode_vs_bound']:.0f}% of bound) / {r['prefill_tok_s']:.0f} tok/s / "
@@ -181,8 +196,58 @@ if [[ -x "$BIN/pdctl" ]]; then
 else
     row "pdctl" "not built"
 fi
-row "GPU cluster == pdctl generate --backend cuda" "not built yet (workers have no --backend cuda)"
-row "KV between two GPU processes by CUDA IPC" "not built yet"
+say "6. GPU cluster vs pdctl generate --backend cuda"
+if [[ -x "$BIN/pdctl" && -x "$BIN/pd-decode" && -d "${M:-}" ]]; then
+    MF="$OUT_DIR/gpu-cluster.yaml"
+    RUN="$OUT_DIR/run"
+    cat >"$MF" <<YAML
+name: gpucheck
+model:
+  path: $M
+compute:
+  backend: cuda
+network:
+  host: 127.0.0.1
+  base_port: 27100
+router:
+  policy: kv
+  min_cached_prefix: 32
+prefill:
+  count: 1
+  threads: 1
+  pool_mb: 512
+decode:
+  count: 1
+  threads: 1
+  pool_mb: 512
+  max_batch: 16
+transfer:
+  backend: ucx
+  checksum: true
+  layerwise: true
+YAML
+    if PD_RUN_DIR="$RUN" PD_BIN_DIR="$BIN" timeout 120 "$BIN/pdctl" up -d "$MF" \
+        --ready-timeout 90 >>"$LOG" 2>&1; then
+        ok=yes
+        for p in "Once upon a time" "The quick brown fox jumps over the lazy dog"; do
+            c=$(timeout 60 "$BIN/pdctl" submit -r tcp://127.0.0.1:27100 -p "$p" -n 32 \
+                --temperature 0 --json 2>>"$LOG" | grep -o '"tokens":\[[0-9,]*\]')
+            s=$("$BIN/pdctl" generate -m "$M" -p "$p" -n 32 --temperature 0 --json \
+                --backend cuda 2>>"$LOG" | grep -o '"tokens":\[[0-9,]*\]' | tail -n 1)
+            echo "cluster $c / generate $s" >>"$LOG"
+            [[ -n "$c" && "$c" == "$s" ]] || ok="NO (see device-check.log)"
+        done
+        row "GPU cluster == pdctl generate --backend cuda" "$ok"
+        PD_RUN_DIR="$RUN" PD_BIN_DIR="$BIN" "$BIN/pdctl" down "$MF" >>"$LOG" 2>&1
+    else
+        row "GPU cluster == pdctl generate --backend cuda" "cluster did not start (see log)"
+        tail -n 20 "$RUN"/*.log >>"$LOG" 2>&1
+        PD_RUN_DIR="$RUN" PD_BIN_DIR="$BIN" "$BIN/pdctl" down "$MF" >>"$LOG" 2>&1
+    fi
+else
+    row "GPU cluster == pdctl generate --backend cuda" "not built"
+fi
+row "KV between GPU workers by CUDA IPC in a cluster" "not wired yet (staged through host)"
 row "total time" "$(elapsed) s"
 
 echo
