@@ -128,8 +128,14 @@ static void pd_render_k8s_env(FILE *out, const pd_manifest_t *m, const char *rol
     fprintf(out, "            - name: PD_MANIFEST\n              value: %s/manifest.yaml\n",
             PD_RENDER_K8S_ETC);
     fprintf(out, "            - name: PD_ROLE\n              value: %s\n", role);
-    fprintf(out, "            - name: PD_HOST\n              valueFrom:\n"
-                 "                fieldRef:\n                  fieldPath: status.podIP\n");
+    /* Workers bind and advertise the pod's address. The router advertises nothing (it is
+     * reached through its Service) and binds every address, so that kubectl
+     * port-forward, which connects to the pod's loopback, reaches it too. */
+    if (strcmp(role, "router") == 0)
+        fprintf(out, "            - name: PD_HOST\n              value: 0.0.0.0\n");
+    else
+        fprintf(out, "            - name: PD_HOST\n              valueFrom:\n"
+                     "                fieldRef:\n                  fieldPath: status.podIP\n");
     fprintf(out, "            - name: PD_ROUTER\n              value: %s\n", router_svc);
     fprintf(out, "            - name: PD_LOG_STDOUT\n              value: \"1\"\n");
     fprintf(out, "            - name: PD_LOG_LEVEL\n              value: info\n");
@@ -354,7 +360,7 @@ int pd_render_k8s(const pd_render_input_t *in, FILE *out)
     char cmd[256];
     /* The router answers status from its own loop: alive and serving. */
     snprintf(cmd, sizeof(cmd),
-             "exec pdctl status -r tcp://$PD_HOST:%u --timeout-ms 3000 >/dev/null", m->base_port);
+             "exec pdctl status -r tcp://127.0.0.1:%u --timeout-ms 3000 >/dev/null", m->base_port);
     pd_render_k8s_probe(out, "readinessProbe", "sh", cmd, 5, 3);
     pd_render_k8s_probe(out, "livenessProbe", "sh", cmd, 10, 6);
     pd_render_k8s_resources(out, m, "router");
