@@ -52,6 +52,17 @@ extern "C" void pd_cuda_mod_ipc_close(void *dev_ptr)
         pd_cuda_check(cudaIpcCloseMemHandle(dev_ptr), "close a peer's IPC mapping");
 }
 
+extern "C" pd_status_t pd_cuda_mod_host_register(void *p, size_t bytes)
+{
+    return pd_cuda_check(cudaHostRegister(p, bytes, cudaHostRegisterDefault), "pin host memory");
+}
+
+extern "C" void pd_cuda_mod_host_unregister(void *p)
+{
+    if (p != NULL)
+        pd_cuda_check(cudaHostUnregister(p), "unpin host memory");
+}
+
 /* A copy stream with a ring of events: one event per layer of a transfer in flight. */
 struct pd_cuda_ipc_stream {
     cudaStream_t stream;

@@ -211,3 +211,16 @@ pd_status_t pd_cuda_ipc_event_query(void *stream, uint32_t event)
 {
     return pd_cuda_module_table->ipc_event_query(stream, event);
 }
+
+pd_status_t pd_cuda_host_register(void *p, size_t bytes)
+{
+    PD_CUDA_IPC_MODULE(m)
+    return m->host_register(p, bytes);
+}
+
+void pd_cuda_host_unregister(void *p)
+{
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(NULL, 0);
+    if (m != NULL && p != NULL)
+        m->host_unregister(p);
+}

@@ -22,6 +22,8 @@ static const pd_cuda_module_ops_t pd_cuda_module_table = {
     pd_cuda_mod_ipc_copy_async,
     pd_cuda_mod_ipc_event_record,
     pd_cuda_mod_ipc_event_query,
+    pd_cuda_mod_host_register,
+    pd_cuda_mod_host_unregister,
 };
 
 extern "C" __attribute__((visibility("default"))) const pd_cuda_module_ops_t *

@@ -25,7 +25,7 @@
 
 /* Changes whenever the table changes; the loader refuses a module of another version
  * (a stale libpdkv-cuda.so beside newer programs). */
-#define PD_CUDA_MODULE_ABI 2
+#define PD_CUDA_MODULE_ABI 3
 
 /* The module's file name, looked for in ../lib beside the program's bin/ directory unless
  * the environment variable PD_CUDA_MODULE names a file. */
@@ -48,6 +48,8 @@ typedef struct pd_cuda_module_ops {
     pd_status_t (*ipc_copy_async)(void *ctx, void *dst, const void *src, size_t bytes);
     pd_status_t (*ipc_event_record)(void *ctx, uint32_t *event_p);
     pd_status_t (*ipc_event_query)(void *ctx, uint32_t event);
+    pd_status_t (*host_register)(void *p, size_t bytes);
+    void (*host_unregister)(void *p);
 } pd_cuda_module_ops_t;
 
 /* The module's one export (a const table with static storage). */
@@ -77,6 +79,8 @@ void pd_cuda_mod_ipc_stream_destroy(void *ctx);
 pd_status_t pd_cuda_mod_ipc_copy_async(void *ctx, void *dst, const void *src, size_t bytes);
 pd_status_t pd_cuda_mod_ipc_event_record(void *ctx, uint32_t *event_p);
 pd_status_t pd_cuda_mod_ipc_event_query(void *ctx, uint32_t event);
+pd_status_t pd_cuda_mod_host_register(void *p, size_t bytes);
+void pd_cuda_mod_host_unregister(void *p);
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,7 @@
 #include "role_int.h"
 
 #include "pd/log.h"
+#include "pd/cuda_ipc.h"
 #include "pd/ops.h"
 
 #include <stdlib.h>
@@ -41,6 +42,14 @@ pd_status_t pd_role_stage_open(pd_role_t *rt)
     }
     rt->kv_compute = dev;
     pd_kvbm_set_take_hook(rt->bm, pd_role_stage_forget, rt);
+    /* Pinned host memory: copies run at the bus's speed and need no bounce buffer. A
+     * pool CUDA cannot pin still works, slower. */
+    if (strcmp(pd_engine_backend_name(rt->engine), "cuda") == 0) {
+        rt->host_pinned = pd_cuda_host_register(rt->fabric.pool, rt->fabric.pool_bytes) == PD_OK;
+        if (!rt->host_pinned)
+            pd_log_warn("%s: the host pool is not pinned: KV copies go through pageable memory",
+                        rt->ops->name);
+    }
     return PD_OK;
 }
 
@@ -48,6 +57,9 @@ void pd_role_stage_close(pd_role_t *rt)
 {
     if (rt->bm != NULL)
         pd_kvbm_set_take_hook(rt->bm, NULL, NULL);
+    if (rt->host_pinned)
+        pd_cuda_host_unregister(rt->fabric.pool);
+    rt->host_pinned = false;
     if (rt->kv_compute != NULL && rt->kv_compute != rt->fabric.pool)
         pd_engine_buf_free(rt->engine, rt->kv_compute);
     rt->kv_compute = NULL;

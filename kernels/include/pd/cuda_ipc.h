@@ -29,4 +29,9 @@ pd_status_t pd_cuda_ipc_event_record(void *stream, uint32_t *event_p);
 /* PD_OK when done, PD_INPROGRESS before, an error when a copy before it failed. */
 pd_status_t pd_cuda_ipc_event_query(void *stream, uint32_t event);
 
+/* Pin bytes of host memory at p for fast copies to and from the device (the host pool a
+ * GPU worker stages KV through); unregister before the memory is freed. */
+pd_status_t pd_cuda_host_register(void *p, size_t bytes);
+void pd_cuda_host_unregister(void *p);
+
 #endif

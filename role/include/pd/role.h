@@ -68,6 +68,7 @@ struct pd_role {
      * equals the host's. role_stage.c. */
     float *kv_compute;
     uint8_t *kv_valid;
+    bool host_pinned; /* fabric.pool is registered with CUDA (pinned) */
     pd_xfer_range_t *stage_ranges; /* (stage_cap) scratch of one layer's copies */
     size_t stage_cap;
     uint64_t stage_blocks_up;  /* blocks uploaded to the compute pool */
