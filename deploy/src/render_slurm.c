@@ -38,6 +38,17 @@ int pd_render_slurm(const pd_render_input_t *in, FILE *out)
     uint32_t counts[4] = {1, m->prefill.count, m->decode.count, m->both.count};
     for (int r = 0; r < 4; r++) {
         const pd_manifest_place_t *p = pd_manifest_place(m, pd_render_slurm_roles[r]);
+        uint32_t n_hosts = 0;
+        for (const char *h = p->hosts; *h != '\0'; h++)
+            n_hosts += (h == p->hosts || h[-1] == ',') ? 1 : 0;
+        /* Slurm runs a component on every node of its --nodelist. */
+        if (counts[r] > 0 && n_hosts > 0 && n_hosts != p->nodes) {
+            fprintf(stderr,
+                    "pdctl render: %s.hosts names %u hosts; Slurm runs the component on all of "
+                    "them: set %s.nodes to %u\n",
+                    pd_render_slurm_roles[r], n_hosts, pd_render_slurm_roles[r], n_hosts);
+            return -1;
+        }
         if (counts[r] > 0 && p->nodes > counts[r]) {
             fprintf(stderr, "pdctl render: %s.nodes = %u is more than its %u processes\n",
                     pd_render_slurm_roles[r], p->nodes, counts[r]);

@@ -71,7 +71,10 @@ void pd_router_config_usage(void *f)
             "\n"
             "score(worker) = kv_weight * cached_prefix_tokens - load_weight * assigned_tokens,\n"
             "where assigned_tokens sums prompt + max_tokens of the requests the router has\n"
-            "in flight on that worker. PD_LOG_LEVEL=error|warn|info|debug|trace.\n");
+            "in flight on that worker. PD_LOG_LEVEL=error|warn|info|debug|trace.\n"
+            "Under a scheduler: PD_MANIFEST=FILE PD_ROLE=router [PD_HOST=ADDR to bind] take\n"
+            "every option from the manifest (options given here still win) and log to\n"
+            "stdout (docs/DEPLOY.md).\n");
 }
 
 static bool pd_router_parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max,

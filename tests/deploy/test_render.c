@@ -203,6 +203,17 @@ Test(render, bad_input_gets_a_reason_and_an_exit_status)
                  1);
     cr_assert(strstr(out, "decode.nodes = 2 is more than its 1 processes") != NULL, "%s", out);
     cr_assert_eq(sh(out, sizeof(out),
+                    "printf 'prefill:\\n  count: 2\\n  hosts: [a, b]\\n' > '%s/h.yaml' && "
+                    "'%s/pdctl' render slurm '%s/h.yaml'",
+                    tmp, bin, tmp),
+                 1);
+    cr_assert(strstr(out, "prefill.hosts names 2 hosts") != NULL, "%s", out);
+    cr_assert_eq(sh(out, sizeof(out),
+                    "printf 'prefill:\\n  count: 2\\n  nodes: 2\\n  hosts: [a, b]\\n' > "
+                    "'%s/h.yaml' && '%s/pdctl' render slurm '%s/h.yaml' | grep -c 'nodelist=a,b'",
+                    tmp, bin, tmp),
+                 0, "%s", out);
+    cr_assert_eq(sh(out, sizeof(out),
                     "printf 'decode:\\n  gpus: x\\n' > '%s/b.yaml' && "
                     "'%s/pdctl' render k8s '%s/b.yaml' -o '%s/out.yaml'",
                     tmp, bin, tmp, tmp),

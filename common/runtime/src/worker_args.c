@@ -67,7 +67,11 @@ void pd_worker_args_usage(const char *prog, pd_proto_role_t role)
            "  --ssd-mb S           G3 tier size in MiB\n"
            "  --curve-server-key K the router's worker-socket CURVE public key (Z85)\n"
            "  --curve-secret-file F this worker's CURVE secret key file\n"
-           "  --help               this text\n");
+           "  --help               this text\n"
+           "\n"
+           "Under a scheduler: PD_MANIFEST=FILE PD_ROLE=prefill|decode|both [PD_INDEX=i]\n"
+           "[PD_HOST=ADDR] [PD_ROUTER=ADDR] take every option from the manifest (options\n"
+           "given here still win) and log to stdout (docs/DEPLOY.md).\n");
 }
 
 static int pd_worker_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *v_p)
