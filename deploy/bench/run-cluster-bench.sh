@@ -149,10 +149,10 @@ if want breakdown; then
     p_off=$PORT
     on=() off=()
     for ((r = 1; r <= ROUNDS; r++)); do
-        bench "ttft2k-layerwise-true-r$r" "$p_on" -n 6 -c 1 --prompt-len $PROMPT_2K \
-            --output-len 16 --cache off --seed $((10 + r))
-        bench "ttft2k-layerwise-false-r$r" "$p_off" -n 6 -c 1 --prompt-len $PROMPT_2K \
-            --output-len 16 --cache off --seed $((10 + r))
+        bench "ttft2k-layerwise-true-r$r" "$p_on" -N 6 -c 1 --prompt-len $PROMPT_2K \
+            --max-tokens 16 --cache off --seed $((10 + r))
+        bench "ttft2k-layerwise-false-r$r" "$p_off" -N 6 -c 1 --prompt-len $PROMPT_2K \
+            --max-tokens 16 --cache off --seed $((10 + r))
         on+=("$OUT/ttft2k-layerwise-true-r$r.json")
         off+=("$OUT/ttft2k-layerwise-false-r$r.json")
     done
@@ -168,8 +168,8 @@ fi
 # Both deployments get the same generous worker and transfer timeouts: a worker computing
 # a long prompt on a starved 2-core machine can miss the default 3 s heartbeat window.
 # The victim cancels a request that has no done 30 s after its send.
-VICTIM=(-n 16 --rate 1 --prompt-len 64 --output-len 256 --seed 21 --timeout-ms 30000)
-FLOOD=(-n 1000 -c 1 --prompt-len 1900 --output-len 1 --cache off --seed 22)
+VICTIM=(-N 16 --rate 1 --prompt-len 64 --max-tokens 256 --seed 21 --timeout-ms 30000)
+FLOOD=(-N 1000 -c 1 --prompt-len 1900 --max-tokens 1 --cache off --seed 22)
 FLOOD_SETS=(--set router.worker_timeout_ms=30000 --set transfer.timeout_ms=30000)
 if want flood; then
     for dep in disagg colocated; do
@@ -197,7 +197,7 @@ fi
 # prefix), the later ones hit it. The table splits TTFT by cold / cache hit.
 if want cache; then
     up "$M_LOCAL"
-    bench "prefix1920-of-2k" "$PORT" -n 32 -c 1 --prompt-len $PROMPT_2K --output-len 16 \
+    bench "prefix1920-of-2k" "$PORT" -N 32 -c 1 --prompt-len $PROMPT_2K --max-tokens 16 \
         --shared-prefix 1920 --prefix-groups 8 --seed 31
     down "$M_LOCAL" "$PORT"
 fi
@@ -215,8 +215,8 @@ if want routing; then
     for ((r = 1; r <= ROUNDS; r++)); do
         for pol in kv rr; do
             if [[ $pol == kv ]]; then port=$p_kv; else port=$p_rr; fi
-            bench "routing-$pol-r$r" "$port" -n 32 --rate 2 --prompt-len 1100:1300 \
-                --output-len 16 --shared-prefix 1024 --prefix-groups 8 --seed $((40 + r))
+            bench "routing-$pol-r$r" "$port" -N 32 --rate 2 --prompt-len 1100:1300 \
+                --max-tokens 16 --shared-prefix 1024 --prefix-groups 8 --seed $((40 + r))
         done
         kv+=("$OUT/routing-kv-r$r.json")
         rr+=("$OUT/routing-rr-r$r.json")
@@ -239,8 +239,8 @@ if want fetch; then
     for ((r = 1; r <= ROUNDS; r++)); do
         for f in on off; do
             if [[ $f == on ]]; then port=$p_on; else port=$p_off; fi
-            bench "fetch-$f-r$r" "$port" -n 32 --rate 2 --prompt-len 1100:1300 \
-                --output-len 16 --shared-prefix 1024 --prefix-groups 8 --seed $((60 + r))
+            bench "fetch-$f-r$r" "$port" -N 32 --rate 2 --prompt-len 1100:1300 \
+                --max-tokens 16 --shared-prefix 1024 --prefix-groups 8 --seed $((60 + r))
         done
         on+=("$OUT/fetch-on-r$r.json")
         off+=("$OUT/fetch-off-r$r.json")

@@ -2,10 +2,10 @@
  * prompt/output length mixes and shared prefixes, or replay of a Mooncake-format trace),
  * reported as a table, JSON and a PNG plot. */
 #include "bench_client.h"
+#include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +22,7 @@ typedef struct pd_bench_args {
     const char *json_path;
     const char *plot_path;
     uint32_t block_tokens; /* the router's block size, for the ideal cache */
+    uint32_t wait_s;       /* --wait: how long to wait for the router to answer */
 } pd_bench_args_t;
 
 static void pd_bench_usage(FILE *out)
@@ -37,13 +38,17 @@ static void pd_bench_usage(FILE *out)
             "times and the transfer's share of TTFT. Prompts are token ids (3..258, the byte\n"
             "tokenizer's range), so no tokenizer is needed.\n"
             "\n"
-            "  -r, --router ENDPOINT    router client socket (default tcp://127.0.0.1:7100;\n"
-            "                           HOST:PORT is read as tcp://HOST:PORT)\n"
-            "  -n, --requests N         requests to send (default 100)\n"
+            "  -r, --router ENDPOINT    router client socket: tcp://HOST:PORT, HOST:PORT or\n"
+            "                           :PORT (default tcp://127.0.0.1:7100)\n"
+            "  -w, --wait SECONDS       wait this long for the router to accept connections\n"
+            "                           (default 0: fail at once when none answers)\n"
+            "  -N, --requests N         requests to send (default 100; -n still works for\n"
+            "                           this release, with a warning)\n"
             "      --rate R             Poisson arrivals per second; 0 = all at once (default 0)\n"
             "  -c, --concurrency C      most requests in flight; 0 = no cap (default 0)\n"
             "      --prompt-len A[:B]   prompt tokens, uniform in [A, B] (default 256)\n"
-            "      --output-len A[:B]   max_tokens, uniform in [A, B] (default 32)\n"
+            "      --max-tokens A[:B]   tokens to generate, uniform in [A, B] (default 32;\n"
+            "                           --output-len is its old name)\n"
             "      --shared-prefix T    the first T tokens of every prompt are a shared prefix\n"
             "      --prefix-groups G    G distinct shared prefixes; each request draws one\n"
             "                           uniformly (default 1)\n"
@@ -98,12 +103,12 @@ static void pd_bench_usage(FILE *out)
             "could not start, 2 for bad usage.\n"
             "\n"
             "Examples:\n"
-            "  pdctl bench -n 200 --rate 4 --prompt-len 256:1024 --output-len 16:64 --json b.json\n"
-            "  pdctl bench -n 64 --rate 2 --prompt-len 1200 --shared-prefix 1024 "
+            "  pdctl bench -N 200 --rate 4 --prompt-len 256:1024 --max-tokens 16:64 --json b.json\n"
+            "  pdctl bench -N 64 --rate 2 --prompt-len 1200 --shared-prefix 1024 "
             "--prefix-groups 4\n"
             "  pdctl bench --trace trace.jsonl --trace-limit 200 --trace-time-scale 10 "
             "--trace-max-len 2048\n"
-            "  pdctl bench --http http://127.0.0.1:8000 --api-key sk-... -n 200 --rate 4\n");
+            "  pdctl bench --http http://127.0.0.1:8000 --api-key sk-... -N 200 --rate 4\n");
 }
 
 static int pd_bench_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *v_p)
@@ -112,7 +117,7 @@ static int pd_bench_u32(const char *opt, const char *s, uint32_t min, uint32_t m
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
-        fprintf(stderr, "pdctl bench: %s wants an integer in %u..%u, not '%s'\n", opt, min, max, s);
+        fprintf(stderr, "pdctl: bench: %s wants an integer in %u..%u, not '%s'\n", opt, min, max, s);
         return -1;
     }
     *v_p = (uint32_t)v;
@@ -125,7 +130,7 @@ static int pd_bench_f64(const char *opt, const char *s, double min, double max, 
     errno = 0;
     double v = strtod(s, &end);
     if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < min || v > max) {
-        fprintf(stderr, "pdctl bench: %s wants a number in %g..%g, not '%s'\n", opt, min, max, s);
+        fprintf(stderr, "pdctl: bench: %s wants a number in %g..%g, not '%s'\n", opt, min, max, s);
         return -1;
     }
     *v_p = v;
@@ -148,7 +153,7 @@ static int pd_bench_range(const char *opt, const char *s, uint32_t min, uint32_t
     if (colon != NULL && pd_bench_u32(opt, colon + 1, min, max, &hi) != 0)
         return -1;
     if (hi < lo) {
-        fprintf(stderr, "pdctl bench: %s: %u:%u is an empty range\n", opt, lo, hi);
+        fprintf(stderr, "pdctl: bench: %s: %u:%u is an empty range\n", opt, lo, hi);
         return -1;
     }
     *lo_p = lo;
@@ -184,41 +189,47 @@ enum {
     PD_BENCH_OPT_MODEL,
 };
 
+static const pd_cli_opt_t pd_bench_opts[] = {
+    PD_CLI_OPT_ROUTER,
+    {"requests", 'N', true, 'n', NULL},
+    /* -n was --requests here but is --max-tokens in submit and generate. */
+    {"-n", 'n', true, 'n', "requests"},
+    {"concurrency", 'c', true, 'c', NULL},
+    {"quiet", 'q', false, 'q', NULL},
+    PD_CLI_OPT_HELP,
+    {"rate", 0, true, PD_BENCH_OPT_RATE, NULL},
+    {"prompt-len", 0, true, PD_BENCH_OPT_PROMPT, NULL},
+    {"max-tokens", 0, true, PD_BENCH_OPT_OUTPUT, NULL},
+    {"output-len", 0, true, PD_BENCH_OPT_OUTPUT, "max-tokens"},
+    {"shared-prefix", 0, true, PD_BENCH_OPT_PREFIX, NULL},
+    {"prefix-groups", 0, true, PD_BENCH_OPT_GROUPS, NULL},
+    {"tenants", 0, true, PD_BENCH_OPT_TENANTS, NULL},
+    {"seed", 0, true, PD_BENCH_OPT_SEED, NULL},
+    {"temperature", 0, true, PD_BENCH_OPT_TEMP, NULL},
+    {"cache", 0, true, PD_BENCH_OPT_CACHE, NULL},
+    {"timeout-ms", 0, true, PD_BENCH_OPT_TIMEOUT, NULL},
+    PD_CLI_OPT_WAIT,
+    {"trace", 0, true, PD_BENCH_OPT_TRACE, NULL},
+    {"trace-block-tokens", 0, true, PD_BENCH_OPT_TBLOCK, NULL},
+    {"trace-len-scale", 0, true, PD_BENCH_OPT_TLEN, NULL},
+    {"trace-time-scale", 0, true, PD_BENCH_OPT_TTIME, NULL},
+    {"trace-limit", 0, true, PD_BENCH_OPT_TLIMIT, NULL},
+    {"trace-max-len", 0, true, PD_BENCH_OPT_TMAXLEN, NULL},
+    {"trace-max-bad", 0, true, PD_BENCH_OPT_TMAXBAD, NULL},
+    {"json", 0, true, PD_BENCH_OPT_JSON, NULL},
+    {"plot", 0, true, PD_BENCH_OPT_PLOT, NULL},
+    {"block-tokens", 0, true, PD_BENCH_OPT_BLOCK, NULL},
+    {"curve-server-key", 0, true, PD_BENCH_OPT_CURVE_KEY, NULL},
+    {"curve-secret-file", 0, true, PD_BENCH_OPT_CURVE_SECRET, NULL},
+    {"http", 0, true, PD_BENCH_OPT_HTTP, NULL},
+    {"api-key", 0, true, PD_BENCH_OPT_API_KEY, NULL},
+    {"model", 0, true, PD_BENCH_OPT_MODEL, NULL},
+    PD_CLI_OPT_END_TABLE,
+};
+
 /* Returns 0, 1 after --help, or 2 for bad usage. */
 static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
 {
-    static const struct option opts[] = {
-        {"router", required_argument, NULL, 'r'},
-        {"requests", required_argument, NULL, 'n'},
-        {"concurrency", required_argument, NULL, 'c'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {"rate", required_argument, NULL, PD_BENCH_OPT_RATE},
-        {"prompt-len", required_argument, NULL, PD_BENCH_OPT_PROMPT},
-        {"output-len", required_argument, NULL, PD_BENCH_OPT_OUTPUT},
-        {"shared-prefix", required_argument, NULL, PD_BENCH_OPT_PREFIX},
-        {"prefix-groups", required_argument, NULL, PD_BENCH_OPT_GROUPS},
-        {"tenants", required_argument, NULL, PD_BENCH_OPT_TENANTS},
-        {"seed", required_argument, NULL, PD_BENCH_OPT_SEED},
-        {"temperature", required_argument, NULL, PD_BENCH_OPT_TEMP},
-        {"cache", required_argument, NULL, PD_BENCH_OPT_CACHE},
-        {"timeout-ms", required_argument, NULL, PD_BENCH_OPT_TIMEOUT},
-        {"trace", required_argument, NULL, PD_BENCH_OPT_TRACE},
-        {"trace-block-tokens", required_argument, NULL, PD_BENCH_OPT_TBLOCK},
-        {"trace-len-scale", required_argument, NULL, PD_BENCH_OPT_TLEN},
-        {"trace-time-scale", required_argument, NULL, PD_BENCH_OPT_TTIME},
-        {"trace-limit", required_argument, NULL, PD_BENCH_OPT_TLIMIT},
-        {"trace-max-len", required_argument, NULL, PD_BENCH_OPT_TMAXLEN},
-        {"trace-max-bad", required_argument, NULL, PD_BENCH_OPT_TMAXBAD},
-        {"json", required_argument, NULL, PD_BENCH_OPT_JSON},
-        {"plot", required_argument, NULL, PD_BENCH_OPT_PLOT},
-        {"block-tokens", required_argument, NULL, PD_BENCH_OPT_BLOCK},
-        {"curve-server-key", required_argument, NULL, PD_BENCH_OPT_CURVE_KEY},
-        {"curve-secret-file", required_argument, NULL, PD_BENCH_OPT_CURVE_SECRET},
-        {"http", required_argument, NULL, PD_BENCH_OPT_HTTP},
-        {"api-key", required_argument, NULL, PD_BENCH_OPT_API_KEY},
-        {"model", required_argument, NULL, PD_BENCH_OPT_MODEL},
-        {NULL, 0, NULL, 0}};
     a->wl = (pd_bench_workload_t){.n_requests = 100,
                                   .prompt_min = 256,
                                   .prompt_max = 256,
@@ -237,15 +248,20 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
     a->block_tokens = 16;
     snprintf(a->endpoint, sizeof(a->endpoint), "tcp://127.0.0.1:7100");
     int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "r:n:c:qh", opts, NULL)) != -1) {
+    pd_cli_parser_t p;
+    pd_cli_parser_init(&p, "bench", argc, argv, pd_bench_opts);
+    while ((c = pd_cli_opt_next(&p)) != PD_CLI_OPT_END) {
+        const char *optarg = p.arg;
         int rc = 0;
+        if (c == PD_CLI_OPT_ERROR)
+            return 2;
         switch (c) {
         case 'r':
-            if (strstr(optarg, "://") != NULL)
-                snprintf(a->endpoint, sizeof(a->endpoint), "%s", optarg);
-            else
-                snprintf(a->endpoint, sizeof(a->endpoint), "tcp://%s", optarg);
+            if (!pd_cli_parse_endpoint("--router", optarg, a->endpoint, sizeof(a->endpoint)))
+                return 2;
+            break;
+        case 'W':
+            rc = pd_bench_u32("--wait", optarg, 0, 3600, &a->wait_s);
             break;
         case 'n':
             rc = pd_bench_u32("--requests", optarg, 1, 10000000, &a->wl.n_requests);
@@ -267,7 +283,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
                                 &a->wl.prompt_min, &a->wl.prompt_max);
             break;
         case PD_BENCH_OPT_OUTPUT:
-            rc = pd_bench_range("--output-len", optarg, 1, PD_PROTO_MAX_NEW_TOKENS,
+            rc = pd_bench_range("--max-tokens", optarg, 1, PD_PROTO_MAX_NEW_TOKENS,
                                 &a->wl.output_min, &a->wl.output_max);
             break;
         case PD_BENCH_OPT_PREFIX:
@@ -285,7 +301,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
             errno = 0;
             a->wl.seed = strtoull(optarg, &end, 0);
             if (errno != 0 || end == optarg || *end != '\0') {
-                fprintf(stderr, "pdctl bench: --seed wants an integer, not '%s'\n", optarg);
+                fprintf(stderr, "pdctl: bench: --seed wants an integer, not '%s'\n", optarg);
                 rc = -1;
             }
             break;
@@ -299,7 +315,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
             } else if (strcmp(optarg, "off") == 0) {
                 a->client.cache_mode = PD_PROTO_CACHE_OFF;
             } else {
-                fprintf(stderr, "pdctl bench: --cache is auto or off, not '%s'\n", optarg);
+                fprintf(stderr, "pdctl: bench: --cache is auto or off, not '%s'\n", optarg);
                 rc = -1;
             }
             break;
@@ -345,7 +361,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
             break;
         case PD_BENCH_OPT_HTTP:
             if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
-                fprintf(stderr, "pdctl bench: --http wants an http:// or https:// URL, not '%s'\n",
+                fprintf(stderr, "pdctl: bench: --http wants an http:// or https:// URL, not '%s'\n",
                         optarg);
                 rc = -1;
             }
@@ -365,18 +381,13 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
             rc = -1;
             break;
         }
-        if (rc != 0) {
-            fprintf(stderr, "pdctl bench: see 'pdctl bench --help'\n");
+        if (rc != 0)
             return 2;
-        }
     }
-    if (optind != argc) {
-        fprintf(stderr, "pdctl bench: unexpected argument '%s'; see 'pdctl bench --help'\n",
-                argv[optind]);
+    if (!pd_cli_parser_want_pos(&p, 0, 0, ""))
         return 2;
-    }
     if ((a->client.curve_server_key == NULL) != (a->client.curve_secret_file == NULL)) {
-        fprintf(stderr, "pdctl bench: --curve-server-key and --curve-secret-file go together\n");
+        fprintf(stderr, "pdctl: bench: --curve-server-key and --curve-secret-file go together\n");
         return 2;
     }
     if (a->client.http_url != NULL) {
@@ -386,7 +397,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
                               ? "--cache off (the OpenAI API has no such control)"
                               : NULL;
         if (why != NULL) {
-            fprintf(stderr, "pdctl bench: --http does not go with %s\n", why);
+            fprintf(stderr, "pdctl: bench: --http does not go with %s\n", why);
             return 2;
         }
         if (a->client.api_key == NULL)
@@ -397,7 +408,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
         double b = (double)PD_BENCH_TRACE_SRC_BLOCK_TOKENS / a->scale.len_scale;
         if (b != floor(b)) {
             fprintf(stderr,
-                    "pdctl bench: 512 / --trace-len-scale %g is not a whole number of tokens; "
+                    "pdctl: bench: 512 / --trace-len-scale %g is not a whole number of tokens; "
                     "pick F dividing 512 (8 gives 64 tokens per hash id) or set "
                     "--trace-block-tokens\n",
                     a->scale.len_scale);
@@ -407,7 +418,7 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
     }
     if (a->trace_path != NULL && a->scale.block_tokens % 16 != 0)
         fprintf(stderr,
-                "pdctl bench: warning: %u tokens per hash id is not a multiple of 16 (the "
+                "pdctl: bench: warning: %u tokens per hash id is not a multiple of 16 (the "
                 "router's default block size): shared blocks will not line up with cached "
                 "blocks\n",
                 a->scale.block_tokens);
@@ -438,7 +449,7 @@ int pd_cmd_bench(int argc, char **argv)
     if (a.trace_path != NULL) {
         FILE *f = fopen(a.trace_path, "r");
         if (f == NULL) {
-            fprintf(stderr, "pdctl bench: cannot open %s: %s\n", a.trace_path, strerror(errno));
+            fprintf(stderr, "pdctl: bench: cannot open %s: %s\n", a.trace_path, strerror(errno));
             goto out;
         }
         char err[512];
@@ -446,7 +457,7 @@ int pd_cmd_bench(int argc, char **argv)
                                              sizeof(err));
         fclose(f);
         if (st != PD_OK) {
-            fprintf(stderr, "pdctl bench: %s: %s\n", a.trace_path,
+            fprintf(stderr, "pdctl: bench: %s: %s\n", a.trace_path,
                     st == PD_ERR_FORMAT ? err : pd_status_str(st));
             goto out;
         }
@@ -489,15 +500,17 @@ int pd_cmd_bench(int argc, char **argv)
     }
     meta.endpoint = a.endpoint;
     meta.workload = workload;
+    if (a.client.http_url == NULL && !pd_cli_router_reach("bench", a.endpoint, a.wait_s))
+        goto out;
     recs = calloc(n, sizeof(*recs));
     if (recs == NULL)
         goto out;
     if (a.client.progress)
-        fprintf(stderr, "pdctl bench: %s\n", workload);
+        fprintf(stderr, "pdctl: bench: %s\n", workload);
     pd_status_t st = a.client.http_url != NULL ? pd_bench_http_run(&a.client, items, n, recs)
                                                : pd_bench_client_run(&a.client, items, n, recs);
     if (st != PD_OK && st != PD_ERR_CANCELED) {
-        fprintf(stderr, "pdctl bench: run failed: %s\n", pd_status_str(st));
+        fprintf(stderr, "pdctl: bench: run failed: %s\n", pd_status_str(st));
         goto out;
     }
     pd_bench_summary_t sum;
@@ -516,13 +529,21 @@ int pd_cmd_bench(int argc, char **argv)
         }
     }
     rc = 0;
-    if (a.json_path != NULL && pd_bench_report_json(a.json_path, &meta, &sum, recs, n) != PD_OK)
-        rc = 1;
+    if (a.json_path != NULL) {
+        if (pd_bench_report_json(a.json_path, &meta, &sum, recs, n) != PD_OK)
+            rc = 1;
+        else
+            printf("wrote %s (every request's record and the summary)\n", a.json_path);
+    }
     if (a.plot_path != NULL) {
         pd_status_t ps = pd_bench_report_plot(a.plot_path, recs, n);
         if (ps != PD_OK && ps != PD_ERR_UNSUPPORTED)
             rc = 1;
+        else if (ps == PD_OK)
+            printf("wrote %s (TTFT over time, TTFT and TPOT CDFs, server TTFT parts)\n",
+                   a.plot_path);
     }
+    fflush(stdout);
     if (rc == 0 && (sum.n_errors > 0 || st == PD_ERR_CANCELED))
         rc = 3;
 out:

@@ -2,6 +2,7 @@
  * This is the reference the cluster's output must equal (DESIGN.md section 8): the whole
  * prompt is prefilled in one forward call, token 0 is sampled with step 0, and each
  * later token k is one decode forward call sampled with step k. */
+#include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include "pd/json.h"
@@ -14,7 +15,6 @@
 #include "pd/tokenizer.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +62,8 @@ static void pd_cmd_generate_usage(FILE *out)
             "  -n, --max-tokens N   tokens to generate (default 64)\n"
             "  --temperature T      0 is greedy (default 1.0)\n"
             "  --top-p P            nucleus sampling, 1 is off (default 1.0)\n"
-            "  --seed S             sampling seed (default 0)\n"
+            "  --seed S             sampling seed (default: a random one, printed with the\n"
+            "                       timings or in the JSON, so the run can be repeated)\n"
             "  --stop LIST          stop token ids, comma-separated (up to 16); the stop\n"
             "                       token is the last one output, as in the cluster\n"
             "  --threads N          compute threads, 0 for all cores (default 0)\n"
@@ -71,33 +72,39 @@ static void pd_cmd_generate_usage(FILE *out)
             "  --cuda-weights T     weight matrices on the GPU in f32, f16 or bf16 (default: the\n"
             "                       model's dtype; int8 becomes bf16)\n"
             "  --json               print one JSON object: prompt_tokens, tokens, text,\n"
-            "                       finish_reason (length, eos or stop), timings\n");
+            "                       seed, finish_reason (length, eos or stop), timings\n");
 }
+
+static const pd_cli_opt_t pd_gen_opts[] = {
+    PD_CLI_OPT_MODEL_PATH,
+    {"tokenizer", 't', true, 't', NULL},
+    PD_CLI_OPT_PROMPT,
+    {"tokens", 0, true, 'K', NULL},
+    PD_CLI_OPT_MAX_TOKENS,
+    PD_CLI_OPT_TEMPERATURE,
+    PD_CLI_OPT_TOP_P,
+    PD_CLI_OPT_SEED,
+    {"threads", 0, true, 'j', NULL},
+    {"stop", 0, true, 'X', NULL},
+    PD_CLI_OPT_JSON,
+    {"backend", 0, true, 'B', NULL},
+    {"cuda-weights", 0, true, 'W', NULL},
+    PD_CLI_OPT_HELP,
+    PD_CLI_OPT_END_TABLE,
+};
 
 static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
 {
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"tokenizer", required_argument, NULL, 't'},
-                                         {"prompt", required_argument, NULL, 'p'},
-                                         {"tokens", required_argument, NULL, 'T'},
-                                         {"max-tokens", required_argument, NULL, 'n'},
-                                         {"temperature", required_argument, NULL, 'e'},
-                                         {"top-p", required_argument, NULL, 'P'},
-                                         {"seed", required_argument, NULL, 's'},
-                                         {"threads", required_argument, NULL, 'j'},
-                                         {"stop", required_argument, NULL, 'S'},
-                                         {"json", no_argument, NULL, 'J'},
-                                         {"backend", required_argument, NULL, 'B'},
-                                         {"cuda-weights", required_argument, NULL, 'W'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    pd_cli_parser_t p;
+    bool seeded = false;
     int c;
     memset(o, 0, sizeof(*o));
     o->max_tokens = 64;
     o->sampling.temperature = 1.0f;
     o->sampling.top_p = 1.0f;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:p:n:h", opts, NULL)) != -1) {
+    pd_cli_parser_init(&p, "generate", argc, argv, pd_gen_opts);
+    while ((c = pd_cli_opt_next(&p)) != PD_CLI_OPT_END) {
+        const char *optarg = p.arg;
         switch (c) {
         case 'm':
             o->model = optarg;
@@ -108,14 +115,14 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
         case 'p':
             o->prompt = optarg;
             break;
-        case 'T':
+        case 'K':
             o->tokens = optarg;
             break;
         case 'n':
-            if (!pd_cli_parse_u32("-n", optarg, 1, PD_GEN_MAX_TOKENS, &o->max_tokens))
+            if (!pd_cli_parse_u32("--max-tokens", optarg, 1, PD_GEN_MAX_TOKENS, &o->max_tokens))
                 return PD_CLI_USAGE;
             break;
-        case 'e':
+        case 'T':
             if (!pd_cli_parse_f32("--temperature", optarg, 0.0f, 100.0f, &o->sampling.temperature))
                 return PD_CLI_USAGE;
             break;
@@ -127,9 +134,10 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
                 return PD_CLI_USAGE;
             }
             break;
-        case 's':
+        case 'S':
             if (!pd_cli_parse_u64("--seed", optarg, 0, UINT64_MAX, &o->sampling.seed))
                 return PD_CLI_USAGE;
+            seeded = true;
             break;
         case 'j':
             if (!pd_cli_parse_u32("--threads", optarg, 0, 1024, &o->n_threads))
@@ -158,20 +166,20 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
                 return PD_CLI_USAGE;
             }
             break;
-        case 'S':
+        case 'X':
             o->stop = optarg;
             break;
         case 'h':
             pd_cmd_generate_usage(stdout);
             exit(PD_CLI_OK);
         default:
-            pd_cmd_generate_usage(stderr);
             return PD_CLI_USAGE;
         }
     }
-    if (optind != argc) {
-        fprintf(stderr, "pdctl: unexpected argument '%s'\n", argv[optind]);
-        pd_cmd_generate_usage(stderr);
+    if (!seeded)
+        o->sampling.seed = pd_cli_random_seed();
+    if (p.n_pos > 0) {
+        pd_cli_error("generate: unexpected argument '%s'", p.pos[0]);
         return PD_CLI_USAGE;
     }
     if (o->model == NULL || (o->prompt == NULL) == (o->tokens == NULL)) {
@@ -271,7 +279,8 @@ static pd_status_t pd_gen_tokenizer(const pd_gen_opts_t *o, uint32_t vocab, pd_t
 
 static void pd_gen_print_json(const int32_t *prompt, size_t n_prompt, const int32_t *out,
                               size_t n_out, const pd_gen_text_t *text, bool have_text,
-                              const char *finish, double prefill_ms, double decode_ms)
+                              const char *finish, double prefill_ms, double decode_ms,
+                              uint64_t seed)
 {
     printf("{\"prompt_tokens\":[");
     for (size_t i = 0; i < n_prompt; i++)
@@ -287,6 +296,7 @@ static void pd_gen_print_json(const int32_t *prompt, size_t n_prompt, const int3
     double prefill_tps = prefill_ms > 0 ? (double)n_prompt / (prefill_ms / 1e3) : 0.0;
     double decode_tps =
         (decode_ms > 0 && n_out > 1) ? (double)(n_out - 1) / (decode_ms / 1e3) : 0.0;
+    printf(",\"seed\":%llu", (unsigned long long)seed);
     printf(",\"finish_reason\":\"%s\",\"timings\":{\"prefill_ms\":%.3f,\"decode_ms\":%.3f,"
            "\"prefill_tokens_per_s\":%.1f,\"decode_tokens_per_s\":%.1f}}\n",
            finish, prefill_ms, decode_ms, prefill_tps, decode_tps);
@@ -494,16 +504,16 @@ int pd_cmd_generate(int argc, char **argv)
     double decode_ms = pd_time_ns_to_ms(t2 - t1);
     if (o.json) {
         pd_gen_print_json(prompt, n_prompt, out, n_out, &text, tok != NULL, finish, prefill_ms,
-                          decode_ms);
+                          decode_ms, o.sampling.seed);
     } else {
         printf("\n");
         fflush(stdout);
         fprintf(stderr,
                 "pdctl: prompt %zu tokens in %.1f ms (%.1f tok/s), generated %zu tokens, "
-                "%.1f ms decoding (%.1f tok/s), finish %s\n",
+                "%.1f ms decoding (%.1f tok/s), finish %s, seed %llu\n",
                 n_prompt, prefill_ms, prefill_ms > 0 ? n_prompt / (prefill_ms / 1e3) : 0.0, n_out,
                 decode_ms, decode_ms > 0 && n_out > 1 ? (n_out - 1) / (decode_ms / 1e3) : 0.0,
-                finish);
+                finish, (unsigned long long)o.sampling.seed);
     }
     fflush(stdout);
     rc = PD_CLI_OK;

@@ -3,12 +3,12 @@
 #include "cmd_client.h"
 #include "pdctl_int.h"
 
+#include "cli_opt.h"
 #include "pd/client.h"
 #include "pd/json.h"
 #include "pd/time.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 typedef struct pd_submit_opts {
-    const char *router;
+    char router[300];
+    uint32_t wait_s; /* --wait: how long to wait for a router to answer */
     const char *server_key;  /* --curve-server-key, NULL: no CURVE */
     const char *secret_file; /* --curve-secret-file */
     bool json;
@@ -37,7 +38,7 @@ static void pd_submit_on_sigint(int sig)
 static void pd_submit_usage(FILE *out)
 {
     fprintf(out,
-            "usage: pdctl submit [-r ROUTER] (-p TEXT | --tokens 1,2,3) [-n N]\n"
+            "usage: pdctl submit [-r ROUTER] [-w SECONDS] (-p TEXT | --tokens 1,2,3) [-n N]\n"
             "                    [--temperature T] [--top-p P] [--seed S] [--stop 2,13]\n"
             "                    [--tenant T] [--cache auto|off|explicit:OFF[@TTL],...]\n"
             "                    [--id ID] [--no-stream] [--json] [--timeout-ms MS]\n"
@@ -48,20 +49,24 @@ static void pd_submit_usage(FILE *out)
             "prefill, transfer, TTFT, TPOT) follow on stderr. Exit status 0 on done, 1 on an\n"
             "error or timeout (its code on stderr), 2 on a usage error. Ctrl-C cancels.\n"
             "\n"
-            "  -r, --router EP      the router's client endpoint (default tcp://127.0.0.1:7100)\n"
+            "  -r, --router EP      the router's client endpoint: tcp://HOST:PORT, HOST:PORT or\n"
+            "                       :PORT (default tcp://127.0.0.1:7100)\n"
+            "  -w, --wait SECONDS   wait this long for a router to accept connections (default\n"
+            "                       0: fail at once when none answers)\n"
             "  -p, --prompt TEXT    prompt text; the router adds BOS, as 'pdctl generate -p'\n"
             "  --tokens LIST        prompt token ids, comma-separated (no BOS added)\n"
             "  -n, --max-tokens N   tokens to generate, 1..4096 (default 64)\n"
             "  --temperature T      0 is greedy (default 1.0)\n"
             "  --top-p P            nucleus sampling, 1 is off (default 1.0)\n"
-            "  --seed S             sampling seed (default 0)\n"
+            "  --seed S             sampling seed (default: a random one, printed with the\n"
+            "                       usage so the run can be repeated)\n"
             "  --stop LIST          stop token ids, comma-separated (up to 16)\n"
             "  --tenant T           cache isolation key (used while auth is off)\n"
             "  --cache MODE         auto (default), off, or explicit:OFFSET[@5m|@1h],... with\n"
             "                       up to 4 increasing token offsets\n"
             "  --id ID              the request id (default pdctl-PID)\n"
             "  --no-stream          no token messages: print the token ids at the end\n"
-            "  --json               print one JSON object: id, tokens, text, finish_reason,\n"
+            "  --json               print one JSON object: id, tokens, text, seed, finish_reason,\n"
             "                       usage, timings, workers (or error)\n"
             "  --timeout-ms MS      give up (and cancel) after MS (default 130000)\n"
             "  --curve-server-key K the router's CURVE public key (Z85): authenticate\n"
@@ -80,18 +85,18 @@ static bool pd_submit_parse_ids(const char *opt, const char *s, int32_t *ids, ui
         errno = 0;
         long long v = strtoll(p, &end, 10);
         if (end == p || errno != 0 || v < 0 || v > INT32_MAX || (*end != ',' && *end != '\0')) {
-            fprintf(stderr, "pdctl submit: %s: '%s' is not a list of token ids\n", opt, s);
+            fprintf(stderr, "pdctl: submit: %s: '%s' is not a list of token ids\n", opt, s);
             return false;
         }
         if (n == cap) {
-            fprintf(stderr, "pdctl submit: %s: more than %u ids\n", opt, cap);
+            fprintf(stderr, "pdctl: submit: %s: more than %u ids\n", opt, cap);
             return false;
         }
         ids[n++] = (int32_t)v;
         p = (*end == ',') ? end + 1 : end;
     }
     if (n == 0) {
-        fprintf(stderr, "pdctl submit: %s: empty list\n", opt);
+        fprintf(stderr, "pdctl: submit: %s: empty list\n", opt);
         return false;
     }
     *n_p = n;
@@ -131,7 +136,7 @@ static bool pd_submit_parse_cache(const char *s, pd_proto_cache_t *cache)
         if (*end != ',' && *end != '\0')
             goto bad;
         if (cache->n_breakpoints == PD_PROTO_MAX_BREAKPOINTS) {
-            fprintf(stderr, "pdctl submit: --cache: at most %d breakpoints\n",
+            fprintf(stderr, "pdctl: submit: --cache: at most %d breakpoints\n",
                     PD_PROTO_MAX_BREAKPOINTS);
             return false;
         }
@@ -145,49 +150,59 @@ static bool pd_submit_parse_cache(const char *s, pd_proto_cache_t *cache)
         return true;
 bad:
     fprintf(stderr,
-            "pdctl submit: --cache: '%s' is not auto, off or explicit:OFFSET[@5m|@1h],... "
+            "pdctl: submit: --cache: '%s' is not auto, off or explicit:OFFSET[@5m|@1h],... "
             "(offsets increasing)\n",
             s);
     return false;
 }
 
+static const pd_cli_opt_t pd_submit_opts[] = {
+    PD_CLI_OPT_ROUTER,
+    PD_CLI_OPT_PROMPT,
+    {"tokens", 0, true, 'K', NULL},
+    PD_CLI_OPT_MAX_TOKENS,
+    PD_CLI_OPT_TEMPERATURE,
+    PD_CLI_OPT_TOP_P,
+    PD_CLI_OPT_SEED,
+    {"stop", 0, true, 'X', NULL},
+    {"tenant", 0, true, 'E', NULL},
+    {"cache", 0, true, 'C', NULL},
+    {"id", 0, true, 'I', NULL},
+    {"no-stream", 0, false, 'N', NULL},
+    PD_CLI_OPT_JSON,
+    PD_CLI_OPT_TIMEOUT_MS,
+    PD_CLI_OPT_WAIT,
+    PD_CLI_OPT_CURVE_KEY,
+    PD_CLI_OPT_CURVE_SECRET,
+    PD_CLI_OPT_HELP,
+    PD_CLI_OPT_END_TABLE,
+};
+
 static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
 {
-    static const struct option opts[] = {
-        {"router", required_argument, NULL, 'r'},
-        {"prompt", required_argument, NULL, 'p'},
-        {"tokens", required_argument, NULL, 'K'},
-        {"max-tokens", required_argument, NULL, 'n'},
-        {"temperature", required_argument, NULL, 'T'},
-        {"top-p", required_argument, NULL, 'P'},
-        {"seed", required_argument, NULL, 'S'},
-        {"stop", required_argument, NULL, 'X'},
-        {"tenant", required_argument, NULL, 'E'},
-        {"cache", required_argument, NULL, 'C'},
-        {"id", required_argument, NULL, 'I'},
-        {"no-stream", no_argument, NULL, 'N'},
-        {"json", no_argument, NULL, 'J'},
-        {"timeout-ms", required_argument, NULL, 'O'},
-        {"curve-server-key", required_argument, NULL, 'V'},
-        {"curve-secret-file", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    pd_cli_parser_t p;
     pd_proto_generate_t *g = &o->g;
     float f;
     int ch;
 
-    o->router = "tcp://127.0.0.1:7100";
+    snprintf(o->router, sizeof(o->router), "%s", PD_CLI_DEFAULT_ROUTER);
     o->timeout_ms = 130000;
+    bool seeded = false;
     g->max_tokens = 64;
     g->sampling = (pd_proto_sampling_t){1.0, 1.0, 0};
     g->stream = true;
     snprintf(g->id, sizeof(g->id), "pdctl-%d", (int)getpid());
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "r:p:n:h", opts, NULL)) != -1) {
+    pd_cli_parser_init(&p, "submit", argc, argv, pd_submit_opts);
+    while ((ch = pd_cli_opt_next(&p)) != PD_CLI_OPT_END) {
+        const char *optarg = p.arg;
         switch (ch) {
         case 'r':
-            o->router = optarg;
+            if (!pd_cli_parse_endpoint("--router", optarg, o->router, sizeof(o->router)))
+                return PD_CLI_USAGE;
+            break;
+        case 'W':
+            if (!pd_cli_parse_u32("--wait", optarg, 0, 3600, &o->wait_s))
+                return PD_CLI_USAGE;
             break;
         case 'p':
             g->prompt = optarg;
@@ -217,6 +232,7 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
         case 'S':
             if (!pd_cli_parse_u64("--seed", optarg, 0, UINT64_MAX, &g->sampling.seed))
                 return PD_CLI_USAGE;
+            seeded = true;
             break;
         case 'X':
             if (!pd_submit_parse_ids("--stop", optarg, o->stop, PD_PROTO_MAX_STOP, &g->n_stop))
@@ -225,7 +241,7 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
             break;
         case 'E':
             if (strlen(optarg) >= sizeof(g->tenant)) {
-                fprintf(stderr, "pdctl submit: --tenant: longer than %zu bytes\n",
+                fprintf(stderr, "pdctl: submit: --tenant: longer than %zu bytes\n",
                         sizeof(g->tenant) - 1);
                 return PD_CLI_USAGE;
             }
@@ -237,7 +253,7 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
             break;
         case 'I':
             if (strlen(optarg) >= sizeof(g->id)) {
-                fprintf(stderr, "pdctl submit: --id: longer than %zu bytes\n", sizeof(g->id) - 1);
+                fprintf(stderr, "pdctl: submit: --id: longer than %zu bytes\n", sizeof(g->id) - 1);
                 return PD_CLI_USAGE;
             }
             snprintf(g->id, sizeof(g->id), "%s", optarg);
@@ -262,21 +278,20 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
             pd_submit_usage(stdout);
             return -1;
         default:
-            pd_submit_usage(stderr);
             return PD_CLI_USAGE;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "pdctl submit: unexpected argument '%s'\n", argv[optind]);
+    if (!pd_cli_parser_want_pos(&p, 0, 0, ""))
         return PD_CLI_USAGE;
-    }
+    if (!seeded)
+        g->sampling.seed = pd_cli_random_seed();
     if ((g->prompt == NULL) == (g->tokens == NULL)) {
-        fprintf(stderr, "pdctl submit: give exactly one of -p TEXT or --tokens LIST\n");
+        fprintf(stderr, "pdctl: submit: give exactly one of -p TEXT or --tokens LIST\n");
         return PD_CLI_USAGE;
     }
     if (g->prompt != NULL &&
         (g->prompt_bytes == 0 || g->prompt_bytes > PD_PROTO_MAX_PROMPT_BYTES)) {
-        fprintf(stderr, "pdctl submit: -p: the prompt must be 1..%u bytes\n",
+        fprintf(stderr, "pdctl: submit: -p: the prompt must be 1..%u bytes\n",
                 PD_PROTO_MAX_PROMPT_BYTES);
         return PD_CLI_USAGE;
     }
@@ -318,7 +333,8 @@ static void pd_submit_print_piece(const char *s, size_t n)
     fflush(stdout);
 }
 
-static void pd_submit_print_done_json(const pd_proto_done_t *d, const pd_submit_text_t *text)
+static void pd_submit_print_done_json(const pd_proto_done_t *d, const pd_submit_text_t *text,
+                                      uint64_t seed)
 {
     printf("{\"id\":");
     pd_json_fprint_string(stdout, d->id, strlen(d->id));
@@ -332,6 +348,7 @@ static void pd_submit_print_done_json(const pd_proto_done_t *d, const pd_submit_
         printf("null");
     const pd_proto_usage_t *u = &d->usage;
     const pd_proto_timings_t *t = &d->timings;
+    printf(",\"seed\":%llu", (unsigned long long)seed);
     printf(",\"finish_reason\":\"%s\",\"usage\":{\"input_tokens\":%u,"
            "\"cache_creation_input_tokens\":%u,\"cache_read_input_tokens\":%u,"
            "\"output_tokens\":%u},\"timings\":{\"queue_ms\":%.3f,\"prefill_ms\":%.3f,"
@@ -365,7 +382,7 @@ static void pd_submit_print_error(bool json, const char *id, pd_status_t code, c
         printf("\n");
     }
     fflush(stdout);
-    fprintf(stderr, "pdctl submit: %s: %s\n", pd_status_name(code), message);
+    fprintf(stderr, "pdctl: submit: %s: %s\n", pd_status_name(code), message);
 }
 
 static void pd_submit_send_cancel(pd_client_t *c, const char *id)
@@ -395,15 +412,18 @@ int pd_cmd_submit(int argc, char **argv)
     sa.sa_handler = pd_submit_on_sigint;
     sigaction(SIGINT, &sa, NULL);
 
-    if (pd_client_connect_opt("pdctl submit", o.router, o.server_key, o.secret_file, &c) != PD_OK) {
-        fprintf(stderr, "pdctl submit: cannot connect to %s\n", o.router);
+    if (!pd_cli_router_reach("submit", o.router, o.wait_s))
+        return PD_CLI_FAIL;
+    if (pd_client_connect_opt("pdctl: submit", o.router, o.server_key, o.secret_file, &c) !=
+        PD_OK) {
+        pd_cli_error("submit: cannot connect to %s", o.router);
         return PD_CLI_FAIL;
     }
     pd_proto_msg_t req = {.type = PD_PROTO_TYPE_GENERATE};
     req.u.generate = o.g;
     pd_status_t st = pd_client_send(c, &req);
     if (st != PD_OK) {
-        fprintf(stderr, "pdctl submit: cannot send the request: %s\n", pd_status_str(st));
+        fprintf(stderr, "pdctl: submit: cannot send the request: %s\n", pd_status_str(st));
         goto out;
     }
 
@@ -431,7 +451,7 @@ int pd_cmd_submit(int argc, char **argv)
         if (st == PD_ERR_TIMEOUT || st == PD_ERR_CANCELED)
             continue;
         if (st != PD_OK) {
-            fprintf(stderr, "pdctl submit: bad message from the router: %s\n", fault.reason);
+            fprintf(stderr, "pdctl: submit: bad message from the router: %s\n", fault.reason);
             continue;
         }
         bool mine = true;
@@ -460,7 +480,7 @@ int pd_cmd_submit(int argc, char **argv)
             if (!(mine = strcmp(d->id, o.g.id) == 0))
                 break;
             if (o.json) {
-                pd_submit_print_done_json(d, &text);
+                pd_submit_print_done_json(d, &text, o.g.sampling.seed);
             } else {
                 if (!o.g.stream) {
                     for (uint32_t i = 0; i < d->n_tokens; i++)
@@ -471,11 +491,13 @@ int pd_cmd_submit(int argc, char **argv)
                 const pd_proto_usage_t *u = &d->usage;
                 const pd_proto_timings_t *t = &d->timings;
                 fprintf(stderr,
-                        "pdctl submit: finish %s; usage: input %u, cache read %u, cache "
+                        "pdctl: submit: finish %s, seed %llu; usage: input %u, cache read %u, "
+                        "cache "
                         "write %u, output %u tokens\n"
-                        "pdctl submit: timings: queue %.2f ms, prefill %.2f ms, transfer %.2f "
+                        "pdctl: submit: timings: queue %.2f ms, prefill %.2f ms, transfer %.2f "
                         "ms, ttft %.2f ms, tpot %.2f ms, total %.2f ms; prefill %s, decode %s\n",
-                        pd_proto_finish_name(d->finish_reason), u->input_tokens,
+                        pd_proto_finish_name(d->finish_reason),
+                        (unsigned long long)o.g.sampling.seed, u->input_tokens,
                         u->cache_read_input_tokens, u->cache_creation_input_tokens,
                         u->output_tokens, t->queue_ms, t->prefill_ms, t->transfer_ms, t->ttft_ms,
                         t->tpot_ms, t->total_ms, d->prefill_worker, d->decode_worker);
@@ -498,7 +520,7 @@ int pd_cmd_submit(int argc, char **argv)
             break;
         }
         if (!mine)
-            fprintf(stderr, "pdctl submit: ignoring a '%s' for another request\n",
+            fprintf(stderr, "pdctl: submit: ignoring a '%s' for another request\n",
                     pd_proto_type_name(m.type));
         pd_proto_msg_cleanup(&m);
     }

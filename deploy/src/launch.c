@@ -8,6 +8,9 @@
  * (.pdkv/run/NAME.state, or $PD_RUN_DIR) records the pids and namespaces for down. */
 #include "launch.h"
 
+#include "cli_opt.h"
+#include "pdctl_int.h"
+
 #include "pd/log.h"
 #include "pd/manifest.h"
 #include "pd/mp.h"
@@ -15,7 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
+#include <dirent.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -40,6 +43,8 @@ typedef struct pd_launch_proc {
     int out_fd;      /* foreground: read end of its stdout+stderr, else -1 */
     char line[2048]; /* partial line not yet printed */
     size_t line_len;
+    char cause[256]; /* its last error line, or its last line */
+    bool cause_is_error;
     bool exited;
 } pd_launch_proc_t;
 
@@ -49,6 +54,7 @@ typedef struct pd_launch {
     char state_path[PATH_MAX];
     char bin_dir[1024];
     char bridge[16];
+    const char *manifest_path; /* as given on the command line */
     bool detach;
     int ready_timeout_s;
     pd_launch_proc_t procs[PD_LAUNCH_MAX_PROCS];
@@ -128,7 +134,8 @@ static int pd_launch_sh(bool quiet, const char *fmt, ...)
     return rc;
 }
 
-int pd_launch_router_workers(const char *endpoint, int timeout_ms, int *n_workers_p)
+int pd_launch_router_workers(const char *endpoint, int timeout_ms, int *n_workers_p,
+                             char (*ids)[80], int cap)
 {
     int rc = -1;
     void *ctx = zmq_ctx_new();
@@ -167,6 +174,12 @@ int pd_launch_router_workers(const char *endpoint, int timeout_ms, int *n_worker
             const msgpack_object_array *workers;
             if (pd_mp_get_array(&doc.root, "workers", &workers) == PD_OK) {
                 *n_workers_p = (int)workers->size;
+                for (uint32_t i = 0; ids != NULL && i < workers->size && (int)i < cap; i++) {
+                    char id[48] = "?", role[16] = "?";
+                    pd_mp_get_strcpy(&workers->ptr[i], "id", id, sizeof(id));
+                    pd_mp_get_strcpy(&workers->ptr[i], "role", role, sizeof(role));
+                    snprintf(ids[i], 80, "%s (%s)", id, role);
+                }
                 rc = 0;
             }
             pd_mp_doc_cleanup(&doc);
@@ -341,6 +354,9 @@ static int pd_launch_spawn(pd_launch_t *l, int idx)
         setsid(); /* Ctrl-C reaches pdctl, which stops the children in order */
         if (l->m.xfer_transports[0] != '\0')
             setenv("UCX_TLS", l->m.xfer_transports, 1);
+        /* Logs are what a user reads when something went wrong: info unless the user
+         * chose a level. */
+        setenv("PD_LOG_LEVEL", "info", 0);
         if (p->ns[0] != '\0') {
             char dev[16], ns[32], veth[16];
             pd_launch_ns_names(l, idx, ns, veth, dev);
@@ -359,6 +375,41 @@ static int pd_launch_spawn(pd_launch_t *l, int idx)
         fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
     }
     return 0;
+}
+
+/* Keep line as the likely cause of a process's death: the last line logged at ERROR
+ * level wins; any line does while none was. The log prefix (time, component, level,
+ * file:line) is dropped. */
+static void pd_launch_note_cause(char *cause, size_t n, bool *is_error, const char *line)
+{
+    const char *err = strstr(line, " error ");
+    if (err == NULL) {
+        if (line[0] != '\0' && !*is_error)
+            snprintf(cause, n, "%s", line);
+        return;
+    }
+    const char *msg = err + 7; /* " error " */
+    while (*msg == ' ')
+        msg++;
+    const char *sp = strchr(msg, ' '); /* skip "file.c:123 " */
+    if (sp != NULL && memchr(msg, ':', (size_t)(sp - msg)) != NULL)
+        msg = sp + 1;
+    snprintf(cause, n, "%s", msg);
+    *is_error = true;
+}
+
+/* The cause of a detached process's death: read from its log file. */
+static void pd_launch_cause_from_log(const char *path, pd_launch_proc_t *p)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char line[2048];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        pd_launch_note_cause(p->cause, sizeof(p->cause), &p->cause_is_error, line);
+    }
+    fclose(f);
 }
 
 /* Print complete lines of one child's output with its prefix. */
@@ -382,6 +433,8 @@ static void pd_launch_relay(pd_launch_proc_t *p)
         char *nl;
         while ((nl = memchr(start, '\n', p->line_len - (size_t)(start - p->line))) != NULL) {
             printf("[%s] %.*s\n", p->name, (int)(nl - start), start);
+            *nl = '\0';
+            pd_launch_note_cause(p->cause, sizeof(p->cause), &p->cause_is_error, start);
             start = nl + 1;
         }
         size_t rest = p->line_len - (size_t)(start - p->line);
@@ -408,12 +461,20 @@ static int pd_launch_reap(pd_launch_t *l, bool report)
         if (r == p->pid) {
             p->exited = true;
             if (report) {
+                char log_path[PATH_MAX] = "";
+                if (l->detach) {
+                    snprintf(log_path, sizeof(log_path), "%s/%s-%s.log", l->run_dir, l->m.name,
+                             p->name);
+                    pd_launch_cause_from_log(log_path, p);
+                }
+                char how[64];
                 if (WIFSIGNALED(st))
-                    fprintf(stderr, "pdctl: %s (pid %d) killed by signal %d\n", p->name,
-                            (int)p->pid, WTERMSIG(st));
+                    snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(st));
                 else
-                    fprintf(stderr, "pdctl: %s (pid %d) exited with %d\n", p->name, (int)p->pid,
-                            WEXITSTATUS(st));
+                    snprintf(how, sizeof(how), "exited with %d", WEXITSTATUS(st));
+                pd_cli_error("up: %s (pid %d) %s: %s%s%s", p->name, (int)p->pid, how,
+                             p->cause[0] ? p->cause : "no output",
+                             log_path[0] ? "; log: " : "", log_path);
             }
         } else {
             alive++;
@@ -470,38 +531,89 @@ static int pd_launch_write_state(const pd_launch_t *l)
     return fclose(f) == 0 ? 0 : -1;
 }
 
-/* Stop everything recorded in a state file and delete the file. */
-static int pd_launch_down_state(const char *state_path)
-{
-    FILE *f = fopen(state_path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "pdctl: no running cluster recorded at %s\n", state_path);
-        return 1;
-    }
+/* What a state file records. */
+typedef struct pd_launch_state {
     pid_t pids[PD_LAUNCH_MAX_PROCS];
+    char names[PD_LAUNCH_MAX_PROCS][32];
     char ns[PD_LAUNCH_MAX_PROCS][32];
-    char bridge[16] = "";
-    int n = 0;
+    char bridge[16];
+    char client[128];
+    int n;
+} pd_launch_state_t;
+
+static int pd_launch_state_read(const char *state_path, pd_launch_state_t *st)
+{
+    memset(st, 0, sizeof(*st));
+    FILE *f = fopen(state_path, "r");
+    if (f == NULL)
+        return -1;
     char line[256];
-    while (fgets(line, sizeof(line), f) != NULL && n < PD_LAUNCH_MAX_PROCS) {
-        char name[64], nsname[32], br[16];
+    while (fgets(line, sizeof(line), f) != NULL && st->n < PD_LAUNCH_MAX_PROCS) {
+        char name[32], nsname[32], br[16], client[128];
         int pid;
-        if (sscanf(line, "proc %d %63s %31s", &pid, name, nsname) == 3) {
-            pids[n] = pid;
-            snprintf(ns[n], sizeof(ns[n]), "%s", strcmp(nsname, "-") ? nsname : "");
-            n++;
+        if (sscanf(line, "proc %d %31s %31s", &pid, name, nsname) == 3) {
+            st->pids[st->n] = pid;
+            snprintf(st->names[st->n], sizeof(st->names[0]), "%s", name);
+            snprintf(st->ns[st->n], sizeof(st->ns[0]), "%s", strcmp(nsname, "-") ? nsname : "");
+            st->n++;
         } else if (sscanf(line, "bridge %15s", br) == 1 && strcmp(br, "-") != 0) {
-            snprintf(bridge, sizeof(bridge), "%s", br);
+            snprintf(st->bridge, sizeof(st->bridge), "%s", br);
+        } else if (sscanf(line, "client %127s", client) == 1) {
+            snprintf(st->client, sizeof(st->client), "%s", client);
         }
     }
     fclose(f);
+    return 0;
+}
+
+/* How many of the recorded processes still run (kill(pid, 0) finds them). */
+static int pd_launch_state_alive(const pd_launch_state_t *st)
+{
+    int alive = 0;
+    for (int i = 0; i < st->n; i++)
+        if (st->pids[i] > 0 && (kill(st->pids[i], 0) == 0 || errno == EPERM))
+            alive++;
+    return alive;
+}
+
+/* Stop everything recorded in a state file and delete the file. With report, say what
+ * was stopped (or that nothing ran any more) on stdout. */
+static int pd_launch_down_state(const char *state_path, const char *name, bool report)
+{
+    pd_launch_state_t st;
+    if (pd_launch_state_read(state_path, &st) != 0) {
+        pd_cli_error("down: cannot read %s: %s", state_path, strerror(errno));
+        return 1;
+    }
+    bool was_alive[PD_LAUNCH_MAX_PROCS];
+    pid_t recorded[PD_LAUNCH_MAX_PROCS];
+    memcpy(recorded, st.pids, sizeof(recorded));
+    int n_alive = 0;
+    for (int i = 0; i < st.n; i++) {
+        was_alive[i] = st.pids[i] > 0 && (kill(st.pids[i], 0) == 0 || errno == EPERM);
+        n_alive += was_alive[i];
+    }
     /* Workers first (they release and deregister), the router last. */
-    if (n > 1)
-        pd_launch_stop_pids(pids + 1, n - 1, 5000);
-    if (n > 0)
-        pd_launch_stop_pids(pids, 1, 5000);
-    pd_launch_ns_teardown(bridge, ns, n);
+    if (st.n > 1)
+        pd_launch_stop_pids(st.pids + 1, st.n - 1, 5000);
+    if (st.n > 0)
+        pd_launch_stop_pids(st.pids, 1, 5000);
+    pd_launch_ns_teardown(st.bridge, st.ns, st.n);
     unlink(state_path);
+    if (!report)
+        return 0;
+    if (n_alive == 0) {
+        printf("pdctl: cluster '%s' was not running (its %d processes had exited); removed %s\n",
+               name, st.n, state_path);
+    } else {
+        printf("pdctl: stopped cluster '%s': %d processes (", name, n_alive);
+        int k = 0;
+        for (int i = 0; i < st.n; i++)
+            if (was_alive[i])
+                printf("%s%s pid %d", k++ ? ", " : "", st.names[i], (int)recorded[i]);
+        printf(")\n");
+    }
+    fflush(stdout);
     return 0;
 }
 
@@ -567,77 +679,154 @@ static void pd_launch_usage(FILE *out)
             "  --ready-timeout S     seconds to wait for the workers (default 120)\n");
 }
 
+static const pd_cli_opt_t pd_launch_opts[] = {
+    {"detach", 'd', false, 'd', NULL},
+    PD_CLI_OPT_SET,
+    {"ready-timeout", 0, true, 't', NULL},
+    PD_CLI_OPT_HELP,
+    PD_CLI_OPT_END_TABLE,
+};
+
+static const pd_cli_opt_t pd_launch_down_opts[] = {
+    PD_CLI_OPT_SET,
+    PD_CLI_OPT_HELP,
+    PD_CLI_OPT_END_TABLE,
+};
+
+static void pd_launch_down_usage(FILE *out)
+{
+    fprintf(out, "usage: pdctl down MANIFEST [--set network.base_port=N]\n"
+                 "\n"
+                 "Stop a cluster started with 'pdctl up -d MANIFEST': workers first, then the\n"
+                 "router (SIGTERM, SIGKILL after 5 s), and remove its network namespaces. The\n"
+                 "cluster is found by the manifest's name in the run directory, so a --set\n"
+                 "given to 'up' need not be repeated unless two clusters of that name run.\n"
+                 "Stopping a cluster that is not running is not an error.\n");
+}
+
+/* With no --set network.base_port, a cluster of this name started on another port
+ * (by 'up --set network.base_port=N') is found by its state file NAME-PORT.state.
+ * Returns 0 (state_path updated when one other file matched), or 1 after printing why
+ * when several do. */
+static int pd_launch_state_by_name(pd_launch_t *l)
+{
+    if (access(l->state_path, F_OK) == 0)
+        return 0;
+    DIR *d = opendir(l->run_dir);
+    if (d == NULL)
+        return 0;
+    char found[PATH_MAX] = "", ports[256] = "";
+    int n_found = 0;
+    size_t name_len = strlen(l->m.name);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *f = e->d_name;
+        size_t len = strlen(f);
+        char *end = NULL;
+        if (len <= name_len + 7 || strncmp(f, l->m.name, name_len) != 0 || f[name_len] != '-' ||
+            strcmp(f + len - 6, ".state") != 0)
+            continue;
+        unsigned long port = strtoul(f + name_len + 1, &end, 10);
+        if (end != f + len - 6 || port == 0 || port > 65535)
+            continue;
+        n_found++;
+        snprintf(found, sizeof(found), "%s/%s", l->run_dir, f);
+        size_t used = strlen(ports);
+        snprintf(ports + used, sizeof(ports) - used, "%s%lu", used ? ", " : "", port);
+    }
+    closedir(d);
+    if (n_found == 1) {
+        snprintf(l->state_path, sizeof(l->state_path), "%s", found);
+    } else if (n_found > 1) {
+        pd_cli_error("several clusters named '%s' are up (base ports %s): add --set "
+                     "network.base_port=PORT",
+                     l->m.name, ports);
+        return 1;
+    }
+    return 0;
+}
+
 static int pd_launch_parse(int argc, char **argv, pd_launch_t *l, bool down)
 {
-    static const struct option opts[] = {{"detach", no_argument, NULL, 'd'},
-                                         {"set", required_argument, NULL, 's'},
-                                         {"ready-timeout", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    const char *cmd = argv[0];
     const char *sets[32];
     int n_sets = 0;
+    bool port_set = false;
+    pd_cli_parser_t p;
     int c;
-    optind = 1;
     l->ready_timeout_s = 120;
-    while ((c = getopt_long(argc, argv, "ds:h", opts, NULL)) != -1) {
+    pd_cli_parser_init(&p, cmd, argc, argv, down ? pd_launch_down_opts : pd_launch_opts);
+    while ((c = pd_cli_opt_next(&p)) != PD_CLI_OPT_END) {
         switch (c) {
         case 'd':
             l->detach = true;
             break;
         case 's':
             if (n_sets == 32) {
-                fprintf(stderr, "pdctl: too many --set options\n");
+                pd_cli_error("%s: more than 32 --set options", cmd);
                 return 2;
             }
-            sets[n_sets++] = optarg;
+            if (strncmp(p.arg, "network.base_port=", 18) == 0)
+                port_set = true;
+            sets[n_sets++] = p.arg;
             break;
-        case 't':
-            l->ready_timeout_s = atoi(optarg);
-            if (l->ready_timeout_s <= 0 || l->ready_timeout_s > 3600) {
-                fprintf(stderr, "pdctl: --ready-timeout must be 1..3600 seconds\n");
+        case 't': {
+            uint32_t t;
+            if (!pd_cli_parse_u32("--ready-timeout", p.arg, 1, 3600, &t))
                 return 2;
-            }
+            l->ready_timeout_s = (int)t;
             break;
+        }
         case 'h':
             if (down)
-                printf("usage: pdctl down MANIFEST [--set network.base_port=N]\n\n"
-                       "Stop a cluster started with 'pdctl up -d MANIFEST': workers first, "
-                       "then the\nrouter (SIGTERM, SIGKILL after 5 s), and remove its network "
-                       "namespaces.\n");
+                pd_launch_down_usage(stdout);
             else
                 pd_launch_usage(stdout);
-            exit(0);
+            return -1;
         default:
-            if (down)
-                fprintf(stderr, "usage: pdctl down MANIFEST\n");
-            else
-                pd_launch_usage(stderr);
             return 2;
         }
     }
-    if (optind != argc - 1) {
-        if (down)
-            fprintf(stderr, "usage: pdctl down MANIFEST\n");
-        else
-            pd_launch_usage(stderr);
+    if (!pd_cli_parser_want_pos(&p, 1, 1, "MANIFEST"))
         return 2;
-    }
     char err[512] = "";
-    if (pd_manifest_load(argv[optind], &l->m, err, sizeof(err)) != PD_OK) {
-        fprintf(stderr, "pdctl: %s\n", err);
+    l->manifest_path = p.pos[0];
+    pd_status_t st = pd_manifest_load(p.pos[0], &l->m, err, sizeof(err));
+    if (st != PD_OK) {
+        pd_cli_error("%s", err);
         return 1;
     }
     for (int i = 0; i < n_sets; i++) {
         if (pd_manifest_set(&l->m, sets[i], err, sizeof(err)) != PD_OK) {
-            fprintf(stderr, "pdctl: --set %s: %s\n", sets[i], err);
-            return 1;
+            pd_cli_error("--set %s: %s", sets[i], err);
+            return 2;
         }
     }
     pd_launch_run_dir(l->run_dir, sizeof(l->run_dir));
     snprintf(l->state_path, sizeof(l->state_path), "%s/%s-%u.state", l->run_dir, l->m.name,
              l->m.base_port);
     pd_launch_bin_dir(l->bin_dir, sizeof(l->bin_dir));
+    if (down && !port_set)
+        return pd_launch_state_by_name(l);
     return 0;
+}
+
+int pd_launch_client_endpoint(const char *manifest, char *out, size_t n)
+{
+    pd_launch_t *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return 1;
+    char *argv[] = {"status", (char *)manifest, NULL};
+    int rc = pd_launch_parse(2, argv, l, true);
+    if (rc == 0) {
+        pd_launch_state_t st;
+        if (pd_launch_state_read(l->state_path, &st) == 0 && st.client[0] != '\0')
+            snprintf(out, n, "%s", st.client);
+        else
+            snprintf(out, n, "tcp://%s:%u", l->m.host, l->m.base_port);
+    }
+    free(l);
+    return rc;
 }
 
 int pd_cmd_down(int argc, char **argv)
@@ -646,8 +835,15 @@ int pd_cmd_down(int argc, char **argv)
     if (l == NULL)
         return 1;
     int rc = pd_launch_parse(argc, argv, l, true);
-    if (rc == 0)
-        rc = pd_launch_down_state(l->state_path);
+    if (rc < 0) {
+        rc = 0;
+    } else if (rc == 0) {
+        if (access(l->state_path, F_OK) != 0) {
+            printf("pdctl: cluster '%s' is not running (no %s)\n", l->m.name, l->state_path);
+        } else {
+            rc = pd_launch_down_state(l->state_path, l->m.name, true);
+        }
+    }
     free(l);
     return rc;
 }
@@ -659,15 +855,26 @@ int pd_cmd_up(int argc, char **argv)
     if (l == NULL)
         return 1;
     rc = pd_launch_parse(argc, argv, l, false);
-    if (rc != 0)
+    if (rc < 0)
+        rc = 0;
+    if (rc != 0 || l->m.name[0] == '\0')
         goto out;
     rc = 1;
     if (access(l->state_path, F_OK) == 0) {
-        fprintf(stderr,
-                "pdctl: %s exists: cluster '%s' on port %u looks up already "
-                "('pdctl down' first)\n",
-                l->state_path, l->m.name, l->m.base_port);
-        goto out;
+        pd_launch_state_t st;
+        if (pd_launch_state_read(l->state_path, &st) == 0 && pd_launch_state_alive(&st) == 0) {
+            /* A cluster that died without 'down' (machine reboot, kill -9): its record is
+             * all that is left; clear it, with its namespaces, and start afresh. */
+            fprintf(stderr, "pdctl: up: removing %s: none of its %d processes is running\n",
+                    l->state_path, st.n);
+            pd_launch_down_state(l->state_path, l->m.name, false);
+        } else {
+            pd_cli_error("up: cluster '%s' on port %u is already running (%d of its processes; "
+                         "see %s): 'pdctl down %s' first",
+                         l->m.name, l->m.base_port, pd_launch_state_alive(&st), l->state_path,
+                         l->manifest_path);
+            goto out;
+        }
     }
     if (pd_launch_mkdirs(l->run_dir) != 0) {
         fprintf(stderr, "pdctl: cannot create %s: %s\n", l->run_dir, strerror(errno));
@@ -705,6 +912,13 @@ int pd_cmd_up(int argc, char **argv)
     uint64_t deadline = pd_time_now_ms() + (uint64_t)l->ready_timeout_s * 1000;
     uint64_t next_probe = 0;
     bool ready = false;
+    static char ids[PD_LAUNCH_MAX_PROCS][80], seen_ids[PD_LAUNCH_MAX_PROCS][80];
+    int n_seen = 0;
+    printf("pdctl: up: started %d processes of cluster '%s'; waiting up to %d s for %d workers "
+           "to register (logs: %s)\n",
+           l->n_procs, l->m.name, l->ready_timeout_s, want,
+           l->detach ? l->run_dir : "below, prefixed [role-i]");
+    fflush(stdout);
     while (!pd_launch_stop) {
         struct pollfd pfd[PD_LAUNCH_MAX_PROCS];
         int map[PD_LAUNCH_MAX_PROCS], n = 0;
@@ -721,8 +935,7 @@ int pd_cmd_up(int argc, char **argv)
         }
         int alive = pd_launch_reap(l, true);
         if (alive < l->n_procs) {
-            fprintf(stderr, "pdctl: a process of cluster '%s' ended; stopping the rest%s\n",
-                    l->m.name, l->detach ? " (logs in the run directory)" : "");
+            pd_cli_error("up: a process of cluster '%s' ended; stopping the rest", l->m.name);
             goto fail;
         }
         if (ready)
@@ -731,7 +944,18 @@ int pd_cmd_up(int argc, char **argv)
         if (now >= next_probe) {
             next_probe = now + 250;
             int n_workers = 0;
-            if (pd_launch_router_workers(client, 200, &n_workers) == 0 && n_workers >= want) {
+            int got = pd_launch_router_workers(client, 200, &n_workers, ids, PD_LAUNCH_MAX_PROCS);
+            for (int i = 0; got == 0 && i < n_workers && i < PD_LAUNCH_MAX_PROCS; i++) {
+                bool seen = false;
+                for (int k = 0; k < n_seen && !seen; k++)
+                    seen = strcmp(seen_ids[k], ids[i]) == 0;
+                if (!seen && n_seen < PD_LAUNCH_MAX_PROCS) {
+                    memcpy(seen_ids[n_seen++], ids[i], sizeof(seen_ids[0]));
+                    printf("pdctl: up: worker %s registered (%d of %d)\n", ids[i], n_seen, want);
+                    fflush(stdout);
+                }
+            }
+            if (got == 0 && n_workers >= want) {
                 ready = true;
                 printf("pdctl: cluster '%s' ready: %d workers, router at %s\n", l->m.name, want,
                        client);
@@ -743,8 +967,9 @@ int pd_cmd_up(int argc, char **argv)
             }
         }
         if (!ready && pd_time_now_ms() >= deadline) {
-            fprintf(stderr, "pdctl: cluster '%s' not ready after %d s\n", l->m.name,
-                    l->ready_timeout_s);
+            pd_cli_error("up: cluster '%s' not ready after %d s: %d of %d workers registered "
+                         "(--ready-timeout S waits longer)",
+                         l->m.name, l->ready_timeout_s, n_seen, want);
             goto fail;
         }
     }
@@ -757,7 +982,7 @@ fail:
             pd_launch_relay(&l->procs[i]);
     }
     if (access(l->state_path, F_OK) == 0) {
-        pd_launch_down_state(l->state_path);
+        pd_launch_down_state(l->state_path, l->m.name, false);
     } else {
         pid_t pids[PD_LAUNCH_MAX_PROCS];
         char ns[PD_LAUNCH_MAX_PROCS][32];

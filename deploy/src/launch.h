@@ -3,11 +3,20 @@
 #ifndef PD_DEPLOY_LAUNCH_H
 #define PD_DEPLOY_LAUNCH_H
 
+#include <stddef.h>
+
 int pd_cmd_up(int argc, char **argv);
 int pd_cmd_down(int argc, char **argv);
 
-/* Ask the router at endpoint for its status; *n_workers_p gets how many workers it lists.
- * Returns 0, or -1 when no reply arrived within timeout_ms. */
-int pd_launch_router_workers(const char *endpoint, int timeout_ms, int *n_workers_p);
+/* Ask the router at endpoint for its status; *n_workers_p gets how many workers it lists
+ * and ids (may be NULL) up to cap of them as "ID (ROLE)". Returns 0, or -1 when no reply
+ * arrived within timeout_ms. */
+int pd_launch_router_workers(const char *endpoint, int timeout_ms, int *n_workers_p,
+                             char (*ids)[80], int cap);
+
+/* The client endpoint of the cluster that 'pdctl up MANIFEST' started (read from its
+ * state file in the run directory; the manifest's address when none is recorded) into
+ * out. Returns 0, or an exit code after printing why. */
+int pd_launch_client_endpoint(const char *manifest, char *out, size_t n);
 
 #endif

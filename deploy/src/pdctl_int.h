@@ -70,4 +70,14 @@ bool pd_cli_parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max
 /* Parse a finite number in [min, max]. */
 bool pd_cli_parse_f32(const char *opt, const char *s, float min, float max, float *v_p);
 
+/* The router endpoint every client subcommand uses unless told otherwise. */
+#define PD_CLI_DEFAULT_ROUTER "tcp://127.0.0.1:7100"
+
+/* A random sampling seed for a request that names none (printed, so it can be
+ * repeated). */
+uint64_t pd_cli_random_seed(void);
+/* Check that something accepts connections at a router endpoint, retrying for wait_s
+ * seconds; false after printing "pdctl: CMD: cannot reach router at EP: why". */
+bool pd_cli_router_reach(const char *cmd, const char *endpoint, uint32_t wait_s);
+
 #endif

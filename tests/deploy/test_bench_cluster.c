@@ -167,8 +167,8 @@ Test(bench_cluster, measures_a_local_cluster_and_replays_a_trace)
                  0, "pdctl up failed");
 
     /* Synthetic: 12 requests over 2 shared 64-token prefixes. */
-    cr_assert_eq(sh("%s/pdctl bench -q -r 127.0.0.1:%u -n 12 --rate 20 -c 4 "
-                    "--prompt-len 80:120 --output-len 4:8 --shared-prefix 64 "
+    cr_assert_eq(sh("%s/pdctl bench -q -r 127.0.0.1:%u -N 12 --rate 20 -c 4 "
+                    "--prompt-len 80:120 --max-tokens 4:8 --shared-prefix 64 "
                     "--prefix-groups 2 --json %s/syn.json > %s/syn.txt",
                     pd_test_bin, pd_test_port, pd_test_dir, pd_test_dir),
                  0, "pdctl bench failed");

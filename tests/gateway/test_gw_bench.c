@@ -48,7 +48,7 @@ Test(gw_bench, http_run_matches_the_router_run_request_by_request)
 
     /* One request at a time, so that each finds the cache the previous ones left: the
      * router run as tenant "", the HTTP run as the key's tenant, each starting cold. */
-    const char *load = "-n 8 -c 1 --prompt-len 80:100 --output-len 4 --shared-prefix 64 "
+    const char *load = "-N 8 -c 1 --prompt-len 80:100 --max-tokens 4 --shared-prefix 64 "
                        "--prefix-groups 2 --seed 3";
     char args[2 * PATH_MAX + 256];
     snprintf(args, sizeof(args), "-r %s %s --json %s/router.json", gt.client_ep, load, gt.env.dir);
@@ -90,10 +90,10 @@ Test(gw_bench, http_run_matches_the_router_run_request_by_request)
 
     /* A wrong key fails the run at once; a tenant spread or a cache switch the API cannot
      * express is bad usage. */
-    snprintf(args, sizeof(args), "--http %s --api-key nope -n 1", gt.url);
+    snprintf(args, sizeof(args), "--http %s --api-key nope -N 1", gt.url);
     cr_assert_eq(gb_bench(args), 1);
-    snprintf(args, sizeof(args), "--http %s --api-key key-bench -n 2 --tenants 2", gt.url);
+    snprintf(args, sizeof(args), "--http %s --api-key key-bench -N 2 --tenants 2", gt.url);
     cr_assert_eq(gb_bench(args), 2);
-    snprintf(args, sizeof(args), "--http %s --api-key key-bench -n 2 --cache off", gt.url);
+    snprintf(args, sizeof(args), "--http %s --api-key key-bench -N 2 --cache off", gt.url);
     cr_assert_eq(gb_bench(args), 2);
 }
