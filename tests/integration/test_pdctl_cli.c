@@ -113,3 +113,177 @@ Test(pdctl_cli, no_router_fails_fast_in_every_endpoint_form)
     run_expect(waited, 1, "(waited 1 s)");
 }
 
+
+/* The pids a state file records ("proc PID NAME NS" lines); returns how many. */
+static int state_pids(const char *run_dir, pid_t *pids, int cap)
+{
+    DIR *d = opendir(run_dir);
+    cr_assert_not_null(d);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 6, ".state") != 0)
+            continue;
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", run_dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f);
+        char line[256];
+        int pid;
+        while (fgets(line, sizeof(line), f) != NULL && n < cap)
+            if (sscanf(line, "proc %d", &pid) == 1)
+                pids[n++] = pid;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* The JSON member "seed" of a submit --json line. */
+static unsigned long long json_seed(const char *out)
+{
+    const char *s = strstr(out, "\"seed\":");
+    cr_assert_not_null(s, "no seed in %s", out);
+    return strtoull(s + 7, NULL, 10);
+}
+
+static char *json_tokens(const char *out)
+{
+    const char *s = strstr(out, "\"tokens\":[");
+    cr_assert_not_null(s, "no tokens in %s", out);
+    const char *e = strchr(s, ']');
+    return strndup(s, (size_t)(e - s + 1));
+}
+
+Test(pdctl_cli, up_status_submit_down_as_a_new_user, .timeout = 300)
+{
+    char dir[PATH_MAX / 2], path[PATH_MAX], run_dir[PATH_MAX], env_run[PATH_MAX + 16];
+    snprintf(dir, sizeof(dir), "/tmp/pd_test_cli_%d", (int)getpid());
+    snprintf(run_dir, sizeof(run_dir), "%s/run", dir);
+    snprintf(env_run, sizeof(env_run), "PD_RUN_DIR=%s", run_dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    /* The manifest names port 1100; the cluster runs where --set puts it, and status and
+     * down find it by the manifest's name alone. */
+    char name[32];
+    snprintf(name, sizeof(name), "cli%d", (int)getpid());
+    snprintf(path, sizeof(path), "%s/m.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "name: %s\nmodel:\n  path: %s/model\n  preset: tiny\n  seed: 1\nnetwork:\n"
+            "  host: 127.0.0.1\n  base_port: 1100\nprefill:\n  count: 1\n  threads: 1\n"
+            "  pool_mb: 16\ndecode:\n  count: 1\n  threads: 1\n  pool_mb: 16\n",
+            name, dir);
+    fclose(f);
+    int port = pd_tc_free_port();
+    char set_port[64], ep[32];
+    snprintf(set_port, sizeof(set_port), "network.base_port=%d", port);
+    snprintf(ep, sizeof(ep), ":%d", port);
+    const char *env[] = {env_run, NULL};
+
+    const char *up[] = {"up", "-d", path, "--set", set_port, NULL};
+    run_result_t r = run_pdctl_env(env, up);
+    expect(&r, 0, true, "worker prefill-0 (prefill) registered");
+    cr_assert_not_null(strstr(r.out, "worker decode-0 (decode) registered"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "ready: 2 workers"), "%s", r.out);
+    run_free(&r);
+
+    const char *status[] = {"status", path, NULL};
+    r = run_pdctl_env(env, status);
+    expect(&r, 0, true, ": 2 workers");
+    char want_ep[64];
+    snprintf(want_ep, sizeof(want_ep), "router tcp://127.0.0.1:%d", port);
+    cr_assert_not_null(strstr(r.out, want_ep), "%s", r.out);
+    run_free(&r);
+
+    /* No --seed: a random one, printed; repeating it repeats the tokens. */
+    const char *sub[] = {"submit", "-r", ep, "--tokens", "5,6,7,8", "-n", "6", "--json", NULL};
+    r = run_pdctl_env(env, sub);
+    expect(&r, 0, true, "\"seed\":");
+    unsigned long long seed1 = json_seed(r.out);
+    char *tokens1 = json_tokens(r.out);
+    run_free(&r);
+    r = run_pdctl_env(env, sub);
+    expect(&r, 0, true, "\"seed\":");
+    unsigned long long seed2 = json_seed(r.out);
+    run_free(&r);
+    cr_assert_neq(seed1, seed2, "two runs drew the same seed %llu", seed1);
+    char seed_arg[32];
+    snprintf(seed_arg, sizeof(seed_arg), "%llu", seed1);
+    const char *again[] = {"submit", "-r",  ep,       "--tokens", "5,6,7,8", "-n",
+                           "6",      "--json", "--seed", seed_arg,  NULL};
+    r = run_pdctl_env(env, again);
+    expect(&r, 0, true, tokens1);
+    run_free(&r);
+    free(tokens1);
+    const char *plain[] = {"submit", "-r", ep, "--tokens", "5,6,7,8", "-n", "2", NULL};
+    r = run_pdctl_env(env, plain);
+    expect(&r, 0, false, ", seed ");
+    run_free(&r);
+
+    /* The roles' logs are at info level: registration and requests are in them. */
+    char log[PATH_MAX + 64];
+    snprintf(log, sizeof(log), "%s/%s-router.log", run_dir, name);
+    char *text = slurp(log);
+    cr_assert_not_null(strstr(text, " info "), "router log: %s", text);
+    cr_assert_not_null(strstr(text, "registered"), "router log: %s", text);
+    free(text);
+
+    pid_t pids[8];
+    int n = state_pids(run_dir, pids, 8);
+    cr_assert_eq(n, 3);
+    const char *down[] = {"down", path, NULL};
+    r = run_pdctl_env(env, down);
+    expect(&r, 0, true, "stopped cluster");
+    cr_assert_not_null(strstr(r.out, "3 processes"), "%s", r.out);
+    run_free(&r);
+    for (int i = 0; i < n; i++)
+        cr_assert_neq(kill(pids[i], 0), 0, "pid %d still runs after down", (int)pids[i]);
+    r = run_pdctl_env(env, down);
+    expect(&r, 0, true, "is not running");
+    run_free(&r);
+
+    /* A cluster whose processes all died: up clears its record and starts afresh. */
+    r = run_pdctl_env(env, up);
+    expect(&r, 0, true, "ready");
+    run_free(&r);
+    n = state_pids(run_dir, pids, 8);
+    cr_assert_eq(n, 3);
+    for (int i = 0; i < n; i++)
+        kill(pids[i], SIGKILL);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 100 && kill(pids[i], 0) == 0; k++)
+            usleep(20000);
+    r = run_pdctl_env(env, up);
+    expect(&r, 0, true, "ready");
+    cr_assert_not_null(strstr(r.err, "none of its 3 processes is running"), "%s", r.err);
+    run_free(&r);
+    /* Up twice names what runs. */
+    r = run_pdctl_env(env, up);
+    expect(&r, 1, false, "is already running");
+    run_free(&r);
+    r = run_pdctl_env(env, down);
+    expect(&r, 0, true, "stopped cluster");
+    run_free(&r);
+
+    /* The router's port taken: up names the cause and the log. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
+    cr_assert_eq(listen(fd, 1), 0);
+    r = run_pdctl_env(env, up);
+    expect(&r, 1, false, "router (pid ");
+    cr_assert_not_null(strstr(r.err, "Address already in use"), "%s", r.err);
+    cr_assert_not_null(strstr(r.err, "-router.log"), "%s", r.err);
+    run_free(&r);
+    close(fd);
+    r = run_pdctl_env(env, down);
+    expect(&r, 0, true, "not running");
+    run_free(&r);
+
+    char cmd[PATH_MAX];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
