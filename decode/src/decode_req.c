@@ -162,7 +162,12 @@ static pd_status_t pd_decode_reserve_check(const pd_decode_t *d, const pd_proto_
     /* A prompt that fills the context is an error; a max_tokens that overruns it is cut
      * (pd_decode_max_new), as `pdctl generate` does, and the request ends with "length". */
     if (r->n_tokens > d->rt->model->config.max_seq_len) {
-        *why_p = "prompt longer than the model context";
+        /* The numbers tell the user how much to cut. One event loop per process: a
+         * thread-local buffer outlives the call long enough for the error reply. */
+        static _Thread_local char why[128];
+        snprintf(why, sizeof(why), "the prompt is %u tokens, the model's context %u",
+                 r->n_tokens, d->rt->model->config.max_seq_len);
+        *why_p = why;
         return PD_ERR_CONTEXT;
     }
     for (uint32_t i = 0; i < r->n_tokens; i++) {
@@ -209,6 +214,14 @@ void pd_decode_on_reserve(void *state, const pd_proto_reserve_t *r)
     }
     if (st != PD_OK) {
         pd_log_warn("req %llu: reserve refused: %s", (unsigned long long)r->req_id, why);
+        if (st == PD_ERR_CONTEXT) {
+            /* The reserved reply carries a status only; the client needs the numbers, so
+             * an error with them goes first (the router fails the request on it and then
+             * drops the reply as one for a request it no longer has). */
+            char msg[256];
+            snprintf(msg, sizeof(msg), "decode %s: %s", d->rt->args.id, why);
+            pd_worker_send_error(d->rt->worker, r->req_id, st, msg);
+        }
         pd_decode_reply_reserved(d, r->req_id, st, NULL);
         return;
     }

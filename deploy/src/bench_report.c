@@ -15,17 +15,20 @@
 static void pd_bench_table_row(FILE *f, const char *name, const pd_bench_dist_t *d, double mul,
                                const char *unit)
 {
+    /* The unit goes with the name, so that no number stands next to another's unit. */
+    char label[64];
+    snprintf(label, sizeof(label), "%s (%s)", name, unit);
     if (d->n == 0) {
-        fprintf(f, "  %-22s %10s %10s %10s %10s %6s\n", name, "-", "-", "-", "-", "0");
+        fprintf(f, "  %-28s %10s %10s %10s %10s %6s\n", label, "-", "-", "-", "-", "0");
         return;
     }
-    fprintf(f, "  %-22s %10.2f %10.2f %10.2f %10.2f %6zu %s\n", name, d->p50 * mul, d->p90 * mul,
-            d->p99 * mul, d->mean * mul, d->n, unit);
+    fprintf(f, "  %-28s %10.2f %10.2f %10.2f %10.2f %6zu\n", label, d->p50 * mul, d->p90 * mul,
+            d->p99 * mul, d->mean * mul, d->n);
 }
 
 void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_summary_t *sum)
 {
-    fprintf(f, "\npdctl bench: %s\n", meta->workload);
+    fprintf(f, "\nbench: %s\n", meta->workload);
     fprintf(f, "  %s %s%s%s\n", strncmp(meta->endpoint, "http", 4) == 0 ? "server" : "router",
             meta->endpoint, meta->trace_path ? ", trace " : "",
             meta->trace_path ? meta->trace_path : "");
@@ -58,7 +61,7 @@ void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_
     }
     if (meta->n_clipped > 0)
         fprintf(f, "  %zu trace prompts clipped by --trace-max-len\n", meta->n_clipped);
-    fprintf(f, "  %-22s %10s %10s %10s %10s %6s\n", "", "p50", "p90", "p99", "mean", "n");
+    fprintf(f, "  %-28s %10s %10s %10s %10s %6s\n", "", "p50", "p90", "p99", "mean", "n");
     pd_bench_table_row(f, "TTFT client", &sum->ttft_ms, 1, "ms");
     pd_bench_table_row(f, "TTFT server", &sum->server_ttft_ms, 1, "ms");
     pd_bench_table_row(f, "TTFT client, cold", &sum->ttft_cold_ms, 1, "ms");

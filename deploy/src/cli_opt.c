@@ -3,6 +3,8 @@
  * deprecated, and prints its own messages in its own style. */
 #include "cli_opt.h"
 
+#include "pd/strdist.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,53 +42,18 @@ void pd_cli_parser_init(pd_cli_parser_t *p, const char *cmd, int argc, char **ar
     p->next = 1;
 }
 
-unsigned pd_cli_opt_distance(const char *a, const char *b)
-{
-    /* Damerau-Levenshtein (optimal string alignment) over short names: two rows and the
-     * one before them. */
-    size_t na = strlen(a), nb = strlen(b);
-    if (na > 63 || nb > 63)
-        return 99;
-    unsigned d[64][64];
-    for (size_t i = 0; i <= na; i++)
-        d[i][0] = (unsigned)i;
-    for (size_t j = 0; j <= nb; j++)
-        d[0][j] = (unsigned)j;
-    for (size_t i = 1; i <= na; i++) {
-        for (size_t j = 1; j <= nb; j++) {
-            unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            unsigned v = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < v)
-                v = d[i][j - 1] + 1;
-            if (d[i - 1][j - 1] + cost < v)
-                v = d[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < v)
-                v = d[i - 2][j - 2] + 1;
-            d[i][j] = v;
-        }
-    }
-    return d[na][nb];
-}
-
 /* The option whose name is closest to name, if close enough to be a typo of it. */
 static const pd_cli_opt_t *pd_cli_opt_closest(const pd_cli_opt_t *opts, const char *name)
 {
-    const pd_cli_opt_t *best = NULL;
-    unsigned best_d = 0;
-    size_t n = strlen(name);
-    unsigned limit = n <= 4 ? 1 : (n <= 8 ? 2 : 3);
-    for (const pd_cli_opt_t *o = opts; o->name != NULL; o++) {
-        unsigned d = pd_cli_opt_distance(name, o->name);
-        /* "--tokens-max" for "--max-tokens", "--timeout" for "--timeout-ms". */
-        if (d > limit && (strstr(o->name, name) != NULL || strstr(name, o->name) != NULL))
-            d = limit;
-        if (d <= limit && (best == NULL || d < best_d)) {
-            best = o;
-            best_d = d;
-        }
-    }
-    return best;
+    const char *names[128];
+    size_t n = 0;
+    for (const pd_cli_opt_t *o = opts; o->name != NULL && n < 128; o++)
+        names[n++] = o->name;
+    const char *best = pd_str_closest(name, names, n);
+    for (const pd_cli_opt_t *o = opts; best != NULL && o->name != NULL; o++)
+        if (o->name == best)
+            return o;
+    return NULL;
 }
 
 static const pd_cli_opt_t *pd_cli_opt_canonical(const pd_cli_opt_t *opts, const pd_cli_opt_t *o)

@@ -56,9 +56,6 @@ void pd_cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * printing why for anything else. */
 bool pd_cli_parse_endpoint(const char *opt, const char *s, char *out, size_t n);
 
-/* The distance between two option names, for "did you mean" (exposed for tests). */
-unsigned pd_cli_opt_distance(const char *a, const char *b);
-
 /* Shared options: same name, letter and value everywhere they appear. */
 #define PD_CLI_OPT_HELP            {"help", 'h', false, 'h', NULL}
 #define PD_CLI_OPT_ROUTER          {"router", 'r', true, 'r', NULL}

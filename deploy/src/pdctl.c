@@ -5,6 +5,7 @@
 #include "cmd_client.h"
 #include "launch.h"
 #include "pd/log.h"
+#include "pd/strdist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -95,6 +96,11 @@ bool pd_cli_parse_f32(const char *opt, const char *s, float min, float max, floa
 int main(int argc, char **argv)
 {
     pd_log_init("pdctl");
+    /* Library errors read like pdctl's own ("pdctl: what: why") unless the user asked
+     * for a log level, and with it the full log format. */
+    const char *level = getenv("PD_LOG_LEVEL");
+    if (level == NULL || level[0] == '\0')
+        pd_log_set_plain(1);
     if (argc < 2) {
         pd_cli_usage(stderr);
         return PD_CLI_USAGE;
@@ -111,6 +117,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < PD_CLI_N_CMDS; i++) {
         if (strcmp(name, pd_cli_cmds[i].name) == 0)
             return pd_cli_cmds[i].run(argc - 1, argv + 1);
+    }
+    const char *names[PD_CLI_N_CMDS];
+    for (size_t i = 0; i < PD_CLI_N_CMDS; i++)
+        names[i] = pd_cli_cmds[i].name;
+    const char *close = pd_str_closest(name, names, PD_CLI_N_CMDS);
+    if (close != NULL) {
+        fprintf(stderr, "pdctl: unknown command '%s'; did you mean '%s'?\n", name, close);
+        return PD_CLI_USAGE;
     }
     fprintf(stderr, "pdctl: unknown command '%s'\n\n", name);
     pd_cli_usage(stderr);

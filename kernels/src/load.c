@@ -148,8 +148,9 @@ pd_status_t pd_load_map_open(const char *path, pd_load_map_t *map)
     struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        pd_log_error("%s: cannot open: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("%s: cannot open: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         pd_log_error("%s: not a regular file", path);
@@ -205,8 +206,9 @@ pd_status_t pd_model_config_load(const char *path, pd_model_config_t *config_p)
     if (path == NULL || config_p == NULL)
         return PD_ERR_INVALID_PARAM;
     if (stat(path, &st) != 0) {
-        pd_log_error("model %s: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("model %s: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     if (S_ISDIR(st.st_mode))
         return pd_model_config_load_hf(path, config_p);
@@ -229,8 +231,9 @@ pd_status_t pd_model_load(const char *path, pd_model_t **model_p)
     if (path == NULL || model_p == NULL)
         return PD_ERR_INVALID_PARAM;
     if (stat(path, &st) != 0) {
-        pd_log_error("model %s: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("model %s: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     if (S_ISDIR(st.st_mode))
         return pd_model_load_hf(path, model_p);
@@ -273,8 +276,9 @@ pd_status_t pd_model_dtype_load(const char *path, pd_dtype_t *dtype_p)
     if (path == NULL || dtype_p == NULL)
         return PD_ERR_INVALID_PARAM;
     if (stat(path, &st) != 0) {
-        pd_log_error("model %s: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("model %s: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     if (S_ISDIR(st.st_mode))
         status = pd_model_dtype_load_hf(path, &dtype);

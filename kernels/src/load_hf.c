@@ -405,8 +405,9 @@ static pd_status_t pd_hf_list_files(const char *dir, pd_st_file_t **files_p, siz
     pd_status_t status = PD_OK;
     DIR *d = opendir(dir);
     if (d == NULL) {
-        pd_log_error("%s: cannot open directory: %s", dir, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("%s: cannot open directory: %s", dir, strerror(err));
+        return pd_status_from_errno(err);
     }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {

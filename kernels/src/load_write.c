@@ -26,8 +26,9 @@ static pd_status_t pd_write_mkdirs(const char *dir)
             char c = *p;
             *p = '\0';
             if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                pd_log_error("%s: cannot create directory: %s", buf, strerror(errno));
-                return PD_ERR_IO;
+                int err = errno;
+                pd_log_error("%s: cannot create directory: %s", buf, strerror(err));
+                return pd_status_from_errno(err);
             }
             *p = c;
             if (c == '\0')
@@ -50,8 +51,9 @@ static pd_status_t pd_write_config(const pd_model_config_t *c, const char *dir, 
         return PD_ERR_INVALID_PARAM;
     FILE *f = fopen(path, "w");
     if (f == NULL) {
-        pd_log_error("%s: cannot create: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("%s: cannot create: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     fprintf(f,
             "{\n"
@@ -81,8 +83,9 @@ static pd_status_t pd_write_config(const pd_model_config_t *c, const char *dir, 
         fputc((*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\') ? *s : '_', f);
     fprintf(f, "\"\n}\n");
     if (fclose(f) != 0) {
-        pd_log_error("%s: write failed: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("%s: write failed: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     return PD_OK;
 }

@@ -226,8 +226,10 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
     pd_status_t st;
 
     if (r->n_queued >= r->cfg.max_queue) {
-        pd_router_send_client_error(r, client, g->id, PD_ERR_OVERLOADED,
-                                    "the router's queue is full; retry later");
+        char why[128];
+        snprintf(why, sizeof(why), "the router's queue is full (%u of max_queue %u); retry later",
+                 r->n_queued, r->cfg.max_queue);
+        pd_router_send_client_error(r, client, g->id, PD_ERR_OVERLOADED, why);
         return;
     }
     if (g->prompt != NULL) {
@@ -239,9 +241,13 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
         st = pd_tokenizer_encode(r->tok, g->prompt, g->prompt_bytes, PD_TOKENIZE_ADD_SPECIAL,
                                  scratch, PD_PROTO_MAX_PROMPT_TOKENS, &n_tokens);
         if (st != PD_OK) {
-            pd_router_send_client_error(r, client, g->id, st,
-                                        st == PD_ERR_LIMIT ? "prompt is longer than 32768 tokens"
-                                                           : "prompt could not be tokenized");
+            char why[128];
+            if (st == PD_ERR_LIMIT)
+                snprintf(why, sizeof(why), "the prompt is longer than the limit of %u tokens",
+                         (unsigned)PD_PROTO_MAX_PROMPT_TOKENS);
+            else
+                snprintf(why, sizeof(why), "the prompt could not be tokenized");
+            pd_router_send_client_error(r, client, g->id, st, why);
             return;
         }
         tokens = scratch;

@@ -165,8 +165,9 @@ static void *pd_router_socket(pd_router_t *r, int type, int max_frame)
 static pd_status_t pd_router_bind(void *sock, const char *endpoint, char *resolved, size_t cap)
 {
     if (zmq_bind(sock, endpoint) != 0) {
-        pd_log_error("bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
-        return PD_ERR_IO;
+        int err = zmq_errno();
+        pd_log_error("bind %s: %s", endpoint, zmq_strerror(err));
+        return pd_status_from_errno(err);
     }
     size_t n = cap;
     if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, resolved, &n) != 0)

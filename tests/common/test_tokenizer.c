@@ -226,7 +226,7 @@ Test(tokenizer, rejects_files_of_the_wrong_format)
     write_bytes(path, buf, 4 + 3 * 8 + 5 + 5 + 6);
     cr_assert_eq(pd_tokenizer_load(path, 0, &tok), PD_ERR_FORMAT);
     cr_assert_null(tok);
-    cr_assert_eq(pd_tokenizer_load("/nonexistent/tokenizer.bin", 0, &tok), PD_ERR_IO);
+    cr_assert_eq(pd_tokenizer_load("/nonexistent/tokenizer.bin", 0, &tok), PD_ERR_NOT_FOUND);
     cr_assert_eq(pd_tokenizer_load("/tmp", 0, &tok), PD_ERR_IO);
     unlink(path);
 }

@@ -222,6 +222,29 @@ Test(pdctl_cli, up_status_submit_down_as_a_new_user, .timeout = 300)
     expect(&r, 0, false, ", seed ");
     run_free(&r);
 
+    /* Limits come with their numbers: the tiny model's context is 256 tokens. */
+    char long_ids[300 * 2 + 1];
+    for (int i = 0; i < 300; i++)
+        memcpy(long_ids + 2 * i, "5,", 2);
+    long_ids[2 * 300 - 1] = '\0'; /* the last comma */
+    const char *too_long[] = {"submit", "-r", ep, "--tokens", long_ids, "-n", "2", NULL};
+    r = run_pdctl_env(env, too_long);
+    expect(&r, 1, false, "the prompt is 300 tokens, the model's context 256");
+    run_free(&r);
+
+    /* bench: the unit stands with the row's name, and it says what it wrote. */
+    char json[PATH_MAX];
+    snprintf(json, sizeof(json), "%s/b.json", dir);
+    const char *bench[] = {"bench", "-q", "-r", ep, "-N", "4", "--prompt-len", "20",
+                           "--max-tokens", "2", "--json", json, NULL};
+    r = run_pdctl_env(env, bench);
+    expect(&r, 0, true, "TTFT client (ms)");
+    char wrote[PATH_MAX + 16];
+    snprintf(wrote, sizeof(wrote), "wrote %s", json);
+    cr_assert_not_null(strstr(r.out, wrote), "%s", r.out);
+    cr_assert_null(strstr(r.out, " ms\n"), "a count glued to a unit: %s", r.out);
+    run_free(&r);
+
     /* The roles' logs are at info level: registration and requests are in them. */
     char log[PATH_MAX + 64];
     snprintf(log, sizeof(log), "%s/%s-router.log", run_dir, name);
@@ -286,4 +309,72 @@ Test(pdctl_cli, up_status_submit_down_as_a_new_user, .timeout = 300)
     char cmd[PATH_MAX];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+Test(pdctl_cli, errors_name_the_cause_and_the_numbers)
+{
+    /* A missing model is "not found", not an I/O error. */
+    const char *missing[] = {"generate", "-m", "/nonexistent/model", "-p", "hi", NULL};
+    run_result_t r = run_pdctl(missing);
+    expect(&r, 1, false, "/nonexistent/model");
+    cr_assert_not_null(strstr(r.err, "not found"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "input/output"), "%s", r.err);
+    run_free(&r);
+    /* Library log lines read like pdctl's own: no timestamps, one "pdctl: " style. */
+    const char *missing2[] = {"generate", "-m", "/nonexistent/model", "-p", "hi", NULL};
+    run_expect(missing2, 1, "pdctl: model /nonexistent/model: No such file or directory");
+    const char *cmd_typo[] = {"sumbit", NULL};
+    run_expect(cmd_typo, 2, "unknown command 'sumbit'; did you mean 'submit'?");
+
+    /* Manifest errors name the file, the line and the key, and suggest. */
+    char path[128];
+    snprintf(path, sizeof(path), "/tmp/pd_test_cli_m_%d.yaml", (int)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "name: typo\nrouter:\n  polcy: kv\n");
+    fclose(f);
+    const char *typo[] = {"up", "-d", path, NULL};
+    run_expect(typo, 1, "line 3: unknown key 'router.polcy'; did you mean 'router.policy'?");
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "name: typo\nrouter:\n  block_tokens: 16\n  policy: fastest\n");
+    fclose(f);
+    run_expect(typo, 1, "line 4: 'router.policy' = 'fastest': must be kv or rr");
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "name: typo\ntransfer:\n  checksum: maybe\n");
+    fclose(f);
+    run_expect(typo, 1, "line 3: 'transfer.checksum' must be true or false, not 'maybe'");
+    unlink(path);
+    const char *nofile[] = {"down", "/nonexistent/m.yaml", NULL};
+    run_expect(nofile, 1, "cannot open /nonexistent/m.yaml: No such file or directory");
+}
+
+Test(pdctl_cli, kvbench_without_perftest_prints_no_ratio, .timeout = 120)
+{
+    const char *bin_dir = getenv("PD_BIN_DIR");
+    cr_assert_not_null(bin_dir);
+    char cmd[PATH_MAX + 256], out[64];
+    snprintf(out, sizeof(out), "/tmp/pd_test_cli_kb_%d.txt", (int)getpid());
+    snprintf(cmd, sizeof(cmd),
+             "%s/pd-kvbench --transports shm --block-sizes 4K --blocks 4 --checksum off "
+             "--pool 1M --bytes 1M --repeats 1 --max-seconds 1 --no-perftest > %s 2>/dev/null",
+             bin_dir, out);
+    int rc = system(cmd);
+    cr_assert_eq(rc, 0, "pd-kvbench failed (%d)", rc);
+    char *text = slurp(out);
+    unlink(out);
+    /* The row: ... best op "-", op GB/s "-", vs op "-", vs mem a percentage. */
+    const char *row = strstr(text, "\nshm");
+    cr_assert_not_null(row, "no shm row: %s", text);
+    char line[512], *tok[20], *save = NULL;
+    snprintf(line, sizeof(line), "%.*s", (int)strcspn(row + 1, "\n"), row + 1);
+    int n = 0;
+    for (char *t = strtok_r(line, " ", &save); t != NULL && n < 20; t = strtok_r(NULL, " ", &save))
+        tok[n++] = t;
+    cr_assert_eq(n, 16, "%d columns: %s", n, row);
+    cr_assert_str_eq(tok[12], "-", "best op: %s", row);
+    cr_assert_str_eq(tok[13], "-", "op GB/s: %s", row);
+    cr_assert_str_eq(tok[14], "-", "vs op: %s", row);
+    cr_assert_eq(tok[15][strlen(tok[15]) - 1], '%', "vs mem: %s", row);
+    free(text);
 }

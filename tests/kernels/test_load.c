@@ -332,7 +332,7 @@ Test(load, llama2c_rejects_bad_files)
     write_file(path, text, sizeof(text));
     cr_assert_eq(pd_model_load(path, &m), PD_ERR_FORMAT);
     cr_assert_null(m);
-    cr_assert_eq(pd_model_load("/nonexistent/model.bin", &m), PD_ERR_IO);
+    cr_assert_eq(pd_model_load("/nonexistent/model.bin", &m), PD_ERR_NOT_FOUND);
     unlink(path);
 }
 
@@ -530,6 +530,6 @@ Test(load, rejects_bad_config_fields)
     char path[PATH_MAX + 64];
     snprintf(path, sizeof(path), "%s/config.json", dir);
     unlink(path);
-    expect_load(dir, PD_ERR_IO);
+    expect_load(dir, PD_ERR_NOT_FOUND);
     rm_rf(dir);
 }

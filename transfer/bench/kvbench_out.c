@@ -23,17 +23,23 @@ void kb_table_header(void)
 
 void kb_table_row(const kb_opts_t *o, const kb_point_t *p)
 {
-    char b[32];
+    char b[32], vs_op[16] = "-", vs_mem[16] = "-";
     double best = kb_best_gbps(p);
-    printf("%-6s %6s %6u %6u %3s %4s %3s %8llu %5llu %9.3f %10.1f %10.1f  %-10s %8.3f %5.0f%% "
-           "%5.0f%%\n",
+    /* Without a comparison point (--no-perftest, or no memcpy figure) there is no ratio:
+     * "-", never "0%". */
+    if (best > 0)
+        snprintf(vs_op, sizeof(vs_op), "%.0f%%", 100.0 * p->gbps / best);
+    if (p->memcpy_gbps > 0)
+        snprintf(vs_mem, sizeof(vs_mem), "%.0f%%", 100.0 * p->gbps / p->memcpy_gbps);
+    char best_str[16] = "-";
+    if (best > 0)
+        snprintf(best_str, sizeof(best_str), "%.3f", best);
+    printf("%-6s %6s %6u %6u %3s %4s %3s %8llu %5llu %9.3f %10.1f %10.1f  %-10s %8s %6s %6s\n",
            p->transport, kb_size_str(p->block_bytes, b, sizeof(b)), p->blocks, p->layers,
            p->checksum ? "on" : "off", pd_xfer_data_path_name(p->data_path),
            p->coalesce ? "on" : "off", (unsigned long long)p->batches,
            (unsigned long long)p->ops_per_batch, p->gbps, p->p50_us, p->p99_us,
-           p->best_op >= 0 ? o->perftest_ops[p->best_op] : "-", best,
-           best > 0 ? 100.0 * p->gbps / best : 0.0,
-           p->memcpy_gbps > 0 ? 100.0 * p->gbps / p->memcpy_gbps : 0.0);
+           p->best_op >= 0 ? o->perftest_ops[p->best_op] : "-", best_str, vs_op, vs_mem);
     fflush(stdout);
 }
 
@@ -70,12 +76,17 @@ int kb_json_write(const char *path, const kb_opts_t *o, const kb_point_t *pts, i
                 (unsigned long long)p->ops_per_batch, p->gbps, p->p50_us, p->p99_us);
         for (int k = 0; k < o->n_perftest_ops; k++)
             fprintf(f, "%s\"%s\": %.4f", k ? ", " : "", o->perftest_ops[k], p->perftest_gbps[k]);
+        /* No comparison point: the ratio is null, not 0. */
+        char r_op[32] = "null", r_mem[32] = "null";
+        if (best > 0)
+            snprintf(r_op, sizeof(r_op), "%.4f", p->gbps / best);
+        if (p->memcpy_gbps > 0)
+            snprintf(r_mem, sizeof(r_mem), "%.4f", p->gbps / p->memcpy_gbps);
         fprintf(f,
-                "}, \"best_op\": \"%s\", \"best_op_gbps\": %.4f, \"ratio_best_op\": %.4f, "
-                "\"memcpy_gbps\": %.4f, \"ratio_memcpy\": %.4f}%s\n",
-                p->best_op >= 0 ? o->perftest_ops[p->best_op] : "", best,
-                best > 0 ? p->gbps / best : 0.0, p->memcpy_gbps,
-                p->memcpy_gbps > 0 ? p->gbps / p->memcpy_gbps : 0.0, i + 1 < n ? "," : "");
+                "}, \"best_op\": \"%s\", \"best_op_gbps\": %.4f, \"ratio_best_op\": %s, "
+                "\"memcpy_gbps\": %.4f, \"ratio_memcpy\": %s}%s\n",
+                p->best_op >= 0 ? o->perftest_ops[p->best_op] : "", best, r_op, p->memcpy_gbps,
+                r_mem, i + 1 < n ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
     fclose(f);

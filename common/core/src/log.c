@@ -43,6 +43,13 @@ void pd_log_init(const char *component)
     }
 }
 
+static int pd_log_plain;
+
+void pd_log_set_plain(int plain)
+{
+    pd_log_plain = plain;
+}
+
 void pd_log_set_level(pd_log_level_t level)
 {
     pd_log_level_current = level;
@@ -56,6 +63,11 @@ void pd_log_write(pd_log_level_t level, const char *file, int line, const char *
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
 
+    if (pd_log_plain) {
+        fprintf(stderr, "%s: %s%s\n", pd_log_component,
+                level == PD_LOG_LEVEL_WARN ? "warning: " : "", msg);
+        return;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;

@@ -1,4 +1,5 @@
 #include "pd/manifest.h"
+#include "pd/strdist.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -104,6 +105,22 @@ static const char *pd_mf_check_image(const char *v)
     return NULL;
 }
 
+/* Words from a closed set, checked where the line of the value is still known. */
+static const char *pd_mf_check_policy(const char *v)
+{
+    return strcmp(v, "kv") == 0 || strcmp(v, "rr") == 0 ? NULL : "must be kv or rr";
+}
+
+static const char *pd_mf_check_compute(const char *v)
+{
+    return strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0 ? NULL : "must be cpu or cuda";
+}
+
+static const char *pd_mf_check_xfer(const char *v)
+{
+    return strcmp(v, "ucx") == 0 || strcmp(v, "loopback") == 0 ? NULL : "must be ucx or loopback";
+}
+
 #define PD_MF_S(path, field)                                                                       \
     {                                                                                              \
         path, PD_MF_STR, offsetof(pd_manifest_t, field), sizeof(((pd_manifest_t *)0)->field), 0,   \
@@ -145,7 +162,7 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_N("network.base_port", base_port, 1024, 65000),
     PD_MF_B("network.namespaces", namespaces),
     PD_MF_S("network.subnet", ns_subnet),
-    PD_MF_S("router.policy", policy),
+    PD_MF_SC("router.policy", policy, pd_mf_check_policy, false),
     PD_MF_N("router.max_queue", max_queue, 1, 1u << 20),
     PD_MF_N("router.min_cached_prefix", min_cached_prefix, 0, 1u << 20),
     PD_MF_N("router.block_tokens", block_tokens, 1, 1024),
@@ -155,9 +172,9 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_ROLE(prefill),
     PD_MF_ROLE(decode),
     PD_MF_ROLE(both),
-    PD_MF_S("compute.backend", compute_backend),
+    PD_MF_SC("compute.backend", compute_backend, pd_mf_check_compute, false),
     PD_MF_B("compute.kv_staging", kv_staging),
-    PD_MF_S("transfer.backend", xfer_backend),
+    PD_MF_SC("transfer.backend", xfer_backend, pd_mf_check_xfer, false),
     PD_MF_S("transfer.transports", xfer_transports),
     PD_MF_B("transfer.checksum", xfer_checksum),
     PD_MF_B("transfer.layerwise", xfer_layerwise),
@@ -183,7 +200,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     snprintf(m->host, sizeof(m->host), "127.0.0.1");
     m->base_port = 7100;
     snprintf(m->policy, sizeof(m->policy), "kv");
-    m->max_queue = 256;
+    m->max_queue = 1024; /* pd-router's own default */
     m->min_cached_prefix = 1024;
     m->block_tokens = 16;
     m->request_timeout_ms = 120000;
@@ -232,7 +249,14 @@ static pd_status_t pd_mf_assign(pd_manifest_t *m, const char *path, const char *
 {
     const pd_mf_key_t *key = pd_mf_key_find(path);
     if (key == NULL) {
-        pd_mf_err(errbuf, n, "unknown key '%s'", path);
+        const char *names[sizeof(pd_mf_keys) / sizeof(pd_mf_keys[0])];
+        for (size_t i = 0; i < sizeof(pd_mf_keys) / sizeof(pd_mf_keys[0]); i++)
+            names[i] = pd_mf_keys[i].path;
+        const char *close = pd_str_closest(path, names, sizeof(names) / sizeof(names[0]));
+        if (close != NULL)
+            pd_mf_err(errbuf, n, "unknown key '%s'; did you mean '%s'?", path, close);
+        else
+            pd_mf_err(errbuf, n, "unknown key '%s'", path);
         return PD_ERR_FORMAT;
     }
     char *field = (char *)m + key->offset;
@@ -422,8 +446,9 @@ pd_status_t pd_manifest_load(const char *path, pd_manifest_t *m, char *errbuf, s
     yaml_document_t doc;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        pd_mf_err(errbuf, errbuf_bytes, "cannot open %s: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_mf_err(errbuf, errbuf_bytes, "cannot open %s: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     pd_manifest_defaults(m);
     if (!yaml_parser_initialize(&parser)) {

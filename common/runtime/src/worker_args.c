@@ -267,14 +267,16 @@ pd_status_t pd_worker_mkdirs(const char *path)
             continue;
         *p = '\0';
         if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-            pd_log_error("worker: cannot create %s: %s", tmp, strerror(errno));
-            return PD_ERR_IO;
+            int err = errno;
+            pd_log_error("worker: cannot create %s: %s", tmp, strerror(err));
+            return pd_status_from_errno(err);
         }
         *p = '/';
     }
     if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        pd_log_error("worker: cannot create %s: %s", tmp, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("worker: cannot create %s: %s", tmp, strerror(err));
+        return pd_status_from_errno(err);
     }
     return PD_OK;
 }

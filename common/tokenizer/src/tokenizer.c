@@ -153,8 +153,9 @@ pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, size_t *le
     struct stat st;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        pd_log_error("tokenizer %s: cannot open: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("tokenizer %s: cannot open: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         pd_log_error("tokenizer %s: not a regular file", path);
@@ -592,8 +593,9 @@ pd_status_t pd_tokenizer_save(const pd_tokenizer_t *tok, const char *path)
         return PD_ERR_UNSUPPORTED;
     FILE *f = fopen(path, "wb");
     if (f == NULL) {
-        pd_log_error("tokenizer %s: cannot create: %s", path, strerror(errno));
-        return PD_ERR_IO;
+        int err = errno;
+        pd_log_error("tokenizer %s: cannot create: %s", path, strerror(err));
+        return pd_status_from_errno(err);
     }
     int32_t max_len = (int32_t)tok->max_token_length;
     if (fwrite(&max_len, sizeof(max_len), 1, f) != 1)

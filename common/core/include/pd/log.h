@@ -16,6 +16,9 @@ extern pd_log_level_t pd_log_level_current;
  * pd_log_init(), which also takes the component name printed on every line. */
 void pd_log_init(const char *component);
 void pd_log_set_level(pd_log_level_t level);
+/* Plain lines ("component: message") instead of time, level and source location: for
+ * command-line tools, whose users read one error style. */
+void pd_log_set_plain(int plain);
 /* Parse "error".."trace"; returns -1 for anything else. */
 int pd_log_level_parse(const char *name);
 

@@ -26,7 +26,8 @@
     X(PD_ERR_NO_RESOURCE, -18, "no free resources")                                                \
     X(PD_ERR_AUTH, -19, "authentication failed")                                                   \
     X(PD_ERR_CONTEXT, -20, "prompt longer than the model context")                                 \
-    X(PD_ERR_INTERNAL, -21, "internal error")
+    X(PD_ERR_INTERNAL, -21, "internal error")                                                      \
+    X(PD_ERR_PERMISSION, -22, "permission denied")
 
 typedef enum pd_status {
 #define PD_STATUS_ENUM_(name, value, msg) name = value,
@@ -39,6 +40,11 @@ const char *pd_status_str(pd_status_t status);
 
 /* Symbolic name of a status ("PD_ERR_TIMEOUT"); never NULL. */
 const char *pd_status_name(pd_status_t status);
+
+/* The status of a failed system call's errno, converted once where it is first seen:
+ * ENOENT is PD_ERR_NOT_FOUND, EACCES PD_ERR_PERMISSION, EADDRINUSE PD_ERR_BUSY, ...;
+ * anything without its own status is PD_ERR_IO. */
+pd_status_t pd_status_from_errno(int err);
 
 /* Reverse of pd_status_name; returns PD_ERR_INTERNAL for unknown names. */
 pd_status_t pd_status_from_name(const char *name);
