@@ -255,7 +255,7 @@ Test(manifest, env_start_builds_the_roles_options)
                  PD_ERR_INVALID_PARAM);
     unlink(path);
     cr_assert_eq(pd_manifest_env_argv("prefill", 1, argv_in, &args, &argc, &argv, err, sizeof(err)),
-                 PD_ERR_IO);
+                 PD_ERR_NOT_FOUND);
 
     unsetenv("PD_MANIFEST");
     cr_assert_eq(pd_manifest_env_argv("prefill", 3, argv_in, &args, &argc, &argv, err, sizeof(err)),
