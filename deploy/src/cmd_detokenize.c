@@ -1,10 +1,10 @@
 /* pdctl detokenize: token ids back to text. */
+#include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include "pd/json.h"
 #include "pd/tokenizer.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,19 +101,23 @@ static int pd_cmd_detok_one(const pd_tokenizer_t *tok, const char *s, size_t len
 
 int pd_cmd_detokenize(int argc, char **argv)
 {
-    static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'},
-                                         {"ids", required_argument, NULL, 'i'},
-                                         {"lines", required_argument, NULL, 'L'},
-                                         {"skip-special", no_argument, NULL, 's'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const pd_cli_opt_t opts[] = {
+        {"tokenizer", 't', true, 't', NULL},
+        {"ids", 0, true, 'i', NULL},
+        {"lines", 0, true, 'L', NULL},
+        {"skip-special", 0, false, 's', NULL},
+        {"json", 0, false, 'j', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
+    };
     const char *tok_path = NULL, *ids = NULL, *lines = NULL;
     unsigned flags = 0;
     bool json = false;
     int c, rc = PD_CLI_OK;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "detokenize", argc, argv, opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         switch (c) {
         case 't':
             tok_path = optarg;
@@ -134,11 +138,11 @@ int pd_cmd_detokenize(int argc, char **argv)
             pd_cmd_detokenize_usage(stdout);
             return PD_CLI_OK;
         default:
-            pd_cmd_detokenize_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
     }
-    if (optind != argc || tok_path == NULL || (ids == NULL) == (lines == NULL)) {
+    if (pcli.n_pos != 0 || tok_path == NULL || (ids == NULL) == (lines == NULL)) {
         pd_cmd_detokenize_usage(stderr);
         return PD_CLI_USAGE;
     }

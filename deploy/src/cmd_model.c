@@ -1,6 +1,7 @@
 /* pdctl model new: a randomly initialised model from a preset, written as a Hugging Face
  * checkpoint directory with the byte-level tokenizer, so everything runs with no
  * download. */
+#include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include "pd/json.h"
@@ -11,7 +12,6 @@
 #include "pd/tokenizer.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,21 +106,25 @@ static void pd_cmd_model_on_progress(void *arg, uint64_t done, uint64_t total)
 
 static int pd_cmd_model_new(int argc, char **argv)
 {
-    static const struct option opts[] = {{"preset", required_argument, NULL, 'P'},
-                                         {"seed", required_argument, NULL, 's'},
-                                         {"output", required_argument, NULL, 'o'},
-                                         {"dtype", required_argument, NULL, 'd'},
-                                         {"force", no_argument, NULL, 'f'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const pd_cli_opt_t opts[] = {
+        {"preset", 0, true, 'P', NULL},
+        {"seed", 0, true, 's', NULL},
+        {"output", 'o', true, 'o', NULL},
+        {"dtype", 0, true, 'd', NULL},
+        {"force", 0, false, 'f', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
+    };
     const char *preset = NULL, *out = NULL;
     uint64_t seed = 1;
     pd_dtype_t dtype = PD_DTYPE_F32;
     bool force = false;
     int c;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "model new", argc, argv, opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         switch (c) {
         case 'P':
             preset = optarg;
@@ -145,13 +149,13 @@ static int pd_cmd_model_new(int argc, char **argv)
             pd_cmd_model_usage(stdout);
             return PD_CLI_OK;
         default:
-            pd_cmd_model_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
     }
-    if (optind != argc || preset == NULL || out == NULL) {
-        if (optind != argc)
-            fprintf(stderr, "pdctl: unexpected argument '%s'\n", argv[optind]);
+    if (pcli.n_pos != 0 || preset == NULL || out == NULL) {
+        if (pcli.n_pos != 0)
+            fprintf(stderr, "pdctl: unexpected argument '%s'\n", pcli.pos[0]);
         else
             fprintf(stderr, "pdctl: model new needs --preset and -o\n");
         pd_cmd_model_usage(stderr);
@@ -215,17 +219,21 @@ out:
 
 static int pd_cmd_model_info(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"read-gbps", required_argument, NULL, 'r'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const pd_cli_opt_t opts[] = {
+        {"model", 'm', true, 'm', NULL},
+        {"read-gbps", 0, true, 'r', NULL},
+        {"json", 0, false, 'j', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
+    };
     const char *path = NULL;
     bool json = false;
     float read_gbps = 0.0f;
     int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "model info", argc, argv, opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         switch (c) {
         case 'm':
             path = optarg;
@@ -241,11 +249,11 @@ static int pd_cmd_model_info(int argc, char **argv)
             pd_cmd_model_usage(stdout);
             return PD_CLI_OK;
         default:
-            pd_cmd_model_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
     }
-    if (optind != argc || path == NULL) {
+    if (pcli.n_pos != 0 || path == NULL) {
         fprintf(stderr, "pdctl: model info needs -m MODEL\n");
         pd_cmd_model_usage(stderr);
         return PD_CLI_USAGE;
@@ -331,16 +339,22 @@ static void pd_cmd_model_copy_tokenizer(const char *model, const char *dir)
 
 static int pd_cmd_model_quantize(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"output", required_argument, NULL, 'o'},
-        {"dtype", required_argument, NULL, 'd'}, {"force", no_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    static const pd_cli_opt_t opts[] = {
+        {"model", 'm', true, 'm', NULL},
+        {"output", 'o', true, 'o', NULL},
+        {"dtype", 0, true, 'd', NULL},
+        {"force", 0, false, 'f', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
+    };
     const char *path = NULL, *out = NULL;
     pd_dtype_t dtype = PD_DTYPE_I8;
     bool force = false;
     int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:o:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "model quantize", argc, argv, opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         switch (c) {
         case 'm':
             path = optarg;
@@ -361,11 +375,11 @@ static int pd_cmd_model_quantize(int argc, char **argv)
             pd_cmd_model_usage(stdout);
             return PD_CLI_OK;
         default:
-            pd_cmd_model_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
     }
-    if (optind != argc || path == NULL || out == NULL) {
+    if (pcli.n_pos != 0 || path == NULL || out == NULL) {
         fprintf(stderr, "pdctl: model quantize needs -m MODEL and -o DIR\n");
         pd_cmd_model_usage(stderr);
         return PD_CLI_USAGE;

@@ -5,13 +5,13 @@
  * and whether their argmax agree. The model's own greedy continuation is also run, and
  * the number of tokens it shares with the reference's before the first difference is
  * counted. */
+#include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include "pd/kv_layout.h"
 #include "pd/log.h"
 #include "pd/model.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,16 +49,24 @@ static void pd_eval_usage(FILE *out)
 
 static int pd_eval_parse(int argc, char **argv, pd_eval_opts_t *o)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},   {"ref", required_argument, NULL, 'r'},
-        {"prompts", required_argument, NULL, 'P'}, {"prompt-tokens", required_argument, NULL, 'L'},
-        {"tokens", required_argument, NULL, 'n'},  {"seed", required_argument, NULL, 's'},
-        {"threads", required_argument, NULL, 'j'}, {"json", no_argument, NULL, 'J'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const pd_cli_opt_t opts[] = {
+        {"model", 'm', true, 'm', NULL},
+        {"ref", 0, true, 'r', NULL},
+        {"prompts", 0, true, 'P', NULL},
+        {"prompt-tokens", 0, true, 'L', NULL},
+        {"tokens", 0, true, 'n', NULL},
+        {"seed", 0, true, 's', NULL},
+        {"threads", 0, true, 'j', NULL},
+        {"json", 0, false, 'J', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
+    };
     *o = (pd_eval_opts_t){NULL, NULL, 8, 32, 64, 0, 1, false};
     int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "model compare", argc, argv, opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         bool ok = true;
         switch (c) {
         case 'm':
@@ -89,13 +97,13 @@ static int pd_eval_parse(int argc, char **argv, pd_eval_opts_t *o)
             pd_eval_usage(stdout);
             return -1;
         default:
-            pd_eval_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
         if (!ok)
             return PD_CLI_USAGE;
     }
-    if (optind != argc || o->model == NULL || o->ref == NULL) {
+    if (pcli.n_pos != 0 || o->model == NULL || o->ref == NULL) {
         fprintf(stderr, "pdctl: model compare needs -m MODEL and --ref MODEL\n");
         pd_eval_usage(stderr);
         return PD_CLI_USAGE;

@@ -1,10 +1,10 @@
 /* pdctl render slurm|k8s MANIFEST: hand a manifest to the schedulers clusters already
  * run, instead of a launcher of our own (docs/DEPLOY.md). */
+#include "cli_opt.h"
 #include "pdctl_int.h"
 #include "render.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,18 +72,20 @@ static void pd_cmd_render_bin_dir(char *dir, size_t n)
 
 int pd_cmd_render(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"output", required_argument, NULL, 'o'},
-        {"bin-dir", required_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    static const pd_cli_opt_t opts[] = {
+        {"output", 'o', true, 'o', NULL},
+        {"bin-dir", 0, true, 'B', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
     };
     const char *output = NULL;
     char bin_dir[1024] = "";
     bool bin_dir_set = false;
     int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "render", argc, argv, opts);
+    while ((ch = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         switch (ch) {
         case 'o':
             output = optarg;
@@ -100,17 +102,17 @@ int pd_cmd_render(int argc, char **argv)
             pd_cmd_render_usage(stdout);
             return PD_CLI_OK;
         default:
-            pd_cmd_render_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
     }
-    if (argc - optind != 2 ||
-        (strcmp(argv[optind], "slurm") != 0 && strcmp(argv[optind], "k8s") != 0)) {
+    if (pcli.n_pos != 2 ||
+        (strcmp(pcli.pos[0], "slurm") != 0 && strcmp(pcli.pos[0], "k8s") != 0)) {
         pd_cmd_render_usage(stderr);
         return PD_CLI_USAGE;
     }
-    const char *target = argv[optind];
-    const char *path = argv[optind + 1];
+    const char *target = pcli.pos[0];
+    const char *path = pcli.pos[1];
     if (!bin_dir_set)
         pd_cmd_render_bin_dir(bin_dir, sizeof(bin_dir));
 

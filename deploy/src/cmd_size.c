@@ -1,5 +1,6 @@
 /* pdctl size: KV cache arithmetic for a model (f32 K and V, the CPU compute type), and
  * its weights' bytes and decode bound. */
+#include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include "pd/json.h"
@@ -8,7 +9,6 @@
 #include "pd/model.h"
 #include "pd/presets.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,16 +37,18 @@ static void pd_cmd_size_usage(FILE *out)
 
 int pd_cmd_size(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                         {"preset", required_argument, NULL, 'P'},
-                                         {"tokens", required_argument, NULL, 'n'},
-                                         {"pool-mb", required_argument, NULL, 'M'},
-                                         {"block-tokens", required_argument, NULL, 'B'},
-                                         {"dtype", required_argument, NULL, 'd'},
-                                         {"read-gbps", required_argument, NULL, 'r'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const pd_cli_opt_t opts[] = {
+        {"model", 'm', true, 'm', NULL},
+        {"preset", 0, true, 'P', NULL},
+        {"tokens", 0, true, 'n', NULL},
+        {"pool-mb", 0, true, 'M', NULL},
+        {"block-tokens", 0, true, 'B', NULL},
+        {"dtype", 0, true, 'd', NULL},
+        {"read-gbps", 0, true, 'r', NULL},
+        {"json", 0, false, 'j', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
+    };
     const char *model = NULL, *preset = NULL;
     uint64_t n_tokens = 0, pool_mb = 1024;
     uint32_t block_tokens = 16;
@@ -55,8 +57,10 @@ int pd_cmd_size(int argc, char **argv)
     float read_gbps = 0.0f;
     int c;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "size", argc, argv, opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         switch (c) {
         case 'm':
             model = optarg;
@@ -95,11 +99,11 @@ int pd_cmd_size(int argc, char **argv)
             pd_cmd_size_usage(stdout);
             return PD_CLI_OK;
         default:
-            pd_cmd_size_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
     }
-    if (optind != argc || (model == NULL) == (preset == NULL)) {
+    if (pcli.n_pos != 0 || (model == NULL) == (preset == NULL)) {
         fprintf(stderr, "pdctl: size needs exactly one of -m MODEL and --preset NAME\n");
         pd_cmd_size_usage(stderr);
         return PD_CLI_USAGE;

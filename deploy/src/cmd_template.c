@@ -1,12 +1,12 @@
 /* pdctl template: render a conversation with a tokenizer's chat template; and the chat
  * prompt that generate --chat and submit --chat build the same way. */
+#include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include "pd/chat.h"
 #include "pd/log.h"
 #include "pd/tokenizer.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,18 +111,22 @@ int pd_cli_chat_prompt(const pd_tokenizer_t *tok, const char *messages_path,
 
 int pd_cmd_template(int argc, char **argv)
 {
-    static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'},
-                                         {"messages", required_argument, NULL, 'm'},
-                                         {"no-generation-prompt", no_argument, NULL, 'n'},
-                                         {"template", required_argument, NULL, 'T'},
-                                         {"ids", no_argument, NULL, 'i'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const pd_cli_opt_t opts[] = {
+        {"tokenizer", 't', true, 't', NULL},
+        {"messages", 0, true, 'm', NULL},
+        {"no-generation-prompt", 0, false, 'n', NULL},
+        {"template", 0, true, 'T', NULL},
+        {"ids", 0, false, 'i', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
+    };
     const char *tok_path = NULL, *messages = NULL, *template_path = NULL;
     bool gen = true, ids = false;
     int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "template", argc, argv, opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         switch (c) {
         case 't':
             tok_path = optarg;
@@ -143,11 +147,11 @@ int pd_cmd_template(int argc, char **argv)
             pd_cmd_template_usage(stdout);
             return PD_CLI_OK;
         default:
-            pd_cmd_template_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
     }
-    if (optind != argc || tok_path == NULL || messages == NULL) {
+    if (pcli.n_pos != 0 || tok_path == NULL || messages == NULL) {
         pd_cmd_template_usage(stderr);
         return PD_CLI_USAGE;
     }

@@ -1,11 +1,11 @@
 /* pdctl tokenize: text to token ids with any tokenizer pdkv reads. */
+#include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include "pd/log.h"
 #include "pd/tokenizer.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,18 +89,22 @@ static int pd_cmd_tokenize_one(const pd_tokenizer_t *tok, const char *text, size
 
 int pd_cmd_tokenize(int argc, char **argv)
 {
-    static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'},
-                                         {"text", required_argument, NULL, 'T'},
-                                         {"lines", required_argument, NULL, 'L'},
-                                         {"add-special", no_argument, NULL, 'a'},
-                                         {"special-as-text", no_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const pd_cli_opt_t opts[] = {
+        {"tokenizer", 't', true, 't', NULL},
+        {"text", 0, true, 'T', NULL},
+        {"lines", 0, true, 'L', NULL},
+        {"add-special", 0, false, 'a', NULL},
+        {"special-as-text", 0, false, 's', NULL},
+        {"help", 'h', false, 'h', NULL},
+        PD_CLI_OPT_END_TABLE,
+    };
     const char *tok_path = NULL, *text = NULL, *lines = NULL;
     unsigned flags = 0;
     int c, rc = PD_CLI_OK;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+    pd_cli_parser_t pcli;
+    pd_cli_parser_init(&pcli, "tokenize", argc, argv, opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *optarg = pcli.arg;
         switch (c) {
         case 't':
             tok_path = optarg;
@@ -121,11 +125,11 @@ int pd_cmd_tokenize(int argc, char **argv)
             pd_cmd_tokenize_usage(stdout);
             return PD_CLI_OK;
         default:
-            pd_cmd_tokenize_usage(stderr);
+            /* the parser said what was wrong */
             return PD_CLI_USAGE;
         }
     }
-    if (optind != argc || tok_path == NULL || (text == NULL) == (lines == NULL)) {
+    if (pcli.n_pos != 0 || tok_path == NULL || (text == NULL) == (lines == NULL)) {
         pd_cmd_tokenize_usage(stderr);
         return PD_CLI_USAGE;
     }

@@ -78,6 +78,12 @@ Test(pdctl_cli, options_mean_the_same_everywhere)
     run_expect(typo4, 2, "did you mean --requests?");
     const char *typo5[] = {"up", "--detatch", "m.yaml", NULL};
     run_expect(typo5, 2, "did you mean --detach?");
+    const char *typo6[] = {"size", "--preest", "tiny", NULL};
+    run_expect(typo6, 2, "did you mean --preset?");
+    const char *typo7[] = {"model", "new", "--preset", "tiny", "--ouptut", "x", NULL};
+    run_expect(typo7, 2, "did you mean --output?");
+    const char *typo8[] = {"tokenize", "-t", "x", "--txt", "hi", NULL};
+    run_expect(typo8, 2, "did you mean --text?");
     const char *single_dash[] = {"submit", "-p", "hi", "-max-tokens", "3", NULL};
     run_expect(single_dash, 2, "did you mean --max-tokens?");
     const char *noval[] = {"submit", "-p", "hi", "-n", NULL};
