@@ -30,7 +30,12 @@ say() { printf '%s\n\n' "$*" >>"$body"; }
 run() {
     local rc=0
     {
-        printf '```console\n$ %s\n' "$*"
+        printf '```console\n$'
+        local a
+        for a in "$@"; do
+            case $a in *[\ \"\']*) printf ' "%s"' "$a" ;; *) printf ' %s' "$a" ;; esac
+        done
+        printf '\n'
         "$@" 2>&1 || rc=$?
         [ "$rc" -eq 0 ] || printf '[exit status %d]\n' "$rc"
         printf '```\n\n'
@@ -42,7 +47,8 @@ say "## 1. The demo"
 say "\`make demo\` installs the dependencies, builds, makes the default model and runs
 \`deploy/demo.sh\`: a cluster comes up, answers one prompt, and its tokens are checked
 against a single process. Here the build already exists, so the script runs alone:"
-run env PD_DEMO_PORT="$port" deploy/demo.sh "$build"
+if [ "$port" = 7100 ]; then run deploy/demo.sh "$build"
+else run env PD_DEMO_PORT="$port" deploy/demo.sh "$build"; fi
 
 say "## 2. A request before any cluster runs"
 say "Nothing listens yet. \`submit\` says so at once instead of waiting (\`--wait 30\` would
@@ -71,12 +77,14 @@ say "Repeating a seed repeats the answer token for token (here one printed by an
 run pdctl submit "${router[@]}" -p "Once upon a time" -n 16 --seed "$seed"
 run pdctl submit "${router[@]}" -p "Once upon a time" -n 16 --seed "$seed"
 say "A mistyped option gets a suggestion:"
-run pdctl submit "${router[@]}" -p "Once upon a time" --max-token 16
+run pdctl submit "${router[@]}" -p "Once upon a time" --max-tokns 16
 run pdctl submit "${router[@]}" -p "Once upon a time" --temprature 0
 
 say "## 6. A short benchmark"
-say "Sixteen requests at four per second, 64-token prompts sharing a 48-token prefix:"
-run pdctl bench "${router[@]}" -N 16 --rate 4 --prompt-len 64 --shared-prefix 48 \
+say "Eight requests at two per second, 1100-token prompts that share their first 1024
+tokens (prompts of 1024 tokens and more are cached): the first computes the prefix, the
+others read it from the cache:"
+run pdctl bench "${router[@]}" -N 8 --rate 2 --prompt-len 1100 --shared-prefix 1024 \
     --max-tokens 8 --json "$work/bench.json"
 
 say "## 7. A manifest with a typo"

@@ -154,7 +154,7 @@ static void pd_bench_handle(pd_bench_client_t *c, const void *buf, size_t len)
             pd_bench_fail(c, idx, PD_ERR_PROTO, fault.reason);
         else
             c->n_unmatched++;
-        fprintf(stderr, "pdctl bench: undecodable reply: %s\n", fault.reason);
+        fprintf(stderr, "pdctl: bench: undecodable reply: %s\n", fault.reason);
         return;
     }
     size_t idx = SIZE_MAX;
@@ -195,7 +195,7 @@ static void pd_bench_handle(pd_bench_client_t *c, const void *buf, size_t len)
         idx = pd_bench_lookup(c, m.u.error.id);
         if (idx == SIZE_MAX) {
             c->n_unmatched++;
-            fprintf(stderr, "pdctl bench: router error for '%s': %s: %s\n", m.u.error.id,
+            fprintf(stderr, "pdctl: bench: router error for '%s': %s: %s\n", m.u.error.id,
                     pd_status_name(m.u.error.code), m.u.error.message);
             break;
         }
@@ -241,13 +241,13 @@ static pd_status_t pd_bench_client_check(pd_bench_client_t *c)
             continue;
         bool ok = r.type == PD_PROTO_TYPE_STATUS_REPLY;
         if (ok && c->opts->progress)
-            fprintf(stderr, "pdctl bench: router at %s lists %u workers\n", c->opts->endpoint,
+            fprintf(stderr, "pdctl: bench: router at %s lists %u workers\n", c->opts->endpoint,
                     r.u.status_reply.n_workers);
         pd_proto_msg_cleanup(&r);
         if (ok)
             return PD_OK;
     }
-    fprintf(stderr, "pdctl bench: no status reply from a router at %s within 5 s\n",
+    fprintf(stderr, "pdctl: bench: no status reply from a router at %s within 5 s\n",
             c->opts->endpoint);
     return PD_ERR_UNREACHABLE;
 }
@@ -310,7 +310,7 @@ pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_ben
         zmq_pollitem_t pi = {c.sock, 0, ZMQ_POLLIN, 0};
         int rc = zmq_poll(&pi, 1, timeout);
         if (rc < 0 && zmq_errno() != EINTR) {
-            fprintf(stderr, "pdctl bench: zmq_poll: %s\n", zmq_strerror(zmq_errno()));
+            fprintf(stderr, "pdctl: bench: zmq_poll: %s\n", zmq_strerror(zmq_errno()));
             goto out_msg;
         }
         while (rc > 0 && zmq_msg_recv(&msg, c.sock, ZMQ_DONTWAIT) >= 0)
@@ -321,13 +321,13 @@ pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_ben
             last_timeout_check = now;
         }
         if (opts->progress && now - last_progress >= 1000) {
-            fprintf(stderr, "pdctl bench: %6.1f s  sent %zu/%zu  ended %zu  in flight %zu\n",
+            fprintf(stderr, "pdctl: bench: %6.1f s  sent %zu/%zu  ended %zu  in flight %zu\n",
                     now / 1000.0, c.n_sent, n, c.n_ended, c.n_inflight);
             last_progress = now;
         }
     }
     if (pd_bench_interrupted) {
-        fprintf(stderr, "pdctl bench: interrupted; canceling %zu requests in flight\n",
+        fprintf(stderr, "pdctl: bench: interrupted; canceling %zu requests in flight\n",
                 c.n_inflight);
         while (c.n_inflight > 0) {
             size_t idx = c.inflight[0];
@@ -336,7 +336,7 @@ pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_ben
         }
     }
     if (c.n_unmatched > 0)
-        fprintf(stderr, "pdctl bench: %zu replies matched no request in flight\n", c.n_unmatched);
+        fprintf(stderr, "pdctl: bench: %zu replies matched no request in flight\n", c.n_unmatched);
     status = pd_bench_interrupted ? PD_ERR_CANCELED : PD_OK;
 out_msg:
     zmq_msg_close(&msg);

@@ -341,24 +341,24 @@ static pd_status_t pd_bench_http_check(pd_bench_http_t *c)
     free(q.buf);
     pd_status_t st = PD_OK;
     if (rc != CURLE_OK) {
-        fprintf(stderr, "pdctl bench: GET %s: %s\n", url, curl_easy_strerror(rc));
+        fprintf(stderr, "pdctl: bench: GET %s: %s\n", url, curl_easy_strerror(rc));
         st = PD_ERR_UNREACHABLE;
     } else if (status != 200) {
         const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-        fprintf(stderr, "pdctl bench: GET %s: HTTP %ld: %s\n", url, status, m != NULL ? m : "");
+        fprintf(stderr, "pdctl: bench: GET %s: HTTP %ld: %s\n", url, status, m != NULL ? m : "");
         st = status == 401 || status == 403 ? PD_ERR_AUTH : PD_ERR_UNREACHABLE;
     } else if (c->model[0] == '\0') {
         const char *id =
             json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "id"));
         if (id == NULL || strlen(id) >= sizeof(c->model)) {
-            fprintf(stderr, "pdctl bench: GET %s names no model; give --model\n", url);
+            fprintf(stderr, "pdctl: bench: GET %s names no model; give --model\n", url);
             st = PD_ERR_PROTO;
         } else {
             memcpy(c->model, id, strlen(id) + 1);
         }
     }
     if (st == PD_OK && c->opts->progress)
-        fprintf(stderr, "pdctl bench: %s serves model '%s'\n", c->base, c->model);
+        fprintf(stderr, "pdctl: bench: %s serves model '%s'\n", c->base, c->model);
     json_decref(j);
     return st;
 }
@@ -372,7 +372,7 @@ static pd_status_t pd_bench_http_setup(pd_bench_http_t *c)
         l--;
     bool v1 = l >= 3 && memcmp(o->http_url + l - 3, "/v1", 3) == 0;
     if (l + 4 >= sizeof(c->base)) {
-        fprintf(stderr, "pdctl bench: --http URL is too long\n");
+        fprintf(stderr, "pdctl: bench: --http URL is too long\n");
         return PD_ERR_INVALID_PARAM;
     }
     snprintf(c->base, sizeof(c->base), "%.*s%s", (int)l, o->http_url, v1 ? "" : "/v1");
@@ -456,7 +456,7 @@ pd_status_t pd_bench_http_run(const pd_bench_client_opts_t *opts, const pd_bench
             last_timeout_check = now;
         }
         if (opts->progress && now - last_progress >= 1000) {
-            fprintf(stderr, "pdctl bench: %6.1f s  sent %zu/%zu  ended %zu  in flight %zu\n",
+            fprintf(stderr, "pdctl: bench: %6.1f s  sent %zu/%zu  ended %zu  in flight %zu\n",
                     now / 1000.0, c.n_sent, n, c.n_ended, c.n_inflight);
             last_progress = now;
         }
@@ -470,7 +470,7 @@ pd_status_t pd_bench_http_run(const pd_bench_client_opts_t *opts, const pd_bench
             curl_multi_poll(c.multi, NULL, 0, (int)timeout, NULL);
     }
     if (pd_bench_http_interrupted) {
-        fprintf(stderr, "pdctl bench: interrupted; closing %zu requests in flight\n", c.n_inflight);
+        fprintf(stderr, "pdctl: bench: interrupted; closing %zu requests in flight\n", c.n_inflight);
         while (c.n_inflight > 0)
             pd_bench_http_fail(&c, c.inflight[0], PD_ERR_CANCELED, "interrupted");
     }

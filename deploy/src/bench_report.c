@@ -68,9 +68,9 @@ void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_
     pd_bench_table_row(f, "TTFT client, cache hit", &sum->ttft_warm_ms, 1, "ms");
     pd_bench_table_row(f, "TPOT client", &sum->tpot_ms, 1, "ms");
     pd_bench_table_row(f, "TPOT server", &sum->server_tpot_ms, 1, "ms");
-    pd_bench_table_row(f, "queue (server)", &sum->queue_ms, 1, "ms");
-    pd_bench_table_row(f, "prefill (server)", &sum->prefill_ms, 1, "ms");
-    pd_bench_table_row(f, "transfer (server)", &sum->transfer_ms, 1, "ms");
+    pd_bench_table_row(f, "queue, server", &sum->queue_ms, 1, "ms");
+    pd_bench_table_row(f, "prefill, server", &sum->prefill_ms, 1, "ms");
+    pd_bench_table_row(f, "transfer, server", &sum->transfer_ms, 1, "ms");
     pd_bench_table_row(f, "transfer / TTFT", &sum->transfer_share, 100, "%");
     pd_bench_table_row(f, "end to end client", &sum->e2e_ms, 1, "ms");
 }
@@ -105,7 +105,7 @@ pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
 {
     FILE *f = fopen(path, "w");
     if (f == NULL) {
-        fprintf(stderr, "pdctl bench: cannot write %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "pdctl: bench: cannot write %s: %s\n", path, strerror(errno));
         return PD_ERR_IO;
     }
     fprintf(f, "{\n  \"meta\": {\"endpoint\": ");
@@ -208,7 +208,7 @@ pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
     fprintf(f, "  ]\n}\n");
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
-        fprintf(stderr, "pdctl bench: writing %s failed\n", path);
+        fprintf(stderr, "pdctl: bench: writing %s failed\n", path);
         return PD_ERR_IO;
     }
     return PD_OK;
@@ -249,11 +249,11 @@ static void pd_bench_plot_cdf(FILE *f, const char *block, double *v, size_t n)
 pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, size_t n)
 {
     if (strpbrk(path, "'\"\n\\") != NULL) {
-        fprintf(stderr, "pdctl bench: --plot path must not hold quotes or backslashes\n");
+        fprintf(stderr, "pdctl: bench: --plot path must not hold quotes or backslashes\n");
         return PD_ERR_INVALID_PARAM;
     }
     if (!pd_bench_on_path("gnuplot")) {
-        fprintf(stderr, "pdctl bench: warning: gnuplot not found on PATH; no plot written\n");
+        fprintf(stderr, "pdctl: bench: warning: gnuplot not found on PATH; no plot written\n");
         return PD_ERR_UNSUPPORTED;
     }
     pd_status_t status = PD_ERR_IO;
@@ -268,7 +268,7 @@ pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, s
     }
     fd = mkstemp(script);
     if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
-        fprintf(stderr, "pdctl bench: cannot write a gnuplot script: %s\n", strerror(errno));
+        fprintf(stderr, "pdctl: bench: cannot write a gnuplot script: %s\n", strerror(errno));
         goto out;
     }
     fd = -1;
@@ -331,7 +331,7 @@ pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, s
     if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0)
         status = PD_OK;
     else
-        fprintf(stderr, "pdctl bench: gnuplot failed (script %s kept)\n", script);
+        fprintf(stderr, "pdctl: bench: gnuplot failed (script %s kept)\n", script);
 out:
     if (f != NULL)
         fclose(f);

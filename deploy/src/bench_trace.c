@@ -149,7 +149,7 @@ pd_status_t pd_bench_trace_read(FILE *f, size_t limit, size_t max_bad, FILE *war
         if (st != PD_OK) {
             trace->n_bad_lines++;
             if (warn != NULL)
-                fprintf(warn, "pdctl bench: trace line %zu skipped: %s\n", trace->n_lines, why);
+                fprintf(warn, "pdctl: bench: trace line %zu skipped: %s\n", trace->n_lines, why);
             if (trace->n_bad_lines > max_bad) {
                 status = pd_bench_trace_fail(err, err_bytes,
                                              "more than %zu malformed lines (the last at "
