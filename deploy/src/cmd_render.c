@@ -158,7 +158,7 @@ uint32_t pd_render_memory_mb(const pd_manifest_t *m, const char *role)
     const pd_manifest_place_t *p = pd_manifest_place(m, role);
     if (p->memory_mb > 0)
         return p->memory_mb;
-    if (strcmp(role, "router") == 0)
+    if (strcmp(role, "router") == 0 || strcmp(role, "gateway") == 0)
         return 512;
     const pd_manifest_role_t *r = strcmp(role, "prefill") == 0 ? &m->prefill
                                   : strcmp(role, "both") == 0  ? &m->both
@@ -171,7 +171,7 @@ uint32_t pd_render_cpus(const pd_manifest_t *m, const char *role)
     const pd_manifest_place_t *p = pd_manifest_place(m, role);
     if (p->cpus > 0)
         return p->cpus;
-    if (strcmp(role, "router") == 0)
+    if (strcmp(role, "router") == 0 || strcmp(role, "gateway") == 0)
         return 1;
     const pd_manifest_role_t *r = strcmp(role, "prefill") == 0 ? &m->prefill
                                   : strcmp(role, "both") == 0  ? &m->both

@@ -246,7 +246,8 @@ static void pd_launch_ns_teardown(const char *bridge, char ns[][32], int n)
 
 /* --- processes ---------------------------------------------------------------------- */
 
-/* The plan: router first, then prefill, decode and colocated workers, with addresses. */
+/* The plan: router first, then prefill, decode and colocated workers, then gateways, with
+ * addresses. */
 static void pd_launch_plan(pd_launch_t *l)
 {
     const pd_manifest_t *m = &l->m;
@@ -257,7 +258,8 @@ static void pd_launch_plan(pd_launch_t *l)
     } roles[] = {{"router", 1},
                  {"prefill", m->prefill.count},
                  {"decode", m->decode.count},
-                 {"both", m->both.count}};
+                 {"both", m->both.count},
+                 {"gateway", m->gateway_count}};
     int worker_idx = 0;
     for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {
         for (uint32_t i = 0; i < roles[r].count && l->n_procs < PD_LAUNCH_MAX_PROCS; i++) {
@@ -312,7 +314,12 @@ static int pd_launch_argv(const pd_launch_t *l, int idx, char args[][PATH_MAX], 
         return -1;
     }
     bool prefill = strcmp(role, "prefill") == 0;
-    PD_ARG("%s/%s", l->bin_dir, idx == 0 ? "pd-router" : prefill ? "pd-prefill" : "pd-decode");
+    bool gateway = strcmp(role, "gateway") == 0;
+    PD_ARG("%s/%s", l->bin_dir,
+           idx == 0  ? "pd-router"
+           : prefill ? "pd-prefill"
+           : gateway ? "pd-gateway"
+                     : "pd-decode");
     for (int i = 0; i < margs.argc && n < PD_LAUNCH_MAX_ARGS - 1; i++)
         PD_ARG("%s", margs.argv[i]);
 #undef PD_ARG
@@ -908,7 +915,7 @@ int pd_cmd_up(int argc, char **argv)
     /* Wait until the router lists every worker, relaying output meanwhile. */
     char client[128];
     snprintf(client, sizeof(client), "tcp://%s:%u", l->procs[0].ip, l->m.base_port);
-    int want = l->n_procs - 1;
+    int want = l->n_procs - 1 - (int)l->m.gateway_count; /* gateways do not register */
     uint64_t deadline = pd_time_now_ms() + (uint64_t)l->ready_timeout_s * 1000;
     uint64_t next_probe = 0;
     bool ready = false;
@@ -959,6 +966,10 @@ int pd_cmd_up(int argc, char **argv)
                 ready = true;
                 printf("pdctl: cluster '%s' ready: %d workers, router at %s\n", l->m.name, want,
                        client);
+                for (uint32_t g = 0; g < l->m.gateway_count; g++)
+                    printf("pdctl: gateway-%u at http://%s:%u\n", g,
+                           l->procs[l->n_procs - (int)l->m.gateway_count + (int)g].ip,
+                           l->m.gateway_port + g);
                 fflush(stdout);
                 if (l->detach) {
                     rc = 0;

@@ -131,7 +131,7 @@ static void pd_render_k8s_env(FILE *out, const pd_manifest_t *m, const char *rol
     /* Workers bind and advertise the pod's address. The router advertises nothing (it is
      * reached through its Service) and binds every address, so that kubectl
      * port-forward, which connects to the pod's loopback, reaches it too. */
-    if (strcmp(role, "router") == 0)
+    if (strcmp(role, "router") == 0 || strcmp(role, "gateway") == 0)
         fprintf(out, "            - name: PD_HOST\n              value: 0.0.0.0\n");
     else
         fprintf(out, "            - name: PD_HOST\n              valueFrom:\n"
@@ -417,6 +417,50 @@ int pd_render_k8s(const pd_render_input_t *in, FILE *out)
                  m->base_port + 10 + first.global_index);
         pd_render_k8s_probe(out, "livenessProbe", "bash", cmd, 10, 6);
         pd_render_k8s_resources(out, m, role);
+        pd_render_k8s_mounts(out, model_dir);
+    }
+    if (m->gateway_count > 0) {
+        /* The HTTP gateways: stateless, any number behind one Service; each answers
+         * /health (alive) and /ready (it reaches the router and workers) itself. */
+        fprintf(out,
+                "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s-gateway\n"
+                "  labels:\n",
+                base);
+        pd_render_k8s_labels(out, 4, base, "gateway");
+        fprintf(out, "spec:\n  selector:\n");
+        pd_render_k8s_labels(out, 4, base, "gateway");
+        fprintf(out, "  ports:\n  - name: http\n    port: %u\n    targetPort: http\n",
+                m->gateway_port);
+        fprintf(out,
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: %s-gateway\n"
+                "  labels:\n",
+                base);
+        pd_render_k8s_labels(out, 4, base, "gateway");
+        fprintf(out, "spec:\n  replicas: %u\n  selector:\n    matchLabels:\n", m->gateway_count);
+        pd_render_k8s_labels(out, 6, base, "gateway");
+        fprintf(out, "  template:\n    metadata:\n      labels:\n");
+        pd_render_k8s_labels(out, 8, base, "gateway");
+        pd_render_k8s_pod(out, base, m, "gateway", model_dir);
+        fprintf(out, "          - name: gateway\n            image: ");
+        pd_render_k8s_image(out, m, "gateway");
+        fprintf(out,
+                "\n            workingDir: %s\n            command:\n            - pd-gateway\n",
+                PD_RENDER_K8S_WORKDIR);
+        pd_render_k8s_env(out, m, "gateway", router_svc);
+        fprintf(out,
+                "            ports:\n            - name: http\n              containerPort: %u\n",
+                m->gateway_port);
+        fprintf(
+            out,
+            "            readinessProbe:\n              httpGet:\n                path: /ready\n"
+            "                port: http\n              periodSeconds: 5\n"
+            "              failureThreshold: 3\n");
+        fprintf(
+            out,
+            "            livenessProbe:\n              httpGet:\n                path: /health\n"
+            "                port: http\n              periodSeconds: 10\n"
+            "              failureThreshold: 6\n");
+        pd_render_k8s_resources(out, m, "gateway");
         pd_render_k8s_mounts(out, model_dir);
     }
     return 0;

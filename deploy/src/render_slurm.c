@@ -24,9 +24,11 @@ static void pd_render_sh_quote(FILE *out, const char *s)
     fputc('\'', out);
 }
 
+#define PD_RENDER_SLURM_N_ROLES 5
 static const char *const pd_render_slurm_bins[] = {"pd-router", "pd-prefill", "pd-decode",
-                                                   "pd-decode"};
-static const char *const pd_render_slurm_roles[] = {"router", "prefill", "decode", "both"};
+                                                   "pd-decode", "pd-gateway"};
+static const char *const pd_render_slurm_roles[] = {"router", "prefill", "decode", "both",
+                                                    "gateway"};
 
 int pd_render_slurm(const pd_render_input_t *in, FILE *out)
 {
@@ -35,8 +37,9 @@ int pd_render_slurm(const pd_render_input_t *in, FILE *out)
         fprintf(stderr, "pdctl render: the manifest may not contain '%s'\n", PD_RENDER_SLURM_EOF);
         return -1;
     }
-    uint32_t counts[4] = {1, m->prefill.count, m->decode.count, m->both.count};
-    for (int r = 0; r < 4; r++) {
+    uint32_t counts[PD_RENDER_SLURM_N_ROLES] = {1, m->prefill.count, m->decode.count, m->both.count,
+                                                m->gateway_count};
+    for (int r = 0; r < PD_RENDER_SLURM_N_ROLES; r++) {
         const pd_manifest_place_t *p = pd_manifest_place(m, pd_render_slurm_roles[r]);
         uint32_t n_hosts = 0;
         for (const char *h = p->hosts; *h != '\0'; h++)
@@ -74,7 +77,7 @@ int pd_render_slurm(const pd_render_input_t *in, FILE *out)
     fprintf(out, "#SBATCH --job-name=pdkv-%s\n", m->name);
     fprintf(out, "#SBATCH --output=pdkv-%s-%%j.out\n", m->name);
     bool first = true;
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < PD_RENDER_SLURM_N_ROLES; r++) {
         if (counts[r] == 0)
             continue;
         const char *role = pd_render_slurm_roles[r];
@@ -140,7 +143,7 @@ int pd_render_slurm(const pd_render_input_t *in, FILE *out)
                  "exec \"$PD_BIN_DIR/$0\"'\n"
                  "pids=()\n");
     int group = 0;
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < PD_RENDER_SLURM_N_ROLES; r++) {
         if (counts[r] == 0)
             continue;
         fprintf(out,

@@ -1,7 +1,8 @@
 /* Roles started the way a scheduler starts them: no options, only PD_MANIFEST, PD_ROLE,
- * PD_INDEX, PD_HOST and PD_ROUTER. They register, serve the tokens `pdctl generate`
- * gives, log to stdout (nothing on stderr), re-register with a restarted router, stop
- * with status 0 on SIGTERM, and refuse a wrong environment with status 2. */
+ * PD_INDEX, PD_HOST and PD_ROUTER. The workers register, a gateway answers /ready, the
+ * cluster serves the tokens `pdctl generate` gives, they log to stdout (nothing on stderr),
+ * re-register with a restarted router, stop with status 0 on SIGTERM, and refuse a wrong
+ * environment with status 2. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -17,7 +18,7 @@
 #include <unistd.h>
 
 static char dir[64];
-static pid_t procs[3]; /* router, prefill-0, decode-0 */
+static pid_t procs[4]; /* router, prefill-0, decode-0, gateway-0 */
 
 static double now_s(void)
 {
@@ -117,7 +118,7 @@ static int stop(pid_t *pid)
 
 static void teardown(void)
 {
-    for (int i = 2; i >= 0; i--)
+    for (int i = 3; i >= 0; i--)
         stop(&procs[i]);
     if (dir[0] != '\0') {
         char cmd[128];
@@ -163,8 +164,9 @@ Test(env_start, roles_run_from_the_manifest_and_environment_alone)
     cr_assert_eq(sh(out, sizeof(out),
                     "'%s/pdctl' model new --preset tiny --seed 3 -o model >/dev/null && "
                     "printf 'name: env\\nmodel:\\n  path: %s/model\\n  preset: \"\"\\n"
-                    "network:\\n  base_port: %d\\nrouter:\\n  worker_timeout_ms: 3000\\n' > m.yaml",
-                    bin, dir, base),
+                    "network:\\n  base_port: %d\\nrouter:\\n  worker_timeout_ms: 3000\\n"
+                    "gateway:\\n  count: 1\\n  port: %d\\n' > m.yaml",
+                    bin, dir, base, base + 13),
                  0, "%s", out);
     char router[64];
     snprintf(router, sizeof(router), "tcp://127.0.0.1:%d", base);
@@ -174,6 +176,14 @@ Test(env_start, roles_run_from_the_manifest_and_environment_alone)
     procs[2] = start_role("pd-decode", "decode", "decode");
     wait_ready(router, "prefill-0");
     wait_ready(router, "decode-0");
+    procs[3] = start_role("pd-gateway", "gateway", "gateway");
+    double t0 = now_s();
+    while (sh(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/ready",
+              base + 13) != 0 ||
+           strcmp(out, "200") != 0) {
+        cr_assert_lt(now_s() - t0, 60.0, "the gateway is not ready: %s", out);
+        usleep(200000);
+    }
 
     char got[4096], want[4096], gt[1024], wt[1024];
     cr_assert_eq(sh(got, sizeof(got),
@@ -199,7 +209,7 @@ Test(env_start, roles_run_from_the_manifest_and_environment_alone)
                  0, "%s", got);
     cr_assert_str_eq(tokens_of(got, gt, sizeof(gt)), wt, "the same tokens after the restart");
 
-    for (int i = 2; i >= 0; i--)
+    for (int i = 3; i >= 0; i--)
         cr_assert_eq(stop(&procs[i]), 0, "process %d stops with status 0 on SIGTERM", i);
 
     /* Logs on stdout, nothing on stderr. */
@@ -207,7 +217,8 @@ Test(env_start, roles_run_from_the_manifest_and_environment_alone)
     cr_assert_geq(atoi(out), 4, "two registrations per router start: %s", out);
     cr_assert_eq(sh(out, sizeof(out), "grep -l register decode.out prefill.out | wc -l"), 0);
     cr_assert_eq(atoi(out), 2, "the workers log to stdout");
-    cr_assert_eq(sh(out, sizeof(out), "cat router.err prefill.err decode.err | wc -c"), 0);
+    cr_assert_eq(sh(out, sizeof(out), "cat router.err prefill.err decode.err gateway.err | wc -c"),
+                 0);
     cr_assert_eq(atoi(out), 0, "nothing on stderr");
 
     /* A wrong environment: the reason, and status 2. */

@@ -172,6 +172,9 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_ROLE(prefill),
     PD_MF_ROLE(decode),
     PD_MF_ROLE(both),
+    PD_MF_N("gateway.count", gateway_count, 0, 64),
+    PD_MF_N("gateway.port", gateway_port, 1024, 65000),
+    PD_MF_PLACE("gateway", gateway_place),
     PD_MF_SC("compute.backend", compute_backend, pd_mf_check_compute, false),
     PD_MF_B("compute.kv_staging", kv_staging),
     PD_MF_SC("transfer.backend", xfer_backend, pd_mf_check_xfer, false),
@@ -220,6 +223,8 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->prefill.place.nodes = 1;
     m->decode.place.nodes = 1;
     m->both.place.nodes = 1;
+    m->gateway_port = 8000;
+    m->gateway_place.nodes = 1;
 }
 
 static void pd_mf_err(char *errbuf, size_t n, const char *fmt, ...)
@@ -332,6 +337,16 @@ static pd_status_t pd_mf_check(const pd_manifest_t *m, char *errbuf, size_t n)
         return PD_ERR_FORMAT;
     }
     uint32_t n_workers = m->prefill.count + m->decode.count + m->both.count;
+    if (m->gateway_count > 0) {
+        uint64_t lo = m->gateway_port, hi = (uint64_t)m->gateway_port + m->gateway_count;
+        if (hi > 65536 || (lo < (uint64_t)m->base_port + 10 + n_workers && hi > m->base_port)) {
+            pd_mf_err(errbuf, n,
+                      "gateway.port %u..%llu overlaps the router's and workers' ports from "
+                      "network.base_port %u",
+                      m->gateway_port, (unsigned long long)hi - 1, m->base_port);
+            return PD_ERR_FORMAT;
+        }
+    }
     if ((uint64_t)m->base_port + 10 + n_workers > 65535) {
         pd_mf_err(errbuf, n, "network.base_port %u leaves no room for %u workers", m->base_port,
                   n_workers);

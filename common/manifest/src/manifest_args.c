@@ -29,6 +29,8 @@ const pd_manifest_place_t *pd_manifest_place(const pd_manifest_t *m, const char 
         return &m->decode.place;
     if (strcmp(role, "both") == 0)
         return &m->both.place;
+    if (strcmp(role, "gateway") == 0)
+        return &m->gateway_place;
     return &m->router_place;
 }
 
@@ -41,7 +43,8 @@ pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint
     } roles[] = {{"router", 1},
                  {"prefill", m->prefill.count},
                  {"decode", m->decode.count},
-                 {"both", m->both.count}};
+                 {"both", m->both.count},
+                 {"gateway", m->gateway_count}};
     uint32_t base = 0;
     for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {
         if (strcmp(role, roles[r].role) == 0) {
@@ -64,8 +67,8 @@ pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint
         }
         base += roles[r].count;
     }
-    pd_mf_args_err(errbuf, errbuf_bytes, "unknown role '%s' (router, prefill, decode or both)",
-                   role);
+    pd_mf_args_err(errbuf, errbuf_bytes,
+                   "unknown role '%s' (router, prefill, decode, both or gateway)", role);
     return PD_ERR_INVALID_PARAM;
 }
 
@@ -109,6 +112,14 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         PD_MF_ARG("%u", m->request_timeout_ms);
         PD_MF_ARG("--worker-timeout-ms");
         PD_MF_ARG("%u", m->worker_timeout_ms);
+    } else if (strcmp(proc->role, "gateway") == 0) {
+        /* HTTP on its own port per process, so that gateways can share a host. */
+        PD_MF_ARG("--listen");
+        PD_MF_ARG("%s:%u", host, m->gateway_port + proc->index);
+        PD_MF_ARG("--router");
+        PD_MF_ARG("tcp://%s:%u", router_host, m->base_port);
+        PD_MF_ARG("--tokenizer");
+        PD_MF_ARG("%s", tokenizer);
     } else {
         bool prefill = strcmp(proc->role, "prefill") == 0;
         bool both = strcmp(proc->role, "both") == 0;

@@ -187,7 +187,7 @@ pd_status_t pd_gw_create(const pd_gw_config_t *config, pd_gw_t **gw_p)
     if (strcmp(config->tokenizer_path, "byte") == 0)
         st = pd_tokenizer_create_byte(&gw->tok);
     else
-        st = pd_tokenizer_load(config->tokenizer_path, 0, &gw->tok);
+        st = pd_tokenizer_open(config->tokenizer_path, 0, &gw->tok); /* as the router opens it */
     if (st != PD_OK) {
         pd_log_error("tokenizer %s: %s", config->tokenizer_path, pd_status_str(st));
         goto err;

@@ -3,6 +3,7 @@
 #include "gw_int.h"
 
 #include "pd/log.h"
+#include "pd/manifest.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,15 @@ int main(int argc, char **argv)
         return pd_gw_keys_hash_stdin();
 
     pd_log_init("gateway");
+    /* Under a scheduler the whole configuration comes from PD_MANIFEST (PD_ROLE=gateway,
+     * PD_HOST: the address to listen on, PD_ROUTER); options given here still win. */
+    static pd_manifest_args_t margs;
+    char err[512];
+    st = pd_manifest_env_argv("gateway", argc, argv, &margs, &argc, &argv, err, sizeof(err));
+    if (st != PD_OK) {
+        pd_log_error("pd-gateway: %s", err);
+        return 2;
+    }
     st = pd_gw_config_parse(argc, argv, &config);
     if (st == PD_INPROGRESS)
         return 0;

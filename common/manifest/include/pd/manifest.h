@@ -55,6 +55,10 @@ typedef struct pd_manifest {
     pd_manifest_role_t decode;
     pd_manifest_role_t both; /* colocated workers that prefill for themselves */
 
+    uint32_t gateway_count; /* pd-gateway processes (HTTP APIs), 0 = none */
+    uint32_t gateway_port;  /* gateway i listens on gateway_port + i (one port per pod) */
+    pd_manifest_place_t gateway_place;
+
     char compute_backend[8]; /* "cpu" or "cuda": every worker's compute backend */
     bool kv_staging;         /* compute pool apart from the transfer pool (cuda: always) */
 
@@ -92,9 +96,9 @@ const char *pd_manifest_key(size_t i);
 
 /* One process of a cluster: its role, its index within the role and its name. */
 typedef struct pd_manifest_proc {
-    char role[16];         /* "router", "prefill", "decode" or "both" */
+    char role[16];         /* "router", "prefill", "decode", "both" or "gateway" */
     uint32_t index;        /* within the role */
-    uint32_t global_index; /* 0 = router, then prefill, decode and both workers */
+    uint32_t global_index; /* 0 = router, then prefill, decode, both workers, gateways */
     char name[32];         /* "router", "prefill-0", ... (the worker id) */
 } pd_manifest_proc_t;
 
