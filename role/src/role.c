@@ -214,6 +214,7 @@ static void pd_role_load(void *arg, pd_proto_heartbeat_t *hb)
         pd_xfer_stats_t xs;
         pd_xfer_engine_stats(rt->fabric.engine, &xs);
         s->xfer_bytes = xs.bytes_posted;
+        s->xfer_bytes_wire = xs.bytes_wire;
     }
     hb->stats = s;
 }

@@ -21,6 +21,14 @@ pd_status_t pd_role_fabric_open(const pd_worker_args_t *args, const char *who,
         return st;
     xc.timeout_ms = args->xfer_timeout_ms;
     xc.verify_checksums = args->checksum;
+    st = pd_xfer_codec_parse(args->kv_codec, &xc.codec);
+    if (st != PD_OK) {
+        pd_log_error("%s: unknown KV codec '%s'", who, args->kv_codec);
+        return st;
+    }
+    if (xc.codec != PD_XFER_CODEC_NONE)
+        pd_log_info("%s: KV sent over TCP is compressed to %s (lossy)", who,
+                    pd_xfer_codec_name(xc.codec));
     if (xc.backend == PD_XFER_BACKEND_LOOPBACK && args->role != PD_PROTO_ROLE_BOTH)
         pd_log_warn("%s: the loopback transfer backend only reaches engines of this process: "
                     "KV pushes between workers will fail (use ucx)",

@@ -120,6 +120,7 @@ void pd_router_send_stats(pd_router_t *r, const pd_router_rid_t *client, bool de
         s->hit_blocks += wk->stats.hit_blocks;
         s->miss_blocks += wk->stats.miss_blocks;
         s->xfer_bytes += wk->stats.xfer_bytes;
+        s->xfer_bytes_wire += wk->stats.xfer_bytes_wire;
         pd_proto_stats_worker_t *i = &infos[n++];
         memcpy(i->id, wk->id, sizeof(i->id));
         i->role = wk->role;

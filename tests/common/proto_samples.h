@@ -26,7 +26,7 @@ static const pd_proto_worker_info_t pd_sample_workers[] = {
     {"both-0", PD_PROTO_ROLE_BOTH, 7, "ready", UINT32_MAX, 3, 5, 6, 7},
 };
 static const pd_proto_worker_stats_t pd_sample_worker_stats = {
-    4000, 8192, 17, UINT32_MAX, 0, 123456789, UINT64_MAX, 1ull << 40};
+    4000, 8192, 17, UINT32_MAX, 0, 123456789, UINT64_MAX, 1ull << 40, 1ull << 38};
 static const pd_proto_stats_worker_t pd_sample_stats_workers[] = {
     {"prefill-0",
      PD_PROTO_ROLE_PREFILL,
@@ -36,7 +36,7 @@ static const pd_proto_stats_worker_t pd_sample_stats_workers[] = {
      4096,
      4000,
      12,
-     {100, 0, 0, 0, 0, 7, 3, 65536}},
+     {100, 0, 0, 0, 0, 7, 3, 65536, 16640}},
     {"decode-0", PD_PROTO_ROLE_DECODE, "resyncing", 0, 2, 8192, 0, 0, {0}},
 };
 static const pd_proto_kv_event_item_t pd_sample_events[] = {
@@ -270,6 +270,7 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
                                                     .hit_blocks = 1000,
                                                     .miss_blocks = 2000,
                                                     .xfer_bytes = 1ull << 33,
+                                                    .xfer_bytes_wire = 1ull << 31,
                                                     .xfer_count = 41,
                                                     .xfer_ms_sum = 123.25};
         return true;

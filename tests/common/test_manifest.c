@@ -203,6 +203,30 @@ static const char *arg_after(char **argv, const char *opt)
     return NULL;
 }
 
+/* transfer.kv_codec: off unless asked for, then passed to every worker; a bad name is
+ * refused with its key. */
+Test(manifest, kv_codec_reaches_the_workers_only_when_set)
+{
+    pd_manifest_t m;
+    char err[256] = "";
+    pd_manifest_defaults(&m);
+    cr_assert_str_eq(m.xfer_kv_codec, "none");
+    static pd_manifest_args_t args;
+    pd_manifest_proc_t proc;
+    cr_assert_eq(pd_manifest_proc_find(&m, "decode", 0, &proc, err, sizeof(err)), PD_OK, "%s", err);
+    cr_assert_eq(pd_manifest_args_build(&m, &proc, "127.0.0.1", "127.0.0.1", &args), PD_OK);
+    cr_assert_null(arg_after(args.argv, "--kv-codec"), "no codec option by default");
+    cr_assert_eq(pd_manifest_set(&m, "transfer.kv_codec=fp8", err, sizeof(err)), PD_OK, "%s", err);
+    const char *const roles[] = {"prefill", "decode"};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pd_manifest_proc_find(&m, roles[i], 0, &proc, err, sizeof(err)), PD_OK);
+        cr_assert_eq(pd_manifest_args_build(&m, &proc, "127.0.0.1", "127.0.0.1", &args), PD_OK);
+        cr_assert_str_eq(arg_after(args.argv, "--kv-codec"), "fp8");
+    }
+    cr_assert_eq(pd_manifest_set(&m, "transfer.kv_codec=int4", err, sizeof(err)), PD_ERR_FORMAT);
+    cr_assert(strstr(err, "transfer.kv_codec") != NULL, "%s", err);
+}
+
 /* A role started by a scheduler builds its options from PD_MANIFEST and PD_ROLE, PD_INDEX,
  * PD_HOST, PD_ROUTER alone; explicit options come after them and so win. */
 Test(manifest, env_start_builds_the_roles_options)

@@ -449,6 +449,44 @@ static const char *const cl_roles_2p2d = "prefill:\n  count: 2\n  threads: 2\n  
                                          "decode:\n  count: 2\n  threads: 2\n  pool_mb: 4\n"
                                          "  max_batch: 16\n";
 
+/* The router's transfer figures once every worker's heartbeat has reported its pushes:
+ * waits until bytes > 0 and two replies a heartbeat apart agree. */
+static void cl_transfer_bytes(uint64_t *bytes_p, uint64_t *wire_p)
+{
+    uint64_t last = UINT64_MAX, last_wire = UINT64_MAX;
+    for (int i = 0; i < 40; i++) {
+        pd_proto_msg_t m;
+        memset(&m, 0, sizeof(m));
+        m.type = PD_PROTO_TYPE_STATS;
+        cl_send(&m);
+        pd_proto_msg_t r;
+        cr_assert_eq(cl_recv(5000, &r), 0, "no stats reply");
+        cr_assert_eq(r.type, PD_PROTO_TYPE_STATS_REPLY);
+        uint64_t b = r.u.stats_reply.xfer_bytes, w = r.u.stats_reply.xfer_bytes_wire;
+        pd_proto_msg_cleanup(&r);
+        if (b > 0 && b == last && w == last_wire) {
+            *bytes_p = b;
+            *wire_p = w;
+            return;
+        }
+        last = b;
+        last_wire = w;
+        usleep(600 * 1000);
+    }
+    cr_assert_fail("the transfer figures did not settle (bytes %llu, wire %llu)",
+                   (unsigned long long)last, (unsigned long long)last_wire);
+}
+
+/* The exactness runs move KV uncompressed: what crossed the wire is what was pushed. */
+static void cl_expect_uncompressed(void)
+{
+    uint64_t bytes = 0, wire = 0;
+    cl_transfer_bytes(&bytes, &wire);
+    cr_expect_eq(wire, bytes,
+                 "KV was compressed in an exactness run (%llu bytes, %llu on the wire)",
+                 (unsigned long long)bytes, (unsigned long long)wire);
+}
+
 /* Prompts and sampling settings every topology must reproduce exactly. */
 static void cl_exactness_suite(const char *tag)
 {
@@ -490,6 +528,7 @@ static void cl_exactness_suite(const char *tag)
     cl_expect_reference(&stopped);
     cr_expect_eq(stopped.d.finish_reason, PD_PROTO_FINISH_STOP);
     cr_expect_leq(stopped.n_streamed, 10);
+    cl_expect_uncompressed();
 }
 
 TestSuite(cluster, .timeout = 180, .fini = cl_down);
@@ -678,8 +717,55 @@ Test(cluster, exact_across_network_namespaces)
     cl_req_init(&q, "ns-sampled", 70, 4, 20, 0.9, 2);
     cl_generate(&q, 1, 30000);
     cl_expect_reference(&q);
+    cl_expect_uncompressed(); /* over TCP, where a codec would apply */
     cl_expect_all_free(2);
     cl_down();
+}
+
+/* transfer.kv_codec packs the KV that crosses TCP: the run completes, what crossed the
+ * wire is about a quarter of what was pushed, and greedy tokens stay close to exact. */
+static void cl_codec_run(const char *codec, uint64_t max_wire_pct)
+{
+    char roles[1024];
+    snprintf(roles, sizeof(roles), "  transports: tcp\n  kv_codec: %s\n%s", codec, cl_roles_1p1d);
+    cl_up(codec, roles, false);
+    int agree = 0, total = 0;
+    for (int i = 0; i < 3; i++) {
+        cl_req_t q;
+        char id[32];
+        snprintf(id, sizeof(id), "%s-%d", codec, i);
+        cl_req_init(&q, id, 70 + 16 * (uint32_t)i, 20 + (uint32_t)i, 16, 0.0, 1);
+        cl_generate(&q, 1, 30000);
+        cr_assert_eq(q.n_streamed, 16, "%s: %u tokens", id, q.n_streamed);
+        int32_t want[512];
+        char fin[16];
+        uint32_t n = cl_reference(&q, want, fin);
+        cr_assert(q.done, "%s: no done (error %s)", id, pd_status_name(q.err));
+        total += (int)n;
+        for (uint32_t k = 0; k < n && k < q.n_streamed && want[k] == q.tokens[k]; k++)
+            agree++;
+        /* The first token comes from prefill's own uncompressed KV. */
+        cr_expect_eq(q.tokens[0], want[0], "%s: the first token differs", id);
+    }
+    uint64_t bytes = 0, wire = 0;
+    cl_transfer_bytes(&bytes, &wire);
+    cr_log_info("kv_codec %s: %llu bytes pushed, %llu on the wire; greedy prefix %d of %d tokens",
+                codec, (unsigned long long)bytes, (unsigned long long)wire, agree, total);
+    cr_expect_lt(wire * 100, bytes * max_wire_pct, "%s: %llu bytes pushed, %llu on the wire", codec,
+                 (unsigned long long)bytes, (unsigned long long)wire);
+    cr_expect_gt(wire * 100, bytes * 20, "%s: less than a fifth on the wire", codec);
+    cl_expect_all_free(2);
+    cl_down();
+}
+
+Test(cluster, kv_codec_int8_compresses_kv_on_the_wire)
+{
+    cl_codec_run("int8", 30);
+}
+
+Test(cluster, kv_codec_fp8_compresses_kv_on_the_wire)
+{
+    cl_codec_run("fp8", 30);
 }
 
 Test(cluster, exact_colocated_both)

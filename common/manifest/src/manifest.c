@@ -121,6 +121,14 @@ static const char *pd_mf_check_xfer(const char *v)
     return strcmp(v, "ucx") == 0 || strcmp(v, "loopback") == 0 ? NULL : "must be ucx or loopback";
 }
 
+static const char *pd_mf_check_codec(const char *v)
+{
+    return strcmp(v, "none") == 0 || strcmp(v, "off") == 0 || strcmp(v, "int8") == 0 ||
+                   strcmp(v, "fp8") == 0
+               ? NULL
+               : "must be none, int8 or fp8";
+}
+
 #define PD_MF_S(path, field)                                                                       \
     {                                                                                              \
         path, PD_MF_STR, offsetof(pd_manifest_t, field), sizeof(((pd_manifest_t *)0)->field), 0,   \
@@ -183,6 +191,7 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_B("transfer.layerwise", xfer_layerwise),
     PD_MF_B("transfer.fetch", xfer_fetch),
     PD_MF_N("transfer.timeout_ms", xfer_timeout_ms, 10, 3600000),
+    PD_MF_SC("transfer.kv_codec", xfer_kv_codec, pd_mf_check_codec, false),
     PD_MF_N("tiers.host_mb", host_tier_mb, 0, 1u << 20),
     PD_MF_S("tiers.ssd_dir", ssd_dir),
     PD_MF_N("tiers.ssd_mb", ssd_tier_mb, 0, 1u << 24),
@@ -217,6 +226,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->xfer_layerwise = true;
     m->xfer_fetch = true;
     m->xfer_timeout_ms = 5000;
+    snprintf(m->xfer_kv_codec, sizeof(m->xfer_kv_codec), "none");
     snprintf(m->ns_subnet, sizeof(m->ns_subnet), "10.77.0");
     snprintf(m->image, sizeof(m->image), "pdkv:latest");
     m->router_place.nodes = 1;

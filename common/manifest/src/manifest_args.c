@@ -155,6 +155,10 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         PD_MF_ARG("%d", m->xfer_fetch ? 1 : 0);
         PD_MF_ARG("--xfer-timeout-ms");
         PD_MF_ARG("%u", m->xfer_timeout_ms);
+        if (strcmp(m->xfer_kv_codec, "none") != 0 && strcmp(m->xfer_kv_codec, "off") != 0) {
+            PD_MF_ARG("--kv-codec");
+            PD_MF_ARG("%s", m->xfer_kv_codec);
+        }
         if (!prefill) {
             PD_MF_ARG("--max-batch");
             PD_MF_ARG("%u", role->max_batch);

@@ -321,6 +321,7 @@ FIELDS(worker_stats) = {
     {"hit_blocks", U64, OPT, O(hit_blocks), MAXU64, .doc = "blocks found by cache lookups (any tier) since the worker started"},
     {"miss_blocks", U64, OPT, O(miss_blocks), MAXU64, .doc = "blocks looked up and not found since it started"},
     {"xfer_bytes", U64, OPT, O(xfer_bytes), MAXU64, .doc = "KV bytes it pushed to other workers since it started"},
+    {"xfer_bytes_wire", U64, OPT, O(xfer_bytes_wire), MAXU64, .doc = "the bytes those pushes put on the wire (fewer with a KV codec)"},
 };
 SCHEMA(worker_stats);
 #undef T
@@ -375,6 +376,7 @@ FIELDS(stats_pool) = {
 SCHEMA(stats_pool);
 FIELDS(stats_transfer) = {
     {"bytes", U64, REQ, O(xfer_bytes), MAXU64, .doc = "KV bytes the workers pushed"},
+    {"bytes_wire", U64, OPT, O(xfer_bytes_wire), MAXU64, .doc = "the bytes those pushes put on the wire (fewer with a KV codec)"},
     {"count", U64, REQ, O(xfer_count), MAXU64, .doc = "KV pushes reported complete by prefill workers"},
     {"ms_sum", F64, REQ, O(xfer_ms_sum), .fmax = 1e18, .doc = "their transfer times, summed (ms)"},
 };

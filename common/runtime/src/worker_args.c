@@ -27,6 +27,7 @@ enum {
     PD_WORKER_OPT_LAYERWISE,
     PD_WORKER_OPT_FETCH,
     PD_WORKER_OPT_XFER_TIMEOUT,
+    PD_WORKER_OPT_KV_CODEC,
     PD_WORKER_OPT_MAX_BATCH,
     PD_WORKER_OPT_COLOCATED,
     PD_WORKER_OPT_HOST_MB,
@@ -57,7 +58,9 @@ void pd_worker_args_usage(const char *prog, pd_proto_role_t role)
            "  --layerwise 0|1      push each layer while later layers compute (default 1)\n"
            "  --fetch 0|1          prefill: read a prefix the decode worker holds from its\n"
            "                       pool when cheaper than computing it (default 1)\n"
-           "  --xfer-timeout-ms T  deadline of one KV transfer (default 5000)\n",
+           "  --xfer-timeout-ms T  deadline of one KV transfer (default 5000)\n"
+           "  --kv-codec NAME      KV this worker sends over TCP: none, int8 or fp8\n"
+           "                       (lossy, about 4x fewer bytes; default none)\n",
            prog);
     if (role != PD_PROTO_ROLE_PREFILL)
         printf("  --max-batch N        requests in the running batch (default 32)\n"
@@ -113,6 +116,7 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         {"layerwise", required_argument, NULL, PD_WORKER_OPT_LAYERWISE},
         {"fetch", required_argument, NULL, PD_WORKER_OPT_FETCH},
         {"xfer-timeout-ms", required_argument, NULL, PD_WORKER_OPT_XFER_TIMEOUT},
+        {"kv-codec", required_argument, NULL, PD_WORKER_OPT_KV_CODEC},
         {"max-batch", required_argument, NULL, PD_WORKER_OPT_MAX_BATCH},
         {"colocated", no_argument, NULL, PD_WORKER_OPT_COLOCATED},
         {"host-mb", required_argument, NULL, PD_WORKER_OPT_HOST_MB},
@@ -137,6 +141,7 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
     a.layerwise = true;
     a.fetch = true;
     a.xfer_timeout_ms = 5000;
+    snprintf(a.kv_codec, sizeof(a.kv_codec), "none");
     a.max_batch = 32;
 
     optind = 1;
@@ -196,6 +201,13 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
             break;
         case PD_WORKER_OPT_XFER_TIMEOUT:
             bad = pd_worker_parse_u32(optarg, 1, PD_PROTO_MAX_DEADLINE_MS, &a.xfer_timeout_ms);
+            break;
+        case PD_WORKER_OPT_KV_CODEC:
+            /* The names pd_xfer_codec_parse takes ("off" is "none"). */
+            bad = strcmp(optarg, "none") != 0 && strcmp(optarg, "off") != 0 &&
+                          strcmp(optarg, "int8") != 0 && strcmp(optarg, "fp8") != 0
+                      ? -1
+                      : pd_worker_copy(a.kv_codec, sizeof(a.kv_codec), optarg);
             break;
         case PD_WORKER_OPT_MAX_BATCH:
             bad = role == PD_PROTO_ROLE_PREFILL ||

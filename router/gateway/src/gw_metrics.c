@@ -263,6 +263,9 @@ static void pd_gw_metrics_cluster(pd_gw_buf_t *b, const pd_gw_t *gw)
                          "KV blocks looked up and not found", s->miss_blocks);
     pd_gw_metrics_scalar(b, "pdkv_transfer_bytes_total", "counter",
                          "KV bytes the workers pushed to each other", s->xfer_bytes);
+    pd_gw_metrics_scalar(b, "pdkv_transfer_wire_bytes_total", "counter",
+                         "bytes those pushes put on the wire (fewer with a KV codec)",
+                         s->xfer_bytes_wire);
     pd_gw_buf_printf(b,
                      "# HELP pdkv_transfer_seconds KV pushes from prefill to decode, as "
                      "prefill timed them\n# TYPE pdkv_transfer_seconds summary\n"

@@ -68,6 +68,7 @@ typedef struct pd_manifest {
     bool xfer_layerwise; /* push each layer as soon as it is computed */
     bool xfer_fetch;     /* prefill may read a prefix from the decode worker's pool */
     uint32_t xfer_timeout_ms;
+    char xfer_kv_codec[8]; /* "none", "int8" or "fp8": KV compressed on the wire (lossy) */
 
     uint32_t host_tier_mb;         /* G2 per worker, 0 = off */
     char ssd_dir[PD_MANIFEST_STR]; /* G3 root, "" = off */

@@ -276,9 +276,10 @@ typedef struct pd_proto_worker_stats {
     uint32_t g2_used_blocks;
     uint32_t g3_blocks; /* SSD tier slots, 0: no such tier */
     uint32_t g3_used_blocks;
-    uint64_t hit_blocks;  /* blocks found by cache lookups, any tier */
-    uint64_t miss_blocks; /* blocks looked up and not found */
-    uint64_t xfer_bytes;  /* KV bytes this worker pushed to other workers */
+    uint64_t hit_blocks;      /* blocks found by cache lookups, any tier */
+    uint64_t miss_blocks;     /* blocks looked up and not found */
+    uint64_t xfer_bytes;      /* KV bytes this worker pushed to other workers */
+    uint64_t xfer_bytes_wire; /* of them, the bytes that crossed the wire (compressed) */
 } pd_proto_worker_stats_t;
 
 typedef struct pd_proto_stats_worker {
@@ -305,9 +306,10 @@ typedef struct pd_proto_stats_reply {
     uint64_t g1_blocks, g1_free_blocks, g1_cached_blocks;
     uint64_t g2_blocks, g2_used_blocks, g3_blocks, g3_used_blocks;
     uint64_t hit_blocks, miss_blocks;
-    uint64_t xfer_bytes; /* KV bytes the workers pushed, by their own counters */
-    uint64_t xfer_count; /* KV pushes prefill workers reported complete (`prefilled`) */
-    double xfer_ms_sum;  /* their transfer times, summed (mean = sum / count) */
+    uint64_t xfer_bytes;      /* KV bytes the workers pushed, by their own counters */
+    uint64_t xfer_bytes_wire; /* optional: what crossed the wire for them (compressed) */
+    uint64_t xfer_count;      /* KV pushes prefill workers reported complete (`prefilled`) */
+    double xfer_ms_sum;       /* their transfer times, summed (mean = sum / count) */
     const pd_proto_stats_worker_t *workers; /* (n_workers); NULL: not sent (not admin) */
     uint32_t n_workers;
 } pd_proto_stats_reply_t;
