@@ -4,13 +4,20 @@
  * every generated position the two next-token distributions are compared: KL(ref || model)
  * and whether their argmax agree. The model's own greedy continuation is also run, and
  * the number of tokens it shares with the reference's before the first difference is
- * counted. */
+ * counted.
+ *
+ * With --kv-codec the model under test is the reference itself whose prompt KV went
+ * through the wire codec, as a decode worker holds it after a compressed transfer: the
+ * prompt is computed exactly (prefill samples the first token from its own KV), then every
+ * block-layer slice of the prompt's KV is packed and restored, and the generated tokens
+ * attend to the restored values. */
 #include "cli_opt.h"
 #include "pdctl_int.h"
 
 #include "pd/kv_layout.h"
 #include "pd/log.h"
 #include "pd/model.h"
+#include "pd/xfer_codec.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +29,7 @@ typedef struct pd_eval_opts {
     uint32_t n_prompts, prompt_tokens, gen_tokens, n_threads;
     uint64_t seed;
     bool json;
+    pd_xfer_codec_t codec; /* --kv-codec: the model is ref with its prompt KV through this */
 } pd_eval_opts_t;
 
 static void pd_eval_usage(FILE *out)
@@ -29,6 +37,7 @@ static void pd_eval_usage(FILE *out)
     fprintf(out,
             "usage: pdctl model compare -m MODEL --ref MODEL [--prompts N] [--prompt-tokens N]\n"
             "                           [--tokens N] [--seed S] [--threads N] [--json]\n"
+            "       pdctl model compare -m MODEL --kv-codec int8|fp8 [options]\n"
             "\n"
             "Compare MODEL's next-token distributions with REF's (same vocabulary) on N\n"
             "seeded random prompts: REF generates --tokens greedily, MODEL reads the same\n"
@@ -36,9 +45,13 @@ static void pd_eval_usage(FILE *out)
             "KL(REF || MODEL) in nats and how often the two argmax agree; then MODEL\n"
             "generates greedily on its own, and the report gives how many tokens it shares\n"
             "with REF's before the first difference.\n"
+            "With --kv-codec, REF is MODEL itself and MODEL's prompt KV is packed and\n"
+            "restored by the wire codec, as after a compressed transfer; the report adds the\n"
+            "KV bytes per token on the wire, uncompressed and packed.\n"
             "\n"
             "  -m, --model PATH     the model under test (e.g. from 'model quantize')\n"
             "  --ref PATH           the reference model\n"
+            "  --kv-codec NAME      int8 or fp8: compare compressed KV with exact KV\n"
             "  --prompts N          prompts (default 8)\n"
             "  --prompt-tokens N    tokens per prompt (default 32)\n"
             "  --tokens N           tokens generated per prompt (default 64)\n"
@@ -58,10 +71,11 @@ static int pd_eval_parse(int argc, char **argv, pd_eval_opts_t *o)
         {"seed", 0, true, 's', NULL},
         {"threads", 0, true, 'j', NULL},
         {"json", 0, false, 'J', NULL},
+        {"kv-codec", 0, true, 'K', NULL},
         {"help", 'h', false, 'h', NULL},
         PD_CLI_OPT_END_TABLE,
     };
-    *o = (pd_eval_opts_t){NULL, NULL, 8, 32, 64, 0, 1, false};
+    *o = (pd_eval_opts_t){NULL, NULL, 8, 32, 64, 0, 1, false, PD_XFER_CODEC_NONE};
     int c;
     pd_cli_parser_t pcli;
     pd_cli_parser_init(&pcli, "model compare", argc, argv, opts);
@@ -93,6 +107,11 @@ static int pd_eval_parse(int argc, char **argv, pd_eval_opts_t *o)
         case 'J':
             o->json = true;
             break;
+        case 'K':
+            ok = pd_xfer_codec_parse(optarg, &o->codec) == PD_OK;
+            if (!ok)
+                fprintf(stderr, "pdctl: --kv-codec is int8 or fp8, not '%s'\n", optarg);
+            break;
         case 'h':
             pd_eval_usage(stdout);
             return -1;
@@ -103,8 +122,10 @@ static int pd_eval_parse(int argc, char **argv, pd_eval_opts_t *o)
         if (!ok)
             return PD_CLI_USAGE;
     }
+    if (o->codec != PD_XFER_CODEC_NONE && o->ref == NULL)
+        o->ref = o->model;
     if (pcli.n_pos != 0 || o->model == NULL || o->ref == NULL) {
-        fprintf(stderr, "pdctl: model compare needs -m MODEL and --ref MODEL\n");
+        fprintf(stderr, "pdctl: model compare needs -m MODEL and --ref MODEL (or --kv-codec)\n");
         pd_eval_usage(stderr);
         return PD_CLI_USAGE;
     }
@@ -116,8 +137,10 @@ typedef struct pd_eval_side {
     pd_model_t *model;
     pd_engine_t *engine;
     pd_kv_layout_t layout;
-    float *kv;       /* (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32 */
-    uint32_t *table; /* (n_blocks) */
+    float *kv;             /* (n_layers, n_blocks, 2, B, n_kv_heads, head_dim) f32 */
+    uint32_t *table;       /* (n_blocks) */
+    pd_xfer_codec_t codec; /* NONE, or the codec the prompt's KV goes through */
+    uint8_t *packed;       /* (pd_xfer_codec_block_bytes) one packed block-layer slice */
 } pd_eval_side_t;
 
 static void pd_eval_side_free(pd_eval_side_t *s)
@@ -126,6 +149,7 @@ static void pd_eval_side_free(pd_eval_side_t *s)
     pd_model_destroy(&s->model);
     free(s->kv);
     free(s->table);
+    free(s->packed);
 }
 
 static pd_status_t pd_eval_side_open(pd_eval_side_t *s, const char *path, uint32_t n_ctx,
@@ -159,6 +183,22 @@ static uint32_t pd_eval_argmax(const float *x, uint32_t n)
     return best;
 }
 
+/* Pack and restore every block-layer slice holding the first n_tokens positions, as a
+ * compressed transfer of those blocks does. */
+static void pd_eval_codec_roundtrip(pd_eval_side_t *s, uint32_t n_tokens)
+{
+    const pd_kv_layout_t *l = &s->layout;
+    const size_t slice = 2ull * l->block_tokens * l->n_kv_heads * l->head_dim; /* floats */
+    const uint32_t n_used = (n_tokens + l->block_tokens - 1) / l->block_tokens;
+    for (uint32_t layer = 0; layer < l->n_layers; layer++) {
+        for (uint32_t b = 0; b < n_used; b++) {
+            float *x = s->kv + ((size_t)layer * l->n_blocks + b) * slice;
+            pd_xfer_codec_pack(s->codec, l, x, s->packed);
+            pd_xfer_codec_unpack(s->codec, l, s->packed, x);
+        }
+    }
+}
+
 /* Run tokens (n_prompt + n_gen) through a side: logits (n_gen, vocab) of each generated
  * position. When greedy, generated token k is the argmax of logits k and is written into
  * tokens; otherwise tokens are read as given (teacher forcing). */
@@ -166,6 +206,8 @@ static pd_status_t pd_eval_run(pd_eval_side_t *s, int32_t *tokens, uint32_t n_pr
                                uint32_t n_gen, bool greedy, float *logits)
 {
     const uint32_t vocab = s->model->config.vocab_size;
+    if (s->codec != PD_XFER_CODEC_NONE) /* a partial last block packs zeros past the prompt */
+        memset(s->kv, 0, pd_kv_pool_bytes(&s->layout));
     for (uint32_t k = 0; k < n_gen; k++) {
         pd_fwd_seq_t seq = {k == 0 ? tokens : tokens + n_prompt + k - 1,
                             k == 0 ? n_prompt : 1,
@@ -178,6 +220,8 @@ static pd_status_t pd_eval_run(pd_eval_side_t *s, int32_t *tokens, uint32_t n_pr
             return st;
         if (greedy)
             tokens[n_prompt + k] = (int32_t)pd_eval_argmax(logits + (size_t)k * vocab, vocab);
+        if (k == 0 && s->codec != PD_XFER_CODEC_NONE)
+            pd_eval_codec_roundtrip(s, n_prompt);
     }
     return PD_OK;
 }
@@ -230,6 +274,19 @@ int pd_cmd_model_compare(int argc, char **argv)
         goto out;
     }
     const uint32_t vocab = r.model->config.vocab_size;
+    size_t raw_token_bytes = pd_kv_block_bytes(&m.layout) / m.layout.block_tokens;
+    size_t wire_token_bytes = raw_token_bytes;
+    if (o.codec != PD_XFER_CODEC_NONE) {
+        const size_t packed = pd_xfer_codec_block_bytes(o.codec, &m.layout);
+        m.codec = o.codec;
+        m.packed = packed > 0 ? malloc(packed) : NULL;
+        if (m.packed == NULL) {
+            fprintf(stderr, "pdctl: the %s codec cannot pack this model's KV (%u heads of %u)\n",
+                    pd_xfer_codec_name(o.codec), m.layout.n_kv_heads, m.layout.head_dim);
+            goto out;
+        }
+        wire_token_bytes = packed * m.layout.n_layers / m.layout.block_tokens;
+    }
     if (m.model->config.vocab_size != vocab) {
         fprintf(stderr, "pdctl: the vocabularies differ (%u and %u tokens)\n",
                 m.model->config.vocab_size, vocab);
@@ -286,16 +343,23 @@ int pd_cmd_model_compare(int argc, char **argv)
         printf("{\"model\":\"%s\",\"ref\":\"%s\",\"model_dtype\":\"%s\",\"ref_dtype\":\"%s\","
                "\"prompts\":%u,\"prompt_tokens\":%u,\"tokens\":%u,\"kl_mean\":%.6g,"
                "\"kl_max\":%.6g,\"top1_agreement\":%.6f,\"greedy_shared_mean\":%.3f,"
-               "\"greedy_identical\":%llu}\n",
+               "\"greedy_identical\":%llu,\"kv_codec\":\"%s\",\"kv_bytes_per_token\":%zu,"
+               "\"kv_wire_bytes_per_token\":%zu}\n",
                m.model->config.model_id, r.model->config.model_id,
                pd_model_dtype(m.model) < 0 ? "mixed" : pd_dtype_name(pd_model_dtype(m.model)),
                pd_model_dtype(r.model) < 0 ? "mixed" : pd_dtype_name(pd_model_dtype(r.model)),
                o.n_prompts, o.prompt_tokens, o.gen_tokens, kl_mean, kl_max, top1, shared_mean,
-               (unsigned long long)identical);
+               (unsigned long long)identical, pd_xfer_codec_name(o.codec), raw_token_bytes,
+               wire_token_bytes);
     } else {
-        printf("model %s against %s: %u prompts of %u tokens, %u generated\n",
-               m.model->config.model_id, r.model->config.model_id, o.n_prompts, o.prompt_tokens,
-               o.gen_tokens);
+        printf("model %s%s%s against %s: %u prompts of %u tokens, %u generated\n",
+               m.model->config.model_id, o.codec != PD_XFER_CODEC_NONE ? " with KV through " : "",
+               o.codec != PD_XFER_CODEC_NONE ? pd_xfer_codec_name(o.codec) : "",
+               r.model->config.model_id, o.n_prompts, o.prompt_tokens, o.gen_tokens);
+        if (o.codec != PD_XFER_CODEC_NONE)
+            printf("KV on the wire      %zu bytes per token (f32 %zu, %.2fx fewer)\n",
+                   wire_token_bytes, raw_token_bytes,
+                   (double)raw_token_bytes / (double)wire_token_bytes);
         printf("KL(ref || model)   mean %.3g nats, max %.3g\n", kl_mean, kl_max);
         printf("argmax agreement   %.2f%% of %llu positions (teacher-forced)\n", 100.0 * top1,
                (unsigned long long)positions);

@@ -339,6 +339,38 @@ Test(pdctl, quantize_info_compare_and_generate_int8)
     pd_json_doc_destroy(&doc);
     run_free(&r);
 
+    /* KV through the wire codecs: the model against itself with exact KV. The first
+     * generated position reads exact KV (prefill's own), so KL is 0 there, small after;
+     * int8 and fp8 put a quarter of f32's bytes on the wire, plus a scale per head. */
+    const char *const codecs[] = {"int8", "fp8"};
+    for (int c = 0; c < 2; c++) {
+        const char *kvc[] = {"model",     "compare", "-m",       dir, "--kv-codec", codecs[c],
+                             "--prompts", "2",       "--tokens", "8", "--json",     NULL};
+        r = run_pdctl(kvc);
+        cr_assert_eq(r.code, 0, "%s", r.err);
+        doc = parse_json(r.out);
+        root = pd_json_doc_root(doc);
+        cr_assert(pd_json_string(pd_json_object_get(root, "kv_codec"), &s, NULL));
+        cr_assert_str_eq(s, codecs[c]);
+        kl = json_num(root, "kl_mean");
+        cr_assert_gt(kl, 0.0, "%s changes the distributions", codecs[c]);
+        cr_assert_lt(kl, 0.01, "%s", codecs[c]);
+        cr_assert_geq(json_num(root, "top1_agreement"), 0.75);
+        const double raw = json_num(root, "kv_bytes_per_token");
+        const double wire = json_num(root, "kv_wire_bytes_per_token");
+        /* tiny: 2 (K, V) x kv_heads x head_dim f32 per layer */
+        cr_assert_eq(raw, (double)tiny.n_layers * 2 * tiny.n_kv_heads * tiny.head_dim * 4);
+        cr_assert_lt(wire, raw / 3.5);
+        cr_assert_gt(wire, raw / 4.0);
+        pd_json_doc_destroy(&doc);
+        run_free(&r);
+    }
+    const char *badc[] = {"model", "compare", "-m", dir, "--kv-codec", "int4", NULL};
+    r = run_pdctl(badc);
+    cr_assert_eq(r.code, 2);
+    cr_assert_not_null(strstr(r.err, "int8 or fp8"), "%s", r.err);
+    run_free(&r);
+
     const char *gen[] = {"generate", "-m", q8, "-p", "hi", "-n", "4", "--json", NULL};
     r = run_pdctl(gen);
     cr_assert_eq(r.code, 0, "%s", r.err);
