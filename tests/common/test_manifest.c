@@ -286,3 +286,41 @@ Test(manifest, env_start_builds_the_roles_options)
                  PD_OK);
     cr_assert_eq(argv, argv_in, "without PD_MANIFEST the command line is untouched");
 }
+
+Test(manifest, gateway_options_from_the_manifest)
+{
+    write_manifest("gateway:\n  count: 2\n  port: 8100\n  keys: /etc/pdkv/keys\n"
+                   "  model: tiny-chat\nnetwork:\n  base_port: 9100\n");
+    setenv("PD_MANIFEST", path, 1);
+    setenv("PD_ROLE", "gateway", 1);
+    setenv("PD_INDEX", "1", 1);
+    setenv("PD_HOST", "10.1.2.3", 1);
+    setenv("PD_ROUTER", "router.ns.svc", 1);
+    static pd_manifest_args_t args;
+    char *argv_in[] = {"pd-gateway", NULL};
+    int argc = 0;
+    char **argv = NULL;
+    char err[256] = "";
+    cr_assert_eq(pd_manifest_env_argv("gateway", 1, argv_in, &args, &argc, &argv, err, sizeof(err)),
+                 PD_OK, "%s", err);
+    cr_assert_str_eq(arg_after(argv, "--listen"), "10.1.2.3:8101");
+    cr_assert_str_eq(arg_after(argv, "--router"), "tcp://router.ns.svc:9100");
+    cr_assert_str_eq(arg_after(argv, "--keys"), "/etc/pdkv/keys");
+    cr_assert_str_eq(arg_after(argv, "--model"), "tiny-chat");
+
+    /* Without keys the gateway is open: no --keys at all, and the default model name. */
+    unlink(path);
+    write_manifest("gateway:\n  count: 1\n");
+    setenv("PD_MANIFEST", path, 1);
+    setenv("PD_INDEX", "0", 1);
+    cr_assert_eq(pd_manifest_env_argv("gateway", 1, argv_in, &args, &argc, &argv, err, sizeof(err)),
+                 PD_OK, "%s", err);
+    cr_assert_null(arg_after(argv, "--keys"));
+    cr_assert_str_eq(arg_after(argv, "--model"), "pdkv");
+    unlink(path);
+    unsetenv("PD_MANIFEST");
+    unsetenv("PD_ROLE");
+    unsetenv("PD_INDEX");
+    unsetenv("PD_HOST");
+    unsetenv("PD_ROUTER");
+}

@@ -182,6 +182,8 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_ROLE(both),
     PD_MF_N("gateway.count", gateway_count, 0, 64),
     PD_MF_N("gateway.port", gateway_port, 1024, 65000),
+    PD_MF_S("gateway.keys", gateway_keys),
+    PD_MF_S("gateway.model", gateway_model),
     PD_MF_PLACE("gateway", gateway_place),
     PD_MF_SC("compute.backend", compute_backend, pd_mf_check_compute, false),
     PD_MF_B("compute.kv_staging", kv_staging),
@@ -234,6 +236,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->decode.place.nodes = 1;
     m->both.place.nodes = 1;
     m->gateway_port = 8000;
+    snprintf(m->gateway_model, sizeof(m->gateway_model), "pdkv");
     m->gateway_place.nodes = 1;
 }
 

@@ -120,6 +120,12 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         PD_MF_ARG("tcp://%s:%u", router_host, m->base_port);
         PD_MF_ARG("--tokenizer");
         PD_MF_ARG("%s", tokenizer);
+        PD_MF_ARG("--model");
+        PD_MF_ARG("%s", m->gateway_model);
+        if (m->gateway_keys[0] != '\0') {
+            PD_MF_ARG("--keys");
+            PD_MF_ARG("%s", m->gateway_keys);
+        }
     } else {
         bool prefill = strcmp(proc->role, "prefill") == 0;
         bool both = strcmp(proc->role, "both") == 0;

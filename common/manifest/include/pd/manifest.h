@@ -57,6 +57,8 @@ typedef struct pd_manifest {
 
     uint32_t gateway_count; /* pd-gateway processes (HTTP APIs), 0 = none */
     uint32_t gateway_port;  /* gateway i listens on gateway_port + i (one port per pod) */
+    char gateway_keys[PD_MANIFEST_STR]; /* API key file ("" = open: no keys asked) */
+    char gateway_model[64];             /* the model name clients ask for */
     pd_manifest_place_t gateway_place;
 
     char compute_backend[8]; /* "cpu" or "cuda": every worker's compute backend */
