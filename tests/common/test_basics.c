@@ -1,8 +1,10 @@
 #include "pd/arena.h"
 #include "pd/hash.h"
 #include "pd/status.h"
+#include "pd/strdist.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
 
 Test(status, names_and_messages_come_from_one_list)
@@ -13,6 +15,37 @@ Test(status, names_and_messages_come_from_one_list)
     cr_assert_eq(pd_status_from_name("garbage"), PD_ERR_INTERNAL);
     cr_assert_lt(PD_ERR_NO_MEMORY, 0);
     cr_assert_eq(PD_INPROGRESS, 1);
+}
+
+Test(status, errno_maps_to_its_own_status)
+{
+    cr_assert_eq(pd_status_from_errno(ENOENT), PD_ERR_NOT_FOUND);
+    cr_assert_eq(pd_status_from_errno(ENOTDIR), PD_ERR_NOT_FOUND);
+    cr_assert_eq(pd_status_from_errno(EACCES), PD_ERR_PERMISSION);
+    cr_assert_eq(pd_status_from_errno(EPERM), PD_ERR_PERMISSION);
+    cr_assert_eq(pd_status_from_errno(EEXIST), PD_ERR_EXISTS);
+    cr_assert_eq(pd_status_from_errno(EADDRINUSE), PD_ERR_BUSY);
+    cr_assert_eq(pd_status_from_errno(ECONNREFUSED), PD_ERR_UNREACHABLE);
+    cr_assert_eq(pd_status_from_errno(ENOSPC), PD_ERR_NO_RESOURCE);
+    cr_assert_eq(pd_status_from_errno(ENOMEM), PD_ERR_NO_MEMORY);
+    cr_assert_eq(pd_status_from_errno(EIO), PD_ERR_IO);
+    cr_assert_eq(pd_status_from_errno(0), PD_OK);
+    cr_assert_str_eq(pd_status_str(PD_ERR_PERMISSION), "permission denied");
+    cr_assert_eq(pd_status_from_name("PD_ERR_PERMISSION"), PD_ERR_PERMISSION);
+}
+
+Test(strdist, suggests_the_name_a_typo_meant)
+{
+    cr_assert_eq(pd_str_distance("max-tokens", "max-tokens"), 0);
+    cr_assert_eq(pd_str_distance("max-tokes", "max-tokens"), 1);
+    cr_assert_eq(pd_str_distance("temprature", "temperature"), 1);
+    cr_assert_eq(pd_str_distance("sumbit", "submit"), 1); /* a swap is one edit */
+    const char *names[] = {"max-tokens", "temperature", "top-p", "seed", "timeout-ms"};
+    cr_assert_str_eq(pd_str_closest("max-tokns", names, 5), "max-tokens");
+    cr_assert_str_eq(pd_str_closest("sede", names, 5), "seed");
+    cr_assert_str_eq(pd_str_closest("timeout", names, 5), "timeout-ms");
+    cr_assert_null(pd_str_closest("bogus", names, 5));
+    cr_assert_null(pd_str_closest("x", names, 5));
 }
 
 static int cleanup_order[4];

@@ -2,6 +2,8 @@
 #include "fake_worker.h"
 
 #include "pd/hash.h"
+#include "pd/manifest.h"
+#include "pd/router.h"
 #include "pd/time.h"
 
 #include <criterion/criterion.h>
@@ -125,6 +127,22 @@ static void wait_registered(fw_cluster_t *cl)
     while (!all_registered(cl) && pd_time_now_ms() < until)
         fw_cluster_pump(cl, 10);
     cr_assert(all_registered(cl), "workers did not get 'registered' in 5 s");
+}
+
+/* A manifest that says nothing about the router starts it as pd-router with no options
+ * does: the two sets of defaults agree. */
+Test(router, manifest_defaults_are_the_routers)
+{
+    pd_manifest_t m;
+    pd_router_config_t c;
+    pd_manifest_defaults(&m);
+    pd_router_config_defaults(&c);
+    cr_assert_eq(m.max_queue, c.max_queue);
+    cr_assert_eq(m.min_cached_prefix, c.min_cached_prefix_tokens);
+    cr_assert_eq(m.block_tokens, c.block_tokens);
+    cr_assert_eq(m.worker_timeout_ms, c.worker_timeout_ms);
+    cr_assert_eq(m.request_timeout_ms, c.request_timeout_ms);
+    cr_assert_str_eq(m.policy, c.policy == PD_ROUTER_POLICY_KV ? "kv" : "rr");
 }
 
 Test(router, every_request_ends_exactly_once_under_concurrency)
