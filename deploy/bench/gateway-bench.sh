@@ -155,15 +155,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
         off=0
         [[ $path == http ]] && off=500
         seed=$((1000 * r + off))
-        run latency "$path" "$r" -n "$N" --rate "$RATE" --prompt-len "$PROMPT_LEN" \
-            --output-len "$OUTPUT_LEN" --seed "$seed"
+        run latency "$path" "$r" -N "$N" --rate "$RATE" --prompt-len "$PROMPT_LEN" \
+            --max-tokens "$OUTPUT_LEN" --seed "$seed"
     done
     for path in "${order[@]}"; do
         off=100
         [[ $path == http ]] && off=600
         seed=$((1000 * r + off))
-        run throughput "$path" "$r" -n "$THR_N" --rate 0 -c "$THR_C" --prompt-len 16 \
-            --output-len 4 --seed "$seed"
+        run throughput "$path" "$r" -N "$THR_N" --rate 0 -c "$THR_C" --prompt-len 16 \
+            --max-tokens 4 --seed "$seed"
     done
 done
 
