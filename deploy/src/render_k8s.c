@@ -124,23 +124,23 @@ static int pd_render_k8s_model_dir(const pd_manifest_t *m, char *dir, size_t n)
 static void pd_render_k8s_env(FILE *out, const pd_manifest_t *m, const char *role,
                               const char *router_svc)
 {
-    fprintf(out, "            env:\n");
-    fprintf(out, "            - name: PD_MANIFEST\n              value: %s/manifest.yaml\n",
+    fprintf(out, "        env:\n");
+    fprintf(out, "        - name: PD_MANIFEST\n          value: %s/manifest.yaml\n",
             PD_RENDER_K8S_ETC);
-    fprintf(out, "            - name: PD_ROLE\n              value: %s\n", role);
+    fprintf(out, "        - name: PD_ROLE\n          value: %s\n", role);
     /* Workers bind and advertise the pod's address. The router advertises nothing (it is
      * reached through its Service) and binds every address, so that kubectl
      * port-forward, which connects to the pod's loopback, reaches it too. */
     if (strcmp(role, "router") == 0 || strcmp(role, "gateway") == 0)
-        fprintf(out, "            - name: PD_HOST\n              value: 0.0.0.0\n");
+        fprintf(out, "        - name: PD_HOST\n          value: 0.0.0.0\n");
     else
-        fprintf(out, "            - name: PD_HOST\n              valueFrom:\n"
-                     "                fieldRef:\n                  fieldPath: status.podIP\n");
-    fprintf(out, "            - name: PD_ROUTER\n              value: %s\n", router_svc);
-    fprintf(out, "            - name: PD_LOG_STDOUT\n              value: \"1\"\n");
-    fprintf(out, "            - name: PD_LOG_LEVEL\n              value: info\n");
+        fprintf(out, "        - name: PD_HOST\n          valueFrom:\n"
+                     "            fieldRef:\n              fieldPath: status.podIP\n");
+    fprintf(out, "        - name: PD_ROUTER\n          value: %s\n", router_svc);
+    fprintf(out, "        - name: PD_LOG_STDOUT\n          value: \"1\"\n");
+    fprintf(out, "        - name: PD_LOG_LEVEL\n          value: info\n");
     if (m->xfer_transports[0] != '\0') {
-        fprintf(out, "            - name: UCX_TLS\n              value: ");
+        fprintf(out, "        - name: UCX_TLS\n          value: ");
         pd_render_q(out, m->xfer_transports);
         fprintf(out, "\n");
     }
@@ -151,19 +151,19 @@ static void pd_render_k8s_resources(FILE *out, const pd_manifest_t *m, const cha
     const pd_manifest_place_t *p = pd_manifest_place(m, role);
     uint32_t cpus = pd_render_cpus(m, role);
     uint32_t mem = pd_render_memory_mb(m, role);
-    fprintf(out, "            resources:\n");
+    fprintf(out, "        resources:\n");
     fprintf(out,
-            "              requests:\n                cpu: \"%u\"\n"
-            "                memory: %uMi\n",
+            "          requests:\n            cpu: \"%u\"\n"
+            "            memory: %uMi\n",
             cpus, mem);
-    fprintf(out, "              limits:\n                memory: %uMi\n", mem);
+    fprintf(out, "          limits:\n            memory: %uMi\n", mem);
     if (p->gpus > 0)
-        fprintf(out, "                nvidia.com/gpu: \"%u\"\n", p->gpus);
+        fprintf(out, "            nvidia.com/gpu: \"%u\"\n", p->gpus);
     if (p->rdma[0] != '\0')
-        fprintf(out, "                %s: \"1\"\n", p->rdma);
+        fprintf(out, "            %s: \"1\"\n", p->rdma);
     if (p->rdma[0] != '\0') /* registering memory with the HCA needs locked pages */
-        fprintf(out, "            securityContext:\n              capabilities:\n"
-                     "                add:\n                - IPC_LOCK\n");
+        fprintf(out, "        securityContext:\n          capabilities:\n"
+                     "            add:\n            - IPC_LOCK\n");
 }
 
 /* Placement: hosts (node names), node_label (nodeSelector), decode anti-affinity. */
@@ -173,7 +173,7 @@ static void pd_render_k8s_placement(FILE *out, const char *base, const pd_manife
     const pd_manifest_place_t *p = pd_manifest_place(m, role);
     if (p->node_label[0] != '\0') {
         const char *eq = strchr(p->node_label, '=');
-        fprintf(out, "        nodeSelector:\n          ");
+        fprintf(out, "      nodeSelector:\n        ");
         char key[128];
         snprintf(key, sizeof(key), "%.*s", (int)(eq - p->node_label), p->node_label);
         pd_render_q(out, key);
@@ -184,21 +184,21 @@ static void pd_render_k8s_placement(FILE *out, const char *base, const pd_manife
     bool spread = strcmp(role, "decode") == 0 || strcmp(role, "both") == 0;
     if (p->hosts[0] == '\0' && !spread)
         return;
-    fprintf(out, "        affinity:\n");
+    fprintf(out, "      affinity:\n");
     if (p->hosts[0] != '\0') {
-        fprintf(out, "          nodeAffinity:\n"
-                     "            requiredDuringSchedulingIgnoredDuringExecution:\n"
-                     "              nodeSelectorTerms:\n"
-                     "              - matchExpressions:\n"
-                     "                - key: kubernetes.io/hostname\n"
-                     "                  operator: In\n"
-                     "                  values:\n");
+        fprintf(out, "        nodeAffinity:\n"
+                     "          requiredDuringSchedulingIgnoredDuringExecution:\n"
+                     "            nodeSelectorTerms:\n"
+                     "            - matchExpressions:\n"
+                     "              - key: kubernetes.io/hostname\n"
+                     "                operator: In\n"
+                     "                values:\n");
         for (const char *h = p->hosts; *h != '\0';) {
             const char *end = strchr(h, ',');
             size_t len = end != NULL ? (size_t)(end - h) : strlen(h);
             char host[64];
             snprintf(host, sizeof(host), "%.*s", (int)len, h);
-            fprintf(out, "                  - ");
+            fprintf(out, "                - ");
             pd_render_q(out, host);
             fprintf(out, "\n");
             h += len + (end != NULL ? 1 : 0);
@@ -206,14 +206,14 @@ static void pd_render_k8s_placement(FILE *out, const char *base, const pd_manife
     }
     if (spread) {
         /* Decode workers hold the KV pools: one per node where the nodes allow it. */
-        fprintf(out, "          podAntiAffinity:\n"
-                     "            preferredDuringSchedulingIgnoredDuringExecution:\n"
-                     "            - weight: 100\n"
-                     "              podAffinityTerm:\n"
-                     "                topologyKey: kubernetes.io/hostname\n"
-                     "                labelSelector:\n"
-                     "                  matchLabels:\n");
-        pd_render_k8s_labels(out, 20, base, role);
+        fprintf(out, "        podAntiAffinity:\n"
+                     "          preferredDuringSchedulingIgnoredDuringExecution:\n"
+                     "          - weight: 100\n"
+                     "            podAffinityTerm:\n"
+                     "              topologyKey: kubernetes.io/hostname\n"
+                     "              labelSelector:\n"
+                     "                matchLabels:\n");
+        pd_render_k8s_labels(out, 18, base, role);
     }
 }
 
@@ -230,45 +230,45 @@ static void pd_render_k8s_pod(FILE *out, const char *base, const pd_manifest_t *
     fprintf(out, "    spec:\n");
     pd_render_k8s_placement(out, base, m, role);
     if (model_dir != NULL) {
-        fprintf(out, "        initContainers:\n"
-                     "          - name: model\n"
-                     "            image: ");
+        fprintf(out, "      initContainers:\n"
+                     "      - name: model\n"
+                     "        image: ");
         pd_render_k8s_image(out, m, role);
-        fprintf(out, "\n            workingDir: %s\n", PD_RENDER_K8S_WORKDIR);
+        fprintf(out, "\n        workingDir: %s\n", PD_RENDER_K8S_WORKDIR);
         /* The preset and seed make the same weights in every pod. */
-        fprintf(out, "            command:\n            - sh\n            - -c\n"
-                     "            - ");
+        fprintf(out, "        command:\n        - sh\n        - -c\n"
+                     "        - ");
         char cmd[PD_MANIFEST_STR * 3];
         snprintf(cmd, sizeof(cmd),
                  "test -e '%s' || exec pdctl model new --preset '%s' --seed %llu -o '%s'",
                  m->model_path, m->model_preset, (unsigned long long)m->model_seed, m->model_path);
         pd_render_q(out, cmd);
-        fprintf(out, "\n            volumeMounts:\n            - name: model\n"
-                     "              mountPath: ");
+        fprintf(out, "\n        volumeMounts:\n        - name: model\n"
+                     "          mountPath: ");
         pd_render_q(out, model_dir);
         fprintf(out, "\n");
     }
     fprintf(out,
-            "        volumes:\n"
-            "        - name: manifest\n"
-            "          configMap:\n"
-            "            name: %s-manifest\n",
+            "      volumes:\n"
+            "      - name: manifest\n"
+            "        configMap:\n"
+            "          name: %s-manifest\n",
             base);
     if (model_dir != NULL)
-        fprintf(out, "        - name: model\n          emptyDir: {}\n");
-    fprintf(out, "        containers:\n");
+        fprintf(out, "      - name: model\n        emptyDir: {}\n");
+    fprintf(out, "      containers:\n");
 }
 
 static void pd_render_k8s_mounts(FILE *out, const char *model_dir)
 {
     fprintf(out,
-            "            volumeMounts:\n"
-            "            - name: manifest\n"
-            "              mountPath: %s\n"
-            "              readOnly: true\n",
+            "        volumeMounts:\n"
+            "        - name: manifest\n"
+            "          mountPath: %s\n"
+            "          readOnly: true\n",
             PD_RENDER_K8S_ETC);
     if (model_dir != NULL) {
-        fprintf(out, "            - name: model\n              mountPath: ");
+        fprintf(out, "        - name: model\n          mountPath: ");
         pd_render_q(out, model_dir);
         fprintf(out, "\n");
     }
@@ -277,15 +277,15 @@ static void pd_render_k8s_mounts(FILE *out, const char *model_dir)
 static void pd_render_k8s_probe(FILE *out, const char *kind, const char *shell, const char *cmd,
                                 uint32_t period_s, uint32_t failures)
 {
-    fprintf(out, "            %s:\n", kind);
+    fprintf(out, "        %s:\n", kind);
     fprintf(out,
-            "              exec:\n                command:\n                - %s\n"
-            "                - -c\n                - ",
+            "          exec:\n            command:\n            - %s\n"
+            "            - -c\n            - ",
             shell);
     pd_render_q(out, cmd);
     fprintf(out,
-            "\n              periodSeconds: %u\n              timeoutSeconds: 5\n"
-            "              failureThreshold: %u\n",
+            "\n          periodSeconds: %u\n          timeoutSeconds: 5\n"
+            "          failureThreshold: %u\n",
             period_s, failures);
 }
 
@@ -347,15 +347,15 @@ int pd_render_k8s(const pd_render_input_t *in, FILE *out)
     fprintf(out, "  template:\n    metadata:\n      labels:\n");
     pd_render_k8s_labels(out, 8, base, "router");
     pd_render_k8s_pod(out, base, m, "router", model_dir);
-    fprintf(out, "          - name: router\n            image: ");
+    fprintf(out, "      - name: router\n        image: ");
     pd_render_k8s_image(out, m, "router");
-    fprintf(out, "\n            workingDir: %s\n            command:\n            - pd-router\n",
+    fprintf(out, "\n        workingDir: %s\n        command:\n        - pd-router\n",
             PD_RENDER_K8S_WORKDIR);
     pd_render_k8s_env(out, m, "router", router_svc);
     fprintf(out,
-            "            ports:\n"
-            "            - name: client\n              containerPort: %u\n"
-            "            - name: workers\n              containerPort: %u\n",
+            "        ports:\n"
+            "        - name: client\n          containerPort: %u\n"
+            "        - name: workers\n          containerPort: %u\n",
             m->base_port, m->base_port + 1);
     char cmd[256];
     /* The router answers status from its own loop: alive and serving. */
@@ -398,12 +398,12 @@ int pd_render_k8s(const pd_render_input_t *in, FILE *out)
         fprintf(out, "  template:\n    metadata:\n      labels:\n");
         pd_render_k8s_labels(out, 8, base, role);
         pd_render_k8s_pod(out, base, m, role, model_dir);
-        fprintf(out, "          - name: %s\n            image: ", role);
+        fprintf(out, "      - name: %s\n        image: ", role);
         pd_render_k8s_image(out, m, role);
         /* The pod's ordinal (the end of its name) is the worker's index. */
         fprintf(out,
-                "\n            workingDir: %s\n            command:\n            - sh\n"
-                "            - -c\n            - \"export PD_INDEX=${HOSTNAME##*-}; exec %s\"\n",
+                "\n        workingDir: %s\n        command:\n        - sh\n"
+                "        - -c\n        - \"export PD_INDEX=${HOSTNAME##*-}; exec %s\"\n",
                 PD_RENDER_K8S_WORKDIR, strcmp(role, "prefill") == 0 ? "pd-prefill" : "pd-decode");
         pd_render_k8s_env(out, m, role, router_svc);
         snprintf(cmd, sizeof(cmd),
@@ -441,25 +441,19 @@ int pd_render_k8s(const pd_render_input_t *in, FILE *out)
         fprintf(out, "  template:\n    metadata:\n      labels:\n");
         pd_render_k8s_labels(out, 8, base, "gateway");
         pd_render_k8s_pod(out, base, m, "gateway", model_dir);
-        fprintf(out, "          - name: gateway\n            image: ");
+        fprintf(out, "      - name: gateway\n        image: ");
         pd_render_k8s_image(out, m, "gateway");
-        fprintf(out,
-                "\n            workingDir: %s\n            command:\n            - pd-gateway\n",
+        fprintf(out, "\n        workingDir: %s\n        command:\n        - pd-gateway\n",
                 PD_RENDER_K8S_WORKDIR);
         pd_render_k8s_env(out, m, "gateway", router_svc);
-        fprintf(out,
-                "            ports:\n            - name: http\n              containerPort: %u\n",
+        fprintf(out, "        ports:\n        - name: http\n          containerPort: %u\n",
                 m->gateway_port);
-        fprintf(
-            out,
-            "            readinessProbe:\n              httpGet:\n                path: /ready\n"
-            "                port: http\n              periodSeconds: 5\n"
-            "              failureThreshold: 3\n");
-        fprintf(
-            out,
-            "            livenessProbe:\n              httpGet:\n                path: /health\n"
-            "                port: http\n              periodSeconds: 10\n"
-            "              failureThreshold: 6\n");
+        fprintf(out, "        readinessProbe:\n          httpGet:\n            path: /ready\n"
+                     "            port: http\n          periodSeconds: 5\n"
+                     "          failureThreshold: 3\n");
+        fprintf(out, "        livenessProbe:\n          httpGet:\n            path: /health\n"
+                     "            port: http\n          periodSeconds: 10\n"
+                     "          failureThreshold: 6\n");
         pd_render_k8s_resources(out, m, "gateway");
         pd_render_k8s_mounts(out, model_dir);
     }

@@ -155,6 +155,19 @@ Test(render, k8s_placement_becomes_resources_and_affinity)
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         cr_assert(strstr(out, want[i]) != NULL, "no '%s' in the rendering", want[i]);
+
+    /* hosts: the pods may run on those nodes only. */
+    cr_assert_eq(sh(out, sizeof(out),
+                    "f=$(mktemp) && printf 'name: h\\ndecode:\\n  hosts: [node-a, node-b]\\n' "
+                    "> $f && '%s/pdctl' render k8s $f; rc=$?; rm -f $f; exit $rc",
+                    bin),
+                 0, "%s", out);
+    cr_assert(strstr(out, "              - key: kubernetes.io/hostname\n"
+                          "                operator: In\n"
+                          "                values:\n"
+                          "                - \"node-a\"\n"
+                          "                - \"node-b\"\n") != NULL,
+              "%s", out);
 }
 
 Test(render, slurm_script_has_one_component_per_role)
