@@ -350,6 +350,15 @@ Test(pdctl_cli, errors_name_the_cause_and_the_numbers)
     fprintf(f, "name: typo\ntransfer:\n  checksum: maybe\n");
     fclose(f);
     run_expect(typo, 1, "line 3: 'transfer.checksum' must be true or false, not 'maybe'");
+    /* yes/no and 1/0 are booleans too, as the manifest reference says: this manifest
+     * loads, and status goes on to look for its router (base_port 1100: none). */
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "name: typo\nnetwork:\n  base_port: 1100\ntransfer:\n  checksum: yes\n"
+               "  layerwise: 0\n");
+    fclose(f);
+    const char *st[] = {"status", path, NULL};
+    run_expect(st, 1, "cannot reach router at tcp://127.0.0.1:1100");
     unlink(path);
     const char *nofile[] = {"down", "/nonexistent/m.yaml", NULL};
     run_expect(nofile, 1, "cannot open /nonexistent/m.yaml: No such file or directory");
