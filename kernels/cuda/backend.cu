@@ -122,6 +122,21 @@ static pd_status_t pd_cuda_copy_from_host(void *ctx, void *dst, const void *src,
     return pd_cuda_sync(ctx);
 }
 
+static pd_status_t pd_cuda_copy_ranges(void *ctx, void *host, void *dev, const pd_buf_range_t *r,
+                                       size_t n, bool to_host)
+{
+    pd_cuda_backend_t *be = (pd_cuda_backend_t *)ctx;
+    unsigned char *h = (unsigned char *)host, *d = (unsigned char *)dev;
+    for (size_t i = 0; i < n && be->err == PD_OK; i++)
+        pd_cuda_note(be, pd_cuda_check(
+                             to_host ? cudaMemcpyAsync(h + r[i].offset, d + r[i].offset, r[i].bytes,
+                                                       cudaMemcpyDeviceToHost, be->stream)
+                                     : cudaMemcpyAsync(d + r[i].offset, h + r[i].offset, r[i].bytes,
+                                                       cudaMemcpyHostToDevice, be->stream),
+                             "copy ranges"));
+    return pd_cuda_sync(ctx);
+}
+
 /* The range holding host memory p, and p's element offset in it. */
 static const pd_cuda_range_t *pd_cuda_lookup(const pd_cuda_backend_t *be, const void *p,
                                              size_t *elem_p)
@@ -486,6 +501,7 @@ static const pd_backend_ops_t pd_cuda_backend_ops = {
     .copy = pd_cuda_copy,
     .copy_to_host = pd_cuda_copy_to_host,
     .copy_from_host = pd_cuda_copy_from_host,
+    .copy_ranges = pd_cuda_copy_ranges,
     .bind = pd_cuda_bind,
     .step_begin = pd_cuda_step_begin,
     .sync = pd_cuda_sync,

@@ -243,6 +243,24 @@ pd_status_t pd_engine_copy_from_host(pd_engine_t *engine, void *dst, const void 
     return engine->be.ops->copy_from_host(engine->be.ctx, dst, src_host, bytes);
 }
 
+pd_status_t pd_engine_copy_ranges(pd_engine_t *engine, void *host, void *dev,
+                                  const pd_buf_range_t *r, size_t n, bool to_host)
+{
+    const pd_backend_ops_t *ops = engine->be.ops;
+    if (ops->copy_ranges != NULL)
+        return ops->copy_ranges(engine->be.ctx, host, dev, r, n, to_host);
+    unsigned char *h = host, *d = dev;
+    for (size_t i = 0; i < n; i++) {
+        pd_status_t st =
+            to_host
+                ? ops->copy_to_host(engine->be.ctx, h + r[i].offset, d + r[i].offset, r[i].bytes)
+                : ops->copy_from_host(engine->be.ctx, d + r[i].offset, h + r[i].offset, r[i].bytes);
+        if (st != PD_OK)
+            return st;
+    }
+    return PD_OK;
+}
+
 const pd_backend_t *pd_engine_backend(const pd_engine_t *engine)
 {
     return &engine->be;

@@ -71,7 +71,7 @@ void pd_role_stage_close(pd_role_t *rt)
 }
 
 size_t pd_role_stage_row_ranges(const pd_kv_layout_t *l, uint32_t layer, const uint32_t *table,
-                                uint32_t pos, uint32_t n, pd_xfer_range_t *out)
+                                uint32_t pos, uint32_t n, pd_buf_range_t *out)
 {
     const size_t tb = pd_kv_token_bytes(l);
     const uint32_t bt = l->block_tokens;
@@ -85,10 +85,10 @@ size_t pd_role_stage_row_ranges(const pd_kv_layout_t *l, uint32_t layer, const u
             if (k > 0 && out[k - 1].offset + out[k - 1].bytes == base)
                 out[k - 1].bytes += pd_kv_block_layer_bytes(l);
             else
-                out[k++] = (pd_xfer_range_t){base, pd_kv_block_layer_bytes(l)};
+                out[k++] = (pd_buf_range_t){base, pd_kv_block_layer_bytes(l)};
         } else {
-            out[k++] = (pd_xfer_range_t){base + r0 * tb, (uint64_t)(r1 - r0) * tb};
-            out[k++] = (pd_xfer_range_t){base + (bt + r0) * tb, (uint64_t)(r1 - r0) * tb};
+            out[k++] = (pd_buf_range_t){base + r0 * tb, (uint64_t)(r1 - r0) * tb};
+            out[k++] = (pd_buf_range_t){base + (bt + r0) * tb, (uint64_t)(r1 - r0) * tb};
         }
         p = i * bt + r1;
     }
@@ -102,7 +102,7 @@ static pd_status_t pd_role_stage_reserve(pd_role_t *rt, size_t n)
     size_t cap = rt->stage_cap ? rt->stage_cap : 64;
     while (cap < n)
         cap *= 2;
-    pd_xfer_range_t *r = realloc(rt->stage_ranges, cap * sizeof(*r));
+    pd_buf_range_t *r = realloc(rt->stage_ranges, cap * sizeof(*r));
     if (r == NULL)
         return PD_ERR_NO_MEMORY;
     rt->stage_ranges = r;
@@ -111,13 +111,12 @@ static pd_status_t pd_role_stage_reserve(pd_role_t *rt, size_t n)
 }
 
 /* Upload every block a step reads (positions before pos) that the device does not hold
- * as the host does: all of its layers. */
+ * as the host does: all of its layers, in one batch of copies. */
 static pd_status_t pd_role_stage_upload(pd_role_t *rt, const pd_fwd_seq_t *seqs, uint32_t n_seqs)
 {
     const pd_kv_layout_t *l = &rt->layout;
     const size_t bl = pd_kv_block_layer_bytes(l);
-    unsigned char *host = rt->fabric.pool;
-    unsigned char *dev = (unsigned char *)rt->kv_compute;
+    size_t k = 0;
     for (uint32_t s = 0; s < n_seqs; s++) {
         const uint32_t n_ctx = (seqs[s].pos + l->block_tokens - 1) / l->block_tokens;
         for (uint32_t i = 0; i < n_ctx && i < seqs[s].n_table; i++) {
@@ -126,17 +125,20 @@ static pd_status_t pd_role_stage_upload(pd_role_t *rt, const pd_fwd_seq_t *seqs,
                 return PD_ERR_INVALID_PARAM;
             if (rt->kv_valid[b])
                 continue;
-            for (uint32_t layer = 0; layer < l->n_layers; layer++) {
-                const size_t off = pd_kv_offset(l, layer, b);
-                pd_status_t st = pd_engine_copy_from_host(rt->engine, dev + off, host + off, bl);
-                if (st != PD_OK)
-                    return st;
-            }
+            pd_status_t st = pd_role_stage_reserve(rt, k + l->n_layers);
+            if (st != PD_OK)
+                return st;
+            for (uint32_t layer = 0; layer < l->n_layers; layer++)
+                rt->stage_ranges[k++] = (pd_buf_range_t){pd_kv_offset(l, layer, b), bl};
+            /* Marked now so a block two sequences share goes once; a failed copy below
+             * makes the caller forget every block. */
             rt->kv_valid[b] = 1;
             rt->stage_blocks_up++;
         }
     }
-    return PD_OK;
+    return k == 0 ? PD_OK
+                  : pd_engine_copy_ranges(rt->engine, rt->fabric.pool, rt->kv_compute,
+                                          rt->stage_ranges, k, false);
 }
 
 typedef struct pd_role_stage_cb {
@@ -148,30 +150,29 @@ typedef struct pd_role_stage_cb {
     pd_status_t status;
 } pd_role_stage_cb_t;
 
-/* After a layer: copy the rows the step wrote back to the host pool, then hand the layer
- * to the role (prefill pushes it from the host pool). */
+/* After a layer: copy the rows the step wrote back to the host pool (one batch, one
+ * wait), then hand the layer to the role (prefill pushes it from the host pool). */
 static void pd_role_stage_on_layer(void *arg, uint32_t layer)
 {
     pd_role_stage_cb_t *c = arg;
     pd_role_t *rt = c->rt;
-    unsigned char *host = rt->fabric.pool;
-    const unsigned char *dev = (const unsigned char *)rt->kv_compute;
-    for (uint32_t s = 0; s < c->n_seqs && c->status == PD_OK; s++) {
+    if (c->status != PD_OK)
+        return;
+    size_t k = 0;
+    for (uint32_t s = 0; s < c->n_seqs; s++) {
         const pd_fwd_seq_t *q = &c->seqs[s];
         /* At most two ranges per block touched. */
         const size_t most = 2 * ((size_t)q->n_tokens / rt->layout.block_tokens + 2);
-        if ((c->status = pd_role_stage_reserve(rt, most)) != PD_OK)
-            break;
-        const size_t k = pd_role_stage_row_ranges(&rt->layout, layer, q->block_table, q->pos,
-                                                  q->n_tokens, rt->stage_ranges);
-        for (size_t i = 0; i < k && c->status == PD_OK; i++) {
-            const pd_xfer_range_t *r = &rt->stage_ranges[i];
-            c->status =
-                pd_engine_copy_to_host(rt->engine, host + r->offset, dev + r->offset, r->bytes);
-            rt->stage_bytes_down += r->bytes;
-        }
+        if ((c->status = pd_role_stage_reserve(rt, k + most)) != PD_OK)
+            return;
+        k += pd_role_stage_row_ranges(&rt->layout, layer, q->block_table, q->pos, q->n_tokens,
+                                      rt->stage_ranges + k);
     }
-    if (c->user != NULL)
+    for (size_t i = 0; i < k; i++)
+        rt->stage_bytes_down += rt->stage_ranges[i].bytes;
+    c->status = pd_engine_copy_ranges(rt->engine, rt->fabric.pool, rt->kv_compute, rt->stage_ranges,
+                                      k, true);
+    if (c->status == PD_OK && c->user != NULL)
         c->user(c->user_arg, layer);
 }
 
@@ -188,8 +189,10 @@ pd_status_t pd_role_forward(pd_role_t *rt, pd_fwd_seq_t *seqs, uint32_t n_seqs,
             return PD_ERR_INVALID_PARAM;
     }
     pd_status_t st = pd_role_stage_upload(rt, seqs, n_seqs);
-    if (st != PD_OK)
+    if (st != PD_OK) {
+        memset(rt->kv_valid, 0, rt->layout.n_blocks);
         return st;
+    }
     pd_role_stage_cb_t c = {rt, seqs, n_seqs, on_layer, cb_arg, PD_OK};
     st = pd_engine_forward(rt->engine, rt->kv_compute, &rt->layout, seqs, n_seqs,
                            pd_role_stage_on_layer, &c);

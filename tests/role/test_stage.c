@@ -10,7 +10,7 @@
 static const pd_kv_layout_t L = {3, 2, 4, 4, 16}; /* layers, kv heads, head_dim, B, blocks */
 
 /* Mark in `mask` (one byte per pool byte) every byte the ranges cover, counting overlaps. */
-static void cover(unsigned char *mask, const pd_xfer_range_t *r, size_t n)
+static void cover(unsigned char *mask, const pd_buf_range_t *r, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         for (uint64_t b = 0; b < r[i].bytes; b++)
@@ -38,7 +38,7 @@ static void check(uint32_t layer, const uint32_t *table, uint32_t pos, uint32_t 
     const size_t pool = pd_kv_pool_bytes(&L);
     unsigned char *got = calloc(1, pool), *want = calloc(1, pool);
     cr_assert(got != NULL && want != NULL);
-    pd_xfer_range_t r[2 * (16 / 4 + 2)];
+    pd_buf_range_t r[2 * (16 / 4 + 2)];
     const size_t k = pd_role_stage_row_ranges(&L, layer, table, pos, n, r);
     cr_assert_leq(k, 2 * (n / L.block_tokens + 2));
     cr_assert_eq(k, want_ranges, "pos %u n %u: %zu ranges", pos, n, k);

@@ -138,6 +138,12 @@ typedef struct pd_matmul_out {
  * such a backend took in step_begin(). On the CPU backend everything is host memory and
  * each op finishes before it returns; on the CUDA backend ops are queued in order and
  * sync() waits for them and reports the first error. */
+/* A byte range at the same offset in two buffers (pd_engine_copy_ranges). */
+typedef struct pd_buf_range {
+    uint64_t offset;
+    uint64_t bytes;
+} pd_buf_range_t;
+
 typedef struct pd_backend_ops {
     const char *name;
     void (*destroy)(void *ctx);
@@ -155,6 +161,11 @@ typedef struct pd_backend_ops {
      * are there and return the first error of the queued ops. */
     pd_status_t (*copy_to_host)(void *ctx, void *dst_host, const void *src, size_t bytes);
     pd_status_t (*copy_from_host)(void *ctx, void *dst, const void *src_host, size_t bytes);
+    /* Copy n ranges between host memory at host and backend memory at dev (same offsets
+     * on both sides; to_host picks the direction), waiting once for all of them; NULL:
+     * the engine copies range by range. */
+    pd_status_t (*copy_ranges)(void *ctx, void *host, void *dev, const pd_buf_range_t *r, size_t n,
+                               bool to_host);
     /* Take what the ops will read of model and of the rotation table cs (max_seq_len,
      * head_dim) into backend memory; NULL when ops read host memory directly. */
     pd_status_t (*bind)(void *ctx, const pd_model_t *model, const float *cs);
@@ -269,6 +280,11 @@ pd_status_t pd_engine_copy_to_host(pd_engine_t *engine, void *dst_host, const vo
                                    size_t bytes);
 pd_status_t pd_engine_copy_from_host(pd_engine_t *engine, void *dst, const void *src_host,
                                      size_t bytes);
+
+/* Copy n ranges between host memory at host and the engine's backend memory at dev, the
+ * same offsets on both sides, to the host or from it; one wait for all of them. */
+pd_status_t pd_engine_copy_ranges(pd_engine_t *engine, void *host, void *dev,
+                                  const pd_buf_range_t *r, size_t n, bool to_host);
 
 /* The engine's backend (its ops after bind: tests and benchmarks call single ops). */
 const pd_backend_t *pd_engine_backend(const pd_engine_t *engine);

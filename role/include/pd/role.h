@@ -11,6 +11,7 @@
 
 #include "pd/kvblock.h"
 #include "pd/model.h"
+#include "pd/ops.h"
 #include "pd/proto.h"
 #include "pd/role_fabric.h"
 #include "pd/status.h"
@@ -68,8 +69,8 @@ struct pd_role {
      * equals the host's. role_stage.c. */
     float *kv_compute;
     uint8_t *kv_valid;
-    bool host_pinned; /* fabric.pool is registered with CUDA (pinned) */
-    pd_xfer_range_t *stage_ranges; /* (stage_cap) scratch of one layer's copies */
+    bool host_pinned;             /* fabric.pool is registered with CUDA (pinned) */
+    pd_buf_range_t *stage_ranges; /* (stage_cap) scratch of a step's copies */
     size_t stage_cap;
     uint64_t stage_blocks_up;  /* blocks uploaded to the compute pool */
     uint64_t stage_bytes_down; /* bytes copied back to the host pool */
@@ -91,7 +92,7 @@ pd_status_t pd_role_forward(pd_role_t *rt, pd_fwd_seq_t *seqs, uint32_t n_seqs,
  * partly written, one per run of whole blocks consecutive in the pool. out needs
  * 2 * (n / B + 2) entries. Returns the count. */
 size_t pd_role_stage_row_ranges(const pd_kv_layout_t *l, uint32_t layer, const uint32_t *table,
-                                uint32_t pos, uint32_t n, pd_xfer_range_t *out);
+                                uint32_t pos, uint32_t n, pd_buf_range_t *out);
 
 /* Make everything a worker of role ops is made of from args: model, engine, pool, fabric,
  * worker sockets, block manager, then the role's state. Returns PD_ERR_* with the reason
