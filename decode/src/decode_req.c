@@ -165,8 +165,8 @@ static pd_status_t pd_decode_reserve_check(const pd_decode_t *d, const pd_proto_
         /* The numbers tell the user how much to cut. One event loop per process: a
          * thread-local buffer outlives the call long enough for the error reply. */
         static _Thread_local char why[128];
-        snprintf(why, sizeof(why), "the prompt is %u tokens, the model's context %u",
-                 r->n_tokens, d->rt->model->config.max_seq_len);
+        snprintf(why, sizeof(why), "the prompt is %u tokens, the model's context %u", r->n_tokens,
+                 d->rt->model->config.max_seq_len);
         *why_p = why;
         return PD_ERR_CONTEXT;
     }

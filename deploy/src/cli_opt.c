@@ -131,8 +131,7 @@ static int pd_cli_opt_long(pd_cli_parser_t *p, const char *word)
             pd_cli_error("%s: unknown option --%s; did you mean --%s?", p->cmd, name,
                          pd_cli_opt_canonical(p->opts, close)->name);
         else
-            pd_cli_error("%s: unknown option --%s (see 'pdctl %s --help')", p->cmd, name,
-                         p->cmd);
+            pd_cli_error("%s: unknown option --%s (see 'pdctl %s --help')", p->cmd, name, p->cmd);
         return PD_CLI_OPT_ERROR;
     }
     char spelled[84];
@@ -159,8 +158,8 @@ static int pd_cli_opt_short(pd_cli_parser_t *p, const char *word)
     }
     const char *inline_val = word[2] != '\0' ? word + 2 : NULL;
     if (inline_val != NULL && !match->has_arg) {
-        pd_cli_error("%s: %s takes no value (got '%s'); write one option per word", p->cmd,
-                     spelled, inline_val);
+        pd_cli_error("%s: %s takes no value (got '%s'); write one option per word", p->cmd, spelled,
+                     inline_val);
         return PD_CLI_OPT_ERROR;
     }
     return pd_cli_opt_take(p, match, spelled, inline_val);
@@ -219,8 +218,7 @@ bool pd_cli_parse_endpoint(const char *opt, const char *s, char *out, size_t n)
     char *end = NULL;
     errno = 0;
     unsigned long port = strtoul(colon + 1, &end, 10);
-    if (colon[1] < '0' || colon[1] > '9' || errno != 0 || *end != '\0' || port == 0 ||
-        port > 65535)
+    if (colon[1] < '0' || colon[1] > '9' || errno != 0 || *end != '\0' || port == 0 || port > 65535)
         goto bad;
     size_t host_len = (size_t)(colon - hp);
     const char *host = host_len ? hp : "127.0.0.1";
@@ -232,7 +230,6 @@ bool pd_cli_parse_endpoint(const char *opt, const char *s, char *out, size_t n)
         goto bad;
     return true;
 bad:
-    pd_cli_error("%s: '%s' is not an endpoint (write tcp://HOST:PORT, HOST:PORT or :PORT)", opt,
-                 s);
+    pd_cli_error("%s: '%s' is not an endpoint (write tcp://HOST:PORT, HOST:PORT or :PORT)", opt, s);
     return false;
 }

@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PD_CLI_OPT_END   0  /* no more options */
-#define PD_CLI_OPT_ERROR -1 /* a usage error, already printed */
+#define PD_CLI_OPT_END     0  /* no more options */
+#define PD_CLI_OPT_ERROR   -1 /* a usage error, already printed */
 #define PD_CLI_OPT_MAX_POS 16
 
 typedef struct pd_cli_opt {
@@ -25,14 +25,14 @@ typedef struct pd_cli_opt {
 } pd_cli_opt_t;
 
 typedef struct pd_cli_parser {
-    const char *cmd;          /* the subcommand, for messages: "submit" */
+    const char *cmd; /* the subcommand, for messages: "submit" */
     int argc;
-    char **argv;              /* argv[0] is the subcommand's name */
+    char **argv; /* argv[0] is the subcommand's name */
     const pd_cli_opt_t *opts;
-    int next;                 /* the next argv index to read */
-    bool only_pos;            /* after "--" */
-    const char *arg;          /* the current option's value (NULL if it takes none) */
-    const char *opt;          /* the current option's canonical spelling: "--max-tokens" */
+    int next;        /* the next argv index to read */
+    bool only_pos;   /* after "--" */
+    const char *arg; /* the current option's value (NULL if it takes none) */
+    const char *opt; /* the current option's canonical spelling: "--max-tokens" */
     const char *pos[PD_CLI_OPT_MAX_POS]; /* positional arguments, in order */
     int n_pos;
 } pd_cli_parser_t;
@@ -57,20 +57,65 @@ void pd_cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool pd_cli_parse_endpoint(const char *opt, const char *s, char *out, size_t n);
 
 /* Shared options: same name, letter and value everywhere they appear. */
-#define PD_CLI_OPT_HELP            {"help", 'h', false, 'h', NULL}
-#define PD_CLI_OPT_ROUTER          {"router", 'r', true, 'r', NULL}
-#define PD_CLI_OPT_PROMPT          {"prompt", 'p', true, 'p', NULL}
-#define PD_CLI_OPT_MAX_TOKENS      {"max-tokens", 'n', true, 'n', NULL}
-#define PD_CLI_OPT_MODEL_PATH      {"model", 'm', true, 'm', NULL}
-#define PD_CLI_OPT_JSON            {"json", 0, false, 'J', NULL}
-#define PD_CLI_OPT_SEED            {"seed", 0, true, 'S', NULL}
-#define PD_CLI_OPT_TEMPERATURE     {"temperature", 0, true, 'T', NULL}
-#define PD_CLI_OPT_TOP_P           {"top-p", 0, true, 'P', NULL}
-#define PD_CLI_OPT_TIMEOUT_MS      {"timeout-ms", 0, true, 'O', NULL}
-#define PD_CLI_OPT_WAIT            {"wait", 'w', true, 'W', NULL}
-#define PD_CLI_OPT_CURVE_KEY       {"curve-server-key", 0, true, 'V', NULL}
-#define PD_CLI_OPT_CURVE_SECRET    {"curve-secret-file", 0, true, 'F', NULL}
-#define PD_CLI_OPT_SET             {"set", 's', true, 's', NULL}
-#define PD_CLI_OPT_END_TABLE       {NULL, 0, false, 0, NULL}
+#define PD_CLI_OPT_HELP                                                                            \
+    {                                                                                              \
+        "help", 'h', false, 'h', NULL                                                              \
+    }
+#define PD_CLI_OPT_ROUTER                                                                          \
+    {                                                                                              \
+        "router", 'r', true, 'r', NULL                                                             \
+    }
+#define PD_CLI_OPT_PROMPT                                                                          \
+    {                                                                                              \
+        "prompt", 'p', true, 'p', NULL                                                             \
+    }
+#define PD_CLI_OPT_MAX_TOKENS                                                                      \
+    {                                                                                              \
+        "max-tokens", 'n', true, 'n', NULL                                                         \
+    }
+#define PD_CLI_OPT_MODEL_PATH                                                                      \
+    {                                                                                              \
+        "model", 'm', true, 'm', NULL                                                              \
+    }
+#define PD_CLI_OPT_JSON                                                                            \
+    {                                                                                              \
+        "json", 0, false, 'J', NULL                                                                \
+    }
+#define PD_CLI_OPT_SEED                                                                            \
+    {                                                                                              \
+        "seed", 0, true, 'S', NULL                                                                 \
+    }
+#define PD_CLI_OPT_TEMPERATURE                                                                     \
+    {                                                                                              \
+        "temperature", 0, true, 'T', NULL                                                          \
+    }
+#define PD_CLI_OPT_TOP_P                                                                           \
+    {                                                                                              \
+        "top-p", 0, true, 'P', NULL                                                                \
+    }
+#define PD_CLI_OPT_TIMEOUT_MS                                                                      \
+    {                                                                                              \
+        "timeout-ms", 0, true, 'O', NULL                                                           \
+    }
+#define PD_CLI_OPT_WAIT                                                                            \
+    {                                                                                              \
+        "wait", 'w', true, 'W', NULL                                                               \
+    }
+#define PD_CLI_OPT_CURVE_KEY                                                                       \
+    {                                                                                              \
+        "curve-server-key", 0, true, 'V', NULL                                                     \
+    }
+#define PD_CLI_OPT_CURVE_SECRET                                                                    \
+    {                                                                                              \
+        "curve-secret-file", 0, true, 'F', NULL                                                    \
+    }
+#define PD_CLI_OPT_SET                                                                             \
+    {                                                                                              \
+        "set", 's', true, 's', NULL                                                                \
+    }
+#define PD_CLI_OPT_END_TABLE                                                                       \
+    {                                                                                              \
+        NULL, 0, false, 0, NULL                                                                    \
+    }
 
 #endif

@@ -59,8 +59,7 @@ bool pd_cli_router_reach(const char *cmd, const char *endpoint, uint32_t wait_s)
         uint64_t deadline = pd_time_now_ms() + (uint64_t)wait_s * 1000;
         while (stat(endpoint + 6, &st) != 0) {
             if (pd_time_now_ms() >= deadline) {
-                pd_cli_error("%s: cannot reach router at %s: %s", cmd, endpoint,
-                             strerror(errno));
+                pd_cli_error("%s: cannot reach router at %s: %s", cmd, endpoint, strerror(errno));
                 return false;
             }
             usleep(100 * 1000);

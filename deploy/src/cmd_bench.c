@@ -117,7 +117,8 @@ static int pd_bench_u32(const char *opt, const char *s, uint32_t min, uint32_t m
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
-        fprintf(stderr, "pdctl: bench: %s wants an integer in %u..%u, not '%s'\n", opt, min, max, s);
+        fprintf(stderr, "pdctl: bench: %s wants an integer in %u..%u, not '%s'\n", opt, min, max,
+                s);
         return -1;
     }
     *v_p = (uint32_t)v;

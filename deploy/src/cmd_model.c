@@ -340,12 +340,9 @@ static void pd_cmd_model_copy_tokenizer(const char *model, const char *dir)
 static int pd_cmd_model_quantize(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
-        {"model", 'm', true, 'm', NULL},
-        {"output", 'o', true, 'o', NULL},
-        {"dtype", 0, true, 'd', NULL},
-        {"force", 0, false, 'f', NULL},
-        {"help", 'h', false, 'h', NULL},
-        PD_CLI_OPT_END_TABLE,
+        {"model", 'm', true, 'm', NULL}, {"output", 'o', true, 'o', NULL},
+        {"dtype", 0, true, 'd', NULL},   {"force", 0, false, 'f', NULL},
+        {"help", 'h', false, 'h', NULL}, PD_CLI_OPT_END_TABLE,
     };
     const char *path = NULL, *out = NULL;
     pd_dtype_t dtype = PD_DTYPE_I8;

@@ -106,8 +106,7 @@ int pd_cmd_render(int argc, char **argv)
             return PD_CLI_USAGE;
         }
     }
-    if (pcli.n_pos != 2 ||
-        (strcmp(pcli.pos[0], "slurm") != 0 && strcmp(pcli.pos[0], "k8s") != 0)) {
+    if (pcli.n_pos != 2 || (strcmp(pcli.pos[0], "slurm") != 0 && strcmp(pcli.pos[0], "k8s") != 0)) {
         pd_cmd_render_usage(stderr);
         return PD_CLI_USAGE;
     }

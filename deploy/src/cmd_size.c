@@ -38,16 +38,11 @@ static void pd_cmd_size_usage(FILE *out)
 int pd_cmd_size(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
-        {"model", 'm', true, 'm', NULL},
-        {"preset", 0, true, 'P', NULL},
-        {"tokens", 0, true, 'n', NULL},
-        {"pool-mb", 0, true, 'M', NULL},
-        {"block-tokens", 0, true, 'B', NULL},
-        {"dtype", 0, true, 'd', NULL},
-        {"read-gbps", 0, true, 'r', NULL},
-        {"json", 0, false, 'j', NULL},
-        {"help", 'h', false, 'h', NULL},
-        PD_CLI_OPT_END_TABLE,
+        {"model", 'm', true, 'm', NULL},      {"preset", 0, true, 'P', NULL},
+        {"tokens", 0, true, 'n', NULL},       {"pool-mb", 0, true, 'M', NULL},
+        {"block-tokens", 0, true, 'B', NULL}, {"dtype", 0, true, 'd', NULL},
+        {"read-gbps", 0, true, 'r', NULL},    {"json", 0, false, 'j', NULL},
+        {"help", 'h', false, 'h', NULL},      PD_CLI_OPT_END_TABLE,
     };
     const char *model = NULL, *preset = NULL;
     uint64_t n_tokens = 0, pool_mb = 1024;

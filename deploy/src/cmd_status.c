@@ -76,9 +76,14 @@ static void pd_cmd_status_print_table(const char *router, const pd_proto_status_
 }
 
 static const pd_cli_opt_t pd_cmd_status_opts[] = {
-    PD_CLI_OPT_ROUTER,    PD_CLI_OPT_JSON,         PD_CLI_OPT_TIMEOUT_MS,
-    PD_CLI_OPT_WAIT,      {"worker", 0, true, 'I', NULL},
-    PD_CLI_OPT_CURVE_KEY, PD_CLI_OPT_CURVE_SECRET, PD_CLI_OPT_HELP,
+    PD_CLI_OPT_ROUTER,
+    PD_CLI_OPT_JSON,
+    PD_CLI_OPT_TIMEOUT_MS,
+    PD_CLI_OPT_WAIT,
+    {"worker", 0, true, 'I', NULL},
+    PD_CLI_OPT_CURVE_KEY,
+    PD_CLI_OPT_CURVE_SECRET,
+    PD_CLI_OPT_HELP,
     PD_CLI_OPT_END_TABLE,
 };
 

@@ -17,7 +17,7 @@
 
 typedef struct pd_submit_opts {
     char router[300];
-    uint32_t wait_s; /* --wait: how long to wait for a router to answer */
+    uint32_t wait_s;         /* --wait: how long to wait for a router to answer */
     const char *server_key;  /* --curve-server-key, NULL: no CURVE */
     const char *secret_file; /* --curve-secret-file */
     bool json;

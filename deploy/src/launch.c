@@ -480,8 +480,8 @@ static int pd_launch_reap(pd_launch_t *l, bool report)
                 else
                     snprintf(how, sizeof(how), "exited with %d", WEXITSTATUS(st));
                 pd_cli_error("up: %s (pid %d) %s: %s%s%s", p->name, (int)p->pid, how,
-                             p->cause[0] ? p->cause : "no output",
-                             log_path[0] ? "; log: " : "", log_path);
+                             p->cause[0] ? p->cause : "no output", log_path[0] ? "; log: " : "",
+                             log_path);
             }
         } else {
             alive++;

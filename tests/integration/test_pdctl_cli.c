@@ -21,11 +21,11 @@
 static void expect(const run_result_t *r, int code, bool on_out, const char *needle)
 {
     cr_assert_eq(r->signal, 0, "died of signal %d; stderr: %s", r->signal, r->err);
-    cr_assert_eq(r->code, code, "exit %d, want %d; stdout: %s; stderr: %s", r->code, code,
-                 r->out, r->err);
+    cr_assert_eq(r->code, code, "exit %d, want %d; stdout: %s; stderr: %s", r->code, code, r->out,
+                 r->err);
     if (needle != NULL)
-        cr_assert_not_null(strstr(on_out ? r->out : r->err, needle), "'%s' not in %s: %s",
-                           needle, on_out ? "stdout" : "stderr", on_out ? r->out : r->err);
+        cr_assert_not_null(strstr(on_out ? r->out : r->err, needle), "'%s' not in %s: %s", needle,
+                           on_out ? "stdout" : "stderr", on_out ? r->out : r->err);
 }
 
 static void run_expect(const char *const *args, int code, const char *needle)
@@ -118,7 +118,6 @@ Test(pdctl_cli, no_router_fails_fast_in_every_endpoint_form)
     const char *waited[] = {"submit", "-r", colon, "-p", "hi", "--wait", "1", NULL};
     run_expect(waited, 1, "(waited 1 s)");
 }
-
 
 /* The pids a state file records ("proc PID NAME NS" lines); returns how many. */
 static int state_pids(const char *run_dir, pid_t *pids, int cap)
@@ -217,8 +216,8 @@ Test(pdctl_cli, up_status_submit_down_as_a_new_user, .timeout = 300)
     cr_assert_neq(seed1, seed2, "two runs drew the same seed %llu", seed1);
     char seed_arg[32];
     snprintf(seed_arg, sizeof(seed_arg), "%llu", seed1);
-    const char *again[] = {"submit", "-r",  ep,       "--tokens", "5,6,7,8", "-n",
-                           "6",      "--json", "--seed", seed_arg,  NULL};
+    const char *again[] = {"submit", "-r",     ep,       "--tokens", "5,6,7,8", "-n",
+                           "6",      "--json", "--seed", seed_arg,   NULL};
     r = run_pdctl_env(env, again);
     expect(&r, 0, true, tokens1);
     run_free(&r);
@@ -241,8 +240,8 @@ Test(pdctl_cli, up_status_submit_down_as_a_new_user, .timeout = 300)
     /* bench: the unit stands with the row's name, and it says what it wrote. */
     char json[PATH_MAX];
     snprintf(json, sizeof(json), "%s/b.json", dir);
-    const char *bench[] = {"bench", "-q", "-r", ep, "-N", "4", "--prompt-len", "20",
-                           "--max-tokens", "2", "--json", json, NULL};
+    const char *bench[] = {"bench", "-q",           "-r", ep,       "-N", "4", "--prompt-len",
+                           "20",    "--max-tokens", "2",  "--json", json, NULL};
     r = run_pdctl_env(env, bench);
     expect(&r, 0, true, "TTFT client (ms)");
     char wrote[PATH_MAX + 16];
@@ -298,7 +297,8 @@ Test(pdctl_cli, up_status_submit_down_as_a_new_user, .timeout = 300)
 
     /* The router's port taken: up names the cause and the log. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind: %s", strerror(errno));
     cr_assert_eq(listen(fd, 1), 0);
