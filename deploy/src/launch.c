@@ -862,10 +862,10 @@ int pd_cmd_up(int argc, char **argv)
     if (l == NULL)
         return 1;
     rc = pd_launch_parse(argc, argv, l, false);
-    if (rc < 0)
-        rc = 0;
-    if (rc != 0 || l->m.name[0] == '\0')
+    if (rc != 0) {
+        rc = rc < 0 ? 0 : rc; /* -1: --help was printed */
         goto out;
+    }
     rc = 1;
     if (access(l->state_path, F_OK) == 0) {
         pd_launch_state_t st;
