@@ -5,21 +5,40 @@
 # more with the printed seed), a short bench, a manifest with a typo, down (twice), and
 # the logs.
 #   deploy/transcript.sh [BUILD_DIR] [OUT]      (default: build, docs/TRANSCRIPT.md)
+#   deploy/transcript.sh --check [BUILD_DIR]    (the test suite: free ports, a private run
+#                                                directory, the page's key lines checked)
 # The router listens on 7100 as in the README; PD_TRANSCRIPT_PORT picks another port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+check=false
+if [ "${1:-}" = --check ]; then check=true; shift; fi
 build=${1:-build}
 out=${2:-docs/TRANSCRIPT.md}
-port=${PD_TRANSCRIPT_PORT:-7100}
+case $build in /*) ;; *) build=$PWD/$build ;; esac
 [ -x "$build/bin/pdctl" ] || { echo "transcript: $build/bin/pdctl not built" >&2; exit 1; }
-export PATH="$PWD/$build/bin:$PATH"
+export PATH="$build/bin:$PATH"
 export PD_RUN_DIR=.pdkv/run
 unset PD_LOG_LEVEL
+work=$(mktemp -d)
+
+port=${PD_TRANSCRIPT_PORT:-7100}
+http_port=8000
+if $check; then
+    # Ports nothing listens on: the router's two, the workers' events (base + 10..12), HTTP.
+    busy() { ss -Htln | awk '{print $4}' | grep -qE ":($1|$(($1 + 1))|$(($1 + 10))|$(($1 + 11))|$(($1 + 12))|$(($1 + 20)))\$"; }
+    port=$((20000 + RANDOM % 30000))
+    while busy "$port"; do port=$((20000 + RANDOM % 30000)); done
+    http_port=$((port + 20))
+    export PD_RUN_DIR=$work/run PD_DEMO_HTTP_PORT=$http_port
+    out=$work/TRANSCRIPT.md
+fi
 
 if [ "$port" = 7100 ]; then set_port=() router=(); else
     set_port=(--set "network.base_port=$port") router=(-r ":$port"); fi
-work=$(mktemp -d)
-cleanup() { pdctl down deploy/local.yaml "${set_port[@]}" >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() {
+    pdctl down deploy/local.yaml "${set_port[@]}" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
 trap cleanup EXIT INT TERM
 pdctl down deploy/local.yaml "${set_port[@]}" >/dev/null 2>&1 || true
 
@@ -89,9 +108,7 @@ run pdctl bench "${router[@]}" -N 8 --rate 2 --prompt-len 1100 --shared-prefix 1
 
 say "## 7. A manifest with a typo"
 sed 's/^  policy: kv/  polcy: kv/' deploy/local.yaml >"$work/my-cluster.yaml"
-cp "$work/my-cluster.yaml" my-cluster.yaml
-run pdctl up -d my-cluster.yaml "${set_port[@]}"
-rm -f my-cluster.yaml
+(cd "$work" && run pdctl up -d my-cluster.yaml "${set_port[@]}")
 
 say "## 8. Down"
 say "\`down\` finds the cluster by the manifest's name (a \`--set network.base_port\` given to
@@ -101,8 +118,8 @@ run pdctl down deploy/local.yaml
 
 say "## 9. The logs"
 say "Each role logged at info level to the run directory:"
-run ls .pdkv/run
-run head -n 4 .pdkv/run/local-router.log
+run ls "$PD_RUN_DIR"
+run head -n 4 "$PD_RUN_DIR/local-router.log"
 
 sed -i "s|$work/||g" "$body"
 {
@@ -115,4 +132,25 @@ sed -i "s|$work/||g" "$body"
     echo
     cat "$body"
 } >"$out"
-echo "transcript: wrote $out"
+if ! $check; then
+    echo "transcript: wrote $out"
+    exit 0
+fi
+# What the page must keep showing; a change that breaks one of these breaks the page.
+missing=0
+for want in "== exact: the cluster's" "cannot reach router at" "registered (2 of 2)" \
+    "is already running" ", seed " "did you mean --max-tokens?" "did you mean --temperature?" \
+    "cache hit rate" "TTFT client (ms)" "wrote bench.json" \
+    "line 12: unknown key 'router.polcy'; did you mean 'router.policy'?" \
+    "stopped cluster 'local': 3 processes" "cluster 'local' is not running" \
+    "router info"; do
+    if ! grep -qF -- "$want" "$out"; then
+        echo "transcript: missing: $want" >&2
+        missing=1
+    fi
+done
+if [ "$missing" != 0 ]; then
+    cat "$out" >&2
+    exit 1
+fi
+echo "transcript: every key line is there"
