@@ -107,6 +107,8 @@ run pdctl bench "${router[@]}" -N 8 --rate 2 --prompt-len 1100 --shared-prefix 1
     --max-tokens 8 --json "$work/bench.json"
 
 say "## 7. A manifest with a typo"
+say "A copy of \`deploy/local.yaml\` with \`policy\` misspelt: the error names the file, the
+line and the key it probably meant, and nothing starts:"
 sed 's/^  policy: kv/  polcy: kv/' deploy/local.yaml >"$work/my-cluster.yaml"
 (cd "$work" && run pdctl up -d my-cluster.yaml "${set_port[@]}")
 
