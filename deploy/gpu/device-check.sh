@@ -24,7 +24,9 @@
 #   4. pd-kbench --backend cuda: the device-to-device copy ceiling (events, median of 9) and
 #      decode attention of 64 sequences x 4096 tokens (32/8 heads, head_dim 128, f32 KV) in
 #      the same process, a copy of the same size into another process's memory by CUDA
-#      IPC (the KV path between GPU workers of one host), then the m50 preset with f32 and
+#      IPC and a pool's KV blocks moved layer by layer into another process's pool through
+#      the IPC plan and ordering of pd/xfer_ipc.h (the path between GPU workers of one
+#      host; the bytes read back and compared), then the m50 preset with f32 and
 #      bf16 weights;
 #   5. pdctl generate --backend cuda against --backend cpu on the same model and prompt;
 #   6. a cluster of GPU workers (compute.backend: cuda, 1 prefill + 1 decode on the one
@@ -170,6 +172,10 @@ for path in sys.argv[1:]:
             if 'ipc_copy_gbps' in j:
                 print(f"{'copy into another process by IPC (>= 70%)':46s} "
                       f"{j['ipc_copy_gbps']:.0f} GB/s = {100 * j['ipc_vs_copy']:.0f}% of the copy")
+            if 'kv_ipc' in j:
+                k = j['kv_ipc']
+                print(f"{'KV blocks by IPC, layer-wise (>= 70%)':46s} {k['blocks']} x {k['layers']} "
+                      f"in {k['ms']:.2f} ms, {k['gbps']:.0f} GB/s = {100 * k['vs_copy']:.0f}% of the copy")
         for r in j.get('runs', []):
             print(f"{'m50 ' + w + ' decode / prefill / batch 64':46s} {r['decode_tok_s']:.0f} tok/s "
                   f"({100 * r['decode_vs_bound']:.0f}% of bound) / {r['prefill_tok_s']:.0f} tok/s / "

@@ -3,6 +3,7 @@
  * CPU a memcpy of data that is not in cache, on a GPU (--backend cuda) a device-to-device
  * copy timed with events, beside which it also times decode attention over a paged pool. */
 #include "cuda/bench.h"
+#include "kbench_ipc.h"
 #include "pd/log.h"
 #include "pd/model.h"
 #include "pd/ops.h"
@@ -280,7 +281,9 @@ int main(int argc, char **argv)
 {
     pd_log_init("pd-kbench");
     /* The IPC benchmark's peer is this program again (cuda/bench.h). */
-    const int peer_rc = pd_cuda_bench_ipc_peer_main();
+    int peer_rc = pd_cuda_bench_ipc_peer_main();
+    if (peer_rc < 0)
+        peer_rc = pd_kbench_kv_peer_main();
     if (peer_rc >= 0)
         return peer_rc;
     pd_kbench_opts_t o = {"m50",
@@ -335,13 +338,25 @@ int main(int argc, char **argv)
             pd_model_destroy(&model);
             return 1;
         }
+        /* KV blocks, layer by layer, into another process's pool (pd/xfer_ipc.h). */
+        pd_kbench_kv_ipc_t kv;
+        memset(&kv, 0, sizeof(kv));
+        st = pd_kbench_kv_ipc(o.memcpy_mib << 20, 5, &kv);
+        if (st != PD_OK) {
+            fprintf(stderr, "pd-kbench: the KV-by-IPC benchmark failed: %s\n", pd_status_str(st));
+            pd_model_destroy(&model);
+            return 1;
+        }
         const double gbps = o.attn.bytes / (o.attn.ms * 1e-3) / 1e9;
         if (o.json)
             printf("{\"gpu_copy_gbps\":%.1f,\"ipc_copy_gbps\":%.1f,\"ipc_vs_copy\":%.3f,"
+                   "\"kv_ipc\":{\"blocks\":%u,\"layers\":%u,\"ms\":%.3f,\"gbps\":%.1f,"
+                   "\"vs_copy\":%.3f},"
                    "\"attention\":{\"seqs\":%u,\"ctx\":%u,\"heads\":%u,"
                    "\"kv_heads\":%u,\"head_dim\":%u,\"ms\":%.4f,\"kv_bytes\":%.0f,\"bytes\":%.0f,"
                    "\"gbps\":%.1f,\"vs_copy\":%.3f}}\n",
-                   rate / 1e9, ipc_rate / 1e9, ipc_rate / rate, o.attn.n_seqs, o.attn.ctx,
+                   rate / 1e9, ipc_rate / 1e9, ipc_rate / rate, kv.n_blocks, kv.n_layers,
+                   kv.seconds * 1e3, kv.rate / 1e9, kv.rate / rate, o.attn.n_seqs, o.attn.ctx,
                    o.attn.n_heads, o.attn.n_kv_heads, o.attn.head_dim, o.attn.ms, o.attn.kv_bytes,
                    o.attn.bytes, gbps, gbps * 1e9 / rate);
         else
@@ -354,6 +369,11 @@ int main(int argc, char **argv)
             printf("gpu: copy into another process's memory by CUDA IPC %.0f GB/s = %.0f%% of the "
                    "copy\n",
                    ipc_rate / 1e9, 100.0 * ipc_rate / rate);
+        if (!o.json)
+            printf("gpu: KV of %u blocks x %u layers into another process's pool by CUDA IPC "
+                   "(layer-wise, event per layer) %.3f ms, %.0f GB/s = %.0f%% of the copy\n",
+                   kv.n_blocks, kv.n_layers, kv.seconds * 1e3, kv.rate / 1e9,
+                   100.0 * kv.rate / rate);
     } else {
         rate = pd_kbench_memcpy_rate(o.memcpy_mib << 20, 7);
     }

@@ -63,6 +63,48 @@ extern "C" void pd_cuda_mod_host_unregister(void *p)
         pd_cuda_check(cudaHostUnregister(p), "unpin host memory");
 }
 
+/* Bytes from (seed, index): fresh data for IPC checks without a host round trip. */
+__global__ void pd_cuda_ipc_fill(unsigned char *p, size_t n, uint64_t seed)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        uint64_t z = seed + (i / 8) * 0x9e3779b97f4a7c15ull;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        p[i] = (unsigned char)(z >> (8 * (i % 8)));
+    }
+}
+
+extern "C" pd_status_t pd_cuda_mod_dev_alloc(size_t bytes, void **p_p)
+{
+    void *p = NULL;
+    pd_status_t st = pd_cuda_check(cudaSetDevice(0), "set device");
+    if (st == PD_OK)
+        st = pd_cuda_check(cudaMalloc(&p, bytes ? bytes : 1), "device memory");
+    if (st == PD_OK)
+        *p_p = p;
+    return st;
+}
+
+extern "C" void pd_cuda_mod_dev_free(void *p)
+{
+    if (p != NULL)
+        cudaFree(p);
+}
+
+extern "C" pd_status_t pd_cuda_mod_dev_fill(void *p, size_t bytes, uint64_t seed)
+{
+    pd_cuda_ipc_fill<<<1024, 256>>>((unsigned char *)p, bytes, seed);
+    pd_status_t st = pd_cuda_launched("fill");
+    return st == PD_OK ? pd_cuda_check(cudaDeviceSynchronize(), "fill") : st;
+}
+
+extern "C" pd_status_t pd_cuda_mod_dev_to_host(void *host, const void *dev, size_t bytes)
+{
+    return pd_cuda_check(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost), "copy to host");
+}
+
 /* A copy stream with a ring of events: one event per layer of a transfer in flight. */
 struct pd_cuda_ipc_stream {
     cudaStream_t stream;

@@ -224,3 +224,28 @@ void pd_cuda_host_unregister(void *p)
     if (m != NULL && p != NULL)
         m->host_unregister(p);
 }
+
+pd_status_t pd_cuda_dev_alloc(size_t bytes, void **p_p)
+{
+    PD_CUDA_IPC_MODULE(m)
+    return m->dev_alloc(bytes, p_p);
+}
+
+void pd_cuda_dev_free(void *p)
+{
+    const pd_cuda_module_ops_t *m = pd_cuda_module_get(NULL, 0);
+    if (m != NULL && p != NULL)
+        m->dev_free(p);
+}
+
+pd_status_t pd_cuda_dev_fill(void *p, size_t bytes, uint64_t seed)
+{
+    PD_CUDA_IPC_MODULE(m)
+    return m->dev_fill(p, bytes, seed);
+}
+
+pd_status_t pd_cuda_dev_to_host(void *host, const void *dev, size_t bytes)
+{
+    PD_CUDA_IPC_MODULE(m)
+    return m->dev_to_host(host, dev, bytes);
+}

@@ -24,6 +24,10 @@ static const pd_cuda_module_ops_t pd_cuda_module_table = {
     pd_cuda_mod_ipc_event_query,
     pd_cuda_mod_host_register,
     pd_cuda_mod_host_unregister,
+    pd_cuda_mod_dev_alloc,
+    pd_cuda_mod_dev_free,
+    pd_cuda_mod_dev_fill,
+    pd_cuda_mod_dev_to_host,
 };
 
 extern "C" __attribute__((visibility("default"))) const pd_cuda_module_ops_t *

@@ -25,7 +25,7 @@
 
 /* Changes whenever the table changes; the loader refuses a module of another version
  * (a stale libpdkv-cuda.so beside newer programs). */
-#define PD_CUDA_MODULE_ABI 3
+#define PD_CUDA_MODULE_ABI 4
 
 /* The module's file name, looked for in ../lib beside the program's bin/ directory unless
  * the environment variable PD_CUDA_MODULE names a file. */
@@ -50,6 +50,10 @@ typedef struct pd_cuda_module_ops {
     pd_status_t (*ipc_event_query)(void *ctx, uint32_t event);
     pd_status_t (*host_register)(void *p, size_t bytes);
     void (*host_unregister)(void *p);
+    pd_status_t (*dev_alloc)(size_t bytes, void **p_p);
+    void (*dev_free)(void *p);
+    pd_status_t (*dev_fill)(void *p, size_t bytes, uint64_t seed);
+    pd_status_t (*dev_to_host)(void *host, const void *dev, size_t bytes);
 } pd_cuda_module_ops_t;
 
 /* The module's one export (a const table with static storage). */
@@ -81,6 +85,10 @@ pd_status_t pd_cuda_mod_ipc_event_record(void *ctx, uint32_t *event_p);
 pd_status_t pd_cuda_mod_ipc_event_query(void *ctx, uint32_t event);
 pd_status_t pd_cuda_mod_host_register(void *p, size_t bytes);
 void pd_cuda_mod_host_unregister(void *p);
+pd_status_t pd_cuda_mod_dev_alloc(size_t bytes, void **p_p);
+void pd_cuda_mod_dev_free(void *p);
+pd_status_t pd_cuda_mod_dev_fill(void *p, size_t bytes, uint64_t seed);
+pd_status_t pd_cuda_mod_dev_to_host(void *host, const void *dev, size_t bytes);
 #ifdef __cplusplus
 }
 #endif

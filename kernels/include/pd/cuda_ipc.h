@@ -34,4 +34,12 @@ pd_status_t pd_cuda_ipc_event_query(void *stream, uint32_t event);
 pd_status_t pd_cuda_host_register(void *p, size_t bytes);
 void pd_cuda_host_unregister(void *p);
 
+/* Plain device memory on the first visible device, for benchmarks and tests of IPC:
+ * allocate (the allocation an IPC handle names), free, fill with values from seed (the
+ * fill is complete when the call returns), and copy to the host (waits). */
+pd_status_t pd_cuda_dev_alloc(size_t bytes, void **p_p);
+void pd_cuda_dev_free(void *p);
+pd_status_t pd_cuda_dev_fill(void *p, size_t bytes, uint64_t seed);
+pd_status_t pd_cuda_dev_to_host(void *host, const void *dev, size_t bytes);
+
 #endif
