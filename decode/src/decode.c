@@ -6,10 +6,11 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 /* EOS of the model's tokenizer (DIR/tokenizer.json or DIR/tokenizer.bin), else the byte
- * tokenizer's (2). */
+ * tokenizer's (2); used when the model's config names no eos_token_id. */
 static int32_t pd_decode_eos(const char *model_path, uint32_t vocab)
 {
     char path[PATH_MAX];
@@ -38,7 +39,14 @@ static pd_status_t pd_decode_create(pd_role_t *rt, void **state_p)
     if (d == NULL)
         return PD_ERR_NO_MEMORY;
     d->rt = rt;
-    d->eos = pd_decode_eos(rt->args.model, rt->vocab);
+    const pd_model_config_t *mc = &rt->model->config;
+    if (mc->n_eos > 0) {
+        memcpy(d->eos, mc->eos_ids, mc->n_eos * sizeof(int32_t));
+        d->n_eos = mc->n_eos;
+    } else {
+        d->eos[0] = pd_decode_eos(rt->args.model, rt->vocab);
+        d->n_eos = 1;
+    }
     d->batch = calloc(rt->args.max_batch, sizeof(*d->batch));
     d->seqs = calloc(rt->args.max_batch, sizeof(*d->seqs));
     d->scratch = calloc(2 * (size_t)rt->vocab, sizeof(float));
@@ -46,7 +54,8 @@ static pd_status_t pd_decode_create(pd_role_t *rt, void **state_p)
         pd_decode_destroy(d);
         return PD_ERR_NO_MEMORY;
     }
-    pd_log_info("decode %s: max batch %u, eos %d", rt->args.id, rt->args.max_batch, d->eos);
+    pd_log_info("decode %s: max batch %u, eos %d (%u eos ids)", rt->args.id, rt->args.max_batch,
+                d->eos[0], d->n_eos);
     *state_p = d;
     return PD_OK;
 }

@@ -48,7 +48,10 @@ bool pd_decode_emit(pd_decode_t *d, pd_decode_req_t *q)
 
     bool finished = true;
     pd_proto_finish_t finish = PD_PROTO_FINISH_LENGTH;
-    if (token == d->eos)
+    bool eos = false;
+    for (uint32_t i = 0; i < d->n_eos; i++)
+        eos = eos || token == d->eos[i];
+    if (eos)
         finish = PD_PROTO_FINISH_EOS;
     else if (pd_decode_is_stop(q, token))
         finish = PD_PROTO_FINISH_STOP;

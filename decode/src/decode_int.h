@@ -58,7 +58,8 @@ typedef struct pd_decode_quarantine {
 
 typedef struct pd_decode {
     pd_role_t *rt; /* the shared parts: args, model, engine, layout, fabric, bm, worker */
-    int32_t eos;
+    int32_t eos[PD_MODEL_MAX_EOS]; /* the ids that end generation */
+    uint32_t n_eos;
 
     pd_decode_req_t reqs[PD_DECODE_MAX_REQS];
     uint32_t n_live;

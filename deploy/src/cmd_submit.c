@@ -2,6 +2,7 @@
  * end with its usage and timings (stderr), or print everything as one JSON object. */
 #include "cmd_client.h"
 #include "pdctl_int.h"
+#include "pd/tokenizer.h"
 
 #include "cli_opt.h"
 #include "pd/client.h"
@@ -25,6 +26,8 @@ typedef struct pd_submit_opts {
     pd_proto_generate_t g;
     int32_t tokens[PD_PROTO_MAX_PROMPT_TOKENS];
     int32_t stop[PD_PROTO_MAX_STOP];
+    const char *tokenizer; /* -t, for a conversation */
+    pd_cli_chat_t chat;
 } pd_submit_opts_t;
 
 static volatile sig_atomic_t pd_submit_interrupted;
@@ -38,7 +41,8 @@ static void pd_submit_on_sigint(int sig)
 static void pd_submit_usage(FILE *out)
 {
     fprintf(out,
-            "usage: pdctl submit [-r ROUTER] [-w SECONDS] (-p TEXT | --tokens 1,2,3) [-n N]\n"
+            "usage: pdctl submit [-r ROUTER] [-w SECONDS] (-p TEXT | --tokens 1,2,3 |\n"
+            "                    -t TOKENIZER (--chat FILE | [--system T] --user T...)) [-n N]\n"
             "                    [--temperature T] [--top-p P] [--seed S] [--stop 2,13]\n"
             "                    [--tenant T] [--cache auto|off|explicit:OFF[@TTL],...]\n"
             "                    [--id ID] [--no-stream] [--json] [--timeout-ms MS]\n"
@@ -55,6 +59,12 @@ static void pd_submit_usage(FILE *out)
             "                       0: fail at once when none answers)\n"
             "  -p, --prompt TEXT    prompt text; the router adds BOS, as 'pdctl generate -p'\n"
             "  --tokens LIST        prompt token ids, comma-separated (no BOS added)\n"
+            "  --chat FILE          a conversation (JSON messages, as for pdctl template),\n"
+            "                       rendered with the chat template of -t TOKENIZER (a\n"
+            "                       tokenizer.json or its directory) and sent as token ids\n"
+            "  --system T, --user T the conversation as messages, in order\n"
+            "  --template FILE      a Jinja chat template instead of the tokenizer's\n"
+            "  -t, --tokenizer PATH the tokenizer for a conversation\n"
             "  -n, --max-tokens N   tokens to generate, 1..4096 (default 64)\n"
             "  --temperature T      0 is greedy (default 1.0)\n"
             "  --top-p P            nucleus sampling, 1 is off (default 1.0)\n"
@@ -174,6 +184,8 @@ static const pd_cli_opt_t pd_submit_opts[] = {
     PD_CLI_OPT_WAIT,
     PD_CLI_OPT_CURVE_KEY,
     PD_CLI_OPT_CURVE_SECRET,
+    {"tokenizer", 't', true, 't', NULL},
+    PD_CLI_CHAT_OPTIONS,
     PD_CLI_OPT_HELP,
     PD_CLI_OPT_END_TABLE,
 };
@@ -196,6 +208,16 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
     while ((ch = pd_cli_opt_next(&p)) != PD_CLI_OPT_END) {
         const char *optarg = p.arg;
         switch (ch) {
+        case 't':
+            o->tokenizer = optarg;
+            break;
+        case PD_CLI_OPT_CHAT:
+        case PD_CLI_OPT_SYSTEM:
+        case PD_CLI_OPT_USER:
+        case PD_CLI_OPT_TEMPLATE:
+            if (!pd_cli_chat_option(&o->chat, ch, optarg))
+                return PD_CLI_USAGE;
+            break;
         case 'r':
             if (!pd_cli_parse_endpoint("--router", optarg, o->router, sizeof(o->router)))
                 return PD_CLI_USAGE;
@@ -285,9 +307,40 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
         return PD_CLI_USAGE;
     if (!seeded)
         g->sampling.seed = pd_cli_random_seed();
-    if ((g->prompt == NULL) == (g->tokens == NULL)) {
-        fprintf(stderr, "pdctl: submit: give exactly one of -p TEXT or --tokens LIST\n");
+    bool chat = pd_cli_chat_given(&o->chat);
+    if ((g->prompt != NULL) + (g->tokens != NULL) + chat != 1) {
+        fprintf(stderr, "pdctl: submit: give exactly one of -p TEXT, --tokens LIST and a "
+                        "conversation (--chat FILE or --system/--user)\n");
         return PD_CLI_USAGE;
+    }
+    if (chat != (o->tokenizer != NULL)) {
+        fprintf(stderr, "pdctl submit: a conversation needs -t TOKENIZER (and -t is only for "
+                        "one)\n");
+        return PD_CLI_USAGE;
+    }
+    if (chat) {
+        pd_tokenizer_t *tok = NULL;
+        pd_status_t st = pd_tokenizer_open(o->tokenizer, 0, &tok);
+        if (st != PD_OK) {
+            fprintf(stderr, "pdctl submit: tokenizer %s: %s\n", o->tokenizer, pd_status_str(st));
+            return PD_CLI_FAIL;
+        }
+        int32_t *ids = NULL;
+        size_t n = 0;
+        int rc = pd_cli_chat_tokens(&o->chat, tok, &ids, &n);
+        pd_tokenizer_destroy(&tok);
+        if (rc != PD_CLI_OK)
+            return rc;
+        if (n == 0 || n > PD_PROTO_MAX_PROMPT_TOKENS) {
+            fprintf(stderr, "pdctl submit: the conversation is %zu tokens (1..%u)\n", n,
+                    PD_PROTO_MAX_PROMPT_TOKENS);
+            free(ids);
+            return PD_CLI_USAGE;
+        }
+        memcpy(o->tokens, ids, n * sizeof(int32_t));
+        free(ids);
+        g->tokens = o->tokens;
+        g->n_tokens = (uint32_t)n;
     }
     if (g->prompt != NULL &&
         (g->prompt_bytes == 0 || g->prompt_bytes > PD_PROTO_MAX_PROMPT_BYTES)) {

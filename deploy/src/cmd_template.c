@@ -185,3 +185,59 @@ int pd_cmd_template(int argc, char **argv)
     pd_tokenizer_destroy(&tok);
     return rc;
 }
+
+bool pd_cli_chat_option(pd_cli_chat_t *chat, int opt, const char *arg)
+{
+    if (opt == PD_CLI_OPT_CHAT) {
+        chat->file = arg;
+    } else if (opt == PD_CLI_OPT_TEMPLATE) {
+        chat->template_path = arg;
+    } else {
+        if (chat->n == PD_CLI_CHAT_MAX_MESSAGES) {
+            fprintf(stderr, "pdctl: more than %d --system/--user messages\n",
+                    PD_CLI_CHAT_MAX_MESSAGES);
+            return false;
+        }
+        chat->roles[chat->n] = opt == PD_CLI_OPT_SYSTEM ? "system" : "user";
+        chat->texts[chat->n++] = arg;
+    }
+    return true;
+}
+
+bool pd_cli_chat_given(const pd_cli_chat_t *chat)
+{
+    return chat->file != NULL || chat->n > 0;
+}
+
+int pd_cli_chat_tokens(const pd_cli_chat_t *chat, const pd_tokenizer_t *tok, int32_t **ids_p,
+                       size_t *n_p)
+{
+    if ((chat->file != NULL) == (chat->n > 0)) {
+        fprintf(stderr, "pdctl: give the conversation as --chat FILE or as --system/--user, "
+                        "not both\n");
+        return PD_CLI_USAGE;
+    }
+    char *json = NULL;
+    if (chat->n > 0 &&
+        (json = pd_cli_chat_messages_json(chat->roles, chat->texts, chat->n)) == NULL)
+        return PD_CLI_FAIL;
+    char *prompt = NULL;
+    size_t len = 0;
+    int rc = pd_cli_chat_prompt(tok, chat->file, json, chat->template_path, true, &prompt, &len);
+    free(json);
+    if (rc != PD_CLI_OK)
+        return rc;
+    size_t cap = pd_tokenizer_max_tokens(tok, len), n = 0;
+    int32_t *ids = malloc((cap ? cap : 1) * sizeof(int32_t));
+    pd_status_t st =
+        ids ? pd_tokenizer_encode(tok, prompt, len, 0, ids, cap, &n) : PD_ERR_NO_MEMORY;
+    free(prompt);
+    if (st != PD_OK) {
+        fprintf(stderr, "pdctl: cannot tokenize the chat prompt: %s\n", pd_status_str(st));
+        free(ids);
+        return PD_CLI_FAIL;
+    }
+    *ids_p = ids;
+    *n_p = n;
+    return PD_CLI_OK;
+}

@@ -39,6 +39,30 @@ int pd_cli_chat_prompt(const struct pd_tokenizer *tok, const char *messages_path
 /* A JSON array of n messages {"role": roles[i], "content": texts[i]}; malloc'd, NULL. */
 char *pd_cli_chat_messages_json(const char *const *roles, const char *const *texts, size_t n);
 
+/* The chat options of generate and submit: --chat FILE (messages as for pdctl template),
+ * or --system TEXT and --user TEXT (repeatable, in order), --template FILE. */
+#define PD_CLI_CHAT_MAX_MESSAGES 64
+enum { PD_CLI_OPT_CHAT = 1001, PD_CLI_OPT_SYSTEM, PD_CLI_OPT_USER, PD_CLI_OPT_TEMPLATE };
+typedef struct pd_cli_chat {
+    const char *file;
+    const char *template_path;
+    const char *roles[PD_CLI_CHAT_MAX_MESSAGES];
+    const char *texts[PD_CLI_CHAT_MAX_MESSAGES];
+    size_t n;
+} pd_cli_chat_t;
+#define PD_CLI_CHAT_OPTIONS                                                                        \
+    {"chat", 0, true, PD_CLI_OPT_CHAT, NULL}, {"system", 0, true, PD_CLI_OPT_SYSTEM, NULL},        \
+        {"user", 0, true, PD_CLI_OPT_USER, NULL},                                                  \
+        {"template", 0, true, PD_CLI_OPT_TEMPLATE, NULL}
+/* Take option opt (one of PD_CLI_OPT_*); false after printing why it is refused. */
+bool pd_cli_chat_option(pd_cli_chat_t *chat, int opt, const char *arg);
+/* Whether any chat option was given. */
+bool pd_cli_chat_given(const pd_cli_chat_t *chat);
+/* Render the conversation with tok's template and encode it (special tokens as tokens,
+ * none added: the template places BOS); *ids_p is malloc'd. PD_CLI_FAIL after printing. */
+int pd_cli_chat_tokens(const pd_cli_chat_t *chat, const struct pd_tokenizer *tok, int32_t **ids_p,
+                       size_t *n_p);
+
 /* Read a whole file ("-": stdin) into a malloc'd NUL-terminated buffer; NULL after
  * printing why. */
 char *pd_cli_read_all(const char *path, size_t *len_p);

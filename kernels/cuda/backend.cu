@@ -514,6 +514,7 @@ static const pd_backend_ops_t pd_cuda_backend_ops = {
     .rope_store = pd_cuda_rope_store_op,
     .attention = pd_cuda_attention_op,
     .swiglu = pd_cuda_swiglu_op,
+    .add_bias = NULL, /* Qwen2 biases: refused when the engine is created */
 };
 
 extern "C" int pd_cuda_mod_device_count(char *why, size_t why_bytes)

@@ -165,6 +165,15 @@ static pd_status_t pd_engine_create_on(const pd_model_t *model, pd_backend_kind_
         return PD_ERR_UNSUPPORTED;
     }
     const pd_model_config_t *c = &model->config;
+    /* The CUDA backend computes the Llama decoder only: refuse the variants by name
+     * rather than run them without their biases or norms. */
+    if (kind == PD_BACKEND_CUDA && c->arch != PD_ARCH_LLAMA) {
+        pd_log_error("engine: the cuda backend does not implement %s (%s); use the cpu "
+                     "backend",
+                     pd_arch_name(c->arch),
+                     c->arch == PD_ARCH_QWEN2 ? "q/k/v projection biases" : "per-head q/k RMSNorm");
+        return PD_ERR_UNSUPPORTED;
+    }
     pd_engine_t *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return PD_ERR_NO_MEMORY;
@@ -173,13 +182,19 @@ static pd_status_t pd_engine_create_on(const pd_model_t *model, pd_backend_kind_
     e->rope_cs = pd_engine_alloc_f((size_t)c->max_seq_len * c->head_dim);
     if (e->rope_cs == NULL)
         goto err_free_engine;
-    pd_cpu_rope_table(e->rope_cs, c->max_seq_len, c->head_dim, c->rope_theta);
+    pd_cpu_rope_table(e->rope_cs, c->max_seq_len, c->head_dim, c->rope_theta, &c->rope_scaling);
     if (kind == PD_BACKEND_CUDA)
         st = pd_backend_cuda_create(cuda_opts, c, &e->be);
     else
         st = pd_backend_cpu_create(n_threads, c->max_seq_len, c->n_heads / c->n_kv_heads, &e->be);
     if (st != PD_OK)
         goto err_free_rope;
+    if (model->w.bq != NULL && e->be.ops->add_bias == NULL) {
+        pd_log_error("engine: the %s backend does not implement q/k/v biases (%s)", e->be.ops->name,
+                     pd_arch_name(c->arch));
+        st = PD_ERR_UNSUPPORTED;
+        goto err_destroy_backend;
+    }
     if (e->be.ops->bind != NULL) {
         st = e->be.ops->bind(e->be.ctx, model, e->rope_cs);
         if (st != PD_OK)
@@ -429,6 +444,18 @@ pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_l
                                         {pd_weight_at(&w->wk, l), e->k, false},
                                         {pd_weight_at(&w->wv, l), e->v, false}};
         ops->matmul_n(ctx, e->xn, n, qkv, 3);
+        if (w->bq != NULL) { /* Qwen2 */
+            ops->add_bias(ctx, e->q, w->bq + (size_t)l * c->n_heads * c->head_dim, n,
+                          c->n_heads * c->head_dim);
+            ops->add_bias(ctx, e->k, w->bk + (size_t)l * kvd, n, kvd);
+            ops->add_bias(ctx, e->v, w->bv + (size_t)l * kvd, n, kvd);
+        }
+        if (w->q_norm != NULL) { /* Qwen3: RMSNorm of every head of q and k before RoPE */
+            ops->rmsnorm(ctx, e->q, w->q_norm + (size_t)l * c->head_dim, e->q, n * c->n_heads,
+                         c->head_dim, c->rms_eps);
+            ops->rmsnorm(ctx, e->k, w->k_norm + (size_t)l * c->head_dim, e->k, n * c->n_kv_heads,
+                         c->head_dim, c->rms_eps);
+        }
         ops->rope_store(ctx, e->q, e->k, e->v, e->pos, e->kv_off, n, e->rope_cs, c, layout,
                         pool_layer);
         if (on_layer != NULL) {

@@ -88,7 +88,9 @@ uint16_t pd_f32_to_bf16(float f)
 
 size_t pd_load_tensor_count(const pd_model_config_t *config)
 {
-    return 2 + (size_t)config->n_layers * 9 + (config->tie_embeddings ? 0 : 1);
+    size_t per_layer =
+        9 + (config->arch == PD_ARCH_QWEN2 ? 3 : 0) + (config->arch == PD_ARCH_QWEN3 ? 2 : 0);
+    return 2 + (size_t)config->n_layers * per_layer + (config->tie_embeddings ? 0 : 1);
 }
 
 /* layer UINT32_MAX: a global tensor named what; else "model.layers.<layer>.<what>.weight".
@@ -99,7 +101,8 @@ static void pd_load_tensor_set(pd_load_tensor_t *t, pd_weight_t *mat, uint32_t i
     if (layer == UINT32_MAX)
         snprintf(t->name, sizeof(t->name), "%s", what);
     else
-        snprintf(t->name, sizeof(t->name), "model.layers.%u.%s.weight", layer, what);
+        snprintf(t->name, sizeof(t->name), "model.layers.%u.%s%s", layer, what,
+                 strstr(what, ".bias") != NULL ? "" : ".weight");
     t->mat = mat;
     t->index = index;
     t->vec = vec;
@@ -132,6 +135,21 @@ size_t pd_load_tensor_list(const pd_model_config_t *c, pd_model_t *model,
         pd_load_tensor_set(&tensors_p[n++], PD_M(w_gate), l, NULL, hid, dim, "mlp.gate_proj", l);
         pd_load_tensor_set(&tensors_p[n++], PD_M(w_up), l, NULL, hid, dim, "mlp.up_proj", l);
         pd_load_tensor_set(&tensors_p[n++], PD_M(w_down), l, NULL, dim, hid, "mlp.down_proj", l);
+        if (c->arch == PD_ARCH_QWEN2) {
+            pd_load_tensor_set(&tensors_p[n++], NULL, 0, w ? w->bq + (size_t)l * q_dim : NULL,
+                               q_dim, 0, "self_attn.q_proj.bias", l);
+            pd_load_tensor_set(&tensors_p[n++], NULL, 0, w ? w->bk + (size_t)l * kv_dim : NULL,
+                               kv_dim, 0, "self_attn.k_proj.bias", l);
+            pd_load_tensor_set(&tensors_p[n++], NULL, 0, w ? w->bv + (size_t)l * kv_dim : NULL,
+                               kv_dim, 0, "self_attn.v_proj.bias", l);
+        }
+        if (c->arch == PD_ARCH_QWEN3) {
+            const uint64_t hd = c->head_dim;
+            pd_load_tensor_set(&tensors_p[n++], NULL, 0, w ? w->q_norm + (size_t)l * hd : NULL, hd,
+                               0, "self_attn.q_norm", l);
+            pd_load_tensor_set(&tensors_p[n++], NULL, 0, w ? w->k_norm + (size_t)l * hd : NULL, hd,
+                               0, "self_attn.k_norm", l);
+        }
     }
     pd_load_tensor_set(&tensors_p[n++], NULL, 0, w ? w->final_norm : NULL, dim, 0,
                        "model.norm.weight", UINT32_MAX);

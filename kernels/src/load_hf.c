@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PD_ST_MAX_HEADER (100u << 20) /* the safetensors format's own limit */
 #define PD_ST_MAX_FILES  256
@@ -165,11 +166,9 @@ static pd_status_t pd_hf_parse_config(const char *path, const pd_json_t *root, c
         return PD_ERR_FORMAT;
     }
     /* Features this engine does not compute: refuse rather than produce wrong numbers. */
-    v = pd_json_object_get(root, "rope_scaling");
-    if (v != NULL && pd_json_type(v) != PD_JSON_NULL) {
-        pd_log_error("%s: rope_scaling is not supported", path);
-        return PD_ERR_UNSUPPORTED;
-    }
+    if ((st = pd_hf_check_fields(path, root)) || (st = pd_hf_parse_arch(path, root, c)) ||
+        (st = pd_hf_parse_rope_scaling(path, root, c)))
+        return st;
     /* Sliding-window attention equals full attention up to the window: cap the context. */
     uint32_t window = 0;
     st = pd_hf_get_u32(root, path, "sliding_window", false, 0, 0, UINT32_MAX, &window);
@@ -181,25 +180,12 @@ static pd_status_t pd_hf_parse_config(const char *path, const pd_json_t *root, c
         pd_log_info("%s: context capped at the sliding window, %u tokens", path, window);
         c->max_seq_len = window;
     }
-    static const char *const biases[] = {"attention_bias", "mlp_bias"};
-    for (size_t i = 0; i < 2; i++) {
-        bool b = false;
-        if (pd_json_bool(pd_json_object_get(root, biases[i]), &b) && b) {
-            pd_log_error("%s: %s is not supported", path, biases[i]);
-            return PD_ERR_UNSUPPORTED;
-        }
-    }
     const char *s;
     v = pd_json_object_get(root, "hidden_act");
     if (v != NULL && (!pd_json_string(v, &s, NULL) || strcmp(s, "silu") != 0)) {
         pd_log_error("%s: hidden_act must be \"silu\"", path);
         return PD_ERR_UNSUPPORTED;
     }
-    v = pd_json_object_get(root, "model_type");
-    if (pd_json_string(v, &s, NULL) && strcmp(s, "llama") != 0 && strcmp(s, "mistral") != 0)
-        pd_log_warn("%s: model_type \"%s\" is computed as a Llama decoder; its tensors and "
-                    "config decide whether that is right",
-                    path, s);
     c->rope_style = PD_ROPE_HALF;
     v = pd_json_object_get(root, "pdkv_model_id");
     if (pd_json_string(v, &s, NULL) && s[0] != '\0') {
@@ -244,6 +230,26 @@ pd_status_t pd_model_config_load_hf(const char *dir, pd_model_config_t *config_p
         goto out_free_text;
     }
     status = pd_hf_parse_config(path, pd_json_doc_root(doc), dir, &c);
+    if (status == PD_OK) {
+        /* generation_config.json beside it, when there is one */
+        char gpath[PATH_MAX];
+        char *gtext = NULL;
+        size_t glen = 0;
+        pd_json_doc_t *gdoc = NULL;
+        snprintf(gpath, sizeof(gpath), "%s/generation_config.json", dir);
+        if (access(gpath, F_OK) == 0) {
+            status = pd_hf_read_text(gpath, PD_CONFIG_MAX, &gtext, &glen);
+            if (status == PD_OK && pd_json_parse(gtext, glen, NULL, &gdoc) != PD_OK) {
+                pd_log_error("%s: not valid JSON: %s", gpath, pd_json_last_error());
+                status = PD_ERR_FORMAT;
+            }
+        }
+        if (status == PD_OK)
+            status = pd_hf_parse_generation(path, pd_json_doc_root(doc),
+                                            gdoc ? pd_json_doc_root(gdoc) : NULL, gpath, &c);
+        pd_json_doc_destroy(&gdoc);
+        free(gtext);
+    }
     if (status == PD_OK)
         *config_p = c;
     pd_json_doc_destroy(&doc);

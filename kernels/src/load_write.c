@@ -55,10 +55,11 @@ static pd_status_t pd_write_config(const pd_model_config_t *c, const char *dir, 
         pd_log_error("%s: cannot create: %s", path, strerror(err));
         return pd_status_from_errno(err);
     }
+    static const char *const archs[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
     fprintf(f,
             "{\n"
-            "  \"architectures\": [\"LlamaForCausalLM\"],\n"
-            "  \"model_type\": \"llama\",\n"
+            "  \"architectures\": [\"%s\"],\n"
+            "  \"model_type\": \"%s\",\n"
             "  \"hidden_size\": %u,\n"
             "  \"intermediate_size\": %u,\n"
             "  \"num_hidden_layers\": %u,\n"
@@ -70,14 +71,35 @@ static pd_status_t pd_write_config(const pd_model_config_t *c, const char *dir, 
             "  \"rms_norm_eps\": %.9g,\n"
             "  \"rope_theta\": %.9g,\n"
             "  \"tie_word_embeddings\": %s,\n"
-            "  \"hidden_act\": \"silu\",\n"
-            "  \"bos_token_id\": 1,\n"
-            "  \"eos_token_id\": 2,\n"
+            "  \"hidden_act\": \"silu\",\n",
+            archs[c->arch], pd_arch_name(c->arch), c->dim, c->hidden_dim, c->n_layers, c->n_heads,
+            c->n_kv_heads, c->head_dim, c->vocab_size, c->max_seq_len, (double)c->rms_eps,
+            (double)c->rope_theta, c->tie_embeddings ? "true" : "false");
+    const pd_rope_scaling_t *rs = &c->rope_scaling;
+    if (rs->factor > 0.0f)
+        fprintf(f,
+                "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %.9g, "
+                "\"low_freq_factor\": %.9g, \"high_freq_factor\": %.9g, "
+                "\"original_max_position_embeddings\": %u},\n",
+                (double)rs->factor, (double)rs->low_freq_factor, (double)rs->high_freq_factor,
+                rs->original_max_position);
+    /* Without ids of its own, a model stops at the byte tokenizer's BOS/EOS (1, 2). */
+    if (c->has_bos || c->n_eos == 0)
+        fprintf(f, "  \"bos_token_id\": %d,\n", c->has_bos ? c->bos_id : 1);
+    else
+        fprintf(f, "  \"bos_token_id\": null,\n");
+    if (c->n_eos == 0) {
+        fprintf(f, "  \"eos_token_id\": 2,\n");
+    } else {
+        fprintf(f, "  \"eos_token_id\": [");
+        for (uint32_t i = 0; i < c->n_eos; i++)
+            fprintf(f, i ? ", %d" : "%d", c->eos_ids[i]);
+        fprintf(f, "],\n");
+    }
+    fprintf(f,
             "  \"torch_dtype\": \"%s\",\n"
             "  \"pdkv_model_id\": \"",
-            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,
-            c->vocab_size, c->max_seq_len, (double)c->rms_eps, (double)c->rope_theta,
-            c->tie_embeddings ? "true" : "false", torch[dtype]);
+            torch[dtype]);
     /* model_id is written as plain ASCII; anything else becomes '_'. */
     for (const char *s = c->model_id; *s != '\0'; s++)
         fputc((*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\') ? *s : '_', f);

@@ -67,6 +67,25 @@ pd_status_t pd_model_config_validate(const pd_model_config_t *c)
     }
     if (c->rope_style != PD_ROPE_HALF && c->rope_style != PD_ROPE_PAIR)
         return pd_model_bad("rope_style", (unsigned long long)c->rope_style, "is unknown");
+    if ((unsigned)c->arch > PD_ARCH_QWEN3)
+        return pd_model_bad("arch", (unsigned long long)c->arch, "is unknown");
+    if (c->n_eos > PD_MODEL_MAX_EOS)
+        return pd_model_bad("n_eos", c->n_eos, "is more than the eos ids a config holds");
+    for (uint32_t i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] < 0 || (uint32_t)c->eos_ids[i] >= c->vocab_size)
+            return pd_model_bad("eos id", (unsigned long long)c->eos_ids[i],
+                                "is outside the vocabulary");
+    const pd_rope_scaling_t *rs = &c->rope_scaling;
+    if (rs->factor != 0.0f &&
+        (!(rs->factor >= 1.0f) || !isfinite(rs->factor) || !(rs->low_freq_factor > 0.0f) ||
+         !(rs->high_freq_factor > rs->low_freq_factor) || !isfinite(rs->high_freq_factor) ||
+         rs->original_max_position == 0)) {
+        pd_log_error("model config: rope scaling (factor %g, low_freq_factor %g, "
+                     "high_freq_factor %g, original_max_position_embeddings %u) is not valid",
+                     (double)rs->factor, (double)rs->low_freq_factor, (double)rs->high_freq_factor,
+                     rs->original_max_position);
+        return PD_ERR_FORMAT;
+    }
     if (memchr(c->model_id, '\0', sizeof(c->model_id)) == NULL) {
         pd_log_error("model config: model_id is not terminated");
         return PD_ERR_FORMAT;
@@ -78,8 +97,10 @@ pd_status_t pd_model_config_validate(const pd_model_config_t *c)
 }
 
 /* Element counts of the tensors in pd_model_weights_t order (lm_head 0 when tied). */
+#define PD_MODEL_N_SLOTS 17
+
 typedef struct pd_model_sizes {
-    uint64_t n[12];
+    uint64_t n[PD_MODEL_N_SLOTS];
 } pd_model_sizes_t;
 
 static pd_model_sizes_t pd_model_sizes(const pd_model_config_t *c)
@@ -100,6 +121,13 @@ static pd_model_sizes_t pd_model_sizes(const pd_model_config_t *c)
         d,                            /* final_norm */
         c->tie_embeddings ? 0 : v * d /* lm_head */
     }};
+    /* the variants' vectors: q, k, v biases (Qwen2), q and k norms (Qwen3) */
+    bool bias = c->arch == PD_ARCH_QWEN2, qk = c->arch == PD_ARCH_QWEN3;
+    s.n[12] = bias ? L * qd : 0;
+    s.n[13] = bias ? L * kvd : 0;
+    s.n[14] = bias ? L * kvd : 0;
+    s.n[15] = qk ? L * c->head_dim : 0;
+    s.n[16] = qk ? L * c->head_dim : 0;
     return s;
 }
 
@@ -107,7 +135,7 @@ uint64_t pd_model_n_params(const pd_model_config_t *config)
 {
     pd_model_sizes_t s = pd_model_sizes(config);
     uint64_t total = 0;
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < PD_MODEL_N_SLOTS; i++)
         total += s.n[i];
     return total;
 }
@@ -118,7 +146,7 @@ typedef struct pd_model_slot {
     uint32_t n_mats, rows, cols;
 } pd_model_slot_t;
 
-static void pd_model_slots(const pd_model_config_t *c, pd_model_slot_t slots[12])
+static void pd_model_slots(const pd_model_config_t *c, pd_model_slot_t slots[PD_MODEL_N_SLOTS])
 {
     uint32_t d = c->dim, h = c->hidden_dim, L = c->n_layers, v = c->vocab_size;
     uint32_t qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
@@ -128,6 +156,9 @@ static void pd_model_slots(const pd_model_config_t *c, pd_model_slot_t slots[12]
         {true, L, h, d},   {true, L, d, h},  {false, 1, d, 1}, {true, 1, v, d},
     };
     memcpy(slots, s, sizeof(s));
+    pd_model_sizes_t n = pd_model_sizes(c);
+    for (int i = 12; i < PD_MODEL_N_SLOTS; i++)
+        slots[i] = (pd_model_slot_t){false, 1, (uint32_t)n.n[i], 1};
 }
 
 /* Bytes of a stack's data, and of its I8 row scales. */
@@ -143,12 +174,12 @@ static uint64_t pd_model_mat_scale_bytes(const pd_model_slot_t *s, pd_dtype_t dt
 
 uint64_t pd_model_config_weight_bytes(const pd_model_config_t *config, pd_dtype_t dtype)
 {
-    pd_model_slot_t slots[12];
+    pd_model_slot_t slots[PD_MODEL_N_SLOTS];
     pd_model_slots(config, slots);
     uint64_t total = 0;
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < PD_MODEL_N_SLOTS; i++) {
         if (i == 11 && config->tie_embeddings)
-            break;
+            continue;
         if (!slots[i].is_mat)
             total += (uint64_t)slots[i].n_mats * slots[i].rows * sizeof(float);
         else
@@ -160,7 +191,7 @@ uint64_t pd_model_config_weight_bytes(const pd_model_config_t *config, pd_dtype_
 
 uint64_t pd_model_config_decode_bytes(const pd_model_config_t *config, pd_dtype_t dtype)
 {
-    pd_model_slot_t slots[12];
+    pd_model_slot_t slots[PD_MODEL_N_SLOTS];
     pd_model_slots(config, slots);
     uint64_t total = pd_model_config_weight_bytes(config, dtype);
     uint64_t embed =
@@ -182,7 +213,10 @@ uint64_t pd_model_weight_bytes(const pd_model_t *model)
 {
     const pd_model_weights_t *w = &model->w;
     const pd_model_config_t *c = &model->config;
+    pd_model_sizes_t s = pd_model_sizes(c);
     uint64_t total = ((uint64_t)2 * c->n_layers + 1) * c->dim * sizeof(float);
+    for (int i = 12; i < PD_MODEL_N_SLOTS; i++)
+        total += s.n[i] * sizeof(float);
     for (uint32_t i = 0; i < PD_MODEL_N_MATS; i++) {
         if (i == PD_MODEL_N_MATS - 1 && c->tie_embeddings)
             break;
@@ -231,12 +265,12 @@ pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dty
     pd_status_t st = pd_model_config_validate(config);
     if (st != PD_OK)
         return st;
-    pd_model_slot_t slots[12];
+    pd_model_slot_t slots[PD_MODEL_N_SLOTS];
     pd_model_slots(config, slots);
     uint64_t total = 0;
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < PD_MODEL_N_SLOTS; i++) {
         if (i == 11 && config->tie_embeddings)
-            break;
+            continue;
         if (!slots[i].is_mat)
             total += pd_model_pad((uint64_t)slots[i].n_mats * slots[i].rows * sizeof(float));
         else
@@ -261,17 +295,36 @@ pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dty
     (void)madvise(base, alloc_bytes, MADV_HUGEPAGE); /* advice only: failure is harmless */
 #endif
     memset(base, 0, bytes);
-    float **vecs[12] = {NULL, &m->w.attn_norm,  NULL, NULL, NULL, NULL, &m->w.ffn_norm, NULL, NULL,
-                        NULL, &m->w.final_norm, NULL};
-    pd_weight_t *mats[12] = {&m->w.tok_embed, NULL,         &m->w.wq, &m->w.wk,
-                             &m->w.wv,        &m->w.wo,     NULL,     &m->w.w_gate,
-                             &m->w.w_up,      &m->w.w_down, NULL,     &m->w.lm_head};
+    float **vecs[PD_MODEL_N_SLOTS] = {NULL,
+                                      &m->w.attn_norm,
+                                      NULL,
+                                      NULL,
+                                      NULL,
+                                      NULL,
+                                      &m->w.ffn_norm,
+                                      NULL,
+                                      NULL,
+                                      NULL,
+                                      &m->w.final_norm,
+                                      NULL,
+                                      &m->w.bq,
+                                      &m->w.bk,
+                                      &m->w.bv,
+                                      &m->w.q_norm,
+                                      &m->w.k_norm};
+    pd_weight_t *mats[PD_MODEL_N_SLOTS] = {&m->w.tok_embed, NULL,         &m->w.wq, &m->w.wk,
+                                           &m->w.wv,        &m->w.wo,     NULL,     &m->w.w_gate,
+                                           &m->w.w_up,      &m->w.w_down, NULL,     &m->w.lm_head};
     uint64_t off = 0;
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < PD_MODEL_N_SLOTS; i++) {
         const pd_model_slot_t *s = &slots[i];
         if (i == 11 && config->tie_embeddings) {
             m->w.lm_head = m->w.tok_embed;
-            break;
+            continue;
+        }
+        if (!s->is_mat && (uint64_t)s->n_mats * s->rows == 0) {
+            *vecs[i] = NULL; /* a variant's vector this config does not have */
+            continue;
         }
         if (!s->is_mat) {
             *vecs[i] = (float *)(base + off);
@@ -354,6 +407,34 @@ void pd_model_init_random(pd_model_t *model, uint64_t seed)
     pd_model_fill_const(w->final_norm, s.n[10], 1.0f);
     if (!c->tie_embeddings)
         pd_model_fill(pd_weight_f32(&w->lm_head), s.n[11], seed, 11, 1.0 / sqrt(d));
+    /* Biases of the size a trained Qwen2 has relative to its products; q/k norm weights
+     * around 1, so that both variants change the numbers a test sees. */
+    if (w->bq != NULL) {
+        pd_model_fill(w->bq, s.n[12], seed, 12, 0.5);
+        pd_model_fill(w->bk, s.n[13], seed, 13, 0.5);
+        pd_model_fill(w->bv, s.n[14], seed, 14, 0.5);
+    }
+    if (w->q_norm != NULL) {
+        pd_model_fill(w->q_norm, s.n[15], seed, 15, 0.25);
+        pd_model_fill(w->k_norm, s.n[16], seed, 16, 0.25);
+        for (uint64_t i = 0; i < s.n[15]; i++) {
+            w->q_norm[i] += 1.0f;
+            w->k_norm[i] += 1.0f;
+        }
+    }
+}
+
+const char *pd_arch_name(pd_arch_t arch)
+{
+    return arch == PD_ARCH_QWEN2 ? "qwen2" : arch == PD_ARCH_QWEN3 ? "qwen3" : "llama";
+}
+
+bool pd_model_is_eos(const pd_model_config_t *config, int32_t id)
+{
+    for (uint32_t i = 0; i < config->n_eos && i < PD_MODEL_MAX_EOS; i++)
+        if (config->eos_ids[i] == id)
+            return true;
+    return false;
 }
 
 void pd_model_destroy(pd_model_t **model_p)

@@ -178,6 +178,18 @@ pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype, pd_model
     memcpy(out->w.attn_norm, model->w.attn_norm, nd);
     memcpy(out->w.ffn_norm, model->w.ffn_norm, nd);
     memcpy(out->w.final_norm, model->w.final_norm, c->dim * sizeof(float));
+    const size_t qb = (size_t)c->n_layers * c->n_heads * c->head_dim * sizeof(float);
+    const size_t kb = (size_t)c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float);
+    const size_t hb = (size_t)c->n_layers * c->head_dim * sizeof(float);
+    if (model->w.bq != NULL) {
+        memcpy(out->w.bq, model->w.bq, qb);
+        memcpy(out->w.bk, model->w.bk, kb);
+        memcpy(out->w.bv, model->w.bv, kb);
+    }
+    if (model->w.q_norm != NULL) {
+        memcpy(out->w.q_norm, model->w.q_norm, hb);
+        memcpy(out->w.k_norm, model->w.k_norm, hb);
+    }
     bool changed = false;
     for (uint32_t i = 0; i < PD_MODEL_N_MATS; i++) {
         if (i == PD_MODEL_N_MATS - 1 && c->tie_embeddings)

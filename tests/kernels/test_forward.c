@@ -56,7 +56,29 @@ static void tokens_for(int32_t *t, uint32_t n, uint32_t salt)
         t[i] = (int32_t)((i * 131u + salt * 17u + 5u) % 259u);
 }
 
-/* Plain double-precision forward over the whole sequence, no cache: logits of the last. */
+/* Frequency i of RoPE as transformers computes it: base^(-2i/dim), then for rope_type
+ * "llama3" (_compute_llama3_parameters) low-frequency wavelengths divided by the factor,
+ * high ones kept, the band between smoothed. Written from the reference, not from pdkv. */
+static double ref_inv_freq(const pd_model_config_t *c, uint32_t i)
+{
+    double inv_freq = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
+    const pd_rope_scaling_t *r = &c->rope_scaling;
+    if (r->factor == 0.0f)
+        return inv_freq;
+    double factor = r->factor, low = r->low_freq_factor, high = r->high_freq_factor;
+    double old_context_len = r->original_max_position;
+    double low_freq_wavelen = old_context_len / low, high_freq_wavelen = old_context_len / high;
+    double wavelen = 2 * M_PI / inv_freq;
+    double inv_freq_llama = wavelen > low_freq_wavelen ? inv_freq / factor : inv_freq;
+    double smooth_factor = (old_context_len / wavelen - low) / (high - low);
+    double smoothed =
+        (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama;
+    bool is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+    return is_medium ? smoothed : inv_freq_llama;
+}
+
+/* Plain double-precision forward over the whole sequence, no cache: logits of the last.
+ * Qwen2's q/k/v biases and Qwen3's per-head q/k norms when the model has them. */
 static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, double *logits)
 {
     const pd_model_config_t *c = &m->config;
@@ -101,11 +123,31 @@ static void ref_forward(const pd_model_t *m, const int32_t *tok, uint32_t n, dou
                 k[t * KD + o] = a;
                 v[t * KD + o] = b;
             }
+            if (w->bq != NULL) {
+                for (uint32_t o = 0; o < QD; o++)
+                    q[t * QD + o] += w->bq[(size_t)l * QD + o];
+                for (uint32_t o = 0; o < KD; o++) {
+                    k[t * KD + o] += w->bk[(size_t)l * KD + o];
+                    v[t * KD + o] += w->bv[(size_t)l * KD + o];
+                }
+            }
+            if (w->q_norm != NULL) {
+                for (uint32_t h = 0; h < NH + KV; h++) {
+                    double *vec = h < NH ? q + t * QD + h * HD : k + t * KD + (h - NH) * HD;
+                    const float *nw = (h < NH ? w->q_norm : w->k_norm) + (size_t)l * HD;
+                    double hs = 0;
+                    for (uint32_t i = 0; i < HD; i++)
+                        hs += vec[i] * vec[i];
+                    double r = 1.0 / sqrt(hs / HD + c->rms_eps);
+                    for (uint32_t i = 0; i < HD; i++)
+                        vec[i] = vec[i] * r * nw[i];
+                }
+            }
             /* RoPE on every head of q and k at position t. */
             for (uint32_t h = 0; h < NH + KV; h++) {
                 double *vec = h < NH ? q + t * QD + h * HD : k + t * KD + (h - NH) * HD;
                 for (uint32_t i = 0; i < HD / 2; i++) {
-                    double ang = t * pow(c->rope_theta, -2.0 * i / HD);
+                    double ang = t * ref_inv_freq(c, i);
                     uint32_t i0 = c->rope_style == PD_ROPE_PAIR ? 2 * i : i;
                     uint32_t i1 = c->rope_style == PD_ROPE_PAIR ? 2 * i + 1 : i + HD / 2;
                     double a = vec[i0], b = vec[i1];
@@ -195,6 +237,77 @@ static pd_status_t prefill(pd_engine_t *e, const pd_model_t *m, const uint32_t *
     (void)m;
     pd_fwd_seq_t s = {tok, n, 0, table, n_table, logits};
     return pd_engine_forward(e, pool, l, &s, 1, NULL, NULL);
+}
+
+/* A tiny model of each decoder variant, its logits against the double reference: the
+ * variant's extra weights are random (biases, norms around 1), so leaving one out of the
+ * forward pass is seen. */
+static void check_variant(pd_arch_t arch, bool llama3_rope)
+{
+    pd_model_config_t c;
+    cr_assert_eq(pd_model_preset("tiny", &c), PD_OK);
+    c.arch = arch;
+    if (llama3_rope) {
+        /* head_dim 16, theta 10000: wavelengths 6.3 ... 19869, so with an original context
+         * of 256 (low 1, high 4) the frequencies fall in all three bands */
+        c.rope_scaling = (pd_rope_scaling_t){8.0f, 1.0f, 4.0f, 256};
+    }
+    pd_model_t *m = NULL;
+    cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
+    pd_model_init_random(m, 11);
+    cr_assert((arch == PD_ARCH_QWEN2) == (m->w.bq != NULL));
+    cr_assert((arch == PD_ARCH_QWEN3) == (m->w.q_norm != NULL));
+    pd_kv_layout_t l = layout_for(m, 16);
+    float *pool = new_pool(&l);
+    uint32_t table[16];
+    for (uint32_t i = 0; i < 16; i++)
+        table[i] = i;
+    int32_t tok[40];
+    tokens_for(tok, 40, 3);
+    float logits[259];
+    double ref[259];
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &e), PD_OK);
+    cr_assert_eq(prefill(e, m, table, 16, tok, 40, pool, &l, logits), PD_OK);
+    ref_forward(m, tok, 40, ref);
+    double max_err = 0, max_ref = 0;
+    for (int i = 0; i < 259; i++) {
+        max_err = fmax(max_err, fabs(logits[i] - ref[i]));
+        max_ref = fmax(max_ref, fabs(ref[i]));
+    }
+    cr_assert_gt(max_ref, 0.1, "logits are degenerate");
+    cr_assert_leq(max_err, 1e-4, "%s: max error %g", pd_arch_name(arch), max_err);
+    /* the same model without the variant gives other logits: the check above has teeth */
+    pd_model_config_t plain = c;
+    plain.arch = PD_ARCH_LLAMA;
+    plain.rope_scaling.factor = 0.0f;
+    pd_model_t *p = NULL;
+    cr_assert_eq(pd_model_alloc(&plain, &p), PD_OK);
+    pd_model_init_random(p, 11);
+    double other[259], diff = 0;
+    ref_forward(p, tok, 40, other);
+    for (int i = 0; i < 259; i++)
+        diff = fmax(diff, fabs(other[i] - ref[i]));
+    cr_assert_gt(diff, 1e-2, "%s: the variant changes nothing (%g)", pd_arch_name(arch), diff);
+    pd_model_destroy(&p);
+    pd_engine_destroy(&e);
+    free(pool);
+    pd_model_destroy(&m);
+}
+
+Test(forward, qwen2_qkv_biases_match_reference)
+{
+    check_variant(PD_ARCH_QWEN2, false);
+}
+
+Test(forward, qwen3_qk_norms_match_reference)
+{
+    check_variant(PD_ARCH_QWEN3, false);
+}
+
+Test(forward, llama3_rope_scaling_matches_reference)
+{
+    check_variant(PD_ARCH_LLAMA, true);
 }
 
 /* tol: the largest logit error allowed against the reference of the widened weights;
@@ -561,9 +674,22 @@ Test(model, config_validation_names_the_problem)
     cr_assert_eq(pd_model_alloc(&bad, &m), PD_ERR_FORMAT);
     cr_assert_null(m);
     cr_assert_eq(pd_model_preset("nope", &bad), PD_ERR_NOT_FOUND);
-    cr_assert_eq(pd_model_preset_count(), 3);
+    cr_assert_eq(pd_model_preset_count(), 5);
     cr_assert_str_eq(pd_model_preset_name(2), "m50");
-    cr_assert_null(pd_model_preset_name(3));
+    cr_assert_str_eq(pd_model_preset_name(4), "qwen3-tiny");
+    cr_assert_null(pd_model_preset_name(5));
+    cr_assert_str_eq(pd_model_preset_tokenizer("llama3-tiny"), "llama3");
+    cr_assert_null(pd_model_preset_tokenizer("tiny"));
+    /* the presets of today's checkpoints carry their ids and variants */
+    cr_assert_eq(pd_model_preset("qwen3-tiny", &bad), PD_OK);
+    cr_assert_eq(bad.arch, PD_ARCH_QWEN3);
+    cr_assert_eq(bad.vocab_size, 151936);
+    cr_assert(pd_model_is_eos(&bad, 151645) && pd_model_is_eos(&bad, 151643));
+    cr_assert_not(bad.has_bos);
+    cr_assert_eq(pd_model_preset("llama3-tiny", &bad), PD_OK);
+    cr_assert_float_eq(bad.rope_scaling.factor, 32.0f, 0);
+    cr_assert_eq(bad.bos_id, 128000);
+    cr_assert_eq(bad.n_eos, 3);
 }
 
 Test(model, tied_embeddings_share_storage_and_count_once)

@@ -533,3 +533,150 @@ Test(load, rejects_bad_config_fields)
     expect_load(dir, PD_ERR_NOT_FOUND);
     rm_rf(dir);
 }
+
+/* A config.json of the tiny shape with extra fields. */
+static void write_tiny_config(const char *dir, const char *extra)
+{
+    char json[2048];
+    snprintf(json, sizeof(json),
+             "{\"hidden_size\": 64, \"num_attention_heads\": 4, \"intermediate_size\": 176, "
+             "\"num_hidden_layers\": 2, \"num_key_value_heads\": 2, \"vocab_size\": 259, "
+             "\"max_position_embeddings\": 256%s%s}",
+             extra[0] ? ", " : "", extra);
+    write_config(dir, json);
+}
+
+static void expect_config(const char *dir, const char *extra, pd_status_t want,
+                          pd_model_config_t *c_p)
+{
+    write_tiny_config(dir, extra);
+    pd_model_config_t c;
+    memset(&c, 0, sizeof(c));
+    cr_assert_eq(pd_model_config_load(dir, &c), want, "config with %s", extra);
+    if (c_p != NULL)
+        *c_p = c;
+}
+
+Test(load, config_generation_settings_variants_and_refusals)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    saved_tiny(dir, sizeof(dir), "cfgvar");
+    pd_model_config_t c;
+    /* eos_token_id: an int, a list; bos_token_id */
+    expect_config(dir, "\"eos_token_id\": 2, \"bos_token_id\": 1", PD_OK, &c);
+    cr_assert_eq(c.n_eos, 1);
+    cr_assert_eq(c.eos_ids[0], 2);
+    cr_assert(c.has_bos);
+    cr_assert_eq(c.bos_id, 1);
+    cr_assert(pd_model_is_eos(&c, 2));
+    cr_assert_not(pd_model_is_eos(&c, 1));
+    expect_config(dir, "\"eos_token_id\": [0, 7, 258], \"bos_token_id\": null", PD_OK, &c);
+    cr_assert_eq(c.n_eos, 3);
+    cr_assert(pd_model_is_eos(&c, 0) && pd_model_is_eos(&c, 7) && pd_model_is_eos(&c, 258));
+    cr_assert_not(c.has_bos);
+    expect_config(dir, "\"eos_token_id\": [1, 259]", PD_ERR_FORMAT, NULL);
+    expect_config(dir, "\"eos_token_id\": \"</s>\"", PD_ERR_FORMAT, NULL);
+    expect_config(dir, "\"eos_token_id\": [1, 2, 3, 4, 5, 6, 7, 8, 9]", PD_ERR_LIMIT, NULL);
+    /* generation_config.json adds its eos ids and gives the sampling defaults */
+    snprintf(path, sizeof(path), "%s/generation_config.json", dir);
+    const char *gen = "{\"bos_token_id\": 5, \"eos_token_id\": [2, 9], \"do_sample\": true, "
+                      "\"temperature\": 0.6, \"top_p\": 0.9, \"top_k\": 20, "
+                      "\"transformers_version\": \"4.51.0\"}";
+    write_file(path, gen, strlen(gen));
+    expect_config(dir, "\"eos_token_id\": 2", PD_OK, &c);
+    cr_assert_eq(c.n_eos, 2);
+    cr_assert(pd_model_is_eos(&c, 2) && pd_model_is_eos(&c, 9));
+    cr_assert_eq(c.bos_id, 5);
+    cr_assert_eq(c.gen_given, PD_GEN_HAS_TEMPERATURE | PD_GEN_HAS_TOP_P | PD_GEN_HAS_TOP_K);
+    cr_assert_float_eq(c.gen_temperature, 0.6f, 1e-6);
+    cr_assert_float_eq(c.gen_top_p, 0.9f, 1e-6);
+    cr_assert_eq(c.gen_top_k, 20);
+    gen = "{\"do_sample\": false, \"top_p\": 2}";
+    write_file(path, gen, strlen(gen));
+    expect_config(dir, "", PD_ERR_FORMAT, NULL);
+    write_file(path, "{\"do_sample\": false", 19);
+    expect_config(dir, "", PD_ERR_FORMAT, NULL);
+    unlink(path);
+    /* variants */
+    expect_config(dir, "\"model_type\": \"qwen2\"", PD_OK, &c);
+    cr_assert_eq(c.arch, PD_ARCH_QWEN2);
+    expect_config(dir, "\"model_type\": \"qwen3\", \"attention_bias\": false, \"head_dim\": 16",
+                  PD_OK, &c);
+    cr_assert_eq(c.arch, PD_ARCH_QWEN3);
+    expect_config(dir, "\"model_type\": \"mistral\"", PD_OK, &c);
+    cr_assert_eq(c.arch, PD_ARCH_LLAMA);
+    expect_config(dir, "\"model_type\": \"gemma2\"", PD_ERR_UNSUPPORTED, NULL);
+    expect_config(dir, "\"model_type\": \"qwen3\", \"attention_bias\": true", PD_ERR_UNSUPPORTED,
+                  NULL);
+    expect_config(dir, "\"model_type\": \"llama\", \"attention_bias\": true", PD_ERR_UNSUPPORTED,
+                  NULL);
+    /* rope_scaling: llama3 computed, others refused by their type */
+    expect_config(dir,
+                  "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 32.0, "
+                  "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                  "\"original_max_position_embeddings\": 8192}",
+                  PD_OK, &c);
+    cr_assert_float_eq(c.rope_scaling.factor, 32.0f, 0);
+    cr_assert_eq(c.rope_scaling.original_max_position, 8192);
+    expect_config(dir, "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+                  PD_ERR_UNSUPPORTED, NULL);
+    expect_config(dir,
+                  "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, "
+                  "\"low_freq_factor\": 4.0, \"high_freq_factor\": 1.0, "
+                  "\"original_max_position_embeddings\": 8192}",
+                  PD_ERR_FORMAT, NULL);
+    expect_config(dir,
+                  "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, "
+                  "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                  "\"original_max_position_embeddings\": 8192, \"beta\": 1}",
+                  PD_ERR_UNSUPPORTED, NULL);
+    /* a field pdkv does not know is refused; known metadata is not */
+    expect_config(dir, "\"quantization_config\": {\"bits\": 4}", PD_ERR_UNSUPPORTED, NULL);
+    expect_config(dir, "\"num_experts\": 8", PD_ERR_UNSUPPORTED, NULL);
+    expect_config(dir,
+                  "\"architectures\": [\"LlamaForCausalLM\"], \"torch_dtype\": \"bfloat16\", "
+                  "\"transformers_version\": \"4.45.0\", \"use_cache\": true, "
+                  "\"initializer_range\": 0.02, \"pretraining_tp\": 1, "
+                  "\"attention_dropout\": 0.0, \"pad_token_id\": null",
+                  PD_OK, NULL);
+    rm_rf(dir);
+}
+
+/* The variants' tensors survive a save and a load; the CUDA backend refuses the variants
+ * it does not compute, by name, before touching a device. */
+Test(load, variants_round_trip_and_cuda_refuses_them)
+{
+    for (int arch = PD_ARCH_QWEN2; arch <= PD_ARCH_QWEN3; arch++) {
+        pd_model_config_t c;
+        cr_assert_eq(pd_model_preset("tiny", &c), PD_OK);
+        c.arch = (pd_arch_t)arch;
+        c.n_eos = 2;
+        c.eos_ids[0] = 2;
+        c.eos_ids[1] = 7;
+        c.rope_scaling = (pd_rope_scaling_t){8.0f, 1.0f, 4.0f, 64};
+        pd_model_t *m = NULL, *back = NULL;
+        cr_assert_eq(pd_model_alloc(&c, &m), PD_OK);
+        pd_model_init_random(m, 5);
+        char dir[PATH_MAX];
+        tmp_dir(dir, sizeof(dir), pd_arch_name(c.arch));
+        cr_assert_eq(pd_model_save_hf(m, dir, PD_DTYPE_F32, NULL, NULL), PD_OK);
+        cr_assert_eq(pd_model_load(dir, &back), PD_OK);
+        cr_assert_eq(back->config.arch, c.arch);
+        cr_assert_eq(back->config.n_eos, 2);
+        cr_assert(pd_model_is_eos(&back->config, 7));
+        cr_assert_float_eq(back->config.rope_scaling.factor, 8.0f, 0);
+        size_t qb = (size_t)c.n_layers * c.n_heads * c.head_dim * sizeof(float);
+        size_t hb = (size_t)c.n_layers * c.head_dim * sizeof(float);
+        if (arch == PD_ARCH_QWEN2)
+            cr_assert_eq(memcmp(m->w.bq, back->w.bq, qb), 0);
+        else
+            cr_assert_eq(memcmp(m->w.k_norm, back->w.k_norm, hb), 0);
+        assert_same_weights(m, back);
+        pd_engine_t *e = NULL;
+        cr_assert_eq(pd_engine_create(back, PD_BACKEND_CUDA, 1, &e), PD_ERR_UNSUPPORTED);
+        cr_assert_null(e);
+        pd_model_destroy(&m);
+        pd_model_destroy(&back);
+        rm_rf(dir);
+    }
+}

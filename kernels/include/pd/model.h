@@ -16,6 +16,28 @@ typedef enum pd_rope_style {
     PD_ROPE_PAIR = 1  /* interleaved pairs (llama2.c, Meta): pairs (2i, 2i + 1) */
 } pd_rope_style_t;
 
+typedef enum pd_arch {
+    PD_ARCH_LLAMA = 0, /* model_type llama, mistral */
+    PD_ARCH_QWEN2 = 1, /* qwen2: q, k, v projections with biases */
+    PD_ARCH_QWEN3 = 2  /* qwen3: per-head RMSNorm of q and k (q_norm, k_norm) */
+} pd_arch_t;
+
+/* "llama", "qwen2", "qwen3". */
+const char *pd_arch_name(pd_arch_t arch);
+
+typedef struct pd_rope_scaling {
+    float factor; /* 0: no scaling */
+    float low_freq_factor;
+    float high_freq_factor;
+    uint32_t original_max_position; /* original_max_position_embeddings */
+} pd_rope_scaling_t;
+
+/* Bits of pd_model_config_t.gen_given. */
+enum { PD_GEN_HAS_TEMPERATURE = 1u << 0, PD_GEN_HAS_TOP_P = 1u << 1, PD_GEN_HAS_TOP_K = 1u << 2 };
+
+/* Most eos ids a config carries. */
+#define PD_MODEL_MAX_EOS 8
+
 typedef struct pd_model_config {
     uint32_t dim;        /* hidden size */
     uint32_t hidden_dim; /* SwiGLU intermediate size */
@@ -30,7 +52,28 @@ typedef struct pd_model_config {
     pd_rope_style_t rope_style;
     bool tie_embeddings; /* lm_head shares tok_embed */
     char model_id[64];   /* stable name, salts block hashes */
+    /* The decoder variant: Llama, Qwen2/2.5 (biases on q, k and v), Qwen3 (RMSNorm of
+     * every q and k head before RoPE). */
+    pd_arch_t arch;
+    /* Llama 3.x RoPE frequency scaling (rope_scaling of rope_type "llama3"); factor 0:
+     * none. */
+    pd_rope_scaling_t rope_scaling;
+    /* Generation: the ids that end it (config.json's and generation_config.json's
+     * eos_token_id, an int or a list; none: the tokenizer's EOS), BOS (bos_token_id, when
+     * has_bos), and the checkpoint's sampling defaults (generation_config.json), each
+     * valid when its PD_GEN_HAS_* bit is set in gen_given. */
+    int32_t eos_ids[PD_MODEL_MAX_EOS];
+    uint32_t n_eos;
+    int32_t bos_id;
+    bool has_bos;
+    uint32_t gen_given;
+    float gen_temperature;
+    float gen_top_p;
+    uint32_t gen_top_k;
 } pd_model_config_t;
+
+/* Whether id ends generation for config (one of its eos_ids). */
+bool pd_model_is_eos(const pd_model_config_t *config, int32_t id);
 
 /* Element types of weight matrices. F16 and BF16 are IEEE half and bfloat16; I8 is
  * symmetric int8 with one f32 scale per matrix row (w = scale[row] * q). */
@@ -112,6 +155,11 @@ typedef struct pd_model_weights {
     pd_weight_t w_down;    /* (n_layers, dim, hidden_dim) */
     float *final_norm;     /* (dim) */
     pd_weight_t lm_head;   /* (1, vocab, dim); the same memory as tok_embed when tied */
+    float *bq;             /* (n_layers, n_heads * head_dim), PD_ARCH_QWEN2 only, else NULL */
+    float *bk;             /* (n_layers, n_kv_heads * head_dim), PD_ARCH_QWEN2 only */
+    float *bv;             /* (n_layers, n_kv_heads * head_dim), PD_ARCH_QWEN2 only */
+    float *q_norm;         /* (n_layers, head_dim), PD_ARCH_QWEN3 only, else NULL */
+    float *k_norm;         /* (n_layers, head_dim), PD_ARCH_QWEN3 only */
 } pd_model_weights_t;
 
 /* Number of matrix stacks in pd_model_weights_t, and stack i of it (tok_embed, wq, wk,

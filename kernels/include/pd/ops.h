@@ -68,7 +68,18 @@ void pd_cpu_rmsnorm(const float *x, const float *weight, float *y, uint32_t dim,
 /* Fill the rotation table cs (n_pos, head_dim): for position p, cs[p*head_dim + i] is
  * cos(p * theta^(-2i/head_dim)) for i < head_dim/2 and the sine at i + head_dim/2.
  * Angles are computed in double precision. head_dim must be even. */
-void pd_cpu_rope_table(float *cs, uint32_t n_pos, uint32_t head_dim, float theta);
+void pd_cpu_rope_table(float *cs, uint32_t n_pos, uint32_t head_dim, float theta,
+                       const pd_rope_scaling_t *scaling);
+
+/* The RoPE frequencies inv_freq (head_dim / 2): theta^(-2i/head_dim), then, when scaling
+ * is given with a factor, Llama 3's adjustment as the reference computes it
+ * (transformers' _compute_llama3_parameters): wavelengths 2 pi / f longer than
+ * original_max_position / low_freq_factor divide f by factor, shorter than
+ * original_max_position / high_freq_factor keep f, and those between blend the two with
+ * s = (original_max_position / wavelength - low) / (high - low):
+ * f' = (1 - s) f / factor + s f. */
+void pd_rope_inv_freq(uint32_t head_dim, float theta, const pd_rope_scaling_t *scaling,
+                      double *inv_freq);
 
 /* Rotate x (n_heads, head_dim) in place for one position, cs (head_dim) being that
  * position's row of the rotation table, in the given pairing convention. */
@@ -211,6 +222,9 @@ typedef struct pd_backend_ops {
                       uint32_t n_heads, float *out);
     /* out (n) = silu(gate (n)) * up (n). */
     void (*swiglu)(void *ctx, const float *gate, const float *up, float *out, size_t n);
+    /* y (n, cols) += bias (cols) on every row (Qwen2's q, k, v biases); NULL in a backend
+     * without it, which then refuses such models when the engine is created. */
+    void (*add_bias)(void *ctx, float *y, const float *bias, uint32_t n, uint32_t cols);
 } pd_backend_ops_t;
 
 typedef struct pd_backend {

@@ -103,6 +103,16 @@ static void pd_cpu_rmsnorm_run(void *arg, uint32_t chunk, uint32_t tid)
                        j->eps);
 }
 
+static void pd_cpu_add_bias_op(void *ctx, float *y, const float *bias, uint32_t n, uint32_t cols)
+{
+    (void)ctx;
+    for (uint32_t r = 0; r < n; r++) {
+        float *row = y + (size_t)r * cols;
+        for (uint32_t c = 0; c < cols; c++)
+            row[c] += bias[c];
+    }
+}
+
 static void pd_cpu_rmsnorm_op(void *ctx, const float *x, const float *weight, float *y, uint32_t n,
                               uint32_t dim, float eps)
 {
@@ -409,6 +419,7 @@ static const pd_backend_ops_t pd_cpu_backend_ops = {
     .copy_from_host = pd_cpu_copy_host,
     .get_rows = pd_cpu_get_rows,
     .rmsnorm = pd_cpu_rmsnorm_op,
+    .add_bias = pd_cpu_add_bias_op,
     .matmul = pd_cpu_matmul_op,
     .matmul_n = pd_cpu_matmul_n_op,
     .ffn_gate_up = pd_cpu_ffn_gate_up_op,

@@ -71,11 +71,35 @@ void pd_cpu_rmsnorm(const float *x, const float *weight, float *y, uint32_t dim,
         y[i] = (x[i] * scale) * weight[i];
 }
 
-void pd_cpu_rope_table(float *cs, uint32_t n_pos, uint32_t head_dim, float theta)
+void pd_rope_inv_freq(uint32_t head_dim, float theta, const pd_rope_scaling_t *scaling,
+                      double *inv_freq)
 {
     uint32_t half = head_dim / 2;
     for (uint32_t i = 0; i < half; i++) {
-        double freq = pow((double)theta, -2.0 * (double)i / (double)head_dim);
+        double f = pow((double)theta, -2.0 * (double)i / (double)head_dim);
+        if (scaling != NULL && scaling->factor > 0.0f) {
+            double factor = scaling->factor, lo = scaling->low_freq_factor,
+                   hi = scaling->high_freq_factor, old = scaling->original_max_position;
+            double wavelen = 2.0 * 3.14159265358979323846 / f;
+            if (wavelen > old / lo) {
+                f = f / factor;
+            } else if (wavelen >= old / hi) {
+                double s = (old / wavelen - lo) / (hi - lo);
+                f = (1.0 - s) * f / factor + s * f;
+            }
+        }
+        inv_freq[i] = f;
+    }
+}
+
+void pd_cpu_rope_table(float *cs, uint32_t n_pos, uint32_t head_dim, float theta,
+                       const pd_rope_scaling_t *scaling)
+{
+    uint32_t half = head_dim / 2;
+    double inv_freq[2048];
+    pd_rope_inv_freq(head_dim, theta, scaling, inv_freq);
+    for (uint32_t i = 0; i < half; i++) {
+        double freq = inv_freq[i];
         for (uint32_t p = 0; p < n_pos; p++) {
             double angle = (double)p * freq;
             cs[(size_t)p * head_dim + i] = (float)cos(angle);
