@@ -40,7 +40,7 @@ if [[ ! -d $MODEL_DIR ]]; then
     "$BIN/pdctl" model new --preset "$PRESET" --seed 1 -o "$MODEL_DIR" >&2
 fi
 
-UP=() # "bin manifest port" triples, brought down on exit
+UP=() # "bin manifest port name" of each cluster up, brought down on exit
 
 port_free() {
     local p=$1 i
@@ -61,22 +61,23 @@ pick_port() {
     return 1
 }
 
-# up BIN MANIFEST PORT [--set K=V]...: start a cluster with the roles of BIN.
+# up BIN MANIFEST PORT NAME [--set K=V]...: start cluster NAME with the roles of BIN.
 up() {
-    local bin=$1 manifest=$2 port=$3
-    shift 3
-    log "up $bin/pdctl $manifest port $port $*"
+    local bin=$1 manifest=$2 port=$3 name=$4
+    shift 4
+    log "up $bin/pdctl $manifest name $name port $port $*"
+    UP+=("$bin $manifest $port $name")
     PD_BIN_DIR=$bin "$bin/pdctl" up -d "$manifest" --set network.base_port="$port" \
-        --set model.path="$MODEL_DIR" --set model.preset="$PRESET" "$@" >&2
-    UP+=("$bin $manifest $port")
+        --set name="$name" --set model.path="$MODEL_DIR" --set model.preset="$PRESET" "$@" >&2
 }
 
 cleanup() {
-    local c bin manifest port
+    local c bin manifest port name
     for c in "${UP[@]+"${UP[@]}"}"; do
-        read -r bin manifest port <<<"$c"
-        log "down $manifest port $port"
-        PD_BIN_DIR=$bin "$bin/pdctl" down "$manifest" --set network.base_port="$port" >&2 || true
+        read -r bin manifest port name <<<"$c"
+        log "down $name port $port"
+        PD_BIN_DIR=$bin "$bin/pdctl" down "$manifest" --set network.base_port="$port" \
+            --set name="$name" >&2 || true
     done
 }
 trap cleanup EXIT
@@ -106,8 +107,8 @@ if want codec; then
     p=17200
     for c in none int8 fp8; do
         p=$(pick_port "$p")
-        up "$BIN" "$ROOT/deploy/local.yaml" "$p" --set transfer.transports=tcp \
-            --set transfer.kv_codec=$c --set name=codec-$c
+        up "$BIN" "$ROOT/deploy/local.yaml" "$p" "codec-$c" --set transfer.transports=tcp \
+            --set transfer.kv_codec=$c
         EP[$c]="127.0.0.1:$p"
         FILES[$c]=""
         p=$((p + 50))
@@ -138,8 +139,8 @@ if want netns; then
             bin=$BIN
             [[ $s == base ]] && bin=$BASE_BIN_DIR
             p=$(pick_port "$p")
-            up "$bin" "$ROOT/deploy/netns.yaml" "$p" --set network.subnet=10.$sub.0 \
-                --set prefill.count=2 --set decode.count=2 --set name=netns-$s
+            up "$bin" "$ROOT/deploy/netns.yaml" "$p" "netns-$s" --set network.subnet=10.$sub.0 \
+                --set prefill.count=2 --set decode.count=2
             NEP[$s]="10.$sub.0.2:$p"
             NFILES[$s]=""
             p=$((p + 50))
