@@ -17,7 +17,8 @@ static const char *const pd_hf_known_fields[] = {
     "num_key_value_heads", "vocab_size", "max_position_embeddings", "head_dim", "rms_norm_eps",
     "rope_theta", "rope_scaling", "tie_word_embeddings", "sliding_window", "use_sliding_window",
     "max_window_layers", "attention_bias", "mlp_bias", "hidden_act", "model_type", "pdkv_model_id",
-    "bos_token_id", "eos_token_id", "pad_token_id", "layer_types",
+    "bos_token_id", "eos_token_id", "pad_token_id", "layer_types", "rope_interleaved", "use_mrope",
+    "is_llama_config",
     /* metadata and training-only settings */
     "architectures", "torch_dtype", "dtype", "transformers_version", "initializer_range",
     "use_cache", "attention_dropout", "pretraining_tp", "_name_or_path", "tokenizer_class",
@@ -44,6 +45,15 @@ pd_status_t pd_hf_check_fields(const char *path, const pd_json_t *root)
         if (!pd_json_string(pd_json_array_at(lt, i), &s, NULL) ||
             strcmp(s, "full_attention") != 0) {
             pd_log_error("%s: layer_types[%zu] is not \"full_attention\": not supported", path, i);
+            return PD_ERR_UNSUPPORTED;
+        }
+    }
+    /* flags that would change the computation when true */
+    static const char *const must_be_false[] = {"rope_interleaved", "use_mrope"};
+    for (size_t i = 0; i < 2; i++) {
+        bool b = false;
+        if (pd_json_bool(pd_json_object_get(root, must_be_false[i]), &b) && b) {
+            pd_log_error("%s: %s true is not supported", path, must_be_false[i]);
             return PD_ERR_UNSUPPORTED;
         }
     }

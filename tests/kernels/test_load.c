@@ -633,6 +633,9 @@ Test(load, config_generation_settings_variants_and_refusals)
     /* a field pdkv does not know is refused; known metadata is not */
     expect_config(dir, "\"quantization_config\": {\"bits\": 4}", PD_ERR_UNSUPPORTED, NULL);
     expect_config(dir, "\"num_experts\": 8", PD_ERR_UNSUPPORTED, NULL);
+    expect_config(dir, "\"rope_interleaved\": true", PD_ERR_UNSUPPORTED, NULL);
+    /* SmolLM2's config carries these two */
+    expect_config(dir, "\"rope_interleaved\": false, \"is_llama_config\": true", PD_OK, NULL);
     expect_config(dir,
                   "\"architectures\": [\"LlamaForCausalLM\"], \"torch_dtype\": \"bfloat16\", "
                   "\"transformers_version\": \"4.45.0\", \"use_cache\": true, "
