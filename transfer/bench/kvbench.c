@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -386,6 +387,13 @@ int main(int argc, char **argv)
                 o.pool_bytes);
         return 1;
     }
+    /* Every ucx_perftest and receiver this process forks would write-protect these pages
+     * (copy-on-write), and the next memcpy would take a fault per page: keep them out of
+     * the children. */
+    if (madvise(mc.src, o.pool_bytes, MADV_DONTFORK) != 0 ||
+        madvise(mc.dst, o.pool_bytes, MADV_DONTFORK) != 0)
+        fprintf(stderr, "pd-kvbench: madvise(MADV_DONTFORK): %s (memcpy samples may read low)\n",
+                strerror(errno));
     fprintf(stderr, "pd-kvbench: memcpy of uncached data (%zu MiB)...\n", o.pool_bytes >> 20);
     double memcpy_gbps = kb_memcpy_gbps(mc.src, mc.dst, o.pool_bytes, 1u << 20, 3);
     printf("memcpy, uncached, 1 thread: %.3f GB/s at start (pool %zu MiB; each row's vs mem "
