@@ -201,6 +201,14 @@ static size_t compare(const pd_tokenizer_t *tok, const lines_t *corpus, const si
             fprintf(stderr, "%s line %zu: special-as-text differs\n", name, li + 1);
             print_ids("pdkv", ids2, n2);
         }
+        /* The whole line as one untrusted span reads as special-as-text does. */
+        pd_tokenizer_span_t all = {0, len};
+        cr_assert_eq(pd_tokenizer_encode_untrusted(tok, line, len, 0, &all, 1, ids2, cap, &n2),
+                     PD_OK);
+        if (!ids_equal(ids2, n2, t != NULL ? t : want)) {
+            ok = false;
+            fprintf(stderr, "%s line %zu: untrusted span differs\n", name, li + 1);
+        }
         /* Decoding the reference's ids gives the reference's text. */
         char *text = NULL;
         size_t text_len = 0, want_len = 0;
@@ -330,4 +338,65 @@ Test(tokenizer_hf, llama3_1_matches_reference, .timeout = 120)
 Test(tokenizer_hf, qwen3_matches_reference, .timeout = 120)
 {
     check_tokenizer("qwen3");
+}
+
+/* Template text keeps its special tokens; the same strings inside an untrusted span are
+ * plain text, and the text around the span tokenizes as a whole encode would. */
+static void check_untrusted(const char *name, const char *open_tag, const char *close_tag)
+{
+    char dir[1024];
+    if (!tokenizer_dir(name, dir, sizeof(dir)))
+        cr_skip_test("the reference tokenizers are not installed (deploy/install-deps.sh "
+                     "runs npm ci in tests/js/tokenizers)");
+    pd_tokenizer_t *tok = NULL;
+    cr_assert_eq(pd_tokenizer_open(dir, 0, &tok), PD_OK);
+    int32_t open_id = pd_tokenizer_token_id(tok, open_tag, strlen(open_tag));
+    int32_t close_id = pd_tokenizer_token_id(tok, close_tag, strlen(close_tag));
+    cr_assert(open_id >= 0 && close_id >= 0 && pd_tokenizer_is_special(tok, open_id));
+    char content[256], text[512];
+    snprintf(content, sizeof(content), "hi %s there %s", close_tag, open_tag);
+    int head = snprintf(text, sizeof(text), "%suser\n", open_tag);
+    snprintf(text + head, sizeof(text) - (size_t)head, "%s%s\n", content, close_tag);
+    size_t len = strlen(text);
+    pd_tokenizer_span_t span = {(size_t)head, strlen(content)};
+    int32_t ids[256], plain[256], want[256];
+    size_t n = 0, n_plain = 0, n_want = 0;
+    cr_assert_eq(pd_tokenizer_encode_untrusted(tok, text, len, 0, &span, 1, ids, 256, &n), PD_OK);
+    size_t n_open = 0, n_close = 0;
+    for (size_t i = 0; i < n; i++) {
+        n_open += ids[i] == open_id;
+        n_close += ids[i] == close_id;
+    }
+    cr_assert_eq(n_open, 1, "%s: the template's opening token only", name);
+    cr_assert_eq(n_close, 1, "%s: the template's closing token only", name);
+    cr_assert_eq(ids[0], open_id);
+    /* The same as encoding the pieces between the template's special tokens apart. */
+    cr_assert_eq(pd_tokenizer_encode(tok, text + strlen(open_tag),
+                                     (size_t)head - strlen(open_tag) + strlen(content),
+                                     PD_TOKENIZE_SPECIAL_AS_TEXT, want + 1, 255, &n_want),
+                 PD_OK);
+    want[0] = open_id;
+    n_want++;
+    want[n_want++] = close_id;
+    cr_assert_eq(pd_tokenizer_encode(tok, "\n", 1, 0, want + n_want, 256 - n_want, &n_plain),
+                 PD_OK);
+    n_want += n_plain;
+    cr_assert_eq(n, n_want);
+    cr_assert_eq(memcmp(ids, want, n * sizeof(int32_t)), 0);
+    /* Without spans: the ids of pd_tokenizer_encode, special strings matched everywhere. */
+    cr_assert_eq(pd_tokenizer_encode(tok, text, len, 0, plain, 256, &n_plain), PD_OK);
+    cr_assert_eq(pd_tokenizer_encode_untrusted(tok, text, len, 0, NULL, 0, ids, 256, &n), PD_OK);
+    cr_assert_eq(n, n_plain);
+    cr_assert_eq(memcmp(ids, plain, n * sizeof(int32_t)), 0);
+    pd_tokenizer_destroy(&tok);
+}
+
+Test(tokenizer_hf, qwen3_untrusted_span_reads_special_strings_as_text)
+{
+    check_untrusted("qwen3", "<|im_start|>", "<|im_end|>");
+}
+
+Test(tokenizer_hf, llama3_untrusted_span_reads_special_strings_as_text)
+{
+    check_untrusted("llama3", "<|start_header_id|>", "<|eot_id|>");
 }

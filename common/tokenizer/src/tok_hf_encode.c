@@ -155,10 +155,25 @@ static bool pd_tok_is_word_cp(uint32_t cp)
 typedef pd_status_t (*pd_tok_section_fn)(void *arg, const char *s, size_t n, size_t off,
                                          int32_t added_id);
 
+/* Byte ranges of the raw text in which special tokens read as text (none: n 0). */
+typedef struct pd_tok_untrusted {
+    const pd_tokenizer_span_t *spans;
+    size_t n;
+} pd_tok_untrusted_t;
+
+static bool pd_tok_untrusted_overlaps(const pd_tok_untrusted_t *u, size_t start, size_t end)
+{
+    for (size_t i = 0; u != NULL && i < u->n; i++)
+        if (u->spans[i].offset < end && start < u->spans[i].offset + u->spans[i].len)
+            return true;
+    return false;
+}
+
 /* Split s into sections between added-token matches of trie; calls fn for every section
  * (added_id -1) and every added token (its id), in order. */
 static pd_status_t pd_tok_split_added(const pd_tok_hf_t *hf, const pd_tok_trie_t *trie,
-                                      const char *s, size_t n, pd_tok_section_fn fn, void *arg)
+                                      const char *s, size_t n, const pd_tok_untrusted_t *u,
+                                      pd_tok_section_fn fn, void *arg)
 {
     size_t start_offset = 0, pos = 0;
     pd_status_t st;
@@ -168,6 +183,10 @@ static pd_status_t pd_tok_split_added(const pd_tok_hf_t *hf, const pd_tok_trie_t
         if (idx < 0)
             break;
         const pd_tok_added_t *at = &hf->added[idx];
+        if (at->special && pd_tok_untrusted_overlaps(u, ms, me)) {
+            pos = ms + 1; /* plain text here: look for a match that starts later */
+            continue;
+        }
         pos = me;
         if (at->single_word) {
             size_t k;
@@ -211,6 +230,7 @@ typedef struct pd_tok_enc {
     bool use_cache;
     bool first; /* the current raw section starts the text */
     pd_tok_ids_t *out;
+    const pd_tok_untrusted_t *untrusted; /* NULL: none */
     pd_tok_scratch_t scr;
     pd_tok_pieces_t pieces;
 } pd_tok_enc_t;
@@ -243,17 +263,28 @@ static pd_status_t pd_tok_enc_raw(void *arg, const char *s, size_t n, size_t off
     if (st != PD_OK || nn == 0)
         return st;
     e->first = off == 0;
-    const pd_tok_trie_t *trie =
-        (e->flags & PD_TOKENIZE_SPECIAL_AS_TEXT) ? &e->hf->trie_norm_ns : &e->hf->trie_norm;
-    return pd_tok_split_added(e->hf, trie, ns, nn, pd_tok_enc_normalized, e);
+    /* Offsets of the normalized text no longer map onto the raw one: a section that
+     * holds untrusted bytes matches no special token after normalization. */
+    bool as_text = (e->flags & PD_TOKENIZE_SPECIAL_AS_TEXT) != 0 ||
+                   pd_tok_untrusted_overlaps(e->untrusted, off, off + n);
+    const pd_tok_trie_t *trie = as_text ? &e->hf->trie_norm_ns : &e->hf->trie_norm;
+    return pd_tok_split_added(e->hf, trie, ns, nn, NULL, pd_tok_enc_normalized, e);
 }
 
 pd_status_t pd_tok_hf_encode(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
                              pd_tok_ids_t *out)
 {
+    return pd_tok_hf_encode_spans(hf, text, len, flags, NULL, 0, out);
+}
+
+pd_status_t pd_tok_hf_encode_spans(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
+                                   const pd_tokenizer_span_t *untrusted, size_t n_untrusted,
+                                   pd_tok_ids_t *out)
+{
     pd_tok_buf_t clean = {0};
     pd_status_t st = PD_OK;
-    pd_tok_enc_t e = {.hf = hf, .flags = flags, .out = out};
+    pd_tok_untrusted_t u = {.spans = untrusted, .n = n_untrusted};
+    pd_tok_enc_t e = {.hf = hf, .flags = flags, .out = out, .untrusted = n_untrusted ? &u : NULL};
 
     if ((flags & PD_TOKENIZE_ADD_SPECIAL) != 0)
         for (uint32_t i = 0; i < hf->n_pre_ids && st == PD_OK; i++)
@@ -265,12 +296,18 @@ pd_status_t pd_tok_hf_encode(pd_tok_hf_t *hf, const char *text, size_t len, unsi
             return st;
         text = clean.p;
         len = clean.len;
+        /* Replacement characters moved the offsets: read all of it as untrusted. */
+        if (n_untrusted > 0) {
+            flags |= PD_TOKENIZE_SPECIAL_AS_TEXT;
+            e.flags = flags;
+            e.untrusted = NULL;
+        }
     }
     /* The cache is shared: one encode at a time uses it, others compute. */
     e.use_cache = pthread_mutex_trylock(&hf->cache.lock) == 0;
     const pd_tok_trie_t *trie =
         (flags & PD_TOKENIZE_SPECIAL_AS_TEXT) ? &hf->trie_raw_ns : &hf->trie_raw;
-    st = pd_tok_split_added(hf, trie, text, len, pd_tok_enc_raw, &e);
+    st = pd_tok_split_added(hf, trie, text, len, e.untrusted, pd_tok_enc_raw, &e);
     if (e.use_cache)
         pthread_mutex_unlock(&hf->cache.lock);
     if (st == PD_OK && (flags & PD_TOKENIZE_ADD_SPECIAL) != 0)

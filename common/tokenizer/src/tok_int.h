@@ -238,6 +238,10 @@ void pd_tok_hf_destroy(pd_tok_hf_t **hf_p);
 
 pd_status_t pd_tok_hf_encode(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
                              pd_tok_ids_t *out);
+/* As pd_tok_hf_encode; special tokens that overlap an untrusted span read as text. */
+pd_status_t pd_tok_hf_encode_spans(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
+                                   const pd_tokenizer_span_t *untrusted, size_t n_untrusted,
+                                   pd_tok_ids_t *out);
 /* Decode ids into out (valid UTF-8). */
 pd_status_t pd_tok_hf_decode(const pd_tok_hf_t *hf, const int32_t *ids, size_t n, unsigned flags,
                              pd_tok_buf_t *out);

@@ -261,15 +261,24 @@ size_t pd_tokenizer_max_tokens(const pd_tokenizer_t *tok, size_t len)
 pd_status_t pd_tokenizer_encode(const pd_tokenizer_t *tok, const char *text, size_t len,
                                 unsigned flags, int32_t *ids_p, size_t max_ids, size_t *n_ids_p)
 {
+    return pd_tokenizer_encode_untrusted(tok, text, len, flags, NULL, 0, ids_p, max_ids, n_ids_p);
+}
+
+pd_status_t pd_tokenizer_encode_untrusted(const pd_tokenizer_t *tok, const char *text, size_t len,
+                                          unsigned flags, const pd_tokenizer_span_t *untrusted,
+                                          size_t n_untrusted, int32_t *ids_p, size_t max_ids,
+                                          size_t *n_ids_p)
+{
     if (tok == NULL || (text == NULL && len > 0) || n_ids_p == NULL ||
-        (ids_p == NULL && max_ids > 0))
+        (ids_p == NULL && max_ids > 0) || (untrusted == NULL && n_untrusted > 0))
         return PD_ERR_INVALID_PARAM;
     if (tok->hf == NULL)
         return pd_tok_l2c_encode(tok, text, len, (flags & PD_TOKENIZE_ADD_SPECIAL) != 0, ids_p,
                                  max_ids, n_ids_p);
     pd_tok_ids_t ids = {0};
     /* The tokenizer is logically const: only its word cache changes, under a lock. */
-    pd_status_t st = pd_tok_hf_encode(tok->hf, text ? text : "", len, flags, &ids);
+    pd_status_t st = pd_tok_hf_encode_spans(tok->hf, text ? text : "", len, flags, untrusted,
+                                            n_untrusted, &ids);
     if (st == PD_OK && ids.len > max_ids)
         st = PD_ERR_LIMIT;
     if (st == PD_OK) {

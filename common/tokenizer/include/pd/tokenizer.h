@@ -82,6 +82,25 @@ size_t pd_tokenizer_max_tokens(const pd_tokenizer_t *tok, size_t len);
 pd_status_t pd_tokenizer_encode(const pd_tokenizer_t *tok, const char *text, size_t len,
                                 unsigned flags, int32_t *ids_p, size_t max_ids, size_t *n_ids_p);
 
+/* A byte range of a text: offset and len in bytes. */
+typedef struct pd_tokenizer_span {
+    size_t offset;
+    size_t len;
+} pd_tokenizer_span_t;
+
+/* As pd_tokenizer_encode, for a text of which parts are untrusted: a special-token string
+ * that overlaps any of the n_untrusted spans (sorted by offset, not overlapping) is read
+ * as plain text, as PD_TOKENIZE_SPECIAL_AS_TEXT reads it; special tokens elsewhere
+ * become their ids. Used for a prompt rendered from a chat template, whose own text holds
+ * special tokens while the messages' content must never produce one. The text is split
+ * at added tokens exactly as pd_tokenizer_encode splits it, so with no special string in
+ * the spans the ids are those of pd_tokenizer_encode. llama2.c and byte tokenizers match
+ * no special strings in text: for them this is pd_tokenizer_encode. */
+pd_status_t pd_tokenizer_encode_untrusted(const pd_tokenizer_t *tok, const char *text, size_t len,
+                                          unsigned flags, const pd_tokenizer_span_t *untrusted,
+                                          size_t n_untrusted, int32_t *ids_p, size_t max_ids,
+                                          size_t *n_ids_p);
+
 /* Write the text of ids to buf (capacity cap, NUL-terminated, valid UTF-8 for
  * tokenizer.json); *len_p gets the length. flags: PD_DETOKENIZE_*. PD_ERR_OUT_OF_RANGE for
  * an id outside the vocabulary, PD_ERR_LIMIT if buf is short. */
