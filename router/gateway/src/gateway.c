@@ -53,6 +53,13 @@ static void pd_gw_on_connection(void *cls, struct MHD_Connection *conn, void **s
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci != NULL ? ci->connect_fd : -1;
         c->read_deadline_ms = pd_time_now_ms() + gw->cfg.read_timeout_ms;
+        /* The hang-up watch for every request this connection will carry, registered
+         * once: edge-triggered, so a client that half-closes an idle keep-alive
+         * connection wakes the loop once, not on every turn until libmicrohttpd closes it
+         * (a per-request watch cost two epoll_ctl calls per request). */
+        struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = PD_GW_EPOLL_CONN_BIT | (uint64_t)(uintptr_t)c};
+        c->watched = c->fd >= 0 && epoll_ctl(gw->epfd, EPOLL_CTL_ADD, c->fd, &ev) == 0;
         c->next = gw->conns;
         if (gw->conns != NULL)
             gw->conns->prev = c;
@@ -64,6 +71,10 @@ static void pd_gw_on_connection(void *cls, struct MHD_Connection *conn, void **s
     pd_gw_conn_t *c = *socket_context;
     if (c == NULL)
         return;
+    if (c->watched)
+        epoll_ctl(gw->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->req != NULL)
+        c->req->c = NULL;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -259,6 +270,13 @@ static void pd_gw_turn(pd_gw_t *gw, int timeout_ms, uint64_t *last_tick_ms)
         uint64_t tag = evs[i].data.u64;
         if (tag == PD_GW_TAG_MHD || tag == PD_GW_TAG_ZMQ)
             continue; /* served by the pump below */
+        if (tag & PD_GW_EPOLL_CONN_BIT) {
+            /* Records are freed only in the pump below, after this batch is served. */
+            pd_gw_conn_t *c = (pd_gw_conn_t *)(uintptr_t)(tag & ~PD_GW_EPOLL_CONN_BIT);
+            if (c->req != NULL)
+                pd_gw_req_on_hangup(c->req);
+            continue;
+        }
         pd_gw_req_t *req = pd_gw_gen_from_tag(gw, tag);
         if (req != NULL)
             pd_gw_req_on_hangup(req);

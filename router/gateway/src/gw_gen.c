@@ -42,6 +42,10 @@ void pd_gw_req_wake(pd_gw_req_t *req)
 
 static void pd_gw_gen_watch(pd_gw_req_t *req)
 {
+    if (req->c != NULL && req->c->watched) {
+        req->c->req = req; /* the connection's own watch reports the hang-up */
+        return;
+    }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci == NULL)
@@ -53,6 +57,8 @@ static void pd_gw_gen_watch(pd_gw_req_t *req)
 
 static void pd_gw_gen_unwatch(pd_gw_req_t *req)
 {
+    if (req->c != NULL && req->c->req == req)
+        req->c->req = NULL;
     if (req->fd < 0)
         return;
     epoll_ctl(req->gw->epfd, EPOLL_CTL_DEL, req->fd, NULL);

@@ -282,7 +282,12 @@ struct pd_gw_conn {
     pd_gw_conn_t *prev, *next;
     int fd;
     uint64_t read_deadline_ms; /* a whole request must have arrived by then, 0: none */
+    bool watched;              /* fd is in the gateway's epoll set for EPOLLRDHUP */
+    pd_gw_req_t *req;          /* the generation in flight on it, NULL: none */
 };
+
+/* An epoll tag for a connection record: its address with this bit set. */
+#define PD_GW_EPOLL_CONN_BIT (1ull << 62)
 
 struct pd_gw {
     pd_gw_config_t cfg;
