@@ -16,6 +16,7 @@
 typedef struct gt {
     pd_tc_env_t env;
     char model[PATH_MAX]; /* the model directory (preset small, seed 1, byte tokenizer) */
+    char tokenizer[PATH_MAX + 32]; /* what --tokenizer names: the model's tokenizer.bin */
     char client_ep[128];  /* the router's client socket */
     char workers_ep[128];
     char url[128]; /* the first gateway's base URL */
@@ -92,6 +93,7 @@ static inline void gt_init(void)
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/tokenizer.bin", gt.model);
     cr_assert_eq(pd_tokenizer_save(tok, path), PD_OK);
+    snprintf(gt.tokenizer, sizeof(gt.tokenizer), "%s", path);
     pd_tokenizer_destroy(&tok);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
@@ -105,9 +107,9 @@ static inline void gt_start_router(const char *extra)
     int n =
         snprintf(cmd, sizeof(cmd),
                  "%s/pd-router --client tcp://127.0.0.1:* --workers tcp://127.0.0.1:* "
-                 "--ready-file %s --tokenizer %s/tokenizer.bin --model-id %s --heartbeat-ms 100 "
+                 "--ready-file %s --tokenizer %s --model-id %s --heartbeat-ms 100 "
                  "--worker-timeout-ms 5000 %s",
-                 gt.env.bin, ready, gt.model, gt.model, extra != NULL ? extra : "");
+                 gt.env.bin, ready, gt.tokenizer, gt.model, extra != NULL ? extra : "");
     cr_assert(n > 0 && (size_t)n < sizeof(cmd), "the router's command line is too long");
     gt_spawn("router", cmd);
     gt_ready_value(ready, "client", gt.client_ep, sizeof(gt.client_ep));
@@ -138,8 +140,8 @@ static inline void gt_start_gateway(const char *name, const char *extra, char *u
     snprintf(ready, sizeof(ready), "%s/%s.ready", gt.env.dir, name);
     int n = snprintf(cmd, sizeof(cmd),
                      "%s/pd-gateway --listen 127.0.0.1:0 --ready-file %s --router %s "
-                     "--tokenizer %s/tokenizer.bin --model small --status-interval-ms 100 %s",
-                     gt.env.bin, ready, gt.client_ep, gt.model, extra != NULL ? extra : "");
+                     "--tokenizer %s --model small --status-interval-ms 100 %s",
+                     gt.env.bin, ready, gt.client_ep, gt.tokenizer, extra != NULL ? extra : "");
     cr_assert(n > 0 && (size_t)n < sizeof(cmd), "the gateway's command line is too long");
     gt.gw_pid = gt_spawn(name, cmd);
     gt_ready_value(ready, "http", url, cap);

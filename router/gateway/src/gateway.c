@@ -203,6 +203,8 @@ pd_status_t pd_gw_create(const pd_gw_config_t *config, pd_gw_t **gw_p)
         pd_log_error("tokenizer %s: %s", config->tokenizer_path, pd_status_str(st));
         goto err;
     }
+    if ((st = pd_gw_prompt_setup(gw, config->chat_template_file)) != PD_OK)
+        goto err;
     if (config->keys_file[0] != '\0' &&
         (st = pd_gw_keys_load(config->keys_file, NULL, &gw->keys)) != PD_OK)
         goto err;
@@ -339,6 +341,7 @@ void pd_gw_destroy(pd_gw_t **gw_p)
         close(gw->epfd);
     pd_gw_keys_destroy(&gw->keys);
     pd_tokenizer_destroy(&gw->tok);
+    free(gw->chat_tpl);
     pd_mp_writer_cleanup(&gw->w);
     free(gw);
     *gw_p = NULL;

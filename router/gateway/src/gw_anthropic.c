@@ -108,7 +108,7 @@ static pd_status_t pd_gw_anthropic_parse(pd_gw_req_t *req, json_t *body, pd_gw_e
     pd_gw_prompt_t p = {0};
     json_t *system = json_object_get(body, "system");
     if (system != NULL && !json_is_null(system)) {
-        pd_gw_prompt_turn_begin(&p, "System");
+        pd_gw_prompt_turn_begin(&p, "system");
         if ((st = pd_gw_anthropic_content(&p, system, "system", err)) != PD_OK)
             goto out;
         pd_gw_prompt_turn_end(&p);
@@ -129,7 +129,7 @@ static pd_status_t pd_gw_anthropic_parse(pd_gw_req_t *req, json_t *body, pd_gw_e
         }
         char where[48];
         snprintf(where, sizeof(where), "messages.%zu.content", i);
-        pd_gw_prompt_turn_begin(&p, user ? "User" : "Assistant");
+        pd_gw_prompt_turn_begin(&p, user ? "user" : "assistant");
         if ((st = pd_gw_anthropic_content(&p, json_object_get(msg, "content"), where, err)) !=
             PD_OK)
             goto out;

@@ -42,6 +42,10 @@ static void pd_gw_config_usage(FILE *f)
            "  --curve-secret-file PATH  this gateway's CURVE secret key file\n"
            "  --tokenizer PATH          the model's directory, tokenizer.json or llama2.c\n"
            "                            tokenizer.bin (as pd-router takes it), or 'byte'\n"
+           "  --chat-template FILE      a Jinja chat template for chat and messages requests,\n"
+           "                            instead of the model's own (tokenizer_config.json's\n"
+           "                            chat_template); without either, the built-in\n"
+           "                            plain-text one\n"
            "  --model NAME              the model name clients ask for [pdkv]\n"
            "  --keys PATH               API key file: 'sha256:HEX TENANT [admin] [rpm=N]\n"
            "                            [concurrency=N]' lines; read again on SIGHUP.\n"
@@ -128,6 +132,7 @@ enum {
     OPT_CURVE_SERVER,
     OPT_CURVE_SECRET,
     OPT_TOKENIZER,
+    OPT_CHAT_TEMPLATE,
     OPT_MODEL,
     OPT_KEYS,
     OPT_READY,
@@ -148,6 +153,7 @@ pd_status_t pd_gw_config_parse(int argc, char **argv, pd_gw_config_t *c)
         {"curve-server-key", required_argument, NULL, OPT_CURVE_SERVER},
         {"curve-secret-file", required_argument, NULL, OPT_CURVE_SECRET},
         {"tokenizer", required_argument, NULL, OPT_TOKENIZER},
+        {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
         {"model", required_argument, NULL, OPT_MODEL},
         {"keys", required_argument, NULL, OPT_KEYS},
         {"ready-file", required_argument, NULL, OPT_READY},
@@ -185,6 +191,10 @@ pd_status_t pd_gw_config_parse(int argc, char **argv, pd_gw_config_t *c)
             break;
         case OPT_TOKENIZER:
             ok = pd_gw_copy("--tokenizer", optarg, c->tokenizer_path, sizeof(c->tokenizer_path));
+            break;
+        case OPT_CHAT_TEMPLATE:
+            ok = optarg[0] != '\0' && pd_gw_copy("--chat-template", optarg, c->chat_template_file,
+                                                 sizeof(c->chat_template_file));
             break;
         case OPT_MODEL:
             ok = optarg[0] != '\0' &&

@@ -300,6 +300,8 @@ struct pd_gw {
     pd_mp_writer_t w;
     int zmq_fd;
     pd_tokenizer_t *tok;
+    char *chat_tpl; /* the chat template's source (owned); NULL: the built-in template */
+    size_t chat_tpl_len;
     pd_gw_keys_t *keys;
     pd_gw_metrics_t metrics;
     pd_gw_cluster_t cluster;
@@ -369,23 +371,40 @@ void pd_gw_err_set(pd_gw_err_t *err, unsigned status, const char *type, const ch
 
 /* gw_prompt.c: chat rendering and tokenization. */
 typedef struct pd_gw_prompt {
-    pd_gw_buf_t text;
-    uint32_t breaks[PD_PROTO_MAX_BREAKPOINTS + 1]; /* byte offsets of cache breakpoints */
+    pd_gw_buf_t text;     /* the built-in template's rendering */
+    pd_gw_buf_t spans;    /* pd_tokenizer_span_t of the content in text */
+    size_t span_start;    /* where the open turn's content began in text */
+    json_t *messages;     /* [{role, content}] for a chat template (owned) */
+    pd_gw_buf_t content;  /* the open turn's content */
+    const char *role;     /* the open turn's role; NULL: none open */
+    uint32_t n_messages;  /* turns begun */
+    bool generation;      /* the generation prompt was asked for */
+    /* Cache breakpoints: a byte offset of text (built-in), and a message with a byte
+     * offset of its content (chat template). */
+    uint32_t breaks[PD_PROTO_MAX_BREAKPOINTS + 1];
+    uint32_t break_msg[PD_PROTO_MAX_BREAKPOINTS + 1];
+    uint32_t break_off[PD_PROTO_MAX_BREAKPOINTS + 1];
     uint32_t break_ttl_s[PD_PROTO_MAX_BREAKPOINTS + 1];
     uint32_t n_breaks;
 } pd_gw_prompt_t;
 
-/* Append one turn of the built-in chat template (docs/API.md): "Role: content\n" with
- * the content given in parts by the callers. */
+/* Load the chat template at start: file (may be "") overrides the tokenizer's own; with
+ * neither, the built-in template. Logs which. PD_ERR_IO / PD_ERR_FORMAT /
+ * PD_ERR_UNSUPPORTED with the reason logged for a template that cannot be used. */
+pd_status_t pd_gw_prompt_setup(pd_gw_t *gw, const char *file);
+
+/* Append one turn: role is "system", "user" or "assistant"; the content comes in parts.
+ * A turn left open at tokenization is the start of the answer (the model continues it). */
 bool pd_gw_prompt_turn_begin(pd_gw_prompt_t *p, const char *role);
 bool pd_gw_prompt_turn_text(pd_gw_prompt_t *p, const char *text, size_t len);
 bool pd_gw_prompt_turn_end(pd_gw_prompt_t *p);
-/* The generation prompt that asks the model for the assistant's turn. */
+/* Ask for the generation prompt (the assistant's turn). */
 bool pd_gw_prompt_generation(pd_gw_prompt_t *p);
-/* Mark a cache breakpoint at the current end of the text. PD_ERR_LIMIT past 4. */
+/* Mark a cache breakpoint where the content given so far ends. PD_ERR_LIMIT past 4. */
 pd_status_t pd_gw_prompt_break(pd_gw_prompt_t *p, uint32_t ttl_s);
-/* Tokenize the text as BOS + encode(text) into req->prompt, and turn the breakpoints into
- * token offsets in req->cache (mode explicit when there are any). */
+/* Render the turns (the gateway's chat template, or the built-in one), tokenize them with
+ * special tokens only from the template's own text into req->prompt, and turn the
+ * breakpoints into token offsets in req->cache (mode explicit when there are any). */
 pd_status_t pd_gw_prompt_tokenize(pd_gw_req_t *req, pd_gw_prompt_t *p, pd_gw_err_t *err);
 void pd_gw_prompt_cleanup(pd_gw_prompt_t *p);
 /* Tokenize a completion prompt given as text (BOS + encode) or as token ids. */

@@ -143,9 +143,9 @@ static pd_status_t pd_gw_chat_parse(pd_gw_req_t *req, json_t *body, pd_gw_err_t 
     {
         json_t *role = json_object_get(msg, "role");
         const char *r = json_is_string(role) ? json_string_value(role) : "";
-        const char *name = strcmp(r, "system") == 0 || strcmp(r, "developer") == 0 ? "System"
-                           : strcmp(r, "user") == 0                                ? "User"
-                           : strcmp(r, "assistant") == 0                           ? "Assistant"
+        const char *name = strcmp(r, "system") == 0 || strcmp(r, "developer") == 0 ? "system"
+                           : strcmp(r, "user") == 0                                ? "user"
+                           : strcmp(r, "assistant") == 0                           ? "assistant"
                                                                                    : NULL;
         if (name == NULL) {
             pd_gw_err_set(err, 400, "invalid_request_error", NULL,

@@ -24,6 +24,7 @@ typedef struct pd_gw_config {
     char curve_server_key[64];                /* --curve-server-key: "" no CURVE */
     char curve_secret_file[PD_GW_PATH_CAP];   /* --curve-secret-file */
     char tokenizer_path[PD_GW_PATH_CAP];      /* --tokenizer: a tokenizer.bin or "byte" */
+    char chat_template_file[PD_GW_PATH_CAP];  /* --chat-template: "" the tokenizer's own */
     char model_name[PD_GW_NAME_CAP];          /* --model: the name clients ask for */
     char keys_file[PD_GW_PATH_CAP];           /* --keys: "" accepts every request */
     char ready_file[PD_GW_PATH_CAP];          /* --ready-file: "" none */
