@@ -440,6 +440,12 @@ static pd_status_t pd_gw_prompt_tokenize_template(pd_gw_req_t *req, pd_gw_prompt
         n_sp--; /* cut off with the end of a continued turn */
     if ((st = pd_gw_prompt_encode_spans(req, r, rn, 0, sp, n_sp, err)) != PD_OK)
         goto out;
+    if (req->n_prompt == 0) {
+        st = PD_ERR_INVALID_PARAM;
+        pd_gw_err_set(err, 400, "invalid_request_error", NULL,
+                      "the model's chat template rendered an empty prompt for these messages");
+        goto out;
+    }
     if (p->n_breaks > 0) {
         uint32_t bytes[PD_PROTO_MAX_BREAKPOINTS + 1];
         for (uint32_t i = 0; i < p->n_breaks; i++) {
