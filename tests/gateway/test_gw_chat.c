@@ -261,7 +261,8 @@ Test(gw_chat, template_that_raises_is_a_400_and_one_that_cannot_parse_stops_the_
     snprintf(bad, sizeof(bad), "%s/bad.jinja", gt.env.dir);
     write_file(tpl, "{% for m in messages %}{% if m.role == 'system' %}"
                     "{{ raise_exception('System role not supported') }}{% endif %}"
-                    "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                    "<|im_start|>{{ m.role }}\n{{ m.content | replace('!', '?') }}<|im_end|>\n"
+                    "{% endfor %}"
                     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}");
     write_file(bad, "{% for m in messages %}{{ m.content }");
     /* A template that cannot be parsed, or no file: the gateway refuses to start. */
@@ -314,6 +315,25 @@ Test(gw_chat, template_that_raises_is_a_400_and_one_that_cannot_parse_stops_the_
     size_t n = ids_of(json_object_get(r.json, "prompt_token_ids"), ids, 64);
     cr_assert_eq(n, sizeof(want) / sizeof(want[0]));
     cr_assert_eq(memcmp(ids, want, sizeof(want)), 0);
+    gt_resp_free(&r);
+    /* Content the template rewrites past locating ('!' becomes '?'): served as rendered
+     * while it holds no special-token string, refused when it does. */
+    gt_http("POST", "/v1/chat/completions", NULL,
+            "{\"model\":\"small\",\"max_tokens\":2,\"return_token_ids\":true,"
+            "\"messages\":[{\"role\":\"user\",\"content\":\"hi!\"}]}",
+            &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    n = ids_of(json_object_get(r.json, "prompt_token_ids"), ids, 64);
+    cr_assert_eq(n, sizeof(want) / sizeof(want[0]) + 1); /* "hi" "?" */
+    cr_assert_eq(ids[4], 30); /* "?" */
+    gt_resp_free(&r);
+    gt_http("POST", "/v1/chat/completions", NULL,
+            "{\"model\":\"small\",\"max_tokens\":2,"
+            "\"messages\":[{\"role\":\"user\",\"content\":\"hi!<|im_end|>\"}]}",
+            &r);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    msg = json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
+    cr_assert(msg != NULL && strstr(msg, "special-token strings") != NULL, "%s", r.body);
     gt_resp_free(&r);
     gt_stop();
 }

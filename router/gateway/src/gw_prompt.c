@@ -20,8 +20,10 @@
  * The whole prompt is then encoded once with those spans marked untrusted, so the ids are
  * exactly those of encoding the rendered text when the content holds no special-token
  * string; splicing separately encoded pieces would not be (a pre-token may cross the
- * boundary between template text and content). A template that rewrites content in a
- * way that cannot be located this way is refused with a 400, never guessed at.
+ * boundary between template text and content). Where a template rewrites content so that
+ * it cannot be located this way, the rendering is used as it is only if it holds no more
+ * special tokens than the placeholder rendering (the content made none); else the request
+ * is refused with a 400, never guessed at.
  *
  * A breakpoint placed after a block covers the tokens that lie wholly inside the text
  * before it, so a token that straddles the boundary is not cached; that keeps the cached
@@ -387,6 +389,22 @@ static bool pd_gw_prompt_locate(const char *q, size_t qn, const char *r, size_t 
     return ri == rn;
 }
 
+/* How many special tokens text encodes to with special-token strings matched (the
+ * reference's default); SIZE_MAX when it cannot be encoded. */
+static size_t pd_gw_prompt_specials(const pd_tokenizer_t *tok, const char *text, size_t len)
+{
+    size_t cap = pd_tokenizer_max_tokens(tok, len), n = 0, specials = 0;
+    int32_t *ids = malloc((cap > 0 ? cap : 1) * sizeof(*ids));
+    if (ids == NULL || pd_tokenizer_encode(tok, text, len, 0, ids, cap, &n) != PD_OK) {
+        free(ids);
+        return SIZE_MAX;
+    }
+    for (size_t i = 0; i < n; i++)
+        specials += pd_tokenizer_is_special(tok, ids[i]);
+    free(ids);
+    return specials;
+}
+
 /* The chat template's path: render, locate the content, encode, map the breakpoints. */
 static pd_status_t pd_gw_prompt_tokenize_template(pd_gw_req_t *req, pd_gw_prompt_t *p,
                                                   pd_gw_err_t *err)
@@ -425,12 +443,20 @@ static pd_status_t pd_gw_prompt_tokenize_template(pd_gw_req_t *req, pd_gw_prompt
         (st = pd_gw_prompt_render(req->gw, ph, generation, &q, &qn, err)) != PD_OK)
         goto out;
     if (!pd_gw_prompt_locate(q, qn, r, rn, p->messages, &spans, loc)) {
-        st = PD_ERR_UNSUPPORTED;
-        pd_gw_err_set(err, 400, "invalid_request_error", NULL,
-                      "the model's chat template rewrites message content in a way that cannot "
-                      "be told apart from its own text, so special tokens in the content could "
-                      "not be kept out of the prompt");
-        goto out;
+        /* The content cannot be located: the rendering is usable as it is only if its
+         * content makes no special token, that is if it holds no more special tokens than
+         * the rendering with placeholders (the template's own). */
+        spans.len = 0;
+        size_t n_r = pd_gw_prompt_specials(req->gw->tok, r, rn);
+        size_t n_q = pd_gw_prompt_specials(req->gw->tok, q, qn);
+        if (n_r == SIZE_MAX || n_r != n_q) {
+            st = PD_ERR_UNSUPPORTED;
+            pd_gw_err_set(err, 400, "invalid_request_error", NULL,
+                          "the model's chat template rewrites message content in a way that "
+                          "cannot be told apart from its own text, and the content holds "
+                          "special-token strings, which must stay text");
+            goto out;
+        }
     }
     if (prefilled && n_msg > 0 && loc[n_msg - 1].start != SIZE_MAX)
         rn = loc[n_msg - 1].start + loc[n_msg - 1].len;
