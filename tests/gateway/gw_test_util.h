@@ -15,9 +15,9 @@
 
 typedef struct gt {
     pd_tc_env_t env;
-    char model[PATH_MAX]; /* the model directory (preset small, seed 1, byte tokenizer) */
+    char model[PATH_MAX];          /* the model directory (preset small, seed 1, byte tokenizer) */
     char tokenizer[PATH_MAX + 32]; /* what --tokenizer names: the model's tokenizer.bin */
-    char client_ep[128];  /* the router's client socket */
+    char client_ep[128];           /* the router's client socket */
     char workers_ep[128];
     char url[128]; /* the first gateway's base URL */
     pid_t gw_pid;  /* the last gateway started */
@@ -104,12 +104,11 @@ static inline void gt_start_router(const char *extra)
 {
     char cmd[6 * PATH_MAX], ready[PATH_MAX];
     snprintf(ready, sizeof(ready), "%s/router.ready", gt.env.dir);
-    int n =
-        snprintf(cmd, sizeof(cmd),
-                 "%s/pd-router --client tcp://127.0.0.1:* --workers tcp://127.0.0.1:* "
-                 "--ready-file %s --tokenizer %s --model-id %s --heartbeat-ms 100 "
-                 "--worker-timeout-ms 5000 %s",
-                 gt.env.bin, ready, gt.tokenizer, gt.model, extra != NULL ? extra : "");
+    int n = snprintf(cmd, sizeof(cmd),
+                     "%s/pd-router --client tcp://127.0.0.1:* --workers tcp://127.0.0.1:* "
+                     "--ready-file %s --tokenizer %s --model-id %s --heartbeat-ms 100 "
+                     "--worker-timeout-ms 5000 %s",
+                     gt.env.bin, ready, gt.tokenizer, gt.model, extra != NULL ? extra : "");
     cr_assert(n > 0 && (size_t)n < sizeof(cmd), "the router's command line is too long");
     gt_spawn("router", cmd);
     gt_ready_value(ready, "client", gt.client_ep, sizeof(gt.client_ep));

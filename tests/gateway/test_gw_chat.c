@@ -107,8 +107,9 @@ static void check_chat_equals_pdctl(const char *messages)
     cr_assert_eq(rc, 0);
     json_t *want_prompt = json_loads(tpl, 0, NULL);
     cr_assert_not_null(want_prompt, "pdctl template --ids: %s", tpl);
-    char *gen = run(&rc, "%s/pdctl generate -m %s --chat %s -n 12 --seed 7 --temperature 0.8 "
-                         "--threads 1 --json 2>/dev/null",
+    char *gen = run(&rc,
+                    "%s/pdctl generate -m %s --chat %s -n 12 --seed 7 --temperature 0.8 "
+                    "--threads 1 --json 2>/dev/null",
                     gt.env.bin, gt.model, path);
     cr_assert_eq(rc, 0);
     json_t *want = json_loads(gen, 0, NULL);
@@ -235,15 +236,14 @@ Test(gw_chat, llama3_prompt_and_tokens_equal_pdctl_and_content_makes_no_special_
         snprintf(path, sizeof(path), "%s/plain.json", gt.env.dir);
         write_file(path, "[{\"role\":\"user\",\"content\":\"hi\"}]");
         int rc = 0;
-        char *ids = run(&rc, "%s/pdctl template -t %s --messages %s --ids", gt.env.bin, gt.model,
-                        path);
+        char *ids =
+            run(&rc, "%s/pdctl template -t %s --messages %s --ids", gt.env.bin, gt.model, path);
         json_t *a = json_loads(ids, 0, NULL);
         cr_assert_not_null(a);
         pd_tokenizer_t *tok = NULL;
         cr_assert_eq(pd_tokenizer_open(gt.model, 0, &tok), PD_OK);
         for (size_t i = 0; i < json_array_size(a); i++)
-            want += pd_tokenizer_is_special(tok,
-                                            (int32_t)json_integer_value(json_array_get(a, i)));
+            want += pd_tokenizer_is_special(tok, (int32_t)json_integer_value(json_array_get(a, i)));
         pd_tokenizer_destroy(&tok);
         json_decref(a);
         free(ids);
@@ -267,14 +267,16 @@ Test(gw_chat, template_that_raises_is_a_400_and_one_that_cannot_parse_stops_the_
     write_file(bad, "{% for m in messages %}{{ m.content }");
     /* A template that cannot be parsed, or no file: the gateway refuses to start. */
     int rc = 0;
-    char *err = run(&rc, "%s/pd-gateway --listen 127.0.0.1:0 --tokenizer %s --chat-template %s "
-                         "2>&1",
+    char *err = run(&rc,
+                    "%s/pd-gateway --listen 127.0.0.1:0 --tokenizer %s --chat-template %s "
+                    "2>&1",
                     gt.env.bin, gt.model, bad);
     cr_assert_neq(rc, 0);
     cr_assert_not_null(strstr(err, "chat template"), "%s", err);
     free(err);
-    err = run(&rc, "%s/pd-gateway --listen 127.0.0.1:0 --tokenizer %s --chat-template %s/none "
-                   "2>&1",
+    err = run(&rc,
+              "%s/pd-gateway --listen 127.0.0.1:0 --tokenizer %s --chat-template %s/none "
+              "2>&1",
               gt.env.bin, gt.model, gt.env.dir);
     cr_assert_neq(rc, 0);
     cr_assert_not_null(strstr(err, "--chat-template"), "%s", err);
@@ -325,7 +327,7 @@ Test(gw_chat, template_that_raises_is_a_400_and_one_that_cannot_parse_stops_the_
     cr_assert_eq(r.status, 200, "%s", r.body);
     n = ids_of(json_object_get(r.json, "prompt_token_ids"), ids, 64);
     cr_assert_eq(n, sizeof(want) / sizeof(want[0]) + 1); /* "hi" "?" */
-    cr_assert_eq(ids[4], 30); /* "?" */
+    cr_assert_eq(ids[4], 30);                            /* "?" */
     gt_resp_free(&r);
     gt_http("POST", "/v1/chat/completions", NULL,
             "{\"model\":\"small\",\"max_tokens\":2,"

@@ -277,8 +277,8 @@ pd_status_t pd_tokenizer_encode_untrusted(const pd_tokenizer_t *tok, const char 
                                  max_ids, n_ids_p);
     pd_tok_ids_t ids = {0};
     /* The tokenizer is logically const: only its word cache changes, under a lock. */
-    pd_status_t st = pd_tok_hf_encode_spans(tok->hf, text ? text : "", len, flags, untrusted,
-                                            n_untrusted, &ids);
+    pd_status_t st =
+        pd_tok_hf_encode_spans(tok->hf, text ? text : "", len, flags, untrusted, n_untrusted, &ids);
     if (st == PD_OK && ids.len > max_ids)
         st = PD_ERR_LIMIT;
     if (st == PD_OK) {

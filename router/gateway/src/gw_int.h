@@ -371,14 +371,14 @@ void pd_gw_err_set(pd_gw_err_t *err, unsigned status, const char *type, const ch
 
 /* gw_prompt.c: chat rendering and tokenization. */
 typedef struct pd_gw_prompt {
-    pd_gw_buf_t text;     /* the built-in template's rendering */
-    pd_gw_buf_t spans;    /* pd_tokenizer_span_t of the content in text */
-    size_t span_start;    /* where the open turn's content began in text */
-    json_t *messages;     /* [{role, content}] for a chat template (owned) */
-    pd_gw_buf_t content;  /* the open turn's content */
-    const char *role;     /* the open turn's role; NULL: none open */
-    uint32_t n_messages;  /* turns begun */
-    bool generation;      /* the generation prompt was asked for */
+    pd_gw_buf_t text;    /* the built-in template's rendering */
+    pd_gw_buf_t spans;   /* pd_tokenizer_span_t of the content in text */
+    size_t span_start;   /* where the open turn's content began in text */
+    json_t *messages;    /* [{role, content}] for a chat template (owned) */
+    pd_gw_buf_t content; /* the open turn's content */
+    const char *role;    /* the open turn's role; NULL: none open */
+    uint32_t n_messages; /* turns begun */
+    bool generation;     /* the generation prompt was asked for */
     /* Cache breakpoints: a byte offset of text (built-in), and a message with a byte
      * offset of its content (chat template). */
     uint32_t breaks[PD_PROTO_MAX_BREAKPOINTS + 1];

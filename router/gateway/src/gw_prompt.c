@@ -40,9 +40,9 @@
 
 /* Placeholder marks: private-use characters U+E000 and U+E001, which no template text
  * holds and which trim and strip (Python's whitespace includes \x1c-\x1f) leave alone. */
-#define PD_GW_PH_BEGIN     "\xee\x80\x80"
-#define PD_GW_PH_END       "\xee\x80\x81"
-#define PD_GW_PH_MARK_LEN  3
+#define PD_GW_PH_BEGIN    "\xee\x80\x80"
+#define PD_GW_PH_END      "\xee\x80\x81"
+#define PD_GW_PH_MARK_LEN 3
 
 pd_status_t pd_gw_prompt_setup(pd_gw_t *gw, const char *file)
 {
@@ -63,7 +63,9 @@ pd_status_t pd_gw_prompt_setup(pd_gw_t *gw, const char *file)
             return PD_ERR_NO_MEMORY;
         if (bad || len > PD_CHAT_MAX_TEMPLATE_BYTES || len == 0) {
             pd_log_error("--chat-template %s: %s", file,
-                         bad ? "read error" : len == 0 ? "empty" : "larger than 1 MiB");
+                         bad        ? "read error"
+                         : len == 0 ? "empty"
+                                    : "larger than 1 MiB");
             free(src);
             return bad ? PD_ERR_IO : PD_ERR_FORMAT;
         }
@@ -217,9 +219,9 @@ static pd_status_t pd_gw_prompt_encode(pd_gw_req_t *req, const char *text, size_
 /* How many leading tokens of the prompt lie wholly within its first `bytes` bytes of
  * text: llama2.c and byte tokenizers by their pieces; tokenizer.json (whose pieces depend
  * on their neighbours) as the ids that encoding text[0, bytes) shares with the prompt. */
-static uint32_t pd_gw_prompt_tokens_within(const pd_gw_req_t *req, const char *text,
-                                           uint32_t bytes, unsigned flags,
-                                           const pd_tokenizer_span_t *spans, size_t n_spans)
+static uint32_t pd_gw_prompt_tokens_within(const pd_gw_req_t *req, const char *text, uint32_t bytes,
+                                           unsigned flags, const pd_tokenizer_span_t *spans,
+                                           size_t n_spans)
 {
     const char *piece;
     size_t len = 0, at = 0;
@@ -262,8 +264,8 @@ static uint32_t pd_gw_prompt_tokens_within(const pd_gw_req_t *req, const char *t
 
 /* Turn the byte offsets of breakpoints into token offsets in req->cache. */
 static void pd_gw_prompt_breaks(pd_gw_req_t *req, const pd_gw_prompt_t *p, const uint32_t *bytes,
-                                const char *text, unsigned flags,
-                                const pd_tokenizer_span_t *spans, size_t n_spans)
+                                const char *text, unsigned flags, const pd_tokenizer_span_t *spans,
+                                size_t n_spans)
 {
     pd_proto_cache_t *c = &req->cache;
     memset(c, 0, sizeof(*c));
@@ -346,8 +348,8 @@ static bool pd_gw_prompt_locate(const char *q, size_t qn, const char *r, size_t 
         size_t cn = json_string_length(cj);
         size_t end = SIZE_MAX, skip = 0;
         /* The content as given, followed by the template's next text. */
-        if (ri + cn + ln <= rn && memcmp(r + ri, c, cn) == 0 &&
-            memcmp(r + ri + cn, l, ln) == 0 && (!last || ri + cn + ln == rn)) {
+        if (ri + cn + ln <= rn && memcmp(r + ri, c, cn) == 0 && memcmp(r + ri + cn, l, ln) == 0 &&
+            (!last || ri + cn + ln == rn)) {
             end = ri + cn;
         } else if (last) {
             if (rn >= ri + ln && memcmp(r + rn - ln, l, ln) == 0) {
@@ -512,8 +514,8 @@ pd_status_t pd_gw_prompt_tokenize(pd_gw_req_t *req, pd_gw_prompt_t *p, pd_gw_err
     const pd_tokenizer_span_t *sp = (const pd_tokenizer_span_t *)pd_gw_buf_data(&p->spans);
     size_t n_sp = p->spans.len / sizeof(*sp);
     const char *text = pd_gw_buf_data(&p->text);
-    pd_status_t st = pd_gw_prompt_encode_spans(req, text, p->text.len, PD_TOKENIZE_ADD_SPECIAL,
-                                               sp, n_sp, err);
+    pd_status_t st =
+        pd_gw_prompt_encode_spans(req, text, p->text.len, PD_TOKENIZE_ADD_SPECIAL, sp, n_sp, err);
     if (st != PD_OK || p->n_breaks == 0)
         return st;
     pd_gw_prompt_breaks(req, p, p->breaks, text, PD_TOKENIZE_ADD_SPECIAL, sp, n_sp);
