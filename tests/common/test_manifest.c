@@ -290,7 +290,8 @@ Test(manifest, env_start_builds_the_roles_options)
 Test(manifest, gateway_options_from_the_manifest)
 {
     write_manifest("gateway:\n  count: 2\n  port: 8100\n  keys: /etc/pdkv/keys\n"
-                   "  model: tiny-chat\nnetwork:\n  base_port: 9100\n");
+                   "  model: tiny-chat\n  chat_template: /etc/pdkv/chat.jinja\n"
+                   "network:\n  base_port: 9100\n");
     setenv("PD_MANIFEST", path, 1);
     setenv("PD_ROLE", "gateway", 1);
     setenv("PD_INDEX", "1", 1);
@@ -307,6 +308,7 @@ Test(manifest, gateway_options_from_the_manifest)
     cr_assert_str_eq(arg_after(argv, "--router"), "tcp://router.ns.svc:9100");
     cr_assert_str_eq(arg_after(argv, "--keys"), "/etc/pdkv/keys");
     cr_assert_str_eq(arg_after(argv, "--model"), "tiny-chat");
+    cr_assert_str_eq(arg_after(argv, "--chat-template"), "/etc/pdkv/chat.jinja");
 
     /* Without keys the gateway is open: no --keys at all, and the default model name. */
     unlink(path);
@@ -316,6 +318,7 @@ Test(manifest, gateway_options_from_the_manifest)
     cr_assert_eq(pd_manifest_env_argv("gateway", 1, argv_in, &args, &argc, &argv, err, sizeof(err)),
                  PD_OK, "%s", err);
     cr_assert_null(arg_after(argv, "--keys"));
+    cr_assert_null(arg_after(argv, "--chat-template"));
     cr_assert_str_eq(arg_after(argv, "--model"), "pdkv");
     unlink(path);
     unsetenv("PD_MANIFEST");

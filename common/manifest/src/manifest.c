@@ -184,6 +184,7 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_N("gateway.port", gateway_port, 1024, 65000),
     PD_MF_S("gateway.keys", gateway_keys),
     PD_MF_S("gateway.model", gateway_model),
+    PD_MF_S("gateway.chat_template", gateway_chat_template),
     PD_MF_PLACE("gateway", gateway_place),
     PD_MF_SC("compute.backend", compute_backend, pd_mf_check_compute, false),
     PD_MF_B("compute.kv_staging", kv_staging),

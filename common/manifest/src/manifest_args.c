@@ -126,6 +126,10 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
             PD_MF_ARG("--keys");
             PD_MF_ARG("%s", m->gateway_keys);
         }
+        if (m->gateway_chat_template[0] != '\0') {
+            PD_MF_ARG("--chat-template");
+            PD_MF_ARG("%s", m->gateway_chat_template);
+        }
     } else {
         bool prefill = strcmp(proc->role, "prefill") == 0;
         bool both = strcmp(proc->role, "both") == 0;

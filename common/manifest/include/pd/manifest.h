@@ -57,8 +57,9 @@ typedef struct pd_manifest {
 
     uint32_t gateway_count; /* pd-gateway processes (HTTP APIs), 0 = none */
     uint32_t gateway_port;  /* gateway i listens on gateway_port + i (one port per pod) */
-    char gateway_keys[PD_MANIFEST_STR]; /* API key file ("" = open: no keys asked) */
-    char gateway_model[64];             /* the model name clients ask for */
+    char gateway_keys[PD_MANIFEST_STR];          /* API key file ("" = open: no keys asked) */
+    char gateway_model[64];                      /* the model name clients ask for */
+    char gateway_chat_template[PD_MANIFEST_STR]; /* a Jinja file ("" = the model's own) */
     pd_manifest_place_t gateway_place;
 
     char compute_backend[8]; /* "cpu" or "cuda": every worker's compute backend */
