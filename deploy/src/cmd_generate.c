@@ -1,5 +1,5 @@
 /* pdctl generate: one prompt through a model in this process, no cluster and no transfer.
- * This is the reference the cluster's output must equal (DESIGN.md section 8): the whole
+ * This is the reference the cluster's output must equal (docs/ARCHITECTURE.md section 8): the whole
  * prompt is prefilled in one forward call, token 0 is sampled with step 0, and each
  * later token k is one decode forward call sampled with step k. */
 #include "cli_opt.h"

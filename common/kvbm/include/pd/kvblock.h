@@ -31,7 +31,7 @@
  *   end:      pd_kvbm_release(bm, ids, n_total), exactly once, whatever the outcome.
  * A periodic timer calls pd_kvbm_expire; on_event feeds the KV event publisher.
  *
- * Not thread-safe by design: one manager belongs to one event loop (DESIGN section 2).
+ * Not thread-safe by design: one manager belongs to one event loop (docs/ARCHITECTURE.md section 2).
  * Nothing here knows the wire; workers turn events into KV event messages. */
 #ifndef PD_KVBLOCK_H
 #define PD_KVBLOCK_H
@@ -46,7 +46,7 @@
 /* A block id that names no block (a miss in a perforated lookup; skipped by release). */
 #define PD_KVBM_NO_BLOCK UINT32_MAX
 
-/* Retentions of DESIGN section 7. */
+/* Retentions of docs/ARCHITECTURE.md section 7. */
 #define PD_KVBM_RETENTION_DEFAULT_MS  (5u * 60u * 1000u)
 #define PD_KVBM_RETENTION_EXTENDED_MS (60u * 60u * 1000u)
 

@@ -43,7 +43,7 @@ typedef struct pd_worker_args {
     uint32_t host_mb;                   /* --host-mb H: G2 tier, 0 for none */
     char ssd_dir[PD_WORKER_PATH_CAP];   /* --ssd-dir DIR: G3 tier, "" for none */
     uint32_t ssd_mb;                    /* --ssd-mb S */
-    /* CurveZMQ on the router connection (DESIGN section 10), both or neither:
+    /* CurveZMQ on the router connection (docs/ARCHITECTURE.md section 10), both or neither:
      * --curve-server-key Z85 (the router's worker-socket public key) and
      * --curve-secret-file FILE (this worker's secret key, bare or `pd-router --keygen`
      * output). "" when off. */
