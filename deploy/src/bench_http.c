@@ -470,7 +470,8 @@ pd_status_t pd_bench_http_run(const pd_bench_client_opts_t *opts, const pd_bench
             curl_multi_poll(c.multi, NULL, 0, (int)timeout, NULL);
     }
     if (pd_bench_http_interrupted) {
-        fprintf(stderr, "pdctl: bench: interrupted; closing %zu requests in flight\n", c.n_inflight);
+        fprintf(stderr, "pdctl: bench: interrupted; closing %zu requests in flight\n",
+                c.n_inflight);
         while (c.n_inflight > 0)
             pd_bench_http_fail(&c, c.inflight[0], PD_ERR_CANCELED, "interrupted");
     }

@@ -113,14 +113,10 @@ static void pd_cmd_model_copy_tokenizer(const char *model, const char *dir);
 static int pd_cmd_model_new(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
-        {"preset", 0, true, 'P', NULL},
-        {"seed", 0, true, 's', NULL},
-        {"output", 'o', true, 'o', NULL},
-        {"dtype", 0, true, 'd', NULL},
-        {"force", 0, false, 'f', NULL},
-        {"tokenizer", 0, true, 't', NULL},
-        {"help", 'h', false, 'h', NULL},
-        PD_CLI_OPT_END_TABLE,
+        {"preset", 0, true, 'P', NULL},   {"seed", 0, true, 's', NULL},
+        {"output", 'o', true, 'o', NULL}, {"dtype", 0, true, 'd', NULL},
+        {"force", 0, false, 'f', NULL},   {"tokenizer", 0, true, 't', NULL},
+        {"help", 'h', false, 'h', NULL},  PD_CLI_OPT_END_TABLE,
     };
     const char *preset = NULL, *out = NULL, *tok_dir = NULL;
     uint64_t seed = 1;

@@ -53,7 +53,9 @@ typedef struct pd_cli_chat {
 #define PD_CLI_CHAT_OPTIONS                                                                        \
     {"chat", 0, true, PD_CLI_OPT_CHAT, NULL}, {"system", 0, true, PD_CLI_OPT_SYSTEM, NULL},        \
         {"user", 0, true, PD_CLI_OPT_USER, NULL},                                                  \
-        {"template", 0, true, PD_CLI_OPT_TEMPLATE, NULL}
+    {                                                                                              \
+        "template", 0, true, PD_CLI_OPT_TEMPLATE, NULL                                             \
+    }
 /* Take option opt (one of PD_CLI_OPT_*); false after printing why it is refused. */
 bool pd_cli_chat_option(pd_cli_chat_t *chat, int opt, const char *arg);
 /* Whether any chat option was given. */

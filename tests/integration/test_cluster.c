@@ -665,7 +665,8 @@ Test(cluster, bad_requests_get_error_and_next_is_served)
     cr_assert_eq(cl_recv(3000, &m), 0, "no reply to a malformed frame");
     cr_expect_eq(m.type, PD_PROTO_TYPE_ERROR);
     pd_proto_msg_cleanup(&m);
-    /* The msgpack bomb of docs/ARCHITECTURE.md section 13: a map claiming 2^32 entries in 5 bytes. */
+    /* The msgpack bomb of docs/ARCHITECTURE.md section 13: a map claiming 2^32 entries in 5 bytes.
+     */
     zmq_send(g.sock, "\xdd\xff\x00\x00\x00", 5, 0);
     cr_assert_eq(cl_recv(3000, &m), 0, "no reply to a msgpack bomb");
     cr_expect_eq(m.type, PD_PROTO_TYPE_ERROR);

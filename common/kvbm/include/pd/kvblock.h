@@ -31,8 +31,8 @@
  *   end:      pd_kvbm_release(bm, ids, n_total), exactly once, whatever the outcome.
  * A periodic timer calls pd_kvbm_expire; on_event feeds the KV event publisher.
  *
- * Not thread-safe by design: one manager belongs to one event loop (docs/ARCHITECTURE.md section 2).
- * Nothing here knows the wire; workers turn events into KV event messages. */
+ * Not thread-safe by design: one manager belongs to one event loop (docs/ARCHITECTURE.md section
+ * 2). Nothing here knows the wire; workers turn events into KV event messages. */
 #ifndef PD_KVBLOCK_H
 #define PD_KVBLOCK_H
 
