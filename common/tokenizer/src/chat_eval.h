@@ -49,6 +49,19 @@ pd_chat_val_t pd_chat_join(pd_chat_render_t *r, pd_chat_val_t list, pd_chat_val_
 pd_chat_val_t pd_chat_to_str(pd_chat_render_t *r, pd_chat_val_t v);
 pd_chat_val_t pd_chat_from_json(pd_chat_render_t *r, const pd_json_t *j);
 
+/* Shared by chat_ops.c (values, operators) and chat_methods.c (methods, filters). */
+typedef struct pd_chat_sb { /* a growing string in the render's arena */
+    char *p;
+    size_t n, cap;
+} pd_chat_sb_t;
+void pd_chat_sb_add(pd_chat_render_t *r, pd_chat_sb_t *b, const char *s, size_t n);
+pd_chat_val_t pd_chat_sb_val(pd_chat_sb_t *b);
+bool pd_chat_is_num(pd_chat_val_t v);
+double pd_chat_num(pd_chat_val_t v);
+bool pd_chat_find_sub(pd_chat_val_t hay, pd_chat_val_t needle, size_t from, size_t *at_p);
+pd_chat_val_t pd_chat_dict_items(pd_chat_render_t *r, pd_chat_val_t d);
+void pd_chat_json(pd_chat_render_t *r, pd_chat_sb_t *b, pd_chat_val_t v, int indent, int depth);
+
 pd_chat_val_t pd_chat_binop(pd_chat_render_t *r, int op, pd_chat_val_t a, pd_chat_val_t b,
                             int line);
 pd_chat_val_t pd_chat_method(pd_chat_render_t *r, pd_chat_val_t obj, const char *name,
