@@ -142,7 +142,7 @@ static size_t pd_json_utf8_len(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
-static size_t pd_json_put_utf8(char *dst, uint32_t cp)
+size_t pd_utf8_put(char *dst, uint32_t cp)
 {
     if (cp < 0x80) {
         dst[0] = (char)cp;
@@ -242,7 +242,7 @@ static pd_status_t pd_json_parse_string(pd_json_parser_t *ps, char **s_p, size_t
                     return pd_json_fail(ps, PD_ERR_FORMAT, "bad surrogate pair");
                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
             }
-            n += pd_json_put_utf8(dst + n, cp);
+            n += pd_utf8_put(dst + n, cp);
             break;
         }
         default:

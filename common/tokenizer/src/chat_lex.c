@@ -3,6 +3,7 @@
  * inside tags; errors unwind through pd_chat_fail. */
 #include "chat_parse.h"
 
+#include "pd/json.h"
 #include "pd/log.h"
 
 #include <stdarg.h>
@@ -143,30 +144,6 @@ static int pd_chat_hex(char c)
     return -1;
 }
 
-static size_t pd_chat_put_utf8(char *d, uint32_t cp)
-{
-    if (cp < 0x80) {
-        d[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        d[0] = (char)(0xc0 | (cp >> 6));
-        d[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        d[0] = (char)(0xe0 | (cp >> 12));
-        d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        d[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    d[0] = (char)(0xf0 | (cp >> 18));
-    d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    d[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* A string literal with Python's escapes; p->pos is on the opening quote. */
 static void pd_chat_lex_string(pd_chat_parser_t *p)
 {
@@ -196,7 +173,7 @@ static void pd_chat_lex_string(pd_chat_parser_t *p)
                 cp = cp * 16 + (uint32_t)pd_chat_hex(s[++k]), got++;
             if (got != digits || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
                 pd_chat_fail(p, PD_ERR_FORMAT, "bad \\%c escape in a string literal", c);
-            o += pd_chat_put_utf8(o, cp);
+            o += pd_utf8_put(o, cp);
             continue;
         }
         switch (c) {

@@ -47,6 +47,10 @@ const char *pd_json_last_error(void);
 /* Free a document and every value in it; accepts NULL and clears the caller's pointer. */
 void pd_json_doc_destroy(pd_json_doc_t **doc_p);
 
+/* Write code point cp (at most U+10FFFF) as UTF-8 at dst, which has room for 4 bytes;
+ * returns the bytes written (1-4). */
+size_t pd_utf8_put(char *dst, uint32_t cp);
+
 /* The root value; owned by the document. */
 const pd_json_t *pd_json_doc_root(const pd_json_doc_t *doc);
 
