@@ -3,6 +3,8 @@
  * cluster serves the tokens `pdctl generate` gives, they log to stdout (nothing on stderr),
  * re-register with a restarted router, stop with status 0 on SIGTERM, and refuse a wrong
  * environment with status 2. */
+#include "deploy_test_util.h"
+
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,29 +22,14 @@
 static char dir[64];
 static pid_t procs[4]; /* router, prefill-0, decode-0, gateway-0 */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int sh(char *out, size_t cap, const char *fmt, ...)
 {
-    char cmd[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    int st = dt_vsh(dir, out, cap, fmt, ap);
     va_end(ap);
-    char full[4400];
-    snprintf(full, sizeof(full), "cd '%s' && { %s ; } 2>&1", dir, cmd);
-    FILE *p = popen(full, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return st;
 }
 
 /* A base port with 16 free ports above it. */
@@ -131,10 +118,10 @@ static void teardown(void)
 static void wait_ready(const char *router, const char *worker)
 {
     static char out[4096];
-    double t0 = now_s();
+    double t0 = dt_now_s();
     while (sh(out, sizeof(out), "'%s/pdctl' status -r %s --worker %s --timeout-ms 1000",
               getenv("PD_BIN_DIR"), router, worker) != 0) {
-        cr_assert_lt(now_s() - t0, 90.0, "%s not ready: %s", worker, out);
+        cr_assert_lt(dt_now_s() - t0, 90.0, "%s not ready: %s", worker, out);
         usleep(200000);
     }
     cr_assert(strstr(out, "ready") != NULL, "%s", out);
@@ -177,11 +164,11 @@ Test(env_start, roles_run_from_the_manifest_and_environment_alone)
     wait_ready(router, "prefill-0");
     wait_ready(router, "decode-0");
     procs[3] = start_role("pd-gateway", "gateway", "gateway");
-    double t0 = now_s();
+    double t0 = dt_now_s();
     while (sh(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/ready",
               base + 13) != 0 ||
            strcmp(out, "200") != 0) {
-        cr_assert_lt(now_s() - t0, 60.0, "the gateway is not ready: %s", out);
+        cr_assert_lt(dt_now_s() - t0, 60.0, "the gateway is not ready: %s", out);
         usleep(200000);
     }
 

@@ -6,6 +6,8 @@
  * of it is left. Root only (slurmd runs jobs as their users); skips with the reason
  * when not root or when Slurm or MUNGE is not installed (deploy/install-deps.sh
  * installs them). */
+#include "deploy_test_util.h"
+
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
@@ -29,31 +31,16 @@ static pid_t daemons[2 + N_NODES]; /* munged, slurmctld, slurmd n1..n3 */
 static int n_daemons;
 static char job_id[32];
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Run a shell command with SLURM_CONF set and cwd = the test directory; exit status,
  * output (stdout and stderr) in out. */
 static int sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int sh(char *out, size_t cap, const char *fmt, ...)
 {
-    char cmd[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    int st = dt_vsh(dir, out, cap, fmt, ap);
     va_end(ap);
-    char full[4400];
-    snprintf(full, sizeof(full), "cd '%s' && { %s ; } 2>&1", dir, cmd);
-    FILE *p = popen(full, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return st;
 }
 
 static int free_port(void)
@@ -275,8 +262,8 @@ Test(slurm, rendered_2p2d_job_serves_exact_tokens_and_scancel_leaves_nothing)
     /* The MUNGE socket first: the Slurm daemons authenticate through it at start. */
     char sock[128];
     snprintf(sock, sizeof(sock), "%s/munge.sock", dir);
-    for (double t0 = now_s(); access(sock, F_OK) != 0; usleep(100000))
-        cr_assert_lt(now_s() - t0, 20.0, "munged did not start");
+    for (double t0 = dt_now_s(); access(sock, F_OK) != 0; usleep(100000))
+        cr_assert_lt(dt_now_s() - t0, 20.0, "munged did not start");
     char *ctld[] = {"/usr/sbin/slurmctld", "-D", "-c", "-f", conf_path, NULL};
     spawn("slurmctld.out", ctld);
     char names[N_NODES][8];
@@ -285,13 +272,13 @@ Test(slurm, rendered_2p2d_job_serves_exact_tokens_and_scancel_leaves_nothing)
         char *slurmd[] = {"/usr/sbin/slurmd", "-D", "-N", names[i], "-f", conf_path, NULL};
         spawn(names[i], slurmd);
     }
-    double t0 = now_s();
+    double t0 = dt_now_s();
     while (sh(out, sizeof(out), "sinfo -h -o '%%T %%D' -t idle") != 0 ||
            strstr(out, "idle 3") == NULL) {
-        cr_assert_lt(now_s() - t0, 60.0, "the three nodes did not come up: %s", out);
+        cr_assert_lt(dt_now_s() - t0, 60.0, "the three nodes did not come up: %s", out);
         usleep(300000);
     }
-    cr_log_info("slurm: 3 nodes idle after %.1f s", now_s() - t0);
+    cr_log_info("slurm: 3 nodes idle after %.1f s", dt_now_s() - t0);
 
     /* The rendered job for deploy/2p2d.yaml, at a free base port. */
     int base = free_base_port();
@@ -310,21 +297,21 @@ Test(slurm, rendered_2p2d_job_serves_exact_tokens_and_scancel_leaves_nothing)
     char router[64];
     snprintf(router, sizeof(router), "tcp://127.0.0.1:%d", base);
     static const char *const workers[] = {"prefill-0", "prefill-1", "decode-0", "decode-1"};
-    t0 = now_s();
+    t0 = dt_now_s();
     for (int w = 0; w < 4;) {
         if (sh(out, sizeof(out), "'%s/pdctl' status -r %s --worker %s --timeout-ms 1000", bin,
                router, workers[w]) == 0) {
             w++;
             continue;
         }
-        if (now_s() - t0 > 180.0) {
+        if (dt_now_s() - t0 > 180.0) {
             char log[1 << 14];
             sh(log, sizeof(log), "squeue; tail -n 40 pdkv-2p2d-%s.out", job_id);
             cr_assert_fail("%s not ready after 180 s: %s\n%s", workers[w], out, log);
         }
         usleep(500000);
     }
-    cr_log_info("slurm: router and 4 workers ready after %.1f s", now_s() - t0);
+    cr_log_info("slurm: router and 4 workers ready after %.1f s", dt_now_s() - t0);
     cr_assert_eq(sh(out, sizeof(out), "squeue -h -j %s -o '%%T' | sort -u", job_id), 0);
     cr_assert_str_eq(out, "RUNNING\n", "every component runs");
 
@@ -351,7 +338,7 @@ Test(slurm, rendered_2p2d_job_serves_exact_tokens_and_scancel_leaves_nothing)
 
     /* scancel: the job ends and nothing of it is left. */
     cr_assert_eq(sh(out, sizeof(out), "scancel %s", job_id), 0, "%s", out);
-    t0 = now_s();
+    t0 = dt_now_s();
     char who[400] = "";
     for (;;) {
         int rc = sh(out, sizeof(out), "squeue -h -o '%%i %%T'");
@@ -359,11 +346,11 @@ Test(slurm, rendered_2p2d_job_serves_exact_tokens_and_scancel_leaves_nothing)
         bool no_proc = !process_left(who, sizeof(who));
         if (no_job && no_proc)
             break;
-        cr_assert_lt(now_s() - t0, 60.0, "after scancel: jobs '%s', process %s", out,
+        cr_assert_lt(dt_now_s() - t0, 60.0, "after scancel: jobs '%s', process %s", out,
                      no_proc ? "none" : who);
         usleep(300000);
     }
-    cr_log_info("slurm: job and processes gone %.1f s after scancel", now_s() - t0);
+    cr_log_info("slurm: job and processes gone %.1f s after scancel", dt_now_s() - t0);
     cr_assert_eq(sh(out, sizeof(out), "'%s/pdctl' status -r %s --timeout-ms 500", bin, router), 1,
                  "the router is gone: %s", out);
     cr_assert_eq(
