@@ -12,6 +12,7 @@ PACKAGES=(
     libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev curl
     libpcre2-dev libicu-dev xz-utils
     gnuplot-nox iproute2 python3
+    libopenblas-dev
     slurm-wlm munge
 )
 

@@ -3,6 +3,7 @@
  * CPU a memcpy of data that is not in cache, on a GPU (--backend cuda) a device-to-device
  * copy timed with events, beside which it also times decode attention over a paged pool. */
 #include "cuda/bench.h"
+#include "kbench_gemm.h"
 #include "kbench_ipc.h"
 #include "pd/log.h"
 #include "pd/model.h"
@@ -26,6 +27,8 @@ typedef struct pd_kbench_opts {
     size_t memcpy_mib;
     int json;
     int cuda;                   /* --backend cuda */
+    int gemm;                   /* --gemm: the prompt matmuls beside OpenBLAS */
+    pd_dtype_t weights;         /* --weights: the CPU backend's matrices */
     pd_backend_cuda_opts_t gpu; /* --cuda-weights */
     pd_cuda_attn_bench_t attn;  /* --attn-seqs, --attn-ctx, --attn-heads */
 } pd_kbench_opts_t;
@@ -37,6 +40,7 @@ typedef struct pd_kbench_result {
     double decode_cpu_ms;  /* median process CPU time per token */
     double prefill_cpu_ms; /* median process CPU time for the prompt */
     double batch_ms;       /* median time of a decode step of `batch` sequences */
+    double read_gbps;      /* uncached read rate with this many threads (CPU) */
 } pd_kbench_result_t;
 
 /* Process CPU time: with one thread, the compute time that other processes on a shared
@@ -191,10 +195,15 @@ static void pd_kbench_usage(void)
             "usage: pd-kbench [--preset NAME] [--prompt N] [--decode N] [--runs N]\n"
             "                 [--batch N] [--threads N[,N...]] [--memcpy-mib N] [--json]\n"
             "                 [--backend cpu|cuda] [--cuda-weights f32|f16|bf16]\n"
+            "                 [--weights f32|f16|bf16|int8] [--gemm]\n"
             "                 [--attn-seqs N] [--attn-ctx N] [--attn-heads Q,KV,HD]\n"
             "Decode and prefill speed of a random-weight preset model (m50 by default)\n"
             "on the CPU backend, beside the memory-bandwidth bound of decode, and the\n"
             "throughput of a decode step of --batch sequences (8) sharing the prompt.\n"
+            "--weights: the CPU backend's matrices in that dtype (converted from f32; the\n"
+            "bound is then the bytes a decode step reads over the uncached read rate).\n"
+            "--gemm: instead, one layer's prompt matmuls and the classifier for --prompt\n"
+            "tokens, beside OpenBLAS cblas_sgemm on the same f32 matrices, in GFLOP/s.\n"
             "With --backend cuda: the same on the GPU, the bound from a device-to-device copy\n"
             "of --memcpy-mib MiB timed with events, and decode attention of --attn-seqs\n"
             "sequences (64) at --attn-ctx tokens (4096) with Q query heads, KV heads and head\n"
@@ -208,6 +217,10 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--json") == 0) {
             o->json = 1;
+            continue;
+        }
+        if (strcmp(a, "--gemm") == 0) {
+            o->gemm = 1;
             continue;
         }
         if (v == NULL) {
@@ -231,6 +244,11 @@ static int pd_kbench_parse(int argc, char **argv, pd_kbench_opts_t *o)
             else if (strcmp(v, "bf16") == 0)
                 o->gpu.weights = PD_CUDA_WEIGHTS_BF16;
             else {
+                pd_kbench_usage();
+                return -1;
+            }
+        } else if (strcmp(a, "--weights") == 0) {
+            if (pd_dtype_parse(v, &o->weights) != PD_OK) {
                 pd_kbench_usage();
                 return -1;
             }
@@ -296,6 +314,8 @@ int main(int argc, char **argv)
                           1024,
                           0,
                           0,
+                          0,
+                          PD_DTYPE_F32,
                           {PD_CUDA_WEIGHTS_MODEL, false},
                           {64, 4096, 32, 8, 128, 16, 9, 0, 0, 0, 0}};
     if (pd_kbench_parse(argc, argv, &o) != 0)
@@ -311,7 +331,27 @@ int main(int argc, char **argv)
     if (pd_model_alloc(&cfg, &model) != PD_OK)
         return 1;
     pd_model_init_random(model, 1);
+    pd_model_t *model_f32 = NULL; /* the f32 original when --weights converted it */
+    if (!o.cuda && o.weights != PD_DTYPE_F32) {
+        model_f32 = model;
+        model = NULL;
+        if (pd_model_convert(model_f32, o.weights, &model) != PD_OK) {
+            pd_model_destroy(&model_f32);
+            return 1;
+        }
+    }
+    if (o.gemm) {
+        pd_status_t st = pd_kbench_gemm(model, model_f32 ? model_f32 : model, o.prompt_tokens,
+                                        o.threads, o.n_threads_list, o.runs, o.json);
+        if (st != PD_OK)
+            fprintf(stderr, "pd-kbench: the matmul benchmark failed: %s\n", pd_status_str(st));
+        pd_model_destroy(&model);
+        pd_model_destroy(&model_f32);
+        return st == PD_OK ? 0 : 1;
+    }
     double model_bytes = (double)pd_model_n_params(&cfg) * sizeof(float);
+    if (!o.cuda)
+        model_bytes = (double)pd_model_decode_bytes(model);
     if (o.cuda && (o.gpu.weights == PD_CUDA_WEIGHTS_F16 || o.gpu.weights == PD_CUDA_WEIGHTS_BF16))
         model_bytes /= 2; /* the preset is made in f32; 16-bit on the device */
     double rate = 0.0;
@@ -378,18 +418,23 @@ int main(int argc, char **argv)
         rate = pd_kbench_memcpy_rate(o.memcpy_mib << 20, 7);
     }
     double bound = rate / model_bytes;
+    const char *wname = pd_dtype_name((pd_dtype_t)pd_model_dtype(model));
+    if (o.cuda)
+        wname = o.gpu.weights == PD_CUDA_WEIGHTS_F16    ? "f16"
+                : o.gpu.weights == PD_CUDA_WEIGHTS_BF16 ? "bf16"
+                                                        : "f32";
 
     if (o.json)
-        printf("{\"preset\":\"%s\",\"params\":%llu,\"model_bytes\":%.0f,"
+        printf("{\"preset\":\"%s\",\"weights\":\"%s\",\"params\":%llu,\"model_bytes\":%.0f,"
                "\"memcpy_bytes\":%zu,\"memcpy_gbps\":%.3f,\"bound_tok_s\":%.2f,"
                "\"prompt_tokens\":%u,\"decode_tokens\":%u,\"runs\":[",
-               o.preset, (unsigned long long)pd_model_n_params(&cfg), model_bytes,
+               o.preset, wname, (unsigned long long)pd_model_n_params(&cfg), model_bytes,
                o.memcpy_mib << 20, rate / 1e9, bound, o.prompt_tokens, o.decode_tokens);
     else
-        printf("preset %s: %.1f M params, %.1f MB f32; memcpy of %zu MiB: %.2f GB/s "
-               "(median of 7) -> decode bound %.1f tokens/s\n",
-               o.preset, (double)pd_model_n_params(&cfg) / 1e6, model_bytes / 1e6, o.memcpy_mib,
-               rate / 1e9, bound);
+        printf("preset %s: %.1f M params, %.1f MB of %s weights read per decode step; memcpy of "
+               "%zu MiB: %.2f GB/s (median of 7) -> decode bound %.1f tokens/s\n",
+               o.preset, (double)pd_model_n_params(&cfg) / 1e6, model_bytes / 1e6, wname,
+               o.memcpy_mib, rate / 1e9, bound);
     int rc = 0;
     for (uint32_t i = 0; i < o.n_threads_list; i++) {
         pd_kbench_result_t r;
@@ -400,16 +445,23 @@ int main(int argc, char **argv)
             rc = 1;
             break;
         }
+        if (!o.cuda)
+            r.read_gbps = pd_cpu_read_rate(o.memcpy_mib << 20, r.threads, 5);
+        double read_bound = r.read_gbps * 1e9 / model_bytes;
         double dec_tps = 1e3 / r.decode_ms;
         double pre_tps = o.prompt_tokens * 1e3 / r.prefill_ms;
         if (o.json)
             printf("%s{\"threads\":%u,\"decode_ms_per_token\":%.3f,\"decode_tok_s\":%.2f,"
                    "\"decode_vs_bound\":%.3f,\"prefill_ms\":%.1f,\"prefill_tok_s\":%.1f,"
                    "\"prefill_vs_decode\":%.2f,\"decode_cpu_ms\":%.3f,\"prefill_cpu_ms\":%.1f,"
-                   "\"batch\":%u,\"batch_step_ms\":%.3f,\"batch_tok_s\":%.1f}",
+                   "\"batch\":%u,\"batch_step_ms\":%.3f,\"batch_tok_s\":%.1f,"
+                   "\"read_gbps\":%.2f,\"read_bound_tok_s\":%.2f,\"decode_vs_read_bound\":%.3f,"
+                   "\"decode_cpu_vs_read_bound\":%.3f}",
                    i ? "," : "", r.threads, r.decode_ms, dec_tps, dec_tps / bound, r.prefill_ms,
                    pre_tps, pre_tps / dec_tps, r.decode_cpu_ms, r.prefill_cpu_ms, o.batch,
-                   r.batch_ms, o.batch * 1e3 / r.batch_ms);
+                   r.batch_ms, o.batch * 1e3 / r.batch_ms, r.read_gbps, read_bound,
+                   read_bound > 0 ? dec_tps / read_bound : 0.0,
+                   read_bound > 0 ? 1e3 / r.decode_cpu_ms / read_bound : 0.0);
         else
             printf("threads %u: decode %.2f ms/token = %.1f tokens/s = %.0f%% of the bound; "
                    "prefill of %u tokens %.0f ms = %.0f tokens/s = %.1fx decode per token "
@@ -418,10 +470,16 @@ int main(int argc, char **argv)
                    r.threads, r.decode_ms, dec_tps, 100.0 * dec_tps / bound, o.prompt_tokens,
                    r.prefill_ms, pre_tps, pre_tps / dec_tps, r.decode_cpu_ms, r.prefill_cpu_ms,
                    o.batch, r.batch_ms, o.batch * 1e3 / r.batch_ms);
+        if (!o.json && !o.cuda)
+            printf("threads %u: uncached read %.2f GB/s -> bound %.1f tokens/s; decode at %.0f%% "
+                   "of it (by process CPU time %.0f%%)\n",
+                   r.threads, r.read_gbps, read_bound, 100.0 * dec_tps / read_bound,
+                   100.0 * 1e3 / r.decode_cpu_ms / read_bound);
         fflush(stdout);
     }
     if (o.json)
         printf("]}\n");
     pd_model_destroy(&model);
+    pd_model_destroy(&model_f32);
     return rc;
 }
