@@ -1,10 +1,17 @@
-/* Client authentication: CurveZMQ on the client socket with a ZAP handler served from the
- * router's own loop. Only the public keys listed in --client-keys may connect; the tenant
- * of every request is the name listed with its key (ZAP user id), never the body's. */
+/* Authentication: CurveZMQ with one ZAP handler served from the router's own loop.
+ *
+ * Clients (--client-keys): only the public keys listed may connect; the tenant of every
+ * request is the name listed with its key (ZAP user id), never the body's.
+ * Workers (--worker-keys): only the listed keys may connect to the worker socket, so an
+ * unauthenticated peer never completes a handshake and is sent nothing; the ZAP user id is
+ * the worker's key, which the registry binds to the worker id (registry.c). The router's
+ * SUB to each worker's KV events is a CURVE client with the router's own key pair, and
+ * the worker admits only that key (docs/ROUTER.md, Authentication). */
 #include "router_int.h"
 
 #include "pd/client.h"
 #include "pd/log.h"
+#include "pd/zap.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
-
-#define PD_ROUTER_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 
 /* The router's secret key from path (a bare key or `--keygen` output). */
 static pd_status_t pd_router_auth_read_key(const char *path, char *key)
@@ -85,117 +90,204 @@ static pd_status_t pd_router_auth_read_clients(pd_router_t *r, const char *path)
     return st;
 }
 
-pd_status_t pd_router_auth_setup(pd_router_t *r)
+/* Parse "[WORKER_ID] Z85PUBLICKEY" lines ('#' first: a comment). */
+static pd_status_t pd_router_auth_read_workers(pd_router_t *r, const char *path)
 {
-    const pd_router_config_t *c = &r->cfg;
-    char secret[PD_ROUTER_Z85_KEY_CHARS + 1];
-    pd_status_t st;
-
-    if (c->curve_secret_file[0] == '\0' && c->client_keys_file[0] == '\0')
-        return PD_OK;
-    if (c->curve_secret_file[0] == '\0' || c->client_keys_file[0] == '\0') {
-        pd_log_error("client authentication needs both --curve-secret-file and --client-keys");
-        return PD_ERR_INVALID_PARAM;
-    }
-    if (!zmq_has("curve")) {
-        pd_log_error("client authentication is configured but this libzmq has no CURVE");
-        return PD_ERR_UNSUPPORTED;
-    }
-    if ((st = pd_router_auth_read_key(c->curve_secret_file, secret)) != PD_OK ||
-        (st = pd_router_auth_read_clients(r, c->client_keys_file)) != PD_OK)
-        return st;
-
-    /* The handler is bound before the client socket is, so no handshake can happen
-     * without it (CurveZMQ with no ZAP handler would accept any client). */
-    r->zap_sock = zmq_socket(r->ctx, ZMQ_REP);
-    if (r->zap_sock == NULL || zmq_bind(r->zap_sock, PD_ROUTER_ZAP_ENDPOINT) != 0) {
-        pd_log_error("ZAP handler: %s", zmq_strerror(zmq_errno()));
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        pd_log_error("worker keys %s: %s", path, strerror(errno));
         return PD_ERR_IO;
     }
-    int linger = 0, server = 1;
-    int64_t max_frame = 4096; /* ZAP frames are short: version, ids, a 32-byte key */
-    zmq_setsockopt(r->zap_sock, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(r->zap_sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof(max_frame));
-    if (zmq_setsockopt(r->client_sock, ZMQ_CURVE_SERVER, &server, sizeof(server)) != 0 ||
-        zmq_setsockopt(r->client_sock, ZMQ_CURVE_SECRETKEY, secret, PD_ROUTER_Z85_KEY_CHARS + 1) !=
-            0 ||
-        zmq_setsockopt(r->client_sock, ZMQ_ZAP_DOMAIN, "pdkv", 4) != 0) {
+    char line[512];
+    unsigned lineno = 0;
+    pd_status_t st = PD_OK;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        const char *first = line + strspn(line, " \t");
+        if (*first == '#')
+            continue;
+        char word[2][128], extra[8];
+        int n = sscanf(line, "%127s %127s %7s", word[0], word[1], extra);
+        if (n <= 0)
+            continue;
+        const char *id = n == 2 ? word[0] : "";
+        const char *key = word[n == 2 ? 1 : 0];
+        if (n > 2 || strlen(id) >= PD_PROTO_NAME_CAP || strlen(key) != PD_ROUTER_Z85_KEY_CHARS) {
+            pd_log_error("worker keys %s:%u: expected '[WORKER_ID] Z85KEY' (id < 64 bytes, key "
+                         "40 characters)",
+                         path, lineno);
+            st = PD_ERR_FORMAT;
+            break;
+        }
+        if (r->n_worker_keys == PD_ROUTER_MAX_WORKER_KEYS) {
+            pd_log_error("worker keys %s: more than %d keys", path, PD_ROUTER_MAX_WORKER_KEYS);
+            st = PD_ERR_LIMIT;
+            break;
+        }
+        pd_router_worker_key_t *wk = &r->worker_keys[r->n_worker_keys];
+        if (zmq_z85_decode(wk->key, key) == NULL) {
+            pd_log_error("worker keys %s:%u: not a Z85 key", path, lineno);
+            st = PD_ERR_FORMAT;
+            break;
+        }
+        memcpy(wk->id, id, strlen(id) + 1);
+        r->n_worker_keys++;
+    }
+    fclose(f);
+    if (st == PD_OK && r->n_worker_keys == 0) {
+        pd_log_error("worker keys %s: no key listed", path);
+        st = PD_ERR_FORMAT;
+    }
+    return st;
+}
+
+const pd_router_worker_key_t *pd_router_auth_worker_key(const pd_router_t *r, const char *key_z85)
+{
+    uint8_t key[32];
+    if (key_z85 == NULL || strlen(key_z85) != PD_ROUTER_Z85_KEY_CHARS ||
+        zmq_z85_decode(key, key_z85) == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < r->n_worker_keys; i++)
+        if (memcmp(r->worker_keys[i].key, key, sizeof(key)) == 0)
+            return &r->worker_keys[i];
+    return NULL;
+}
+
+static pd_status_t pd_router_auth_server(void *sock, const char *secret, const char *domain)
+{
+    int server = 1;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &server, sizeof(server)) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, PD_ROUTER_Z85_KEY_CHARS + 1) != 0 ||
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) != 0) {
         pd_log_error("CURVE server: %s", zmq_strerror(zmq_errno()));
         return PD_ERR_IO;
     }
-    memset(secret, 0, sizeof(secret));
-    r->auth = true;
-    pd_log_info("client authentication on: %u keys", r->n_client_keys);
     return PD_OK;
 }
 
-/* One ZAP request (RFC 27): version, request id, domain, address, identity, mechanism,
- * credentials; answered with version, request id, status code, status text, user id,
- * metadata. */
+pd_status_t pd_router_auth_setup(pd_router_t *r)
+{
+    const pd_router_config_t *c = &r->cfg;
+    char secret[PD_ROUTER_Z85_KEY_CHARS + 1], public_key[PD_ROUTER_Z85_KEY_CHARS + 1];
+    bool clients = c->client_keys_file[0] != '\0', workers = c->worker_keys_file[0] != '\0';
+    pd_status_t st;
+
+    if (c->curve_secret_file[0] == '\0' && !clients && !workers) {
+        pd_log_info("worker socket without authentication (no --worker-keys): any process "
+                    "that reaches it can join as a worker");
+        return PD_OK;
+    }
+    if (c->curve_secret_file[0] == '\0' || (!clients && !workers)) {
+        pd_log_error("authentication needs --curve-secret-file with --client-keys and/or "
+                     "--worker-keys");
+        return PD_ERR_INVALID_PARAM;
+    }
+    if (!zmq_has("curve")) {
+        pd_log_error("authentication is configured but this libzmq has no CURVE");
+        return PD_ERR_UNSUPPORTED;
+    }
+    r->worker_keys = calloc(PD_ROUTER_MAX_WORKER_KEYS, sizeof(*r->worker_keys));
+    if (r->worker_keys == NULL)
+        return PD_ERR_NO_MEMORY;
+    if ((st = pd_router_auth_read_key(c->curve_secret_file, secret)) != PD_OK ||
+        (clients && (st = pd_router_auth_read_clients(r, c->client_keys_file)) != PD_OK) ||
+        (workers && (st = pd_router_auth_read_workers(r, c->worker_keys_file)) != PD_OK))
+        goto out;
+    if (zmq_curve_public(public_key, secret) != 0) {
+        pd_log_error("curve secret %s: not a CURVE secret key", c->curve_secret_file);
+        st = PD_ERR_FORMAT;
+        goto out;
+    }
+
+    /* The handler is bound before any socket it protects is, so no handshake can happen
+     * without it (CurveZMQ with no ZAP handler would accept any peer). */
+    st = PD_ERR_IO;
+    r->zap_sock = pd_zap_bind(r->ctx);
+    if (r->zap_sock == NULL)
+        goto out;
+    if (clients &&
+        (st = pd_router_auth_server(r->client_sock, secret, PD_ROUTER_ZAP_CLIENTS)) != PD_OK)
+        goto out;
+    if (workers) {
+        if ((st = pd_router_auth_server(r->worker_sock, secret, PD_ROUTER_ZAP_WORKERS)) != PD_OK)
+            goto out;
+        /* Routing ids are the router's own under worker auth: a peer that names itself
+         * after a worker must not take that worker's route over (workers then send no
+         * ZMQ_ROUTING_ID; a restarted one registers again under its id and key). */
+        int handover = 0;
+        zmq_setsockopt(r->worker_sock, ZMQ_ROUTER_HANDOVER, &handover, sizeof(handover));
+        /* The KV-event SUB: a CURVE client whose server key is set per worker at connect. */
+        if (zmq_setsockopt(r->event_sock, ZMQ_CURVE_PUBLICKEY, public_key, 41) != 0 ||
+            zmq_setsockopt(r->event_sock, ZMQ_CURVE_SECRETKEY, secret, 41) != 0) {
+            pd_log_error("CURVE client keys on the event socket: %s", zmq_strerror(zmq_errno()));
+            goto out;
+        }
+    }
+    r->auth = clients;
+    r->worker_auth = workers;
+    st = PD_OK;
+    pd_log_info("authentication on: %u client keys%s, %u worker keys%s", r->n_client_keys,
+                clients ? "" : " (clients unauthenticated)", r->n_worker_keys,
+                workers ? "" : " (workers unauthenticated)");
+out:
+    memset(secret, 0, sizeof(secret));
+    return st;
+}
+
+/* A client request: the tenant listed with the key as user id, its roles as metadata. */
+static void pd_router_auth_client(pd_router_t *r, const pd_zap_request_t *q)
+{
+    const pd_router_client_key_t *ck = NULL;
+    for (uint32_t i = 0; q->curve && i < r->n_client_keys; i++) {
+        if (memcmp(r->client_keys[i].key, q->key, 32) == 0) {
+            ck = &r->client_keys[i];
+            break;
+        }
+    }
+    if (ck == NULL) {
+        pd_log_warn("client handshake refused: %s", q->curve ? "unknown key" : "not CURVE");
+        pd_zap_reply(r->zap_sock, q, false, NULL, NULL, 0);
+        return;
+    }
+    /* Metadata (ZMTP properties: name length, name, 4-byte big-endian value length,
+     * value): the key's roles, which every message of the connection then carries. */
+    char roles[32];
+    snprintf(roles, sizeof(roles), "%s%s%s", ck->admin ? "admin" : "",
+             ck->admin && ck->gateway ? "," : "", ck->gateway ? "gateway" : "");
+    unsigned char meta[64];
+    size_t name_len = strlen(PD_ROUTER_ROLES_PROPERTY), value_len = strlen(roles);
+    meta[0] = (unsigned char)name_len;
+    memcpy(meta + 1, PD_ROUTER_ROLES_PROPERTY, name_len);
+    for (int b = 0; b < 4; b++)
+        meta[1 + name_len + b] = (unsigned char)(value_len >> (8 * (3 - b)));
+    memcpy(meta + 5 + name_len, roles, value_len);
+    pd_zap_reply(r->zap_sock, q, true, ck->tenant, meta, 5 + name_len + value_len);
+}
+
+/* A worker request: any listed key; the user id is the key itself, for the registry. */
+static void pd_router_auth_worker(pd_router_t *r, const pd_zap_request_t *q)
+{
+    char key[PD_ROUTER_Z85_KEY_CHARS + 1] = "";
+    if (q->curve)
+        pd_zap_key_text(q->key, key);
+    if (pd_router_auth_worker_key(r, key) == NULL) {
+        pd_log_warn("worker handshake refused: %s",
+                    q->curve ? "key not in --worker-keys" : "not CURVE");
+        pd_zap_reply(r->zap_sock, q, false, NULL, NULL, 0);
+        return;
+    }
+    pd_zap_reply(r->zap_sock, q, true, key, NULL, 0);
+}
+
 void pd_router_auth_serve(pd_router_t *r)
 {
-    for (int k = 0; k < 64; k++) {
-        zmq_msg_t parts[7];
-        int n = 0;
-        bool got = false, more = true;
-        while (more) {
-            zmq_msg_t p;
-            zmq_msg_init(&p);
-            if (zmq_msg_recv(&p, r->zap_sock, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&p);
-                break;
-            }
-            got = true;
-            more = zmq_msg_more(&p);
-            if (n < 7) {
-                zmq_msg_init(&parts[n]);
-                zmq_msg_move(&parts[n++], &p);
-            }
-            zmq_msg_close(&p);
-        }
-        if (!got)
-            return;
-        const char *code = "400", *text = "unknown key";
-        const char *user = "";
-        const pd_router_client_key_t *ck = NULL;
-        bool curve = n >= 7 && zmq_msg_size(&parts[5]) == 5 &&
-                     memcmp(zmq_msg_data(&parts[5]), "CURVE", 5) == 0;
-        if (curve && zmq_msg_size(&parts[6]) == 32) {
-            for (uint32_t i = 0; i < r->n_client_keys; i++) {
-                if (memcmp(r->client_keys[i].key, zmq_msg_data(&parts[6]), 32) == 0) {
-                    code = "200";
-                    text = "OK";
-                    user = r->client_keys[i].tenant;
-                    ck = &r->client_keys[i];
-                    break;
-                }
-            }
-        }
-        if (strcmp(code, "200") != 0)
-            pd_log_warn("client handshake refused: %s", curve ? text : "not CURVE");
-        zmq_send(r->zap_sock, "1.0", 3, ZMQ_SNDMORE);
-        if (n >= 2)
-            zmq_send(r->zap_sock, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), ZMQ_SNDMORE);
+    pd_zap_request_t q;
+    for (int k = 0; k < 64 && pd_zap_recv(r->zap_sock, &q); k++) {
+        if (r->auth && strcmp(q.domain, PD_ROUTER_ZAP_CLIENTS) == 0)
+            pd_router_auth_client(r, &q);
+        else if (r->worker_auth && strcmp(q.domain, PD_ROUTER_ZAP_WORKERS) == 0)
+            pd_router_auth_worker(r, &q);
         else
-            zmq_send(r->zap_sock, "", 0, ZMQ_SNDMORE);
-        zmq_send(r->zap_sock, code, 3, ZMQ_SNDMORE);
-        zmq_send(r->zap_sock, text, strlen(text), ZMQ_SNDMORE);
-        zmq_send(r->zap_sock, user, strlen(user), ZMQ_SNDMORE);
-        /* Metadata (ZMTP properties: name length, name, 4-byte big-endian value length,
-         * value): the key's roles, which every message of the connection then carries. */
-        char roles[32] = "";
-        if (ck != NULL)
-            snprintf(roles, sizeof(roles), "%s%s%s", ck->admin ? "admin" : "",
-                     ck->admin && ck->gateway ? "," : "", ck->gateway ? "gateway" : "");
-        unsigned char meta[64];
-        size_t name_len = strlen(PD_ROUTER_ROLES_PROPERTY), value_len = strlen(roles);
-        meta[0] = (unsigned char)name_len;
-        memcpy(meta + 1, PD_ROUTER_ROLES_PROPERTY, name_len);
-        for (int b = 0; b < 4; b++)
-            meta[1 + name_len + b] = (unsigned char)(value_len >> (8 * (3 - b)));
-        memcpy(meta + 5 + name_len, roles, value_len);
-        zmq_send(r->zap_sock, meta, ck != NULL ? 5 + name_len + value_len : 0, 0);
-        for (int i = 0; i < n; i++)
-            zmq_msg_close(&parts[i]);
+            pd_zap_reply(r->zap_sock, &q, false, NULL, NULL, 0);
     }
 }

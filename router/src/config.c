@@ -45,12 +45,18 @@ void pd_router_config_usage(void *f)
             "                           the built-in byte tokenizer); prompts become\n"
             "                           BOS + encode(text). Without it only token prompts work\n"
             "  --curve-secret-file PATH  the router's CURVE secret key (Z85, 40 characters):\n"
-            "                           with --client-keys, clients must authenticate\n"
+            "                           with --client-keys, clients must authenticate; with\n"
+            "                           --worker-keys, workers must\n"
             "  --client-keys PATH       lines 'TENANT Z85PUBLICKEY [admin] [gateway]' (#\n"
             "                           starts a comment line): the clients allowed and the\n"
             "                           tenant each acts as (the body's tenant is ignored,\n"
             "                           except from a `gateway` key); `admin` keys see every\n"
             "                           worker's figures in stats replies\n"
+            "  --worker-keys PATH       lines '[WORKER_ID] Z85PUBLICKEY' (# starts a comment\n"
+            "                           line): the workers allowed on the worker socket (CURVE\n"
+            "                           with --curve-secret-file); a key listed with an id may\n"
+            "                           register only under that id, one without under any id\n"
+            "                           not held by another key\n"
             "  --model-id ID            model id salted into block hashes [\"\"]\n"
             "  --block-tokens N         tokens per KV block; workers must match [16]\n"
             "  --policy kv|rr           worker choice: KV-aware score or round robin [kv]\n"
@@ -132,6 +138,7 @@ enum {
     OPT_REQUEST_TIMEOUT,
     OPT_CURVE_SECRET,
     OPT_CLIENT_KEYS,
+    OPT_WORKER_KEYS,
     OPT_KEYGEN,
 };
 
@@ -155,6 +162,7 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
         {"request-timeout-ms", required_argument, NULL, OPT_REQUEST_TIMEOUT},
         {"curve-secret-file", required_argument, NULL, OPT_CURVE_SECRET},
         {"client-keys", required_argument, NULL, OPT_CLIENT_KEYS},
+        {"worker-keys", required_argument, NULL, OPT_WORKER_KEYS},
         {"keygen", no_argument, NULL, OPT_KEYGEN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -232,6 +240,10 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
         case OPT_CLIENT_KEYS:
             ok = pd_router_copy("--client-keys", optarg, c->client_keys_file,
                                 sizeof(c->client_keys_file));
+            break;
+        case OPT_WORKER_KEYS:
+            ok = pd_router_copy("--worker-keys", optarg, c->worker_keys_file,
+                                sizeof(c->worker_keys_file));
             break;
         case OPT_KEYGEN: {
             char pub[41], sec[41];

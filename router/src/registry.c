@@ -72,11 +72,36 @@ void pd_router_worker_remove(pd_router_t *r, pd_router_worker_t *wk, pd_status_t
     wk->slot = slot;
 }
 
+/* Worker auth: whether the peer's key may register as worker_id (the id its line in
+ * --worker-keys names, or any id no live worker of another key holds). */
+static const char *pd_router_worker_key_refusal(pd_router_t *r, const char *key,
+                                                const char *worker_id)
+{
+    const pd_router_worker_key_t *allowed = pd_router_auth_worker_key(r, key);
+    if (allowed == NULL)
+        return "this key is not in the router's --worker-keys";
+    if (allowed->id[0] != '\0' && strcmp(allowed->id, worker_id) != 0)
+        return "this key is listed for another worker id";
+    const pd_router_worker_t *live = pd_router_worker_by_id(r, worker_id);
+    if (live != NULL && strcmp(live->key, key) != 0)
+        return "a live worker holds this id under another key";
+    return NULL;
+}
+
 static void pd_router_worker_on_register(pd_router_t *r, const pd_router_rid_t *rid,
-                                         const pd_proto_register_t *m)
+                                         const char *key, const pd_proto_register_t *m)
 {
     pd_proto_msg_t reply = {.type = PD_PROTO_TYPE_WORKER_ERROR};
     pd_router_worker_t *wk;
+    const char *refusal = key != NULL ? pd_router_worker_key_refusal(r, key, m->worker_id) : NULL;
+
+    if (refusal != NULL) {
+        pd_log_warn("worker %s registration refused: %s", m->worker_id, refusal);
+        reply.u.worker_error.code = PD_ERR_AUTH;
+        reply.u.worker_error.message = refusal;
+        pd_router_send_rid(r, r->worker_sock, rid, &reply);
+        return;
+    }
 
     if (m->block_tokens != r->cfg.block_tokens) {
         pd_log_warn("worker %s registers block_tokens %u, the router uses %u: refused",
@@ -139,6 +164,8 @@ static void pd_router_worker_on_register(pd_router_t *r, const pd_router_rid_t *
     wk->role = m->role;
     wk->epoch = m->epoch;
     wk->rid = *rid;
+    if (key != NULL)
+        snprintf(wk->key, sizeof(wk->key), "%s", key);
     wk->n_blocks = m->n_blocks;
     wk->free_blocks = m->n_blocks;
     wk->xfer_desc = desc;
@@ -147,6 +174,10 @@ static void pd_router_worker_on_register(pd_router_t *r, const pd_router_rid_t *
     wk->last_seen_ms = pd_time_now_ms();
     pd_dir_worker_reset(r->dir, slot, m->epoch);
     if (wk->events_endpoint[0] != '\0') {
+        /* Under worker auth the events PUB is a CURVE server with the worker's key: the
+         * option applies to the connection made next. */
+        if (key != NULL)
+            zmq_setsockopt(r->event_sock, ZMQ_CURVE_SERVERKEY, wk->key, sizeof(wk->key));
         if (zmq_connect(r->event_sock, wk->events_endpoint) == 0)
             wk->sub_connected = true;
         else
@@ -188,14 +219,19 @@ static void pd_router_worker_check_seq(pd_router_t *r, pd_router_worker_t *wk, u
     }
 }
 
-void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
+void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid, const char *key_z85,
                                  const pd_proto_msg_t *msg)
 {
     if (msg->type == PD_PROTO_TYPE_REGISTER) {
-        pd_router_worker_on_register(r, rid, &msg->u.reg);
+        pd_router_worker_on_register(r, rid, key_z85, &msg->u.reg);
         return;
     }
     pd_router_worker_t *wk = pd_router_worker_by_rid(r, rid);
+    if (wk != NULL && key_z85 != NULL && strcmp(wk->key, key_z85) != 0) {
+        pd_log_warn("%s for worker %s from another key dropped", pd_proto_type_name(msg->type),
+                    wk->id);
+        return;
+    }
     if (wk == NULL) {
         if (msg->type == PD_PROTO_TYPE_HEARTBEAT) {
             pd_proto_msg_t reply = {.type = PD_PROTO_TYPE_WORKER_ERROR};

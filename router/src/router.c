@@ -64,7 +64,7 @@ void pd_router_send_cancel(pd_router_t *r, const pd_router_worker_t *wk, uint64_
     pd_router_send_worker(r, wk, &m);
 }
 
-void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client)
+void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client, bool details)
 {
     pd_proto_worker_info_t infos[PD_DIR_MAX_WORKERS];
     uint32_t n = 0;
@@ -83,16 +83,17 @@ void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client)
         i->queued = wk->queued;
         i->n_blocks = wk->n_blocks;
         i->free_blocks = wk->free_blocks;
-        i->directory_blocks = (uint32_t)pd_dir_worker_n_hashes(r->dir, s);
+        /* What the directory holds says what other tenants' prompts share: admin only. */
+        i->directory_blocks = details ? (uint32_t)pd_dir_worker_n_hashes(r->dir, s) : 0;
     }
     pd_proto_msg_t m = {.type = PD_PROTO_TYPE_STATUS_REPLY};
     m.u.status_reply.workers = infos;
     m.u.status_reply.n_workers = n;
-    m.u.status_reply.directory_blocks = pd_dir_n_hashes(r->dir);
+    m.u.status_reply.directory_blocks = details ? pd_dir_n_hashes(r->dir) : 0;
     m.u.status_reply.queue_depth = r->n_queued;
     m.u.status_reply.requests_in_flight = r->n_live;
-    m.u.status_reply.holder_reads = r->n_holder_reads;
-    m.u.status_reply.recomputed_blocks = r->n_recomputed_blocks;
+    m.u.status_reply.holder_reads = details ? r->n_holder_reads : 0;
+    m.u.status_reply.recomputed_blocks = details ? r->n_recomputed_blocks : 0;
     pd_router_send_client(r, client, &m);
 }
 
@@ -350,7 +351,7 @@ static void pd_router_on_client(pd_router_t *r)
             pd_router_on_stop(r, &rid, msg.u.stop.id);
             break;
         case PD_PROTO_TYPE_STATUS:
-            pd_router_send_status(r, &rid);
+            pd_router_send_status(r, &rid, admin);
             break;
         case PD_PROTO_TYPE_CANCEL:
             pd_router_on_cancel(r, &rid, msg.u.cancel.id);
@@ -378,6 +379,12 @@ static void pd_router_on_workers(pd_router_t *r)
         }
         pd_proto_msg_t msg;
         pd_proto_fault_t fault;
+        /* Worker auth: the ZAP handler's user id is the peer's CURVE key. */
+        char key[PD_ROUTER_Z85_KEY_CHARS + 1] = "";
+        if (r->worker_auth) {
+            const char *user = zmq_msg_gets(&payload, "User-Id");
+            snprintf(key, sizeof(key), "%s", user != NULL ? user : "");
+        }
         pd_status_t st = pd_proto_decode(&msg, PD_PROTO_CHAN_WORKER, zmq_msg_data(&payload),
                                          zmq_msg_size(&payload), &fault);
         zmq_msg_close(&payload);
@@ -387,7 +394,7 @@ static void pd_router_on_workers(pd_router_t *r)
             pd_router_worker_on_garbage(r, &rid, fault.req_id, st);
             continue;
         }
-        pd_router_worker_on_message(r, &rid, &msg);
+        pd_router_worker_on_message(r, &rid, r->worker_auth ? key : NULL, &msg);
         pd_proto_msg_cleanup(&msg);
     }
 }
@@ -480,6 +487,7 @@ void pd_router_destroy(pd_router_t **router_p)
     if (r->zap_sock != NULL)
         zmq_close(r->zap_sock);
     free(r->client_keys);
+    free(r->worker_keys);
     if (r->ctx != NULL)
         zmq_ctx_term(r->ctx);
     pd_dir_destroy(&r->dir);

@@ -28,6 +28,19 @@ typedef struct pd_router_client_key {
     bool gateway;
 } pd_router_client_key_t;
 
+/* One worker key allowed by --worker-keys: its CURVE public key and the worker id it may
+ * register under ("" for any id no other key holds). */
+typedef struct pd_router_worker_key {
+    uint8_t key[32];
+    char id[PD_PROTO_NAME_CAP];
+} pd_router_worker_key_t;
+
+#define PD_ROUTER_MAX_WORKER_KEYS 1024
+
+/* ZAP domains of the two CURVE server sockets: one handler serves both. */
+#define PD_ROUTER_ZAP_CLIENTS "pdkv"
+#define PD_ROUTER_ZAP_WORKERS "pdkv-workers"
+
 /* ZAP metadata property that carries a client key's roles to every message it sends. */
 #define PD_ROUTER_ROLES_PROPERTY "X-Pdkv-Roles"
 
@@ -43,6 +56,7 @@ typedef struct pd_router_worker {
     pd_proto_role_t role;
     uint64_t epoch;
     pd_router_rid_t rid;
+    char key[PD_ROUTER_Z85_KEY_CHARS + 1]; /* worker auth: the CURVE key it registered with */
     uint32_t n_blocks;
     void *xfer_desc; /* (xfer_desc_bytes) owned */
     size_t xfer_desc_bytes;
@@ -136,6 +150,9 @@ struct pd_router {
     bool auth;                           /* CURVE on the client socket: tenants come from keys */
     pd_router_client_key_t *client_keys; /* (n_client_keys) owned */
     uint32_t n_client_keys;
+    bool worker_auth;                    /* CURVE on the worker and event sockets */
+    pd_router_worker_key_t *worker_keys; /* (n_worker_keys) owned */
+    uint32_t n_worker_keys;
     pd_tokenizer_t *tok;
     pd_dir_t *dir;
     pd_mp_writer_t w;
@@ -157,16 +174,20 @@ struct pd_router {
 };
 
 /* auth.c */
-/* Read the keys and make the client socket a CURVE server with a ZAP handler, when
- * --curve-secret-file / --client-keys are given. */
+/* Read the keys and make the client socket (--client-keys) and the worker socket
+ * (--worker-keys) CURVE servers with a ZAP handler, and the event SUB a CURVE client, as
+ * configured. */
 pd_status_t pd_router_auth_setup(pd_router_t *r);
+/* The allowed worker key of Z85 text key_z85, or NULL. */
+const pd_router_worker_key_t *pd_router_auth_worker_key(const pd_router_t *r, const char *key_z85);
 /* Answer waiting ZAP requests. */
 void pd_router_auth_serve(pd_router_t *r);
 
 /* registry.c */
 pd_router_worker_t *pd_router_worker_by_rid(pd_router_t *r, const pd_router_rid_t *rid);
 pd_router_worker_t *pd_router_worker_by_id(pd_router_t *r, const char *id);
-void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid,
+/* key_z85: the sender's CURVE key with worker auth, NULL without. */
+void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid, const char *key_z85,
                                  const pd_proto_msg_t *msg);
 /* A frame from a worker that did not decode but named req_id: fail that request now
  * (if the worker serves it) rather than at its deadline. */
@@ -220,7 +241,8 @@ pd_status_t pd_router_send_rid(pd_router_t *r, void *sock, const pd_router_rid_t
 void pd_router_send_client_error(pd_router_t *r, const pd_router_rid_t *client, const char *id,
                                  pd_status_t code, const char *message);
 void pd_router_send_cancel(pd_router_t *r, const pd_router_worker_t *wk, uint64_t req_id);
-void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client);
+/* status_reply; details: the directory's block counts (admin keys, or no client auth). */
+void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client, bool details);
 /* stats_reply; details: with every worker's figures. */
 void pd_router_send_stats(pd_router_t *r, const pd_router_rid_t *client, bool details);
 

@@ -119,8 +119,8 @@ static void fw_register(fw_worker_t *w)
     fw_send(w, &m);
 }
 
-void fw_worker_start(fw_cluster_t *cl, fw_worker_t *w, const fw_router_t *r, const char *id,
-                     pd_proto_role_t role)
+static void fw_worker_open(fw_cluster_t *cl, fw_worker_t *w, const fw_router_t *r, const char *id,
+                           pd_proto_role_t role, const char *server_public, const char *secret)
 {
     memset(w, 0, sizeof(*w));
     snprintf(w->id, sizeof(w->id), "%s", id);
@@ -133,12 +133,34 @@ void fw_worker_start(fw_cluster_t *cl, fw_worker_t *w, const fw_router_t *r, con
     int linger = 0;
     zmq_setsockopt(w->dealer, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(w->pub, ZMQ_LINGER, &linger, sizeof(linger));
+    if (server_public != NULL) {
+        char public_key[41];
+        int server = 1;
+        cr_assert_eq(zmq_curve_public(public_key, secret), 0);
+        cr_assert_eq(zmq_setsockopt(w->dealer, ZMQ_CURVE_SERVERKEY, server_public, 41), 0);
+        cr_assert_eq(zmq_setsockopt(w->dealer, ZMQ_CURVE_PUBLICKEY, public_key, 41), 0);
+        cr_assert_eq(zmq_setsockopt(w->dealer, ZMQ_CURVE_SECRETKEY, secret, 41), 0);
+        cr_assert_eq(zmq_setsockopt(w->pub, ZMQ_CURVE_SERVER, &server, sizeof(server)), 0);
+        cr_assert_eq(zmq_setsockopt(w->pub, ZMQ_CURVE_SECRETKEY, secret, 41), 0);
+    }
     cr_assert_eq(zmq_bind(w->pub, "tcp://127.0.0.1:*"), 0);
     size_t n = sizeof(w->events_ep);
     zmq_getsockopt(w->pub, ZMQ_LAST_ENDPOINT, w->events_ep, &n);
     cr_assert_eq(zmq_connect(w->dealer, r->worker_ep), 0);
     fw_register(w);
     cl->workers[cl->n++] = w;
+}
+
+void fw_worker_start(fw_cluster_t *cl, fw_worker_t *w, const fw_router_t *r, const char *id,
+                     pd_proto_role_t role)
+{
+    fw_worker_open(cl, w, r, id, role, NULL, NULL);
+}
+
+void fw_worker_start_curve(fw_cluster_t *cl, fw_worker_t *w, const fw_router_t *r, const char *id,
+                           pd_proto_role_t role, const char *server_public, const char *secret)
+{
+    fw_worker_open(cl, w, r, id, role, server_public, secret);
 }
 
 void fw_worker_stop(fw_worker_t *w)

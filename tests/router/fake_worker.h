@@ -68,6 +68,10 @@ typedef struct fw_cluster {
 
 void fw_worker_start(fw_cluster_t *cl, fw_worker_t *w, const fw_router_t *r, const char *id,
                      pd_proto_role_t role);
+/* The same with CurveZMQ: server_public is the router's key (Z85), secret this worker's;
+ * its events PUB is a CURVE server with that key. */
+void fw_worker_start_curve(fw_cluster_t *cl, fw_worker_t *w, const fw_router_t *r, const char *id,
+                           pd_proto_role_t role, const char *server_public, const char *secret);
 void fw_worker_stop(fw_worker_t *w);
 /* Publish a kv_event "stored" of hashes (and remember them for snapshots). */
 void fw_worker_store(fw_worker_t *w, const uint64_t *hashes, uint32_t n);

@@ -739,13 +739,15 @@ Test(router, curve_clients_act_as_their_listed_tenant_and_strangers_get_nothing)
         cr_assert_eq(zmq_curve_keypair(a_pub, a_sec), 0);
     while (strchr(a_pub, '#') == NULL);
     cr_assert_eq(zmq_curve_keypair(x_pub, x_sec), 0);
+    char admin_pub[41], admin_sec[41];
+    cr_assert_eq(zmq_curve_keypair(admin_pub, admin_sec), 0);
     char dir[] = "/tmp/pdkv-auth-XXXXXX", secret_path[64], keys_path[64], text[256];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(secret_path, sizeof(secret_path), "%s/router.key", dir);
     snprintf(keys_path, sizeof(keys_path), "%s/clients", dir);
     snprintf(text, sizeof(text), "%s\n", server_sec);
     write_file(secret_path, text);
-    snprintf(text, sizeof(text), "# tenant key\ntenant-a %s\n", a_pub);
+    snprintf(text, sizeof(text), "# tenant key\ntenant-a %s\nops %s admin\n", a_pub, admin_pub);
     write_file(keys_path, text);
 
     fw_router_t r;
@@ -765,11 +767,18 @@ Test(router, curve_clients_act_as_their_listed_tenant_and_strangers_get_nothing)
     fw_cluster_pump(&cl, 100);
     fw_worker_store(&d0, h, 2);
 
-    /* The listed client: served, and its body's tenant is ignored. */
-    pd_client_t *c = NULL;
-    cr_assert_eq(pd_client_connect_curve(r.client_ep, server_pub, a_sec, &c), PD_OK);
+    /* The directory's block counts: an admin key sees them, a tenant's key does not. */
+    pd_client_t *c = NULL, *admin = NULL;
+    cr_assert_eq(pd_client_connect_curve(r.client_ep, server_pub, admin_sec, &admin), PD_OK);
     dir_goal_t goal = {"decode-0", 2};
-    cr_assert(fw_wait_status(c, &cl, 5000, worker_has_blocks, &goal));
+    cr_assert(fw_wait_status(admin, &cl, 5000, worker_has_blocks, &goal));
+    pd_client_destroy(&admin);
+    cr_assert_eq(pd_client_connect_curve(r.client_ep, server_pub, a_sec, &c), PD_OK);
+    dir_goal_t hidden = {"decode-0", 0};
+    cr_assert(fw_wait_status(c, &cl, 5000, worker_has_blocks, &hidden),
+              "a tenant's key saw the directory's block counts");
+
+    /* The listed client: served, and its body's tenant is ignored. */
     seen_t s[1] = {{.id = "auth", .tokens_in_order = true}};
     fw_send_generate(c, "auth", tokens, 40, 2, "someone-else");
     run_until_terminal(c, &cl, s, 1, 3000, 50);

@@ -3,6 +3,7 @@
 #include "pd/client.h"
 #include "pd/log.h"
 #include "pd/time.h"
+#include "pd/zap.h"
 #include "worker_int.h"
 
 #include <errno.h>
@@ -72,7 +73,9 @@ static void pd_worker_public_endpoint(const pd_worker_t *w, const char *bound, c
 }
 
 /* CURVE on the DEALER: the router's public key, this worker's key pair (the public half
- * derived from the secret). A worker asked for CURVE never falls back to plain text. */
+ * derived from the secret). On the events PUB: a CURVE server with this worker's key whose
+ * ZAP handler admits the router's key alone, bound before the PUB is. A worker asked for
+ * CURVE never falls back to plain text. */
 static pd_status_t pd_worker_curve_setup(pd_worker_t *w)
 {
     char secret[41], public_key[41];
@@ -89,12 +92,36 @@ static pd_status_t pd_worker_curve_setup(pd_worker_t *w)
     } else if (zmq_curve_public(public_key, secret) != 0 ||
                zmq_setsockopt(w->dealer, ZMQ_CURVE_SERVERKEY, w->args.curve_server_key, 41) != 0 ||
                zmq_setsockopt(w->dealer, ZMQ_CURVE_PUBLICKEY, public_key, 41) != 0 ||
-               zmq_setsockopt(w->dealer, ZMQ_CURVE_SECRETKEY, secret, 41) != 0) {
+               zmq_setsockopt(w->dealer, ZMQ_CURVE_SECRETKEY, secret, 41) != 0 ||
+               zmq_z85_decode(w->router_key, w->args.curve_server_key) == NULL) {
         pd_log_error("worker: bad CURVE key: %s", zmq_strerror(zmq_errno()));
         st = PD_ERR_INVALID_PARAM;
+    } else {
+        int server = 1;
+        w->zap = pd_zap_bind(w->zctx);
+        if (w->zap == NULL ||
+            zmq_setsockopt(w->pub, ZMQ_CURVE_SERVER, &server, sizeof(server)) != 0 ||
+            zmq_setsockopt(w->pub, ZMQ_CURVE_SECRETKEY, secret, 41) != 0 ||
+            zmq_setsockopt(w->pub, ZMQ_ZAP_DOMAIN, "pdkv-events", 11) != 0) {
+            pd_log_error("worker: CURVE on the events socket: %s", zmq_strerror(zmq_errno()));
+            st = PD_ERR_IO;
+        }
     }
     memset(secret, 0, sizeof(secret));
     return st;
+}
+
+/* Answer the events socket's handshakes: the router's key is the one subscriber. */
+static void pd_worker_zap_serve(pd_worker_t *w)
+{
+    pd_zap_request_t q;
+    for (int k = 0; k < 16 && pd_zap_recv(w->zap, &q); k++) {
+        bool ok = q.curve && memcmp(q.key, w->router_key, sizeof(q.key)) == 0;
+        if (!ok)
+            pd_log_warn("worker: events subscriber refused: %s",
+                        q.curve ? "not the router's key" : "not CURVE");
+        pd_zap_reply(w->zap, &q, ok, NULL, NULL, 0);
+    }
 }
 
 pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t *reg,
@@ -141,7 +168,10 @@ pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t
     zmq_setsockopt(w->dealer, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(w->dealer, ZMQ_RECONNECT_IVL, &reconnect_ms, sizeof(reconnect_ms));
     zmq_setsockopt(w->dealer, ZMQ_RECONNECT_IVL_MAX, &reconnect_max_ms, sizeof(reconnect_max_ms));
-    zmq_setsockopt(w->dealer, ZMQ_ROUTING_ID, args->id, strlen(args->id));
+    /* Without auth the router routes by the worker's id; with it, by ids of its own, so
+     * that no peer can take over a worker's route by naming itself after it. */
+    if (args->curve_server_key[0] == '\0')
+        zmq_setsockopt(w->dealer, ZMQ_ROUTING_ID, args->id, strlen(args->id));
     zmq_setsockopt(w->pub, ZMQ_LINGER, &zero, sizeof(zero));
     zmq_setsockopt(w->pub, ZMQ_SNDHWM, &hwm, sizeof(hwm));
 
@@ -154,6 +184,8 @@ pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t
         goto err_sockets;
     zmq_setsockopt(w->monitor, ZMQ_LINGER, &zero, sizeof(zero));
 
+    if (args->curve_server_key[0] != '\0' && pd_worker_curve_setup(w) != PD_OK)
+        goto err_sockets;
     if (zmq_bind(w->pub, args->events) != 0) {
         pd_log_error("worker: cannot bind events PUB to %s: %s", args->events,
                      zmq_strerror(zmq_errno()));
@@ -164,8 +196,6 @@ pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t
     if (zmq_getsockopt(w->pub, ZMQ_LAST_ENDPOINT, bound, &bound_len) != 0)
         snprintf(bound, sizeof(bound), "%s", args->events);
     pd_worker_public_endpoint(w, bound, w->events_endpoint, sizeof(w->events_endpoint));
-    if (args->curve_server_key[0] != '\0' && pd_worker_curve_setup(w) != PD_OK)
-        goto err_sockets;
     if (zmq_connect(w->dealer, args->router) != 0) {
         pd_log_error("worker: cannot connect to router %s: %s", args->router,
                      zmq_strerror(zmq_errno()));
@@ -175,6 +205,8 @@ pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t
     return PD_OK;
 
 err_sockets:
+    if (w->zap != NULL)
+        zmq_close(w->zap);
     if (w->monitor != NULL)
         zmq_close(w->monitor);
     if (w->dealer != NULL)
@@ -199,6 +231,8 @@ void pd_worker_destroy(pd_worker_t **worker_p)
     pd_worker_events_flush(w);
     zmq_socket_monitor(w->dealer, NULL, 0);
     zmq_close(w->monitor);
+    if (w->zap != NULL)
+        zmq_close(w->zap);
     zmq_close(w->dealer);
     zmq_close(w->pub);
     zmq_ctx_term(w->zctx);
@@ -437,10 +471,15 @@ pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int ex
         if (timeout < 0 || timeout > until_timer)
             timeout = until_timer;
 
-        zmq_pollitem_t items[3] = {{w->dealer, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[4] = {{w->dealer, 0, ZMQ_POLLIN, 0},
                                    {w->monitor, 0, ZMQ_POLLIN, 0},
+                                   {w->zap, 0, ZMQ_POLLIN, 0},
                                    {NULL, extra_fd, ZMQ_POLLIN, 0}};
-        int n_items = extra_fd >= 0 ? 3 : 2;
+        int n_items = 2;
+        if (w->zap != NULL)
+            n_items++;
+        if (extra_fd >= 0)
+            items[n_items++] = (zmq_pollitem_t){NULL, extra_fd, ZMQ_POLLIN, 0};
         int rc = zmq_poll(items, n_items, timeout);
         if (rc < 0 && zmq_errno() != EINTR) {
             pd_log_error("worker: zmq_poll: %s", zmq_strerror(zmq_errno()));
@@ -449,6 +488,8 @@ pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int ex
         }
         if (pd_worker_stopping())
             break;
+        if (w->zap != NULL)
+            pd_worker_zap_serve(w);
         pd_worker_monitor_drain(w);
         pd_worker_dealer_drain(w, hooks);
         if (hooks->on_step != NULL)

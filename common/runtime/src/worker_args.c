@@ -1,5 +1,6 @@
 /* The worker command line: the flags deploy/src/launch.c passes to pd-prefill and
  * pd-decode, with --help. */
+#include "pd/client.h"
 #include "pd/log.h"
 #include "pd/worker.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
     PD_WORKER_OPT_ROUTER = 256,
@@ -68,7 +70,9 @@ void pd_worker_args_usage(const char *prog, pd_proto_role_t role)
     printf("  --host-mb H          G2 host DRAM tier in MiB (default 0: none)\n"
            "  --ssd-dir DIR        G3 SSD tier directory (default: none)\n"
            "  --ssd-mb S           G3 tier size in MiB\n"
-           "  --curve-server-key K the router's worker-socket CURVE public key (Z85)\n"
+           "  --curve-server-key K the router's CURVE public key (Z85), or a file holding\n"
+           "                       it: the router connection and the events socket use\n"
+           "                       CURVE, and only the router may subscribe to events\n"
            "  --curve-secret-file F this worker's CURVE secret key file\n"
            "  --help               this text\n"
            "\n"
@@ -227,8 +231,11 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
             bad = pd_worker_parse_u32(optarg, 0, 1u << 24, &a.ssd_mb);
             break;
         case PD_WORKER_OPT_CURVE_SERVER_KEY:
-            bad = strlen(optarg) != 40 ||
-                  pd_worker_copy(a.curve_server_key, sizeof(a.curve_server_key), optarg);
+            /* The key itself, or a file that holds it (`pdctl up` writes router.pub). */
+            if (strlen(optarg) == 40 && access(optarg, F_OK) != 0)
+                bad = pd_worker_copy(a.curve_server_key, sizeof(a.curve_server_key), optarg);
+            else
+                bad = pd_client_read_key_file(optarg, a.curve_server_key) != PD_OK;
             break;
         case PD_WORKER_OPT_CURVE_SECRET_FILE:
             bad = pd_worker_copy(a.curve_secret_file, sizeof(a.curve_secret_file), optarg);

@@ -33,6 +33,8 @@ struct pd_worker {
     void *dealer;  /* to the router's worker ROUTER */
     void *pub;     /* KV events */
     void *monitor; /* PAIR receiving the DEALER's connect events */
+    void *zap;     /* REP, the events socket's ZAP handler (CURVE only) */
+    uint8_t router_key[32]; /* CURVE: the one key the events socket admits */
     char events_endpoint[PD_PROTO_ENDPOINT_CAP];
     void *desc; /* (desc_bytes) the transfer descriptor */
     size_t desc_bytes;

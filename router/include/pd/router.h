@@ -25,6 +25,7 @@ typedef struct pd_router_config {
     char ready_file[PD_ROUTER_PATH_CAP];         /* --ready-file: "" none */
     char curve_secret_file[PD_ROUTER_PATH_CAP];  /* --curve-secret-file: "" auth off */
     char client_keys_file[PD_ROUTER_PATH_CAP];   /* --client-keys: "" auth off */
+    char worker_keys_file[PD_ROUTER_PATH_CAP];   /* --worker-keys: "" worker auth off */
     uint32_t block_tokens;                       /* --block-tokens */
     pd_router_policy_t policy;                   /* --policy */
     uint32_t max_queue;                          /* --max-queue */
