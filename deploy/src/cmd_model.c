@@ -470,16 +470,23 @@ static int pd_cmd_model_quantize(int argc, char **argv)
         fprintf(stderr, "pdctl: cannot load model %s: %s\n", path, pd_status_str(status));
         goto out;
     }
-    if (pd_model_dtype(model) == (int)dtype) {
+    if (pd_model_dtype(model) == (int)dtype && model->config.rope_style == PD_ROPE_HALF) {
         fprintf(stderr, "pdctl: %s is already %s\n", path, pd_dtype_name(dtype));
         goto out;
     }
     if (model->config.rope_style != PD_ROPE_HALF) {
+        /* a llama2.c file: Hugging Face checkpoints rotate halves, so the q and k rows of
+         * each head are reordered as Hugging Face's converter does (same function) */
+        status = pd_model_rope_to_half(model);
+        if (status != PD_OK) {
+            fprintf(stderr, "pdctl: cannot reorder %s's q and k rows for rotate-half RoPE: %s\n",
+                    path, pd_status_str(status));
+            goto out;
+        }
         fprintf(stderr,
-                "pdctl: %s uses interleaved RoPE (a llama2.c file); only Hugging Face "
-                "layouts are written\n",
+                "pdctl: %s uses interleaved RoPE (llama2.c): q and k rows reordered "
+                "for the Hugging Face layout\n",
                 path);
-        goto out;
     }
     fprintf(stderr, "pdctl: converting %.1f MB of weights to %s\n",
             (double)pd_model_weight_bytes(model) / 1e6, pd_dtype_name(dtype));

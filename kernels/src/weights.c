@@ -218,3 +218,50 @@ pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype, pd_model
     *out_p = out;
     return PD_OK;
 }
+
+/* Rows [0, n_heads * hd) of matrix m of w, head by head, from pair order to half order. */
+static void pd_weight_rows_to_half(pd_weight_t *w, uint32_t m, uint32_t n_heads, uint32_t hd,
+                                   char *tmp, float *tmp_scale)
+{
+    const size_t row = (size_t)w->cols * pd_dtype_size(w->dtype);
+    char *base = (char *)w->data + (size_t)m * w->rows * row;
+    float *scale = w->scale != NULL ? w->scale + (size_t)m * w->rows : NULL;
+    for (uint32_t h = 0; h < n_heads; h++) {
+        char *head = base + (size_t)h * hd * row;
+        for (uint32_t j = 0; j < hd; j++) {
+            uint32_t i = j / 2, c = j % 2; /* old row j = 2i + c goes to c * hd / 2 + i */
+            memcpy(tmp + (size_t)(c * hd / 2 + i) * row, head + (size_t)j * row, row);
+            if (scale != NULL)
+                tmp_scale[c * hd / 2 + i] = scale[h * hd + j];
+        }
+        memcpy(head, tmp, (size_t)hd * row);
+        if (scale != NULL)
+            memcpy(scale + (size_t)h * hd, tmp_scale, hd * sizeof(float));
+    }
+}
+
+pd_status_t pd_model_rope_to_half(pd_model_t *model)
+{
+    pd_model_config_t *c = &model->config;
+    if (c->rope_style == PD_ROPE_HALF)
+        return PD_OK;
+    if (model->w.bq != NULL || model->w.q_norm != NULL) /* not in any pair-order format */
+        return PD_ERR_UNSUPPORTED;
+    pd_weight_t *ws[2] = {&model->w.wq, &model->w.wk};
+    const uint32_t heads[2] = {c->n_heads, c->n_kv_heads};
+    size_t row = (size_t)c->dim * sizeof(float); /* the widest row any dtype has */
+    char *tmp = malloc((size_t)c->head_dim * row);
+    float *tmp_scale = malloc((size_t)c->head_dim * sizeof(float));
+    if (tmp == NULL || tmp_scale == NULL) {
+        free(tmp);
+        free(tmp_scale);
+        return PD_ERR_NO_MEMORY;
+    }
+    for (uint32_t k = 0; k < 2; k++)
+        for (uint32_t l = 0; l < ws[k]->n_mats; l++)
+            pd_weight_rows_to_half(ws[k], l, heads[k], c->head_dim, tmp, tmp_scale);
+    free(tmp);
+    free(tmp_scale);
+    c->rope_style = PD_ROPE_HALF;
+    return PD_OK;
+}

@@ -146,3 +146,46 @@ Test(load_llama2c, pair_checkpoint_computes_what_the_half_one_does)
     pd_model_destroy(&pair);
     unlink(path);
 }
+
+/* A llama2.c file reordered to rotate-half rows holds exactly the Hugging Face model it was
+ * written from (the permutation is undone row for row), in f32 and after conversion to
+ * int8 (row scales move with their rows). */
+Test(load_llama2c, rope_to_half_restores_the_half_rows)
+{
+    pd_model_config_t c;
+    pd_model_t *half = NULL, *pair = NULL, *half8 = NULL, *pair8 = NULL;
+    cr_assert_eq(pd_model_preset("tiny", &c), PD_OK);
+    cr_assert_eq(pd_model_alloc(&c, &half), PD_OK);
+    pd_model_init_random(half, 12);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "/tmp/pd_test_l2c_half_%d.bin", (int)getpid());
+    write_llama2c(half, path, true);
+    cr_assert_eq(pd_model_load(path, &pair), PD_OK);
+    unlink(path);
+    cr_assert_eq(pd_model_convert(pair, PD_DTYPE_I8, &pair8), PD_OK);
+    cr_assert_eq(pd_model_convert(half, PD_DTYPE_I8, &half8), PD_OK);
+    size_t q = (size_t)c.n_layers * c.n_heads * c.head_dim * c.dim;
+    size_t k = (size_t)c.n_layers * c.n_kv_heads * c.head_dim * c.dim;
+    /* the file's rows differ from the half model's before */
+    cr_assert_neq(memcmp(pair->w.wq.data, half->w.wq.data, q * sizeof(float)), 0);
+    cr_assert_eq(pd_model_rope_to_half(pair), PD_OK);
+    cr_assert_eq(pair->config.rope_style, PD_ROPE_HALF);
+    cr_assert_eq(memcmp(pair->w.wq.data, half->w.wq.data, q * sizeof(float)), 0);
+    cr_assert_eq(memcmp(pair->w.wk.data, half->w.wk.data, k * sizeof(float)), 0);
+    cr_assert_eq(pd_model_rope_to_half(pair8), PD_OK);
+    cr_assert_eq(memcmp(pair8->w.wq.data, half8->w.wq.data, q), 0);
+    cr_assert_eq(memcmp(pair8->w.wk.data, half8->w.wk.data, k), 0);
+    cr_assert_eq(memcmp(pair8->w.wq.scale, half8->w.wq.scale,
+                        (size_t)c.n_layers * c.n_heads * c.head_dim * sizeof(float)),
+                 0);
+    cr_assert_eq(memcmp(pair8->w.wk.scale, half8->w.wk.scale,
+                        (size_t)c.n_layers * c.n_kv_heads * c.head_dim * sizeof(float)),
+                 0);
+    /* a second call leaves a half model alone */
+    cr_assert_eq(pd_model_rope_to_half(pair), PD_OK);
+    cr_assert_eq(memcmp(pair->w.wq.data, half->w.wq.data, q * sizeof(float)), 0);
+    pd_model_destroy(&half);
+    pd_model_destroy(&pair);
+    pd_model_destroy(&half8);
+    pd_model_destroy(&pair8);
+}

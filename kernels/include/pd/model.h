@@ -206,6 +206,15 @@ int pd_model_dtype(const pd_model_t *model);
  * matrix changed dtype, since its results differ. PD_ERR_NO_MEMORY on failure. */
 pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype, pd_model_t **out_p);
 
+/* Reorder the q and k rows of every head from interleaved-pair RoPE (llama2.c, Meta) to
+ * rotate-half RoPE (Hugging Face): new row c * head_dim / 2 + i of a head is old row
+ * 2i + c, as Hugging Face's Llama converter does; any dtype (row scales move with their
+ * rows). The model then computes the same function with PD_ROPE_HALF, up to the order of
+ * its sums, and can be written as a Hugging Face checkpoint. The weights must be writable
+ * (the llama2.c loader's are). No-op for a half model; PD_ERR_UNSUPPORTED for q/k biases
+ * or norms; PD_ERR_NO_MEMORY when a row buffer cannot be had. */
+pd_status_t pd_model_rope_to_half(pd_model_t *model);
+
 /* Fill weights with a seeded random initialisation (deterministic for a seed). */
 void pd_model_init_random(pd_model_t *model, uint64_t seed);
 
