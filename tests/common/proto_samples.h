@@ -147,7 +147,12 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         return true;
     case 14:
         m->type = PD_PROTO_TYPE_HEARTBEAT;
-        m->u.heartbeat = (pd_proto_heartbeat_t){"prefill-0", 42, 3, 1, 4000, 99, NULL};
+        m->u.heartbeat = (pd_proto_heartbeat_t){.worker_id = "prefill-0",
+                                                .epoch = 42,
+                                                .running = 3,
+                                                .queued = 1,
+                                                .free_blocks = 4000,
+                                                .kv_seq = 99};
         return true;
     case 15:
         m->type = PD_PROTO_TYPE_RESERVE;
@@ -199,7 +204,13 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         return true;
     case 20:
         m->type = PD_PROTO_TYPE_PREFILLED;
-        m->u.prefilled = (pd_proto_prefilled_t){9, 450, 1536, 512, 1024, 812.5, 3.25, NULL, 0};
+        m->u.prefilled = (pd_proto_prefilled_t){.req_id = 9,
+                                                .first_token = 450,
+                                                .n_computed_tokens = 1536,
+                                                .n_cached_tokens = 512,
+                                                .cache_creation_input_tokens = 1024,
+                                                .prefill_ms = 812.5,
+                                                .transfer_ms = 3.25};
         return true;
     case 21:
         m->type = PD_PROTO_TYPE_WORKER_TOKEN;
@@ -242,8 +253,11 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
      * recorded from it. */
     case 28: /* heartbeat with stats */
         m->type = PD_PROTO_TYPE_HEARTBEAT;
-        m->u.heartbeat =
-            (pd_proto_heartbeat_t){"decode-0", 43, 2, 0, 12, 0, &pd_sample_worker_stats};
+        m->u.heartbeat = (pd_proto_heartbeat_t){.worker_id = "decode-0",
+                                                .epoch = 43,
+                                                .running = 2,
+                                                .free_blocks = 12,
+                                                .stats = &pd_sample_worker_stats};
         return true;
     case 29:
         m->type = PD_PROTO_TYPE_STOP;
@@ -318,7 +332,14 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         return true;
     case 36: /* prefilled after filling a hole */
         m->type = PD_PROTO_TYPE_PREFILLED;
-        m->u.prefilled = (pd_proto_prefilled_t){9, 450, 32, 16, 0, 2.5, 0.25, pd_sample_holes, 1};
+        m->u.prefilled = (pd_proto_prefilled_t){.req_id = 9,
+                                                .first_token = 450,
+                                                .n_computed_tokens = 32,
+                                                .n_cached_tokens = 16,
+                                                .prefill_ms = 2.5,
+                                                .transfer_ms = 0.25,
+                                                .recomputed_blocks = pd_sample_holes,
+                                                .n_recomputed_blocks = 1};
         return true;
     case 37: /* done after filling a hole */
         m->type = PD_PROTO_TYPE_DONE;

@@ -414,7 +414,13 @@ Test(proto, round_trips_prefill_and_prefilled)
 
     memset(&m, 0, sizeof(m));
     m.type = PD_PROTO_TYPE_PREFILLED;
-    m.u.prefilled = (pd_proto_prefilled_t){12, 29871, 500, 524, 16, 45.5, 2.25, NULL, 0};
+    m.u.prefilled = (pd_proto_prefilled_t){.req_id = 12,
+                                           .first_token = 29871,
+                                           .n_computed_tokens = 500,
+                                           .n_cached_tokens = 524,
+                                           .cache_creation_input_tokens = 16,
+                                           .prefill_ms = 45.5,
+                                           .transfer_ms = 2.25};
     round_trip(&m, PD_PROTO_CHAN_WORKER, &w, &out);
     cr_assert_eq(out.u.prefilled.first_token, 29871);
     cr_assert_eq(out.u.prefilled.n_computed_tokens, 500);
@@ -422,6 +428,56 @@ Test(proto, round_trips_prefill_and_prefilled)
     cr_assert_eq(out.u.prefilled.cache_creation_input_tokens, 16);
     cr_assert_float_eq(out.u.prefilled.prefill_ms, 45.5, 1e-12);
     cr_assert_float_eq(out.u.prefilled.transfer_ms, 2.25, 1e-12);
+    pd_proto_msg_cleanup(&out);
+    pd_mp_writer_cleanup(&w);
+}
+
+/* The timing breakdown a prefill worker reports, and its queue in the heartbeat: sent
+ * when set, absent (and decoded as 0) when 0, so that frames without them stay as they
+ * were. */
+Test(proto, prefill_breakdown_fields_round_trip_and_zeros_stay_off_the_wire)
+{
+    pd_mp_writer_t w;
+    pd_mp_writer_init(&w);
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_PREFILLED}, out;
+    m.u.prefilled = (pd_proto_prefilled_t){.req_id = 3,
+                                           .first_token = 7,
+                                           .n_computed_tokens = 300,
+                                           .n_cached_tokens = 64,
+                                           .prefill_ms = 9.5,
+                                           .transfer_ms = 0.5,
+                                           .queue_ms = 12.25,
+                                           .compute_ms = 8.0,
+                                           .fetch_ms = 1.5,
+                                           .n_fetched_tokens = 48,
+                                           .n_chunks = 5};
+    round_trip(&m, PD_PROTO_CHAN_WORKER, &w, &out);
+    const size_t full = pd_mp_writer_size(&w);
+    cr_assert_float_eq(out.u.prefilled.queue_ms, 12.25, 1e-12);
+    cr_assert_float_eq(out.u.prefilled.compute_ms, 8.0, 1e-12);
+    cr_assert_float_eq(out.u.prefilled.fetch_ms, 1.5, 1e-12);
+    cr_assert_eq(out.u.prefilled.n_fetched_tokens, 48);
+    cr_assert_eq(out.u.prefilled.n_chunks, 5);
+    pd_proto_msg_cleanup(&out);
+    m.u.prefilled.queue_ms = m.u.prefilled.compute_ms = m.u.prefilled.fetch_ms = 0;
+    m.u.prefilled.n_fetched_tokens = m.u.prefilled.n_chunks = 0;
+    round_trip(&m, PD_PROTO_CHAN_WORKER, &w, &out);
+    /* Five keys fewer, each of at least 8 characters and a value. */
+    cr_assert_lt(pd_mp_writer_size(&w) + 5 * (1 + 8 + 1), full + 1);
+    cr_assert_eq(out.u.prefilled.n_chunks, 0);
+    cr_assert_float_eq(out.u.prefilled.queue_ms, 0.0, 1e-12);
+    pd_proto_msg_cleanup(&out);
+
+    m = (pd_proto_msg_t){.type = PD_PROTO_TYPE_HEARTBEAT};
+    m.u.heartbeat = (pd_proto_heartbeat_t){.worker_id = "prefill-0",
+                                           .epoch = 5,
+                                           .running = 1,
+                                           .queued = 2,
+                                           .free_blocks = 10,
+                                           .queued_tokens = 4000};
+    round_trip(&m, PD_PROTO_CHAN_WORKER, &w, &out);
+    cr_assert_eq(out.u.heartbeat.queued_tokens, 4000);
+    cr_assert_eq(out.u.heartbeat.queued, 2);
     pd_proto_msg_cleanup(&out);
     pd_mp_writer_cleanup(&w);
 }

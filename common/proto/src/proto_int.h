@@ -40,7 +40,7 @@ typedef enum pd_proto_kind {
 #define PD_PROTO_REQ 0x01u /* decoding fails when the key is absent */
 #define PD_PROTO_OMIT                                                                              \
     0x02u                    /* pointer fields: NULL is not written, and absent decodes as NULL;   \
-                              * U64/U32 (not REQ): 0 is not written, absent decodes as def */
+                              * U64/U32/F64 (not REQ): 0 is not written, absent decodes as def */
 #define PD_PROTO_LIMIT 0x04u /* above max is PD_ERR_LIMIT (a size) rather than a bad value */
 #define PD_PROTO_XMIN  0x08u /* floats: fmin itself is out of range */
 #define PD_PROTO_ERR   0x10u /* codes: must name an error (a negative status) */

@@ -419,6 +419,7 @@ FIELDS(heartbeat_load) = {
     {"running", U32, REQ, O(running), MAXU32, .doc = "requests in the running batch"},
     {"queued", U32, REQ, O(queued), MAXU32, .doc = "requests waiting"},
     {"free_blocks", U32, REQ, O(free_blocks), MAXU32, .doc = "free KV blocks"},
+    {"queued_tokens", U32, OPT | OMIT, O(queued_tokens), MAXU32, .doc = "prompt tokens a prefill worker has still to compute, over its queued and running prefills"},
 };
 SCHEMA(heartbeat_load);
 FIELDS(heartbeat) = {
@@ -486,11 +487,16 @@ FIELDS(prefilled) = {
     {"req_id", U64, REQ, O(req_id), .min = 1, MAXU64, .doc = "the request"},
     {"first_token", TOKEN, REQ, O(first_token), .max = PD_PROTO_MAX_TOKEN_ID, .doc = "the token prefill sampled"},
     {"n_computed_tokens", U32, REQ, O(n_computed_tokens), .max = MAX_IN, .doc = "prompt tokens prefill computed"},
-    {"n_cached_tokens", U32, REQ, O(n_cached_tokens), .max = MAX_IN, .doc = "prompt tokens from its own cache or read from decode's pool"},
+    {"n_cached_tokens", U32, REQ, O(n_cached_tokens), .max = MAX_IN, .doc = "prompt tokens not computed: from its own cache or read from another worker"},
     {"cache_creation_input_tokens", U32, OPT, O(cache_creation_input_tokens), .max = MAX_IN, .doc = "prompt tokens it wrote to its cache"},
-    {"prefill_ms", F64, OPT, O(prefill_ms), .fmax = 1e9, .doc = "compute time"},
-    {"transfer_ms", F64, OPT, O(transfer_ms), .fmax = 1e9, .doc = "KV push time"},
+    {"prefill_ms", F64, OPT, O(prefill_ms), .fmax = 1e9, .doc = "its setup (block lookups and reads, `fetch_ms`) plus its first chunk's pass -> first token sampled (`compute_ms` and the other prompts' passes between its chunks); `queue_ms` + `prefill_ms` + `transfer_ms` is its whole time in the worker"},
+    {"transfer_ms", F64, OPT, O(transfer_ms), .fmax = 1e9, .doc = "first token sampled -> KV push acknowledged (the exposed part of the push)"},
     {"recomputed_blocks", U32S, OMIT | LIMIT, O(recomputed_blocks), N(n_recomputed_blocks), .max = PD_PROTO_MAX_BLOCKS, .doc = "prompt blocks computed to fill holes in a reused prefix (missing, or failed their checksum), by index; absent when none"},
+    {"queue_ms", F64, OPT | OMIT, O(queue_ms), .fmax = 1e9, .doc = "time it waited in the worker's queue, after its setup, for its first chunk's pass"},
+    {"compute_ms", F64, OPT | OMIT, O(compute_ms), .fmax = 1e9, .doc = "wall time of the forward passes that computed its chunks (a pass may hold other prompts' chunks too)"},
+    {"fetch_ms", F64, OPT | OMIT, O(fetch_ms), .fmax = 1e9, .doc = "time reading reused blocks from other workers"},
+    {"n_fetched_tokens", U32, OPT | OMIT, O(n_fetched_tokens), .max = MAX_IN, .doc = "of `n_cached_tokens`, those read from another worker (a holder or the decode worker)"},
+    {"n_chunks", U32, OPT | OMIT, O(n_chunks), MAXU32, .doc = "forward passes its computed tokens took (chunks of at most `--chunk-tokens` tokens)"},
 };
 SCHEMA(prefilled);
 #undef T

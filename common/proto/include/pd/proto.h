@@ -341,6 +341,8 @@ typedef struct pd_proto_heartbeat {
     uint64_t kv_seq; /* optional: seq of the last kv_event published (0: none or unknown);
                       * lets the router notice lost trailing events and resync */
     const pd_proto_worker_stats_t *stats; /* optional; NULL is not sent */
+    uint32_t queued_tokens; /* optional, load.queued_tokens: prompt tokens a prefill worker
+                             * has still to compute over its prefills */
 } pd_proto_heartbeat_t;
 
 /* router -> decode. */
@@ -402,14 +404,22 @@ typedef struct pd_proto_prefilled {
     uint64_t req_id;
     int32_t first_token;
     uint32_t n_computed_tokens;           /* prompt tokens prefill computed */
-    uint32_t n_cached_tokens;             /* prompt tokens prefill took from its own cache */
+    uint32_t n_cached_tokens;             /* prompt tokens not computed (own cache or read) */
     uint32_t cache_creation_input_tokens; /* optional, default 0 */
-    double prefill_ms;
-    double transfer_ms;
+    double prefill_ms;  /* setup, then first chunk's pass -> first token sampled */
+    double transfer_ms; /* first token sampled -> push acknowledged */
     /* Optional: the prompt blocks computed to fill holes in an otherwise reused prefix
      * (missing, or failed their checksum), by index; NULL when none. */
     const uint32_t *recomputed_blocks;
     uint32_t n_recomputed_blocks;
+    /* Optional (0: not sent): where its time in the worker went, queue_ms + prefill_ms +
+     * transfer_ms being all of it; prefill_ms holds fetch_ms, compute_ms and the passes of
+     * other prompts between its chunks. */
+    double queue_ms;           /* setup done -> first chunk's pass */
+    double compute_ms;         /* the forward passes that held its chunks */
+    double fetch_ms;           /* reading reused blocks from other workers */
+    uint32_t n_fetched_tokens; /* of n_cached_tokens, those read from another worker */
+    uint32_t n_chunks;         /* forward passes its computed tokens took */
 } pd_proto_prefilled_t;
 
 /* A block table entry that names no block (a hole in a holder's prefix). */
