@@ -73,6 +73,21 @@ static void pd_decode_destroy(void *state)
     free(d);
 }
 
+static void pd_decode_cancel_all(void *state)
+{
+    pd_decode_t *d = state;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < PD_DECODE_MAX_REQS; i++) {
+        if (d->reqs[i].state != PD_DECODE_REQ_FREE) {
+            pd_decode_req_end(d, &d->reqs[i]);
+            n++;
+        }
+    }
+    if (n > 0)
+        pd_log_info("decode %s: %u request(s) of the dropped epoch ended", d->rt->args.id, n);
+    pd_worker_load_changed(d->rt->worker);
+}
+
 static void pd_decode_on_step(void *state)
 {
     pd_decode_t *d = state;
@@ -115,6 +130,7 @@ const pd_role_ops_t pd_decode_role = {
     .on_reserve = pd_decode_on_reserve,
     .on_prefill = pd_decode_on_prefill,
     .on_cancel = pd_decode_on_cancel,
+    .cancel_all = pd_decode_cancel_all,
     .on_step = pd_decode_on_step,
     .wait_ms = pd_decode_wait_ms,
     .load = pd_decode_load,

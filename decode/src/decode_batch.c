@@ -1,7 +1,8 @@
 /* The token loop: continuous batching over the requests whose KV is complete. Requests
  * join and leave between steps; each step feeds every running request its last token at
- * its next position and samples the next one with step = its generated index, so a token
- * does not depend on which other requests shared the step. */
+ * its next position and samples the next one with step = its generated index (counted
+ * from the request's first token, also when it continued here from another worker), so a
+ * token does not depend on which other requests shared the step or which worker ran it. */
 #include "decode_int.h"
 #include "pd/log.h"
 #include "pd/time.h"
@@ -24,7 +25,7 @@ static void pd_decode_done_send(pd_decode_t *d, pd_decode_req_t *q, pd_proto_fin
     pd_proto_worker_done_t *done = &msg.u.worker_done;
     done->req_id = q->req_id;
     done->finish_reason = finish;
-    done->output_tokens = q->n_gen;
+    done->output_tokens = q->first_step + q->n_gen;
     done->cache_read_input_tokens = q->n_cached * d->rt->args.block_tokens;
     done->cache_creation_input_tokens = q->n_created_tokens;
     done->transfer_wait_ms = pd_time_ns_to_ms(q->t_kv_ns - q->t_reserve_ns);
@@ -41,7 +42,7 @@ bool pd_decode_emit(pd_decode_t *d, pd_decode_req_t *q)
     memset(&msg, 0, sizeof(msg));
     msg.type = PD_PROTO_TYPE_WORKER_TOKEN;
     msg.u.worker_token.req_id = q->req_id;
-    msg.u.worker_token.index = index;
+    msg.u.worker_token.index = q->first_step + index;
     msg.u.worker_token.token = token;
     pd_worker_send(d->rt->worker, &msg);
     q->t_last_ns = pd_time_now_ns();
@@ -119,7 +120,8 @@ bool pd_decode_step(pd_decode_t *d)
     for (uint32_t i = n; i-- > 0;) {
         pd_decode_req_t *q = d->batch[i];
         int32_t token =
-            pd_sample_token(&q->sampling, q->logits, d->rt->vocab, q->n_gen, d->scratch);
+            pd_sample_token(&q->sampling, q->logits, d->rt->vocab, q->first_step + q->n_gen,
+                            d->scratch);
         q->tokens[q->n_tokens + q->n_gen] = token;
         q->n_gen++;
         pd_decode_emit(d, q);

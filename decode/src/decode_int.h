@@ -31,6 +31,7 @@ typedef struct pd_decode_req {
     uint32_t n_tokens; /* prompt tokens */
     uint32_t max_tokens;
     uint32_t n_gen;   /* generated so far (token 0 is prefill's) */
+    uint32_t first_step; /* generated index of token 0 here (> 0: continued from another worker) */
     uint64_t *hashes; /* (n_hashes) full prompt blocks */
     uint32_t n_hashes;
     pd_proto_cache_plan_t plan;

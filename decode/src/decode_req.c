@@ -235,6 +235,7 @@ void pd_decode_on_reserve(void *state, const pd_proto_reserve_t *r)
     q->req_id = r->req_id;
     q->n_tokens = r->n_tokens;
     q->max_tokens = pd_decode_max_new(d, r);
+    q->first_step = r->first_step;
     q->n_hashes = r->n_block_hashes;
     q->plan = r->cache;
     q->sampling.temperature = (float)r->sampling.temperature;
@@ -394,7 +395,8 @@ void pd_decode_on_prefill(void *state, const pd_proto_prefill_t *p)
         pd_decode_req_fail(d, q, st, "local prefill failed");
         return;
     }
-    int32_t first = pd_sample_token(&q->sampling, q->logits, d->rt->vocab, 0, d->scratch);
+    int32_t first =
+        pd_sample_token(&q->sampling, q->logits, d->rt->vocab, q->first_step, d->scratch);
     double prefill_ms = pd_time_ns_to_ms(pd_time_now_ns() - t0);
 
     pd_proto_msg_t msg;

@@ -37,6 +37,20 @@ static void pd_prefill_destroy(void *state)
     free(p);
 }
 
+static void pd_prefill_cancel_all(void *state)
+{
+    pd_prefill_t *p = state;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++) {
+        if (p->jobs[i].live) {
+            pd_prefill_job_end(p, &p->jobs[i]);
+            n++;
+        }
+    }
+    if (n > 0)
+        pd_log_info("prefill %s: %u job(s) of the dropped epoch ended", p->rt->args.id, n);
+}
+
 /* While pushes are in flight, look at them again soon even if the fabric's fd is quiet. */
 static long pd_prefill_wait_ms(void *state)
 {
@@ -59,6 +73,7 @@ const pd_role_ops_t pd_prefill_role = {
     .destroy = pd_prefill_destroy,
     .on_prefill = pd_prefill_on_prefill,
     .on_cancel = pd_prefill_on_cancel,
+    .cancel_all = pd_prefill_cancel_all,
     .on_step = pd_prefill_poll_jobs,
     .wait_ms = pd_prefill_wait_ms,
     .load = pd_prefill_load,

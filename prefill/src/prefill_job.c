@@ -247,7 +247,7 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
         a = b;
     }
     pd_sampling_t s = {(float)m->sampling.temperature, (float)m->sampling.top_p, m->sampling.seed};
-    j->first_token = pd_sample_token(&s, p->logits, p->rt->vocab, 0, p->scratch);
+    j->first_token = pd_sample_token(&s, p->logits, p->rt->vocab, m->first_step, p->scratch);
     j->t_compute_end_ns = pd_time_now_ns();
     j->prefill_ms = pd_time_ns_to_ms(j->t_compute_end_ns - t0);
     j->n_computed_tokens = n_computed;

@@ -219,10 +219,19 @@ static void pd_role_load(void *arg, pd_proto_heartbeat_t *hb)
     hb->stats = s;
 }
 
+/* A new epoch: nothing of the old one is kept for anybody (pins, requests). */
+static void pd_role_on_reset(void *arg)
+{
+    pd_role_t *rt = arg;
+    pd_role_pins_expire(rt, UINT64_MAX);
+    if (rt->ops->cancel_all != NULL)
+        rt->ops->cancel_all(rt->state);
+}
+
 pd_status_t pd_role_run(pd_role_t *rt)
 {
-    pd_worker_hooks_t hooks = {rt, pd_role_on_message, pd_role_on_step, pd_role_wait_ms,
-                               pd_role_load};
+    pd_worker_hooks_t hooks = {rt,           pd_role_on_message, pd_role_on_step, pd_role_wait_ms,
+                               pd_role_load, pd_role_on_reset};
     return pd_worker_run(rt->worker, &hooks, rt->fabric.fd);
 }
 

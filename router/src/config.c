@@ -22,6 +22,8 @@ void pd_router_config_defaults(pd_router_config_t *c)
     c->heartbeat_ms = 1000;
     c->worker_timeout_ms = 10000;
     c->request_timeout_ms = 120000;
+    c->client_heartbeat_ms = 1000;
+    c->max_migrations = 2;
     c->kv_weight = 1.0;
     c->load_weight = 0.1;
 }
@@ -69,6 +71,8 @@ void pd_router_config_usage(void *f)
             "  --min-cached-prefix N    auto cache mode writes prompts of >= N tokens [1024]\n"
             "  --heartbeat-ms MS        heartbeat period asked of workers [1000]\n"
             "  --worker-timeout-ms MS   a worker silent this long is dead [10000]\n"
+            "  --max-migrations N       times a request continues on another worker after\n"
+            "                           one of its workers died (0: it fails instead) [2]\n"
             "  --request-timeout-ms MS  a request not done this long after arrival ends with\n"
             "                           PD_ERR_TIMEOUT [120000]\n"
             "  --keygen                 print a new CURVE key pair ('public Z85' and 'secret\n"
@@ -135,6 +139,7 @@ enum {
     OPT_MIN_PREFIX,
     OPT_HEARTBEAT,
     OPT_WORKER_TIMEOUT,
+    OPT_MAX_MIGRATIONS,
     OPT_REQUEST_TIMEOUT,
     OPT_CURVE_SECRET,
     OPT_CLIENT_KEYS,
@@ -159,6 +164,7 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
         {"min-cached-prefix", required_argument, NULL, OPT_MIN_PREFIX},
         {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
         {"worker-timeout-ms", required_argument, NULL, OPT_WORKER_TIMEOUT},
+        {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
         {"request-timeout-ms", required_argument, NULL, OPT_REQUEST_TIMEOUT},
         {"curve-secret-file", required_argument, NULL, OPT_CURVE_SECRET},
         {"client-keys", required_argument, NULL, OPT_CLIENT_KEYS},
@@ -224,6 +230,9 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
             break;
         case OPT_HEARTBEAT:
             ok = pd_router_parse_u32("--heartbeat-ms", optarg, 1, 3600000, &c->heartbeat_ms);
+            break;
+        case OPT_MAX_MIGRATIONS:
+            ok = pd_router_parse_u32("--max-migrations", optarg, 0, 64, &c->max_migrations);
             break;
         case OPT_WORKER_TIMEOUT:
             ok = pd_router_parse_u32("--worker-timeout-ms", optarg, 1, 86400000,

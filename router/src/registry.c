@@ -59,7 +59,13 @@ void pd_router_worker_remove(pd_router_t *r, pd_router_worker_t *wk, pd_status_t
     pd_router_req_t *req = r->head;
     while (req != NULL) {
         pd_router_req_t *next = req->next;
-        if ((int)wk->slot == req->prefill_slot || (int)wk->slot == req->decode_slot)
+        bool on_decode = (int)wk->slot == req->decode_slot && req->state != PD_REQ_QUEUED;
+        bool on_prefill = (int)wk->slot == req->prefill_slot && req->state != PD_REQ_QUEUED;
+        if (on_decode && req->decode_done)
+            pd_router_req_finish_now(r, req); /* every token is in; prefill's report is not */
+        else if (on_prefill && !on_decode && req->prefilled)
+            ; /* prefill's part is over: decode goes on */
+        else if ((on_decode || on_prefill) && !pd_router_req_move(r, req, message))
             pd_router_req_fail(r, req, code, message);
         req = next;
     }
@@ -233,14 +239,15 @@ void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid, con
         return;
     }
     if (wk == NULL) {
-        if (msg->type == PD_PROTO_TYPE_HEARTBEAT) {
-            pd_proto_msg_t reply = {.type = PD_PROTO_TYPE_WORKER_ERROR};
-            reply.u.worker_error.code = PD_ERR_NOT_FOUND;
-            reply.u.worker_error.message = "unknown worker: register again";
-            pd_router_send_rid(r, r->worker_sock, rid, &reply);
-        } else {
-            pd_log_debug("%s from an unregistered worker ignored", pd_proto_type_name(msg->type));
-        }
+        /* A worker this router does not know (it restarted, or removed the worker as
+         * dead): whatever it sent is dropped, and it is told to register again, which a
+         * worker removed while it ran does under a new epoch, dropping its requests. */
+        pd_log_debug("%s from an unregistered worker: register again",
+                     pd_proto_type_name(msg->type));
+        pd_proto_msg_t reply = {.type = PD_PROTO_TYPE_WORKER_ERROR};
+        reply.u.worker_error.code = PD_ERR_NOT_FOUND;
+        reply.u.worker_error.message = "unknown worker: register again";
+        pd_router_send_rid(r, r->worker_sock, rid, &reply);
         return;
     }
     wk->last_seen_ms = pd_time_now_ms();

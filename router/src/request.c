@@ -164,20 +164,20 @@ static void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
     pd_proto_msg_t m = {.type = PD_PROTO_TYPE_DONE};
     pd_proto_done_t *d = &m.u.done;
     uint32_t pinned_tokens = req->n_cached_blocks * r->cfg.block_tokens;
-    if (pinned_tokens > req->n_tokens)
-        pinned_tokens = req->n_tokens;
+    if (pinned_tokens > req->n_prompt)
+        pinned_tokens = req->n_prompt;
 
     memcpy(d->id, req->id, sizeof(d->id));
     d->finish_reason = req->done.finish_reason;
     d->tokens = req->out;
     d->n_tokens = req->n_out;
-    if (req->prefilled) {
+    if (req->prefilled || req->keep_usage) {
         d->usage.input_tokens = req->n_computed_tokens;
         d->usage.cache_read_input_tokens = req->n_prefill_cached_tokens > pinned_tokens
                                                ? req->n_prefill_cached_tokens
                                                : pinned_tokens;
     } else {
-        d->usage.input_tokens = req->n_tokens - pinned_tokens;
+        d->usage.input_tokens = req->n_prompt - pinned_tokens;
         d->usage.cache_read_input_tokens = pinned_tokens;
     }
     d->usage.cache_creation_input_tokens =
@@ -214,6 +214,75 @@ static void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
     pd_router_req_release_holder(r, req);
     pd_router_req_unlink(r, req);
     pd_router_req_free(req);
+}
+
+void pd_router_req_finish_now(pd_router_t *r, pd_router_req_t *req)
+{
+    pd_router_req_finish(r, req);
+}
+
+/* Some live worker can take each side of a moved request. */
+static bool pd_router_can_take(const pd_router_t *r)
+{
+    bool d = false, p = false;
+    for (uint32_t s = 0; s < PD_DIR_MAX_WORKERS; s++) {
+        d = d || pd_router_worker_can_decode(&r->workers[s]);
+        p = p || pd_router_worker_can_prefill(&r->workers[s]);
+    }
+    return d && p;
+}
+
+bool pd_router_req_move(pd_router_t *r, pd_router_req_t *req, const char *why)
+{
+    /* With nobody to take it now, the client hears at once rather than at its deadline. */
+    if (req->n_moves >= r->cfg.max_migrations || req->decode_done ||
+        req->n_out >= req->max_tokens ||
+        (uint64_t)req->n_prompt + req->n_out > PD_PROTO_MAX_PROMPT_TOKENS ||
+        !pd_router_can_take(r))
+        return false;
+    /* Whatever the surviving workers hold for it goes (the dead one is already unused). */
+    if (req->state != PD_REQ_QUEUED) {
+        pd_router_worker_t *d = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
+        pd_router_worker_t *p = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
+        if (d != NULL)
+            pd_router_send_cancel(r, d, req->req_id);
+        if (p != NULL && p != d)
+            pd_router_send_cancel(r, p, req->req_id);
+    }
+    pd_router_req_release_prefill(r, req);
+    pd_router_req_release_decode(r, req);
+    pd_router_req_release_holder(r, req);
+    free(req->block_table);
+    free(req->src_table);
+    free(req->src_sums);
+    free(req->recomputed);
+    req->block_table = req->src_table = req->recomputed = NULL;
+    req->src_sums = NULL;
+    req->n_block_table = req->n_cached_blocks = req->n_src = req->n_recomputed = 0;
+    req->prefill_slot = req->decode_slot = req->holder_slot = -1;
+    req->prefill_sent = req->pin_waiting = req->pin_held = false;
+    if (req->prefilled)
+        req->keep_usage = true;
+    req->prefilled = false;
+
+    /* The work is now the prompt and every token streamed: prefill computes their KV and
+     * samples token n_out with the sampler's step n_out, the token an undisturbed run
+     * samples there (docs/ARCHITECTURE.md, 11b). */
+    memcpy(req->tokens + req->n_prompt, req->out, (size_t)req->n_out * sizeof(*req->out));
+    req->n_tokens = req->n_prompt + req->n_out;
+    req->n_hashes = req->n_tokens / r->cfg.block_tokens;
+    pd_block_hash_t root = pd_block_hash_root(req->tenant, r->cfg.model_id);
+    pd_block_hash_chain(root, req->tokens, req->n_tokens, r->cfg.block_tokens, req->hashes,
+                        req->n_hashes);
+    req->first_step = req->n_out;
+    req->n_moves++;
+    req->state = PD_REQ_QUEUED; /* keeps its place: it goes before later arrivals */
+    r->n_queued++;
+    r->n_moved++;
+    pd_log_info("request %llu (%s): %s; continues elsewhere from token %u (move %u of %u)",
+                (unsigned long long)req->req_id, req->id, why, req->n_out, req->n_moves,
+                r->cfg.max_migrations);
+    return true;
 }
 
 void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
@@ -272,20 +341,23 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
     req = calloc(1, sizeof(*req));
     if (req == NULL)
         goto err_nomem;
-    req->tokens = malloc(n_tokens * sizeof(*req->tokens));
+    /* Room for the tokens it may generate: a move to another decode worker sends them. */
+    size_t cap = n_tokens + g->max_tokens;
+    req->tokens = malloc(cap * sizeof(*req->tokens));
     req->n_hashes = (uint32_t)(n_tokens / r->cfg.block_tokens);
-    req->hashes = malloc((req->n_hashes ? req->n_hashes : 1) * sizeof(*req->hashes));
+    req->hashes = malloc((cap / r->cfg.block_tokens + 1) * sizeof(*req->hashes));
     req->out = malloc(g->max_tokens * sizeof(*req->out));
     if (req->tokens == NULL || req->hashes == NULL || req->out == NULL)
         goto err_free;
     memcpy(req->tokens, tokens, n_tokens * sizeof(*tokens));
-    req->n_tokens = (uint32_t)n_tokens;
+    req->n_tokens = req->n_prompt = (uint32_t)n_tokens;
     snprintf(req->tenant, sizeof(req->tenant), "%s", tenant != NULL ? tenant : g->tenant);
     pd_block_hash_t root = pd_block_hash_root(req->tenant, r->cfg.model_id);
     pd_block_hash_chain(root, req->tokens, n_tokens, r->cfg.block_tokens, req->hashes,
                         req->n_hashes);
     req->req_id = ++r->next_req_id;
     req->client = *client;
+    req->client_fd = r->client_fd_now;
     memcpy(req->id, g->id, sizeof(req->id));
     req->max_tokens = g->max_tokens;
     req->sampling = g->sampling;
@@ -494,7 +566,8 @@ static bool pd_router_req_dispatch(pd_router_t *r, pd_router_req_t *req)
     x->block_hashes = req->hashes;
     x->n_block_hashes = req->n_hashes;
     x->cache = req->plan;
-    x->max_tokens = req->max_tokens;
+    x->max_tokens = req->max_tokens - req->first_step;
+    x->first_step = req->first_step;
     x->sampling = req->sampling;
     x->stop = req->stop;
     x->n_stop = req->n_stop;
@@ -517,14 +590,20 @@ void pd_router_dispatch(pd_router_t *r)
     }
 }
 
-/* The request req_id if wk is its worker on the side asked for, in one of the states. */
+/* The request req_id if wk is its worker on the side asked for, in one of the states.
+ * Otherwise the worker is working for nobody (the request ended, or was never its own):
+ * it gets `cancel` for the id, so that what it holds goes now (docs/ARCHITECTURE.md, 11b);
+ * a `done` needs none, the worker has already let the request go. */
 static pd_router_req_t *pd_router_req_for(pd_router_t *r, pd_router_worker_t *wk, uint64_t req_id,
                                           bool decode_side, const char *what)
 {
     pd_router_req_t *req = pd_router_req_find(r, req_id);
+    bool terminal = strcmp(what, "done") == 0;
     if (req == NULL) {
-        pd_log_debug("%s for unknown request %llu from %s", what, (unsigned long long)req_id,
-                     wk->id);
+        pd_log_debug("%s for unknown request %llu from %s%s", what, (unsigned long long)req_id,
+                     wk->id, terminal ? "" : ": cancel");
+        if (!terminal && req_id != 0)
+            pd_router_send_cancel(r, wk, req_id);
         return NULL;
     }
     int slot = decode_side ? req->decode_slot : req->prefill_slot;
@@ -532,6 +611,8 @@ static pd_router_req_t *pd_router_req_for(pd_router_t *r, pd_router_worker_t *wk
     if (slot != (int)wk->slot || epoch != wk->epoch || req->state == PD_REQ_QUEUED) {
         pd_log_warn("%s for request %llu from %s, which does not serve it", what,
                     (unsigned long long)req_id, wk->id);
+        if (!terminal)
+            pd_router_send_cancel(r, wk, req_id);
         return NULL;
     }
     return req;
@@ -559,6 +640,7 @@ static void pd_router_req_send_prefill(pd_router_t *r, pd_router_req_t *req)
     x->n_skip_blocks = req->n_cached_blocks;
     x->cache = req->plan;
     x->sampling = req->sampling;
+    x->first_step = req->first_step;
     memcpy(x->dest_worker_id, dw->id, sizeof(x->dest_worker_id));
     x->dest_epoch = dw->epoch;
     x->dest_xfer_desc = dw->xfer_desc;
@@ -653,11 +735,13 @@ void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
         return;
     req->prefilled = true;
     req->prefill_first_token = m->first_token;
-    req->n_computed_tokens = m->n_computed_tokens;
-    req->n_prefill_cached_tokens = m->n_cached_tokens;
-    req->prefill_cc_tokens = m->cache_creation_input_tokens;
-    req->prefill_ms = m->prefill_ms;
-    req->transfer_ms = m->transfer_ms;
+    if (!req->keep_usage) {
+        req->n_computed_tokens = m->n_computed_tokens;
+        req->n_prefill_cached_tokens = m->n_cached_tokens;
+        req->prefill_cc_tokens = m->cache_creation_input_tokens;
+        req->prefill_ms = m->prefill_ms;
+        req->transfer_ms = m->transfer_ms;
+    }
     if (req->prefill_slot != req->decode_slot) { /* colocated: no transfer */
         r->xfer_count++;
         r->xfer_ms_sum += m->transfer_ms;
@@ -671,7 +755,7 @@ void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
         }
         r->n_recomputed_blocks += m->n_recomputed_blocks;
     }
-    if (req->n_out > 0 && req->out[0] != m->first_token)
+    if (req->n_out > req->first_step && req->out[req->first_step] != m->first_token)
         pd_log_warn("request %llu: prefill sampled %d, decode streamed %d first",
                     (unsigned long long)req->req_id, m->first_token, req->out[0]);
     pd_router_req_release_prefill(r, req);
@@ -697,8 +781,9 @@ void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
     }
     uint64_t now = pd_time_now_ns();
     req->out[req->n_out++] = m->token;
-    if (m->index == 0) {
+    if (m->index == 0)
         req->first_token_ns = now;
+    if (m->index == req->first_step) {
         if (req->prefilled && m->token != req->prefill_first_token)
             pd_log_warn("request %llu: prefill sampled %d, decode streamed %d first",
                         (unsigned long long)req->req_id, req->prefill_first_token, m->token);
@@ -718,7 +803,7 @@ void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
         const char *text;
         size_t len;
         if (req->detok == NULL)
-            (void)pd_tokenizer_stream_create(r->tok, 0, req->tokens[req->n_tokens - 1],
+            (void)pd_tokenizer_stream_create(r->tok, 0, req->tokens[req->n_prompt - 1],
                                              &req->detok);
         if (req->detok != NULL &&
             pd_tokenizer_stream_push(req->detok, m->token, &text, &len) == PD_OK) {

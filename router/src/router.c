@@ -240,6 +240,9 @@ pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **rou
     }
     if ((st = pd_router_auth_setup(r)) != PD_OK)
         goto err;
+    r->client_fd_now = -1;
+    if ((st = pd_router_clients_watch_setup(r)) != PD_OK)
+        goto err;
     if ((st = pd_router_bind(r->client_sock, config->client_endpoint, client_ep,
                              sizeof(client_ep))) != PD_OK ||
         (st = pd_router_bind(r->worker_sock, config->worker_endpoint, worker_ep,
@@ -328,6 +331,7 @@ static void pd_router_on_client(pd_router_t *r)
             admin = roles != NULL && strstr(roles, "admin") != NULL;
             gateway = roles != NULL && strstr(roles, "gateway") != NULL;
         }
+        r->client_fd_now = zmq_msg_get(&payload, ZMQ_SRCFD);
         pd_status_t st = pd_proto_decode(&msg, PD_PROTO_CHAN_CLIENT, zmq_msg_data(&payload),
                                          zmq_msg_size(&payload), &fault);
         zmq_msg_close(&payload);
@@ -338,6 +342,11 @@ static void pd_router_on_client(pd_router_t *r)
         }
         switch (msg.type) {
         case PD_PROTO_TYPE_GENERATE:
+            if (pd_router_client_fd_gone(r, r->client_fd_now)) {
+                pd_log_debug("generate '%s' from a client that has left: dropped",
+                             msg.u.generate.id);
+                break;
+            }
             /* With auth, the key's tenant; a gateway key may name the tenant of each
              * request (its own user's), and its own tenant is the default. */
             pd_router_on_generate(
@@ -435,13 +444,14 @@ pd_status_t pd_router_run(pd_router_t *r, volatile int *stop_flag)
     pd_status_t st = PD_OK;
     r->stop = false;
     while (!r->stop && (stop_flag == NULL || !*stop_flag)) {
-        zmq_pollitem_t items[4] = {
+        zmq_pollitem_t items[5] = {
             {r->client_sock, 0, ZMQ_POLLIN, 0},
             {r->worker_sock, 0, ZMQ_POLLIN, 0},
             {r->event_sock, 0, ZMQ_POLLIN, 0},
+            {r->client_mon, 0, ZMQ_POLLIN, 0},
             {r->zap_sock, 0, ZMQ_POLLIN, 0},
         };
-        int rc = zmq_poll(items, r->zap_sock != NULL ? 4 : 3, PD_ROUTER_TICK_MS);
+        int rc = zmq_poll(items, r->zap_sock != NULL ? 5 : 4, PD_ROUTER_TICK_MS);
         if (rc < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -449,8 +459,11 @@ pd_status_t pd_router_run(pd_router_t *r, volatile int *stop_flag)
             st = PD_ERR_IO;
             break;
         }
-        if (r->zap_sock != NULL && (items[3].revents & ZMQ_POLLIN))
+        if (r->zap_sock != NULL && (items[4].revents & ZMQ_POLLIN))
             pd_router_auth_serve(r);
+        /* Closed client connections first: their requests need no more work. */
+        if (items[3].revents & ZMQ_POLLIN)
+            pd_router_clients_watch_drain(r);
         /* Workers first: their tokens and releases free room for new requests. */
         if (items[1].revents & ZMQ_POLLIN)
             pd_router_on_workers(r);
@@ -478,6 +491,7 @@ void pd_router_destroy(pd_router_t **router_p)
     if (r->client_sock != NULL)
         pd_router_reqs_cleanup(r, PD_ERR_CANCELED, "the router is shutting down");
     pd_router_workers_cleanup(r);
+    pd_router_clients_watch_cleanup(r);
     if (r->client_sock != NULL)
         zmq_close(r->client_sock);
     if (r->worker_sock != NULL)

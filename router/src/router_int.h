@@ -88,14 +88,21 @@ typedef struct pd_router_req {
     struct pd_router_req *prev, *next; /* all requests, arrival order */
     pd_router_req_state_t state;
     pd_router_rid_t client;
+    int client_fd; /* the client connection it came in on (clients.c), -1: unknown */
     char id[PD_PROTO_ID_CAP];
     char tenant[PD_PROTO_NAME_CAP];
 
-    int32_t *tokens; /* (n_tokens) the prompt, owned */
+    /* What the workers are asked to compute: the prompt, and after a move to another
+     * decode worker the tokens already streamed (the work tokens). */
+    int32_t *tokens; /* (n_tokens) of (n_prompt + max_tokens), owned */
     uint32_t n_tokens;
-    uint64_t *hashes; /* (n_hashes) full-block chain, owned */
+    uint64_t *hashes; /* (n_hashes) full-block chain of the work tokens, owned */
     uint32_t n_hashes;
+    uint32_t n_prompt; /* the client's prompt, tokens[0 .. n_prompt) */
     uint32_t max_tokens;
+    uint32_t first_step; /* tokens streamed before the current decode worker took over */
+    uint32_t n_moves;    /* times it continued on another decode worker */
+    bool keep_usage;     /* the first prefill's figures stand (it ran before the move) */
     pd_proto_sampling_t sampling;
     int32_t stop[PD_PROTO_MAX_STOP];
     uint32_t n_stop;
@@ -147,6 +154,11 @@ struct pd_router {
     void *worker_sock;                   /* ROUTER */
     void *event_sock;                    /* SUB */
     void *zap_sock;                      /* REP, the ZAP handler (auth only) */
+    void *client_mon;                    /* PAIR: the client socket's monitor (clients.c) */
+    int client_fd_now;                   /* connection of the client frame being handled */
+    uint8_t *client_fd_gone;             /* (n_client_fd_gone) 1: connection closed */
+    size_t n_client_fd_gone;
+    uint64_t n_client_gone_reqs;         /* requests canceled because their client left */
     bool auth;                           /* CURVE on the client socket: tenants come from keys */
     pd_router_client_key_t *client_keys; /* (n_client_keys) owned */
     uint32_t n_client_keys;
@@ -171,6 +183,7 @@ struct pd_router {
     double xfer_ms_sum;           /* ... and their transfer times */
     uint64_t n_holder_reads;      /* prefills sent with a third holder's blocks */
     uint64_t n_recomputed_blocks; /* holes prefill reported computing */
+    uint64_t n_moved;             /* requests continued on another worker after a death */
 };
 
 /* auth.c */
@@ -182,6 +195,14 @@ pd_status_t pd_router_auth_setup(pd_router_t *r);
 const pd_router_worker_key_t *pd_router_auth_worker_key(const pd_router_t *r, const char *key_z85);
 /* Answer waiting ZAP requests. */
 void pd_router_auth_serve(pd_router_t *r);
+
+/* clients.c: requests end when their client's connection closes. */
+pd_status_t pd_router_clients_watch_setup(pd_router_t *r);
+void pd_router_clients_watch_cleanup(pd_router_t *r);
+/* Read the monitor's events: cancel the requests of closed connections. */
+void pd_router_clients_watch_drain(pd_router_t *r);
+/* True if connection fd is closed (a frame its client sent just before leaving). */
+bool pd_router_client_fd_gone(pd_router_t *r, int fd);
 
 /* registry.c */
 pd_router_worker_t *pd_router_worker_by_rid(pd_router_t *r, const pd_router_rid_t *rid);
@@ -211,6 +232,12 @@ void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const ch
 /* The client's `stop`: end the request now with `done` (finish_reason stop). */
 void pd_router_on_stop(pd_router_t *r, const pd_router_rid_t *client, const char *id);
 pd_router_req_t *pd_router_req_find(pd_router_t *r, uint64_t req_id);
+/* A worker of req died: continue it on other workers (prefill of prompt + tokens
+ * streamed, sampling from the next step) if the switch and the limit allow; true when it
+ * was queued again, false when it must fail. */
+bool pd_router_req_move(pd_router_t *r, pd_router_req_t *req, const char *why);
+/* The terminal `done` from what req has (decode finished). */
+void pd_router_req_finish_now(pd_router_t *r, pd_router_req_t *req);
 /* End req with one error to its client, cancel at its workers, free it. */
 void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code,
                         const char *message);

@@ -112,6 +112,8 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         PD_MF_ARG("%u", m->request_timeout_ms);
         PD_MF_ARG("--worker-timeout-ms");
         PD_MF_ARG("%u", m->worker_timeout_ms);
+        PD_MF_ARG("--max-migrations");
+        PD_MF_ARG("%u", m->migrate ? m->max_migrations : 0u);
     } else if (strcmp(proc->role, "gateway") == 0) {
         /* HTTP on its own port per process, so that gateways can share a host. */
         PD_MF_ARG("--listen");

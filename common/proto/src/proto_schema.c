@@ -440,7 +440,8 @@ SCHEMA(heartbeat);
     {"block_hashes", U64S, REQ | LIMIT, O(block_hashes), N(n_block_hashes), .max = PD_PROTO_MAX_BLOCKS, .after = CHECK##_hashes, .doc = "chained hashes of the prompt's full blocks"}, \
     {"sampling", MAP, REQ, O(sampling), .sub = &s_sampling, .doc = "sampling parameters"}, \
     {"cache", MAP, REQ, O(cache), .sub = &s_plan, .after = CHECK##_plan, .doc = "the resolved cache plan"}, \
-    {"deadline_ms", U32, REQ, O(deadline_ms), .max = PD_PROTO_MAX_DEADLINE_MS, .doc = "milliseconds left until the request's deadline when sent"}
+    {"deadline_ms", U32, REQ, O(deadline_ms), .max = PD_PROTO_MAX_DEADLINE_MS, .doc = "milliseconds left until the request's deadline when sent"}, \
+    {"first_step", U32, OMIT, O(first_step), .max = PD_PROTO_MAX_NEW_TOKENS, .doc = "generated index of the first token sampled here (the sampler's step, and the index of the first `token` sent): absent or 0, or the tokens already streamed when the request continues after its decode worker died; `tokens` then ends with them"}
 
 #define T pd_proto_reserve_t
 FIELDS(reserve) = {

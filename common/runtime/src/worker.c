@@ -361,6 +361,23 @@ static void pd_worker_monitor_drain(pd_worker_t *w)
     }
 }
 
+/* A new epoch: events so far go out under the old one, the role drops every request. */
+static void pd_worker_reset(pd_worker_t *w, const pd_worker_hooks_t *hooks, const char *why)
+{
+    pd_worker_events_flush(w);
+    uint64_t old = w->epoch;
+    do
+        w->epoch = pd_worker_random_epoch();
+    while (w->epoch == old);
+    w->seq = 0;
+    w->n_resets++;
+    pd_log_warn("worker: the router dropped epoch %llu (%s): its requests are dropped; "
+                "registering as epoch %llu",
+                (unsigned long long)old, why, (unsigned long long)w->epoch);
+    if (hooks->on_reset != NULL)
+        hooks->on_reset(hooks->arg);
+}
+
 static void pd_worker_handle(pd_worker_t *w, const pd_worker_hooks_t *hooks, const void *buf,
                              size_t len)
 {
@@ -396,9 +413,16 @@ static void pd_worker_handle(pd_worker_t *w, const pd_worker_hooks_t *hooks, con
     case PD_PROTO_TYPE_WORKER_ERROR:
         if (msg.type == PD_PROTO_TYPE_WORKER_ERROR && msg.u.worker_error.req_id == 0 &&
             msg.u.worker_error.code == PD_ERR_NOT_FOUND) {
-            /* The router does not know this worker (it restarted, or dropped us). */
-            pd_log_warn("worker: router does not know us (%s); registering again",
-                        msg.u.worker_error.message);
+            /* The router does not know this worker. While registered, that means it
+             * declared us dead (a stop, a partition): what we hold was failed there, so
+             * it goes, and we come back as a new epoch that owns nothing of the old one.
+             * A router that restarted is met on reconnect, before any such answer, with
+             * a register under the same epoch. */
+            if (w->registered)
+                pd_worker_reset(w, hooks, msg.u.worker_error.message);
+            else
+                pd_log_info("worker: router does not know us yet (%s); registering again",
+                            msg.u.worker_error.message);
             w->registered = false;
             pd_worker_register_send(w);
             break;

@@ -51,6 +51,7 @@ struct pd_worker {
     uint64_t heartbeat_last_ms;
     bool load_changed;
     uint64_t n_connects;
+    uint64_t n_resets; /* epochs dropped by the router */
 
     /* KV events of the current batch. */
     uint64_t seq;

@@ -38,6 +38,8 @@ typedef struct pd_role_ops {
     void (*on_prefill)(void *state, const pd_proto_prefill_t *m);
     /* The router gave up on a request (`cancel`, or `error` about it). */
     void (*on_cancel)(void *state, uint64_t req_id);
+    /* The router dropped this worker's epoch: end every request as a cancel would. */
+    void (*cancel_all)(void *state);
     /* Once per loop iteration, after transfer progress: finish what completed, compute. */
     void (*on_step)(void *state);
     /* The role's bound on the loop's sleep in ms: 0 when it has work ready, -1 for none. */

@@ -34,6 +34,8 @@ typedef struct pd_router_config {
     uint32_t heartbeat_ms;                       /* --heartbeat-ms */
     uint32_t worker_timeout_ms;                  /* --worker-timeout-ms */
     uint32_t request_timeout_ms;                 /* --request-timeout-ms */
+    uint32_t max_migrations;     /* --max-migrations: moves per request after a death, 0: off */
+    uint32_t client_heartbeat_ms; /* ZMTP pings to clients; 3 missed close the connection (0: none) */
     double kv_weight;                            /* --kv-weight */
     double load_weight;                          /* --load-weight */
 } pd_router_config_t;

@@ -47,6 +47,8 @@ typedef struct pd_manifest {
     uint32_t block_tokens;
     uint32_t request_timeout_ms;
     uint32_t worker_timeout_ms;
+    bool migrate;            /* a dead worker's requests continue on others */
+    uint32_t max_migrations; /* ... at most this many times per request */
 
     pd_manifest_place_t router_place;
     char image[PD_MANIFEST_STR]; /* container image every role runs by default */

@@ -358,6 +358,8 @@ typedef struct pd_proto_reserve {
     const int32_t *stop;
     uint32_t n_stop;
     uint32_t deadline_ms; /* milliseconds left until the request's deadline, when sent */
+    uint32_t first_step;  /* generated index of the first token sampled here: 0, or the
+                           * tokens already streamed when the request moved to this worker */
 } pd_proto_reserve_t;
 
 /* decode -> router. */
@@ -386,6 +388,7 @@ typedef struct pd_proto_prefill {
     const uint32_t *dest_block_table; /* (n_dest_block_table) from reserved */
     uint32_t n_dest_block_table;
     uint32_t deadline_ms;
+    uint32_t first_step; /* as in reserve: the sampler step of the token prefill samples */
     /* Optional: another worker that holds the prompt's leading blocks and pinned them for
      * this request (pinned): where each block i < n_src_block_table lies in its pool
      * (PD_PROTO_NO_BLOCK: not held), with the checksum of its bytes. NULL: no holder. */

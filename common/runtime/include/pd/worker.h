@@ -87,6 +87,10 @@ typedef struct pd_worker_hooks {
     long (*wait_ms)(void *arg);
     /* Fill the load fields of a heartbeat (running, queued, free_blocks). */
     void (*load)(void *arg, pd_proto_heartbeat_t *hb);
+    /* The router dropped this worker (declared it dead) while it ran: drop every request
+     * of the old epoch, nobody waits for them. The loop then registers under a new epoch.
+     * May be NULL. */
+    void (*on_reset)(void *arg);
 } pd_worker_hooks_t;
 
 /* What the worker registers with. */
