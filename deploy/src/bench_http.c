@@ -406,7 +406,10 @@ pd_status_t pd_bench_http_run(const pd_bench_client_opts_t *opts, const pd_bench
                                                .transfer_ms = NAN,
                                                .ttft_ms = NAN,
                                                .tpot_ms = NAN,
-                                               .total_ms = NAN};
+                                               .total_ms = NAN,
+                                               .admission_ms = NAN,
+                                               .prefill_queue_ms = NAN,
+                                               .first_step_ms = NAN};
     c.order = malloc((n ? n : 1) * sizeof(size_t));
     c.inflight = malloc((n ? n : 1) * sizeof(size_t));
     c.slot = malloc((n ? n : 1) * sizeof(size_t));

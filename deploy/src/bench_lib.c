@@ -314,6 +314,11 @@ enum {
     PD_BENCH_COL_E2E,
     PD_BENCH_COL_COLD,
     PD_BENCH_COL_WARM,
+    PD_BENCH_COL_ADMIT,
+    PD_BENCH_COL_PQUEUE,
+    PD_BENCH_COL_FSTEP,
+    PD_BENCH_COL_UNACC,
+    PD_BENCH_COL_UNACC_SHARE,
     PD_BENCH_N_COLS
 };
 
@@ -366,6 +371,14 @@ void pd_bench_order_by_arrival(const pd_bench_item_t *items, size_t n, size_t *o
     qsort_r(order, n, sizeof(size_t), pd_bench_cmp_arrival, (void *)items);
 }
 
+double pd_bench_rec_unaccounted_ms(const pd_bench_rec_t *rec)
+{
+    const pd_proto_timings_t *t = &rec->timings;
+    double parts = t->queue_ms + t->admission_ms + t->prefill_queue_ms + t->prefill_ms +
+                   t->transfer_ms + t->first_step_ms;
+    return isfinite(parts) && isfinite(t->ttft_ms) && t->ttft_ms > 0 ? t->ttft_ms - parts : NAN;
+}
+
 static void pd_bench_col_add(double *cols[], size_t *ns, int col, double v)
 {
     if (isfinite(v))
@@ -403,6 +416,7 @@ pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n, pd_bench_su
         sum->cache_read_tokens += r->usage.cache_read_input_tokens;
         sum->cache_creation_tokens += r->usage.cache_creation_input_tokens;
         sum->computed_tokens += r->usage.input_tokens;
+        sum->fetched_tokens += r->usage.fetched_input_tokens;
         sum->output_tokens += r->usage.output_tokens;
         double ttft = r->n_recv > 0 ? r->first_ms - r->send_ms : NAN;
         pd_bench_col_add(cols, ns, PD_BENCH_COL_TTFT, ttft);
@@ -416,6 +430,13 @@ pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n, pd_bench_su
         if (r->timings.ttft_ms > 0)
             pd_bench_col_add(cols, ns, PD_BENCH_COL_SHARE,
                              r->timings.transfer_ms / r->timings.ttft_ms);
+        pd_bench_col_add(cols, ns, PD_BENCH_COL_ADMIT, r->timings.admission_ms);
+        pd_bench_col_add(cols, ns, PD_BENCH_COL_PQUEUE, r->timings.prefill_queue_ms);
+        pd_bench_col_add(cols, ns, PD_BENCH_COL_FSTEP, r->timings.first_step_ms);
+        double unacc = pd_bench_rec_unaccounted_ms(r);
+        pd_bench_col_add(cols, ns, PD_BENCH_COL_UNACC, unacc);
+        if (r->timings.ttft_ms > 0)
+            pd_bench_col_add(cols, ns, PD_BENCH_COL_UNACC_SHARE, unacc / r->timings.ttft_ms);
         pd_bench_col_add(cols, ns, PD_BENCH_COL_E2E, r->end_ms - r->send_ms);
         pd_bench_col_add(
             cols, ns, r->usage.cache_read_input_tokens > 0 ? PD_BENCH_COL_WARM : PD_BENCH_COL_COLD,
@@ -437,6 +458,12 @@ pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n, pd_bench_su
     pd_bench_dist_make(cols[PD_BENCH_COL_XFER], ns[PD_BENCH_COL_XFER], &sum->transfer_ms);
     pd_bench_dist_make(cols[PD_BENCH_COL_SHARE], ns[PD_BENCH_COL_SHARE], &sum->transfer_share);
     pd_bench_dist_make(cols[PD_BENCH_COL_E2E], ns[PD_BENCH_COL_E2E], &sum->e2e_ms);
+    pd_bench_dist_make(cols[PD_BENCH_COL_ADMIT], ns[PD_BENCH_COL_ADMIT], &sum->admission_ms);
+    pd_bench_dist_make(cols[PD_BENCH_COL_PQUEUE], ns[PD_BENCH_COL_PQUEUE], &sum->prefill_queue_ms);
+    pd_bench_dist_make(cols[PD_BENCH_COL_FSTEP], ns[PD_BENCH_COL_FSTEP], &sum->first_step_ms);
+    pd_bench_dist_make(cols[PD_BENCH_COL_UNACC], ns[PD_BENCH_COL_UNACC], &sum->unaccounted_ms);
+    pd_bench_dist_make(cols[PD_BENCH_COL_UNACC_SHARE], ns[PD_BENCH_COL_UNACC_SHARE],
+                       &sum->unaccounted_share);
     pd_bench_dist_make(cols[PD_BENCH_COL_COLD], ns[PD_BENCH_COL_COLD], &sum->ttft_cold_ms);
     pd_bench_dist_make(cols[PD_BENCH_COL_WARM], ns[PD_BENCH_COL_WARM], &sum->ttft_warm_ms);
     status = PD_OK;

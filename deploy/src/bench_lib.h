@@ -224,6 +224,11 @@ typedef struct pd_bench_summary {
     pd_bench_dist_t queue_ms, prefill_ms, transfer_ms;
     pd_bench_dist_t transfer_share; /* transfer_ms / ttft_ms per request */
     pd_bench_dist_t e2e_ms;         /* client: send -> done */
+    /* The rest of the server's TTFT breakdown (docs/ARCHITECTURE.md, "Where TTFT goes"),
+     * and what it leaves unaccounted: server TTFT less the sum of its parts. */
+    pd_bench_dist_t admission_ms, prefill_queue_ms, first_step_ms;
+    pd_bench_dist_t unaccounted_ms, unaccounted_share;
+    uint64_t fetched_tokens; /* of cache_read_tokens, read from another worker */
     /* client TTFT split by whether the request read anything from a cache */
     pd_bench_dist_t ttft_cold_ms, ttft_warm_ms;
     /* completed requests per worker (the first PD_BENCH_MAX_PLACES names seen) */
@@ -234,6 +239,10 @@ typedef struct pd_bench_summary {
 /* Client-measured TPOT of one record: (last - first) / (n_recv - 1); NAN with fewer than
  * two tokens. */
 double pd_bench_rec_tpot_ms(const pd_bench_rec_t *rec);
+
+/* Server TTFT less the sum of its parts (router queue, admission, prefill queue, prefill
+ * compute, exposed transfer, first step); NAN when a part or TTFT is missing. */
+double pd_bench_rec_unaccounted_ms(const pd_bench_rec_t *rec);
 
 /* Compute the summary of n records. PD_ERR_NO_MEMORY. */
 pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n, pd_bench_summary_t *sum);

@@ -68,9 +68,21 @@ void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_
     pd_bench_table_row(f, "TTFT client, cache hit", &sum->ttft_warm_ms, 1, "ms");
     pd_bench_table_row(f, "TPOT client", &sum->tpot_ms, 1, "ms");
     pd_bench_table_row(f, "TPOT server", &sum->server_tpot_ms, 1, "ms");
-    pd_bench_table_row(f, "queue, server", &sum->queue_ms, 1, "ms");
-    pd_bench_table_row(f, "prefill, server", &sum->prefill_ms, 1, "ms");
-    pd_bench_table_row(f, "transfer, server", &sum->transfer_ms, 1, "ms");
+    fprintf(f, "  server TTFT, part by part:\n");
+    pd_bench_table_row(f, "router queue", &sum->queue_ms, 1, "ms");
+    pd_bench_table_row(f, "decode admission", &sum->admission_ms, 1, "ms");
+    pd_bench_table_row(f, "prefill queue", &sum->prefill_queue_ms, 1, "ms");
+    pd_bench_table_row(f, "prefill compute", &sum->prefill_ms, 1, "ms");
+    pd_bench_table_row(f, "exposed transfer", &sum->transfer_ms, 1, "ms");
+    pd_bench_table_row(f, "first step", &sum->first_step_ms, 1, "ms");
+    pd_bench_table_row(f, "unaccounted", &sum->unaccounted_ms, 1, "ms");
+    pd_bench_table_row(f, "unaccounted / TTFT", &sum->unaccounted_share, 100, "%");
+    if (sum->prompt_tokens > 0)
+        fprintf(f, "  prompt tokens: %.1f%% computed, %.1f%% fetched, %.1f%% cached\n",
+                100.0 * (double)sum->computed_tokens / (double)sum->prompt_tokens,
+                100.0 * (double)sum->fetched_tokens / (double)sum->prompt_tokens,
+                100.0 * (double)(sum->prompt_tokens - sum->computed_tokens - sum->fetched_tokens) /
+                    (double)sum->prompt_tokens);
     pd_bench_table_row(f, "transfer / TTFT", &sum->transfer_share, 100, "%");
     pd_bench_table_row(f, "end to end client", &sum->e2e_ms, 1, "ms");
 }
@@ -162,6 +174,12 @@ pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
     pd_bench_jdist(f, "prefill_ms", &sum->prefill_ms);
     pd_bench_jdist(f, "transfer_ms", &sum->transfer_ms);
     pd_bench_jdist(f, "transfer_share_of_ttft", &sum->transfer_share);
+    pd_bench_jdist(f, "admission_ms", &sum->admission_ms);
+    pd_bench_jdist(f, "prefill_queue_ms", &sum->prefill_queue_ms);
+    pd_bench_jdist(f, "first_step_ms", &sum->first_step_ms);
+    pd_bench_jdist(f, "unaccounted_ms", &sum->unaccounted_ms);
+    pd_bench_jdist(f, "unaccounted_share_of_ttft", &sum->unaccounted_share);
+    fprintf(f, "    \"fetched_tokens\": %llu,\n", (unsigned long long)sum->fetched_tokens);
     pd_bench_jdist(f, "e2e_ms", &sum->e2e_ms);
     fprintf(f, "    \"complete\": true\n  },\n  \"requests\": [\n");
     for (size_t i = 0; i < n; i++) {
@@ -189,6 +207,9 @@ pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
             pd_bench_jnum(f, "queue_ms", r->timings.queue_ms, true);
             pd_bench_jnum(f, "prefill_ms", r->timings.prefill_ms, true);
             pd_bench_jnum(f, "transfer_ms", r->timings.transfer_ms, true);
+            pd_bench_jnum(f, "admission_ms", r->timings.admission_ms, true);
+            pd_bench_jnum(f, "prefill_queue_ms", r->timings.prefill_queue_ms, true);
+            pd_bench_jnum(f, "first_step_ms", r->timings.first_step_ms, true);
             pd_bench_jnum(f, "ttft_ms", r->timings.ttft_ms, true);
             pd_bench_jnum(f, "tpot_ms", r->timings.tpot_ms, true);
             pd_bench_jnum(f, "total_ms", r->timings.total_ms, false);

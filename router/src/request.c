@@ -188,12 +188,24 @@ static void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
     d->timings.queue_ms = pd_router_ms_between(req->arrival_ns, req->dispatch_ns);
     d->timings.prefill_ms = req->prefill_ms;
     d->timings.transfer_ms = req->transfer_ms;
+    if (req->first_token_ns != 0 && req->prefilled_ns > req->first_token_ns) {
+        /* Decode streamed the first token before prefill's report came: prefill was busy
+         * (computing the next prompt) when its push ended, so part of what it measured
+         * came after the first token. Only the part before it is in TTFT. */
+        double after = pd_router_ms_between(req->first_token_ns, req->prefilled_ns);
+        d->timings.transfer_ms = req->transfer_ms > after ? req->transfer_ms - after : 0.0;
+    }
     d->timings.ttft_ms = pd_router_ms_between(req->arrival_ns, req->first_token_ns);
     d->timings.tpot_ms =
         req->n_out > 1
             ? pd_router_ms_between(req->first_token_ns, req->last_token_ns) / (req->n_out - 1)
             : 0.0;
     d->timings.total_ms = pd_router_ms_between(req->arrival_ns, now);
+    d->timings.admission_ms = pd_router_ms_between(req->dispatch_ns, req->prefill_sent_ns);
+    d->timings.prefill_queue_ms = req->prefill_queue_ms;
+    if (req->prefilled_ns != 0 && req->first_token_ns > req->prefilled_ns)
+        d->timings.first_step_ms = pd_router_ms_between(req->prefilled_ns, req->first_token_ns);
+    d->usage.fetched_input_tokens = req->prefilled ? req->n_fetched_tokens : 0;
     if (req->prefill_slot >= 0)
         memcpy(d->prefill_worker, r->workers[req->prefill_slot].id, sizeof(d->prefill_worker));
     if (req->decode_slot >= 0)
@@ -629,6 +641,7 @@ static void pd_router_req_send_prefill(pd_router_t *r, pd_router_req_t *req)
         return;
     }
     req->prefill_sent = true;
+    req->prefill_sent_ns = pd_time_now_ns();
     uint64_t now_ms = pd_time_now_ms();
     pd_proto_msg_t pm = {.type = PD_PROTO_TYPE_PREFILL};
     pd_proto_prefill_t *x = &pm.u.prefill;
@@ -741,6 +754,9 @@ void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
         req->prefill_cc_tokens = m->cache_creation_input_tokens;
         req->prefill_ms = m->prefill_ms;
         req->transfer_ms = m->transfer_ms;
+        req->prefill_queue_ms = m->queue_ms;
+        req->n_fetched_tokens = m->n_fetched_tokens;
+        req->prefilled_ns = pd_time_now_ns();
     }
     if (req->prefill_slot != req->decode_slot) { /* colocated: no transfer */
         r->xfer_count++;

@@ -135,7 +135,8 @@ typedef struct pd_router_req {
     bool prefilled;
     int32_t prefill_first_token;
     uint32_t n_computed_tokens, n_prefill_cached_tokens, prefill_cc_tokens;
-    double prefill_ms, transfer_ms;
+    double prefill_ms, transfer_ms, prefill_queue_ms;
+    uint32_t n_fetched_tokens;
     bool decode_done;
     pd_proto_worker_done_t done;
 
@@ -143,7 +144,8 @@ typedef struct pd_router_req {
     uint32_t n_out;
     pd_tokenizer_stream_t *detok; /* text of the streamed tokens, made at the first one */
 
-    uint64_t arrival_ns, dispatch_ns, first_token_ns, last_token_ns;
+    /* On the router's clock: arrival, reserve sent, prefill sent, prefilled received. */
+    uint64_t arrival_ns, dispatch_ns, prefill_sent_ns, prefilled_ns, first_token_ns, last_token_ns;
     uint64_t deadline_ms; /* on the router's monotonic clock */
 } pd_router_req_t;
 

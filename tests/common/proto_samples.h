@@ -106,8 +106,8 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         m->u.done.finish_reason = PD_PROTO_FINISH_EOS;
         m->u.done.tokens = pd_sample_tokens;
         m->u.done.n_tokens = 3;
-        m->u.done.usage = (pd_proto_usage_t){100, 64, 1024, 3};
-        m->u.done.timings = (pd_proto_timings_t){1.5, 20.25, 3.0, 30.0, 12.5, 1e9};
+        m->u.done.usage = (pd_proto_usage_t){100, 64, 1024, 3, 0};
+        m->u.done.timings = (pd_proto_timings_t){1.5, 20.25, 3.0, 30.0, 12.5, 1e9, 0, 0, 0};
         strcpy(m->u.done.prefill_worker, "prefill-0");
         strcpy(m->u.done.decode_worker, "decode-1");
         return true;
@@ -347,7 +347,7 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         m->u.done.finish_reason = PD_PROTO_FINISH_LENGTH;
         m->u.done.tokens = pd_sample_tokens;
         m->u.done.n_tokens = 1;
-        m->u.done.usage = (pd_proto_usage_t){32, 0, 16, 1};
+        m->u.done.usage = (pd_proto_usage_t){32, 0, 16, 1, 0};
         m->u.done.recomputed_blocks = pd_sample_holes;
         m->u.done.n_recomputed_blocks = 1;
         return true;

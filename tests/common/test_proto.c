@@ -182,8 +182,8 @@ Test(proto, round_trips_done)
     d->finish_reason = PD_PROTO_FINISH_EOS;
     d->tokens = k_tokens;
     d->n_tokens = 3;
-    d->usage = (pd_proto_usage_t){100, 64, 1024, 3};
-    d->timings = (pd_proto_timings_t){1.5, 20.25, 3.0, 30.0, 12.5, 60.0};
+    d->usage = (pd_proto_usage_t){100, 64, 1024, 3, 0};
+    d->timings = (pd_proto_timings_t){1.5, 20.25, 3.0, 30.0, 12.5, 60.0, 2.0, 4.5, 0.5};
     strcpy(d->prefill_worker, "p0");
     strcpy(d->decode_worker, "d1");
     round_trip(&m, PD_PROTO_CHAN_CLIENT, &w, &out);
@@ -198,6 +198,9 @@ Test(proto, round_trips_done)
     cr_assert_float_eq(o->timings.prefill_ms, 20.25, 1e-12);
     cr_assert_float_eq(o->timings.tpot_ms, 12.5, 1e-12);
     cr_assert_float_eq(o->timings.total_ms, 60.0, 1e-12);
+    cr_assert_float_eq(o->timings.admission_ms, 2.0, 1e-12);
+    cr_assert_float_eq(o->timings.prefill_queue_ms, 4.5, 1e-12);
+    cr_assert_float_eq(o->timings.first_step_ms, 0.5, 1e-12);
     cr_assert_str_eq(o->prefill_worker, "p0");
     cr_assert_str_eq(o->decode_worker, "d1");
     pd_proto_msg_cleanup(&out);

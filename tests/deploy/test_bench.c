@@ -372,6 +372,12 @@ Test(bench_summary, aggregates_records)
         r[i].usage.cache_read_input_tokens = i == 2 ? 64 : 0;
         r[i].timings.ttft_ms = 10.0 * (i + 1);
         r[i].timings.transfer_ms = 0.5 * (i + 1); /* share 5% each */
+        /* Parts of 2, 4, 6 ms besides transfer: 7.5, 15, 22.5 of 10, 20, 30 accounted. */
+        r[i].timings.queue_ms = 1.0 * (i + 1);
+        r[i].timings.admission_ms = 0.5 * (i + 1);
+        r[i].timings.prefill_queue_ms = 0.25 * (i + 1);
+        r[i].timings.prefill_ms = 4.0 * (i + 1);
+        r[i].timings.first_step_ms = 0.25 * (i + 1);
     }
     r[3].sent = true;
     r[3].send_ms = 50;
@@ -388,6 +394,11 @@ Test(bench_summary, aggregates_records)
     cr_assert_float_eq(s.ttft_ms.p50, 20.0, 1e-9);
     cr_assert_float_eq(s.tpot_ms.p50, 2.0, 1e-9);
     cr_assert_float_eq(s.transfer_share.p50, 0.05, 1e-12);
+    cr_assert_float_eq(s.unaccounted_ms.p50, 7.0, 1e-9); /* 3.5, 7, 10.5 */
+    cr_assert_float_eq(s.unaccounted_share.p90, 0.35, 1e-9);
+    cr_assert_float_eq(s.admission_ms.p50, 1.0, 1e-9);
+    cr_assert_float_eq(s.prefill_queue_ms.p50, 0.5, 1e-9);
+    cr_assert_float_eq(s.first_step_ms.p50, 0.5, 1e-9);
     cr_assert_eq(s.ttft_cold_ms.n, 2);
     cr_assert_float_eq(s.ttft_cold_ms.p50, 15.0, 1e-9);
     cr_assert_eq(s.ttft_warm_ms.n, 1);

@@ -149,7 +149,23 @@ static void check_records(const pd_json_t *root, uint64_t n_requests)
         cr_assert_gt(ttft, 0.0);
         /* The client sees the first token after the router sent it. */
         cr_assert_geq(ttft + 0.5, server_ttft, "request %zu: %g < %g", i, ttft, server_ttft);
+        /* Every part of TTFT is there, and together they do not exceed it: each was timed
+         * once, none twice. */
+        static const char *const parts[] = {"queue_ms",         "admission_ms", "prefill_ms",
+                                            "prefill_queue_ms", "transfer_ms",  "first_step_ms"};
+        double sum_parts = 0;
+        for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++) {
+            double v = -1;
+            const pd_json_t *x = get(get(r, "server"), parts[k]);
+            cr_assert(pd_json_number(x, &v), "request %zu: no %s", i, parts[k]);
+            cr_assert_geq(v, 0.0, "request %zu: %s %g", i, parts[k], v);
+            sum_parts += v;
+        }
+        cr_assert_leq(sum_parts, server_ttft + 0.5, "request %zu: parts %g > TTFT %g", i, sum_parts,
+                      server_ttft);
     }
+    const pd_json_t *unacc = get(sum, "unaccounted_ms");
+    cr_assert_eq(get_u64(unacc, "n"), n_requests);
     cr_assert_eq(get_u64(sum, "prompt_tokens"), prompt);
 }
 

@@ -195,6 +195,8 @@ FIELDS(generate) = {
     {"tenant", STR, OPT, O(tenant), .doc = "cache isolation key while auth is off; with auth on, the tenant of the client's key, unless that key is marked `gateway` and this is not empty"},
     {"cache", MAP, OPT, O(cache), .sub = &s_cache, .after = pd_proto_check_breakpoints, .doc = "cache control (default `auto`)"},
     {"stream", BOOL, OPT, O(stream), .def = 1, .doc = "false: no `token` messages, only `accepted` and the terminal message"},
+    {"slo_ttft_ms", U32, OPT | OMIT, O(slo_ttft_ms), .max = PD_PROTO_MAX_DEADLINE_MS, .doc = "time-to-first-token objective; the router refuses with `overloaded` what it predicts will miss it; absent or 0: the router's --slo-ttft-ms"},
+    {"slo_tpot_ms", U32, OPT | OMIT, O(slo_tpot_ms), .max = PD_PROTO_MAX_DEADLINE_MS, .doc = "time-per-output-token objective, checked against decode's measured step time; absent or 0: the router's --slo-tpot-ms"},
 };
 SCHEMA(generate);
 #undef T
@@ -229,6 +231,7 @@ FIELDS(usage) = {
     {"cache_creation_input_tokens", U32, REQ, O(cache_creation_input_tokens), .max = MAX_IN, .doc = "prompt tokens written to a cache"},
     {"cache_read_input_tokens", U32, REQ, O(cache_read_input_tokens), .max = MAX_IN, .doc = "prompt tokens served from a cache (the longer of decode's pinned prefix and prefill's own hits)"},
     {"output_tokens", U32, REQ, O(output_tokens), .max = MAX_IN, .doc = "tokens generated"},
+    {"fetched_input_tokens", U32, OPT | OMIT, O(fetched_input_tokens), .max = MAX_IN, .doc = "of cache_read_input_tokens, those prefill read from another worker's cache"},
 };
 SCHEMA(usage);
 #undef T
@@ -238,10 +241,13 @@ SCHEMA(usage);
 FIELDS(timings) = {
     {"queue_ms", F64, OPT, O(queue_ms), MS, .doc = "arrival -> reserve sent"},
     {"prefill_ms", F64, OPT, O(prefill_ms), MS, .doc = "prefill compute, as prefill measured it"},
-    {"transfer_ms", F64, OPT, O(transfer_ms), MS, .doc = "KV push, as prefill measured it"},
+    {"transfer_ms", F64, OPT, O(transfer_ms), MS, .doc = "exposed KV push: compute end -> push final, as prefill measured it, less what came after the first token"},
     {"ttft_ms", F64, OPT, O(ttft_ms), MS, .doc = "arrival -> first token sent to the client"},
     {"tpot_ms", F64, OPT, O(tpot_ms), MS, .doc = "mean gap between tokens after the first, as the router saw them"},
     {"total_ms", F64, OPT, O(total_ms), MS, .doc = "arrival -> done"},
+    {"admission_ms", F64, OPT | OMIT, O(admission_ms), MS, .doc = "reserve sent -> prefill sent: decode's reservation (and a holder's pin)"},
+    {"prefill_queue_ms", F64, OPT | OMIT, O(prefill_queue_ms), MS, .doc = "prefill received -> its compute started, as prefill measured it"},
+    {"first_step_ms", F64, OPT | OMIT, O(first_step_ms), MS, .doc = "prefill's report -> first token, when decode sent it later than prefill reported"},
 };
 SCHEMA(timings);
 #undef T

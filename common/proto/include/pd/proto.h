@@ -182,6 +182,8 @@ typedef struct pd_proto_generate {
     char tenant[PD_PROTO_NAME_CAP]; /* "" when absent */
     pd_proto_cache_t cache;         /* default mode auto */
     bool stream;                    /* default true */
+    uint32_t slo_ttft_ms;           /* optional objectives, 0: the router's */
+    uint32_t slo_tpot_ms;
 } pd_proto_generate_t;
 
 typedef struct pd_proto_cancel {
@@ -206,15 +208,23 @@ typedef struct pd_proto_usage {
     uint32_t cache_creation_input_tokens; /* written to a cache */
     uint32_t cache_read_input_tokens;     /* served from a cache */
     uint32_t output_tokens;
+    uint32_t fetched_input_tokens; /* optional: read from another worker's cache (part of
+                                    * cache_read_input_tokens) */
 } pd_proto_usage_t;
 
 typedef struct pd_proto_timings {
     double queue_ms;    /* arrival -> dispatch (reserve sent) */
     double prefill_ms;  /* prefill compute, as prefill measured it */
-    double transfer_ms; /* KV push, as prefill measured it */
+    double transfer_ms; /* KV push that TTFT waited for (prefill's, less what came after) */
     double ttft_ms;     /* arrival -> first token sent to the client */
     double tpot_ms;     /* mean time per output token after the first */
     double total_ms;    /* arrival -> done */
+    /* The rest of TTFT's parts (docs/ARCHITECTURE.md, "Where TTFT goes"): queue_ms +
+     * admission_ms + prefill_queue_ms + prefill_ms + transfer_ms + first_step_ms is
+     * ttft_ms less what no clock can see (network hops, socket queues). Optional. */
+    double admission_ms;     /* reserve sent -> prefill sent (decode's reservation) */
+    double prefill_queue_ms; /* prefill received -> its compute started, at the worker */
+    double first_step_ms;    /* prefill's report -> first token, when the token came later */
 } pd_proto_timings_t;
 
 typedef struct pd_proto_done {
