@@ -887,9 +887,19 @@ int pd_cmd_up(int argc, char **argv)
         fprintf(stderr, "pdctl: cannot create %s: %s\n", l->run_dir, strerror(errno));
         goto out;
     }
+    pd_launch_plan(l);
+    /* Keys for the router and every worker (gateways use the client socket). */
+    static char key_names[PD_LAUNCH_MAX_PROCS][32];
+    int n_keys = 0;
+    for (int i = 1; i < l->n_procs; i++)
+        if (strncmp(l->procs[i].name, "gateway-", 8) != 0)
+            memcpy(key_names[n_keys++], l->procs[i].name, sizeof(key_names[0]));
+    char keys_dir[PATH_MAX];
+    snprintf(keys_dir, sizeof(keys_dir), "%s/%s-%u.keys", l->run_dir, l->m.name, l->m.base_port);
+    if (pd_launch_keys_make(&l->m, keys_dir, (const char(*)[32])key_names, n_keys) != 0)
+        goto out;
     if (pd_launch_ensure_model(l) != 0)
         goto out;
-    pd_launch_plan(l);
     if (l->m.namespaces && pd_launch_ns_setup(l) != 0) {
         char ns[PD_LAUNCH_MAX_PROCS][32];
         for (int i = 0; i < l->n_procs; i++)

@@ -19,4 +19,13 @@ int pd_launch_router_workers(const char *endpoint, int timeout_ms, int *n_worker
  * out. Returns 0, or an exit code after printing why. */
 int pd_launch_client_endpoint(const char *manifest, char *out, size_t n);
 
+/* Worker authentication for `pdctl up` (launch_keys.c). With the manifest's auth on: make
+ * a key pair for the router and for each worker named in names (n of them) in the keys
+ * directory (the manifest's auth_keys, else dir_default, which is then written into
+ * m->auth_keys), mode 0700, every file 0600. With auth off: refuse an address that is not
+ * loopback, and say so. Returns 0, or 1 after printing why. */
+struct pd_manifest;
+int pd_launch_keys_make(struct pd_manifest *m, const char *dir_default, const char (*names)[32],
+                        int n);
+
 #endif

@@ -99,9 +99,49 @@ static void cl_exactness_suite(const char *tag, bool moves_kv)
 
 TestSuite(cluster, .timeout = 180, .fini = cl_down);
 
+/* A cluster from `pdctl up` authenticates its workers by default: its keys are in the run
+ * directory, secret files mode 0600, the router enforces them, and a process without a
+ * key that registers on the worker socket is sent nothing. */
+static void cl_expect_worker_auth(const char *name)
+{
+    const char *files[] = {"router.key", "prefill-0.key", "decode-0.key", "workers.keys"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[PATH_MAX];
+        struct stat sb;
+        snprintf(path, sizeof(path), "%s/%s-%d.keys/%s", g.run_dir, name, g.base_port, files[i]);
+        cr_assert_eq(stat(path, &sb), 0, "%s is missing", path);
+        cr_assert_eq(sb.st_mode & 0777, 0600, "%s has mode %o", path, sb.st_mode & 0777);
+    }
+    cr_assert_eq(cl_run("grep -q 'worker keys$' %s/%s-router.log", g.run_dir, name), 0,
+                 "the router did not turn worker authentication on");
+
+    void *s = zmq_socket(g.ctx, ZMQ_DEALER);
+    int zero = 0;
+    char ep[64];
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
+    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", g.base_port + 1);
+    cr_assert_eq(zmq_connect(s, ep), 0);
+    static const unsigned char desc[] = {'x'};
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_REGISTER};
+    snprintf(m.u.reg.worker_id, sizeof(m.u.reg.worker_id), "decode-0");
+    m.u.reg.role = PD_PROTO_ROLE_DECODE;
+    m.u.reg.epoch = 7;
+    m.u.reg.block_tokens = 16;
+    m.u.reg.n_blocks = 100;
+    m.u.reg.xfer_desc = desc;
+    m.u.reg.xfer_desc_bytes = sizeof(desc);
+    pd_mp_writer_reset(&g.wr);
+    cr_assert_eq(pd_proto_encode(&m, &g.wr), PD_OK);
+    zmq_send(s, pd_mp_writer_data(&g.wr), pd_mp_writer_size(&g.wr), ZMQ_DONTWAIT);
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    cr_assert_eq(zmq_poll(&it, 1, 1000), 0, "a peer without a key got a frame");
+    zmq_close(s);
+}
+
 Test(cluster, exact_1p1d_with_cache_and_tenants)
 {
     cl_up("c1p1d", cl_roles_1p1d, false);
+    cl_expect_worker_auth("c1p1d");
     cl_exactness_suite("a", true);
 
     /* A long shared prefix: the second request reads it from cache, tokens unchanged. */

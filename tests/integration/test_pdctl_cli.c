@@ -360,6 +360,17 @@ Test(pdctl_cli, errors_name_the_cause_and_the_numbers)
     fprintf(f, "name: typo\ntransfer:\n  checksum: maybe\n");
     fclose(f);
     run_expect(typo, 1, "line 3: 'transfer.checksum' must be true or false, not 'maybe'");
+    /* Without worker keys a cluster stays on loopback. */
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "name: open\nauth: off\nnetwork:\n  host: 10.1.2.3\n  base_port: 1100\n");
+    fclose(f);
+    run_expect(typo, 1, "'auth: off' binds to loopback only");
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "name: open\nauth: maybe\n");
+    fclose(f);
+    run_expect(typo, 1, "line 2: 'auth' = 'maybe': must be on or off");
     /* yes/no and 1/0 are booleans too, as the manifest reference says: this manifest
      * loads, and status goes on to look for its router (base_port 1100: none). */
     f = fopen(path, "w");

@@ -111,6 +111,11 @@ static const char *pd_mf_check_policy(const char *v)
     return strcmp(v, "kv") == 0 || strcmp(v, "rr") == 0 ? NULL : "must be kv or rr";
 }
 
+static const char *pd_mf_check_auth(const char *v)
+{
+    return strcmp(v, "on") == 0 || strcmp(v, "off") == 0 ? NULL : "must be on or off";
+}
+
 static const char *pd_mf_check_compute(const char *v)
 {
     return strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0 ? NULL : "must be cpu or cuda";
@@ -170,6 +175,8 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_N("network.base_port", base_port, 1024, 65000),
     PD_MF_B("network.namespaces", namespaces),
     PD_MF_S("network.subnet", ns_subnet),
+    PD_MF_SC("auth", auth, pd_mf_check_auth, false),
+    PD_MF_S("auth_keys", auth_keys),
     PD_MF_SC("router.policy", policy, pd_mf_check_policy, false),
     PD_MF_N("router.max_queue", max_queue, 1, 1u << 20),
     PD_MF_N("router.min_cached_prefix", min_cached_prefix, 0, 1u << 20),
@@ -235,6 +242,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->xfer_timeout_ms = 5000;
     snprintf(m->xfer_kv_codec, sizeof(m->xfer_kv_codec), "none");
     snprintf(m->ns_subnet, sizeof(m->ns_subnet), "10.77.0");
+    snprintf(m->auth, sizeof(m->auth), "on");
     snprintf(m->image, sizeof(m->image), "pdkv:latest");
     m->router_place.nodes = 1;
     m->prefill.place.nodes = 1;

@@ -91,6 +91,9 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         n++;                                                                                       \
     } while (0)
     const char *tokenizer = m->tokenizer[0] != '\0' ? m->tokenizer : m->model_path;
+    /* Worker auth (docs/MANIFEST.md, auth): key files from the keys directory, named after
+     * each process. With auth on and no directory the roles run without it. */
+    bool auth = strcmp(m->auth, "off") != 0 && m->auth_keys[0] != '\0';
     if (strcmp(proc->role, "router") == 0) {
         PD_MF_ARG("--client");
         PD_MF_ARG("tcp://%s:%u", host, m->base_port);
@@ -114,6 +117,12 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         PD_MF_ARG("%u", m->worker_timeout_ms);
         PD_MF_ARG("--max-migrations");
         PD_MF_ARG("%u", m->migrate ? m->max_migrations : 0u);
+        if (auth) {
+            PD_MF_ARG("--curve-secret-file");
+            PD_MF_ARG("%s/router.key", m->auth_keys);
+            PD_MF_ARG("--worker-keys");
+            PD_MF_ARG("%s/workers.keys", m->auth_keys);
+        }
     } else if (strcmp(proc->role, "gateway") == 0) {
         /* HTTP on its own port per process, so that gateways can share a host. */
         PD_MF_ARG("--listen");
@@ -186,6 +195,12 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
             PD_MF_ARG("%s/%s", m->ssd_dir, proc->name);
             PD_MF_ARG("--ssd-mb");
             PD_MF_ARG("%u", m->ssd_tier_mb);
+        }
+        if (auth) {
+            PD_MF_ARG("--curve-server-key");
+            PD_MF_ARG("%s/router.pub", m->auth_keys);
+            PD_MF_ARG("--curve-secret-file");
+            PD_MF_ARG("%s/%s.key", m->auth_keys, proc->name);
         }
     }
 #undef PD_MF_ARG

@@ -81,6 +81,10 @@ typedef struct pd_manifest {
 
     bool namespaces;    /* each role in its own network namespace */
     char ns_subnet[32]; /* e.g. "10.77.0" */
+
+    char auth[8];                    /* "on": CURVE on the worker and event sockets; "off" */
+    char auth_keys[PD_MANIFEST_STR]; /* the keys' directory ("" = pdctl up's own, under its
+                                       run directory) */
 } pd_manifest_t;
 
 /* Fill m with the defaults (1 prefill, 1 decode, small model, ports from 7100; every
