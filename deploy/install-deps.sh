@@ -13,6 +13,7 @@ PACKAGES=(
     libpcre2-dev libicu-dev xz-utils
     gnuplot-nox iproute2 python3
     libopenblas-dev
+    clang libclang-rt-14-dev
     slurm-wlm munge
 )
 

@@ -398,6 +398,19 @@ static void pd_st_close(pd_st_file_t *f)
     pd_load_map_close(&f->map);
 }
 
+pd_status_t pd_load_safetensors_check(const char *path, size_t *n_tensors_p)
+{
+    pd_st_file_t f;
+    memset(&f, 0, sizeof(f));
+    if (snprintf(f.path, sizeof(f.path), "%s", path) >= (int)sizeof(f.path))
+        return PD_ERR_INVALID_PARAM;
+    pd_status_t status = pd_st_open(&f);
+    if (status == PD_OK && n_tensors_p != NULL)
+        *n_tensors_p = f.n_entries;
+    pd_st_close(&f);
+    return status;
+}
+
 static int pd_hf_name_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

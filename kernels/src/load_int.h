@@ -52,6 +52,10 @@ static inline uint64_t pd_load_le64(const unsigned char *p)
     return (uint64_t)pd_load_le32(p) | ((uint64_t)pd_load_le32(p + 4) << 32);
 }
 
+/* Map the safetensors file at path and validate its header and every entry, as loading
+ * does (the fuzz target of the format); *n_tensors_p (may be NULL) gets the tensor count. */
+pd_status_t pd_load_safetensors_check(const char *path, size_t *n_tensors_p);
+
 /* Read the 7-int32 header of a llama2.c checkpoint at path into a config. */
 pd_status_t pd_load_llama2c_config(const char *path, const pd_load_map_t *map,
                                    pd_model_config_t *config_p, bool *shared_p);

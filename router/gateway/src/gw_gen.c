@@ -74,7 +74,7 @@ static uint64_t pd_gw_gen_seed(pd_gw_t *gw)
     return z ^ (z >> 31);
 }
 
-pd_status_t pd_gw_gen_start(pd_gw_req_t *req, pd_gw_err_t *err)
+pd_status_t pd_gw_gen_parse(pd_gw_req_t *req, pd_gw_err_t *err)
 {
     pd_gw_t *gw = req->gw;
     static const pd_gw_api_ops_t *const ops[] = {
@@ -106,6 +106,13 @@ pd_status_t pd_gw_gen_start(pd_gw_req_t *req, pd_gw_err_t *err)
     }
     pd_status_t st = req->ops->parse(req, body, err);
     json_decref(body);
+    return st;
+}
+
+pd_status_t pd_gw_gen_start(pd_gw_req_t *req, pd_gw_err_t *err)
+{
+    pd_gw_t *gw = req->gw;
+    pd_status_t st = pd_gw_gen_parse(req, err);
     if (st != PD_OK)
         return st;
     req->text.prev = req->prompt[req->n_prompt - 1];

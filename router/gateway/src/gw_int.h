@@ -349,6 +349,10 @@ void pd_gw_http_on_completed(void *cls, struct MHD_Connection *conn, void **req_
                              enum MHD_RequestTerminationCode toe);
 /* gw_gen.c: a generation's life. Check and send the request (PD_OK: it is in flight). */
 pd_status_t pd_gw_gen_start(pd_gw_req_t *req, pd_gw_err_t *err);
+/* The first step of pd_gw_gen_start: parse the body held in req->body as the API of
+ * req->route asks (JSON, every field checked, the prompt rendered and tokenized) into req;
+ * 400s into err. Touches nothing outside req: the body parser's fuzz target calls it. */
+pd_status_t pd_gw_gen_parse(pd_gw_req_t *req, pd_gw_err_t *err);
 /* The request's HTTP exchange is over (completed, failed or the client left): cancel it
  * in the cluster if it is still there and release what it holds. */
 void pd_gw_gen_end(pd_gw_req_t *req);
