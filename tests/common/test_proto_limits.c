@@ -539,3 +539,98 @@ Test(proto, survives_mutated_frames)
     pd_mp_writer_cleanup(&w);
     cr_assert_lt(n_ok, n_total);
 }
+
+/* Frames a strict reader could read two ways are refused: a key twice (at the top or
+ * nested anywhere), a key that is not a string; a bin where a string belongs is named. */
+Test(proto, rejects_duplicate_and_integer_keys_and_names_a_bin_tenant)
+{
+    pd_mp_writer_t w;
+    pd_proto_fault_t fault;
+    pd_mp_writer_init(&w);
+
+    /* The control: a plain status. */
+    pd_mp_put_map(&w, 2);
+    pd_mp_put_str(&w, "v");
+    pd_mp_put_u64(&w, PD_PROTO_VERSION);
+    pd_mp_put_str(&w, "type");
+    pd_mp_put_str(&w, "status");
+    cr_assert_eq(
+        decode_raw(PD_PROTO_CHAN_CLIENT, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &fault),
+        PD_OK);
+
+    /* "type" twice: status, then stats. */
+    pd_mp_writer_reset(&w);
+    pd_mp_put_map(&w, 3);
+    pd_mp_put_str(&w, "v");
+    pd_mp_put_u64(&w, PD_PROTO_VERSION);
+    pd_mp_put_str(&w, "type");
+    pd_mp_put_str(&w, "status");
+    pd_mp_put_str(&w, "type");
+    pd_mp_put_str(&w, "stats");
+    cr_assert_eq(
+        decode_raw(PD_PROTO_CHAN_CLIENT, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &fault),
+        PD_ERR_PROTO);
+    cr_assert_str_eq(fault.reason, "key 'type' appears twice");
+
+    /* A duplicate inside a nested map (a field no schema reads) and inside a map in an
+     * array, on the worker channel too. */
+    for (int nested_in_array = 0; nested_in_array < 2; nested_in_array++) {
+        pd_mp_writer_reset(&w);
+        pd_mp_put_map(&w, 3);
+        pd_mp_put_str(&w, "v");
+        pd_mp_put_u64(&w, PD_PROTO_VERSION);
+        pd_mp_put_str(&w, "type");
+        pd_mp_put_str(&w, "status");
+        pd_mp_put_str(&w, "extra");
+        if (nested_in_array)
+            pd_mp_put_array(&w, 1);
+        pd_mp_put_map(&w, 2);
+        pd_mp_put_str(&w, "seed");
+        pd_mp_put_u64(&w, 1);
+        pd_mp_put_str(&w, "seed");
+        pd_mp_put_u64(&w, 2);
+        cr_assert_eq(
+            decode_raw(PD_PROTO_CHAN_CLIENT, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &fault),
+            PD_ERR_PROTO);
+        cr_assert_str_eq(fault.reason, "key 'seed' appears twice");
+        cr_assert_eq(
+            decode_raw(PD_PROTO_CHAN_WORKER, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &fault),
+            PD_ERR_PROTO);
+    }
+
+    /* An integer key. */
+    pd_mp_writer_reset(&w);
+    pd_mp_put_map(&w, 3);
+    pd_mp_put_str(&w, "v");
+    pd_mp_put_u64(&w, PD_PROTO_VERSION);
+    pd_mp_put_str(&w, "type");
+    pd_mp_put_str(&w, "status");
+    pd_mp_put_u64(&w, 7);
+    pd_mp_put_u64(&w, 1);
+    cr_assert_eq(
+        decode_raw(PD_PROTO_CHAN_CLIENT, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &fault),
+        PD_ERR_PROTO);
+    cr_assert_str_eq(fault.reason, "map keys must be strings");
+
+    /* A generate whose tenant is bin: the field is named, not a size limit. */
+    pd_mp_writer_reset(&w);
+    pd_mp_put_map(&w, 5);
+    pd_mp_put_str(&w, "v");
+    pd_mp_put_u64(&w, PD_PROTO_VERSION);
+    pd_mp_put_str(&w, "type");
+    pd_mp_put_str(&w, "generate");
+    pd_mp_put_str(&w, "id");
+    pd_mp_put_str(&w, "g1");
+    pd_mp_put_str(&w, "tokens");
+    pd_mp_put_array(&w, 2);
+    pd_mp_put_u64(&w, 1);
+    pd_mp_put_u64(&w, 2);
+    pd_mp_put_str(&w, "tenant");
+    pd_mp_put_bin(&w, "acme", 4);
+    cr_assert_eq(
+        decode_raw(PD_PROTO_CHAN_CLIENT, pd_mp_writer_data(&w), pd_mp_writer_size(&w), &fault),
+        PD_ERR_PROTO);
+    cr_assert_str_eq(fault.reason, "field 'tenant' must be a string");
+    cr_assert_str_eq(fault.id, "g1");
+    pd_mp_writer_cleanup(&w);
+}

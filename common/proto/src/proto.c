@@ -10,7 +10,9 @@ const pd_mp_limits_t pd_proto_limits_client = {
     .max_array_len = PD_PROTO_MAX_PROMPT_TOKENS,
     .max_map_len = 32,
     .max_str_bytes = PD_PROTO_MAX_PROMPT_BYTES,
-    .max_bin_bytes = 0,
+    /* No client field is bin, but one sent where a string belongs gets the schema's
+     * "must be a string" rather than a size limit: the frame limit bounds it anyway. */
+    .max_bin_bytes = PD_PROTO_MAX_PROMPT_BYTES,
     .max_depth = 4,
     .max_objects = PD_PROTO_MAX_PROMPT_TOKENS + 1024,
 };

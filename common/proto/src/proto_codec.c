@@ -501,6 +501,42 @@ static pd_status_t pd_proto_dec_fields(pd_proto_dec_t *d, const pd_proto_schema_
     return PD_OK;
 }
 
+/* Every map's keys are strings, each once: the schema reads the first of two equal keys
+ * while a strict reader of the same frame could take the last, and no pdkv message has an
+ * integer key. Maps hold at most 32 keys (the channel limits), so pairs are compared. */
+static pd_status_t pd_proto_dec_keys(pd_proto_dec_t *d, const msgpack_object *o)
+{
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            const msgpack_object *e = &o->via.array.ptr[i];
+            if (e->type == MSGPACK_OBJECT_ARRAY || e->type == MSGPACK_OBJECT_MAP) {
+                pd_status_t st = pd_proto_dec_keys(d, e);
+                if (st != PD_OK)
+                    return st;
+            }
+        }
+        return PD_OK;
+    }
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return PD_OK;
+    const msgpack_object_kv *kv = o->via.map.ptr;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        if (kv[i].key.type != MSGPACK_OBJECT_STR)
+            return pd_proto_dec_fail(d, PD_ERR_PROTO, "map keys must be strings");
+        const msgpack_object_str *k = &kv[i].key.via.str;
+        for (uint32_t j = 0; j < i; j++) {
+            const msgpack_object_str *p = &kv[j].key.via.str;
+            if (p->size == k->size && memcmp(p->ptr, k->ptr, k->size) == 0)
+                return pd_proto_dec_fail(d, PD_ERR_PROTO, "key '%.*s' appears twice",
+                                         (int)(k->size < 32 ? k->size : 32), k->ptr);
+        }
+        pd_status_t st = pd_proto_dec_keys(d, &kv[i].val);
+        if (st != PD_OK)
+            return st;
+    }
+    return PD_OK;
+}
+
 /* Best effort: the request id of a frame that fails later, for the error reply. */
 static void pd_proto_dec_fault_ids(pd_proto_fault_t *fault, const msgpack_object *root)
 {
@@ -542,6 +578,8 @@ pd_status_t pd_proto_decode(pd_proto_msg_t *msg, pd_proto_chan_t chan, const voi
     }
     if (fault != NULL)
         pd_proto_dec_fault_ids(fault, root);
+    if ((st = pd_proto_dec_keys(&d, root)) != PD_OK)
+        goto err_doc;
     if (pd_mp_get_u64(root, "v", &version) != PD_OK) {
         st = pd_proto_dec_fail(&d, PD_ERR_PROTO, "missing or invalid field 'v'");
         goto err_doc;
