@@ -103,11 +103,13 @@ static inline void cl_read_pids(void)
 /* When set, cl_up serves this preset (made with `pdctl model new --tokenizer`) instead of
  * the tiny byte-level model: {preset, tokenizer directory}. */
 static const char *cl_preset[2];
+/* The dtype of the tiny model's matrices that cl_up writes (as `pdctl model quantize`). */
+static pd_dtype_t cl_dtype = PD_DTYPE_F32;
 
 static inline void cl_up(const char *name, const char *extra_yaml, bool namespaces)
 {
     memset(&g, 0, sizeof(g));
-    pd_tc_env_init(&g.env);
+    pd_tc_env_init_dtype(&g.env, cl_dtype);
     if (cl_preset[0] != NULL) {
         snprintf(g.env.model, sizeof(g.env.model), "%s/%s", g.env.dir, cl_preset[0]);
         cr_assert_eq(cl_run("%s/pdctl model new --preset %s --seed 1 %s%s -o %s >/dev/null 2>&1",
@@ -445,7 +447,7 @@ static inline void cl_expect_free_blocks(int n_workers, bool skip_dead)
 }
 
 static inline void cl_req_init(cl_req_t *q, const char *id, uint32_t n_prompt, uint32_t salt,
-                        uint32_t max_tokens, double temperature, uint64_t seed)
+                               uint32_t max_tokens, double temperature, uint64_t seed)
 {
     memset(q, 0, sizeof(*q));
     snprintf(q->id, sizeof(q->id), "%s", id);

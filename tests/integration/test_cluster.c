@@ -169,6 +169,32 @@ Test(cluster, exact_1p1d_with_cache_and_tenants)
     cl_down();
 }
 
+/* Workers that load a bf16 or an int8 checkpoint compute with it as it is, as pdctl
+ * generate does with the same file: every token equals its reference, cold and from the
+ * cache, greedy and sampled. */
+Test(cluster, exact_1p1d_with_bf16_and_int8_weights)
+{
+    static const pd_dtype_t dtypes[] = {PD_DTYPE_BF16, PD_DTYPE_I8};
+    for (size_t d = 0; d < 2; d++) {
+        char name[32];
+        snprintf(name, sizeof(name), "w%s", pd_dtype_name(dtypes[d]));
+        cl_dtype = dtypes[d];
+        cl_up(name, cl_roles_1p1d, false);
+        cl_dtype = PD_DTYPE_F32;
+        cl_exactness_suite(name, true);
+        cl_req_t cold, warm;
+        cl_req_init(&cold, "cold", 40, 9, 12, 0.0, 5);
+        cl_generate(&cold, 1, 20000);
+        cl_expect_reference(&cold);
+        cl_req_init(&warm, "warm", 40, 9, 12, 0.0, 5);
+        cl_generate(&warm, 1, 20000);
+        cl_expect_reference(&warm);
+        cr_expect_eq(warm.d.usage.cache_read_input_tokens, 32);
+        cl_expect_all_free(2);
+        cl_down();
+    }
+}
+
 Test(cluster, cache_control_off_and_explicit_end_to_end)
 {
     cl_up("ccache", cl_roles_1p1d, false);
