@@ -38,7 +38,8 @@ pd_status_t pd_load_llama2c_config(const char *path, const pd_load_map_t *map,
                                          "n_kv_heads", "vocab_size", "seq_len"};
     static const int32_t max[7] = {1 << 16, 1 << 18, 1024, 1024, 1024, 1 << 22, 1 << 22};
     for (int i = 0; i < 7; i++) {
-        int32_t v = i == 5 ? (h[i] < 0 ? -h[i] : h[i]) : h[i];
+        /* INT32_MIN has no negation: refused below before any arithmetic on it. */
+        int32_t v = h[i] == INT32_MIN ? 0 : i == 5 && h[i] < 0 ? -h[i] : h[i];
         if (h[i] == INT32_MIN || v <= 0 || v > max[i]) {
             pd_log_error("%s: header field %s is %d, outside 1..%d; not a llama2.c checkpoint",
                          path, names[i], h[i], max[i]);

@@ -83,8 +83,7 @@ run_one() {
         -artifact_prefix="$OUT/crashes/$n-" "$corpus" >"$OUT/logs/$n.log" 2>&1 || true
     t1=$(date +%s.%N)
     local execs crashes size
-    execs=$(awk -F: '/stat::number_of_executed_units/ {gsub(/ /, "", $2); print $2}' \
-        "$OUT/logs/$n.log" | tail -1)
+    execs=$(awk '/stat::number_of_executed_units:/ {print $2}' "$OUT/logs/$n.log" | tail -1)
     execs=${execs:-0}
     crashes=$(find "$OUT/crashes" -name "$n-*" -type f | wc -l)
     size=$(find "$corpus" -type f | wc -l)

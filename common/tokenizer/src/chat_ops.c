@@ -262,6 +262,8 @@ pd_chat_val_t pd_chat_dict_items(pd_chat_render_t *r, pd_chat_val_t d)
 
 void pd_chat_sb_add(pd_chat_render_t *r, pd_chat_sb_t *b, const char *s, size_t n)
 {
+    if (n == 0) /* an empty string on a buffer not yet allocated: nothing to copy from */
+        return;
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->n + n) {

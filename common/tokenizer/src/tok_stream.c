@@ -119,7 +119,7 @@ pd_status_t pd_tokenizer_stream_push(pd_tokenizer_stream_t *s, int32_t id, const
     bool forced = s->n_ids - s->read >= PD_TOK_STREAM_MAX_PENDING;
     if (s->text.len > s->prefix.len && (forced || !pd_tok_stream_unfinished(s, &s->text))) {
         size_t from = s->prefix.len;
-        if (memcmp(s->text.p, s->prefix.p, s->prefix.len) != 0) {
+        if (s->prefix.len > 0 && memcmp(s->text.p, s->prefix.p, s->prefix.len) != 0) {
             /* The context decodes differently with the new id after it (a character
              * completed across the window's start): emit from the first difference. */
             from = 0;
