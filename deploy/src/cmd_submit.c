@@ -532,6 +532,16 @@ int pd_cmd_submit(int argc, char **argv)
             const pd_proto_done_t *d = &m.u.done;
             if (!(mine = strcmp(d->id, o.g.id) == 0))
                 break;
+            /* The text the stream held back at the end (an unfinished character). */
+            if (d->text != NULL && d->text_bytes > 0) {
+                text.any = true;
+                if (!pd_submit_text_append(&text, d->text, d->text_bytes)) {
+                    pd_proto_msg_cleanup(&m);
+                    goto out;
+                }
+                if (!o.json)
+                    pd_submit_print_piece(d->text, d->text_bytes);
+            }
             if (o.json) {
                 pd_submit_print_done_json(d, &text, o.g.sampling.seed);
             } else {

@@ -168,6 +168,17 @@ static void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
         pinned_tokens = req->n_prompt;
 
     memcpy(d->id, req->id, sizeof(d->id));
+    /* What the text stream still holds (a character the last token left unfinished). */
+    const char *rest;
+    size_t rest_len;
+    if (req->stream && req->detok != NULL &&
+        pd_tokenizer_stream_finish(req->detok, &rest, &rest_len) == PD_OK && rest_len > 0) {
+        while (rest_len > PD_PROTO_MAX_PIECE_BYTES ||
+               (rest_len < strlen(rest) && ((unsigned char)rest[rest_len] & 0xc0) == 0x80))
+            rest_len--;
+        d->text = rest;
+        d->text_bytes = rest_len;
+    }
     d->finish_reason = req->done.finish_reason;
     d->tokens = req->out;
     d->n_tokens = req->n_out;
@@ -828,6 +839,15 @@ void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
                 len--; /* cut a long run on a character boundary */
             t.u.token.text = text;
             t.u.token.text_bytes = len;
+        }
+        /* The token's own bytes, for clients that assemble text themselves. */
+        const char *piece;
+        size_t piece_len;
+        int32_t prev = req->n_out > 1 ? req->out[req->n_out - 2] : req->tokens[req->n_prompt - 1];
+        if (pd_tokenizer_piece(r->tok, prev, m->token, &piece, &piece_len) == PD_OK &&
+            piece_len <= PD_PROTO_MAX_PIECE_BYTES) {
+            t.u.token.bytes = piece;
+            t.u.token.n_bytes = piece_len;
         }
     }
     pd_router_send_client(r, &req->client, &t);

@@ -346,8 +346,9 @@ static void fw_stream(fw_worker_t *w)
             pd_proto_msg_t t = {.type = PD_PROTO_TYPE_WORKER_TOKEN};
             t.u.worker_token.req_id = q->req_id;
             t.u.worker_token.index = k;
-            t.u.worker_token.token =
-                k == 0 ? q->first_token : (int32_t)((q->req_id * 31 + k) % 500 + 3);
+            t.u.worker_token.token = w->script != NULL ? w->script[k % w->n_script]
+                                     : k == 0          ? q->first_token
+                                                       : (int32_t)((q->req_id * 31 + k) % 500 + 3);
             fw_send(w, &t);
         }
         pd_proto_msg_t d = {.type = PD_PROTO_TYPE_WORKER_DONE};

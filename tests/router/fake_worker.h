@@ -48,6 +48,8 @@ typedef struct fw_worker {
     bool heartbeats;                         /* send heartbeats (false: act dead) */
     bool hang;                               /* decode: reserve but never stream */
     const pd_proto_worker_stats_t *hb_stats; /* sent with every heartbeat (NULL: none) */
+    const int32_t *script;                   /* decode: stream these ids (NULL: made up) */
+    uint32_t n_script;
     uint64_t last_hb_ms;
     uint64_t seq;
     uint64_t held[FW_MAX_HELD]; /* hashes held in G1 */

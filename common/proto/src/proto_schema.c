@@ -220,7 +220,8 @@ FIELDS(token) = {
     {"id", STR, REQ, O(id), .doc = "the request"},
     {"index", U32, REQ, O(index), .max = PD_PROTO_MAX_NEW_TOKENS - 1, .doc = "position among generated tokens, from 0, each sent once and in order"},
     {"token", TOKEN, REQ, O(token), .max = PD_PROTO_MAX_TOKEN_ID, .doc = "the token id"},
-    {"text", TEXT, OPT | LIMIT, O(text), N(text_bytes), .max = PD_PROTO_MAX_PIECE_BYTES, .doc = "the token's piece (raw bytes, maybe part of a UTF-8 sequence); `\"\"` without a tokenizer"},
+    {"text", TEXT, OPT | LIMIT, O(text), N(text_bytes), .max = PD_PROTO_MAX_PIECE_BYTES, .doc = "the text this token completes: whole UTF-8 characters only (a token that ends inside a character sends `\"\"` and the character comes with the token that finishes it; `done.text` flushes the rest); `\"\"` without a tokenizer"},
+    {"bytes", BIN, OMIT | LIMIT, O(bytes), N(n_bytes), .max = PD_PROTO_MAX_PIECE_BYTES, .doc = "the token's own raw bytes, maybe part of a UTF-8 sequence (llama2.c and byte tokenizers); absent where a token's bytes depend on its neighbours"},
 };
 SCHEMA(token);
 #undef T
@@ -266,6 +267,7 @@ FIELDS(done) = {
     {"timings", MAP, REQ, O(timings), .sub = &s_timings, .doc = "milliseconds"},
     {"workers", MAP, OPT, .off = 0, .sub = &s_done_workers, .doc = "where the request ran"},
     {"recomputed_blocks", U32S, OMIT | LIMIT, O(recomputed_blocks), N(n_recomputed_blocks), .max = PD_PROTO_MAX_BLOCKS, .doc = "prompt blocks (by index) computed to fill holes in an otherwise reused prefix: missing from every cache, or failed their checksum; counted in `usage.input_tokens`; absent when none"},
+    {"text", TEXT, OMIT | LIMIT, O(text), N(text_bytes), .max = PD_PROTO_MAX_PIECE_BYTES, .doc = "text the stream held back at the end, after the last `token`: an unfinished character as U+FFFD; absent when nothing was held"},
 };
 SCHEMA(done);
 #undef T

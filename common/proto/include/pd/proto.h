@@ -198,9 +198,11 @@ typedef struct pd_proto_token {
     char id[PD_PROTO_ID_CAP];
     uint32_t index; /* 0-based position among generated tokens */
     int32_t token;
-    const char *text; /* the token's piece (bytes, may hold NUL; not NUL-terminated on
-                       * encode, NUL-terminated after decode) */
+    const char *text; /* whole UTF-8 characters completed by this token (may hold NUL;
+                       * not NUL-terminated on encode, NUL-terminated after decode) */
     size_t text_bytes;
+    const void *bytes; /* optional: the token's own raw bytes; NULL when not known */
+    size_t n_bytes;
 } pd_proto_token_t;
 
 typedef struct pd_proto_usage {
@@ -240,6 +242,10 @@ typedef struct pd_proto_done {
      * count in usage.input_tokens); NULL when none. */
     const uint32_t *recomputed_blocks;
     uint32_t n_recomputed_blocks;
+    /* Optional: text the stream held back at the end (an unfinished character, shown as
+     * U+FFFD); NULL when none. */
+    const char *text;
+    size_t text_bytes;
 } pd_proto_done_t;
 
 /* error on the client channel. */
