@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the expected chat prompts that tests/common/test_chat.c compares pdkv with:
+# Regenerate the expected chat prompts that tests/chat/test_chat.c compares pdkv with:
 # the reference apply_chat_template (@huggingface/jinja, as transformers.js calls it) on
 # tests/data/chat/cases.json for each shipped template: the chat_template of the Llama 3,
 # Llama 3.1 and Qwen3 tokenizer packages, and the Llama 2 chat and Mistral instruct

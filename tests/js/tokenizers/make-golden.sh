@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the expected token ids that tests/common/test_tokenizer_hf.c compares pdkv
+# Regenerate the expected token ids that tests/tokenizer/test_tokenizer_hf.c compares pdkv
 # with: the reference tokenizer (tokenizers.js) on tests/data/tokenizer/corpus.txt for
 # every tokenizer package in package.json. Slow (minutes: the reference's BPE is
 # quadratic in the length of a word, and SentencePiece-style tokenizers make a line one
