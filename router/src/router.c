@@ -94,6 +94,8 @@ void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client, bool d
     m.u.status_reply.requests_in_flight = r->n_live;
     m.u.status_reply.holder_reads = details ? r->n_holder_reads : 0;
     m.u.status_reply.recomputed_blocks = details ? r->n_recomputed_blocks : 0;
+    m.u.status_reply.moved_requests = details ? r->n_moved : 0;
+    m.u.status_reply.client_gone_requests = details ? r->n_client_gone_reqs : 0;
     pd_router_send_client(r, client, &m);
 }
 

@@ -103,6 +103,11 @@ static void fw_send(fw_worker_t *w, const pd_proto_msg_t *m)
     pd_mp_writer_cleanup(&wr);
 }
 
+void fw_worker_send(fw_worker_t *w, const pd_proto_msg_t *m)
+{
+    fw_send(w, m);
+}
+
 static void fw_register(fw_worker_t *w)
 {
     static const unsigned char desc[] = {'f', 'a', 'k', 'e'};

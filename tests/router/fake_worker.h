@@ -79,6 +79,8 @@ void fw_worker_stop(fw_worker_t *w);
 void fw_worker_store(fw_worker_t *w, const uint64_t *hashes, uint32_t n);
 /* Record hashes as stored and use up a seq, but publish nothing: a lost event. */
 void fw_worker_store_lost(fw_worker_t *w, const uint64_t *hashes, uint32_t n);
+/* Send one message as this worker (to the router, or a kv_event on its PUB). */
+void fw_worker_send(fw_worker_t *w, const pd_proto_msg_t *m);
 /* Serve every worker's sockets for up to ms milliseconds. */
 void fw_cluster_pump(fw_cluster_t *cl, int ms);
 

@@ -308,6 +308,8 @@ FIELDS(status_reply) = {
     {"requests_in_flight", U32, REQ, O(requests_in_flight), MAXU32, .doc = "requests not yet terminated"},
     {"holder_reads", U64, OMIT, O(holder_reads), MAXU64, .doc = "prefills told to read a prefix from a third worker that holds it"},
     {"recomputed_blocks", U64, OMIT, O(recomputed_blocks), MAXU64, .doc = "prompt blocks recomputed to fill holes in reused prefixes, since the router started"},
+    {"moved_requests", U64, OMIT, O(moved_requests), MAXU64, .doc = "requests that continued on another worker after one of theirs died, since the router started"},
+    {"client_gone_requests", U64, OMIT, O(client_gone_requests), MAXU64, .doc = "requests canceled because their client's connection closed, since the router started"},
 };
 SCHEMA(status_reply);
 #undef T

@@ -275,6 +275,8 @@ typedef struct pd_proto_status_reply {
     uint32_t requests_in_flight;
     uint64_t holder_reads;      /* optional: prefills told to read a prefix from a third worker */
     uint64_t recomputed_blocks; /* optional: prompt blocks recomputed to fill holes, in all */
+    uint64_t moved_requests;    /* optional: requests continued on another worker after a death */
+    uint64_t client_gone_requests; /* optional: requests canceled when their client left */
 } pd_proto_status_reply_t;
 
 /* stop: the client has what it needs (e.g. a stop string matched in the text): the

@@ -1,0 +1,382 @@
+/* The fault suite: a real cluster (`pdctl up -d`: pd-router, pd-prefill, pd-decode on
+ * loopback) hit the way faults hit it: kill -9 and SIGSTOP of a worker, a client that
+ * vanishes. Every case asserts one terminal reply per request, no request left hanging,
+ * and every block free afterwards; requests that survive a fault must carry exactly the
+ * tokens of an undisturbed run (`pdctl generate`, one process). The model is the `small`
+ * preset, slow enough on the CPU that work is still in flight when the fault lands. */
+#include "cluster_cl.h"
+
+#include <sys/wait.h>
+
+/* A spare decode worker: a dead one's requests continue there. */
+static const char *const fx_1p2d = "prefill:\n  count: 1\n  threads: 1\n  pool_mb: 32\n"
+                                   "decode:\n  count: 2\n  threads: 1\n  pool_mb: 32\n"
+                                   "  max_batch: 16\n";
+static const char *const fx_2p1d = "prefill:\n  count: 2\n  threads: 1\n  pool_mb: 32\n"
+                                   "decode:\n  count: 1\n  threads: 1\n  pool_mb: 32\n"
+                                   "  max_batch: 16\n";
+static const char *const fx_1p1d = "prefill:\n  count: 1\n  threads: 1\n  pool_mb: 32\n"
+                                   "decode:\n  count: 1\n  threads: 1\n  pool_mb: 32\n"
+                                   "  max_batch: 16\n";
+
+static void fx_up(const char *name, const char *roles)
+{
+    cl_preset[0] = "small";
+    cl_preset[1] = NULL;
+    cl_up(name, roles, false);
+}
+
+/* The pid `pdctl up` recorded for a role process ("decode-0"). */
+static pid_t fx_pid(const char *proc)
+{
+    char cmd[PATH_MAX + 128];
+    snprintf(cmd, sizeof(cmd), "sed -n 's/^proc \\([0-9]*\\) %s .*/\\1/p' %s/*.state", proc,
+             g.run_dir);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    int pid = 0;
+    cr_assert_eq(fscanf(f, "%d", &pid), 1, "no pid for %s", proc);
+    pclose(f);
+    return (pid_t)pid;
+}
+
+/* The router's status (caller cleans up). */
+static void fx_status(pd_proto_msg_t *m)
+{
+    for (int tries = 0; tries < 10; tries++) {
+        pd_proto_msg_t q;
+        memset(&q, 0, sizeof(q));
+        q.type = PD_PROTO_TYPE_STATUS;
+        cl_send(&q);
+        /* Replies of earlier requests may come first: skip to the status. */
+        uint64_t end = pd_time_now_ms() + 2000;
+        while (pd_time_now_ms() < end) {
+            if (cl_recv(200, m) != 0)
+                continue;
+            if (m->type == PD_PROTO_TYPE_STATUS_REPLY)
+                return;
+            pd_proto_msg_cleanup(m);
+        }
+    }
+    cr_assert_fail("no status reply");
+}
+
+/* A worker's epoch in the status, 0 when it is not listed as ready. */
+static uint64_t fx_epoch(const char *worker)
+{
+    pd_proto_msg_t m;
+    fx_status(&m);
+    uint64_t e = 0;
+    for (uint32_t i = 0; i < m.u.status_reply.n_workers; i++)
+        if (strcmp(m.u.status_reply.workers[i].id, worker) == 0 &&
+            strcmp(m.u.status_reply.workers[i].state, "ready") == 0)
+            e = m.u.status_reply.workers[i].epoch;
+    pd_proto_msg_cleanup(&m);
+    return e;
+}
+
+/* Requests with sampled output (seeded), long enough to be running when the fault hits. */
+static void fx_reqs(cl_req_t *reqs, int n, uint32_t max_tokens)
+{
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "f%d", i);
+        cl_req_init(&reqs[i], id, 20 + (uint32_t)i * 3, (uint32_t)i + 11, max_tokens,
+                    i % 3 == 0 ? 0.0 : 0.8, 1000 + (uint64_t)i);
+        reqs[i].order_ok = true;
+    }
+}
+
+/* Read replies until every request has its terminal message or timeout_ms passed; with
+ * fault != NULL, call it once when at least min_streamed tokens have been streamed. */
+static void fx_collect(cl_req_t *reqs, int n, int timeout_ms, uint32_t min_streamed,
+                       void (*fault)(void))
+{
+    int n_open = n;
+    uint32_t streamed = 0;
+    uint64_t end = pd_time_now_ms() + (uint64_t)timeout_ms;
+    while (n_open > 0 && pd_time_now_ms() < end) {
+        if (fault != NULL && streamed >= min_streamed) {
+            fault();
+            fault = NULL;
+        }
+        pd_proto_msg_t m;
+        if (cl_recv(50, &m) < 0)
+            continue;
+        cl_req_t *q = NULL;
+        switch (m.type) {
+        case PD_PROTO_TYPE_ACCEPTED:
+            cl_find(reqs, n, m.u.accepted.id)->accepted = true;
+            break;
+        case PD_PROTO_TYPE_TOKEN:
+            q = cl_find(reqs, n, m.u.token.id);
+            if (m.u.token.index != q->n_streamed || q->n_terminal > 0)
+                q->order_ok = false;
+            if (q->n_streamed < 512)
+                q->tokens[q->n_streamed++] = m.u.token.token;
+            streamed++;
+            break;
+        case PD_PROTO_TYPE_DONE:
+            q = cl_find(reqs, n, m.u.done.id);
+            if (q->n_terminal++ == 0)
+                n_open--;
+            q->done = true;
+            q->d = m.u.done;
+            for (uint32_t i = 0; i < m.u.done.n_tokens && i < 512; i++)
+                q->done_tokens[i] = m.u.done.tokens[i];
+            break;
+        case PD_PROTO_TYPE_ERROR:
+            q = cl_find(reqs, n, m.u.error.id);
+            if (q->n_terminal++ == 0)
+                n_open--;
+            q->err = m.u.error.code;
+            break;
+        default:
+            break; /* status replies of a fault's own checks */
+        }
+        pd_proto_msg_cleanup(&m);
+    }
+    cr_assert(fault == NULL, "the fault never fired: only %u tokens streamed", streamed);
+    cr_assert_eq(n_open, 0, "%d of %d requests hung (no terminal message in %d ms)", n_open, n,
+                 timeout_ms);
+    /* No second terminal message, no token after it. */
+    uint64_t quiet = pd_time_now_ms() + 300;
+    while (pd_time_now_ms() < quiet) {
+        pd_proto_msg_t m;
+        if (cl_recv(50, &m) < 0)
+            continue;
+        if (m.type == PD_PROTO_TYPE_DONE || m.type == PD_PROTO_TYPE_ERROR ||
+            m.type == PD_PROTO_TYPE_TOKEN) {
+            cl_req_t *q = cl_find(reqs, n, m.type == PD_PROTO_TYPE_DONE    ? m.u.done.id
+                                           : m.type == PD_PROTO_TYPE_ERROR ? m.u.error.id
+                                                                           : m.u.token.id);
+            if (m.type == PD_PROTO_TYPE_TOKEN)
+                q->order_ok = false;
+            else
+                q->n_terminal++;
+        }
+        pd_proto_msg_cleanup(&m);
+    }
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(reqs[i].n_terminal, 1, "%s: %d terminal messages", reqs[i].id,
+                     reqs[i].n_terminal);
+}
+
+static uint64_t fx_moved(void)
+{
+    pd_proto_msg_t m;
+    fx_status(&m);
+    uint64_t moved = m.u.status_reply.moved_requests;
+    pd_proto_msg_cleanup(&m);
+    return moved;
+}
+
+static pid_t fx_victim;
+static uint64_t fx_fault_ms;
+
+static void fx_kill9(void)
+{
+    fx_fault_ms = pd_time_now_ms();
+    cr_assert_eq(kill(fx_victim, SIGKILL), 0);
+}
+
+static void fx_stop(void)
+{
+    fx_fault_ms = pd_time_now_ms();
+    cr_assert_eq(kill(fx_victim, SIGSTOP), 0);
+}
+
+TestSuite(faults, .timeout = 150, .fini = cl_down);
+
+/* kill -9 of a decode worker with a spare: every request completes, each with exactly the
+ * tokens of an undisturbed run; the ones it was serving moved and kept streaming. */
+Test(faults, decode_kill9_with_a_spare_every_request_completes_exactly)
+{
+    fx_up("fkd", fx_1p2d);
+    fx_victim = fx_pid("decode-0");
+    static cl_req_t reqs[8];
+    fx_reqs(reqs, 8, 160);
+    for (int i = 0; i < 8; i++)
+        cl_send_generate(&reqs[i]);
+    fx_collect(reqs, 8, 60000, 40, fx_kill9);
+    uint64_t moved = fx_moved();
+    for (int i = 0; i < 8; i++)
+        cl_expect_reference(&reqs[i]);
+    cr_expect_gt(moved, 0, "no request was on the killed worker");
+    fprintf(stderr, "decode-0 killed: 8 of 8 done with reference tokens, %llu moved\n",
+            (unsigned long long)moved);
+    cl_expect_free_blocks(3, true);
+    cl_down();
+}
+
+/* SIGSTOP of a decode worker past the worker timeout: its requests move on and complete
+ * exactly; when it wakes it is told it was dropped, comes back as a new epoch holding
+ * nothing of the old one, and every block of every worker is free. */
+Test(faults, decode_sigstop_returns_as_a_new_epoch_and_drops_the_old_one)
+{
+    fx_up("fsd", fx_1p2d);
+    fx_victim = fx_pid("decode-0");
+    uint64_t epoch0 = fx_epoch("decode-0");
+    cr_assert_neq(epoch0, 0);
+    static cl_req_t reqs[8];
+    fx_reqs(reqs, 8, 160);
+    for (int i = 0; i < 8; i++)
+        cl_send_generate(&reqs[i]);
+    fx_collect(reqs, 8, 60000, 40, fx_stop);
+    for (int i = 0; i < 8; i++)
+        cl_expect_reference(&reqs[i]);
+    cr_expect_gt(fx_moved(), 0, "no request was on the stopped worker");
+    /* Its requests went elsewhere only once the router declared it dead. */
+    uint64_t end = pd_time_now_ms() + 10000;
+    while (fx_epoch("decode-0") == epoch0 && pd_time_now_ms() < end)
+        usleep(100000);
+    cr_assert_eq(kill(fx_victim, SIGCONT), 0);
+    uint64_t epoch1 = 0;
+    end = pd_time_now_ms() + 10000;
+    while (((epoch1 = fx_epoch("decode-0")) == 0 || epoch1 == epoch0) && pd_time_now_ms() < end)
+        usleep(100000);
+    cr_assert(epoch1 != 0 && epoch1 != epoch0, "decode-0 did not come back as a new epoch");
+    cl_expect_all_free(3);
+    /* And it serves again. */
+    cl_req_t q;
+    cl_req_init(&q, "after", 25, 3, 12, 0.0, 2);
+    cl_generate(&q, 1, 20000);
+    cl_expect_reference(&q);
+    cl_down();
+}
+
+/* kill -9 of a prefill worker: requests it had not finished go to the other one. */
+Test(faults, prefill_kill9_every_request_completes_exactly)
+{
+    fx_up("fkp", fx_2p1d);
+    fx_victim = fx_pid("prefill-0");
+    static cl_req_t reqs[8];
+    fx_reqs(reqs, 8, 40);
+    for (int i = 0; i < 8; i++)
+        cl_send_generate(&reqs[i]);
+    fx_collect(reqs, 8, 60000, 0, fx_kill9);
+    uint64_t moved = fx_moved();
+    for (int i = 0; i < 8; i++)
+        cl_expect_reference(&reqs[i]);
+    cr_expect_gt(moved, 0, "no request was on the killed worker");
+    fprintf(stderr, "prefill-0 killed: 8 of 8 done with reference tokens, %llu moved\n",
+            (unsigned long long)moved);
+    cl_expect_free_blocks(3, true);
+    cl_down();
+}
+
+static void fx_pause_2s(void)
+{
+    fx_fault_ms = pd_time_now_ms();
+    cr_assert_eq(kill(fx_victim, SIGSTOP), 0);
+    usleep(2000000);
+    cr_assert_eq(kill(fx_victim, SIGCONT), 0);
+}
+
+/* SIGSTOP of the router for 2 s, then SIGCONT: nothing is lost, the streams go on. */
+Test(faults, router_sigstop_loses_nothing)
+{
+    fx_up("fsr", fx_1p1d);
+    fx_victim = fx_pid("router");
+    static cl_req_t reqs[6];
+    fx_reqs(reqs, 6, 120);
+    for (int i = 0; i < 6; i++)
+        cl_send_generate(&reqs[i]);
+    fx_collect(reqs, 6, 60000, 20, fx_pause_2s);
+    for (int i = 0; i < 6; i++)
+        cl_expect_reference(&reqs[i]);
+    cl_expect_all_free(2);
+    cl_down();
+}
+
+/* A client process that sends a long request and is killed while it streams: the
+ * request stops and its blocks are back within a second. */
+Test(faults, client_kill9_blocks_back_within_a_second)
+{
+    fx_up("fcv", fx_1p1d);
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        /* The vanishing client: its own context and socket, nothing inherited in use. */
+        void *ctx = zmq_ctx_new();
+        void *sock = zmq_socket(ctx, ZMQ_DEALER);
+        if (sock == NULL || zmq_connect(sock, g.client_ep) != 0)
+            _exit(2);
+        pd_mp_writer_t w;
+        pd_mp_writer_init(&w);
+        static int32_t prompt[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+        pd_proto_msg_t m;
+        memset(&m, 0, sizeof(m));
+        m.type = PD_PROTO_TYPE_GENERATE;
+        snprintf(m.u.generate.id, sizeof(m.u.generate.id), "gone");
+        m.u.generate.tokens = prompt;
+        m.u.generate.n_tokens = 10;
+        m.u.generate.max_tokens = 1500;
+        m.u.generate.sampling.temperature = 0.8; /* 560 tokens before its EOS */
+        m.u.generate.sampling.top_p = 0.9;
+        m.u.generate.sampling.seed = 3;
+        m.u.generate.stream = true;
+        if (pd_proto_encode(&m, &w) != PD_OK ||
+            zmq_send(sock, pd_mp_writer_data(&w), pd_mp_writer_size(&w), 0) < 0)
+            _exit(3);
+        int n_tokens = 0;
+        while (n_tokens < 20) {
+            zmq_msg_t f;
+            zmq_msg_init(&f);
+            if (zmq_msg_recv(&f, sock, 0) < 0)
+                _exit(4);
+            pd_proto_msg_t r;
+            pd_proto_fault_t fault;
+            if (pd_proto_decode(&r, PD_PROTO_CHAN_CLIENT, zmq_msg_data(&f), zmq_msg_size(&f),
+                                &fault) == PD_OK) {
+                if (r.type == PD_PROTO_TYPE_TOKEN)
+                    n_tokens++;
+                else if (r.type == PD_PROTO_TYPE_DONE || r.type == PD_PROTO_TYPE_ERROR)
+                    _exit(5);
+                pd_proto_msg_cleanup(&r);
+            }
+            zmq_msg_close(&f);
+        }
+        if (write(ready[1], "r", 1) != 1)
+            _exit(6);
+        pause(); /* streaming on, until killed */
+        _exit(0);
+    }
+    close(ready[1]);
+    char c = 0;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the client never streamed");
+    close(ready[0]);
+    pd_proto_msg_t m;
+    fx_status(&m);
+    cr_assert_eq(m.u.status_reply.requests_in_flight, 1, "the request is not running");
+    pd_proto_msg_cleanup(&m);
+
+    uint64_t t0 = pd_time_now_ms();
+    cr_assert_eq(kill(child, SIGKILL), 0);
+    int status;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    bool freed = false;
+    uint64_t gone = 0;
+    uint64_t elapsed = 0;
+    while (!freed && (elapsed = pd_time_now_ms() - t0) < 3000) {
+        fx_status(&m);
+        const pd_proto_status_reply_t *s = &m.u.status_reply;
+        freed = s->requests_in_flight == 0;
+        for (uint32_t i = 0; i < s->n_workers; i++)
+            freed = freed && s->workers[i].free_blocks == s->workers[i].n_blocks;
+        gone = s->client_gone_requests;
+        pd_proto_msg_cleanup(&m);
+        if (!freed)
+            usleep(20000);
+    }
+    fprintf(stderr, "client killed: request ended and blocks back after %llu ms\n",
+            (unsigned long long)elapsed);
+    cr_assert(freed, "blocks still held %llu ms after the client died",
+              (unsigned long long)elapsed);
+    cr_assert_lt(elapsed, 1000, "blocks back after %llu ms", (unsigned long long)elapsed);
+    cr_assert_eq(gone, 1, "the router counts %llu requests of departed clients",
+                 (unsigned long long)gone);
+    cl_down();
+}
