@@ -48,9 +48,10 @@ bool pd_gw_buf_printf(pd_gw_buf_t *b, const char *fmt, ...) __attribute__((forma
 bool pd_gw_buf_json(pd_gw_buf_t *b, const json_t *j);
 void pd_gw_buf_consume(pd_gw_buf_t *b, size_t n);
 void pd_gw_buf_cleanup(pd_gw_buf_t *b);
+/* The bytes held ("" for a buffer never written: no arithmetic on a null pointer). */
 static inline const char *pd_gw_buf_data(const pd_gw_buf_t *b)
 {
-    return b->data + b->off;
+    return b->data != NULL ? b->data + b->off : "";
 }
 
 /* ---- API keys (gw_keys.c) ---- */
