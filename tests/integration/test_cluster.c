@@ -138,10 +138,65 @@ static void cl_expect_worker_auth(const char *name)
     zmq_close(s);
 }
 
+/* Subscribers to the workers' KV events that are not the router: one without CURVE, one
+ * with a key of its own (and the worker's real public key). spies[4]. */
+static void cl_spies_open(const char *name, void **spies)
+{
+    char path[PATH_MAX], word[64], worker_pub[41] = "", pub[41], sec[41];
+    snprintf(path, sizeof(path), "%s/%s-%d.keys/decode-0.key", g.run_dir, name, g.base_port);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fscanf(f, "%63s", word) == 1)
+        if (strcmp(word, "public") == 0 && fscanf(f, "%40s", worker_pub) == 1)
+            break;
+    fclose(f);
+    cr_assert_eq(strlen(worker_pub), 40);
+    cr_assert_eq(zmq_curve_keypair(pub, sec), 0);
+    for (int i = 0; i < 4; i++) {
+        char ep[64];
+        int zero = 0;
+        spies[i] = zmq_socket(g.ctx, ZMQ_SUB);
+        zmq_setsockopt(spies[i], ZMQ_LINGER, &zero, sizeof(zero));
+        zmq_setsockopt(spies[i], ZMQ_SUBSCRIBE, "", 0);
+        if (i % 2 == 1) {
+            zmq_setsockopt(spies[i], ZMQ_CURVE_SERVERKEY, worker_pub, 41);
+            zmq_setsockopt(spies[i], ZMQ_CURVE_PUBLICKEY, pub, 41);
+            zmq_setsockopt(spies[i], ZMQ_CURVE_SECRETKEY, sec, 41);
+        }
+        /* prefill-0's events, then decode-0's (base_port + 10 + the process's index, the
+         * router's being 0). */
+        snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", g.base_port + 11 + i / 2);
+        cr_assert_eq(zmq_connect(spies[i], ep), 0);
+    }
+}
+
+/* The spies heard nothing while the router's directory learned decode-0's blocks. */
+static void cl_spies_expect_nothing(void **spies)
+{
+    for (int i = 0; i < 4; i++) {
+        zmq_pollitem_t it = {spies[i], 0, ZMQ_POLLIN, 0};
+        cr_assert_eq(zmq_poll(&it, 1, i == 0 ? 500 : 50), 0,
+                     "a subscriber that is not the router got a KV event (spy %d)", i);
+        zmq_close(spies[i]);
+    }
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_STATUS};
+    cl_send(&m);
+    cr_assert_eq(cl_recv(2000, &m), 0);
+    cr_assert_eq(m.type, PD_PROTO_TYPE_STATUS_REPLY);
+    uint32_t held = 0;
+    for (uint32_t i = 0; i < m.u.status_reply.n_workers; i++)
+        if (strcmp(m.u.status_reply.workers[i].id, "decode-0") == 0)
+            held = m.u.status_reply.workers[i].directory_blocks;
+    pd_proto_msg_cleanup(&m);
+    cr_assert_gt(held, 0, "the router's directory lists none of decode-0's blocks");
+}
+
 Test(cluster, exact_1p1d_with_cache_and_tenants)
 {
+    void *spies[4];
     cl_up("c1p1d", cl_roles_1p1d, false);
     cl_expect_worker_auth("c1p1d");
+    cl_spies_open("c1p1d", spies);
     cl_exactness_suite("a", true);
 
     /* A long shared prefix: the second request reads it from cache, tokens unchanged. */
@@ -164,6 +219,7 @@ Test(cluster, exact_1p1d_with_cache_and_tenants)
     cl_generate(&other, 1, 20000);
     cl_expect_reference(&other);
     cr_expect_eq(other.d.usage.cache_read_input_tokens, 0);
+    cl_spies_expect_nothing(spies);
 
     cl_expect_all_free(2);
     cl_down();
