@@ -11,7 +11,7 @@ PACKAGES=(
     libcriterion-dev libxxhash-dev libyaml-dev libsodium-dev
     libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev curl
     libpcre2-dev libicu-dev xz-utils
-    gnuplot-nox iproute2 python3
+    gnuplot-nox iproute2 iptables python3
     libopenblas-dev
     clang libclang-rt-14-dev
     slurm-wlm munge

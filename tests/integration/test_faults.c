@@ -380,3 +380,158 @@ Test(faults, client_kill9_blocks_back_within_a_second)
                  (unsigned long long)gone);
     cl_down();
 }
+
+/* The P-D link in network namespaces (UCX over TCP, as between machines): pdctl up puts
+ * each role in its own namespace; iptables in the decode worker's namespace drops what
+ * comes from or goes to the prefill worker's address (tc netem is not in this kernel). */
+static char fx_ns_decode[32], fx_ip_prefill[32];
+
+static void fx_netns_up(const char *name, const char *roles)
+{
+    if (geteuid() != 0)
+        cr_skip_test("network namespaces need root");
+    if (system("ip netns add pdkv-probe >/dev/null 2>&1 && ip netns del pdkv-probe") != 0)
+        cr_skip_test("'ip netns' does not work here");
+    if (system("iptables --version >/dev/null 2>&1") != 0)
+        cr_skip_test("iptables is not installed (deploy/install-deps.sh installs it)");
+    char yaml[1024];
+    int sub = 100 + (int)(getpid() % 100);
+    snprintf(yaml, sizeof(yaml),
+             "%snetwork:\n  namespaces: true\n  subnet: 10.%d.9\n  base_port: %d\n"
+             "  host: 127.0.0.1\n",
+             roles, sub, 20000 + (int)(getpid() % 20000));
+    cl_preset[0] = "small";
+    cl_preset[1] = NULL;
+    cl_up(name, yaml, true);
+    char cmd[PATH_MAX + 256];
+    snprintf(cmd, sizeof(cmd), "sed -n 's/^proc [0-9]* decode-0 \\([^ ]*\\).*/\\1/p' %s/*.state",
+             g.run_dir);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(fx_ns_decode, sizeof(fx_ns_decode), f));
+    pclose(f);
+    fx_ns_decode[strcspn(fx_ns_decode, "\n")] = '\0';
+    snprintf(cmd, sizeof(cmd),
+             "ip -n $(sed -n 's/^proc [0-9]* prefill-0 \\([^ ]*\\).*/\\1/p' %s/*.state) -4 -o "
+             "addr show scope global | awk '{print $4}' | cut -d/ -f1",
+             g.run_dir);
+    f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(fx_ip_prefill, sizeof(fx_ip_prefill), f));
+    pclose(f);
+    fx_ip_prefill[strcspn(fx_ip_prefill, "\n")] = '\0';
+    cr_assert(fx_ns_decode[0] != '\0' && fx_ip_prefill[0] != '\0', "namespace or address");
+}
+
+/* Drop the P-D link's packets in both directions, all of them (match "") or a random
+ * share ("-m statistic --mode random --probability 0.3"); on == false removes the rules. */
+static void fx_pd_link(bool on, const char *match)
+{
+    char cmd[512];
+    const char *op = on ? "-A" : "-D";
+    snprintf(cmd, sizeof(cmd),
+             "ip netns exec %s iptables %s INPUT -s %s %s -j DROP && "
+             "ip netns exec %s iptables %s OUTPUT -d %s %s -j DROP",
+             fx_ns_decode, op, fx_ip_prefill, match, fx_ns_decode, op, fx_ip_prefill, match);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* Milliseconds from since until the router shows n_workers workers, nothing in flight and
+ * every block free; fails after 15 s. */
+static uint64_t fx_wait_free(uint64_t since, uint32_t n_workers)
+{
+    bool freed = false;
+    uint64_t elapsed = 0;
+    char why[128] = "";
+    while (!freed && (elapsed = pd_time_now_ms() - since) < 15000) {
+        pd_proto_msg_t m;
+        fx_status(&m);
+        const pd_proto_status_reply_t *s = &m.u.status_reply;
+        freed = s->requests_in_flight == 0 && s->n_workers == n_workers;
+        snprintf(why, sizeof(why), "%u in flight, %u workers", s->requests_in_flight,
+                 s->n_workers);
+        for (uint32_t i = 0; i < s->n_workers; i++) {
+            if (s->workers[i].free_blocks != s->workers[i].n_blocks) {
+                freed = false;
+                snprintf(why, sizeof(why), "%s: %u of %u blocks free", s->workers[i].id,
+                         s->workers[i].free_blocks, s->workers[i].n_blocks);
+            }
+        }
+        pd_proto_msg_cleanup(&m);
+        if (!freed)
+            usleep(50000);
+    }
+    cr_assert(freed, "not free %llu ms on: %s", (unsigned long long)elapsed, why);
+    return elapsed;
+}
+
+static void fx_cut(void)
+{
+    fx_fault_ms = pd_time_now_ms();
+    fx_pd_link(true, "");
+}
+
+/* An 8 s partition of the P-D link while requests are being sent: each request ends
+ * exactly once (done, or an error once the push passed the transfer timeout), and the
+ * blocks are back within the transfer timeout + 1 s of the link healing. */
+Test(faults, pd_link_partition_8s_blocks_back_after_heal)
+{
+    fx_netns_up("fpp", fx_1p1d);
+    static cl_req_t reqs[6];
+    fx_reqs(reqs, 6, 24);
+    fx_cut();
+    for (int i = 0; i < 6; i++)
+        cl_send_generate(&reqs[i]);
+    usleep(8000000);
+    fx_pd_link(false, "");
+    uint64_t heal = pd_time_now_ms();
+    fx_collect(reqs, 6, 30000, 0, NULL);
+    int n_done = 0;
+    for (int i = 0; i < 6; i++) {
+        if (reqs[i].done) {
+            cl_expect_reference(&reqs[i]);
+            n_done++;
+        }
+    }
+    uint64_t elapsed = fx_wait_free(heal, 2);
+    fprintf(stderr, "P-D partition 8 s: %d done, %d errors; blocks back %llu ms after the heal\n",
+            n_done, 6 - n_done, (unsigned long long)elapsed);
+    cr_assert_leq(elapsed, 5000 + 1000, "blocks back %llu ms after the heal (transfer timeout "
+                  "5000 ms + 1 s)", (unsigned long long)elapsed);
+    cl_req_t q;
+    cl_req_init(&q, "after", 25, 3, 12, 0.0, 2);
+    cl_generate(&q, 1, 30000);
+    cl_expect_reference(&q);
+    cl_down();
+}
+
+/* 30% of the P-D link's packets dropped at random: TCP carries the KV through or the push
+ * fails by its timeout; either way one terminal reply each, exact tokens for the ones
+ * done, and every block free afterwards. */
+Test(faults, pd_link_30pct_loss_every_request_ends_once)
+{
+    fx_netns_up("fpl", fx_1p1d);
+    static cl_req_t reqs[6];
+    fx_reqs(reqs, 6, 24);
+    fx_pd_link(true, "-m statistic --mode random --probability 0.3");
+    for (int i = 0; i < 6; i++)
+        cl_send_generate(&reqs[i]);
+    fx_collect(reqs, 6, 60000, 0, NULL);
+    uint64_t end = pd_time_now_ms();
+    fx_pd_link(false, "-m statistic --mode random --probability 0.3");
+    int n_done = 0;
+    for (int i = 0; i < 6; i++) {
+        if (reqs[i].done) {
+            cl_expect_reference(&reqs[i]);
+            n_done++;
+        } else {
+            fprintf(stderr, "  %s: %s\n", reqs[i].id, pd_status_name(reqs[i].err));
+        }
+    }
+    uint64_t elapsed = fx_wait_free(end, 2);
+    fprintf(stderr, "P-D link 30%% loss: %d done, %d errors; blocks back %llu ms after the last "
+            "reply\n", n_done, 6 - n_done, (unsigned long long)elapsed);
+    cr_assert_leq(elapsed, 5000 + 1000, "blocks back %llu ms after the last reply",
+                  (unsigned long long)elapsed);
+    cl_down();
+}
