@@ -103,6 +103,8 @@ static int pd_bench_send(pd_bench_client_t *c, size_t idx)
     if (o->n_tenants > 1)
         snprintf(g->tenant, sizeof(g->tenant), "tenant-%u", it->tenant);
     g->cache.mode = o->cache_mode;
+    g->slo_ttft_ms = o->slo_ttft_ms;
+    g->slo_tpot_ms = o->slo_tpot_ms;
     g->stream = true;
     pd_mp_writer_reset(&c->w);
     pd_status_t st = pd_proto_encode(&m, &c->w);

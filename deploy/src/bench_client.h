@@ -16,7 +16,8 @@ typedef struct pd_bench_client_opts {
     uint64_t token_seed;    /* prompts: see pd_bench_item_tokens() */
     uint32_t n_tenants;     /* > 1: requests carry tenant "tenant-<k>" */
     pd_proto_cache_mode_t cache_mode;
-    bool progress; /* a line on stderr every second */
+    bool progress;                     /* a line on stderr every second */
+    uint32_t slo_ttft_ms, slo_tpot_ms; /* objectives sent with each request, 0: none */
     /* --http: an OpenAI-compatible server instead of the router (bench_http.c) */
     const char *http_url; /* base URL, with or without the trailing /v1 */
     const char *api_key;  /* sent as Authorization: Bearer, NULL: none */
@@ -61,5 +62,28 @@ pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
  * PD_ERR_UNSUPPORTED (with a warning) when gnuplot is not installed, PD_ERR_IO when it
  * failed. */
 pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, size_t n);
+
+/* Draw a PNG at path with gnuplot in a child process: write() puts the script (which sets
+ * its output to path) on f. Returns as pd_bench_report_plot, or write()'s failure. */
+typedef pd_status_t (*pd_bench_gnuplot_write_t)(FILE *f, const char *path, const void *ctx);
+pd_status_t pd_bench_gnuplot(const char *path, pd_bench_gnuplot_write_t write, const void *ctx);
+
+/* One rate of a --rates sweep. */
+typedef struct pd_bench_sweep_row {
+    double rate_per_s;
+    pd_bench_summary_t sum;
+    pd_bench_slo_t slo;
+} pd_bench_sweep_row_t;
+
+/* The sweep as a table on f: per rate, attainment, goodput and latencies; then the
+ * highest rate with at least 90% attainment and its goodput. Returns that row's index,
+ * or -1 when no rate reached 90%. */
+int pd_bench_sweep_table(FILE *f, const pd_bench_sweep_row_t *rows, size_t n, double slo_ttft_ms,
+                         double slo_tpot_ms);
+/* The sweep as JSON at path; a PNG of attainment and goodput against rate. */
+pd_status_t pd_bench_sweep_json(const char *path, const pd_bench_sweep_row_t *rows, size_t n,
+                                double slo_ttft_ms, double slo_tpot_ms, int best);
+pd_status_t pd_bench_sweep_plot(const char *path, const pd_bench_sweep_row_t *rows, size_t n,
+                                double slo_ttft_ms, double slo_tpot_ms);
 
 #endif

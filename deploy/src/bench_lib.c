@@ -2,6 +2,7 @@
  * ideal cache and the summary statistics. */
 #include "bench_lib.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -471,4 +472,45 @@ out:
     for (int c = 0; c < PD_BENCH_N_COLS; c++)
         free(cols[c]);
     return status;
+}
+
+void pd_bench_slo_eval(const pd_bench_rec_t *recs, size_t n, double duration_s, double ttft_ms,
+                       double tpot_ms, pd_bench_slo_t *slo)
+{
+    memset(slo, 0, sizeof(*slo));
+    for (size_t i = 0; i < n; i++) {
+        const pd_bench_rec_t *r = &recs[i];
+        if (r->error == PD_ERR_OVERLOADED)
+            slo->n_refused++;
+        if (!r->finished || r->n_recv == 0)
+            continue;
+        double ttft = r->first_ms - r->send_ms;
+        double tpot = pd_bench_rec_tpot_ms(r);
+        if (ttft_ms > 0 && !(ttft <= ttft_ms))
+            continue;
+        if (tpot_ms > 0 && isfinite(tpot) && tpot > tpot_ms)
+            continue;
+        slo->n_met++;
+    }
+    slo->attainment = n > 0 ? (double)slo->n_met / (double)n : 0.0;
+    slo->goodput = duration_s > 0 ? (double)slo->n_met / duration_s : 0.0;
+}
+
+size_t pd_bench_parse_rates(const char *s, double *rates, size_t max)
+{
+    size_t n = 0;
+    const char *p = s;
+    while (*p != '\0') {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno != 0 || !isfinite(v) || v <= 0 || v > 1e6 || n == max ||
+            (*end != ',' && *end != '\0'))
+            return 0;
+        rates[n++] = v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end == ',' && *p == '\0')
+            return 0; /* a trailing comma */
+    }
+    return n;
 }

@@ -240,6 +240,23 @@ typedef struct pd_bench_summary {
  * two tokens. */
 double pd_bench_rec_tpot_ms(const pd_bench_rec_t *rec);
 
+/* Service-level objectives met: a request counts when it completed with client TTFT
+ * <= ttft_ms and client TPOT <= tpot_ms (one with fewer than two tokens has no TPOT);
+ * an objective of 0 is not checked. Errors and refusals are misses. */
+typedef struct pd_bench_slo {
+    size_t n_met;      /* requests within both objectives */
+    size_t n_refused;  /* ended with PD_ERR_OVERLOADED */
+    double attainment; /* n_met / requests */
+    double goodput;    /* n_met per second of the run's duration */
+} pd_bench_slo_t;
+
+void pd_bench_slo_eval(const pd_bench_rec_t *recs, size_t n, double duration_s, double ttft_ms,
+                       double tpot_ms, pd_bench_slo_t *slo);
+
+/* Parse "0.5,1,2" into rates (at most max, each in (0, 1e6]); returns how many, or 0
+ * when the list is malformed. */
+size_t pd_bench_parse_rates(const char *s, double *rates, size_t max);
+
 /* Server TTFT less the sum of its parts (router queue, admission, prefill queue, prefill
  * compute, exposed transfer, first step); NAN when a part or TTFT is missing. */
 double pd_bench_rec_unaccounted_ms(const pd_bench_rec_t *rec);

@@ -267,7 +267,7 @@ static void pd_bench_plot_cdf(FILE *f, const char *block, double *v, size_t n)
     fprintf(f, "EOD\n");
 }
 
-pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, size_t n)
+pd_status_t pd_bench_gnuplot(const char *path, pd_bench_gnuplot_write_t write, const void *ctx)
 {
     if (strpbrk(path, "'\"\n\\") != NULL) {
         fprintf(stderr, "pdctl: bench: --plot path must not hold quotes or backslashes\n");
@@ -279,20 +279,61 @@ pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, s
     }
     pd_status_t status = PD_ERR_IO;
     char script[] = "/tmp/pdctl-bench-XXXXXX";
-    double *ttft = malloc((n ? n : 1) * sizeof(double));
-    double *tpot = malloc((n ? n : 1) * sizeof(double));
     FILE *f = NULL;
-    int fd = -1;
-    if (ttft == NULL || tpot == NULL) {
-        status = PD_ERR_NO_MEMORY;
-        goto out;
-    }
-    fd = mkstemp(script);
+    int fd = mkstemp(script);
     if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
         fprintf(stderr, "pdctl: bench: cannot write a gnuplot script: %s\n", strerror(errno));
         goto out;
     }
     fd = -1;
+    status = write(f, path, ctx);
+    if (fclose(f) != 0 && status == PD_OK)
+        status = PD_ERR_IO;
+    f = NULL;
+    if (status != PD_OK)
+        goto out;
+    status = PD_ERR_IO;
+    pid_t pid = fork();
+    if (pid < 0)
+        goto out;
+    if (pid == 0) {
+        execlp("gnuplot", "gnuplot", script, (char *)NULL);
+        _exit(127);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0)
+        status = PD_OK;
+    else
+        fprintf(stderr, "pdctl: bench: gnuplot failed (script %s kept)\n", script);
+out:
+    if (f != NULL)
+        fclose(f);
+    if (fd >= 0)
+        close(fd);
+    if (status == PD_OK)
+        unlink(script);
+    return status;
+}
+
+typedef struct pd_bench_plot_recs {
+    const pd_bench_rec_t *recs;
+    size_t n;
+} pd_bench_plot_recs_t;
+
+static pd_status_t pd_bench_plot_recs_write(FILE *f, const char *path, const void *ctx)
+{
+    const pd_bench_plot_recs_t *pr = ctx;
+    const pd_bench_rec_t *recs = pr->recs;
+    size_t n = pr->n;
+    double *ttft = malloc((n ? n : 1) * sizeof(double));
+    double *tpot = malloc((n ? n : 1) * sizeof(double));
+    if (ttft == NULL || tpot == NULL) {
+        free(ttft);
+        free(tpot);
+        return PD_ERR_NO_MEMORY;
+    }
     size_t n_ttft = 0, n_tpot = 0;
     fprintf(f, "$req << EOD\n");
     for (size_t i = 0; i < n; i++) {
@@ -334,33 +375,13 @@ pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, s
             "$req using 1:6 with points pt 7 ps 0.5 title 'transfer'\n"
             "unset multiplot\n",
             path, n_ttft);
-    if (fclose(f) != 0) {
-        f = NULL;
-        goto out;
-    }
-    f = NULL;
-    pid_t pid = fork();
-    if (pid < 0)
-        goto out;
-    if (pid == 0) {
-        execlp("gnuplot", "gnuplot", script, (char *)NULL);
-        _exit(127);
-    }
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0)
-        status = PD_OK;
-    else
-        fprintf(stderr, "pdctl: bench: gnuplot failed (script %s kept)\n", script);
-out:
-    if (f != NULL)
-        fclose(f);
-    if (fd >= 0)
-        close(fd);
-    if (status == PD_OK)
-        unlink(script);
     free(ttft);
     free(tpot);
-    return status;
+    return PD_OK;
+}
+
+pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, size_t n)
+{
+    pd_bench_plot_recs_t pr = {recs, n};
+    return pd_bench_gnuplot(path, pd_bench_plot_recs_write, &pr);
 }

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PD_BENCH_MAX_RATES 32
+
 typedef struct pd_bench_args {
     char endpoint[256];
     pd_bench_workload_t wl;
@@ -21,8 +23,10 @@ typedef struct pd_bench_args {
     bool block_tokens_set;
     const char *json_path;
     const char *plot_path;
-    uint32_t block_tokens; /* the router's block size, for the ideal cache */
-    uint32_t wait_s;       /* --wait: how long to wait for the router to answer */
+    uint32_t block_tokens;            /* the router's block size, for the ideal cache */
+    uint32_t wait_s;                  /* --wait: how long to wait for the router to answer */
+    double rates[PD_BENCH_MAX_RATES]; /* --rates: a sweep, n_rates of them */
+    size_t n_rates;
 } pd_bench_args_t;
 
 static void pd_bench_usage(FILE *out)
@@ -93,6 +97,16 @@ static void pd_bench_usage(FILE *out)
             "                           fewer are skipped with their line numbers)\n"
             "  The ideal infinite cache's hit rate on the same scaled trace is printed beside\n"
             "  the measured one (for synthetic shared prefixes too).\n"
+            "\n"
+            "Objectives and goodput (a request is within them when its client TTFT and TPOT\n"
+            "are; errors and refusals are misses; both are sent with each request, and a\n"
+            "router refuses at once with `overloaded` what it predicts would miss them):\n"
+            "      --slo-ttft-ms MS     TTFT objective; prints attainment and goodput\n"
+            "      --slo-tpot-ms MS     TPOT objective\n"
+            "      --rates R1,R2,...    run the synthetic workload once per Poisson rate (the\n"
+            "                           same seed each time) and report attainment and\n"
+            "                           goodput per rate and the highest rate with >= 90%%\n"
+            "                           attainment; --json and --plot then hold the sweep\n"
             "\n"
             "Output:\n"
             "      --json FILE          every request's record plus the summary\n"
@@ -188,6 +202,9 @@ enum {
     PD_BENCH_OPT_HTTP,
     PD_BENCH_OPT_API_KEY,
     PD_BENCH_OPT_MODEL,
+    PD_BENCH_OPT_SLO_TTFT,
+    PD_BENCH_OPT_SLO_TPOT,
+    PD_BENCH_OPT_RATES,
 };
 
 static const pd_cli_opt_t pd_bench_opts[] = {
@@ -225,6 +242,9 @@ static const pd_cli_opt_t pd_bench_opts[] = {
     {"http", 0, true, PD_BENCH_OPT_HTTP, NULL},
     {"api-key", 0, true, PD_BENCH_OPT_API_KEY, NULL},
     {"model", 0, true, PD_BENCH_OPT_MODEL, NULL},
+    {"slo-ttft-ms", 0, true, PD_BENCH_OPT_SLO_TTFT, NULL},
+    {"slo-tpot-ms", 0, true, PD_BENCH_OPT_SLO_TPOT, NULL},
+    {"rates", 0, true, PD_BENCH_OPT_RATES, NULL},
     PD_CLI_OPT_END_TABLE,
 };
 
@@ -354,6 +374,24 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
         case PD_BENCH_OPT_PLOT:
             a->plot_path = optarg;
             break;
+        case PD_BENCH_OPT_SLO_TTFT:
+            rc = pd_bench_u32("--slo-ttft-ms", optarg, 1, PD_PROTO_MAX_DEADLINE_MS,
+                              &a->client.slo_ttft_ms);
+            break;
+        case PD_BENCH_OPT_SLO_TPOT:
+            rc = pd_bench_u32("--slo-tpot-ms", optarg, 1, PD_PROTO_MAX_DEADLINE_MS,
+                              &a->client.slo_tpot_ms);
+            break;
+        case PD_BENCH_OPT_RATES:
+            a->n_rates = pd_bench_parse_rates(optarg, a->rates, PD_BENCH_MAX_RATES);
+            if (a->n_rates == 0) {
+                fprintf(stderr,
+                        "pdctl: bench: --rates wants up to %d rates > 0 separated by commas, "
+                        "not '%s'\n",
+                        PD_BENCH_MAX_RATES, optarg);
+                rc = -1;
+            }
+            break;
         case PD_BENCH_OPT_CURVE_KEY:
             a->client.curve_server_key = optarg;
             break;
@@ -405,6 +443,11 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
             a->client.api_key = getenv("OPENAI_API_KEY");
         snprintf(a->endpoint, sizeof(a->endpoint), "%s", a->client.http_url);
     }
+    if (a->n_rates > 0 && (a->trace_path != NULL || a->client.http_url != NULL)) {
+        fprintf(stderr, "pdctl: bench: --rates sweeps the synthetic load through --router; "
+                        "not with --trace or --http\n");
+        return 2;
+    }
     if (a->trace_path != NULL && !a->block_tokens_set) {
         double b = (double)PD_BENCH_TRACE_SRC_BLOCK_TOKENS / a->scale.len_scale;
         if (b != floor(b)) {
@@ -432,6 +475,65 @@ static int pd_bench_parse(int argc, char **argv, pd_bench_args_t *a)
     return 0;
 }
 
+/* --rates: the synthetic workload once per rate, the same prompts each time. */
+static int pd_bench_sweep(pd_bench_args_t *a)
+{
+    int rc = 1;
+    size_t n = a->wl.n_requests, n_rows = 0;
+    pd_bench_item_t *items = calloc(n ? n : 1, sizeof(*items));
+    pd_bench_rec_t *recs = calloc(n ? n : 1, sizeof(*recs));
+    pd_bench_sweep_row_t *rows = calloc(a->n_rates, sizeof(*rows));
+    if (items == NULL || recs == NULL || rows == NULL)
+        goto out;
+    if (!pd_cli_router_reach("bench", a->endpoint, a->wait_s))
+        goto out;
+    bool interrupted = false;
+    for (size_t k = 0; k < a->n_rates && !interrupted; k++) {
+        a->wl.rate_per_s = a->rates[k];
+        pd_bench_workload_make(&a->wl, items);
+        memset(recs, 0, n * sizeof(*recs));
+        if (a->client.progress)
+            fprintf(stderr, "pdctl: bench: rate %g/s, %zu requests\n", a->rates[k], n);
+        pd_status_t st = pd_bench_client_run(&a->client, items, n, recs);
+        if (st != PD_OK && st != PD_ERR_CANCELED) {
+            fprintf(stderr, "pdctl: bench: run failed: %s\n", pd_status_str(st));
+            goto out;
+        }
+        interrupted = st == PD_ERR_CANCELED;
+        pd_bench_sweep_row_t *row = &rows[n_rows];
+        row->rate_per_s = a->rates[k];
+        if (pd_bench_summarize(recs, n, &row->sum) != PD_OK)
+            goto out;
+        pd_bench_slo_eval(recs, n, row->sum.duration_s, a->client.slo_ttft_ms,
+                          a->client.slo_tpot_ms, &row->slo);
+        n_rows++;
+    }
+    int best =
+        pd_bench_sweep_table(stdout, rows, n_rows, a->client.slo_ttft_ms, a->client.slo_tpot_ms);
+    rc = interrupted ? 3 : 0;
+    if (a->json_path != NULL) {
+        if (pd_bench_sweep_json(a->json_path, rows, n_rows, a->client.slo_ttft_ms,
+                                a->client.slo_tpot_ms, best) != PD_OK)
+            rc = 1;
+        else
+            printf("wrote %s (the sweep)\n", a->json_path);
+    }
+    if (a->plot_path != NULL) {
+        pd_status_t ps = pd_bench_sweep_plot(a->plot_path, rows, n_rows, a->client.slo_ttft_ms,
+                                             a->client.slo_tpot_ms);
+        if (ps != PD_OK && ps != PD_ERR_UNSUPPORTED)
+            rc = 1;
+        else if (ps == PD_OK)
+            printf("wrote %s (attainment and goodput against rate)\n", a->plot_path);
+    }
+    fflush(stdout);
+out:
+    free(rows);
+    free(recs);
+    free(items);
+    return rc;
+}
+
 int pd_cmd_bench(int argc, char **argv)
 {
     int rc = 1;
@@ -446,6 +548,8 @@ int pd_cmd_bench(int argc, char **argv)
     int prc = pd_bench_parse(argc, argv, &a);
     if (prc != 0)
         return prc == 1 ? 0 : 2;
+    if (a.n_rates > 0)
+        return pd_bench_sweep(&a);
 
     if (a.trace_path != NULL) {
         FILE *f = fopen(a.trace_path, "r");
@@ -518,6 +622,15 @@ int pd_cmd_bench(int argc, char **argv)
     if (pd_bench_summarize(recs, n, &sum) != PD_OK)
         goto out;
     pd_bench_report_table(stdout, &meta, &sum);
+    if (a.client.slo_ttft_ms > 0 || a.client.slo_tpot_ms > 0) {
+        pd_bench_slo_t slo;
+        pd_bench_slo_eval(recs, n, sum.duration_s, a.client.slo_ttft_ms, a.client.slo_tpot_ms,
+                          &slo);
+        printf("  objectives TTFT <= %u ms, TPOT <= %u ms: attainment %.1f%% (%zu of %zu), "
+               "goodput %.3f requests/s, %zu refused\n",
+               a.client.slo_ttft_ms, a.client.slo_tpot_ms, 100.0 * slo.attainment, slo.n_met, n,
+               slo.goodput, slo.n_refused);
+    }
     if (sum.n_errors > 0) {
         /* The first few errors by name, so a failing run says why. */
         size_t shown = 0;

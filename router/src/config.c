@@ -24,6 +24,7 @@ void pd_router_config_defaults(pd_router_config_t *c)
     c->request_timeout_ms = 120000;
     c->client_heartbeat_ms = 1000;
     c->max_migrations = 2;
+    c->prefill_depth = 1;
     c->kv_weight = 1.0;
     c->load_weight = 0.1;
 }
@@ -67,7 +68,19 @@ void pd_router_config_usage(void *f)
             "  --max-queue N            requests waiting for dispatch before new ones get\n"
             "                           PD_ERR_OVERLOADED [1024]\n"
             "  --max-inflight N         requests in flight per worker before the rest wait\n"
-            "                           in the queue [64]\n"
+            "                           in the queue [64]\n");
+    fprintf((FILE *)f,
+            "  --prefill-depth N        prompts committed to one prefill worker at once; the\n"
+            "                           rest wait in the router, shortest first, where they\n"
+            "                           can still go to any worker, be cancelled or refused\n"
+            "                           (one much shorter than all a worker holds may go\n"
+            "                           beyond it, up to twice N, to a worker that\n"
+            "                           prefills in chunks) [1]\n"
+            "  --slo-ttft-ms MS         TTFT objective of requests that name none: a request\n"
+            "                           predicted to miss it is refused with\n"
+            "                           PD_ERR_OVERLOADED (0: no objective) [0]\n"
+            "  --slo-tpot-ms MS         TPOT objective: a decode worker whose measured step\n"
+            "                           time is above it takes no new request (0: none) [0]\n"
             "  --min-cached-prefix N    auto cache mode writes prompts of >= N tokens [1024]\n"
             "  --heartbeat-ms MS        heartbeat period asked of workers [1000]\n"
             "  --worker-timeout-ms MS   a worker silent this long is dead [10000]\n"
@@ -140,6 +153,9 @@ enum {
     OPT_HEARTBEAT,
     OPT_WORKER_TIMEOUT,
     OPT_MAX_MIGRATIONS,
+    OPT_PREFILL_DEPTH,
+    OPT_SLO_TTFT,
+    OPT_SLO_TPOT,
     OPT_REQUEST_TIMEOUT,
     OPT_CURVE_SECRET,
     OPT_CLIENT_KEYS,
@@ -165,6 +181,9 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
         {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
         {"worker-timeout-ms", required_argument, NULL, OPT_WORKER_TIMEOUT},
         {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
+        {"prefill-depth", required_argument, NULL, OPT_PREFILL_DEPTH},
+        {"slo-ttft-ms", required_argument, NULL, OPT_SLO_TTFT},
+        {"slo-tpot-ms", required_argument, NULL, OPT_SLO_TPOT},
         {"request-timeout-ms", required_argument, NULL, OPT_REQUEST_TIMEOUT},
         {"curve-secret-file", required_argument, NULL, OPT_CURVE_SECRET},
         {"client-keys", required_argument, NULL, OPT_CLIENT_KEYS},
@@ -230,6 +249,17 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
             break;
         case OPT_HEARTBEAT:
             ok = pd_router_parse_u32("--heartbeat-ms", optarg, 1, 3600000, &c->heartbeat_ms);
+            break;
+        case OPT_PREFILL_DEPTH:
+            ok = pd_router_parse_u32("--prefill-depth", optarg, 1, 1024, &c->prefill_depth);
+            break;
+        case OPT_SLO_TTFT:
+            ok = pd_router_parse_u32("--slo-ttft-ms", optarg, 0, PD_PROTO_MAX_DEADLINE_MS,
+                                     &c->slo_ttft_ms);
+            break;
+        case OPT_SLO_TPOT:
+            ok = pd_router_parse_u32("--slo-tpot-ms", optarg, 0, PD_PROTO_MAX_DEADLINE_MS,
+                                     &c->slo_tpot_ms);
             break;
         case OPT_MAX_MIGRATIONS:
             ok = pd_router_parse_u32("--max-migrations", optarg, 0, 64, &c->max_migrations);

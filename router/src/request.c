@@ -20,6 +20,11 @@
 /* How long a request whose decode is done waits for prefill's `prefilled` (for usage and
  * timings) before it is finished without it. */
 #define PD_ROUTER_PREFILLED_GRACE_MS 1000
+/* A worker that turned a request away for lack of room takes nothing new for this long,
+ * or until it reports progress. */
+#define PD_ROUTER_BUSY_MS 200
+/* Times one request may be turned away by busy workers before it fails. */
+#define PD_ROUTER_MAX_REROUTES 16
 
 static uint32_t pd_router_bucket(uint64_t req_id)
 {
@@ -105,6 +110,7 @@ static void pd_router_req_release_prefill(pd_router_t *r, pd_router_req_t *req)
     if (wk != NULL) {
         wk->n_assigned--;
         wk->assigned_tokens -= pd_router_req_load_tokens(req);
+        pd_router_sched_uncommit(wk, req);
     }
 }
 
@@ -255,15 +261,10 @@ static bool pd_router_can_take(const pd_router_t *r)
     return d && p;
 }
 
-bool pd_router_req_move(pd_router_t *r, pd_router_req_t *req, const char *why)
+/* Let go of req's workers: whatever they hold for it goes (a dead one is already unused),
+ * and it keeps only what it needs to be dispatched again. */
+static void pd_router_req_unassign(pd_router_t *r, pd_router_req_t *req)
 {
-    /* With nobody to take it now, the client hears at once rather than at its deadline. */
-    if (req->n_moves >= r->cfg.max_migrations || req->decode_done ||
-        req->n_out >= req->max_tokens ||
-        (uint64_t)req->n_prompt + req->n_out > PD_PROTO_MAX_PROMPT_TOKENS ||
-        !pd_router_can_take(r))
-        return false;
-    /* Whatever the surviving workers hold for it goes (the dead one is already unused). */
     if (req->state != PD_REQ_QUEUED) {
         pd_router_worker_t *d = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
         pd_router_worker_t *p = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
@@ -287,6 +288,16 @@ bool pd_router_req_move(pd_router_t *r, pd_router_req_t *req, const char *why)
     if (req->prefilled)
         req->keep_usage = true;
     req->prefilled = false;
+}
+
+bool pd_router_req_move(pd_router_t *r, pd_router_req_t *req, const char *why)
+{
+    /* With nobody to take it now, the client hears at once rather than at its deadline. */
+    if (req->n_moves >= r->cfg.max_migrations || req->decode_done ||
+        req->n_out >= req->max_tokens ||
+        (uint64_t)req->n_prompt + req->n_out > PD_PROTO_MAX_PROMPT_TOKENS || !pd_router_can_take(r))
+        return false;
+    pd_router_req_unassign(r, req);
 
     /* The work is now the prompt and every token streamed: prefill computes their KV and
      * samples token n_out with the sampler's step n_out, the token an undisturbed run
@@ -306,6 +317,21 @@ bool pd_router_req_move(pd_router_t *r, pd_router_req_t *req, const char *why)
                 (unsigned long long)req->req_id, req->id, why, req->n_out, req->n_moves,
                 r->cfg.max_migrations);
     return true;
+}
+
+/* A busy worker turned req away before anything of it ran: it goes back to its place in
+ * the queue, and that worker takes nothing new until it reports progress (or briefly). */
+static void pd_router_req_reroute(pd_router_t *r, pd_router_req_t *req, pd_router_worker_t *wk,
+                                  const char *why)
+{
+    wk->busy_until_ms = pd_time_now_ms() + PD_ROUTER_BUSY_MS;
+    pd_router_req_unassign(r, req);
+    req->state = PD_REQ_QUEUED;
+    r->n_queued++;
+    req->n_rerouted++;
+    r->n_rerouted++;
+    pd_log_info("request %llu (%s): %s is busy (%s); back in the queue",
+                (unsigned long long)req->req_id, req->id, wk->id, why);
 }
 
 void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
@@ -393,7 +419,21 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
     req->prefill_slot = req->decode_slot = req->holder_slot = -1;
     req->arrival_ns = pd_time_now_ns();
     req->deadline_ms = pd_time_now_ms() + r->cfg.request_timeout_ms;
+    req->slo_ttft_ms = g->slo_ttft_ms != 0 ? g->slo_ttft_ms : r->cfg.slo_ttft_ms;
+    req->slo_tpot_ms = g->slo_tpot_ms != 0 ? g->slo_tpot_ms : r->cfg.slo_tpot_ms;
     req->state = PD_REQ_QUEUED;
+    pd_router_sched_arrive(r, req);
+    {
+        /* Refused before anything is reserved or computed when its objective cannot be met. */
+        char why[PD_PROTO_MAX_MESSAGE_BYTES];
+        if (pd_router_sched_admit(r, req, why, sizeof(why)) != PD_OK) {
+            r->n_slo_rejected++;
+            pd_log_debug("request %llu (%s): %s", (unsigned long long)req->req_id, req->id, why);
+            pd_router_send_client_error(r, client, g->id, PD_ERR_OVERLOADED, why);
+            pd_router_req_free(req);
+            return;
+        }
+    }
     pd_router_req_link(r, req);
     r->n_queued++;
     r->requests_total++;
@@ -452,14 +492,25 @@ void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const ch
         pd_router_send_client_error(r, client, id, PD_ERR_NOT_FOUND, "no such request in flight");
 }
 
-static bool pd_router_has_room(const pd_router_t *r, const pd_router_worker_t *wk)
+/* Whether wk can take req's side now: decode within --max-inflight (and the TPOT
+ * objective), prefill within --prefill-depth (sched.c). */
+static bool pd_router_has_room(const pd_router_t *r, const pd_router_worker_t *wk, bool decode_side,
+                               const pd_router_req_t *req)
 {
-    return wk->n_assigned < r->cfg.max_inflight_per_worker;
+    if (decode_side) {
+        if (!pd_router_sched_decode_room(r, wk, req, pd_time_now_ms()))
+            return false;
+        /* Colocated, it computes the prompt too unless a prefill worker does it better. */
+        return wk->role != PD_PROTO_ROLE_BOTH || pd_router_sched_prefill_room(r, wk, req);
+    }
+    return wk->n_assigned < r->cfg.max_inflight_per_worker &&
+           pd_router_sched_prefill_room(r, wk, req);
 }
 
 /* Pick the best worker of a side; -1 if none has room. cached[s] is slot s's cached
  * prefix in blocks. */
-static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cached, uint32_t *rr_p)
+static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cached, uint32_t *rr_p,
+                          const pd_router_req_t *req)
 {
     int best = -1;
     double best_score = 0;
@@ -469,7 +520,7 @@ static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cach
             const pd_router_worker_t *wk = &r->workers[s];
             bool role_ok =
                 decode_side ? pd_router_worker_can_decode(wk) : pd_router_worker_can_prefill(wk);
-            if (role_ok && pd_router_has_room(r, wk)) {
+            if (role_ok && pd_router_has_room(r, wk, decode_side, req)) {
                 *rr_p = s;
                 return (int)s;
             }
@@ -484,7 +535,7 @@ static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cach
         const pd_router_worker_t *wk = &r->workers[s];
         bool role_ok =
             decode_side ? pd_router_worker_can_decode(wk) : pd_router_worker_can_prefill(wk);
-        if (!role_ok || !pd_router_has_room(r, wk))
+        if (!role_ok || !pd_router_has_room(r, wk, decode_side, req))
             continue;
         double score = r->cfg.kv_weight * (double)cached[s] * r->cfg.block_tokens -
                        r->cfg.load_weight * (double)wk->assigned_tokens;
@@ -542,24 +593,24 @@ static bool pd_router_req_dispatch(pd_router_t *r, pd_router_req_t *req)
         req->plan.read_blocks < req->n_hashes ? req->plan.read_blocks : req->n_hashes;
     pd_dir_lookup_prefix(r->dir, req->hashes, n_lookup, cached);
 
-    int d = pd_router_pick(r, true, cached, &r->rr_decode);
+    int d = pd_router_pick(r, true, cached, &r->rr_decode, req);
     if (d < 0)
         return false;
     int p;
     if (r->workers[d].role == PD_PROTO_ROLE_BOTH && r->cfg.policy == PD_ROUTER_POLICY_KV) {
         /* Colocated: the decode worker computes the prompt itself unless a prefill worker
          * scores strictly better. */
-        int other = pd_router_pick(r, false, cached, &r->rr_prefill);
+        int other = pd_router_pick(r, false, cached, &r->rr_prefill, req);
         p = d;
         if (other >= 0 && other != d) {
             double sd = r->cfg.kv_weight * (double)cached[d] * r->cfg.block_tokens;
             double so = r->cfg.kv_weight * (double)cached[other] * r->cfg.block_tokens -
                         r->cfg.load_weight * (double)r->workers[other].assigned_tokens;
-            if (so > sd && pd_router_has_room(r, &r->workers[other]))
+            if (so > sd && pd_router_has_room(r, &r->workers[other], false, req))
                 p = other;
         }
     } else {
-        p = pd_router_pick(r, false, cached, &r->rr_prefill);
+        p = pd_router_pick(r, false, cached, &r->rr_prefill, req);
     }
     if (p < 0)
         return false;
@@ -575,6 +626,7 @@ static bool pd_router_req_dispatch(pd_router_t *r, pd_router_req_t *req)
     dw->assigned_tokens += pd_router_req_load_tokens(req);
     pw->n_assigned++;
     pw->assigned_tokens += pd_router_req_load_tokens(req);
+    pd_router_sched_commit(r, pw, req);
     req->state = PD_REQ_RESERVING;
     r->n_queued--;
     req->dispatch_ns = pd_time_now_ns();
@@ -604,13 +656,13 @@ static bool pd_router_req_dispatch(pd_router_t *r, pd_router_req_t *req)
 
 void pd_router_dispatch(pd_router_t *r)
 {
-    pd_router_req_t *q = r->head;
-    while (q != NULL && r->n_queued > 0) {
-        pd_router_req_t *next = q->next;
-        if (q->state == PD_REQ_QUEUED && !pd_router_req_dispatch(r, q))
-            break; /* nobody has room: later requests cannot go either */
-        q = next;
-    }
+    if (r->n_queued == 0)
+        return;
+    /* Shortest expected first (sched.c); one that finds no room does not stop a shorter
+     * one behind it from going where only a much shorter prompt may. */
+    uint32_t n = pd_router_sched_order(r);
+    for (uint32_t i = 0; i < n && r->n_queued > 0; i++)
+        (void)pd_router_req_dispatch(r, r->sched_buf[i]);
 }
 
 /* The request req_id if wk is its worker on the side asked for, in one of the states.
@@ -696,6 +748,12 @@ void pd_router_req_on_reserved(pd_router_t *r, pd_router_worker_t *wk, const pd_
     pd_router_req_t *req = pd_router_req_for(r, wk, m->req_id, true, "reserved");
     if (req == NULL || req->state != PD_REQ_RESERVING)
         return;
+    if ((m->status == PD_ERR_NO_RESOURCE || m->status == PD_ERR_OVERLOADED) && req->n_out == 0 &&
+        req->n_rerouted < PD_ROUTER_MAX_REROUTES) {
+        pd_router_req_reroute(r, req, wk, pd_status_str(m->status));
+        pd_router_dispatch(r);
+        return;
+    }
     if (m->status != PD_OK) {
         char msg[128];
         snprintf(msg, sizeof(msg), "decode worker %s could not reserve: %s", wk->id,
@@ -759,6 +817,8 @@ void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
         return;
     req->prefilled = true;
     req->prefill_first_token = m->first_token;
+    wk->busy_until_ms = 0;
+    pd_router_sched_on_prefilled(r, wk, m);
     if (!req->keep_usage) {
         req->n_computed_tokens = m->n_computed_tokens;
         req->n_prefill_cached_tokens = m->n_cached_tokens;
@@ -807,6 +867,8 @@ void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
         return;
     }
     uint64_t now = pd_time_now_ns();
+    if (m->index > req->first_step && req->last_token_ns != 0)
+        pd_router_sched_on_token_gap(wk, pd_router_ms_between(req->last_token_ns, now));
     req->out[req->n_out++] = m->token;
     if (m->index == 0)
         req->first_token_ns = now;
@@ -863,6 +925,7 @@ void pd_router_req_on_done(pd_router_t *r, pd_router_worker_t *wk, const pd_prot
                     (unsigned long long)req->req_id, m->output_tokens, req->n_out);
     req->done = *m;
     req->decode_done = true;
+    wk->busy_until_ms = 0; /* it has room again */
     pd_router_req_release_decode(r, req);
     if (req->prefilled) {
         pd_router_req_finish(r, req);
@@ -897,6 +960,12 @@ void pd_router_req_on_error(pd_router_t *r, pd_router_worker_t *wk,
         pd_router_req_finish(r, req);
         return;
     }
+    if (m->code == PD_ERR_OVERLOADED && (int)wk->slot == req->prefill_slot && !req->prefilled &&
+        req->n_out == 0 && req->n_rerouted < PD_ROUTER_MAX_REROUTES) {
+        pd_router_req_reroute(r, req, wk, m->message);
+        pd_router_dispatch(r);
+        return;
+    }
     snprintf(msg, sizeof(msg), "worker %s: %s", wk->id, m->message);
     pd_router_req_fail(r, req, m->code, msg);
     pd_router_dispatch(r);
@@ -923,6 +992,8 @@ void pd_router_reqs_tick(pd_router_t *r, uint64_t now_ms)
         }
         q = next;
     }
+    /* A worker marked busy takes work again when its mark runs out. */
+    pd_router_dispatch(r);
 }
 
 void pd_router_reqs_cleanup(pd_router_t *r, pd_status_t code, const char *message)

@@ -447,10 +447,8 @@ pd_status_t pd_router_run(pd_router_t *r, volatile int *stop_flag)
     r->stop = false;
     while (!r->stop && (stop_flag == NULL || !*stop_flag)) {
         zmq_pollitem_t items[5] = {
-            {r->client_sock, 0, ZMQ_POLLIN, 0},
-            {r->worker_sock, 0, ZMQ_POLLIN, 0},
-            {r->event_sock, 0, ZMQ_POLLIN, 0},
-            {r->client_mon, 0, ZMQ_POLLIN, 0},
+            {r->client_sock, 0, ZMQ_POLLIN, 0}, {r->worker_sock, 0, ZMQ_POLLIN, 0},
+            {r->event_sock, 0, ZMQ_POLLIN, 0},  {r->client_mon, 0, ZMQ_POLLIN, 0},
             {r->zap_sock, 0, ZMQ_POLLIN, 0},
         };
         int rc = zmq_poll(items, r->zap_sock != NULL ? 5 : 4, PD_ROUTER_TICK_MS);
@@ -493,6 +491,7 @@ void pd_router_destroy(pd_router_t **router_p)
     if (r->client_sock != NULL)
         pd_router_reqs_cleanup(r, PD_ERR_CANCELED, "the router is shutting down");
     pd_router_workers_cleanup(r);
+    pd_router_sched_cleanup(r);
     pd_router_clients_watch_cleanup(r);
     if (r->client_sock != NULL)
         zmq_close(r->client_sock);

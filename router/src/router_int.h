@@ -72,6 +72,15 @@ typedef struct pd_router_worker {
     bool resync_pending;
     uint64_t resync_sent_ms;
     uint64_t behind_since_ms; /* heartbeat kv_seq ahead of the directory since, 0: not */
+    /* Scheduling (sched.c): prefills committed and not yet reported, their estimated
+     * tokens to compute, measured prefill ms per computed token and decode step time
+     * (running averages, 0: not measured), and a busy mark after it turned work away. */
+    uint32_t n_prefilling;
+    uint64_t prefill_tokens;
+    double ms_per_token;
+    double step_ms;
+    uint64_t busy_until_ms;
+    bool chunked; /* it reported a prompt computed in several chunks: it interleaves */
 } pd_router_worker_t;
 
 /* queued -> reserving -> prefilling -> decoding -> (terminal: freed). */
@@ -102,7 +111,15 @@ typedef struct pd_router_req {
     uint32_t max_tokens;
     uint32_t first_step; /* tokens streamed before the current decode worker took over */
     uint32_t n_moves;    /* times it continued on another decode worker */
-    bool keep_usage;     /* the first prefill's figures stand (it ran before the move) */
+    /* Scheduling (sched.c): tokens it is expected to compute (the prompt less the longest
+     * cached prefix at arrival), its place in the router's queue (arrival plus expected
+     * compute: shortest first, never starved), its objectives (0: none) and how many
+     * times a busy worker turned it back. */
+    uint32_t est_tokens;
+    double sched_key_ms;
+    uint32_t slo_ttft_ms, slo_tpot_ms;
+    uint32_t n_rerouted;
+    bool keep_usage; /* the first prefill's figures stand (it ran before the move) */
     pd_proto_sampling_t sampling;
     int32_t stop[PD_PROTO_MAX_STOP];
     uint32_t n_stop;
@@ -152,13 +169,13 @@ typedef struct pd_router_req {
 struct pd_router {
     pd_router_config_t cfg;
     void *ctx;
-    void *client_sock;                   /* ROUTER */
-    void *worker_sock;                   /* ROUTER */
-    void *event_sock;                    /* SUB */
-    void *zap_sock;                      /* REP, the ZAP handler (auth only) */
-    void *client_mon;                    /* PAIR: the client socket's monitor (clients.c) */
-    int client_fd_now;                   /* connection of the client frame being handled */
-    uint8_t *client_fd_gone;             /* (n_client_fd_gone) 1: connection closed */
+    void *client_sock;       /* ROUTER */
+    void *worker_sock;       /* ROUTER */
+    void *event_sock;        /* SUB */
+    void *zap_sock;          /* REP, the ZAP handler (auth only) */
+    void *client_mon;        /* PAIR: the client socket's monitor (clients.c) */
+    int client_fd_now;       /* connection of the client frame being handled */
+    uint8_t *client_fd_gone; /* (n_client_fd_gone) 1: connection closed */
     size_t n_client_fd_gone;
     uint64_t n_client_gone_reqs;         /* requests canceled because their client left */
     bool auth;                           /* CURVE on the client socket: tenants come from keys */
@@ -186,6 +203,11 @@ struct pd_router {
     uint64_t n_holder_reads;      /* prefills sent with a third holder's blocks */
     uint64_t n_recomputed_blocks; /* holes prefill reported computing */
     uint64_t n_moved;             /* requests continued on another worker after a death */
+    double ms_per_token;          /* prefill ms per computed token over all workers, 0: unknown */
+    uint64_t n_slo_rejected;      /* refused because their TTFT objective could not be met */
+    uint64_t n_rerouted;          /* sent back to the queue by a busy worker */
+    pd_router_req_t **sched_buf;  /* (sched_cap) dispatch order scratch, owned */
+    uint32_t sched_cap;
 };
 
 /* auth.c */
@@ -259,6 +281,29 @@ void pd_router_dispatch(pd_router_t *r);
 void pd_router_reqs_tick(pd_router_t *r, uint64_t now_ms);
 /* Fail every live request (shutdown). */
 void pd_router_reqs_cleanup(pd_router_t *r, pd_status_t code, const char *message);
+
+/* sched.c: the router's queue (docs/ARCHITECTURE.md, 11b). */
+/* At arrival: the tokens req is expected to compute and its place in the queue. */
+void pd_router_sched_arrive(pd_router_t *r, pd_router_req_t *req);
+/* PD_OK, or PD_ERR_OVERLOADED with the reason in why when req's TTFT objective cannot be
+ * met (predicted from measured rates, the queue ahead of it and its cached prefix). */
+pd_status_t pd_router_sched_admit(pd_router_t *r, const pd_router_req_t *req, char *why,
+                                  size_t why_bytes);
+/* Whether wk may take req's prefill now (the depth bound), or its decode. */
+bool pd_router_sched_prefill_room(const pd_router_t *r, const pd_router_worker_t *wk,
+                                  const pd_router_req_t *req);
+bool pd_router_sched_decode_room(const pd_router_t *r, const pd_router_worker_t *wk,
+                                 const pd_router_req_t *req, uint64_t now_ms);
+/* Count req's prefill on wk, or stop counting it. */
+void pd_router_sched_commit(pd_router_t *r, pd_router_worker_t *wk, pd_router_req_t *req);
+void pd_router_sched_uncommit(pd_router_worker_t *wk, pd_router_req_t *req);
+/* Measured rates: a prefill's report, a gap between two tokens of one request. */
+void pd_router_sched_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
+                                  const pd_proto_prefilled_t *m);
+void pd_router_sched_on_token_gap(pd_router_worker_t *wk, double gap_ms);
+/* The queued requests in dispatch order into r->sched_buf; returns how many. */
+uint32_t pd_router_sched_order(pd_router_t *r);
+void pd_router_sched_cleanup(pd_router_t *r);
 
 /* router.c: sending. Each returns PD_OK or the encode/send failure (logged). */
 pd_status_t pd_router_send_client(pd_router_t *r, const pd_router_rid_t *client,

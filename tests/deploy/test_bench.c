@@ -446,3 +446,42 @@ Test(bench_summary, counts_requests_per_worker)
     cr_assert_eq(s.n_decode_places, 1);
     cr_assert_eq(s.decode_places[0].n, 3);
 }
+
+Test(bench_slo, counts_requests_within_both_objectives)
+{
+    pd_bench_rec_t r[5];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < 4; i++) {
+        r[i].sent = r[i].finished = true;
+        r[i].send_ms = 0;
+        r[i].n_recv = 3;
+    }
+    r[0].first_ms = 100, r[0].last_ms = 120; /* TTFT 100, TPOT 10: within */
+    r[1].first_ms = 300, r[1].last_ms = 320; /* TTFT 300: misses TTFT */
+    r[2].first_ms = 100, r[2].last_ms = 200; /* TPOT 50: misses TPOT */
+    r[3].first_ms = 200, r[3].last_ms = 200; /* TTFT 200 exactly, TPOT 0: within */
+    r[4].sent = true;
+    r[4].error = PD_ERR_OVERLOADED; /* refused: a miss */
+    pd_bench_slo_t s;
+    pd_bench_slo_eval(r, 5, 2.0, 200, 20, &s);
+    cr_assert_eq(s.n_met, 2);
+    cr_assert_eq(s.n_refused, 1);
+    cr_assert_float_eq(s.attainment, 0.4, 1e-12);
+    cr_assert_float_eq(s.goodput, 1.0, 1e-12);
+    /* An objective of 0 is not checked. */
+    pd_bench_slo_eval(r, 5, 2.0, 0, 20, &s);
+    cr_assert_eq(s.n_met, 3);
+}
+
+Test(bench_slo, parses_a_rate_list)
+{
+    double v[4];
+    cr_assert_eq(pd_bench_parse_rates("0.5,1,2", v, 4), 3);
+    cr_assert_float_eq(v[0], 0.5, 1e-12);
+    cr_assert_float_eq(v[2], 2.0, 1e-12);
+    cr_assert_eq(pd_bench_parse_rates("1,,2", v, 4), 0);
+    cr_assert_eq(pd_bench_parse_rates("1,2,", v, 4), 0);
+    cr_assert_eq(pd_bench_parse_rates("0,1", v, 4), 0);
+    cr_assert_eq(pd_bench_parse_rates("1,x", v, 4), 0);
+    cr_assert_eq(pd_bench_parse_rates("1,2,3,4,5", v, 4), 0);
+}

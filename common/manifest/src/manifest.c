@@ -185,6 +185,9 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_N("router.worker_timeout_ms", worker_timeout_ms, 100, 3600000),
     PD_MF_B("router.migrate", migrate),
     PD_MF_N("router.max_migrations", max_migrations, 1, 64),
+    PD_MF_N("router.prefill_depth", prefill_depth, 1, 1024),
+    PD_MF_N("router.slo_ttft_ms", slo_ttft_ms, 0, 86400000),
+    PD_MF_N("router.slo_tpot_ms", slo_tpot_ms, 0, 86400000),
     PD_MF_PLACE("router", router_place),
     PD_MF_ROLE(prefill),
     PD_MF_ROLE(decode),
@@ -231,6 +234,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->worker_timeout_ms = 10000;
     m->migrate = true;
     m->max_migrations = 2;
+    m->prefill_depth = 1;
     m->prefill = (pd_manifest_role_t){.count = 1, .threads = 1, .pool_mb = 256, .max_batch = 1};
     m->decode = (pd_manifest_role_t){.count = 1, .threads = 1, .pool_mb = 256, .max_batch = 32};
     m->both = (pd_manifest_role_t){.count = 0, .threads = 1, .pool_mb = 256, .max_batch = 32};

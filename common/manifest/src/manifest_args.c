@@ -117,6 +117,12 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         PD_MF_ARG("%u", m->worker_timeout_ms);
         PD_MF_ARG("--max-migrations");
         PD_MF_ARG("%u", m->migrate ? m->max_migrations : 0u);
+        PD_MF_ARG("--prefill-depth");
+        PD_MF_ARG("%u", m->prefill_depth);
+        PD_MF_ARG("--slo-ttft-ms");
+        PD_MF_ARG("%u", m->slo_ttft_ms);
+        PD_MF_ARG("--slo-tpot-ms");
+        PD_MF_ARG("%u", m->slo_tpot_ms);
         if (auth) {
             PD_MF_ARG("--curve-secret-file");
             PD_MF_ARG("%s/router.key", m->auth_keys);

@@ -49,6 +49,9 @@ typedef struct pd_manifest {
     uint32_t worker_timeout_ms;
     bool migrate;            /* a dead worker's requests continue on others */
     uint32_t max_migrations; /* ... at most this many times per request */
+    uint32_t prefill_depth;  /* prefills committed to one prefill worker at once */
+    uint32_t slo_ttft_ms;    /* default objectives, 0: none */
+    uint32_t slo_tpot_ms;
 
     pd_manifest_place_t router_place;
     char image[PD_MANIFEST_STR]; /* container image every role runs by default */
