@@ -4,22 +4,36 @@
 
 #include <stdlib.h>
 
+static void pd_prefill_free(pd_prefill_t *p)
+{
+    free(p->logits);
+    free(p->scratch);
+    free(p->seqs);
+    free(p->pass);
+    free(p->items);
+    free(p->item_job);
+    free(p);
+}
+
 static pd_status_t pd_prefill_create(pd_role_t *rt, void **state_p)
 {
     pd_prefill_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return PD_ERR_NO_MEMORY;
     p->rt = rt;
-    p->logits = calloc(rt->vocab, sizeof(float));
+    p->logits = calloc((size_t)PD_PREFILL_MAX_PASS_SEQS * rt->vocab, sizeof(float));
     p->scratch = calloc(2 * (size_t)rt->vocab, sizeof(float));
-    if (p->logits == NULL || p->scratch == NULL) {
-        free(p->logits);
-        free(p->scratch);
-        free(p);
+    p->seqs = calloc(PD_PREFILL_MAX_PASS_SEQS, sizeof(*p->seqs));
+    p->pass = calloc(PD_PREFILL_MAX_PASS_SEQS, sizeof(*p->pass));
+    p->items = calloc(PD_PREFILL_MAX_JOBS, sizeof(*p->items));
+    p->item_job = calloc(PD_PREFILL_MAX_JOBS, sizeof(*p->item_job));
+    if (p->logits == NULL || p->scratch == NULL || p->seqs == NULL || p->pass == NULL ||
+        p->items == NULL || p->item_job == NULL) {
+        pd_prefill_free(p);
         return PD_ERR_NO_MEMORY;
     }
-    pd_log_info("prefill %s: layerwise push %d, prefix fetch %d", rt->args.id, rt->args.layerwise,
-                rt->args.fetch);
+    pd_log_info("prefill %s: chunks of %u tokens, layerwise push %d, prefix fetch %d", rt->args.id,
+                rt->args.chunk_tokens, rt->args.layerwise, rt->args.fetch);
     *state_p = p;
     return PD_OK;
 }
@@ -32,11 +46,10 @@ static void pd_prefill_destroy(void *state)
             pd_prefill_job_end(p, &p->jobs[i]);
     for (uint32_t i = 0; i < PD_PREFILL_MAX_PEERS; i++)
         pd_xfer_peer_disconnect(&p->peers[i].peer);
-    free(p->logits);
-    free(p->scratch);
-    free(p);
+    pd_prefill_free(p);
 }
 
+/* The router dropped this worker's epoch: every prompt it held ends, unanswered. */
 static void pd_prefill_cancel_all(void *state)
 {
     pd_prefill_t *p = state;
@@ -51,18 +64,38 @@ static void pd_prefill_cancel_all(void *state)
         pd_log_info("prefill %s: %u job(s) of the dropped epoch ended", p->rt->args.id, n);
 }
 
-/* While pushes are in flight, look at them again soon even if the fabric's fd is quiet. */
+/* A chunk to compute: no sleep. Pushes in flight: look at them again soon even if the
+ * fabric's fd is quiet. */
 static long pd_prefill_wait_ms(void *state)
 {
     const pd_prefill_t *p = state;
-    return p->n_jobs > 0 ? 2 : -1;
+    if (p->n_jobs == 0)
+        return -1;
+    for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++)
+        if (p->jobs[i].live && !p->jobs[i].sampled)
+            return 0;
+    return 2;
 }
 
+/* running: prompts with a chunk computed (or pushing); queued: those waiting for their
+ * first; queued_tokens: what all of them have still to compute. */
 static void pd_prefill_load(void *state, pd_proto_heartbeat_t *hb)
 {
     const pd_prefill_t *p = state;
-    hb->running = p->n_jobs;
-    hb->queued = 0;
+    uint32_t running = 0, queued = 0, tokens = 0;
+    for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++) {
+        const pd_prefill_job_t *j = &p->jobs[i];
+        if (!j->live)
+            continue;
+        if (j->n_chunks > 0 || j->sampled)
+            running++;
+        else
+            queued++;
+        tokens += j->n_to_compute - j->n_computed;
+    }
+    hb->running = running;
+    hb->queued = queued;
+    hb->queued_tokens = tokens;
 }
 
 const pd_role_ops_t pd_prefill_role = {
@@ -74,7 +107,7 @@ const pd_role_ops_t pd_prefill_role = {
     .on_prefill = pd_prefill_on_prefill,
     .on_cancel = pd_prefill_on_cancel,
     .cancel_all = pd_prefill_cancel_all,
-    .on_step = pd_prefill_poll_jobs,
+    .on_step = pd_prefill_on_step,
     .wait_ms = pd_prefill_wait_ms,
     .load = pd_prefill_load,
 };

@@ -1,9 +1,9 @@
-/* One prefill: gather what is reusable of the prompt's KV (own cache, a holder, the
- * decode worker: prefill_plan.c), compute the rest: each hole in the reused prefix alone,
- * attending over the blocks before it, then the tail; push the KV of blocks
- * n_skip_blocks .. (the last, partial one included) into the decode worker's reserved
- * blocks layer by layer while the tail's later layers compute, sample token 0, notify
- * decode with it, and answer the router once the push is final. */
+/* One prefill's life in the worker: on arrival it is checked, its blocks are assembled
+ * (what is reusable of the prompt's KV: own cache, a holder, the decode worker:
+ * prefill_plan.c) and its push to the decode worker's reserved blocks is begun; then it
+ * queues for compute, which runs a forward pass at a time over chunks of the queued
+ * prompts (prefill_pass.c); once its first token is sampled and the push acknowledged,
+ * the router gets `prefilled` with where its time went, and its blocks are released. */
 #include "pd/log.h"
 #include "pd/time.h"
 #include "prefill_int.h"
@@ -12,56 +12,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What the per-layer callback needs. */
-typedef struct pd_prefill_push {
-    pd_prefill_t *p;
-    pd_xfer_send_t *send;
-    const pd_kv_layout_t *dest_layout;
-    const uint32_t *dest_blocks; /* (n_prompt_blocks) */
-    const uint32_t *own_blocks;  /* (n_prompt_blocks) */
-    uint32_t first;              /* first block pushed (n_skip_blocks) */
-    uint32_t n_prompt_blocks;
-    pd_xfer_seg_t *segs; /* (n_prompt_blocks) */
-    pd_status_t status;
-    bool active; /* the forward pass computing the tail: every block is final per layer */
-} pd_prefill_push_t;
-
-static void pd_prefill_push_layer(pd_prefill_push_t *x, uint32_t layer)
-{
-    if (x->status != PD_OK || !x->active || x->first >= x->n_prompt_blocks)
-        return;
-    const size_t lb = pd_kv_block_layer_bytes(&x->p->rt->layout);
-    size_t n = 0;
-    for (uint32_t i = x->first; i < x->n_prompt_blocks; i++, n++) {
-        x->segs[n].local_offset = pd_kv_offset(&x->p->rt->layout, layer, x->own_blocks[i]);
-        x->segs[n].remote_offset = pd_kv_offset(x->dest_layout, layer, x->dest_blocks[i]);
-        x->segs[n].bytes = lb;
-    }
-    x->status = pd_xfer_send_post(x->send, x->segs, n);
-    pd_xfer_engine_progress(x->p->rt->fabric.engine);
-}
-
-static void pd_prefill_on_layer(void *arg, uint32_t layer)
-{
-    pd_prefill_push_t *x = arg;
-    if (x->p->rt->args.layerwise)
-        pd_prefill_push_layer(x, layer);
-    pd_worker_tick(x->p->rt->worker);
-}
-
 void pd_prefill_job_end(pd_prefill_t *p, pd_prefill_job_t *j)
 {
     pd_xfer_send_destroy(&j->send);
     if (j->blocks != NULL && j->n_blocks > 0)
         pd_kvbm_release(p->rt->bm, j->blocks, j->n_blocks);
     free(j->blocks);
+    free(j->src);
+    free(j->dest_blocks);
+    free(j->segs);
+    free(j->tokens);
+    free(j->block_hashes);
+    free(j->dest_desc);
     free(j->holes);
     memset(j, 0, sizeof(*j));
     p->n_jobs--;
     pd_worker_load_changed(p->rt->worker);
 }
 
-static void pd_prefill_fail(pd_prefill_t *p, uint64_t req_id, pd_status_t code, const char *why)
+void pd_prefill_fail(pd_prefill_t *p, uint64_t req_id, pd_status_t code, const char *why)
 {
     char msg[256];
     snprintf(msg, sizeof(msg), "prefill %s: %s: %s", p->rt->args.id, why, pd_status_str(code));
@@ -103,25 +72,135 @@ static pd_status_t pd_prefill_check(const pd_prefill_t *p, const pd_proto_prefil
     return PD_OK;
 }
 
+/* A free job slot for req_id, or NULL with the reason. */
+static pd_prefill_job_t *pd_prefill_job_slot(pd_prefill_t *p, uint64_t req_id, pd_status_t *st_p,
+                                             const char **why_p)
+{
+    pd_prefill_job_t *j = NULL;
+    for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++) {
+        if (p->jobs[i].live && p->jobs[i].req_id == req_id) {
+            *why_p = "request id already in flight";
+            *st_p = PD_ERR_EXISTS;
+            return NULL;
+        }
+        if (!p->jobs[i].live && j == NULL)
+            j = &p->jobs[i];
+    }
+    if (j == NULL) {
+        *why_p = "too many prefills in flight";
+        *st_p = PD_ERR_OVERLOADED;
+    }
+    return j;
+}
+
+/* Begin the push: the remote ranges decode reserved for the pushed blocks, per layer and
+ * run of blocks consecutive in its pool, are all the transfer may write. */
+pd_status_t pd_prefill_push_begin(pd_prefill_t *p, pd_prefill_job_t *j)
+{
+    pd_prefill_peer_t *peer = NULL;
+    pd_status_t st =
+        pd_prefill_peer_get(p, j->dest, j->dest_epoch, j->dest_desc, j->dest_desc_bytes, &peer);
+    if (st != PD_OK)
+        return st;
+    const uint32_t n_layers = p->rt->layout.n_layers;
+    pd_xfer_range_t *allowed = malloc(((size_t)n_layers * j->n_blocks + 1) * sizeof(*allowed));
+    if (allowed == NULL)
+        return PD_ERR_NO_MEMORY;
+    size_t n_allowed = 0;
+    const size_t lb = pd_kv_block_layer_bytes(&j->dest_layout);
+    for (uint32_t l = 0; l < n_layers; l++) {
+        uint32_t i = j->first_push;
+        while (i < j->n_blocks) {
+            uint32_t k = i + 1;
+            while (k < j->n_blocks && j->dest_blocks[k] == j->dest_blocks[k - 1] + 1)
+                k++;
+            allowed[n_allowed].offset = pd_kv_offset(&j->dest_layout, l, j->dest_blocks[i]);
+            allowed[n_allowed].bytes = (uint64_t)(k - i) * lb;
+            n_allowed++;
+            i = k;
+        }
+    }
+    st = pd_xfer_send_begin(peer->peer, j->req_id, allowed, n_allowed, p->rt->args.xfer_timeout_ms,
+                            &j->send);
+    free(allowed);
+    return st;
+}
+
+/* Copy what the job needs of m past this call. */
+static pd_status_t pd_prefill_job_copy(pd_prefill_job_t *j, const pd_proto_prefill_t *m,
+                                       uint32_t n_blocks)
+{
+    j->tokens = malloc((size_t)m->n_tokens * sizeof(*j->tokens));
+    j->block_hashes = malloc(((size_t)m->n_block_hashes + 1) * sizeof(*j->block_hashes));
+    j->blocks = malloc((size_t)n_blocks * sizeof(*j->blocks));
+    j->src = malloc(n_blocks);
+    j->dest_blocks = malloc((size_t)n_blocks * sizeof(*j->dest_blocks));
+    j->segs = malloc((size_t)n_blocks * sizeof(*j->segs));
+    j->dest_desc = malloc(m->dest_xfer_desc_bytes + 1);
+    if (j->tokens == NULL || j->block_hashes == NULL || j->blocks == NULL || j->src == NULL ||
+        j->dest_blocks == NULL || j->segs == NULL || j->dest_desc == NULL)
+        return PD_ERR_NO_MEMORY;
+    memcpy(j->dest_desc, m->dest_xfer_desc, m->dest_xfer_desc_bytes);
+    j->dest_desc_bytes = m->dest_xfer_desc_bytes;
+    j->dest_epoch = m->dest_epoch;
+    memcpy(j->tokens, m->tokens, (size_t)m->n_tokens * sizeof(*j->tokens));
+    j->n_tokens = m->n_tokens;
+    if (m->n_block_hashes > 0)
+        memcpy(j->block_hashes, m->block_hashes, (size_t)m->n_block_hashes * sizeof(uint64_t));
+    j->n_block_hashes = m->n_block_hashes;
+    memcpy(j->dest_blocks, m->dest_block_table, (size_t)n_blocks * sizeof(*j->dest_blocks));
+    j->cache = m->cache;
+    j->sampling = m->sampling;
+    j->first_step = m->first_step;
+    j->first_push = m->n_skip_blocks;
+    j->n_pushed = m->n_skip_blocks;
+    return PD_OK;
+}
+
+/* The compute plan of an assembled job: every run of blocks nothing could give is
+ * computed, in order; a run before the tail is a hole (its KV needs only the blocks before
+ * it, which are all in place by the time it computes); the last run is the tail, with the
+ * prompt's last token. */
+static pd_status_t pd_prefill_job_plan(pd_prefill_t *p, pd_prefill_job_t *j)
+{
+    const uint32_t bt = p->rt->args.block_tokens;
+    uint32_t tail = j->n_blocks - 1; /* never reused: it holds the last token */
+    while (tail > 0 && j->src[tail - 1] == PD_PREFILL_BLOCK_COMPUTE)
+        tail--;
+    for (uint32_t i = 0; i < tail; i++)
+        j->n_holes += j->src[i] == PD_PREFILL_BLOCK_COMPUTE;
+    if (j->n_holes > 0) {
+        j->holes = malloc(j->n_holes * sizeof(*j->holes));
+        if (j->holes == NULL)
+            return PD_ERR_NO_MEMORY;
+        for (uint32_t i = 0, k = 0; i < tail; i++)
+            if (j->src[i] == PD_PREFILL_BLOCK_COMPUTE)
+                j->holes[k++] = i;
+    }
+    for (uint32_t i = 0; i < j->n_blocks; i++) {
+        const uint32_t n = i + 1 == j->n_blocks ? j->n_tokens - i * bt : bt;
+        if (j->src[i] == PD_PREFILL_BLOCK_COMPUTE)
+            j->n_to_compute += n;
+        else if (j->src[i] != PD_PREFILL_BLOCK_OWN)
+            j->n_fetched_tokens += n;
+    }
+    j->n_cached_tokens = j->n_tokens - j->n_to_compute;
+    /* The first block to compute. */
+    uint32_t first = 0;
+    while (j->src[first] != PD_PREFILL_BLOCK_COMPUTE)
+        first++;
+    j->pos = first * bt;
+    return PD_OK;
+}
+
 void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
 {
     pd_prefill_t *p = state;
+    const uint64_t t_arrival = pd_time_now_ns();
     const uint32_t bt = p->rt->args.block_tokens;
     const char *why = "";
     pd_status_t st = pd_prefill_check(p, m, &why);
-    pd_prefill_job_t *j = NULL;
-    for (uint32_t i = 0; st == PD_OK && i < PD_PREFILL_MAX_JOBS; i++) {
-        if (p->jobs[i].live && p->jobs[i].req_id == m->req_id) {
-            why = "request id already in flight";
-            st = PD_ERR_EXISTS;
-        } else if (!p->jobs[i].live && j == NULL) {
-            j = &p->jobs[i];
-        }
-    }
-    if (st == PD_OK && j == NULL) {
-        why = "too many prefills in flight";
-        st = PD_ERR_OVERLOADED;
-    }
+    pd_prefill_job_t *j = st == PD_OK ? pd_prefill_job_slot(p, m->req_id, &st, &why) : NULL;
     if (st != PD_OK) {
         pd_prefill_fail(p, m->req_id, st, why);
         return;
@@ -141,178 +220,49 @@ void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m)
         }
     }
 
-    uint64_t t0 = pd_time_now_ns();
     memset(j, 0, sizeof(*j));
     j->live = true;
     j->req_id = m->req_id;
+    j->seq = p->next_seq++;
+    j->t_arrival_ns = t_arrival;
     snprintf(j->dest, sizeof(j->dest), "%s", m->dest_worker_id);
+    j->dest_layout = peer->layout;
     p->n_jobs++;
     pd_worker_load_changed(p->rt->worker);
-    j->blocks = malloc((size_t)n_prompt_blocks * sizeof(*j->blocks));
-    uint8_t *src = malloc(n_prompt_blocks);
-    pd_xfer_seg_t *segs = malloc((size_t)n_prompt_blocks * sizeof(*segs));
-    pd_xfer_range_t *allowed =
-        malloc(((size_t)p->rt->layout.n_layers * n_prompt_blocks + 1) * sizeof(*allowed));
-    if (j->blocks == NULL || src == NULL || segs == NULL || allowed == NULL) {
-        st = PD_ERR_NO_MEMORY;
+    st = pd_prefill_job_copy(j, m, n_prompt_blocks);
+    if (st != PD_OK) {
         why = "out of memory";
         goto fail;
     }
-    st = pd_prefill_assemble(p, m, peer, j->blocks, src, &why);
+    const uint64_t t_assemble = pd_time_now_ns();
+    st = pd_prefill_assemble(p, m, peer, j->blocks, j->src, &why);
     if (st != PD_OK)
         goto fail;
     j->n_blocks = n_prompt_blocks;
-
-    /* The remote ranges decode reserved for the pushed blocks, per layer and run. */
-    size_t n_allowed = 0;
-    const size_t lb = pd_kv_block_layer_bytes(&peer->layout);
-    for (uint32_t l = 0; l < p->rt->layout.n_layers; l++) {
-        uint32_t i = m->n_skip_blocks;
-        while (i < n_prompt_blocks) {
-            uint32_t k = i + 1;
-            while (k < n_prompt_blocks && m->dest_block_table[k] == m->dest_block_table[k - 1] + 1)
-                k++;
-            allowed[n_allowed].offset = pd_kv_offset(&peer->layout, l, m->dest_block_table[i]);
-            allowed[n_allowed].bytes = (uint64_t)(k - i) * lb;
-            n_allowed++;
-            i = k;
-        }
-    }
-    if (peer->peer == NULL) { /* a failed read from it disconnected it */
-        st = pd_prefill_peer_get(p, m->dest_worker_id, m->dest_epoch, m->dest_xfer_desc,
-                                 m->dest_xfer_desc_bytes, &peer);
-        if (st != PD_OK) {
-            why = "cannot connect to the decode worker";
-            goto fail;
-        }
-    }
-    st = pd_xfer_send_begin(peer->peer, m->req_id, allowed, n_allowed, p->rt->args.xfer_timeout_ms,
-                            &j->send);
+    st = pd_prefill_job_plan(p, j);
     if (st != PD_OK) {
-        why = "cannot start the KV transfer";
+        why = "out of memory";
         goto fail;
     }
-
-    /* Compute every run of blocks nothing could give, in order: a run before the tail is a
-     * hole (its KV needs only the blocks before it, which are all in place by then); the
-     * last run is the tail, with the prompt's last token, and pushes as it computes. */
-    uint32_t tail = n_prompt_blocks - 1; /* never reused: it holds the last token */
-    while (tail > 0 && src[tail - 1] == PD_PREFILL_BLOCK_COMPUTE)
-        tail--;
-    for (uint32_t i = 0; i < tail; i++)
-        j->n_holes += src[i] == PD_PREFILL_BLOCK_COMPUTE;
-    if (j->n_holes > 0) {
-        j->holes = malloc(j->n_holes * sizeof(*j->holes));
-        if (j->holes == NULL) {
-            st = PD_ERR_NO_MEMORY;
-            why = "out of memory";
-            goto fail;
-        }
-        for (uint32_t i = 0, k = 0; i < tail; i++)
-            if (src[i] == PD_PREFILL_BLOCK_COMPUTE)
-                j->holes[k++] = i;
-    }
-    pd_prefill_push_t push = {p,
-                              j->send,
-                              &peer->layout,
-                              m->dest_block_table,
-                              j->blocks,
-                              m->n_skip_blocks,
-                              n_prompt_blocks,
-                              segs,
-                              PD_OK,
-                              false};
-    const uint64_t t_forward = pd_time_now_ns();
-    uint32_t n_computed = 0;
-    for (uint32_t a = 0; a < n_prompt_blocks;) {
-        if (src[a] != PD_PREFILL_BLOCK_COMPUTE) {
-            a++;
-            continue;
-        }
-        uint32_t b = a + 1;
-        while (b < n_prompt_blocks && src[b] == PD_PREFILL_BLOCK_COMPUTE)
-            b++;
-        const uint32_t start = a * bt;
-        const uint32_t end = b == n_prompt_blocks ? m->n_tokens : b * bt;
-        push.active = b == n_prompt_blocks;
-        /* Only the tail's last token needs logits. */
-        pd_fwd_seq_t seq = {m->tokens + start, end - start, start,
-                            j->blocks,         b,           push.active ? p->logits : NULL};
-        st = pd_role_forward(p->rt, &seq, 1, pd_prefill_on_layer, &push);
-        if (st != PD_OK) {
-            why = "prefill compute failed";
-            goto fail;
-        }
-        n_computed += end - start;
-        a = b;
-    }
-    pd_sampling_t s = {(float)m->sampling.temperature, (float)m->sampling.top_p, m->sampling.seed};
-    j->first_token = pd_sample_token(&s, p->logits, p->rt->vocab, m->first_step, p->scratch);
-    j->t_compute_end_ns = pd_time_now_ns();
-    j->prefill_ms = pd_time_ns_to_ms(j->t_compute_end_ns - t0);
-    j->n_computed_tokens = n_computed;
-    j->n_cached_tokens = m->n_tokens - n_computed;
-    if (j->n_computed_tokens >= 16) {
-        double per_token = pd_time_ns_to_ms(j->t_compute_end_ns - t_forward) / j->n_computed_tokens;
-        p->compute_ms_per_token = p->compute_ms_per_token > 0
-                                      ? 0.8 * p->compute_ms_per_token + 0.2 * per_token
-                                      : per_token;
-    }
-    if (!p->rt->args.layerwise)
-        for (uint32_t l = 0; l < p->rt->layout.n_layers; l++)
-            pd_prefill_push_layer(&push, l);
-    if (push.status != PD_OK) {
-        st = push.status;
-        why = "KV push refused";
-        goto fail;
-    }
-    uint8_t payload[PD_WORKER_KV_PAYLOAD_BYTES];
-    pd_worker_kv_payload_t pl = {m->req_id, j->first_token, j->n_computed_tokens};
-    pd_worker_kv_payload_pack(&pl, payload);
-    st = pd_xfer_send_finish(j->send, payload, sizeof(payload));
-    if (st != PD_OK) {
-        why = "cannot finish the KV transfer";
-        goto fail;
-    }
-
-    /* Blocks whose content this worker can vouch for become findable per the plan: those
-     * read from a holder and checked, and those computed over only such blocks. What was
-     * read from the decode worker carries no checksum, so neither it nor anything
-     * computed after it is cached here. They stay pinned, unchanged, until the push is
-     * final. */
-    for (uint32_t i = 0; i < m->n_block_hashes; i++) {
-        if (src[i] == PD_PREFILL_BLOCK_DEST)
-            break;
-        uint64_t ttl_ms = pd_proto_cache_plan_block_ttl_ms(&m->cache, i);
-        int stored = 0;
-        if (src[i] != PD_PREFILL_BLOCK_OWN && ttl_ms > 0 &&
-            pd_kvbm_commit(p->rt->bm, j->blocks[i], m->block_hashes[i], ttl_ms, &stored) == PD_OK &&
-            stored)
-            j->n_created_tokens += bt;
-    }
-    free(src);
-    free(segs);
-    free(allowed);
-    pd_xfer_engine_progress(p->rt->fabric.engine);
-    pd_prefill_poll_jobs(p);
+    if (j->n_fetched_tokens > 0)
+        j->fetch_ms = pd_time_ns_to_ms(pd_time_now_ns() - t_assemble);
+    j->t_setup_ns = pd_time_now_ns();
+    pd_log_debug("req %llu: queued, %u of %u tokens to compute", (unsigned long long)j->req_id,
+                 j->n_to_compute, j->n_tokens);
     return;
 
 fail:
-    free(src);
-    free(segs);
-    free(allowed);
     pd_prefill_fail(p, m->req_id, st, why);
     pd_prefill_job_end(p, j);
 }
 
-void pd_prefill_poll_jobs(void *state)
+void pd_prefill_poll_jobs(pd_prefill_t *p)
 {
-    pd_prefill_t *p = state;
     if (p->n_jobs == 0)
         return;
     for (uint32_t i = 0; i < PD_PREFILL_MAX_JOBS; i++) {
         pd_prefill_job_t *j = &p->jobs[i];
-        if (!j->live || j->send == NULL)
+        if (!j->live || !j->sampled)
             continue;
         pd_status_t st = pd_xfer_send_status(j->send);
         if (st == PD_INPROGRESS)
@@ -322,21 +272,41 @@ void pd_prefill_poll_jobs(void *state)
             pd_prefill_job_end(p, j);
             continue;
         }
+        const uint64_t now = pd_time_now_ns();
         pd_proto_msg_t msg;
         memset(&msg, 0, sizeof(msg));
         msg.type = PD_PROTO_TYPE_PREFILLED;
         pd_proto_prefilled_t *r = &msg.u.prefilled;
         r->req_id = j->req_id;
         r->first_token = j->first_token;
-        r->n_computed_tokens = j->n_computed_tokens;
+        r->n_computed_tokens = j->n_computed;
         r->n_cached_tokens = j->n_cached_tokens;
         r->cache_creation_input_tokens = j->n_created_tokens;
-        r->prefill_ms = j->prefill_ms;
-        r->transfer_ms = pd_time_ns_to_ms(pd_time_now_ns() - j->t_compute_end_ns);
+        /* arrival -> setup done -> (queue) -> first pass -> sampled -> acknowledged: the
+         * three parts cover the request's whole time in this worker. */
+        const uint64_t t_first = j->t_first_ns != 0 ? j->t_first_ns : j->t_sampled_ns;
+        r->queue_ms = pd_time_ns_to_ms(t_first - j->t_setup_ns);
+        r->prefill_ms = pd_time_ns_to_ms(j->t_setup_ns - j->t_arrival_ns) +
+                        pd_time_ns_to_ms(j->t_sampled_ns - t_first);
+        r->transfer_ms = pd_time_ns_to_ms(now - j->t_sampled_ns);
+        r->compute_ms = j->compute_ms;
+        r->fetch_ms = j->fetch_ms;
+        r->n_fetched_tokens = j->n_fetched_tokens;
+        r->n_chunks = j->n_chunks;
         r->recomputed_blocks = j->holes;
         r->n_recomputed_blocks = j->n_holes;
         pd_worker_send(p->rt->worker, &msg);
         pd_prefill_job_end(p, j);
+    }
+}
+
+void pd_prefill_on_step(void *state)
+{
+    pd_prefill_t *p = state;
+    pd_prefill_poll_jobs(p);
+    if (pd_prefill_pass_run(p)) {
+        pd_xfer_engine_progress(p->rt->fabric.engine);
+        pd_prefill_poll_jobs(p);
     }
 }
 

@@ -83,9 +83,10 @@ typedef struct fr_req {
 } fr_req_t;
 
 static fr_t g;
-static bool fr_curve;              /* fr_start: CURVE on the router socket */
-static bool fr_curve_wrong_key;    /* ... and give the workers another server key */
-static int fr_expect_workers = -1; /* fr_start: how many must register (-1: all) */
+static bool fr_curve;                /* fr_start: CURVE on the router socket */
+static bool fr_curve_wrong_key;      /* ... and give the workers another server key */
+static int fr_expect_workers = -1;   /* fr_start: how many must register (-1: all) */
+static const char *fr_prefill_extra; /* fr_start: more arguments for prefill workers only */
 
 static inline void fr_send(int wi, const pd_proto_msg_t *msg)
 {
@@ -281,7 +282,8 @@ static inline void fr_start(int n_prefill, int n_decode, bool colocated, uint32_
             argv[a++] = "--colocated";
         /* "@NAME@" in extra becomes the worker's name (per-worker tier directories). */
         char extra_buf[PATH_MAX];
-        snprintf(extra_buf, sizeof(extra_buf), "%s %s", extra != NULL ? extra : "", curve_args);
+        snprintf(extra_buf, sizeof(extra_buf), "%s %s %s", extra != NULL ? extra : "", curve_args,
+                 pre && fr_prefill_extra != NULL ? fr_prefill_extra : "");
         char *at = strstr(extra_buf, "@NAME@");
         if (at != NULL) {
             char rest[PATH_MAX];

@@ -251,6 +251,27 @@ Test(cluster, exact_1p1d_with_bf16_and_int8_weights)
     }
 }
 
+/* Chunked prefill through the whole cluster: a long prompt computed 16 tokens a pass
+ * while shorter ones sent with it pass between its chunks; every token, greedy and
+ * sampled, equals `pdctl generate`'s. */
+Test(cluster, exact_chunked_prefill_with_short_prompts_between)
+{
+    cl_up("cchunk",
+          "prefill:\n  count: 1\n  threads: 1\n  pool_mb: 4\n  chunk_tokens: 16\n"
+          "decode:\n  count: 1\n  threads: 1\n  pool_mb: 4\n  max_batch: 16\n",
+          false);
+    cl_req_t q[4];
+    cl_req_init(&q[0], "long", 230, 11, 12, 0.0, 1);
+    cl_req_init(&q[1], "short", 9, 12, 12, 0.7, 4);
+    cl_req_init(&q[2], "medium", 41, 13, 12, 0.0, 2);
+    cl_req_init(&q[3], "long-sampled", 200, 14, 12, 0.9, 8);
+    cl_generate(q, 4, 60000);
+    for (int i = 0; i < 4; i++)
+        cl_expect_reference(&q[i]);
+    cl_expect_all_free(2);
+    cl_down();
+}
+
 Test(cluster, cache_control_off_and_explicit_end_to_end)
 {
     cl_up("ccache", cl_roles_1p1d, false);

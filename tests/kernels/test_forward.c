@@ -527,6 +527,59 @@ Test(forward, batch_rows_equal_solo_runs_bitwise)
     }
 }
 
+/* Chunked prefill as pd-prefill runs it: three prompts cut into chunks at positions that
+ * are not block boundaries, the chunks of different prompts sharing steps, give the same
+ * logits and KV bytes as each prompt computed alone in one step. */
+static void check_chunked_interleaved(pd_dtype_t dtype)
+{
+    pd_model_t *m = make_model_as("small", PD_ROPE_HALF, 8, dtype);
+    pd_kv_layout_t l = layout_for(m, 24);
+    /* A: 45 tokens in blocks 0-11, P: 30 in 12-19 (scattered), C: 9 in 20-22. */
+    uint32_t ta[12], tp[8], tc[3];
+    for (uint32_t i = 0; i < 12; i++)
+        ta[i] = i;
+    for (uint32_t i = 0; i < 8; i++)
+        tp[i] = 12 + (i * 3) % 8;
+    for (uint32_t i = 0; i < 3; i++)
+        tc[i] = 22 - i;
+    int32_t a[45], pt[30], c[9];
+    tokens_for(a, 45, 21);
+    tokens_for(pt, 30, 22);
+    tokens_for(c, 9, 23);
+    float alone[3][259], chunked[3][259];
+    float *p1 = new_pool(&l), *p2 = new_pool(&l);
+    pd_engine_t *e = NULL;
+    cr_assert_eq(pd_engine_create(m, PD_BACKEND_CPU, 2, &e), PD_OK);
+    pd_fwd_seq_t solo[3] = {
+        {a, 45, 0, ta, 12, alone[0]}, {pt, 30, 0, tp, 8, alone[1]}, {c, 9, 0, tc, 3, alone[2]}};
+    for (int s = 0; s < 3; s++)
+        cr_assert_eq(pd_engine_forward(e, p1, &l, &solo[s], 1, NULL, NULL), PD_OK);
+    /* Four passes: A in chunks of 7, 7, 7 and 24; P in 11, 11 and 8; C whole in pass 2. */
+    pd_fwd_seq_t s1[2] = {{a, 7, 0, ta, 12, NULL}, {pt, 11, 0, tp, 8, NULL}};
+    pd_fwd_seq_t s2[2] = {{c, 9, 0, tc, 3, chunked[2]}, {a + 7, 7, 7, ta, 12, NULL}};
+    pd_fwd_seq_t s3[2] = {{pt + 11, 11, 11, tp, 8, NULL}, {a + 14, 7, 14, ta, 12, NULL}};
+    pd_fwd_seq_t s4[2] = {{pt + 22, 8, 22, tp, 8, chunked[1]},
+                          {a + 21, 24, 21, ta, 12, chunked[0]}};
+    cr_assert_eq(pd_engine_forward(e, p2, &l, s1, 2, NULL, NULL), PD_OK);
+    cr_assert_eq(pd_engine_forward(e, p2, &l, s2, 2, NULL, NULL), PD_OK);
+    cr_assert_eq(pd_engine_forward(e, p2, &l, s3, 2, NULL, NULL), PD_OK);
+    cr_assert_eq(pd_engine_forward(e, p2, &l, s4, 2, NULL, NULL), PD_OK);
+    for (int s = 0; s < 3; s++)
+        cr_assert_eq(memcmp(alone[s], chunked[s], sizeof(alone[s])), 0, "%s prompt %d",
+                     pd_dtype_name(dtype), s);
+    cr_assert_eq(memcmp(p1, p2, pd_kv_pool_bytes(&l)), 0, "%s KV", pd_dtype_name(dtype));
+    pd_engine_destroy(&e);
+    free(p1);
+    free(p2);
+    pd_model_destroy(&m);
+}
+
+Test(forward, chunked_interleaved_prefill_equals_each_prompt_alone_bitwise)
+{
+    for (size_t d = 0; d < sizeof(all_dtypes) / sizeof(all_dtypes[0]); d++)
+        check_chunked_interleaved(all_dtypes[d]);
+}
+
 static void check_thread_counts(pd_dtype_t dtype)
 {
     pd_model_t *m = make_model_as("small", PD_ROPE_PAIR, 6, dtype);

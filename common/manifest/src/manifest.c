@@ -190,6 +190,7 @@ static const pd_mf_key_t pd_mf_keys[] = {
     PD_MF_N("router.slo_tpot_ms", slo_tpot_ms, 0, 86400000),
     PD_MF_PLACE("router", router_place),
     PD_MF_ROLE(prefill),
+    PD_MF_N("prefill.chunk_tokens", prefill.chunk_tokens, 1, 32768),
     PD_MF_ROLE(decode),
     PD_MF_ROLE(both),
     PD_MF_N("gateway.count", gateway_count, 0, 64),
@@ -235,7 +236,8 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->migrate = true;
     m->max_migrations = 2;
     m->prefill_depth = 1;
-    m->prefill = (pd_manifest_role_t){.count = 1, .threads = 1, .pool_mb = 256, .max_batch = 1};
+    m->prefill = (pd_manifest_role_t){
+        .count = 1, .threads = 1, .pool_mb = 256, .max_batch = 1, .chunk_tokens = 256};
     m->decode = (pd_manifest_role_t){.count = 1, .threads = 1, .pool_mb = 256, .max_batch = 32};
     m->both = (pd_manifest_role_t){.count = 0, .threads = 1, .pool_mb = 256, .max_batch = 32};
     snprintf(m->compute_backend, sizeof(m->compute_backend), "cpu");

@@ -189,6 +189,9 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
         if (!prefill) {
             PD_MF_ARG("--max-batch");
             PD_MF_ARG("%u", role->max_batch);
+        } else {
+            PD_MF_ARG("--chunk-tokens");
+            PD_MF_ARG("%u", role->chunk_tokens);
         }
         if (both)
             PD_MF_ARG("--colocated");

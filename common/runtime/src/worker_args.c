@@ -31,6 +31,7 @@ enum {
     PD_WORKER_OPT_XFER_TIMEOUT,
     PD_WORKER_OPT_KV_CODEC,
     PD_WORKER_OPT_MAX_BATCH,
+    PD_WORKER_OPT_CHUNK_TOKENS,
     PD_WORKER_OPT_COLOCATED,
     PD_WORKER_OPT_HOST_MB,
     PD_WORKER_OPT_SSD_DIR,
@@ -64,6 +65,10 @@ void pd_worker_args_usage(const char *prog, pd_proto_role_t role)
            "  --kv-codec NAME      KV this worker sends over TCP: none, int8 or fp8\n"
            "                       (lossy, about 4x fewer bytes; default none)\n",
            prog);
+    if (role == PD_PROTO_ROLE_PREFILL)
+        printf("  --chunk-tokens N     most prompt tokens one forward pass computes: a long\n"
+               "                       prompt computes in chunks, shorter ones pass between\n"
+               "                       them (default 256)\n");
     if (role != PD_PROTO_ROLE_PREFILL)
         printf("  --max-batch N        requests in the running batch (default 32)\n"
                "  --colocated          role \"both\": prefill this worker's own requests\n");
@@ -122,6 +127,7 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         {"xfer-timeout-ms", required_argument, NULL, PD_WORKER_OPT_XFER_TIMEOUT},
         {"kv-codec", required_argument, NULL, PD_WORKER_OPT_KV_CODEC},
         {"max-batch", required_argument, NULL, PD_WORKER_OPT_MAX_BATCH},
+        {"chunk-tokens", required_argument, NULL, PD_WORKER_OPT_CHUNK_TOKENS},
         {"colocated", no_argument, NULL, PD_WORKER_OPT_COLOCATED},
         {"host-mb", required_argument, NULL, PD_WORKER_OPT_HOST_MB},
         {"ssd-dir", required_argument, NULL, PD_WORKER_OPT_SSD_DIR},
@@ -147,6 +153,7 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
     a.xfer_timeout_ms = 5000;
     snprintf(a.kv_codec, sizeof(a.kv_codec), "none");
     a.max_batch = 32;
+    a.chunk_tokens = 256;
 
     optind = 1;
     opterr = 0;
@@ -216,6 +223,10 @@ pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
         case PD_WORKER_OPT_MAX_BATCH:
             bad = role == PD_PROTO_ROLE_PREFILL ||
                   pd_worker_parse_u32(optarg, 1, 4096, &a.max_batch) != 0;
+            break;
+        case PD_WORKER_OPT_CHUNK_TOKENS:
+            bad = role != PD_PROTO_ROLE_PREFILL ||
+                  pd_worker_parse_u32(optarg, 1, PD_PROTO_MAX_PROMPT_TOKENS, &a.chunk_tokens) != 0;
             break;
         case PD_WORKER_OPT_COLOCATED:
             bad = role == PD_PROTO_ROLE_PREFILL;

@@ -25,10 +25,11 @@ typedef struct pd_manifest_place {
 } pd_manifest_place_t;
 
 typedef struct pd_manifest_role {
-    uint32_t count;     /* processes of this role */
-    uint32_t threads;   /* compute threads per process */
-    uint32_t pool_mb;   /* KV pool (G1) per process */
-    uint32_t max_batch; /* running sequences per decode step */
+    uint32_t count;        /* processes of this role */
+    uint32_t threads;      /* compute threads per process */
+    uint32_t pool_mb;      /* KV pool (G1) per process */
+    uint32_t max_batch;    /* running sequences per decode step */
+    uint32_t chunk_tokens; /* prefill: most prompt tokens one forward pass computes */
     pd_manifest_place_t place;
 } pd_manifest_role_t;
 

@@ -40,6 +40,7 @@ typedef struct pd_worker_args {
     uint32_t xfer_timeout_ms;           /* --xfer-timeout-ms T */
     char kv_codec[8];                   /* --kv-codec none|int8|fp8: KV compressed on the wire */
     uint32_t max_batch;                 /* --max-batch N (decode) */
+    uint32_t chunk_tokens;              /* --chunk-tokens N (prefill): tokens per pass */
     uint32_t host_mb;                   /* --host-mb H: G2 tier, 0 for none */
     char ssd_dir[PD_WORKER_PATH_CAP];   /* --ssd-dir DIR: G3 tier, "" for none */
     uint32_t ssd_mb;                    /* --ssd-mb S */
