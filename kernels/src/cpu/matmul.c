@@ -91,6 +91,9 @@ pd_cpu_mm_tile(int kind, const void *w, const void *x, float *y, uint32_t in, ui
         if (nt > 1)
             for (uint32_t r = 0; r < nr; r++)
                 __builtin_prefetch((const char *)w + ((size_t)r * in + k) * esize + 1024, 0, 0);
+        else if (kind == PD_MM_BF16) /* decode: the next tile's rows, as for int8 */
+            for (uint32_t r = 0; r < nr; r++)
+                __builtin_prefetch((const char *)w + ((size_t)(nr + r) * in + k) * esize, 0, 0);
         if (kind == PD_MM_BF16) {
             pd_vraw_t wv[PD_MM_NR];
             for (uint32_t r = 0; r < nr; r++)
@@ -154,8 +157,13 @@ pd_cpu_mm_tile_i8(const int8_t *w, const int8_t *x, float *y, uint32_t in, uint3
     for (; k + 64 <= k1; k += 64) {
         pd_vraw_t wv[PD_MM_NR];
         for (uint32_t r = 0; r < nr; r++) {
+            /* One token (decode): int8 rows are short, too short for the hardware
+             * prefetcher to ramp up on, so ask for the next tile's row as this one is
+             * read. Several: the weights 1 KiB ahead. Hints change no result. */
             if (nt > 1)
                 __builtin_prefetch(w + (size_t)r * in + k + 1024, 0, 0);
+            else
+                __builtin_prefetch(w + (size_t)(nr + r) * in + k, 0, 0);
             wv[r] = pd_vraw_i8_weight(pd_vraw_load(w + (size_t)r * in + k));
         }
         for (uint32_t t = 0; t < nt; t++) {
