@@ -24,6 +24,44 @@ static void pd_render_sh_quote(FILE *out, const char *s)
     fputc('\'', out);
 }
 
+/* Worker authentication (docs/MANIFEST.md, auth): the job makes a key pair for the router
+ * and every worker once, where every node reads it (the submit directory's file system),
+ * and names that directory in the job's copy of the manifest when the manifest does not. */
+static void pd_render_slurm_keys(FILE *out, const pd_manifest_t *m)
+{
+    if (strcmp(m->auth, "off") == 0)
+        return;
+    fprintf(out, "\n# Worker keys: one CURVE key pair per process, files 0600 (docs/DEPLOY.md).\n");
+    if (m->auth_keys[0] != '\0') {
+        fprintf(out, "keys=");
+        pd_render_sh_quote(out, m->auth_keys);
+        fprintf(out, "\n");
+    } else {
+        fprintf(out, "keys=\"$PWD/.pdkv/run/%s-$SLURM_JOB_ID.keys\"\n", m->name);
+        fprintf(out, "echo \"auth_keys: $keys\" >> \"$PD_MANIFEST\"\n");
+    }
+    fprintf(out, "pd_keygen() {\n"
+                 "    env -u PD_MANIFEST \"$PD_BIN_DIR/pd-router\" --keygen > \"$keys/$1.key\" &&\n"
+                 "        awk '/^public/ { print $2 }' \"$keys/$1.key\"\n"
+                 "}\n"
+                 "if [ ! -e \"$keys/router.key\" ]; then\n"
+                 "    (umask 077 && mkdir -p \"$keys\" &&\n"
+                 "        pd_keygen router > \"$keys/router.pub\" &&\n"
+                 "        for w in");
+    const struct {
+        const char *role;
+        uint32_t count;
+    } workers[] = {
+        {"prefill", m->prefill.count}, {"decode", m->decode.count}, {"both", m->both.count}};
+    for (size_t r = 0; r < sizeof(workers) / sizeof(workers[0]); r++)
+        for (uint32_t i = 0; i < workers[r].count; i++)
+            fprintf(out, " %s-%u", workers[r].role, i);
+    fprintf(out, "; do\n"
+                 "            k=$(pd_keygen \"$w\") && [ -n \"$k\" ] && echo \"$w $k\" || exit 1\n"
+                 "        done > \"$keys/workers.keys\") || exit 1\n"
+                 "fi\n");
+}
+
 #define PD_RENDER_SLURM_N_ROLES 5
 static const char *const pd_render_slurm_bins[] = {"pd-router", "pd-prefill", "pd-decode",
                                                    "pd-decode", "pd-gateway"};
@@ -113,6 +151,7 @@ int pd_render_slurm(const pd_render_input_t *in, FILE *out)
     fprintf(out, "cat > \"$PD_MANIFEST\" <<'%s'\n%s%s%s\n", PD_RENDER_SLURM_EOF, in->text,
             in->text[0] != '\0' && in->text[strlen(in->text) - 1] != '\n' ? "\n" : "",
             PD_RENDER_SLURM_EOF);
+    pd_render_slurm_keys(out, m);
     if (m->model_preset[0] != '\0') {
         fprintf(out, "\n# The model, made once from its preset when missing.\n");
         fprintf(out, "if [ ! -e ");

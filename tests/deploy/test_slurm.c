@@ -312,6 +312,12 @@ Test(slurm, rendered_2p2d_job_serves_exact_tokens_and_scancel_leaves_nothing)
         usleep(500000);
     }
     cr_log_info("slurm: router and 4 workers ready after %.1f s", dt_now_s() - t0);
+    /* The job made the workers' keys and the router enforces them. */
+    cr_assert_eq(sh(out, sizeof(out),
+                    "grep -q 'authentication on: .*, 4 worker keys' "
+                    "pdkv-2p2d-%s.out",
+                    job_id),
+                 0, "the router of the job does not authenticate its workers");
     cr_assert_eq(sh(out, sizeof(out), "squeue -h -j %s -o '%%T' | sort -u", job_id), 0);
     cr_assert_str_eq(out, "RUNNING\n", "every component runs");
 
