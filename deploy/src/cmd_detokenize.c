@@ -99,6 +99,19 @@ static int pd_cmd_detok_one(const pd_tokenizer_t *tok, const char *s, size_t len
     return PD_CLI_OK;
 }
 
+/* One line of a --lines file. */
+typedef struct pd_cmd_detok_line {
+    const pd_tokenizer_t *tok;
+    unsigned flags;
+    bool json;
+} pd_cmd_detok_line_t;
+
+static int pd_cmd_detok_line(void *arg, const char *line, size_t len)
+{
+    const pd_cmd_detok_line_t *l = arg;
+    return pd_cmd_detok_one(l->tok, line, len, l->flags, l->json);
+}
+
 int pd_cmd_detokenize(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
@@ -147,24 +160,13 @@ int pd_cmd_detokenize(int argc, char **argv)
         return PD_CLI_USAGE;
     }
     pd_tokenizer_t *tok = NULL;
-    pd_status_t st = pd_tokenizer_open(tok_path, 0, &tok);
-    if (st != PD_OK) {
-        fprintf(stderr, "pdctl: tokenizer %s: %s\n", tok_path, pd_status_str(st));
+    if (pd_cli_tokenizer_open(tok_path, &tok) != PD_CLI_OK)
         return PD_CLI_FAIL;
-    }
     if (ids != NULL) {
         rc = pd_cmd_detok_one(tok, ids, strlen(ids), flags, json);
     } else {
-        size_t len = 0;
-        char *buf = pd_cli_read_all(lines, &len);
-        rc = buf == NULL ? PD_CLI_FAIL : PD_CLI_OK;
-        for (size_t a = 0; buf != NULL && a < len && rc == PD_CLI_OK;) {
-            char *nl = memchr(buf + a, '\n', len - a);
-            size_t b = nl ? (size_t)(nl - buf) : len;
-            rc = pd_cmd_detok_one(tok, buf + a, b - a, flags, json);
-            a = b + 1;
-        }
-        free(buf);
+        pd_cmd_detok_line_t line = {tok, flags, json};
+        rc = pd_cli_each_line(lines, pd_cmd_detok_line, &line);
     }
     pd_tokenizer_destroy(&tok);
     return rc;

@@ -156,11 +156,8 @@ int pd_cmd_template(int argc, char **argv)
         return PD_CLI_USAGE;
     }
     pd_tokenizer_t *tok = NULL;
-    pd_status_t st = pd_tokenizer_open(tok_path, 0, &tok);
-    if (st != PD_OK) {
-        fprintf(stderr, "pdctl: tokenizer %s: %s\n", tok_path, pd_status_str(st));
+    if (pd_cli_tokenizer_open(tok_path, &tok) != PD_CLI_OK)
         return PD_CLI_FAIL;
-    }
     char *prompt = NULL;
     size_t len = 0;
     int rc = pd_cli_chat_prompt(tok, messages, NULL, template_path, gen, &prompt, &len);
@@ -169,7 +166,8 @@ int pd_cmd_template(int argc, char **argv)
     } else if (rc == PD_CLI_OK) {
         size_t cap = pd_tokenizer_max_tokens(tok, len), n = 0;
         int32_t *v = malloc((cap ? cap : 1) * sizeof(int32_t));
-        st = v ? pd_tokenizer_encode(tok, prompt, len, 0, v, cap, &n) : PD_ERR_NO_MEMORY;
+        pd_status_t st =
+            v ? pd_tokenizer_encode(tok, prompt, len, 0, v, cap, &n) : PD_ERR_NO_MEMORY;
         if (st != PD_OK) {
             fprintf(stderr, "pdctl: tokenize: %s\n", pd_status_str(st));
             rc = PD_CLI_FAIL;

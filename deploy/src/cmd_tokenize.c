@@ -66,6 +66,34 @@ char *pd_cli_read_all(const char *path, size_t *len_p)
     return buf;
 }
 
+int pd_cli_tokenizer_open(const char *path, pd_tokenizer_t **tok_p)
+{
+    pd_status_t st = pd_tokenizer_open(path, 0, tok_p);
+    if (st != PD_OK) {
+        fprintf(stderr, "pdctl: tokenizer %s: %s\n", path, pd_status_str(st));
+        return PD_CLI_FAIL;
+    }
+    return PD_CLI_OK;
+}
+
+int pd_cli_each_line(const char *path, int (*fn)(void *arg, const char *line, size_t len),
+                     void *arg)
+{
+    size_t len = 0;
+    char *buf = pd_cli_read_all(path, &len);
+    if (buf == NULL)
+        return PD_CLI_FAIL;
+    int rc = PD_CLI_OK;
+    for (size_t a = 0; a < len && rc == PD_CLI_OK;) {
+        char *nl = memchr(buf + a, '\n', len - a);
+        size_t b = nl ? (size_t)(nl - buf) : len;
+        rc = fn(arg, buf + a, b - a);
+        a = b + 1;
+    }
+    free(buf);
+    return rc;
+}
+
 static int pd_cmd_tokenize_one(const pd_tokenizer_t *tok, const char *text, size_t len,
                                unsigned flags)
 {
@@ -85,6 +113,18 @@ static int pd_cmd_tokenize_one(const pd_tokenizer_t *tok, const char *text, size
     fputs("]\n", stdout);
     free(ids);
     return PD_CLI_OK;
+}
+
+/* One line of a --lines file. */
+typedef struct pd_cmd_tokenize_line {
+    const pd_tokenizer_t *tok;
+    unsigned flags;
+} pd_cmd_tokenize_line_t;
+
+static int pd_cmd_tokenize_line(void *arg, const char *line, size_t len)
+{
+    const pd_cmd_tokenize_line_t *l = arg;
+    return pd_cmd_tokenize_one(l->tok, line, len, l->flags);
 }
 
 int pd_cmd_tokenize(int argc, char **argv)
@@ -134,27 +174,13 @@ int pd_cmd_tokenize(int argc, char **argv)
         return PD_CLI_USAGE;
     }
     pd_tokenizer_t *tok = NULL;
-    pd_status_t st = pd_tokenizer_open(tok_path, 0, &tok);
-    if (st != PD_OK) {
-        fprintf(stderr, "pdctl: tokenizer %s: %s\n", tok_path, pd_status_str(st));
+    if (pd_cli_tokenizer_open(tok_path, &tok) != PD_CLI_OK)
         return PD_CLI_FAIL;
-    }
     if (text != NULL) {
         rc = pd_cmd_tokenize_one(tok, text, strlen(text), flags);
     } else {
-        size_t len = 0;
-        char *buf = pd_cli_read_all(lines, &len);
-        if (buf == NULL) {
-            rc = PD_CLI_FAIL;
-        } else {
-            for (size_t a = 0; a < len && rc == PD_CLI_OK;) {
-                char *nl = memchr(buf + a, '\n', len - a);
-                size_t b = nl ? (size_t)(nl - buf) : len;
-                rc = pd_cmd_tokenize_one(tok, buf + a, b - a, flags);
-                a = b + 1;
-            }
-            free(buf);
-        }
+        pd_cmd_tokenize_line_t line = {tok, flags};
+        rc = pd_cli_each_line(lines, pd_cmd_tokenize_line, &line);
     }
     pd_tokenizer_destroy(&tok);
     return rc;

@@ -68,6 +68,12 @@ int pd_cli_chat_tokens(const pd_cli_chat_t *chat, const struct pd_tokenizer *tok
 /* Read a whole file ("-": stdin) into a malloc'd NUL-terminated buffer; NULL after
  * printing why. */
 char *pd_cli_read_all(const char *path, size_t *len_p);
+/* Open the tokenizer at path (pd_tokenizer_open); PD_CLI_FAIL after printing why. */
+int pd_cli_tokenizer_open(const char *path, struct pd_tokenizer **tok_p);
+/* Call fn on each line of the file at path ("-": stdin), without its newline, until one
+ * returns other than PD_CLI_OK; returns that, or PD_CLI_FAIL when the file cannot be read. */
+int pd_cli_each_line(const char *path, int (*fn)(void *arg, const char *line, size_t len),
+                     void *arg);
 int pd_cmd_bench(int argc, char **argv);
 
 /* Weight figures of a model in one dtype (cmd_weights.c). */
