@@ -224,6 +224,13 @@ static void pd_render_k8s_image(FILE *out, const pd_manifest_t *m, const char *r
 }
 
 /* The pod template's spec up to the main container's name line. */
+/* Where the worker keys are mounted from the Secret BASE-keys (docs/DEPLOY.md), or NULL
+ * when the manifest names no keys directory (or says auth: off). */
+static const char *pd_render_k8s_keys(const pd_manifest_t *m)
+{
+    return strcmp(m->auth, "off") != 0 && m->auth_keys[0] != '\0' ? m->auth_keys : NULL;
+}
+
 static void pd_render_k8s_pod(FILE *out, const char *base, const pd_manifest_t *m, const char *role,
                               const char *model_dir)
 {
@@ -256,10 +263,17 @@ static void pd_render_k8s_pod(FILE *out, const char *base, const pd_manifest_t *
             base);
     if (model_dir != NULL)
         fprintf(out, "      - name: model\n        emptyDir: {}\n");
+    if (pd_render_k8s_keys(m) != NULL && strcmp(role, "gateway") != 0)
+        fprintf(out,
+                "      - name: keys\n"
+                "        secret:\n"
+                "          secretName: %s-keys\n"
+                "          defaultMode: 256\n",
+                base);
     fprintf(out, "      containers:\n");
 }
 
-static void pd_render_k8s_mounts(FILE *out, const char *model_dir)
+static void pd_render_k8s_mounts(FILE *out, const char *model_dir, const char *keys_dir)
 {
     fprintf(out,
             "        volumeMounts:\n"
@@ -271,6 +285,11 @@ static void pd_render_k8s_mounts(FILE *out, const char *model_dir)
         fprintf(out, "        - name: model\n          mountPath: ");
         pd_render_q(out, model_dir);
         fprintf(out, "\n");
+    }
+    if (keys_dir != NULL) {
+        fprintf(out, "        - name: keys\n          mountPath: ");
+        pd_render_q(out, keys_dir);
+        fprintf(out, "\n          readOnly: true\n");
     }
 }
 
@@ -364,7 +383,7 @@ int pd_render_k8s(const pd_render_input_t *in, FILE *out)
     pd_render_k8s_probe(out, "readinessProbe", "sh", cmd, 5, 3);
     pd_render_k8s_probe(out, "livenessProbe", "sh", cmd, 10, 6);
     pd_render_k8s_resources(out, m, "router");
-    pd_render_k8s_mounts(out, model_dir);
+    pd_render_k8s_mounts(out, model_dir, pd_render_k8s_keys(m));
 
     static const char *const roles[] = {"prefill", "decode", "both"};
     const uint32_t counts[] = {m->prefill.count, m->decode.count, m->both.count};
@@ -417,7 +436,7 @@ int pd_render_k8s(const pd_render_input_t *in, FILE *out)
                  m->base_port + 10 + first.global_index);
         pd_render_k8s_probe(out, "livenessProbe", "bash", cmd, 10, 6);
         pd_render_k8s_resources(out, m, role);
-        pd_render_k8s_mounts(out, model_dir);
+        pd_render_k8s_mounts(out, model_dir, pd_render_k8s_keys(m));
     }
     if (m->gateway_count > 0) {
         /* The HTTP gateways: stateless, any number behind one Service; each answers
@@ -455,7 +474,7 @@ int pd_render_k8s(const pd_render_input_t *in, FILE *out)
                      "            port: http\n          periodSeconds: 10\n"
                      "          failureThreshold: 6\n");
         pd_render_k8s_resources(out, m, "gateway");
-        pd_render_k8s_mounts(out, model_dir);
+        pd_render_k8s_mounts(out, model_dir, NULL);
     }
     return 0;
 }

@@ -134,6 +134,34 @@ Test(render, k8s_objects_validate_for_every_shipped_manifest)
 
 /* What placement turns into: GPUs, the RDMA resource and its locked memory, node labels,
  * decode anti-affinity, the image. */
+/* auth_keys: the router and worker pods mount the Secret NAME-keys there, gateways not. */
+Test(render, k8s_mounts_the_worker_keys_secret)
+{
+    env_or_skip("PD_SOURCE_DIR");
+    const char *bin = env_or_skip("PD_BIN_DIR");
+    static char out[1 << 20];
+    cr_assert_eq(sh(out, sizeof(out),
+                    "f=$(mktemp) && printf 'name: k\nauth_keys: /etc/pdkv/keys\n"
+                    "gateway:\n  count: 1\n' > $f && '%s/pdctl' render k8s $f; rc=$?; rm -f $f; "
+                    "exit $rc",
+                    bin),
+                 0, "%s", out);
+    int n_volumes = 0, n_mounts = 0;
+    for (const char *p = out; (p = strstr(p, "secretName: pdkv-k-keys")) != NULL; p++)
+        n_volumes++;
+    for (const char *p = out;
+         (p = strstr(p, "- name: keys\n          mountPath: \"/etc/pdkv/keys\"\n"
+                        "          readOnly: true\n")) != NULL;
+         p++)
+        n_mounts++;
+    /* The router, the prefill and the decode workers; not the gateway. */
+    cr_assert_eq(n_volumes, 3, "%s", out);
+    cr_assert_eq(n_mounts, 3, "%s", out);
+    /* Without auth_keys, nothing is mounted. */
+    cr_assert_eq(sh(out, sizeof(out), "'%s/pdctl' render k8s deploy/2p2d.yaml", bin), 0);
+    cr_assert_null(strstr(out, "secretName"));
+}
+
 Test(render, k8s_placement_becomes_resources_and_affinity)
 {
     env_or_skip("PD_SOURCE_DIR");
