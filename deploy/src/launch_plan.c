@@ -128,6 +128,12 @@ int pd_launch_argv(const pd_launch_t *l, int idx, char args[][PATH_MAX], char **
     PD_ARG("%s/%s", l->bin_dir, bin);
     for (int i = 0; i < margs.argc && n < PD_LAUNCH_MAX_ARGS - 1; i++)
         PD_ARG("%s", margs.argv[i]);
+    /* The router's requests in flight go to the run directory: a router restarted there
+     * tells the clients of the one that died. */
+    if (strcmp(role, "router") == 0 && n < PD_LAUNCH_MAX_ARGS - 3) {
+        PD_ARG("--journal");
+        PD_ARG("%s/%s-%u.journal", l->run_dir, m->name, m->base_port);
+    }
 #undef PD_ARG
     argv[n] = NULL;
     return 0;

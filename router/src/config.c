@@ -84,6 +84,8 @@ void pd_router_config_usage(void *f)
             "  --min-cached-prefix N    auto cache mode writes prompts of >= N tokens [1024]\n"
             "  --heartbeat-ms MS        heartbeat period asked of workers [1000]\n"
             "  --worker-timeout-ms MS   a worker silent this long is dead [10000]\n"
+            "  --journal FILE           requests in flight, on disk: a router started on the\n"
+            "                           file of one that died tells those clients at once\n"
             "  --max-migrations N       times a request continues on another worker after\n"
             "                           one of its workers died (0: it fails instead) [2]\n"
             "  --request-timeout-ms MS  a request not done this long after arrival ends with\n"
@@ -156,6 +158,7 @@ enum {
     OPT_PREFILL_DEPTH,
     OPT_SLO_TTFT,
     OPT_SLO_TPOT,
+    OPT_JOURNAL,
     OPT_REQUEST_TIMEOUT,
     OPT_CURVE_SECRET,
     OPT_CLIENT_KEYS,
@@ -184,6 +187,7 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
         {"prefill-depth", required_argument, NULL, OPT_PREFILL_DEPTH},
         {"slo-ttft-ms", required_argument, NULL, OPT_SLO_TTFT},
         {"slo-tpot-ms", required_argument, NULL, OPT_SLO_TPOT},
+        {"journal", required_argument, NULL, OPT_JOURNAL},
         {"request-timeout-ms", required_argument, NULL, OPT_REQUEST_TIMEOUT},
         {"curve-secret-file", required_argument, NULL, OPT_CURVE_SECRET},
         {"client-keys", required_argument, NULL, OPT_CLIENT_KEYS},
@@ -260,6 +264,9 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
         case OPT_SLO_TPOT:
             ok = pd_router_parse_u32("--slo-tpot-ms", optarg, 0, PD_PROTO_MAX_DEADLINE_MS,
                                      &c->slo_tpot_ms);
+            break;
+        case OPT_JOURNAL:
+            ok = pd_router_copy("--journal", optarg, c->journal_path, sizeof(c->journal_path));
             break;
         case OPT_MAX_MIGRATIONS:
             ok = pd_router_parse_u32("--max-migrations", optarg, 0, 64, &c->max_migrations);

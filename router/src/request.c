@@ -56,6 +56,7 @@ static void pd_router_req_link(pd_router_t *r, pd_router_req_t *req)
 
 static void pd_router_req_unlink(pd_router_t *r, pd_router_req_t *req)
 {
+    pd_router_journal_end(r, req);
     pd_router_req_t **pp = &r->buckets[pd_router_bucket(req->req_id)];
     while (*pp != NULL && *pp != req)
         pp = &(*pp)->next_hash;
@@ -435,6 +436,7 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
         }
     }
     pd_router_req_link(r, req);
+    pd_router_journal_accept(r, req);
     r->n_queued++;
     r->requests_total++;
 

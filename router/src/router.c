@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -205,6 +206,7 @@ pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **rou
     if (r == NULL)
         return PD_ERR_NO_MEMORY;
     r->cfg = *config;
+    r->journal_fd = -1;
     for (uint32_t s = 0; s < PD_DIR_MAX_WORKERS; s++)
         r->workers[s].slot = s;
     pd_mp_writer_init(&r->w);
@@ -244,6 +246,13 @@ pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **rou
         goto err;
     r->client_fd_now = -1;
     if ((st = pd_router_clients_watch_setup(r)) != PD_OK)
+        goto err;
+    /* Request ids never repeat across restarts: workers may still hold the previous
+     * router's, and their messages must not be taken for a new request's. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r->next_req_id = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    if ((st = pd_router_journal_open(r)) != PD_OK)
         goto err;
     if ((st = pd_router_bind(r->client_sock, config->client_endpoint, client_ep,
                              sizeof(client_ep))) != PD_OK ||
@@ -476,6 +485,7 @@ pd_status_t pd_router_run(pd_router_t *r, volatile int *stop_flag)
             last_tick = now;
             pd_router_workers_tick(r, now);
             pd_router_reqs_tick(r, now);
+            pd_router_journal_tick(r, now);
             pd_router_dispatch(r);
         }
     }
@@ -493,6 +503,7 @@ void pd_router_destroy(pd_router_t **router_p)
     pd_router_workers_cleanup(r);
     pd_router_sched_cleanup(r);
     pd_router_clients_watch_cleanup(r);
+    pd_router_journal_close(r);
     if (r->client_sock != NULL)
         zmq_close(r->client_sock);
     if (r->worker_sock != NULL)

@@ -178,6 +178,11 @@ struct pd_router {
     uint8_t *client_fd_gone; /* (n_client_fd_gone) 1: connection closed */
     size_t n_client_fd_gone;
     uint64_t n_client_gone_reqs;         /* requests canceled because their client left */
+    int journal_fd;                      /* --journal, -1: none (journal.c) */
+    struct pd_router_orphan *orphans;    /* (n_orphans) the previous router's live requests */
+    uint32_t n_orphans, cap_orphans;
+    uint64_t orphans_until_ms;
+    uint64_t n_orphans_told;
     bool auth;                           /* CURVE on the client socket: tenants come from keys */
     pd_router_client_key_t *client_keys; /* (n_client_keys) owned */
     uint32_t n_client_keys;
@@ -219,6 +224,14 @@ pd_status_t pd_router_auth_setup(pd_router_t *r);
 const pd_router_worker_key_t *pd_router_auth_worker_key(const pd_router_t *r, const char *key_z85);
 /* Answer waiting ZAP requests. */
 void pd_router_auth_serve(pd_router_t *r);
+
+/* journal.c: the requests in flight on disk, for the router that starts next. */
+typedef struct pd_router_orphan pd_router_orphan_t;
+pd_status_t pd_router_journal_open(pd_router_t *r);
+void pd_router_journal_close(pd_router_t *r);
+void pd_router_journal_accept(pd_router_t *r, const pd_router_req_t *req);
+void pd_router_journal_end(pd_router_t *r, const pd_router_req_t *req);
+void pd_router_journal_tick(pd_router_t *r, uint64_t now_ms);
 
 /* clients.c: requests end when their client's connection closes. */
 pd_status_t pd_router_clients_watch_setup(pd_router_t *r);

@@ -169,6 +169,10 @@ static inline void cl_up(const char *name, const char *extra_yaml, bool namespac
     g.sock = zmq_socket(g.ctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(g.sock, ZMQ_LINGER, &zero, sizeof(zero));
+    /* A routing id of its own, as pd_client has: a restarted router can reach it. */
+    char rid[32];
+    snprintf(rid, sizeof(rid), "cl-test-%d", (int)getpid());
+    zmq_setsockopt(g.sock, ZMQ_ROUTING_ID, rid, strlen(rid));
     cr_assert_eq(zmq_connect(g.sock, g.client_ep), 0);
 }
 

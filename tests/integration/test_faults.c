@@ -535,3 +535,94 @@ Test(faults, pd_link_30pct_loss_every_request_ends_once)
                   (unsigned long long)elapsed);
     cl_down();
 }
+
+/* kill -9 of the router mid-stream and a restart with the same command line, as a
+ * supervisor would: the new router reads the journal of the old one and tells every
+ * client whose request was in flight (PD_ERR_PEER) within 2 s; the workers register
+ * again, what they held for the lost requests is cancelled, and new requests are served
+ * with exact tokens. */
+static char fx_router_argv_buf[8192];
+static char *fx_router_argv[128];
+static pid_t fx_router2;
+static uint64_t fx_restart_ms;
+
+static void fx_router_restart(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)fx_victim);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(fx_router_argv_buf, 1, sizeof(fx_router_argv_buf) - 1, f);
+    fclose(f);
+    int argc = 0;
+    for (size_t i = 0; i < n && argc < 127; i += strlen(fx_router_argv_buf + i) + 1)
+        fx_router_argv[argc++] = fx_router_argv_buf + i;
+    fx_router_argv[argc] = NULL;
+    cr_assert_gt(argc, 1);
+    fx_fault_ms = pd_time_now_ms();
+    cr_assert_eq(kill(fx_victim, SIGKILL), 0);
+    int st;
+    waitpid(fx_victim, &st, WNOHANG);
+    usleep(200000);
+    char log[PATH_MAX + 32];
+    snprintf(log, sizeof(log), "%s/router-restarted.log", g.run_dir);
+    fx_router2 = fork();
+    cr_assert_geq(fx_router2, 0);
+    if (fx_router2 == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+        }
+        execv(fx_router_argv[0], fx_router_argv);
+        _exit(127);
+    }
+    fx_restart_ms = pd_time_now_ms();
+}
+
+static void fx_router2_stop(void)
+{
+    if (fx_router2 > 0) {
+        kill(fx_router2, SIGTERM);
+        if (pd_tc_wait(fx_router2, 5000) < 0)
+            kill(fx_router2, SIGKILL);
+        fx_router2 = 0;
+    }
+    cl_down();
+}
+
+Test(faults, router_kill9_and_restart_tells_every_waiting_client, .fini = fx_router2_stop)
+{
+    fx_up("fkr", fx_1p1d);
+    fx_victim = fx_pid("router");
+    static cl_req_t reqs[6];
+    fx_reqs(reqs, 6, 200);
+    for (int i = 0; i < 6; i++)
+        cl_send_generate(&reqs[i]);
+    fx_collect(reqs, 6, 20000, 30, fx_router_restart);
+    uint64_t told_ms = pd_time_now_ms() - fx_restart_ms;
+    int n_done = 0, n_told = 0;
+    for (int i = 0; i < 6; i++) {
+        if (reqs[i].done) {
+            cl_expect_reference(&reqs[i]);
+            n_done++;
+        } else {
+            cr_expect_eq(reqs[i].err, PD_ERR_PEER, "%s: %s", reqs[i].id,
+                         pd_status_name(reqs[i].err));
+            n_told++;
+        }
+    }
+    fprintf(stderr, "router killed and restarted: %d done before the kill, %d told (last one "
+            "within %llu ms of the restart)\n", n_done, n_told, (unsigned long long)told_ms);
+    cr_assert_gt(n_told, 0, "no request was in flight at the kill");
+    /* fx_collect waited 300 ms past the last terminal message. */
+    cr_assert_leq(told_ms, 2000 + 300, "clients told %llu ms after the restart",
+                  (unsigned long long)told_ms);
+    /* The workers are back, hold nothing for the lost requests, and serve. */
+    fx_wait_free(pd_time_now_ms(), 2);
+    cl_req_t q;
+    cl_req_init(&q, "after", 25, 3, 12, 0.0, 2);
+    cl_generate(&q, 1, 30000);
+    cl_expect_reference(&q);
+}

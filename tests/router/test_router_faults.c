@@ -44,7 +44,7 @@ Test(router_faults, messages_for_unknown_request_ids_are_answered_with_cancel)
     m.u.worker_token.index = 3;
     m.u.worker_token.token = 7;
     fw_worker_send(&d0, &m);
-    uint64_t until = pd_time_now_ms() + 3000;
+    uint64_t until = pd_time_now_ms() + 5000;
     while (d0.n_cancel < 1 && pd_time_now_ms() < until)
         fw_cluster_pump(&cl, 10);
     cr_assert_eq(d0.n_cancel, 1, "no cancel for a token of an unknown request");
@@ -58,7 +58,7 @@ Test(router_faults, messages_for_unknown_request_ids_are_answered_with_cancel)
     pf.u.prefilled.req_id = 4444;
     pf.u.prefilled.first_token = 1;
     fw_worker_send(&p0, &pf);
-    until = pd_time_now_ms() + 3000;
+    until = pd_time_now_ms() + 5000;
     while ((d0.n_cancel < 2 || p0.n_cancel < 1) && pd_time_now_ms() < until)
         fw_cluster_pump(&cl, 10);
     cr_assert_eq(d0.n_cancel, 2);
@@ -97,7 +97,7 @@ Test(router_faults, a_client_that_disconnects_has_its_requests_canceled_at_once)
         tokens[k] = k + 3;
     fw_send_generate(gone, "a", tokens, 32, 16, NULL);
     fw_send_generate(gone, "b", tokens, 32, 16, NULL);
-    uint64_t until = pd_time_now_ms() + 3000;
+    uint64_t until = pd_time_now_ms() + 5000;
     while (d0.n_reserve < 2 && pd_time_now_ms() < until)
         fw_cluster_pump(&cl, 10);
     cr_assert_eq(d0.n_reserve, 2);
@@ -119,7 +119,7 @@ Test(router_faults, a_client_that_disconnects_has_its_requests_canceled_at_once)
     d0.hang = false;
     fw_send_generate(watcher, "c", tokens, 32, 4, NULL);
     bool done = false;
-    until = pd_time_now_ms() + 3000;
+    until = pd_time_now_ms() + 5000;
     while (!done && pd_time_now_ms() < until) {
         fw_cluster_pump(&cl, 2);
         pd_proto_msg_t m;

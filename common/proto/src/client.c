@@ -3,11 +3,14 @@
 
 #include "pd/log.h"
 #include "pd/mp.h"
+#include "pd/time.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <zmq.h>
 
 struct pd_client {
@@ -34,6 +37,16 @@ static pd_status_t pd_client_open(const char *endpoint, const char *server_publi
     int linger = 0;
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max, sizeof(max));
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
+    /* A routing id of its own, kept across reconnects: a restarted router can still
+     * reach it (ids starting with a zero byte are the router's to make). */
+    unsigned char rid[16];
+    if (getrandom(rid, sizeof(rid), 0) != (ssize_t)sizeof(rid)) {
+        uint64_t t = pd_time_now_ns() ^ ((uint64_t)getpid() << 32);
+        memcpy(rid, &t, sizeof(t));
+        memcpy(rid + 8, &c, sizeof(c) < 8 ? sizeof(c) : 8);
+    }
+    rid[0] |= 0x80;
+    zmq_setsockopt(c->sock, ZMQ_ROUTING_ID, rid, sizeof(rid));
     if (server_public_z85 != NULL) {
         char public_z85[41];
         if (!zmq_has("curve")) {

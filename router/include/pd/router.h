@@ -23,6 +23,7 @@ typedef struct pd_router_config {
     char tokenizer_path[PD_ROUTER_PATH_CAP];     /* --tokenizer: "" none, "byte" built-in */
     char model_id[PD_PROTO_MODEL_ID_CAP];        /* --model-id */
     char ready_file[PD_ROUTER_PATH_CAP];         /* --ready-file: "" none */
+    char journal_path[PD_ROUTER_PATH_CAP];       /* --journal: requests in flight, "" none */
     char curve_secret_file[PD_ROUTER_PATH_CAP];  /* --curve-secret-file: "" auth off */
     char client_keys_file[PD_ROUTER_PATH_CAP];   /* --client-keys: "" auth off */
     char worker_keys_file[PD_ROUTER_PATH_CAP];   /* --worker-keys: "" worker auth off */
