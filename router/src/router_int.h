@@ -278,6 +278,20 @@ void pd_router_req_finish_now(pd_router_t *r, pd_router_req_t *req);
 /* End req with one error to its client, cancel at its workers, free it. */
 void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code,
                         const char *message);
+/* Shared by request.c and request_worker.c. */
+/* The worker in slot if it still has epoch, else NULL. */
+pd_router_worker_t *pd_router_req_worker(pd_router_t *r, int slot, uint64_t epoch);
+void pd_router_req_release_prefill(pd_router_t *r, pd_router_req_t *req);
+void pd_router_req_release_decode(pd_router_t *r, pd_router_req_t *req);
+void pd_router_req_release_holder(pd_router_t *r, pd_router_req_t *req);
+/* The terminal `done` to the client, then req is freed. */
+void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req);
+double pd_router_ms_between(uint64_t from_ns, uint64_t to_ns);
+/* wk turned req away for lack of room: back to the queue, wk busy for a while. */
+void pd_router_req_reroute(pd_router_t *r, pd_router_req_t *req, pd_router_worker_t *wk,
+                           const char *why);
+/* request_worker.c */
+void pd_router_req_send_prefill(pd_router_t *r, pd_router_req_t *req);
 void pd_router_req_on_reserved(pd_router_t *r, pd_router_worker_t *wk,
                                const pd_proto_reserved_t *m);
 void pd_router_req_on_pinned(pd_router_t *r, pd_router_worker_t *wk, const pd_proto_pinned_t *m);
