@@ -242,17 +242,11 @@ int pd_role_main(const pd_role_ops_t *ops, int argc, char **argv)
     pd_log_init(prog);
     /* Under a scheduler the whole configuration comes from PD_MANIFEST and PD_ROLE,
      * PD_INDEX, PD_HOST, PD_ROUTER; options on the command line still win. */
-    static pd_manifest_args_t margs;
-    char err[512];
-    pd_status_t st =
-        pd_manifest_env_argv(strcmp(ops->name, "decode") == 0 ? "decode,both" : ops->name, argc,
-                             argv, &margs, &argc, &argv, err, sizeof(err));
-    if (st != PD_OK) {
-        pd_log_error("%s: %s", prog, err);
+    if (!pd_manifest_main_argv(strcmp(ops->name, "decode") == 0 ? "decode,both" : ops->name, prog,
+                               &argc, &argv))
         return 2;
-    }
     pd_worker_args_t args;
-    st = pd_worker_args_parse(argc, argv, ops->role, &args);
+    pd_status_t st = pd_worker_args_parse(argc, argv, ops->role, &args);
     if (st == PD_INPROGRESS)
         return 0;
     if (st != PD_OK)

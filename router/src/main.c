@@ -24,13 +24,8 @@ int main(int argc, char **argv)
     pd_log_init("router");
     /* Under a scheduler the whole configuration comes from PD_MANIFEST (PD_ROLE=router,
      * PD_HOST: the address to bind); options on the command line still win. */
-    static pd_manifest_args_t margs;
-    char err[512];
-    st = pd_manifest_env_argv("router", argc, argv, &margs, &argc, &argv, err, sizeof(err));
-    if (st != PD_OK) {
-        pd_log_error("pd-router: %s", err);
+    if (!pd_manifest_main_argv("router", "pd-router", &argc, &argv))
         return 2;
-    }
     st = pd_router_config_parse(argc, argv, &config);
     if (st == PD_INPROGRESS)
         return 0;

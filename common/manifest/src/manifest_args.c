@@ -2,6 +2,7 @@
  * what a role started by a scheduler (Slurm, Kubernetes) builds from PD_MANIFEST and the
  * environment, so both start the same cluster. */
 #include "pd/manifest.h"
+#include "pd/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -312,4 +313,16 @@ pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_ma
 out:
     free(m);
     return st;
+}
+
+bool pd_manifest_main_argv(const char *roles, const char *prog, int *argc_p, char ***argv_p)
+{
+    static pd_manifest_args_t args; /* what *argv_p points into, for the process's life */
+    char err[512];
+    if (pd_manifest_env_argv(roles, *argc_p, *argv_p, &args, argc_p, argv_p, err, sizeof(err)) !=
+        PD_OK) {
+        pd_log_error("%s: %s", prog, err);
+        return false;
+    }
+    return true;
 }

@@ -39,13 +39,8 @@ int main(int argc, char **argv)
     pd_log_init("gateway");
     /* Under a scheduler the whole configuration comes from PD_MANIFEST (PD_ROLE=gateway,
      * PD_HOST: the address to listen on, PD_ROUTER); options given here still win. */
-    static pd_manifest_args_t margs;
-    char err[512];
-    st = pd_manifest_env_argv("gateway", argc, argv, &margs, &argc, &argv, err, sizeof(err));
-    if (st != PD_OK) {
-        pd_log_error("pd-gateway: %s", err);
+    if (!pd_manifest_main_argv("gateway", "pd-gateway", &argc, &argv))
         return 2;
-    }
     st = pd_gw_config_parse(argc, argv, &config);
     if (st == PD_INPROGRESS)
         return 0;

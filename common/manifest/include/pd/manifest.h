@@ -151,4 +151,8 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
 pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_manifest_args_t *args,
                                  int *argc_p, char ***argv_p, char *errbuf, size_t errbuf_bytes);
 
+/* pd_manifest_env_argv for a role binary's main(), with storage of its own (call it once
+ * per process): false after logging "PROG: reason" at error level. */
+bool pd_manifest_main_argv(const char *roles, const char *prog, int *argc_p, char ***argv_p);
+
 #endif
