@@ -284,9 +284,8 @@ pd_status_t pd_xfer_mem_deregister(pd_xfer_engine_t *engine)
     return PD_OK;
 }
 
-static void pd_xfer__layout_pack(pd_mp_writer_t *w, const pd_kv_layout_t *l)
+void pd_xfer__layout_put_fields(pd_mp_writer_t *w, const pd_kv_layout_t *l)
 {
-    pd_mp_put_map(w, 5);
     pd_mp_put_str(w, "n_layers");
     pd_mp_put_u64(w, l->n_layers);
     pd_mp_put_str(w, "n_kv_heads");
@@ -297,6 +296,12 @@ static void pd_xfer__layout_pack(pd_mp_writer_t *w, const pd_kv_layout_t *l)
     pd_mp_put_u64(w, l->block_tokens);
     pd_mp_put_str(w, "n_blocks");
     pd_mp_put_u64(w, l->n_blocks);
+}
+
+static void pd_xfer__layout_pack(pd_mp_writer_t *w, const pd_kv_layout_t *l)
+{
+    pd_mp_put_map(w, 5);
+    pd_xfer__layout_put_fields(w, l);
 }
 
 pd_status_t pd_xfer_desc_export(pd_xfer_engine_t *engine, pd_mp_writer_t *w)

@@ -245,4 +245,9 @@ size_t pd_xfer__ranges_merge(pd_xfer_range_t *ranges, size_t n);
 bool pd_xfer__ranges_contain(const pd_xfer_range_t *ranges, size_t n, uint64_t offset,
                              uint64_t bytes);
 
+/* The five fields of a KV layout as msgpack key/value pairs (n_layers, n_kv_heads,
+ * head_dim, block_tokens, n_blocks), inside a map the caller opened: every descriptor that
+ * carries a layout writes it this way. */
+void pd_xfer__layout_put_fields(pd_mp_writer_t *w, const pd_kv_layout_t *l);
+
 #endif

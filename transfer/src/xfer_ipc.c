@@ -1,6 +1,7 @@
 /* The host-side half of KV transfers by CUDA IPC (pd/xfer_ipc.h): descriptor, copy plan,
  * notify-after-data ordering. Nothing here touches a GPU. */
 #include "pd/xfer_ipc.h"
+#include "xfer_int.h"
 
 #include "pd/log.h"
 
@@ -39,16 +40,7 @@ void pd_xfer_ipc_desc_write(const pd_xfer_ipc_desc_t *d, pd_mp_writer_t *w)
     pd_mp_put_u64(w, d->pid);
     pd_mp_put_str(w, "device");
     pd_mp_put_i64(w, d->device);
-    pd_mp_put_str(w, "n_layers");
-    pd_mp_put_u64(w, d->layout.n_layers);
-    pd_mp_put_str(w, "n_kv_heads");
-    pd_mp_put_u64(w, d->layout.n_kv_heads);
-    pd_mp_put_str(w, "head_dim");
-    pd_mp_put_u64(w, d->layout.head_dim);
-    pd_mp_put_str(w, "block_tokens");
-    pd_mp_put_u64(w, d->layout.block_tokens);
-    pd_mp_put_str(w, "n_blocks");
-    pd_mp_put_u64(w, d->layout.n_blocks);
+    pd_xfer__layout_put_fields(w, &d->layout);
 }
 
 static pd_status_t pd_xfer_ipc_get_u32(const msgpack_object *obj, const char *key, uint32_t max,

@@ -1,5 +1,6 @@
 /* The NCCL backend's host-side half (pd/xfer_nccl.h): descriptor, pair plan, frames. */
 #include "pd/xfer_nccl.h"
+#include "xfer_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -13,16 +14,7 @@ void pd_xfer_nccl_desc_write(const pd_xfer_nccl_desc_t *d, pd_mp_writer_t *w)
     pd_mp_put_bin(w, d->device_uuid, sizeof(d->device_uuid));
     pd_mp_put_str(w, "pool_bytes");
     pd_mp_put_u64(w, d->pool_bytes);
-    pd_mp_put_str(w, "n_layers");
-    pd_mp_put_u64(w, d->layout.n_layers);
-    pd_mp_put_str(w, "n_kv_heads");
-    pd_mp_put_u64(w, d->layout.n_kv_heads);
-    pd_mp_put_str(w, "head_dim");
-    pd_mp_put_u64(w, d->layout.head_dim);
-    pd_mp_put_str(w, "block_tokens");
-    pd_mp_put_u64(w, d->layout.block_tokens);
-    pd_mp_put_str(w, "n_blocks");
-    pd_mp_put_u64(w, d->layout.n_blocks);
+    pd_xfer__layout_put_fields(w, &d->layout);
 }
 
 static int pd_xfer_nccl_u32(const msgpack_object *obj, const char *key, uint64_t max, uint32_t *v_p)
