@@ -20,7 +20,8 @@
 #   ROUNDS     A/B rounds (default 2)
 #   MODEL_DIR  model directory (default .pdkv/models/small, made by pdctl up if missing)
 #   TRACE      the trace (default $PD_SOURCE_DIR/../shared/data/mooncake_synthetic_trace.jsonl)
-#   SLO_TTFT_MS, SLO_TPOT_MS, RATES  the goodput sweep's objectives and rates
+#   SLO_TTFT_MS, SLO_TPOT_MS, RATES, GOODPUT_N  the goodput sweep's objectives, rates and
+#              requests per rate
 #   OUT        result directory (default .pdkv/bench/sched-<date>)
 set -euo pipefail
 
@@ -35,7 +36,9 @@ ROUNDS=${ROUNDS:-2}
 ONLY=${ONLY:-trace flood goodput}
 SLO_TTFT_MS=${SLO_TTFT_MS:-1000}
 SLO_TPOT_MS=${SLO_TPOT_MS:-50}
-RATES=${RATES:-0.5,1,2,3,4}
+RATES=${RATES:-0.5,1,2}
+GOODPUT_N=${GOODPUT_N:-24}
+GOODPUT_LOAD=(--prompt-len 128:512 --max-tokens 16:32 --seed 31)
 OUT=${OUT:-$ROOT/.pdkv/bench/sched-$(date -u +%Y%m%d-%H%M%S)}
 export PD_RUN_DIR=$OUT/run
 mkdir -p "$OUT" "$PD_RUN_DIR"
@@ -139,16 +142,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
         fi
         if want goodput; then
             up "$bin" "$M_2P2D" "${SETS[@]}"
-            bench "goodput-2p2d-$side-r$r" -N 40 --rates "$RATES" --prompt-len 256:1024 \
-                --max-tokens 16:64 --seed 31 --slo-ttft-ms "$SLO_TTFT_MS" \
+            bench "goodput-2p2d-$side-r$r" -N "$GOODPUT_N" --rates "$RATES" "${GOODPUT_LOAD[@]}" \
+                --slo-ttft-ms "$SLO_TTFT_MS" \
                 --slo-tpot-ms "$SLO_TPOT_MS" --timeout-ms 60000 --plot "$OUT/goodput-2p2d-$side-r$r.png"
             down "$bin" "$M_2P2D"
         fi
     done
     if want goodput; then
         up "$NEW_BIN" "$M_COLO" "${SETS[@]}" --set both.count=2
-        bench "goodput-colocated-new-r$r" -N 40 --rates "$RATES" --prompt-len 256:1024 \
-            --max-tokens 16:64 --seed 31 --slo-ttft-ms "$SLO_TTFT_MS" \
+        bench "goodput-colocated-new-r$r" -N "$GOODPUT_N" --rates "$RATES" "${GOODPUT_LOAD[@]}" \
+            --slo-ttft-ms "$SLO_TTFT_MS" \
             --slo-tpot-ms "$SLO_TPOT_MS" --timeout-ms 60000 --plot "$OUT/goodput-colocated-new-r$r.png"
         down "$NEW_BIN" "$M_COLO"
     fi

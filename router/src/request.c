@@ -107,7 +107,11 @@ void pd_router_req_release_prefill(pd_router_t *r, pd_router_req_t *req)
         wk->n_assigned--;
         wk->assigned_tokens -= pd_router_req_load_tokens(req);
         pd_router_sched_uncommit(wk, req);
+        if (req->prefill_counted && wk->n_prefill_sent > 0)
+            wk->n_prefill_sent--;
     }
+    req->prefill_counted = false;
+    req->prefill_held = false;
 }
 
 void pd_router_req_release_decode(pd_router_t *r, pd_router_req_t *req)
@@ -214,8 +218,9 @@ void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
             ? pd_router_ms_between(req->first_token_ns, req->last_token_ns) / (req->n_out - 1)
             : 0.0;
     d->timings.total_ms = pd_router_ms_between(req->arrival_ns, now);
-    d->timings.admission_ms = pd_router_ms_between(req->dispatch_ns, req->prefill_sent_ns);
-    d->timings.prefill_queue_ms = req->prefill_queue_ms;
+    d->timings.admission_ms = pd_router_ms_between(req->dispatch_ns, req->reserved_ns);
+    d->timings.prefill_queue_ms =
+        pd_router_ms_between(req->reserved_ns, req->prefill_sent_ns) + req->prefill_queue_ms;
     if (req->prefilled_ns != 0 && req->first_token_ns > req->prefilled_ns)
         d->timings.first_step_ms = pd_router_ms_between(req->prefilled_ns, req->first_token_ns);
     d->usage.fetched_input_tokens = req->prefilled ? req->n_fetched_tokens : 0;
@@ -483,9 +488,10 @@ void pd_router_on_stop(pd_router_t *r, const pd_router_rid_t *client, const char
 void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const char *id)
 {
     pd_router_req_t *q = pd_router_req_of_client(r, client, id);
-    if (q != NULL)
+    if (q != NULL) {
         pd_router_req_fail(r, q, PD_ERR_CANCELED, "canceled by the client");
-    else
+        pd_router_dispatch(r); /* what it held can go to the next */
+    } else
         pd_router_send_client_error(r, client, id, PD_ERR_NOT_FOUND, "no such request in flight");
 }
 
@@ -651,8 +657,31 @@ static bool pd_router_req_dispatch(pd_router_t *r, pd_router_req_t *req)
     return true;
 }
 
+/* Send held prefills, shortest expected first, while their workers have room. */
+static void pd_router_send_held(pd_router_t *r)
+{
+    for (;;) {
+        pd_router_req_t *best = NULL;
+        for (pd_router_req_t *q = r->head; q != NULL; q = q->next) {
+            if (!q->prefill_held || q->prefill_sent || q->state != PD_REQ_PREFILLING ||
+                q->pin_waiting)
+                continue;
+            pd_router_worker_t *wk = pd_router_req_worker(r, q->prefill_slot, q->prefill_epoch);
+            if (wk != NULL && wk->n_prefill_sent < r->cfg.prefill_depth &&
+                (best == NULL || q->sched_key_ms < best->sched_key_ms))
+                best = q;
+        }
+        if (best == NULL)
+            return;
+        pd_router_req_send_prefill(r, best);
+        if (pd_router_req_find(r, best->req_id) == best && best->prefill_held)
+            return; /* cannot happen (room was checked); never loop on it */
+    }
+}
+
 void pd_router_dispatch(pd_router_t *r)
 {
+    pd_router_send_held(r);
     if (r->n_queued == 0)
         return;
     /* Shortest expected first (sched.c); one that finds no room does not stop a shorter

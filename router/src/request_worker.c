@@ -55,6 +55,15 @@ void pd_router_req_send_prefill(pd_router_t *r, pd_router_req_t *req)
         pd_router_req_fail(r, req, PD_ERR_PEER, "a worker of the request is gone");
         return;
     }
+    if (!pw->chunked && pw->n_prefill_sent >= r->cfg.prefill_depth) {
+        /* Its worker computes one prompt at a time and has its fill: the prompt waits
+         * here, reserved, rather than in the worker's socket; pd_router_dispatch sends it. */
+        req->prefill_held = true;
+        return;
+    }
+    req->prefill_held = false;
+    req->prefill_counted = true;
+    pw->n_prefill_sent++;
     req->prefill_sent = true;
     req->prefill_sent_ns = pd_time_now_ns();
     uint64_t now_ms = pd_time_now_ms();
@@ -127,6 +136,7 @@ void pd_router_req_on_reserved(pd_router_t *r, pd_router_worker_t *wk, const pd_
     req->n_block_table = m->n_block_table;
     req->n_cached_blocks = m->n_cached_blocks;
     req->state = PD_REQ_PREFILLING;
+    req->reserved_ns = pd_time_now_ns();
 
     if (!req->pin_waiting)
         pd_router_req_send_prefill(r, req);
@@ -201,6 +211,7 @@ void pd_router_req_on_prefilled(pd_router_t *r, pd_router_worker_t *wk,
     pd_router_req_release_holder(r, req);
     if (req->decode_done) {
         pd_router_req_finish(r, req);
+        pd_router_dispatch(r);
         return;
     }
     req->state = PD_REQ_DECODING;

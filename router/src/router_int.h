@@ -75,7 +75,8 @@ typedef struct pd_router_worker {
     /* Scheduling (sched.c): prefills committed and not yet reported, their estimated
      * tokens to compute, measured prefill ms per computed token and decode step time
      * (running averages, 0: not measured), and a busy mark after it turned work away. */
-    uint32_t n_prefilling;
+    uint32_t n_prefilling;   /* committed: reserving, held or sent */
+    uint32_t n_prefill_sent; /* of them, sent to the worker */
     uint64_t prefill_tokens;
     double ms_per_token;
     double step_ms;
@@ -119,7 +120,10 @@ typedef struct pd_router_req {
     double sched_key_ms;
     uint32_t slo_ttft_ms, slo_tpot_ms;
     uint32_t n_rerouted;
-    bool keep_usage; /* the first prefill's figures stand (it ran before the move) */
+    bool prefill_held;    /* reserved, its prefill kept here until the worker has room */
+    bool prefill_counted; /* counted in its prefill worker's n_prefill_sent */
+    uint64_t reserved_ns; /* decode's reservation came */
+    bool keep_usage;      /* the first prefill's figures stand (it ran before the move) */
     pd_proto_sampling_t sampling;
     int32_t stop[PD_PROTO_MAX_STOP];
     uint32_t n_stop;

@@ -95,7 +95,10 @@ bool pd_router_sched_prefill_room(const pd_router_t *r, const pd_router_worker_t
 {
     if (wk->busy_until_ms > pd_time_now_ms())
         return false;
-    if (wk->n_prefilling < r->cfg.prefill_depth)
+    /* One more than the depth is reserved ahead on a worker that computes one prompt at a
+     * time: its prefill waits here (request.c) and goes the moment the worker has room,
+     * so the worker never idles through decode's reservation. */
+    if (wk->n_prefilling < r->cfg.prefill_depth + (wk->chunked ? 0u : 1u))
         return true;
     /* Beyond the depth only where the worker interleaves prompts: elsewhere the short one
      * would only wait in its socket instead of here. */

@@ -246,8 +246,8 @@ FIELDS(timings) = {
     {"ttft_ms", F64, OPT, O(ttft_ms), MS, .doc = "arrival -> first token sent to the client"},
     {"tpot_ms", F64, OPT, O(tpot_ms), MS, .doc = "mean gap between tokens after the first, as the router saw them"},
     {"total_ms", F64, OPT, O(total_ms), MS, .doc = "arrival -> done"},
-    {"admission_ms", F64, OPT | OMIT, O(admission_ms), MS, .doc = "reserve sent -> prefill sent: decode's reservation (and a holder's pin)"},
-    {"prefill_queue_ms", F64, OPT | OMIT, O(prefill_queue_ms), MS, .doc = "prefill received -> its compute started, as prefill measured it"},
+    {"admission_ms", F64, OPT | OMIT, O(admission_ms), MS, .doc = "reserve sent -> reserved: decode's reservation"},
+    {"prefill_queue_ms", F64, OPT | OMIT, O(prefill_queue_ms), MS, .doc = "reserved -> prefill sent (a holder's pin, or the prefill worker's room, in the router), plus prefill received -> its compute started (as prefill measured it)"},
     {"first_step_ms", F64, OPT | OMIT, O(first_step_ms), MS, .doc = "prefill's report -> first token, when decode sent it later than prefill reported"},
 };
 SCHEMA(timings);

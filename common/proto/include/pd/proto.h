@@ -224,8 +224,8 @@ typedef struct pd_proto_timings {
     /* The rest of TTFT's parts (docs/ARCHITECTURE.md, "Where TTFT goes"): queue_ms +
      * admission_ms + prefill_queue_ms + prefill_ms + transfer_ms + first_step_ms is
      * ttft_ms less what no clock can see (network hops, socket queues). Optional. */
-    double admission_ms;     /* reserve sent -> prefill sent (decode's reservation) */
-    double prefill_queue_ms; /* prefill received -> its compute started, at the worker */
+    double admission_ms;     /* reserve sent -> reserved (decode's reservation) */
+    double prefill_queue_ms; /* reserved -> prefill sent, + received -> compute started */
     double first_step_ms;    /* prefill's report -> first token, when the token came later */
 } pd_proto_timings_t;
 
