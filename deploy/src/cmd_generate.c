@@ -238,31 +238,6 @@ static int pd_gen_parse_ids(const char *list, int32_t **ids_p, size_t *n_p)
     return PD_CLI_OK;
 }
 
-/* A growable byte buffer for the generated text. */
-typedef struct pd_gen_text {
-    char *data;
-    size_t len;
-    size_t cap;
-} pd_gen_text_t;
-
-static bool pd_gen_text_append(pd_gen_text_t *t, const char *s, size_t n)
-{
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *d = realloc(t->data, cap);
-        if (d == NULL)
-            return false;
-        t->data = d;
-        t->cap = cap;
-    }
-    memcpy(t->data + t->len, s, n);
-    t->len += n;
-    t->data[t->len] = '\0';
-    return true;
-}
-
 /* The tokenizer to use: -t, else the model directory's tokenizer.json or tokenizer.bin
  * when it has one, else none (only --tokens prompts then, and the text is not decoded). */
 static pd_status_t pd_gen_tokenizer(const pd_gen_opts_t *o, uint32_t vocab, pd_tokenizer_t **tok_p)
@@ -294,7 +269,7 @@ static pd_status_t pd_gen_tokenizer(const pd_gen_opts_t *o, uint32_t vocab, pd_t
 }
 
 static void pd_gen_print_json(const int32_t *prompt, size_t n_prompt, const int32_t *out,
-                              size_t n_out, const pd_gen_text_t *text, bool have_text,
+                              size_t n_out, const pd_cli_text_t *text, bool have_text,
                               const char *finish, double prefill_ms, double decode_ms,
                               uint64_t seed)
 {
@@ -334,7 +309,7 @@ int pd_cmd_generate(int argc, char **argv)
     void *kv = NULL;
     float *logits = NULL, *scratch = NULL;
     uint32_t *table = NULL;
-    pd_gen_text_t text = {0};
+    pd_cli_text_t text = {0};
     pd_status_t status;
     rc = PD_CLI_FAIL;
 
@@ -484,7 +459,7 @@ int pd_cmd_generate(int argc, char **argv)
                                            &detok) != PD_OK)
                 goto out;
             if (pd_tokenizer_stream_push(detok, id, &piece, &plen) == PD_OK) {
-                if (!pd_gen_text_append(&text, piece, plen))
+                if (!pd_cli_text_append(&text, piece, plen))
                     goto out;
                 /* Like llama2.c's safe_printf: a lone control byte is not printed. */
                 bool control =
@@ -522,7 +497,7 @@ int pd_cmd_generate(int argc, char **argv)
         const char *rest;
         size_t rest_len;
         if (pd_tokenizer_stream_finish(detok, &rest, &rest_len) == PD_OK && rest_len > 0) {
-            if (!pd_gen_text_append(&text, rest, rest_len))
+            if (!pd_cli_text_append(&text, rest, rest_len))
                 goto out;
             if (!o.json)
                 fwrite(rest, 1, rest_len, stdout);

@@ -353,28 +353,9 @@ static int pd_submit_parse(int argc, char **argv, pd_submit_opts_t *o)
 
 /* Text gathered from the token messages, for the end (no-stream, JSON). */
 typedef struct pd_submit_text {
-    char *data;
-    size_t len, cap;
+    pd_cli_text_t buf;
     bool any; /* some token came with text */
 } pd_submit_text_t;
-
-static bool pd_submit_text_append(pd_submit_text_t *t, const char *s, size_t n)
-{
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 4096;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *p = realloc(t->data, cap);
-        if (p == NULL)
-            return false;
-        t->data = p;
-        t->cap = cap;
-    }
-    memcpy(t->data + t->len, s, n);
-    t->len += n;
-    t->data[t->len] = '\0';
-    return true;
-}
 
 /* Like llama2.c's safe_printf: a lone control byte is not printed. */
 static void pd_submit_print_piece(const char *s, size_t n)
@@ -396,7 +377,7 @@ static void pd_submit_print_done_json(const pd_proto_done_t *d, const pd_submit_
         printf("%s%d", i ? "," : "", d->tokens[i]);
     printf("],\"text\":");
     if (text->any)
-        pd_json_fprint_string(stdout, text->data ? text->data : "", text->len);
+        pd_json_fprint_string(stdout, text->buf.data ? text->buf.data : "", text->buf.len);
     else
         printf("null");
     const pd_proto_usage_t *u = &d->usage;
@@ -516,7 +497,7 @@ int pd_cmd_submit(int argc, char **argv)
             if ((mine = strcmp(m.u.token.id, o.g.id) == 0)) {
                 if (m.u.token.text_bytes > 0) {
                     text.any = true;
-                    if (!pd_submit_text_append(&text, m.u.token.text, m.u.token.text_bytes)) {
+                    if (!pd_cli_text_append(&text.buf, m.u.token.text, m.u.token.text_bytes)) {
                         pd_proto_msg_cleanup(&m);
                         goto out;
                     }
@@ -535,7 +516,7 @@ int pd_cmd_submit(int argc, char **argv)
             /* The text the stream held back at the end (an unfinished character). */
             if (d->text != NULL && d->text_bytes > 0) {
                 text.any = true;
-                if (!pd_submit_text_append(&text, d->text, d->text_bytes)) {
+                if (!pd_cli_text_append(&text.buf, d->text, d->text_bytes)) {
                     pd_proto_msg_cleanup(&m);
                     goto out;
                 }
@@ -589,7 +570,7 @@ int pd_cmd_submit(int argc, char **argv)
     }
 
 out:
-    free(text.data);
+    free(text.buf.data);
     pd_client_destroy(&c);
     return rc;
 }

@@ -93,6 +93,24 @@ bool pd_cli_parse_f32(const char *opt, const char *s, float min, float max, floa
     return true;
 }
 
+bool pd_cli_text_append(pd_cli_text_t *t, const char *s, size_t n)
+{
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *d = realloc(t->data, cap);
+        if (d == NULL)
+            return false;
+        t->data = d;
+        t->cap = cap;
+    }
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     pd_log_init("pdctl");

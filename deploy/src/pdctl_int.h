@@ -68,6 +68,13 @@ int pd_cli_chat_tokens(const pd_cli_chat_t *chat, const struct pd_tokenizer *tok
 /* Read a whole file ("-": stdin) into a malloc'd NUL-terminated buffer; NULL after
  * printing why. */
 char *pd_cli_read_all(const char *path, size_t *len_p);
+/* A growable NUL-terminated byte buffer (generated text); free(data) when done. */
+typedef struct pd_cli_text {
+    char *data; /* (cap) */
+    size_t len, cap;
+} pd_cli_text_t;
+/* Append n bytes of s; false when memory ran out (t keeps what it had). */
+bool pd_cli_text_append(pd_cli_text_t *t, const char *s, size_t n);
 /* Open the tokenizer at path (pd_tokenizer_open); PD_CLI_FAIL after printing why. */
 int pd_cli_tokenizer_open(const char *path, struct pd_tokenizer **tok_p);
 /* Call fn on each line of the file at path ("-": stdin), without its newline, until one
