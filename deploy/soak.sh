@@ -305,8 +305,11 @@ while (($(date +%s) < END)); do
     sleep 1
 done
 log "load done after $MINUTE minute(s); waiting for the last requests (at most $((TIMEOUT_MS / 1000 + 40)) s)"
+# Poll rather than wait: bash may have reaped a bench already (wait then refuses its pid).
 for j in "${BENCH_PIDS[@]}"; do
-    wait "$j"
+    while kill -0 "$j" 2>/dev/null; do
+        sleep 1
+    done
 done
 BENCH_PIDS=()
 sleep 6 # one more RSS sample at the end

@@ -6,8 +6,9 @@
 # Each target starts from its seeds (tests/fuzz/corpus/NAME, and the protocol samples for
 # proto) in a working corpus under $OUT, so the repository's corpus only changes when
 # someone copies a minimized crasher into it. Prints one line per target: executions,
-# executions per second, corpus size at the end, crashes (any sanitizer report, leak,
-# timeout or out-of-memory leaves a file in $OUT/crashes). Exit status 1 when any target
+# executions per wall second, wall and CPU seconds, corpus size at the start and the end,
+# crashes (any sanitizer report, leak, timeout or out-of-memory leaves a file in
+# $OUT/crashes). Exit status 1 when any target
 # crashed, 77 when clang or libFuzzer is missing (deploy/install-deps.sh installs them).
 #
 # Environment: OUT (default .pdkv/fuzz/<date>), BUILD (default build-fuzz), JOBS (targets
@@ -78,19 +79,29 @@ run_one() {
     seeds=$(find "$corpus" -type f | wc -l)
     local t0 t1
     t0=$(date +%s.%N)
-    nice -n "$NICE" "$BUILD/bin/pd-fuzz-$n" -max_total_time="$SECONDS_EACH" -timeout=10 \
-        -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-        -artifact_prefix="$OUT/crashes/$n-" "$corpus" >"$OUT/logs/$n.log" 2>&1 || true
+    # CPU seconds beside wall seconds: on a shared machine a niced fuzzer may get little.
+    # -timeout is wall time: 60 s, because a niced process on a loaded machine can wait
+    # 10 s for the CPU (an input that runs in milliseconds was once reported at 13 s).
+    {
+        TIMEFORMAT='%U %S'
+        time nice -n "$NICE" "$BUILD/bin/pd-fuzz-$n" -max_total_time="$SECONDS_EACH" \
+            -timeout=60 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+            -artifact_prefix="$OUT/crashes/$n-" "$corpus" >"$OUT/logs/$n.log" 2>&1
+    } 2>"$OUT/logs/$n.time" || true
     t1=$(date +%s.%N)
+    local cpu
+    cpu=$(awk '{print $1 + $2}' "$OUT/logs/$n.time" 2>/dev/null)
     local execs crashes size
     execs=$(awk '/stat::number_of_executed_units:/ {print $2}' "$OUT/logs/$n.log" | tail -1)
     execs=${execs:-0}
     crashes=$(find "$OUT/crashes" -name "$n-*" -type f | wc -l)
     size=$(find "$corpus" -type f | wc -l)
     awk -v n="$n" -v e="$execs" -v t0="$t0" -v t1="$t1" -v s="$size" -v seeds="$seeds" \
-        -v c="$crashes" -v commit="$commit" 'BEGIN {
-            printf "%-15s %12d execs %8.0f exec/s %6.0f s  corpus %d -> %d  crashes %d  (%s)\n",
-                n, e, e / (t1 - t0), t1 - t0, seeds, s, c, commit }' | tee -a "$OUT/summary.txt"
+        -v c="$crashes" -v commit="$commit" -v cpu="${cpu:-0}" 'BEGIN {
+            f = "%-15s %11d execs %7.0f exec/s %5.0f s wall %5.0f s CPU (%7.0f exec/CPU-s)"
+            f = f "  corpus %d -> %d  crashes %d  (%s)\n"
+            printf f, n, e, e / (t1 - t0), t1 - t0, cpu, (cpu > 0 ? e / cpu : 0), seeds, s, c, commit
+        }' | tee -a "$OUT/summary.txt"
     if ((crashes > 0)); then
         grep -m3 -E 'ERROR: |runtime error|SUMMARY' "$OUT/logs/$n.log" | sed 's/^/    /' |
             tee -a "$OUT/summary.txt"
