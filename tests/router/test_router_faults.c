@@ -110,8 +110,10 @@ Test(router_faults, a_client_that_disconnects_has_its_requests_canceled_at_once)
     while (d0.n_cancel < 2 && pd_time_now_ms() < until)
         fw_cluster_pump(&cl, 5);
     uint64_t elapsed = pd_time_now_ms() - t0;
-    cr_assert_eq(d0.n_cancel, 2, "the decode worker was told about %u of 2 requests",
-                 d0.n_cancel);
+    /* Two cancels at least: one per request (a reply the worker sent meanwhile for a
+     * request already ended is answered with one more). */
+    cr_assert_geq(d0.n_cancel, 2, "the decode worker was told about %u of 2 requests",
+                  d0.n_cancel);
     cr_assert_lt(elapsed, 1000, "cancel took %llu ms", (unsigned long long)elapsed);
     cr_assert(fw_wait_status(watcher, &cl, 2000, fx_idle, NULL), "requests still in flight");
 
