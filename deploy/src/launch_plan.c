@@ -65,26 +65,20 @@ void pd_launch_plan(pd_launch_t *l)
 {
     const pd_manifest_t *m = &l->m;
     l->n_procs = 0;
-    struct {
-        const char *role;
-        uint32_t count;
-    } roles[] = {{"router", 1},
-                 {"prefill", m->prefill.count},
-                 {"decode", m->decode.count},
-                 {"both", m->both.count},
-                 {"gateway", m->gateway_count}};
     int worker_idx = 0;
-    for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {
-        for (uint32_t i = 0; i < roles[r].count && l->n_procs < PD_LAUNCH_MAX_PROCS; i++) {
+    for (size_t r = 0; r < PD_MANIFEST_N_ROLES; r++) {
+        const char *role = pd_manifest_roles[r];
+        uint32_t count = pd_manifest_role_count(m, role);
+        for (uint32_t i = 0; i < count && l->n_procs < PD_LAUNCH_MAX_PROCS; i++) {
             pd_launch_proc_t *p = &l->procs[l->n_procs];
             memset(p, 0, sizeof(*p));
             p->out_fd = -1;
-            snprintf(p->role, sizeof(p->role), "%s", roles[r].role);
+            snprintf(p->role, sizeof(p->role), "%s", role);
             p->index = i;
             if (r == 0)
                 snprintf(p->name, sizeof(p->name), "router");
             else
-                snprintf(p->name, sizeof(p->name), "%s-%u", roles[r].role, i);
+                snprintf(p->name, sizeof(p->name), "%s-%u", role, i);
             if (m->namespaces)
                 snprintf(p->ip, sizeof(p->ip), "%s.%d", m->ns_subnet, r == 0 ? 2 : 10 + worker_idx);
             else

@@ -35,23 +35,34 @@ const pd_manifest_place_t *pd_manifest_place(const pd_manifest_t *m, const char 
     return &m->router_place;
 }
 
+const char *const pd_manifest_roles[PD_MANIFEST_N_ROLES] = {"router", "prefill", "decode", "both",
+                                                            "gateway"};
+
+uint32_t pd_manifest_role_count(const pd_manifest_t *m, const char *role)
+{
+    if (strcmp(role, "router") == 0)
+        return 1;
+    if (strcmp(role, "prefill") == 0)
+        return m->prefill.count;
+    if (strcmp(role, "decode") == 0)
+        return m->decode.count;
+    if (strcmp(role, "both") == 0)
+        return m->both.count;
+    if (strcmp(role, "gateway") == 0)
+        return m->gateway_count;
+    return 0;
+}
+
 pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint32_t index,
                                   pd_manifest_proc_t *proc_p, char *errbuf, size_t errbuf_bytes)
 {
-    struct {
-        const char *role;
-        uint32_t count;
-    } roles[] = {{"router", 1},
-                 {"prefill", m->prefill.count},
-                 {"decode", m->decode.count},
-                 {"both", m->both.count},
-                 {"gateway", m->gateway_count}};
     uint32_t base = 0;
-    for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {
-        if (strcmp(role, roles[r].role) == 0) {
-            if (index >= roles[r].count) {
+    for (size_t r = 0; r < PD_MANIFEST_N_ROLES; r++) {
+        uint32_t count = pd_manifest_role_count(m, pd_manifest_roles[r]);
+        if (strcmp(role, pd_manifest_roles[r]) == 0) {
+            if (index >= count) {
                 pd_mf_args_err(errbuf, errbuf_bytes, "%s index %u is past the manifest's %u", role,
-                               index, roles[r].count);
+                               index, count);
                 return PD_ERR_INVALID_PARAM;
             }
             pd_manifest_proc_t p;
@@ -66,7 +77,7 @@ pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint
             *proc_p = p;
             return PD_OK;
         }
-        base += roles[r].count;
+        base += count;
     }
     pd_mf_args_err(errbuf, errbuf_bytes,
                    "unknown role '%s' (router, prefill, decode, both or gateway)", role);

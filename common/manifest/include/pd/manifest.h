@@ -127,6 +127,12 @@ const pd_manifest_place_t *pd_manifest_place(const pd_manifest_t *m, const char 
 #define PD_MANIFEST_MAX_ARGS 64
 #define PD_MANIFEST_ARG      (PD_MANIFEST_STR + 64)
 
+/* The roles in start order: router, prefill, decode, both (colocated), gateway. */
+#define PD_MANIFEST_N_ROLES 5
+extern const char *const pd_manifest_roles[PD_MANIFEST_N_ROLES];
+/* How many processes of role the manifest asks for (router: 1; 0 for an unknown role). */
+uint32_t pd_manifest_role_count(const pd_manifest_t *m, const char *role);
+
 /* A role's command line (without the program name), built from the manifest alone. */
 typedef struct pd_manifest_args {
     int argc;
