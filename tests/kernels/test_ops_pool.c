@@ -1,6 +1,6 @@
 /* The CPU thread pool behind every op: each chunk of a job runs exactly once, on some
  * thread, however many threads and jobs there are. */
-#include "../../kernels/src/cpu/pool_int.h"
+#include "pool_int.h"
 
 #include <criterion/criterion.h>
 #include <stdatomic.h>
