@@ -47,6 +47,16 @@ static void pd_router_worker_send_resync(pd_router_t *r, pd_router_worker_t *wk)
     pd_router_send_worker(r, wk, &m);
 }
 
+/* registered (with this router's epoch, so that a worker sees a restart) and resync. */
+static void pd_router_worker_welcome(pd_router_t *r, pd_router_worker_t *wk)
+{
+    pd_proto_msg_t ok = {.type = PD_PROTO_TYPE_REGISTERED};
+    ok.u.registered.heartbeat_ms = r->cfg.heartbeat_ms;
+    ok.u.registered.router_epoch = r->epoch;
+    pd_router_send_worker(r, wk, &ok);
+    pd_router_worker_send_resync(r, wk);
+}
+
 void pd_router_worker_remove(pd_router_t *r, pd_router_worker_t *wk, pd_status_t code,
                              const char *why)
 {
@@ -130,11 +140,8 @@ static void pd_router_worker_on_register(pd_router_t *r, const pd_router_rid_t *
                     memcmp(wk->rid.bytes, rid->bytes, rid->n) == 0 &&
                     strcmp(wk->id, m->worker_id) == 0;
         if (same) {
-            pd_proto_msg_t ok = {.type = PD_PROTO_TYPE_REGISTERED};
-            ok.u.registered.heartbeat_ms = r->cfg.heartbeat_ms;
             wk->last_seen_ms = pd_time_now_ms();
-            pd_router_send_worker(r, wk, &ok);
-            pd_router_worker_send_resync(r, wk);
+            pd_router_worker_welcome(r, wk);
             return;
         }
         pd_router_worker_remove(r, wk, PD_ERR_PEER, "re-registered (restart)");
@@ -194,10 +201,7 @@ static void pd_router_worker_on_register(pd_router_t *r, const pd_router_rid_t *
                 pd_proto_role_name(wk->role), (unsigned long long)wk->epoch, wk->n_blocks,
                 wk->events_endpoint[0] ? wk->events_endpoint : "(none)");
 
-    pd_proto_msg_t ok = {.type = PD_PROTO_TYPE_REGISTERED};
-    ok.u.registered.heartbeat_ms = r->cfg.heartbeat_ms;
-    pd_router_send_worker(r, wk, &ok);
-    pd_router_worker_send_resync(r, wk);
+    pd_router_worker_welcome(r, wk);
     pd_router_dispatch(r);
 }
 

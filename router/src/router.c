@@ -206,6 +206,7 @@ pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **rou
     if (r == NULL)
         return PD_ERR_NO_MEMORY;
     r->cfg = *config;
+    r->epoch = pd_time_epoch_new();
     r->journal_fd = -1;
     for (uint32_t s = 0; s < PD_DIR_MAX_WORKERS; s++)
         r->workers[s].slot = s;

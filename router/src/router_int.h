@@ -172,6 +172,7 @@ typedef struct pd_router_req {
 
 struct pd_router {
     pd_router_config_t cfg;
+    uint64_t epoch; /* this process's, sent in registered: workers see a restart */
     void *ctx;
     void *client_sock;       /* ROUTER */
     void *worker_sock;       /* ROUTER */

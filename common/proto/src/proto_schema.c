@@ -420,6 +420,7 @@ SCHEMA(register);
 #define T pd_proto_registered_t
 FIELDS(registered) = {
     {"heartbeat_ms", U32, OPT, O(heartbeat_ms), .min = 1, .max = 3600000, .def = 1000, .doc = "how often the router expects a heartbeat"},
+    {"router_epoch", U64, OPT | OMIT, O(router_epoch), MAXU64, .doc = "the router process's epoch (random at its start); a worker that sees it change drops every request it holds: a restarted router knows none of them. 0: not sent"},
 };
 SCHEMA(registered);
 #undef T

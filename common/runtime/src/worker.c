@@ -11,11 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #define PD_WORKER_REGISTER_RETRY_MS    1000u
+#define PD_WORKER_REGISTER_AGAIN_MS    200u /* a NOT_FOUND sooner answers an older message */
 #define PD_WORKER_HEARTBEAT_DEFAULT_MS 1000u
 #define PD_WORKER_LOAD_MIN_GAP_MS      20u
 #define PD_WORKER_MAX_DRAIN            64
@@ -47,15 +47,6 @@ bool pd_worker_stopping(void)
 void pd_worker_stop(void)
 {
     pd_worker_stop_flag = 1;
-}
-
-static uint64_t pd_worker_random_epoch(void)
-{
-    uint64_t e = 0;
-    if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e))
-        e = pd_time_now_ns() ^ ((uint64_t)getpid() << 32);
-    e &= (1ULL << 53) - 1; /* stays exact in JSON readers of status replies */
-    return e != 0 ? e : 1;
 }
 
 /* The endpoint a peer can reach: the bound one, with a wildcard replaced by --ip. */
@@ -132,7 +123,7 @@ pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t
     if (w == NULL)
         return PD_ERR_NO_MEMORY;
     w->args = *args;
-    w->epoch = pd_worker_random_epoch();
+    w->epoch = pd_time_epoch_new();
     w->n_blocks = reg->n_blocks;
     w->heartbeat_ms = PD_WORKER_HEARTBEAT_DEFAULT_MS;
     pd_mp_writer_init(&w->w);
@@ -367,7 +358,7 @@ static void pd_worker_reset(pd_worker_t *w, const pd_worker_hooks_t *hooks, cons
     pd_worker_events_flush(w);
     uint64_t old = w->epoch;
     do
-        w->epoch = pd_worker_random_epoch();
+        w->epoch = pd_time_epoch_new();
     while (w->epoch == old);
     w->seq = 0;
     w->n_resets++;
@@ -394,6 +385,19 @@ static void pd_worker_handle(pd_worker_t *w, const pd_worker_hooks_t *hooks, con
     }
     switch (msg.type) {
     case PD_PROTO_TYPE_REGISTERED:
+        if (msg.u.registered.router_epoch != 0 && w->router_epoch != 0 &&
+            msg.u.registered.router_epoch != w->router_epoch) {
+            /* A new router process: it knows none of the requests we hold (their clients
+             * hear it from its journal), so they go now, not at their deadlines. We come
+             * back as a new epoch. */
+            w->router_epoch = msg.u.registered.router_epoch;
+            pd_worker_reset(w, hooks, "the router restarted");
+            w->registered = false;
+            pd_worker_register_send(w);
+            break;
+        }
+        if (msg.u.registered.router_epoch != 0)
+            w->router_epoch = msg.u.registered.router_epoch;
         w->registered = true;
         w->heartbeat_ms = msg.u.registered.heartbeat_ms > 0 ? msg.u.registered.heartbeat_ms
                                                             : PD_WORKER_HEARTBEAT_DEFAULT_MS;
@@ -416,10 +420,12 @@ static void pd_worker_handle(pd_worker_t *w, const pd_worker_hooks_t *hooks, con
             /* The router does not know this worker. While registered, that means it
              * declared us dead (a stop, a partition): what we hold was failed there, so
              * it goes, and we come back as a new epoch that owns nothing of the old one.
-             * A router that restarted is met on reconnect, before any such answer, with
-             * a register under the same epoch. */
+             * A router that restarted answers our register (sent on reconnect) with a
+             * new router_epoch: see PD_PROTO_TYPE_REGISTERED. */
             if (w->registered)
                 pd_worker_reset(w, hooks, msg.u.worker_error.message);
+            else if (pd_time_now_ms() - w->register_sent_ms < PD_WORKER_REGISTER_AGAIN_MS)
+                break; /* answers to what we sent before our register reached it */
             else
                 pd_log_info("worker: router does not know us yet (%s); registering again",
                             msg.u.worker_error.message);

@@ -50,6 +50,7 @@ struct pd_worker {
     uint64_t heartbeat_due_ms;
     uint64_t heartbeat_last_ms;
     bool load_changed;
+    uint64_t router_epoch; /* from registered; 0: not known yet */
     uint64_t n_connects;
     uint64_t n_resets; /* epochs dropped by the router */
 

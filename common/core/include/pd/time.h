@@ -18,4 +18,8 @@ static inline uint64_t pd_time_now_ms(void)
     return pd_time_now_ns() / 1000000u;
 }
 
+/* A new epoch: a random, nonzero id of one process's lifetime (a worker's, the
+ * router's), below 2^53 so that JSON readers of status replies keep it exact. */
+uint64_t pd_time_epoch_new(void);
+
 #endif

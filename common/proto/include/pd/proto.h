@@ -348,6 +348,7 @@ typedef struct pd_proto_register {
 
 typedef struct pd_proto_registered {
     uint32_t heartbeat_ms; /* how often the router expects a heartbeat */
+    uint64_t router_epoch; /* the router process's epoch; 0: not sent */
 } pd_proto_registered_t;
 
 typedef struct pd_proto_heartbeat {
