@@ -44,8 +44,6 @@ bool pd_decode_emit(pd_decode_t *d, pd_decode_req_t *q)
     msg.u.worker_token.req_id = q->req_id;
     msg.u.worker_token.index = q->first_step + index;
     msg.u.worker_token.token = token;
-    pd_worker_send(d->rt->worker, &msg);
-    q->t_last_ns = pd_time_now_ns();
 
     bool finished = true;
     pd_proto_finish_t finish = PD_PROTO_FINISH_LENGTH;
@@ -58,6 +56,9 @@ bool pd_decode_emit(pd_decode_t *d, pd_decode_req_t *q)
         finish = PD_PROTO_FINISH_STOP;
     else if (q->n_gen < q->max_tokens)
         finished = false;
+    msg.u.worker_token.last = finished;
+    pd_worker_send(d->rt->worker, &msg);
+    q->t_last_ns = pd_time_now_ns();
     if (!finished)
         return false;
     pd_decode_done_send(d, q, finish);

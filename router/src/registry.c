@@ -71,8 +71,8 @@ void pd_router_worker_remove(pd_router_t *r, pd_router_worker_t *wk, pd_status_t
         pd_router_req_t *next = req->next;
         bool on_decode = (int)wk->slot == req->decode_slot && req->state != PD_REQ_QUEUED;
         bool on_prefill = (int)wk->slot == req->prefill_slot && req->state != PD_REQ_QUEUED;
-        if (on_decode && req->decode_done)
-            pd_router_req_finish_now(r, req); /* every token is in; prefill's report is not */
+        if (on_decode && (req->decode_done || req->last_streamed))
+            pd_router_req_finish_now(r, req); /* every token is in; a report is not */
         else if (on_prefill && !on_decode && req->prefilled)
             ; /* prefill's part is over: decode goes on */
         else if ((on_decode || on_prefill) && !pd_router_req_move(r, req, message))

@@ -248,6 +248,19 @@ void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
 
 void pd_router_req_finish_now(pd_router_t *r, pd_router_req_t *req)
 {
+    if (!req->decode_done && req->last_streamed && req->n_out > 0) {
+        /* The decode worker flagged its last token and died before its done: the tokens
+         * stand. Why it ended, as decode decides it (EOS at exactly max_tokens reads as
+         * length here). */
+        int32_t last = req->out[req->n_out - 1];
+        bool stop = false;
+        for (uint32_t i = 0; i < req->n_stop; i++)
+            stop = stop || req->stop[i] == last;
+        req->done.finish_reason = stop                           ? PD_PROTO_FINISH_STOP
+                                  : req->n_out < req->max_tokens ? PD_PROTO_FINISH_EOS
+                                                                 : PD_PROTO_FINISH_LENGTH;
+        req->done.output_tokens = req->n_out;
+    }
     pd_router_req_finish(r, req);
 }
 

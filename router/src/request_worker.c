@@ -233,6 +233,7 @@ void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
     if (m->index > req->first_step && req->last_token_ns != 0)
         pd_router_sched_on_token_gap(wk, pd_router_ms_between(req->last_token_ns, now));
     req->out[req->n_out++] = m->token;
+    req->last_streamed = m->last;
     if (m->index == 0)
         req->first_token_ns = now;
     if (m->index == req->first_step) {

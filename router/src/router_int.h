@@ -159,6 +159,7 @@ typedef struct pd_router_req {
     double prefill_ms, transfer_ms, prefill_queue_ms;
     uint32_t n_fetched_tokens;
     bool decode_done;
+    bool last_streamed; /* decode flagged the last token: the stream is complete */
     pd_proto_worker_done_t done;
 
     int32_t *out; /* (max_tokens) generated tokens, owned */

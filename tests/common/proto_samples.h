@@ -214,7 +214,7 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         return true;
     case 21:
         m->type = PD_PROTO_TYPE_WORKER_TOKEN;
-        m->u.worker_token = (pd_proto_worker_token_t){9, 0, 450};
+        m->u.worker_token = (pd_proto_worker_token_t){9, 0, 450, false};
         return true;
     case 22:
         m->type = PD_PROTO_TYPE_WORKER_DONE;

@@ -460,11 +460,19 @@ Test(proto, round_trips_decode_stream)
     pd_mp_writer_t w;
     pd_mp_writer_init(&w);
     pd_proto_msg_t m = {.type = PD_PROTO_TYPE_WORKER_TOKEN}, out;
-    m.u.worker_token = (pd_proto_worker_token_t){5, 0, 13};
+    m.u.worker_token = (pd_proto_worker_token_t){5, 0, 13, false};
     round_trip(&m, PD_PROTO_CHAN_WORKER, &w, &out);
     cr_assert_eq(out.u.worker_token.req_id, 5);
     cr_assert_eq(out.u.worker_token.index, 0);
     cr_assert_eq(out.u.worker_token.token, 13);
+    cr_assert(!out.u.worker_token.last);
+    size_t bytes_not_last = pd_mp_writer_size(&w);
+    pd_proto_msg_cleanup(&out);
+    /* The last token says so; a token that is not the last carries no "last" key. */
+    m.u.worker_token.last = true;
+    round_trip(&m, PD_PROTO_CHAN_WORKER, &w, &out);
+    cr_assert(out.u.worker_token.last);
+    cr_assert_eq(pd_mp_writer_size(&w), bytes_not_last + 6, "\"last\": true is 6 bytes");
     pd_proto_msg_cleanup(&out);
     /* "token" on the client channel is a different message: it needs "id". */
     pd_proto_fault_t fault;

@@ -347,14 +347,21 @@ static void fw_stream(fw_worker_t *w)
         fw_req_t *q = &w->reqs[i];
         if (!q->used || !q->ready)
             continue;
-        for (uint32_t k = 0; k < q->max_tokens; k++) {
+        uint32_t n = w->end_after > 0 && w->end_after < q->max_tokens ? w->end_after
+                                                                       : q->max_tokens;
+        for (uint32_t k = 0; k < n; k++) {
             pd_proto_msg_t t = {.type = PD_PROTO_TYPE_WORKER_TOKEN};
             t.u.worker_token.req_id = q->req_id;
             t.u.worker_token.index = k;
             t.u.worker_token.token = w->script != NULL ? w->script[k % w->n_script]
                                      : k == 0          ? q->first_token
                                                        : (int32_t)((q->req_id * 31 + k) % 500 + 3);
+            t.u.worker_token.last = k + 1 == n;
             fw_send(w, &t);
+        }
+        if (w->end_after > 0) { /* dies before its done */
+            q->used = false;
+            continue;
         }
         pd_proto_msg_t d = {.type = PD_PROTO_TYPE_WORKER_DONE};
         d.u.worker_done.req_id = q->req_id;

@@ -47,6 +47,7 @@ typedef struct fw_worker {
     bool registered;
     bool heartbeats;                         /* send heartbeats (false: act dead) */
     bool hang;                               /* decode: reserve but never stream */
+    uint32_t end_after; /* decode: stream this many tokens, flag the last, send no done */
     const pd_proto_worker_stats_t *hb_stats; /* sent with every heartbeat (NULL: none) */
     const int32_t *script;                   /* decode: stream these ids (NULL: made up) */
     uint32_t n_script;

@@ -137,3 +137,69 @@ Test(router_faults, a_client_that_disconnects_has_its_requests_canceled_at_once)
     fw_worker_stop(&d0);
     fw_router_stop(&r);
 }
+
+/* A decode worker that streamed a request's last token (flagged "last": EOS here, after 5
+ * of 16) and died before its done: the tokens stand, the client gets its done, and the
+ * request is not moved to the other decode worker (which would go on past the EOS). */
+Test(router_faults, a_stream_that_ended_before_its_worker_died_is_done_not_moved)
+{
+    fw_router_t r;
+    const char *const extra[] = {"--worker-timeout-ms", "600", NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0, d1;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    fw_worker_start(&cl, &d1, &r, "decode-1", PD_PROTO_ROLE_DECODE);
+    fx_wait_registered(&cl);
+    d0.end_after = d1.end_after = 5;
+
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    int32_t tokens[32];
+    for (int k = 0; k < 32; k++)
+        tokens[k] = k + 3;
+    fw_send_generate(c, "e", tokens, 32, 16, NULL);
+    uint64_t until = pd_time_now_ms() + 5000;
+    while (d0.n_reserve + d1.n_reserve < 1 && pd_time_now_ms() < until)
+        fw_cluster_pump(&cl, 10);
+    cr_assert_eq(d0.n_reserve + d1.n_reserve, 1);
+    fw_worker_t *dead = d0.n_reserve == 1 ? &d0 : &d1;
+    fw_worker_t *spare = dead == &d0 ? &d1 : &d0;
+
+    /* Tokens 0-4 stream, the last flagged; then the worker goes silent. */
+    uint32_t n_tokens = 0;
+    bool done = false, err = false;
+    pd_proto_finish_t finish = PD_PROTO_FINISH_LENGTH;
+    uint32_t done_tokens = 0;
+    until = pd_time_now_ms() + 8000;
+    while (!done && !err && pd_time_now_ms() < until) {
+        fw_cluster_pump(&cl, 5);
+        if (n_tokens == 5)
+            dead->heartbeats = false;
+        pd_proto_msg_t m;
+        while (pd_client_recv(c, 0, &m, NULL) == PD_OK) {
+            if (m.type == PD_PROTO_TYPE_TOKEN && strcmp(m.u.token.id, "e") == 0)
+                n_tokens++;
+            if (m.type == PD_PROTO_TYPE_DONE && strcmp(m.u.done.id, "e") == 0) {
+                done = true;
+                finish = m.u.done.finish_reason;
+                done_tokens = m.u.done.n_tokens;
+            }
+            if (m.type == PD_PROTO_TYPE_ERROR && strcmp(m.u.error.id, "e") == 0)
+                err = true;
+            pd_proto_msg_cleanup(&m);
+        }
+    }
+    cr_assert(!err, "the request ended with an error");
+    cr_assert(done, "no done within 8 s (%u tokens streamed)", n_tokens);
+    cr_assert_eq(n_tokens, 5);
+    cr_assert_eq(done_tokens, 5);
+    cr_assert_eq(finish, PD_PROTO_FINISH_EOS, "finish %d", (int)finish);
+    cr_assert_eq(spare->n_reserve, 0, "the finished request was moved to the other decode worker");
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_worker_stop(&d1);
+    fw_router_stop(&r);
+}

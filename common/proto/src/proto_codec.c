@@ -56,6 +56,8 @@ static bool pd_proto_omitted(const pd_proto_field_t *f, const void *base)
         return *CAT(base, f->off, uint32_t) == 0;
     if (f->kind == PD_PROTO_K_F64)
         return *CAT(base, f->off, double) == 0.0;
+    if (f->kind == PD_PROTO_K_BOOL)
+        return !*CAT(base, f->off, bool);
     return pd_proto_ptr(f, base) == NULL;
 }
 

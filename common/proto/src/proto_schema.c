@@ -537,6 +537,7 @@ FIELDS(worker_token) = {
     {"req_id", U64, REQ, O(req_id), .min = 1, MAXU64, .doc = "the request"},
     {"index", U32, REQ, O(index), .max = PD_PROTO_MAX_NEW_TOKENS - 1, .doc = "0 is the first token (the one prefill sampled)"},
     {"token", TOKEN, REQ, O(token), .max = PD_PROTO_MAX_TOKEN_ID, .doc = "the token id"},
+    {"last", BOOL, OPT | OMIT, O(last), .doc = "the request's last token (EOS, a stop id or max_tokens): if the worker dies before its `done`, the router ends the request with the tokens it has rather than moving it on"},
 };
 SCHEMA(worker_token);
 #undef T

@@ -471,6 +471,7 @@ typedef struct pd_proto_worker_token {
     uint64_t req_id;
     uint32_t index; /* 0 is the first token (the one prefill sampled) */
     int32_t token;
+    bool last; /* the request's last token: its done follows */
 } pd_proto_worker_token_t;
 
 /* decode -> router: the request finished. */
