@@ -108,23 +108,9 @@ LOG=$OUT/soak.log
 : >"$LOG"
 log() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$LOG" >&2; }
 
-port_free() {
-    local p=$1 i
-    for ((i = 0; i < 40; i++)); do
-        if ss -Htln "sport = :$((p + i))" 2>/dev/null | grep -q .; then
-            return 1
-        fi
-    done
-    return 0
-}
-
-PORT=""
-for ((p = 21000 + (RANDOM % 40) * 50; p < 31000; p += 50)); do
-    if port_free "$p"; then
-        PORT=$p
-        break
-    fi
-done
+# shellcheck source=deploy/bench/ports.sh
+source "$ROOT/deploy/bench/ports.sh"
+PORT=$(pick_port $((21000 + (RANDOM % 40) * 50)) 31000)
 [[ -n $PORT ]] || { echo "soak: no free port range" >&2; exit 1; }
 SETS=(--set network.base_port="$PORT" --set model.path="$MODEL_DIR"
     --set model.preset="$PRESET")

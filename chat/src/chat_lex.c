@@ -133,17 +133,6 @@ static void pd_chat_next_text(pd_chat_parser_t *p)
     }
 }
 
-static int pd_chat_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* A string literal with Python's escapes; p->pos is on the opening quote. */
 static void pd_chat_lex_string(pd_chat_parser_t *p)
 {
@@ -169,8 +158,8 @@ static void pd_chat_lex_string(pd_chat_parser_t *p)
         if (digits > 0) {
             uint32_t cp = 0;
             int got = 0;
-            while (got < digits && k + 1 < n && pd_chat_hex(s[k + 1]) >= 0)
-                cp = cp * 16 + (uint32_t)pd_chat_hex(s[++k]), got++;
+            while (got < digits && k + 1 < n && pd_hex_digit(s[k + 1]) >= 0)
+                cp = cp * 16 + (uint32_t)pd_hex_digit(s[++k]), got++;
             if (got != digits || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
                 pd_chat_fail(p, PD_ERR_FORMAT, "bad \\%c escape in a string literal", c);
             o += pd_utf8_put(o, cp);

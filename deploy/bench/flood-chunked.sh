@@ -37,23 +37,8 @@ SETS=(--set router.worker_timeout_ms=30000 --set transfer.timeout_ms=30000
 
 log() { echo "== $*" | tee -a "$SUMMARY" >&2; }
 
-pick_port() {
-    local p i busy
-    for ((p = 17200; p < 30000; p += 50)); do
-        busy=0
-        for ((i = 0; i < 40; i++)); do
-            if ss -Htln "sport = :$((p + i))" 2>/dev/null | grep -q .; then
-                busy=1
-                break
-            fi
-        done
-        if [[ $busy == 0 ]]; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
+# shellcheck source=deploy/bench/ports.sh
+source "$ROOT/deploy/bench/ports.sh"
 
 UP=""
 cleanup() {
@@ -70,7 +55,7 @@ run() {
     local name=$1 bin=$2
     shift 2
     local port
-    port=$(pick_port)
+    port=$(pick_port 17200)
     export PD_RUN_DIR=$OUT/run-$name
     mkdir -p "$PD_RUN_DIR"
     log "$name: up port $port $*  (load: $(cut -d' ' -f1-3 /proc/loadavg))"

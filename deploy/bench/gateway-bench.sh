@@ -51,22 +51,9 @@ for b in pdctl pd-gateway pd-router pd-prefill pd-decode; do
 done
 mkdir -p "$OUT" "$PD_RUN_DIR"
 
-port_free() {
-    local p=$1 i
-    for ((i = 0; i < 40; i++)); do
-        if ss -Htln "sport = :$((p + i))" 2>/dev/null | grep -q .; then
-            return 1
-        fi
-    done
-}
-PORT=
-for ((p = 17300; p < 30000; p += 50)); do
-    if port_free "$p"; then
-        PORT=$p
-        break
-    fi
-done
-[[ -n $PORT ]] || { echo "gateway-bench: no free port range" >&2; exit 1; }
+# shellcheck source=deploy/bench/ports.sh
+source "$ROOT/deploy/bench/ports.sh"
+PORT=$(pick_port 17300) || { echo "gateway-bench: no free port range" >&2; exit 1; }
 
 GW_PID=
 cleanup() {

@@ -42,24 +42,8 @@ fi
 
 UP=() # "bin manifest port name" of each cluster up, brought down on exit
 
-port_free() {
-    local p=$1 i
-    for ((i = 0; i < 40; i++)); do
-        ss -Htln "sport = :$((p + i))" 2>/dev/null | grep -q . && return 1
-    done
-    return 0
-}
-
-pick_port() {
-    local p
-    for ((p = ${1:-17200}; p < 30000; p += 50)); do
-        if port_free "$p"; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
+# shellcheck source=deploy/bench/ports.sh
+source "$ROOT/deploy/bench/ports.sh"
 
 # up BIN MANIFEST PORT NAME [--set K=V]...: start cluster NAME with the roles of BIN.
 up() {

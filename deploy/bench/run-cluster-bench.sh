@@ -46,34 +46,15 @@ log() { echo "== $*" | tee -a "$SUMMARY" >&2; }
 UP=()
 USED_PORTS=()
 
-port_free() {
-    local p=$1 i
-    for ((i = 0; i < 40; i++)); do
-        if ss -Htln "sport = :$((p + i))" 2>/dev/null | grep -q .; then
-            return 1
-        fi
-    done
-    return 0
-}
-
-pick_port() {
-    local p
-    for ((p = 17200; p < 30000; p += 50)); do
-        if port_free "$p"; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "run-cluster-bench: no free port range" >&2
-    return 1
-}
+# shellcheck source=deploy/bench/ports.sh
+source "$ROOT/deploy/bench/ports.sh"
 
 # up MANIFEST [--set K=V]...: start a cluster, print its port.
 up() {
     local manifest=$1
     shift
     local port
-    port=$(pick_port)
+    port=$(pick_port 17200) || { echo "run-cluster-bench: no free port range" >&2; return 1; }
     log "up $manifest port $port $*"
     "$PDCTL" up -d "$manifest" --set network.base_port="$port" \
         --set model.path="$MODEL_DIR" --set model.preset="$PRESET" "$@" >&2

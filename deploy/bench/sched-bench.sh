@@ -58,29 +58,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-pick_port() {
-    local p i busy
-    for ((p = 18200; p < 30000; p += 50)); do
-        busy=0
-        for ((i = 0; i < 40; i++)); do
-            if ss -Htln "sport = :$((p + i))" 2>/dev/null | grep -q .; then
-                busy=1
-                break
-            fi
-        done
-        if ((busy == 0)); then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
+# shellcheck source=deploy/bench/ports.sh
+source "$ROOT/deploy/bench/ports.sh"
 
 # up BIN MANIFEST [--set K=V]...: a cluster of that build; sets PORT.
 up() {
     local bin=$1 manifest=$2
     shift 2
-    PORT=$(pick_port)
+    PORT=$(pick_port 18200)
     PD_BIN_DIR=$bin "$bin/pdctl" up -d "$manifest" --set network.base_port="$PORT" \
         --set model.path="$MODEL_DIR" "$@" >>"$OUT/up.log" 2>&1
     UP+=("$bin $manifest --set network.base_port=$PORT")

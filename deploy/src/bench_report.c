@@ -26,6 +26,22 @@ static void pd_bench_table_row(FILE *f, const char *name, const pd_bench_dist_t 
             d->p99 * mul, d->mean * mul, d->n);
 }
 
+/* The ideal cache's hit rate, times scale (1 or 100), 0 for no prompt tokens. */
+static double pd_bench_ideal_rate(const pd_bench_meta_t *meta, double scale)
+{
+    return meta->ideal_total_tokens
+               ? scale * (double)meta->ideal_hit_tokens / (double)meta->ideal_total_tokens
+               : 0.0;
+}
+
+/* The workers of one side (0 prefill, 1 decode), each with the requests it served. */
+static const pd_bench_place_t *pd_bench_side_places(const pd_bench_summary_t *sum, int side,
+                                                    size_t *n_p)
+{
+    *n_p = side ? sum->n_decode_places : sum->n_prefill_places;
+    return side ? sum->decode_places : sum->prefill_places;
+}
+
 void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_summary_t *sum)
 {
     fprintf(f, "\nbench: %s\n", meta->workload);
@@ -44,14 +60,11 @@ void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_
             (unsigned long long)sum->cache_creation_tokens);
     if (meta->have_ideal)
         fprintf(f, "  ideal infinite cache (%s): %.1f%% (%llu of %llu)\n", meta->ideal_what,
-                meta->ideal_total_tokens
-                    ? 100.0 * (double)meta->ideal_hit_tokens / (double)meta->ideal_total_tokens
-                    : 0.0,
-                (unsigned long long)meta->ideal_hit_tokens,
+                pd_bench_ideal_rate(meta, 100.0), (unsigned long long)meta->ideal_hit_tokens,
                 (unsigned long long)meta->ideal_total_tokens);
     for (int side = 0; side < 2; side++) {
-        const pd_bench_place_t *pl = side ? sum->decode_places : sum->prefill_places;
-        size_t np = side ? sum->n_decode_places : sum->n_prefill_places;
+        size_t np;
+        const pd_bench_place_t *pl = pd_bench_side_places(sum, side, &np);
         if (np == 0)
             continue;
         fprintf(f, "  %s workers:", side ? "decode" : "prefill");
@@ -149,14 +162,11 @@ pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
         fprintf(f,
                 "    \"ideal_cache_hit_rate\": %.6g, \"ideal_cache_hit_tokens\": %llu, "
                 "\"ideal_cache_total_tokens\": %llu,\n",
-                meta->ideal_total_tokens
-                    ? (double)meta->ideal_hit_tokens / (double)meta->ideal_total_tokens
-                    : 0.0,
-                (unsigned long long)meta->ideal_hit_tokens,
+                pd_bench_ideal_rate(meta, 1.0), (unsigned long long)meta->ideal_hit_tokens,
                 (unsigned long long)meta->ideal_total_tokens);
     for (int side = 0; side < 2; side++) {
-        const pd_bench_place_t *pl = side ? sum->decode_places : sum->prefill_places;
-        size_t np = side ? sum->n_decode_places : sum->n_prefill_places;
+        size_t np;
+        const pd_bench_place_t *pl = pd_bench_side_places(sum, side, &np);
         fprintf(f, "    \"%s_workers\": {", side ? "decode" : "prefill");
         for (size_t k = 0; k < np; k++) {
             pd_bench_jstr(f, pl[k].worker);

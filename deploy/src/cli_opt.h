@@ -113,6 +113,15 @@ bool pd_cli_parse_endpoint(const char *opt, const char *s, char *out, size_t n);
     {                                                                                              \
         "set", 's', true, 's', NULL                                                                \
     }
+#define PD_CLI_OPT_TOKENS                                                                          \
+    {                                                                                              \
+        "tokens", 0, true, 'K', NULL                                                               \
+    }
+/* What a generation request is made of, the same options in generate and submit (each
+ * parses them into its own request). */
+#define PD_CLI_OPTS_REQUEST                                                                        \
+    PD_CLI_OPT_PROMPT, PD_CLI_OPT_TOKENS, PD_CLI_OPT_MAX_TOKENS, PD_CLI_OPT_TEMPERATURE,           \
+        PD_CLI_OPT_TOP_P, PD_CLI_OPT_SEED
 #define PD_CLI_OPT_END_TABLE                                                                       \
     {                                                                                              \
         NULL, 0, false, 0, NULL                                                                    \

@@ -112,6 +112,32 @@ static int pd_cmd_detok_line(void *arg, const char *line, size_t len)
     return pd_cmd_detok_one(l->tok, line, len, l->flags, l->json);
 }
 
+/* What the options of pdctl detokenize ask for. */
+typedef struct pd_cmd_detokenize_args {
+    const char *ids, *lines;
+    unsigned flags;
+    bool json;
+} pd_cmd_detokenize_args_t;
+
+static void pd_cmd_detokenize_take(void *arg, int opt, const char *value)
+{
+    pd_cmd_detokenize_args_t *a = arg;
+    if (opt == 'i')
+        a->ids = value;
+    else if (opt == 'L')
+        a->lines = value;
+    else if (opt == 's')
+        a->flags |= PD_DETOKENIZE_SKIP_SPECIAL;
+    else if (opt == 'j')
+        a->json = true;
+}
+
+static bool pd_cmd_detokenize_ready(const void *arg)
+{
+    const pd_cmd_detokenize_args_t *a = arg;
+    return (a->ids == NULL) != (a->lines == NULL);
+}
+
 int pd_cmd_detokenize(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
@@ -123,50 +149,18 @@ int pd_cmd_detokenize(int argc, char **argv)
         {"help", 'h', false, 'h', NULL},
         PD_CLI_OPT_END_TABLE,
     };
-    const char *tok_path = NULL, *ids = NULL, *lines = NULL;
-    unsigned flags = 0;
-    bool json = false;
-    int c, rc = PD_CLI_OK;
-    pd_cli_parser_t pcli;
-    pd_cli_parser_init(&pcli, "detokenize", argc, argv, opts);
-    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
-        const char *optarg = pcli.arg;
-        switch (c) {
-        case 't':
-            tok_path = optarg;
-            break;
-        case 'i':
-            ids = optarg;
-            break;
-        case 'L':
-            lines = optarg;
-            break;
-        case 's':
-            flags |= PD_DETOKENIZE_SKIP_SPECIAL;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            pd_cmd_detokenize_usage(stdout);
-            return PD_CLI_OK;
-        default:
-            /* the parser said what was wrong */
-            return PD_CLI_USAGE;
-        }
-    }
-    if (pcli.n_pos != 0 || tok_path == NULL || (ids == NULL) == (lines == NULL)) {
-        pd_cmd_detokenize_usage(stderr);
-        return PD_CLI_USAGE;
-    }
+    static const pd_cli_tok_cmd_t cmd = {"detokenize", opts, pd_cmd_detokenize_usage,
+                                         pd_cmd_detokenize_take, pd_cmd_detokenize_ready};
+    pd_cmd_detokenize_args_t a = {0};
     pd_tokenizer_t *tok = NULL;
-    if (pd_cli_tokenizer_open(tok_path, &tok) != PD_CLI_OK)
-        return PD_CLI_FAIL;
-    if (ids != NULL) {
-        rc = pd_cmd_detok_one(tok, ids, strlen(ids), flags, json);
+    int rc = pd_cli_tok_cmd_start(&cmd, argc, argv, &a, &tok);
+    if (tok == NULL)
+        return rc;
+    if (a.ids != NULL) {
+        rc = pd_cmd_detok_one(tok, a.ids, strlen(a.ids), a.flags, a.json);
     } else {
-        pd_cmd_detok_line_t line = {tok, flags, json};
-        rc = pd_cli_each_line(lines, pd_cmd_detok_line, &line);
+        pd_cmd_detok_line_t line = {tok, a.flags, a.json};
+        rc = pd_cli_each_line(a.lines, pd_cmd_detok_line, &line);
     }
     pd_tokenizer_destroy(&tok);
     return rc;

@@ -85,12 +85,7 @@ static void pd_cmd_generate_usage(FILE *out)
 static const pd_cli_opt_t pd_gen_opts[] = {
     PD_CLI_OPT_MODEL_PATH,
     {"tokenizer", 't', true, 't', NULL},
-    PD_CLI_OPT_PROMPT,
-    {"tokens", 0, true, 'K', NULL},
-    PD_CLI_OPT_MAX_TOKENS,
-    PD_CLI_OPT_TEMPERATURE,
-    PD_CLI_OPT_TOP_P,
-    PD_CLI_OPT_SEED,
+    PD_CLI_OPTS_REQUEST,
     {"threads", 0, true, 'j', NULL},
     {"stop", 0, true, 'X', NULL},
     PD_CLI_OPT_JSON,

@@ -110,6 +110,101 @@ static void pd_cmd_model_on_progress(void *arg, uint64_t done, uint64_t total)
 
 static void pd_cmd_model_copy_tokenizer(const char *model, const char *dir);
 
+/* What the options of model new, info and quantize ask for; each takes some of them. */
+typedef struct pd_cmd_model_args {
+    const char *preset, *model, *out, *tok_dir;
+    const char *stray; /* the first positional argument, NULL when none */
+    uint64_t seed;
+    pd_dtype_t dtype;
+    float read_gbps;
+    bool force, json;
+} pd_cmd_model_args_t;
+
+/* Parse argv for subcommand cmd ("model new") against opts, a subset of the options of
+ * the model subcommands, into a (which holds the defaults); dtypes lists what --dtype
+ * takes, for its message. True to go on; false with *rc_p the exit code, PD_CLI_OK
+ * after --help. */
+static bool pd_cmd_model_parse(const char *cmd, int argc, char **argv, const pd_cli_opt_t *opts,
+                               const char *dtypes, pd_cmd_model_args_t *a, int *rc_p)
+{
+    pd_cli_parser_t pcli;
+    int c;
+    pd_cli_parser_init(&pcli, cmd, argc, argv, opts);
+    *rc_p = PD_CLI_USAGE;
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        const char *v = pcli.arg;
+        switch (c) {
+        case 'P':
+            a->preset = v;
+            break;
+        case 'm':
+            a->model = v;
+            break;
+        case 'o':
+            a->out = v;
+            break;
+        case 't':
+            a->tok_dir = v;
+            break;
+        case 's':
+            if (!pd_cli_parse_u64("--seed", v, 0, UINT64_MAX, &a->seed))
+                return false;
+            break;
+        case 'd':
+            if (pd_dtype_parse(v, &a->dtype) != PD_OK) {
+                fprintf(stderr, "pdctl: --dtype: '%s' is not %s\n", v, dtypes);
+                return false;
+            }
+            break;
+        case 'r':
+            if (!pd_cli_parse_f32("--read-gbps", v, 0.001f, 1e6f, &a->read_gbps))
+                return false;
+            break;
+        case 'f':
+            a->force = true;
+            break;
+        case 'j':
+            a->json = true;
+            break;
+        case 'h':
+            pd_cmd_model_usage(stdout);
+            *rc_p = PD_CLI_OK;
+            return false;
+        default:
+            /* the parser said what was wrong */
+            return false;
+        }
+    }
+    a->stray = pcli.n_pos != 0 ? pcli.pos[0] : NULL;
+    return true;
+}
+
+/* False after printing why when dir already holds a model and force is not set. */
+static bool pd_cmd_model_may_write(const char *dir, bool force)
+{
+    char file[PATH_MAX];
+    struct stat st;
+    snprintf(file, sizeof(file), "%s/model.safetensors", dir);
+    if (!force && stat(file, &st) == 0) {
+        fprintf(stderr, "pdctl: %s exists (use --force to overwrite)\n", file);
+        return false;
+    }
+    return true;
+}
+
+/* Write model into dir as a checkpoint with dtype weights, with progress for a large one;
+ * false after printing why. */
+static bool pd_cmd_model_save(const pd_model_t *model, const char *dir, pd_dtype_t dtype)
+{
+    pd_cmd_model_progress_t progress = {0};
+    pd_status_t status = pd_model_save_hf(model, dir, dtype, pd_cmd_model_on_progress, &progress);
+    if (status != PD_OK) {
+        fprintf(stderr, "pdctl: cannot write the model to %s: %s\n", dir, pd_status_str(status));
+        return false;
+    }
+    return true;
+}
+
 static int pd_cmd_model_new(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
@@ -118,50 +213,16 @@ static int pd_cmd_model_new(int argc, char **argv)
         {"force", 0, false, 'f', NULL},   {"tokenizer", 0, true, 't', NULL},
         {"help", 'h', false, 'h', NULL},  PD_CLI_OPT_END_TABLE,
     };
-    const char *preset = NULL, *out = NULL, *tok_dir = NULL;
-    uint64_t seed = 1;
-    pd_dtype_t dtype = PD_DTYPE_F32;
-    bool force = false;
-    int c;
-
-    pd_cli_parser_t pcli;
-    pd_cli_parser_init(&pcli, "model new", argc, argv, opts);
-    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
-        const char *optarg = pcli.arg;
-        switch (c) {
-        case 'P':
-            preset = optarg;
-            break;
-        case 's':
-            if (!pd_cli_parse_u64("--seed", optarg, 0, UINT64_MAX, &seed))
-                return PD_CLI_USAGE;
-            break;
-        case 'o':
-            out = optarg;
-            break;
-        case 'd':
-            if (pd_dtype_parse(optarg, &dtype) != PD_OK) {
-                fprintf(stderr, "pdctl: --dtype: '%s' is not f32, f16 or bf16\n", optarg);
-                return PD_CLI_USAGE;
-            }
-            break;
-        case 'f':
-            force = true;
-            break;
-        case 't':
-            tok_dir = optarg;
-            break;
-        case 'h':
-            pd_cmd_model_usage(stdout);
-            return PD_CLI_OK;
-        default:
-            /* the parser said what was wrong */
-            return PD_CLI_USAGE;
-        }
-    }
-    if (pcli.n_pos != 0 || preset == NULL || out == NULL) {
-        if (pcli.n_pos != 0)
-            fprintf(stderr, "pdctl: unexpected argument '%s'\n", pcli.pos[0]);
+    pd_cmd_model_args_t a = {.seed = 1, .dtype = PD_DTYPE_F32};
+    int rc;
+    if (!pd_cmd_model_parse("model new", argc, argv, opts, "f32, f16 or bf16", &a, &rc))
+        return rc;
+    const char *preset = a.preset, *out = a.out, *tok_dir = a.tok_dir;
+    uint64_t seed = a.seed;
+    pd_dtype_t dtype = a.dtype;
+    if (a.stray != NULL || preset == NULL || out == NULL) {
+        if (a.stray != NULL)
+            fprintf(stderr, "pdctl: unexpected argument '%s'\n", a.stray);
         else
             fprintf(stderr, "pdctl: model new needs --preset and -o\n");
         pd_cmd_model_usage(stderr);
@@ -192,19 +253,16 @@ static int pd_cmd_model_new(int argc, char **argv)
              (unsigned long long)seed, dtype == PD_DTYPE_F32 ? "" : "-",
              dtype == PD_DTYPE_F32 ? "" : (dtype == PD_DTYPE_F16 ? "f16" : "bf16"));
 
-    char path[PATH_MAX];
-    struct stat st;
-    snprintf(path, sizeof(path), "%s/model.safetensors", out);
-    if (!force && stat(path, &st) == 0) {
-        fprintf(stderr, "pdctl: %s exists (use --force to overwrite)\n", path);
+    if (!pd_cmd_model_may_write(out, a.force))
         return PD_CLI_FAIL;
-    }
     if (pd_cmd_model_mkdirs(out) != 0) {
         fprintf(stderr, "pdctl: cannot create %s: %s\n", out, strerror(errno));
         return PD_CLI_FAIL;
     }
 
-    int rc = PD_CLI_FAIL;
+    char path[PATH_MAX];
+    struct stat st;
+    rc = PD_CLI_FAIL;
     pd_model_t *model = NULL;
     pd_tokenizer_t *tok = NULL;
     uint64_t n_params = pd_model_n_params(&config);
@@ -247,12 +305,8 @@ static int pd_cmd_model_new(int argc, char **argv)
         goto out;
     }
     pd_model_init_random(model, seed);
-    pd_cmd_model_progress_t progress = {0};
-    status = pd_model_save_hf(model, out, dtype, pd_cmd_model_on_progress, &progress);
-    if (status != PD_OK) {
-        fprintf(stderr, "pdctl: cannot write the model to %s: %s\n", out, pd_status_str(status));
+    if (!pd_cmd_model_save(model, out, dtype))
         goto out;
-    }
     fprintf(stderr, "pdctl: wrote %s (model id %s)\n", out, config.model_id);
     rc = PD_CLI_OK;
 out:
@@ -270,34 +324,12 @@ static int pd_cmd_model_info(int argc, char **argv)
         {"help", 'h', false, 'h', NULL},
         PD_CLI_OPT_END_TABLE,
     };
-    const char *path = NULL;
-    bool json = false;
-    float read_gbps = 0.0f;
-    int c;
-    pd_cli_parser_t pcli;
-    pd_cli_parser_init(&pcli, "model info", argc, argv, opts);
-    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
-        const char *optarg = pcli.arg;
-        switch (c) {
-        case 'm':
-            path = optarg;
-            break;
-        case 'r':
-            if (!pd_cli_parse_f32("--read-gbps", optarg, 0.001f, 1e6f, &read_gbps))
-                return PD_CLI_USAGE;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            pd_cmd_model_usage(stdout);
-            return PD_CLI_OK;
-        default:
-            /* the parser said what was wrong */
-            return PD_CLI_USAGE;
-        }
-    }
-    if (pcli.n_pos != 0 || path == NULL) {
+    pd_cmd_model_args_t a = {0};
+    int rc;
+    if (!pd_cmd_model_parse("model info", argc, argv, opts, "", &a, &rc))
+        return rc;
+    const char *path = a.model;
+    if (a.stray != NULL || path == NULL) {
         fprintf(stderr, "pdctl: model info needs -m MODEL\n");
         pd_cmd_model_usage(stderr);
         return PD_CLI_USAGE;
@@ -316,10 +348,10 @@ static int pd_cmd_model_info(int argc, char **argv)
         return PD_CLI_FAIL;
     }
     pd_cli_weights_t wf;
-    pd_cli_weights_measure(&cfg, dtype, read_gbps, &wf);
+    pd_cli_weights_measure(&cfg, dtype, a.read_gbps, &wf);
     const char *rope = cfg.rope_style == PD_ROPE_HALF ? "half" : "pair";
     unsigned long long n_params = (unsigned long long)pd_model_n_params(&cfg);
-    if (json) {
+    if (a.json) {
         printf("{\"model_id\":");
         pd_json_fprint_string(stdout, cfg.model_id, strlen(cfg.model_id));
         printf(",\"dim\":%u,\"hidden_dim\":%u,\"n_layers\":%u,\"n_heads\":%u,"
@@ -418,52 +450,21 @@ static int pd_cmd_model_quantize(int argc, char **argv)
         {"dtype", 0, true, 'd', NULL},   {"force", 0, false, 'f', NULL},
         {"help", 'h', false, 'h', NULL}, PD_CLI_OPT_END_TABLE,
     };
-    const char *path = NULL, *out = NULL;
-    pd_dtype_t dtype = PD_DTYPE_I8;
-    bool force = false;
-    int c;
-    pd_cli_parser_t pcli;
-    pd_cli_parser_init(&pcli, "model quantize", argc, argv, opts);
-    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
-        const char *optarg = pcli.arg;
-        switch (c) {
-        case 'm':
-            path = optarg;
-            break;
-        case 'o':
-            out = optarg;
-            break;
-        case 'd':
-            if (pd_dtype_parse(optarg, &dtype) != PD_OK) {
-                fprintf(stderr, "pdctl: --dtype: '%s' is not int8, bf16, f16 or f32\n", optarg);
-                return PD_CLI_USAGE;
-            }
-            break;
-        case 'f':
-            force = true;
-            break;
-        case 'h':
-            pd_cmd_model_usage(stdout);
-            return PD_CLI_OK;
-        default:
-            /* the parser said what was wrong */
-            return PD_CLI_USAGE;
-        }
-    }
-    if (pcli.n_pos != 0 || path == NULL || out == NULL) {
+    pd_cmd_model_args_t a = {.dtype = PD_DTYPE_I8};
+    int rc;
+    if (!pd_cmd_model_parse("model quantize", argc, argv, opts, "int8, bf16, f16 or f32", &a, &rc))
+        return rc;
+    const char *path = a.model, *out = a.out;
+    pd_dtype_t dtype = a.dtype;
+    if (a.stray != NULL || path == NULL || out == NULL) {
         fprintf(stderr, "pdctl: model quantize needs -m MODEL and -o DIR\n");
         pd_cmd_model_usage(stderr);
         return PD_CLI_USAGE;
     }
-    char file[PATH_MAX];
-    struct stat st;
-    snprintf(file, sizeof(file), "%s/model.safetensors", out);
-    if (!force && stat(file, &st) == 0) {
-        fprintf(stderr, "pdctl: %s exists (use --force to overwrite)\n", file);
+    if (!pd_cmd_model_may_write(out, a.force))
         return PD_CLI_FAIL;
-    }
     pd_model_t *model = NULL, *conv = NULL;
-    int rc = PD_CLI_FAIL;
+    rc = PD_CLI_FAIL;
     fprintf(stderr, "pdctl: loading %s\n", path);
     pd_status_t status = pd_model_load(path, &model);
     if (status != PD_OK) {
@@ -495,12 +496,8 @@ static int pd_cmd_model_quantize(int argc, char **argv)
         fprintf(stderr, "pdctl: cannot convert the model: %s\n", pd_status_str(status));
         goto out;
     }
-    pd_cmd_model_progress_t progress = {0};
-    status = pd_model_save_hf(conv, out, dtype, pd_cmd_model_on_progress, &progress);
-    if (status != PD_OK) {
-        fprintf(stderr, "pdctl: cannot write the model to %s: %s\n", out, pd_status_str(status));
+    if (!pd_cmd_model_save(conv, out, dtype))
         goto out;
-    }
     pd_cmd_model_copy_tokenizer(path, out);
     fprintf(stderr, "pdctl: wrote %s: %s weights, %.1f MB (from %.1f MB), model id %s\n", out,
             pd_dtype_name(dtype), (double)pd_model_weight_bytes(conv) / 1e6,

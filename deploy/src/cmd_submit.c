@@ -168,12 +168,7 @@ bad:
 
 static const pd_cli_opt_t pd_submit_opts[] = {
     PD_CLI_OPT_ROUTER,
-    PD_CLI_OPT_PROMPT,
-    {"tokens", 0, true, 'K', NULL},
-    PD_CLI_OPT_MAX_TOKENS,
-    PD_CLI_OPT_TEMPERATURE,
-    PD_CLI_OPT_TOP_P,
-    PD_CLI_OPT_SEED,
+    PD_CLI_OPTS_REQUEST,
     {"stop", 0, true, 'X', NULL},
     {"tenant", 0, true, 'E', NULL},
     {"cache", 0, true, 'C', NULL},

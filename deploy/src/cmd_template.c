@@ -109,6 +109,31 @@ int pd_cli_chat_prompt(const pd_tokenizer_t *tok, const char *messages_path,
     return PD_CLI_OK;
 }
 
+/* What the options of pdctl template ask for. */
+typedef struct pd_cmd_template_args {
+    const char *messages, *template_path;
+    bool no_gen, ids;
+} pd_cmd_template_args_t;
+
+static void pd_cmd_template_take(void *arg, int opt, const char *value)
+{
+    pd_cmd_template_args_t *a = arg;
+    if (opt == 'm')
+        a->messages = value;
+    else if (opt == 'n')
+        a->no_gen = true;
+    else if (opt == 'T')
+        a->template_path = value;
+    else if (opt == 'i')
+        a->ids = true;
+}
+
+static bool pd_cmd_template_ready(const void *arg)
+{
+    const pd_cmd_template_args_t *a = arg;
+    return a->messages != NULL;
+}
+
 int pd_cmd_template(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
@@ -120,48 +145,17 @@ int pd_cmd_template(int argc, char **argv)
         {"help", 'h', false, 'h', NULL},
         PD_CLI_OPT_END_TABLE,
     };
-    const char *tok_path = NULL, *messages = NULL, *template_path = NULL;
-    bool gen = true, ids = false;
-    int c;
-    pd_cli_parser_t pcli;
-    pd_cli_parser_init(&pcli, "template", argc, argv, opts);
-    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
-        const char *optarg = pcli.arg;
-        switch (c) {
-        case 't':
-            tok_path = optarg;
-            break;
-        case 'm':
-            messages = optarg;
-            break;
-        case 'n':
-            gen = false;
-            break;
-        case 'T':
-            template_path = optarg;
-            break;
-        case 'i':
-            ids = true;
-            break;
-        case 'h':
-            pd_cmd_template_usage(stdout);
-            return PD_CLI_OK;
-        default:
-            /* the parser said what was wrong */
-            return PD_CLI_USAGE;
-        }
-    }
-    if (pcli.n_pos != 0 || tok_path == NULL || messages == NULL) {
-        pd_cmd_template_usage(stderr);
-        return PD_CLI_USAGE;
-    }
+    static const pd_cli_tok_cmd_t cmd = {"template", opts, pd_cmd_template_usage,
+                                         pd_cmd_template_take, pd_cmd_template_ready};
+    pd_cmd_template_args_t a = {0};
     pd_tokenizer_t *tok = NULL;
-    if (pd_cli_tokenizer_open(tok_path, &tok) != PD_CLI_OK)
-        return PD_CLI_FAIL;
+    int rc = pd_cli_tok_cmd_start(&cmd, argc, argv, &a, &tok);
+    if (tok == NULL)
+        return rc;
     char *prompt = NULL;
     size_t len = 0;
-    int rc = pd_cli_chat_prompt(tok, messages, NULL, template_path, gen, &prompt, &len);
-    if (rc == PD_CLI_OK && !ids) {
+    rc = pd_cli_chat_prompt(tok, a.messages, NULL, a.template_path, !a.no_gen, &prompt, &len);
+    if (rc == PD_CLI_OK && !a.ids) {
         fwrite(prompt, 1, len, stdout);
     } else if (rc == PD_CLI_OK) {
         size_t cap = pd_tokenizer_max_tokens(tok, len), n = 0;

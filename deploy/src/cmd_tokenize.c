@@ -76,6 +76,35 @@ int pd_cli_tokenizer_open(const char *path, pd_tokenizer_t **tok_p)
     return PD_CLI_OK;
 }
 
+int pd_cli_tok_cmd_start(const pd_cli_tok_cmd_t *cmd, int argc, char **argv, void *arg,
+                         pd_tokenizer_t **tok_p)
+{
+    const char *tok_path = NULL;
+    int c;
+    pd_cli_parser_t pcli;
+    *tok_p = NULL;
+    pd_cli_parser_init(&pcli, cmd->name, argc, argv, cmd->opts);
+    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
+        if (c == PD_CLI_OPT_ERROR)
+            return PD_CLI_USAGE; /* the parser said what was wrong */
+        if (c == 'h') {
+            cmd->usage(stdout);
+            return PD_CLI_OK;
+        }
+        if (c == 't')
+            tok_path = pcli.arg;
+        else
+            cmd->take(arg, c, pcli.arg);
+    }
+    if (pcli.n_pos != 0 || tok_path == NULL || !cmd->ready(arg)) {
+        cmd->usage(stderr);
+        return PD_CLI_USAGE;
+    }
+    if (pd_cli_tokenizer_open(tok_path, tok_p) != PD_CLI_OK)
+        return PD_CLI_FAIL;
+    return PD_CLI_OK;
+}
+
 int pd_cli_each_line(const char *path, int (*fn)(void *arg, const char *line, size_t len),
                      void *arg)
 {
@@ -127,6 +156,31 @@ static int pd_cmd_tokenize_line(void *arg, const char *line, size_t len)
     return pd_cmd_tokenize_one(l->tok, line, len, l->flags);
 }
 
+/* What the options of pdctl tokenize ask for. */
+typedef struct pd_cmd_tokenize_args {
+    const char *text, *lines;
+    unsigned flags;
+} pd_cmd_tokenize_args_t;
+
+static void pd_cmd_tokenize_take(void *arg, int opt, const char *value)
+{
+    pd_cmd_tokenize_args_t *a = arg;
+    if (opt == 'T')
+        a->text = value;
+    else if (opt == 'L')
+        a->lines = value;
+    else if (opt == 'a')
+        a->flags |= PD_TOKENIZE_ADD_SPECIAL;
+    else if (opt == 's')
+        a->flags |= PD_TOKENIZE_SPECIAL_AS_TEXT;
+}
+
+static bool pd_cmd_tokenize_ready(const void *arg)
+{
+    const pd_cmd_tokenize_args_t *a = arg;
+    return (a->text == NULL) != (a->lines == NULL);
+}
+
 int pd_cmd_tokenize(int argc, char **argv)
 {
     static const pd_cli_opt_t opts[] = {
@@ -138,49 +192,18 @@ int pd_cmd_tokenize(int argc, char **argv)
         {"help", 'h', false, 'h', NULL},
         PD_CLI_OPT_END_TABLE,
     };
-    const char *tok_path = NULL, *text = NULL, *lines = NULL;
-    unsigned flags = 0;
-    int c, rc = PD_CLI_OK;
-    pd_cli_parser_t pcli;
-    pd_cli_parser_init(&pcli, "tokenize", argc, argv, opts);
-    while ((c = pd_cli_opt_next(&pcli)) != PD_CLI_OPT_END) {
-        const char *optarg = pcli.arg;
-        switch (c) {
-        case 't':
-            tok_path = optarg;
-            break;
-        case 'T':
-            text = optarg;
-            break;
-        case 'L':
-            lines = optarg;
-            break;
-        case 'a':
-            flags |= PD_TOKENIZE_ADD_SPECIAL;
-            break;
-        case 's':
-            flags |= PD_TOKENIZE_SPECIAL_AS_TEXT;
-            break;
-        case 'h':
-            pd_cmd_tokenize_usage(stdout);
-            return PD_CLI_OK;
-        default:
-            /* the parser said what was wrong */
-            return PD_CLI_USAGE;
-        }
-    }
-    if (pcli.n_pos != 0 || tok_path == NULL || (text == NULL) == (lines == NULL)) {
-        pd_cmd_tokenize_usage(stderr);
-        return PD_CLI_USAGE;
-    }
+    static const pd_cli_tok_cmd_t cmd = {"tokenize", opts, pd_cmd_tokenize_usage,
+                                         pd_cmd_tokenize_take, pd_cmd_tokenize_ready};
+    pd_cmd_tokenize_args_t a = {0};
     pd_tokenizer_t *tok = NULL;
-    if (pd_cli_tokenizer_open(tok_path, &tok) != PD_CLI_OK)
-        return PD_CLI_FAIL;
-    if (text != NULL) {
-        rc = pd_cmd_tokenize_one(tok, text, strlen(text), flags);
+    int rc = pd_cli_tok_cmd_start(&cmd, argc, argv, &a, &tok);
+    if (tok == NULL)
+        return rc;
+    if (a.text != NULL) {
+        rc = pd_cmd_tokenize_one(tok, a.text, strlen(a.text), a.flags);
     } else {
-        pd_cmd_tokenize_line_t line = {tok, flags};
-        rc = pd_cli_each_line(lines, pd_cmd_tokenize_line, &line);
+        pd_cmd_tokenize_line_t line = {tok, a.flags};
+        rc = pd_cli_each_line(a.lines, pd_cmd_tokenize_line, &line);
     }
     pd_tokenizer_destroy(&tok);
     return rc;

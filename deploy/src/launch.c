@@ -14,6 +14,7 @@
 
 #include "pd/client.h"
 #include "pd/log.h"
+#include "pd/signals.h"
 #include "pd/time.h"
 
 #include <errno.h>
@@ -256,10 +257,7 @@ int pd_cmd_up(int argc, char **argv)
         goto out;
     }
 
-    struct sigaction sa = {.sa_handler = pd_launch_on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    pd_signals_install(pd_launch_on_signal, false);
 
     for (int i = 0; i < l->n_procs; i++) {
         if (pd_launch_spawn(l, i) != 0)

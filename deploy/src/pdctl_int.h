@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define PD_CLI_OK    0
 #define PD_CLI_FAIL  1
@@ -77,6 +78,22 @@ typedef struct pd_cli_text {
 bool pd_cli_text_append(pd_cli_text_t *t, const char *s, size_t n);
 /* Open the tokenizer at path (pd_tokenizer_open); PD_CLI_FAIL after printing why. */
 int pd_cli_tokenizer_open(const char *path, struct pd_tokenizer **tok_p);
+/* What the subcommands that work with one tokenizer (tokenize, detokenize, template)
+ * share: -t PATH and -h are handled by pd_cli_tok_cmd_start, the other options by
+ * the subcommand. */
+struct pd_cli_opt;
+typedef struct pd_cli_tok_cmd {
+    const char *name;              /* the subcommand, for messages: "tokenize" */
+    const struct pd_cli_opt *opts; /* its options, -t and -h among them */
+    void (*usage)(FILE *out);
+    void (*take)(void *arg, int opt, const char *value); /* any other option */
+    bool (*ready)(const void *arg);                      /* the options taken are enough to run */
+} pd_cli_tok_cmd_t;
+/* Parse argv for cmd, its own options into arg, and open the tokenizer into *tok_p.
+ * PD_CLI_OK with *tok_p set; PD_CLI_OK and *tok_p NULL after printing --help; otherwise
+ * the exit code after printing why. (cmd_tokenize.c) */
+int pd_cli_tok_cmd_start(const pd_cli_tok_cmd_t *cmd, int argc, char **argv, void *arg,
+                         struct pd_tokenizer **tok_p);
 /* Call fn on each line of the file at path ("-": stdin), without its newline, until one
  * returns other than PD_CLI_OK; returns that, or PD_CLI_FAIL when the file cannot be read. */
 int pd_cli_each_line(const char *path, int (*fn)(void *arg, const char *line, size_t len),

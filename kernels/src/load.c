@@ -218,23 +218,37 @@ static bool pd_load_checkpoint_dir(const char *path, char *dir, size_t cap)
     return true;
 }
 
-pd_status_t pd_model_config_load(const char *path, pd_model_config_t *config_p)
+/* The Hugging Face checkpoint directory that path names into *hf_p: path itself, or the
+ * directory of its config.json or .safetensors file (a file of a checkpoint directory
+ * names the directory), copied into dir (cap bytes); NULL for a llama2.c file. */
+static pd_status_t pd_load_find_hf(const char *path, char *dir, size_t cap, const char **hf_p)
 {
     struct stat st;
-    if (path == NULL || config_p == NULL)
-        return PD_ERR_INVALID_PARAM;
     if (stat(path, &st) != 0) {
         int err = errno;
         pd_log_error("model %s: %s", path, strerror(err));
         return pd_status_from_errno(err);
     }
     if (S_ISDIR(st.st_mode))
-        return pd_model_config_load_hf(path, config_p);
+        *hf_p = path;
+    else
+        *hf_p = pd_load_checkpoint_dir(path, dir, cap) ? dir : NULL;
+    return PD_OK;
+}
+
+pd_status_t pd_model_config_load(const char *path, pd_model_config_t *config_p)
+{
     char dir[PATH_MAX];
-    if (pd_load_checkpoint_dir(path, dir, sizeof(dir)))
-        return pd_model_config_load_hf(dir, config_p);
+    const char *hf = NULL;
+    if (path == NULL || config_p == NULL)
+        return PD_ERR_INVALID_PARAM;
+    pd_status_t status = pd_load_find_hf(path, dir, sizeof(dir), &hf);
+    if (status != PD_OK)
+        return status;
+    if (hf != NULL)
+        return pd_model_config_load_hf(hf, config_p);
     pd_load_map_t map;
-    pd_status_t status = pd_load_map_open(path, &map);
+    status = pd_load_map_open(path, &map);
     if (status != PD_OK)
         return status;
     bool shared;
@@ -245,20 +259,15 @@ pd_status_t pd_model_config_load(const char *path, pd_model_config_t *config_p)
 
 pd_status_t pd_model_load(const char *path, pd_model_t **model_p)
 {
-    struct stat st;
+    char dir[PATH_MAX];
+    const char *hf = NULL;
     if (path == NULL || model_p == NULL)
         return PD_ERR_INVALID_PARAM;
-    if (stat(path, &st) != 0) {
-        int err = errno;
-        pd_log_error("model %s: %s", path, strerror(err));
-        return pd_status_from_errno(err);
-    }
-    if (S_ISDIR(st.st_mode))
-        return pd_model_load_hf(path, model_p);
-    /* A file of a checkpoint directory names the directory. */
-    char dir[PATH_MAX];
-    if (pd_load_checkpoint_dir(path, dir, sizeof(dir)))
-        return pd_model_load_hf(dir, model_p);
+    pd_status_t status = pd_load_find_hf(path, dir, sizeof(dir), &hf);
+    if (status != PD_OK)
+        return status;
+    if (hf != NULL)
+        return pd_model_load_hf(hf, model_p);
     return pd_model_load_llama2c(path, model_p);
 }
 
@@ -287,21 +296,14 @@ pd_status_t pd_model_load_dtype(const char *path, pd_dtype_t dtype, pd_model_t *
 
 pd_status_t pd_model_dtype_load(const char *path, pd_dtype_t *dtype_p)
 {
-    struct stat st;
     char dir[PATH_MAX];
+    const char *hf = NULL;
     int dtype = PD_DTYPE_F32;
-    pd_status_t status = PD_OK;
     if (path == NULL || dtype_p == NULL)
         return PD_ERR_INVALID_PARAM;
-    if (stat(path, &st) != 0) {
-        int err = errno;
-        pd_log_error("model %s: %s", path, strerror(err));
-        return pd_status_from_errno(err);
-    }
-    if (S_ISDIR(st.st_mode))
-        status = pd_model_dtype_load_hf(path, &dtype);
-    else if (pd_load_checkpoint_dir(path, dir, sizeof(dir)))
-        status = pd_model_dtype_load_hf(dir, &dtype);
+    pd_status_t status = pd_load_find_hf(path, dir, sizeof(dir), &hf);
+    if (status == PD_OK && hf != NULL)
+        status = pd_model_dtype_load_hf(hf, &dtype);
     if (status == PD_OK)
         *dtype_p = (pd_dtype_t)dtype;
     return status;

@@ -172,7 +172,16 @@ static uint64_t pd_model_mat_scale_bytes(const pd_model_slot_t *s, pd_dtype_t dt
     return dtype == PD_DTYPE_I8 ? (uint64_t)s->n_mats * s->rows * sizeof(float) : 0;
 }
 
-uint64_t pd_model_config_weight_bytes(const pd_model_config_t *config, pd_dtype_t dtype)
+/* Tensors start on 64-byte boundaries so that vector loads of a row stay aligned. */
+static uint64_t pd_model_pad(uint64_t bytes)
+{
+    return (bytes + 63) & ~(uint64_t)63;
+}
+
+/* The bytes of config's weights in dtype: each vector, and each matrix's data and int8
+ * scales; padded, each of those parts rounded up as pd_model_alloc_dtype lays them out. */
+static uint64_t pd_model_weights_size(const pd_model_config_t *config, pd_dtype_t dtype,
+                                      bool padded)
 {
     pd_model_slot_t slots[PD_MODEL_N_SLOTS];
     pd_model_slots(config, slots);
@@ -180,13 +189,21 @@ uint64_t pd_model_config_weight_bytes(const pd_model_config_t *config, pd_dtype_
     for (int i = 0; i < PD_MODEL_N_SLOTS; i++) {
         if (i == 11 && config->tie_embeddings)
             continue;
-        if (!slots[i].is_mat)
-            total += (uint64_t)slots[i].n_mats * slots[i].rows * sizeof(float);
-        else
-            total += pd_model_mat_data_bytes(&slots[i], dtype) +
-                     pd_model_mat_scale_bytes(&slots[i], dtype);
+        uint64_t data, scale = 0;
+        if (!slots[i].is_mat) {
+            data = (uint64_t)slots[i].n_mats * slots[i].rows * sizeof(float);
+        } else {
+            data = pd_model_mat_data_bytes(&slots[i], dtype);
+            scale = pd_model_mat_scale_bytes(&slots[i], dtype);
+        }
+        total += padded ? pd_model_pad(data) + pd_model_pad(scale) : data + scale;
     }
     return total;
+}
+
+uint64_t pd_model_config_weight_bytes(const pd_model_config_t *config, pd_dtype_t dtype)
+{
+    return pd_model_weights_size(config, dtype, false);
 }
 
 uint64_t pd_model_config_decode_bytes(const pd_model_config_t *config, pd_dtype_t dtype)
@@ -251,12 +268,6 @@ static void pd_model_storage_free(void *storage, size_t bytes)
     free(storage);
 }
 
-/* Tensors start on 64-byte boundaries so that vector loads of a row stay aligned. */
-static uint64_t pd_model_pad(uint64_t bytes)
-{
-    return (bytes + 63) & ~(uint64_t)63;
-}
-
 pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dtype,
                                  pd_model_t **model_p)
 {
@@ -265,19 +276,9 @@ pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dty
     pd_status_t st = pd_model_config_validate(config);
     if (st != PD_OK)
         return st;
+    size_t bytes = (size_t)pd_model_weights_size(config, dtype, true);
     pd_model_slot_t slots[PD_MODEL_N_SLOTS];
     pd_model_slots(config, slots);
-    uint64_t total = 0;
-    for (int i = 0; i < PD_MODEL_N_SLOTS; i++) {
-        if (i == 11 && config->tie_embeddings)
-            continue;
-        if (!slots[i].is_mat)
-            total += pd_model_pad((uint64_t)slots[i].n_mats * slots[i].rows * sizeof(float));
-        else
-            total += pd_model_pad(pd_model_mat_data_bytes(&slots[i], dtype)) +
-                     pd_model_pad(pd_model_mat_scale_bytes(&slots[i], dtype));
-    }
-    size_t bytes = (size_t)total;
     pd_model_t *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return PD_ERR_NO_MEMORY;

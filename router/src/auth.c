@@ -30,115 +30,104 @@ static pd_status_t pd_router_auth_read_key(const char *path, char *key)
     return st;
 }
 
-/* Parse "TENANT Z85PUBLICKEY [admin] [gateway]" lines (a line starting with '#' is a
- * comment). */
-static pd_status_t pd_router_auth_read_clients(pd_router_t *r, const char *path)
+/* One line of a key file (lineno for messages): PD_OK (a blank line adds nothing), or an
+ * error already logged. */
+typedef pd_status_t (*pd_router_auth_line_fn_t)(pd_router_t *r, const char *path, unsigned lineno,
+                                                const char *line);
+
+/* Read the key file at path, named `what` in messages ("client keys"), handing parse
+ * each line that is not a comment; *n_keys (what parse adds to) must not end at 0. */
+static pd_status_t pd_router_auth_read_file(pd_router_t *r, const char *path, const char *what,
+                                            pd_router_auth_line_fn_t parse, const uint32_t *n_keys)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        pd_log_error("client keys %s: %s", path, strerror(errno));
+        pd_log_error("%s %s: %s", what, path, strerror(errno));
         return PD_ERR_IO;
     }
     char line[512];
     unsigned lineno = 0;
     pd_status_t st = PD_OK;
-    while (fgets(line, sizeof(line), f) != NULL) {
+    while (st == PD_OK && fgets(line, sizeof(line), f) != NULL) {
         lineno++;
         /* Z85 keys may hold '#': only a line starting with it is a comment. */
         const char *first = line + strspn(line, " \t");
-        if (*first == '#')
-            continue;
-        char tenant[PD_PROTO_NAME_CAP + 1], key[128], role[2][16], extra[8];
-        int n = sscanf(line, "%65s %127s %15s %15s %7s", tenant, key, role[0], role[1], extra);
-        if (n <= 0)
-            continue;
-        bool admin = false, gateway = false, roles_ok = n <= 4;
-        for (int i = 0; i + 2 < n && i < 2; i++) {
-            admin |= strcmp(role[i], "admin") == 0;
-            gateway |= strcmp(role[i], "gateway") == 0;
-            roles_ok &= strcmp(role[i], "admin") == 0 || strcmp(role[i], "gateway") == 0;
-        }
-        if (n < 2 || !roles_ok || strlen(tenant) >= PD_PROTO_NAME_CAP ||
-            strlen(key) != PD_ROUTER_Z85_KEY_CHARS) {
-            pd_log_error("client keys %s:%u: expected 'TENANT Z85KEY [admin] [gateway]' (tenant "
-                         "<= 64 bytes, key 40 characters)",
-                         path, lineno);
-            st = PD_ERR_FORMAT;
-            break;
-        }
-        if (r->n_client_keys == PD_ROUTER_MAX_CLIENT_KEYS) {
-            pd_log_error("client keys %s: more than %d keys", path, PD_ROUTER_MAX_CLIENT_KEYS);
-            st = PD_ERR_LIMIT;
-            break;
-        }
-        pd_router_client_key_t *ck = &r->client_keys[r->n_client_keys];
-        if (zmq_z85_decode(ck->key, key) == NULL) {
-            pd_log_error("client keys %s:%u: not a Z85 key", path, lineno);
-            st = PD_ERR_FORMAT;
-            break;
-        }
-        memcpy(ck->tenant, tenant, strlen(tenant) + 1); /* checked above: it fits */
-        ck->admin = admin;
-        ck->gateway = gateway;
-        r->n_client_keys++;
+        if (*first != '#')
+            st = parse(r, path, lineno, line);
     }
     fclose(f);
-    if (st == PD_OK && r->n_client_keys == 0) {
-        pd_log_error("client keys %s: no key listed", path);
+    if (st == PD_OK && *n_keys == 0) {
+        pd_log_error("%s %s: no key listed", what, path);
         st = PD_ERR_FORMAT;
     }
     return st;
 }
 
-/* Parse "[WORKER_ID] Z85PUBLICKEY" lines ('#' first: a comment). */
-static pd_status_t pd_router_auth_read_workers(pd_router_t *r, const char *path)
+/* A "TENANT Z85PUBLICKEY [admin] [gateway]" line. */
+static pd_status_t pd_router_auth_client_line(pd_router_t *r, const char *path, unsigned lineno,
+                                              const char *line)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        pd_log_error("worker keys %s: %s", path, strerror(errno));
-        return PD_ERR_IO;
+    char tenant[PD_PROTO_NAME_CAP + 1], key[128], role[2][16], extra[8];
+    int n = sscanf(line, "%65s %127s %15s %15s %7s", tenant, key, role[0], role[1], extra);
+    if (n <= 0)
+        return PD_OK;
+    bool admin = false, gateway = false, roles_ok = n <= 4;
+    for (int i = 0; i + 2 < n && i < 2; i++) {
+        admin |= strcmp(role[i], "admin") == 0;
+        gateway |= strcmp(role[i], "gateway") == 0;
+        roles_ok &= strcmp(role[i], "admin") == 0 || strcmp(role[i], "gateway") == 0;
     }
-    char line[512];
-    unsigned lineno = 0;
-    pd_status_t st = PD_OK;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        lineno++;
-        const char *first = line + strspn(line, " \t");
-        if (*first == '#')
-            continue;
-        char word[2][128], extra[8];
-        int n = sscanf(line, "%127s %127s %7s", word[0], word[1], extra);
-        if (n <= 0)
-            continue;
-        const char *id = n == 2 ? word[0] : "";
-        const char *key = word[n == 2 ? 1 : 0];
-        if (n > 2 || strlen(id) >= PD_PROTO_NAME_CAP || strlen(key) != PD_ROUTER_Z85_KEY_CHARS) {
-            pd_log_error("worker keys %s:%u: expected '[WORKER_ID] Z85KEY' (id < 64 bytes, key "
-                         "40 characters)",
-                         path, lineno);
-            st = PD_ERR_FORMAT;
-            break;
-        }
-        if (r->n_worker_keys == PD_ROUTER_MAX_WORKER_KEYS) {
-            pd_log_error("worker keys %s: more than %d keys", path, PD_ROUTER_MAX_WORKER_KEYS);
-            st = PD_ERR_LIMIT;
-            break;
-        }
-        pd_router_worker_key_t *wk = &r->worker_keys[r->n_worker_keys];
-        if (zmq_z85_decode(wk->key, key) == NULL) {
-            pd_log_error("worker keys %s:%u: not a Z85 key", path, lineno);
-            st = PD_ERR_FORMAT;
-            break;
-        }
-        memcpy(wk->id, id, strlen(id) + 1);
-        r->n_worker_keys++;
+    if (n < 2 || !roles_ok || strlen(tenant) >= PD_PROTO_NAME_CAP ||
+        strlen(key) != PD_ROUTER_Z85_KEY_CHARS) {
+        pd_log_error("client keys %s:%u: expected 'TENANT Z85KEY [admin] [gateway]' (tenant "
+                     "<= 64 bytes, key 40 characters)",
+                     path, lineno);
+        return PD_ERR_FORMAT;
     }
-    fclose(f);
-    if (st == PD_OK && r->n_worker_keys == 0) {
-        pd_log_error("worker keys %s: no key listed", path);
-        st = PD_ERR_FORMAT;
+    if (r->n_client_keys == PD_ROUTER_MAX_CLIENT_KEYS) {
+        pd_log_error("client keys %s: more than %d keys", path, PD_ROUTER_MAX_CLIENT_KEYS);
+        return PD_ERR_LIMIT;
     }
-    return st;
+    pd_router_client_key_t *ck = &r->client_keys[r->n_client_keys];
+    if (zmq_z85_decode(ck->key, key) == NULL) {
+        pd_log_error("client keys %s:%u: not a Z85 key", path, lineno);
+        return PD_ERR_FORMAT;
+    }
+    memcpy(ck->tenant, tenant, strlen(tenant) + 1); /* checked above: it fits */
+    ck->admin = admin;
+    ck->gateway = gateway;
+    r->n_client_keys++;
+    return PD_OK;
+}
+
+/* A "[WORKER_ID] Z85PUBLICKEY" line. */
+static pd_status_t pd_router_auth_worker_line(pd_router_t *r, const char *path, unsigned lineno,
+                                              const char *line)
+{
+    char word[2][128], extra[8];
+    int n = sscanf(line, "%127s %127s %7s", word[0], word[1], extra);
+    if (n <= 0)
+        return PD_OK;
+    const char *id = n == 2 ? word[0] : "";
+    const char *key = word[n == 2 ? 1 : 0];
+    if (n > 2 || strlen(id) >= PD_PROTO_NAME_CAP || strlen(key) != PD_ROUTER_Z85_KEY_CHARS) {
+        pd_log_error("worker keys %s:%u: expected '[WORKER_ID] Z85KEY' (id < 64 bytes, key "
+                     "40 characters)",
+                     path, lineno);
+        return PD_ERR_FORMAT;
+    }
+    if (r->n_worker_keys == PD_ROUTER_MAX_WORKER_KEYS) {
+        pd_log_error("worker keys %s: more than %d keys", path, PD_ROUTER_MAX_WORKER_KEYS);
+        return PD_ERR_LIMIT;
+    }
+    pd_router_worker_key_t *wk = &r->worker_keys[r->n_worker_keys];
+    if (zmq_z85_decode(wk->key, key) == NULL) {
+        pd_log_error("worker keys %s:%u: not a Z85 key", path, lineno);
+        return PD_ERR_FORMAT;
+    }
+    memcpy(wk->id, id, strlen(id) + 1);
+    r->n_worker_keys++;
+    return PD_OK;
 }
 
 const pd_router_worker_key_t *pd_router_auth_worker_key(const pd_router_t *r, const char *key_z85)
@@ -190,8 +179,12 @@ pd_status_t pd_router_auth_setup(pd_router_t *r)
     if (r->worker_keys == NULL)
         return PD_ERR_NO_MEMORY;
     if ((st = pd_router_auth_read_key(c->curve_secret_file, secret)) != PD_OK ||
-        (clients && (st = pd_router_auth_read_clients(r, c->client_keys_file)) != PD_OK) ||
-        (workers && (st = pd_router_auth_read_workers(r, c->worker_keys_file)) != PD_OK))
+        (clients &&
+         (st = pd_router_auth_read_file(r, c->client_keys_file, "client keys",
+                                        pd_router_auth_client_line, &r->n_client_keys)) != PD_OK) ||
+        (workers &&
+         (st = pd_router_auth_read_file(r, c->worker_keys_file, "worker keys",
+                                        pd_router_auth_worker_line, &r->n_worker_keys)) != PD_OK))
         goto out;
     if (zmq_curve_public(public_key, secret) != 0) {
         pd_log_error("curve secret %s: not a CURVE secret key", c->curve_secret_file);

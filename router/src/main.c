@@ -2,10 +2,9 @@
 #include "pd/log.h"
 #include "pd/manifest.h"
 #include "pd/router.h"
+#include "pd/signals.h"
 
-#include <signal.h>
 #include <stdio.h>
-#include <string.h>
 
 static volatile int pd_router_main_stop;
 
@@ -32,12 +31,7 @@ int main(int argc, char **argv)
     if (st != PD_OK)
         return 2;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = pd_router_main_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    pd_signals_install(pd_router_main_on_signal, false);
 
     st = pd_router_create(&config, &router);
     if (st != PD_OK) {

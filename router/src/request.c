@@ -138,11 +138,17 @@ void pd_router_req_release_holder(pd_router_t *r, pd_router_req_t *req)
         pd_router_send_cancel(r, h, req->req_id);
 }
 
-void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code, const char *message)
+/* Let go of everything req holds on its workers (prefill slot, decode reservation, pins). */
+static void pd_router_req_release_workers(pd_router_t *r, pd_router_req_t *req)
 {
-    pd_log_debug("request %llu (%s) failed: %s: %s", (unsigned long long)req->req_id, req->id,
-                 pd_status_name(code), message);
-    pd_router_send_client_error(r, &req->client, req->id, code, message);
+    pd_router_req_release_prefill(r, req);
+    pd_router_req_release_decode(r, req);
+    pd_router_req_release_holder(r, req);
+}
+
+/* Tell the workers assigned to req to drop it, then let go of what it holds on them. */
+static void pd_router_req_cancel_workers(pd_router_t *r, pd_router_req_t *req)
+{
     if (req->state != PD_REQ_QUEUED) {
         pd_router_worker_t *d = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
         pd_router_worker_t *p = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
@@ -151,9 +157,15 @@ void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code, 
         if (p != NULL && p != d)
             pd_router_send_cancel(r, p, req->req_id);
     }
-    pd_router_req_release_prefill(r, req);
-    pd_router_req_release_decode(r, req);
-    pd_router_req_release_holder(r, req);
+    pd_router_req_release_workers(r, req);
+}
+
+void pd_router_req_fail(pd_router_t *r, pd_router_req_t *req, pd_status_t code, const char *message)
+{
+    pd_log_debug("request %llu (%s) failed: %s: %s", (unsigned long long)req->req_id, req->id,
+                 pd_status_name(code), message);
+    pd_router_send_client_error(r, &req->client, req->id, code, message);
+    pd_router_req_cancel_workers(r, req);
     pd_router_req_unlink(r, req);
     pd_router_req_free(req);
 }
@@ -239,9 +251,7 @@ void pd_router_req_finish(pd_router_t *r, pd_router_req_t *req)
         if (p != NULL && p != dw)
             pd_router_send_cancel(r, p, req->req_id);
     }
-    pd_router_req_release_prefill(r, req);
-    pd_router_req_release_decode(r, req);
-    pd_router_req_release_holder(r, req);
+    pd_router_req_release_workers(r, req);
     pd_router_req_unlink(r, req);
     pd_router_req_free(req);
 }
@@ -279,17 +289,7 @@ static bool pd_router_can_take(const pd_router_t *r)
  * and it keeps only what it needs to be dispatched again. */
 static void pd_router_req_unassign(pd_router_t *r, pd_router_req_t *req)
 {
-    if (req->state != PD_REQ_QUEUED) {
-        pd_router_worker_t *d = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
-        pd_router_worker_t *p = pd_router_req_worker(r, req->prefill_slot, req->prefill_epoch);
-        if (d != NULL)
-            pd_router_send_cancel(r, d, req->req_id);
-        if (p != NULL && p != d)
-            pd_router_send_cancel(r, p, req->req_id);
-    }
-    pd_router_req_release_prefill(r, req);
-    pd_router_req_release_decode(r, req);
-    pd_router_req_release_holder(r, req);
+    pd_router_req_cancel_workers(r, req);
     free(req->block_table);
     free(req->src_table);
     free(req->src_sums);

@@ -58,24 +58,6 @@ static void pd_tok_strs_free(pd_tok_strs_t *l)
 
 #define PD_TOK_STR(l, i) ((l)->data.p + (l)->off[i])
 
-static int pd_tok_byte_token(const char *s, size_t n)
-{
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>')
-        return -1;
-    int v = 0;
-    for (int i = 3; i < 5; i++) {
-        char c = s[i];
-        int h = (c >= '0' && c <= '9')   ? c - '0'
-                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-                                         : -1;
-        if (h < 0)
-            return -1;
-        v = v * 16 + h;
-    }
-    return v;
-}
-
 static pd_status_t pd_tok_dec_one(const pd_tok_dec_t *d, const pd_tok_strs_t *in,
                                   pd_tok_strs_t *out)
 {
@@ -120,7 +102,7 @@ static pd_status_t pd_tok_dec_one(const pd_tok_dec_t *d, const pd_tok_strs_t *in
         unsigned char run[256];
         size_t n_run = 0;
         for (size_t i = 0; i <= in->n && st == PD_OK; i++) {
-            int b = i < in->n ? pd_tok_byte_token(PD_TOK_STR(in, i), in->len[i]) : -1;
+            int b = i < in->n ? pd_tok_byte_of(PD_TOK_STR(in, i), in->len[i]) : -1;
             if (b >= 0 && n_run < sizeof(run)) {
                 run[n_run++] = (unsigned char)b;
                 continue;

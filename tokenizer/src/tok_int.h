@@ -300,6 +300,8 @@ void pd_tok_cache_free(pd_tok_cache_t *c);
 uint32_t pd_tok_byte_char(unsigned char b);
 /* The byte of a byte-level code point, or -1. */
 int pd_tok_char_byte(uint32_t cp);
+/* The byte of a fallback token "<0xNN>", or -1 when s is not one (tokenizer.c). */
+int pd_tok_byte_of(const char *s, size_t len);
 
 /* Added-token trie. */
 pd_status_t pd_tok_trie_add(pd_tok_trie_t *t, const char *s, size_t n, int32_t added_index);

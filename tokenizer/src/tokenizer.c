@@ -76,8 +76,7 @@ static int32_t pd_tok_lookup(const pd_tokenizer_t *t, const char *s, size_t len)
     return -1;
 }
 
-/* The byte of a fallback token "<0xNN>", or -1 when s is not one. */
-static int pd_tok_byte_of(const char *s, size_t len)
+int pd_tok_byte_of(const char *s, size_t len)
 {
     if (len != 6 || s[0] != '<' || s[1] != '0' || s[2] != 'x' || s[5] != '>')
         return -1;

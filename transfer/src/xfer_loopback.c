@@ -120,18 +120,28 @@ static void pd_xfer__lb_peer_close(pd_xfer_peer_t *peer)
     peer->be = NULL;
 }
 
-static pd_status_t pd_xfer__lb_put(pd_xfer_peer_t *peer, pd_xfer_send_t *send, const void *local,
-                                   uint64_t remote_offset, size_t bytes,
-                                   const pd_xfer__data_hdr_t *hdr)
+/* Take the registry's lock and return peer's engine, still registered, with the lock
+ * held; NULL (the lock released) when it is gone. */
+static pd_xfer_engine_t *pd_xfer__lb_lock_remote(pd_xfer_peer_t *peer)
 {
-    (void)send;
     pd_xfer__lb_peer_t *lp = peer->be;
     pthread_mutex_lock(&pd_xfer__lb_lock);
     pd_xfer_engine_t *remote = pd_xfer__lb_find(lp->remote_id);
     if (remote == NULL || !remote->registered) {
         pthread_mutex_unlock(&pd_xfer__lb_lock);
-        return PD_ERR_PEER;
+        return NULL;
     }
+    return remote;
+}
+
+static pd_status_t pd_xfer__lb_put(pd_xfer_peer_t *peer, pd_xfer_send_t *send, const void *local,
+                                   uint64_t remote_offset, size_t bytes,
+                                   const pd_xfer__data_hdr_t *hdr)
+{
+    (void)send;
+    pd_xfer_engine_t *remote = pd_xfer__lb_lock_remote(peer);
+    if (remote == NULL)
+        return PD_ERR_PEER;
     pd_status_t st = PD_OK;
     if (hdr != NULL) {
         /* A data message: the receiver's checks decide where it lands, if anywhere (a
@@ -157,13 +167,9 @@ static pd_status_t pd_xfer__lb_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *se
                                    uint64_t deadline_ns)
 {
     (void)deadline_ns; /* synchronous copies */
-    pd_xfer__lb_peer_t *lp = peer->be;
-    pthread_mutex_lock(&pd_xfer__lb_lock);
-    pd_xfer_engine_t *remote = pd_xfer__lb_find(lp->remote_id);
-    if (remote == NULL || !remote->registered) {
-        pthread_mutex_unlock(&pd_xfer__lb_lock);
+    pd_xfer_engine_t *remote = pd_xfer__lb_lock_remote(peer);
+    if (remote == NULL)
         return PD_ERR_PEER;
-    }
     for (size_t i = 0; i < n_segs; i++)
         memcpy(peer->engine->base + segs[i].local_offset, remote->base + segs[i].remote_offset,
                segs[i].bytes);

@@ -84,7 +84,7 @@ static void pd_json_skip_ws(pd_json_parser_t *ps)
 
 static pd_status_t pd_json_parse_value(pd_json_parser_t *ps, pd_json_t *out, uint32_t depth);
 
-static int pd_json_hex(unsigned char c)
+int pd_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -102,7 +102,7 @@ static pd_status_t pd_json_u4(pd_json_parser_t *ps, uint32_t *cp_p)
     if (ps->end - ps->p < 4)
         return pd_json_fail(ps, PD_ERR_FORMAT, "truncated \\u escape");
     for (int i = 0; i < 4; i++) {
-        int h = pd_json_hex(ps->p[i]);
+        int h = pd_hex_digit(ps->p[i]);
         if (h < 0)
             return pd_json_fail(ps, PD_ERR_FORMAT, "bad hex digit in \\u escape");
         cp = (cp << 4) | (uint32_t)h;

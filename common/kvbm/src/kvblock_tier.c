@@ -142,32 +142,19 @@ const char *pd_kvbm_disk_path(pd_kvbm_t *bm, pd_block_hash_t hash)
     return bm->path;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
+/* Write all n bytes of out to fd (out non-NULL), or read n bytes from fd into in,
+ * retrying interrupted and short calls: 0, or -1 on an error or the end of the file. */
+static int pd_kvbm_fd_all(int fd, const void *out, void *in, size_t n)
 {
-    const unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
+    size_t done = 0;
+    while (done < n) {
+        ssize_t k = out != NULL ? write(fd, (const unsigned char *)out + done, n - done)
+                                : read(fd, (unsigned char *)in + done, n - done);
+        if (k < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
+        if (k <= 0)
             return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *buf, size_t n)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
+        done += (size_t)k;
     }
     return 0;
 }
@@ -186,9 +173,9 @@ pd_status_t pd_kvbm_disk_write(pd_kvbm_t *bm, pd_block_hash_t hash, const void *
         pd_log_warn("kvbm: cannot create %s: %s", path, strerror(errno));
         return PD_ERR_IO;
     }
-    int rc = write_all(fd, &hdr, sizeof(hdr));
+    int rc = pd_kvbm_fd_all(fd, &hdr, NULL, sizeof(hdr));
     if (rc == 0)
-        rc = write_all(fd, src, bm->block_bytes);
+        rc = pd_kvbm_fd_all(fd, src, NULL, bm->block_bytes);
     if (close(fd) != 0)
         rc = -1;
     if (rc != 0) {
@@ -214,7 +201,8 @@ pd_status_t pd_kvbm_disk_read(pd_kvbm_t *bm, pd_block_hash_t hash, void *dst)
         status = PD_ERR_FORMAT;
         goto out_close;
     }
-    if (read_all(fd, &hdr, sizeof(hdr)) != 0 || read_all(fd, dst, bm->block_bytes) != 0) {
+    if (pd_kvbm_fd_all(fd, NULL, &hdr, sizeof(hdr)) != 0 ||
+        pd_kvbm_fd_all(fd, NULL, dst, bm->block_bytes) != 0) {
         status = PD_ERR_IO;
         goto out_close;
     }

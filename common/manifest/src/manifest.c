@@ -1,3 +1,4 @@
+#include "manifest_int.h"
 #include "pd/manifest.h"
 #include "pd/strdist.h"
 
@@ -259,9 +260,7 @@ void pd_manifest_defaults(pd_manifest_t *m)
     m->gateway_place.nodes = 1;
 }
 
-static void pd_mf_err(char *errbuf, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void pd_mf_err(char *errbuf, size_t n, const char *fmt, ...)
+void pd_mf_err(char *errbuf, size_t n, const char *fmt, ...)
 {
     if (errbuf == NULL || n == 0)
         return;

@@ -1,26 +1,14 @@
 /* Every role's command line from the manifest alone: what `pdctl up` runs locally and
  * what a role started by a scheduler (Slurm, Kubernetes) builds from PD_MANIFEST and the
  * environment, so both start the same cluster. */
+#include "manifest_int.h"
 #include "pd/manifest.h"
 #include "pd/log.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void pd_mf_args_err(char *errbuf, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void pd_mf_args_err(char *errbuf, size_t n, const char *fmt, ...)
-{
-    if (errbuf == NULL || n == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, n, fmt, ap);
-    va_end(ap);
-}
 
 const pd_manifest_place_t *pd_manifest_place(const pd_manifest_t *m, const char *role)
 {
@@ -61,8 +49,8 @@ pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint
         uint32_t count = pd_manifest_role_count(m, pd_manifest_roles[r]);
         if (strcmp(role, pd_manifest_roles[r]) == 0) {
             if (index >= count) {
-                pd_mf_args_err(errbuf, errbuf_bytes, "%s index %u is past the manifest's %u", role,
-                               index, count);
+                pd_mf_err(errbuf, errbuf_bytes, "%s index %u is past the manifest's %u", role,
+                          index, count);
                 return PD_ERR_INVALID_PARAM;
             }
             pd_manifest_proc_t p;
@@ -79,8 +67,8 @@ pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint
         }
         base += count;
     }
-    pd_mf_args_err(errbuf, errbuf_bytes,
-                   "unknown role '%s' (router, prefill, decode, both or gateway)", role);
+    pd_mf_err(errbuf, errbuf_bytes, "unknown role '%s' (router, prefill, decode, both or gateway)",
+              role);
     return PD_ERR_INVALID_PARAM;
 }
 
@@ -267,8 +255,8 @@ pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_ma
     snprintf(have, sizeof(have), ",%s,", role != NULL ? role : "");
     if (role == NULL || role[0] == '\0' || strchr(role, ',') != NULL ||
         strstr(want, have) == NULL) {
-        pd_mf_args_err(errbuf, errbuf_bytes, "PD_ROLE is '%s'; this program runs %s",
-                       role != NULL ? role : "", roles);
+        pd_mf_err(errbuf, errbuf_bytes, "PD_ROLE is '%s'; this program runs %s",
+                  role != NULL ? role : "", roles);
         st = PD_ERR_INVALID_PARAM;
         goto out;
     }
@@ -279,7 +267,7 @@ pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_ma
         errno = 0;
         unsigned long v = strtoul(index_env, &end, 10);
         if (index_env[0] == '-' || *end != '\0' || errno != 0 || v > UINT32_MAX) {
-            pd_mf_args_err(errbuf, errbuf_bytes, "PD_INDEX must be a number, not '%s'", index_env);
+            pd_mf_err(errbuf, errbuf_bytes, "PD_INDEX must be a number, not '%s'", index_env);
             st = PD_ERR_INVALID_PARAM;
             goto out;
         }
@@ -296,19 +284,19 @@ pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_ma
     if (router == NULL || router[0] == '\0')
         router = host;
     if (!pd_mf_host_ok(host) || !pd_mf_host_ok(router)) {
-        pd_mf_args_err(errbuf, errbuf_bytes,
-                       "PD_HOST '%s' and PD_ROUTER '%s' must be host names or IP addresses", host,
-                       router);
+        pd_mf_err(errbuf, errbuf_bytes,
+                  "PD_HOST '%s' and PD_ROUTER '%s' must be host names or IP addresses", host,
+                  router);
         st = PD_ERR_INVALID_PARAM;
         goto out;
     }
     st = pd_manifest_args_build(m, &proc, host, router, args);
     if (st != PD_OK) {
-        pd_mf_args_err(errbuf, errbuf_bytes, "the manifest's options do not fit");
+        pd_mf_err(errbuf, errbuf_bytes, "the manifest's options do not fit");
         goto out;
     }
     if (argc - 1 > PD_MANIFEST_MAX_ARGS) {
-        pd_mf_args_err(errbuf, errbuf_bytes, "too many options besides PD_MANIFEST");
+        pd_mf_err(errbuf, errbuf_bytes, "too many options besides PD_MANIFEST");
         st = PD_ERR_INVALID_PARAM;
         goto out;
     }

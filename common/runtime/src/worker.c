@@ -2,6 +2,7 @@
  * heartbeats with load, resync, and the hand-off of requests to the role's hooks. */
 #include "pd/client.h"
 #include "pd/log.h"
+#include "pd/signals.h"
 #include "pd/time.h"
 #include "pd/zap.h"
 #include "worker_int.h"
@@ -30,13 +31,7 @@ static void pd_worker_on_signal(int sig)
 
 void pd_worker_signals_install(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = pd_worker_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    pd_signals_install(pd_worker_on_signal, false);
 }
 
 bool pd_worker_stopping(void)

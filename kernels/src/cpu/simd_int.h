@@ -9,6 +9,15 @@
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
+
+/* The sum of the 8 lanes of s8: both 16-lane vectors end their sums here. */
+static inline float pd_v8_hsum_(__m256 s8)
+{
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+    return _mm_cvtss_f32(s1);
+}
 #endif
 
 #if defined(__AVX512F__)
@@ -47,14 +56,6 @@ static inline pd_v16_t pd_v16_set1(float v)
 static inline void pd_v16_store(float *p, pd_v16_t v)
 {
     _mm512_storeu_ps(p, v);
-}
-
-static inline float pd_v8_hsum_(__m256 s8)
-{
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-    return _mm_cvtss_f32(s1);
 }
 
 static inline float pd_v16_hsum(pd_v16_t v)
@@ -135,14 +136,6 @@ static inline void pd_v16_store(float *p, pd_v16_t v)
 {
     _mm256_storeu_ps(p, v.lo);
     _mm256_storeu_ps(p + 8, v.hi);
-}
-
-static inline float pd_v8_hsum_(__m256 s8)
-{
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
-    return _mm_cvtss_f32(s1);
 }
 
 static inline float pd_v16_hsum(pd_v16_t v)

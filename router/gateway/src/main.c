@@ -4,6 +4,7 @@
 
 #include "pd/log.h"
 #include "pd/manifest.h"
+#include "pd/signals.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -47,13 +48,7 @@ int main(int argc, char **argv)
     if (st != PD_OK)
         return 2;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = pd_gw_main_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    pd_signals_install(pd_gw_main_on_signal, true);
 
     st = pd_gw_create(&config, &gw);
     if (st != PD_OK) {

@@ -51,6 +51,9 @@ void pd_json_doc_destroy(pd_json_doc_t **doc_p);
  * returns the bytes written (1-4). */
 size_t pd_utf8_put(char *dst, uint32_t cp);
 
+/* The value of hex digit c (0-9, a-f, A-F), or -1 when c is not one. */
+int pd_hex_digit(int c);
+
 /* The root value; owned by the document. */
 const pd_json_t *pd_json_doc_root(const pd_json_doc_t *doc);
 
