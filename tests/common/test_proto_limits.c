@@ -572,6 +572,13 @@ Test(proto, rejects_duplicate_and_integer_keys_and_names_a_bin_tenant)
         PD_ERR_PROTO);
     cr_assert_str_eq(fault.reason, "key 'type' appears twice");
 
+    /* The empty key twice (a key with no bytes; found by fuzzing, where it met memcmp
+     * with a null pointer). */
+    static const unsigned char empty_twice[] = {0x83, 0xa0, 0x71, 0xa0, 0x71, 0x6e, 0x63};
+    cr_assert_eq(decode_raw(PD_PROTO_CHAN_CLIENT, empty_twice, sizeof(empty_twice), &fault),
+                 PD_ERR_PROTO);
+    cr_assert_str_eq(fault.reason, "key '' appears twice");
+
     /* A duplicate inside a nested map (a field no schema reads) and inside a map in an
      * array, on the worker channel too. */
     for (int nested_in_array = 0; nested_in_array < 2; nested_in_array++) {

@@ -528,9 +528,11 @@ static pd_status_t pd_proto_dec_keys(pd_proto_dec_t *d, const msgpack_object *o)
         const msgpack_object_str *k = &kv[i].key.via.str;
         for (uint32_t j = 0; j < i; j++) {
             const msgpack_object_str *p = &kv[j].key.via.str;
-            if (p->size == k->size && memcmp(p->ptr, k->ptr, k->size) == 0)
+            /* An empty key has no bytes (ptr may be NULL): equal to another empty one. */
+            if (p->size == k->size && (k->size == 0 || memcmp(p->ptr, k->ptr, k->size) == 0))
                 return pd_proto_dec_fail(d, PD_ERR_PROTO, "key '%.*s' appears twice",
-                                         (int)(k->size < 32 ? k->size : 32), k->ptr);
+                                         (int)(k->size < 32 ? k->size : 32),
+                                         k->size > 0 ? k->ptr : "");
         }
         pd_status_t st = pd_proto_dec_keys(d, &kv[i].val);
         if (st != PD_OK)
