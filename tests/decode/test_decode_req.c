@@ -173,6 +173,26 @@ Test(decode_req, a_cancel_while_waiting_for_kv_quarantines_the_blocks_until_the_
     rt_expect_quiet(&env, 50);
 }
 
+Test(decode_req, a_reserve_for_a_req_id_past_its_transfer_is_refused)
+{
+    /* Once the KV is in, the transfer engine no longer knows the id: decode itself must
+     * refuse the second reserve. */
+    pd_decode_t *d = start("1", "1000", true);
+    cr_assert_eq(reserve(8, 20, 10, NULL), PD_OK);
+    prefill_local(8, 20);
+    pd_proto_msg_t m;
+    rt_expect(&env, PD_PROTO_TYPE_PREFILLED, &m);
+    pd_proto_msg_cleanup(&m);
+    rt_expect(&env, PD_PROTO_TYPE_WORKER_TOKEN, &m);
+    pd_proto_msg_cleanup(&m);
+    cr_assert_eq(pd_decode_req_find(d, 8)->state, PD_DECODE_REQ_READY);
+    const uint32_t n_free = free_blocks();
+    cr_expect_eq(reserve(8, 20, 10, NULL), PD_ERR_EXISTS);
+    cr_expect_eq(free_blocks(), n_free);
+    cr_expect_eq(d->n_live, 1);
+    cr_expect_eq(pd_decode_req_find(d, 8)->state, PD_DECODE_REQ_READY);
+}
+
 Test(decode_req, a_prefill_on_a_decode_only_worker_is_refused_and_ends_the_request)
 {
     pd_decode_t *d = start("1", "1000", false);
