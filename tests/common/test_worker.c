@@ -1,13 +1,13 @@
 /* The worker runtime's pieces that need no router: command line, the held-hash record
  * behind kv_snapshot, KV event batches on the PUB, and the transfer payload. */
 #include "pd/mp.h"
+#include "pd/time.h"
 #include "pd/proto.h"
 #include "pd/worker.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zmq.h>
 
 static pd_status_t parse(pd_proto_role_t role, int argc, const char **argv, pd_worker_args_t *a)
@@ -131,31 +131,62 @@ Test(worker_held, record_follows_random_events)
     cr_expect_null(w);
 }
 
+/* Receive one kv_event from sub within timeout_ms into *m: true, or false if none came. */
+static bool recv_event(void *sub, int timeout_ms, pd_proto_msg_t *m)
+{
+    zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return false;
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    cr_assert_geq(zmq_msg_recv(&f, sub, 0), 0);
+    memset(m, 0, sizeof(*m));
+    cr_assert_eq(pd_proto_decode(m, PD_PROTO_CHAN_EVENTS, zmq_msg_data(&f), zmq_msg_size(&f), NULL),
+                 PD_OK);
+    zmq_msg_close(&f);
+    return true;
+}
+
 Test(worker_events, batches_on_the_pub_with_consecutive_seq)
 {
-    /* A free port for the worker's PUB: bind a probe to port 0, close it, reuse it. */
     void *ctx = zmq_ctx_new();
     void *sub = zmq_socket(ctx, ZMQ_SUB);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
     int zero = 0;
     zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof(zero));
-    char ep[64];
-    size_t len = sizeof(ep);
-    void *probe = zmq_socket(ctx, ZMQ_PUB);
-    zmq_setsockopt(probe, ZMQ_LINGER, &zero, sizeof(zero));
-    cr_assert_eq(zmq_bind(probe, "tcp://127.0.0.1:*"), 0);
-    zmq_getsockopt(probe, ZMQ_LAST_ENDPOINT, ep, &len);
-    zmq_close(probe);
-    usleep(50000);
-    pd_worker_t *w = NULL;
-    pd_worker_args_t a;
-    const char *argv[] = {"pd-decode", "--router", "tcp://127.0.0.1:1", "--id", "w",
-                          "--model",   "m",        "--events",          ep};
-    cr_assert_eq(parse(PD_PROTO_ROLE_DECODE, 9, argv, &a), PD_OK);
-    pd_worker_reg_t reg = {16, "\x80", 1};
-    cr_assert_eq(pd_worker_create(&a, &reg, &w), PD_OK);
-    cr_assert_eq(zmq_connect(sub, ep), 0);
-    usleep(300000);
+    pd_worker_t *w = make_worker(); /* its PUB on a port the system chose */
+    cr_assert_eq(zmq_connect(sub, pd_worker_events_endpoint(w)), 0);
+    /* PUB/SUB drops what is published before the subscription arrives: publish a probe
+     * (a hash stored) until the subscriber sees one, then its removal as a marker. Every
+     * flush so far was one batch, so the marker's seq counts them all from 1. */
+    const uint64_t probe = 0xfeedULL << 32;
+    uint64_t n_flushes = 0, deadline = pd_time_now_ms() + 5000;
+    pd_proto_msg_t m;
+    bool seen = false;
+    while (!seen && pd_time_now_ms() < deadline) {
+        pd_worker_kv_event(w, PD_PROTO_EVENT_STORED, PD_PROTO_TIER_G1, probe);
+        pd_worker_events_flush(w);
+        n_flushes++;
+        seen = recv_event(sub, 10, &m);
+        if (seen)
+            pd_proto_msg_cleanup(&m);
+    }
+    cr_assert(seen, "the subscriber never saw a probe");
+    pd_worker_kv_event(w, PD_PROTO_EVENT_REMOVED, PD_PROTO_TIER_G1, probe);
+    pd_worker_events_flush(w);
+    n_flushes++;
+    for (;;) {
+        cr_assert(recv_event(sub, 2000, &m), "the marker was not published");
+        cr_assert_eq(m.u.kv_event.n_events, 1);
+        bool marker = m.u.kv_event.events[0].kind == PD_PROTO_EVENT_REMOVED;
+        uint64_t seq = m.u.kv_event.seq;
+        pd_proto_msg_cleanup(&m);
+        if (marker) {
+            cr_assert_eq(seq, n_flushes, "the marker is batch %llu of %llu",
+                         (unsigned long long)seq, (unsigned long long)n_flushes);
+            break;
+        }
+    }
     for (int batch = 0; batch < 3; batch++) {
         for (uint64_t h = 0; h < 5; h++)
             pd_worker_kv_event(w, PD_PROTO_EVENT_STORED, PD_PROTO_TIER_G1, 100 * batch + h);
@@ -164,18 +195,8 @@ Test(worker_events, batches_on_the_pub_with_consecutive_seq)
         pd_worker_events_flush(w); /* nothing pending: no message */
     }
     for (int batch = 0; batch < 3; batch++) {
-        zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
-        cr_assert_gt(zmq_poll(&it, 1, 2000), 0, "batch %d not published", batch);
-        zmq_msg_t f;
-        zmq_msg_init(&f);
-        cr_assert_geq(zmq_msg_recv(&f, sub, 0), 0);
-        pd_proto_msg_t m;
-        memset(&m, 0, sizeof(m));
-        cr_assert_eq(
-            pd_proto_decode(&m, PD_PROTO_CHAN_EVENTS, zmq_msg_data(&f), zmq_msg_size(&f), NULL),
-            PD_OK);
-        zmq_msg_close(&f);
-        cr_expect_eq(m.u.kv_event.seq, (uint64_t)batch + 1);
+        cr_assert(recv_event(sub, 2000, &m), "batch %d not published", batch);
+        cr_expect_eq(m.u.kv_event.seq, n_flushes + (uint64_t)batch + 1);
         cr_expect_eq(m.u.kv_event.epoch, pd_worker_epoch(w));
         cr_assert_eq(m.u.kv_event.n_events, 2);
         cr_expect_eq(m.u.kv_event.events[0].kind, PD_PROTO_EVENT_STORED);
@@ -185,6 +206,7 @@ Test(worker_events, batches_on_the_pub_with_consecutive_seq)
         cr_expect_eq(m.u.kv_event.events[1].tier, PD_PROTO_TIER_G2);
         pd_proto_msg_cleanup(&m);
     }
+    /* A deliberate wait: nothing more may arrive within 100 ms. */
     zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
     cr_expect_eq(zmq_poll(&it, 1, 100), 0, "an empty flush published something");
     cr_expect_eq(pd_worker_held_count(w, PD_PROTO_TIER_G1), 12);

@@ -1,5 +1,5 @@
 /* Seeds for the protocol decoder's fuzz target: the frames of the wire test's samples. */
-#include "../common/proto_samples.h"
+#include "proto_samples.h"
 
 #include <stdlib.h>
 

@@ -270,6 +270,43 @@ static inline cl_req_t *cl_find(cl_req_t *reqs, int n, const char *id)
     return NULL;
 }
 
+/* Take one client message about reqs (n of them) into its request: accepted, a token (in
+ * order?), or a terminal one (counted; the first of a request lowers *n_open_p). Returns
+ * false for any other type. m stays the caller's to clean up. */
+static inline bool cl_take(cl_req_t *reqs, int n, int *n_open_p, const pd_proto_msg_t *m)
+{
+    cl_req_t *q = NULL;
+    switch (m->type) {
+    case PD_PROTO_TYPE_ACCEPTED:
+        cl_find(reqs, n, m->u.accepted.id)->accepted = true;
+        return true;
+    case PD_PROTO_TYPE_TOKEN:
+        q = cl_find(reqs, n, m->u.token.id);
+        if (m->u.token.index != q->n_streamed || q->n_terminal > 0)
+            q->order_ok = false;
+        if (q->n_streamed < 512)
+            q->tokens[q->n_streamed++] = m->u.token.token;
+        return true;
+    case PD_PROTO_TYPE_DONE:
+        q = cl_find(reqs, n, m->u.done.id);
+        if (q->n_terminal++ == 0)
+            (*n_open_p)--;
+        q->done = true;
+        q->d = m->u.done;
+        for (uint32_t i = 0; i < m->u.done.n_tokens && i < 512; i++)
+            q->done_tokens[i] = m->u.done.tokens[i];
+        return true;
+    case PD_PROTO_TYPE_ERROR:
+        q = cl_find(reqs, n, m->u.error.id);
+        if (q->n_terminal++ == 0)
+            (*n_open_p)--;
+        q->err = m->u.error.code;
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Send every request, collect until each has its terminal message, then make sure no more
  * messages come for them for a while. */
 static inline void cl_generate(cl_req_t *reqs, int n, int timeout_ms)
@@ -290,36 +327,8 @@ static inline void cl_generate(cl_req_t *reqs, int n, int timeout_ms)
         pd_proto_msg_t m;
         if (cl_recv(50, &m) < 0)
             continue;
-        cl_req_t *q = NULL;
-        switch (m.type) {
-        case PD_PROTO_TYPE_ACCEPTED:
-            cl_find(reqs, n, m.u.accepted.id)->accepted = true;
-            break;
-        case PD_PROTO_TYPE_TOKEN:
-            q = cl_find(reqs, n, m.u.token.id);
-            if (m.u.token.index != q->n_streamed || q->n_terminal > 0)
-                q->order_ok = false;
-            if (q->n_streamed < 512)
-                q->tokens[q->n_streamed++] = m.u.token.token;
-            break;
-        case PD_PROTO_TYPE_DONE:
-            q = cl_find(reqs, n, m.u.done.id);
-            if (q->n_terminal++ == 0)
-                n_open--;
-            q->done = true;
-            q->d = m.u.done;
-            for (uint32_t i = 0; i < m.u.done.n_tokens && i < 512; i++)
-                q->done_tokens[i] = m.u.done.tokens[i];
-            break;
-        case PD_PROTO_TYPE_ERROR:
-            q = cl_find(reqs, n, m.u.error.id);
-            if (q->n_terminal++ == 0)
-                n_open--;
-            q->err = m.u.error.code;
-            break;
-        default:
+        if (!cl_take(reqs, n, &n_open, &m))
             cr_expect_fail("unexpected %s", pd_proto_type_name(m.type));
-        }
         pd_proto_msg_cleanup(&m);
     }
     cr_assert_eq(n_open, 0, "%d of %d requests got no terminal message", n_open, n);

@@ -34,6 +34,8 @@ static void cl_transfer_bytes(uint64_t *bytes_p, uint64_t *wire_p)
         }
         last = b;
         last_wire = w;
+        /* Deliberately time: figures that stay the same over most of a heartbeat period
+         * (750 ms at the router's default 1000) have stopped moving; no message says so. */
         usleep(600 * 1000);
     }
     cr_assert_fail("the transfer figures did not settle (bytes %llu, wire %llu)",
@@ -523,41 +525,37 @@ static void cl_worker_dies(const char *roles, const char *victim_name)
         reqs[i].order_ok = true;
         cl_send_generate(&reqs[i]);
     }
-    usleep(strncmp(victim_name, "prefill", 7) == 0 ? 2000 : 30000);
-    cr_assert_eq(kill(victim, SIGKILL), 0);
-    /* Collect: cl_generate re-sends, so drive the receive side by hand. */
+    /* The kill comes with the first sign that the victim's stage has work: a prefill worker
+     * once the router has admitted a request (prefills of the rest are queued behind it), a
+     * decode worker once a first token streams (each request has 200 to make). Collect by
+     * hand: cl_generate re-sends. */
+    bool is_prefill = strncmp(victim_name, "prefill", 7) == 0;
+    pd_proto_type_t trigger = is_prefill ? PD_PROTO_TYPE_ACCEPTED : PD_PROTO_TYPE_TOKEN;
+    bool killed = false;
     int n_open = 24;
     uint64_t end = pd_time_now_ms() + 30000;
     while (n_open > 0 && pd_time_now_ms() < end) {
         pd_proto_msg_t m;
         if (cl_recv(100, &m) < 0)
             continue;
-        cl_req_t *q = NULL;
-        if (m.type == PD_PROTO_TYPE_DONE || m.type == PD_PROTO_TYPE_ERROR) {
-            q = cl_find(reqs, 24, m.type == PD_PROTO_TYPE_DONE ? m.u.done.id : m.u.error.id);
-            if (q->n_terminal++ == 0)
-                n_open--;
-            if (m.type == PD_PROTO_TYPE_DONE) {
-                q->done = true;
-                q->d = m.u.done;
-                for (uint32_t i = 0; i < m.u.done.n_tokens && i < 512; i++)
-                    q->done_tokens[i] = m.u.done.tokens[i];
-            } else {
-                q->err = m.u.error.code;
-            }
-        } else if (m.type == PD_PROTO_TYPE_TOKEN) {
-            q = cl_find(reqs, 24, m.u.token.id);
-            if (m.u.token.index != q->n_streamed || q->n_terminal > 0)
-                q->order_ok = false;
-            if (q->n_streamed < 512)
-                q->tokens[q->n_streamed++] = m.u.token.token;
-        } else if (m.type == PD_PROTO_TYPE_ACCEPTED) {
-            cl_find(reqs, 24, m.u.accepted.id)->accepted = true;
+        if (!killed && m.type == trigger) {
+            cr_assert_eq(kill(victim, SIGKILL), 0);
+            killed = true;
         }
+        cl_take(reqs, 24, &n_open, &m);
         pd_proto_msg_cleanup(&m);
     }
+    cr_assert(killed, "%s was never killed", victim_name);
     cr_assert_eq(n_open, 0, "%d requests never ended", n_open);
-    usleep(300000);
+    /* A deliberate wait: no second terminal message may arrive within 300 ms. */
+    uint64_t quiet_end = pd_time_now_ms() + 300;
+    while (pd_time_now_ms() < quiet_end) {
+        pd_proto_msg_t m;
+        if (cl_recv(50, &m) == 0) {
+            cl_take(reqs, 24, &n_open, &m);
+            pd_proto_msg_cleanup(&m);
+        }
+    }
     int n_done = 0, n_err = 0;
     for (int i = 0; i < 24; i++) {
         cr_expect_eq(reqs[i].n_terminal, 1, "%s: %d terminal messages", reqs[i].id,
@@ -583,6 +581,10 @@ static void cl_worker_dies(const char *roles, const char *victim_name)
         cl_send(&m);
         if (cl_recv(1000, &m) != 0)
             continue;
+        if (m.type != PD_PROTO_TYPE_STATUS_REPLY) {
+            pd_proto_msg_cleanup(&m); /* a late message of a request that ended */
+            continue;
+        }
         noticed = true;
         for (uint32_t i = 0; i < m.u.status_reply.n_workers; i++)
             if (strcmp(m.u.status_reply.workers[i].id, victim_name) == 0 &&
@@ -590,7 +592,7 @@ static void cl_worker_dies(const char *roles, const char *victim_name)
                 noticed = false;
         pd_proto_msg_cleanup(&m);
         if (!noticed)
-            usleep(200000);
+            usleep(50000); /* between two polls of the router's status */
     }
     cr_expect(noticed, "the router never noticed that %s died", victim_name);
     cl_req_t q;

@@ -361,7 +361,7 @@ Test(cluster_workers, register_again_after_router_restart)
     zmq_setsockopt(g.sock, ZMQ_LINGER, &zero, sizeof(zero));
     uint64_t end = pd_time_now_ms() + 5000;
     while (zmq_bind(g.sock, g.ep) != 0 && pd_time_now_ms() < end)
-        usleep(50000);
+        usleep(10000); /* the old socket's port is released by the I/O thread, soon */
     g.n_w = 0;
     memset(g.w, 0, sizeof(g.w));
     end = pd_time_now_ms() + 10000;
@@ -385,15 +385,28 @@ Test(cluster_workers, register_again_after_router_restart)
 Test(cluster_workers, kv_events_and_snapshot)
 {
     fr_start(1, 1, false, 4, NULL);
+    /* PUB/SUB drops what is published before the subscription arrives, and the workers
+     * publish only their own KV events (nothing the test could send as a probe): wait until
+     * each subscriber's connection has completed its handshake; the subscription follows
+     * on it at once, long before the request below has computed a block. */
     void *sub[2];
     for (int i = 0; i < 2; i++) {
         sub[i] = zmq_socket(g.ctx, ZMQ_SUB);
         int zero = 0;
         zmq_setsockopt(sub[i], ZMQ_LINGER, &zero, sizeof(zero));
         zmq_setsockopt(sub[i], ZMQ_SUBSCRIBE, "", 0);
+        char mon_ep[32];
+        snprintf(mon_ep, sizeof(mon_ep), "inproc://sub-monitor-%d", i);
+        cr_assert_eq(zmq_socket_monitor(sub[i], mon_ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED), 0);
+        void *mon = zmq_socket(g.ctx, ZMQ_PAIR);
+        zmq_setsockopt(mon, ZMQ_LINGER, &zero, sizeof(zero));
+        cr_assert_eq(zmq_connect(mon, mon_ep), 0);
         cr_assert_eq(zmq_connect(sub[i], g.w[i].events), 0, "%s", g.w[i].events);
+        zmq_pollitem_t it = {mon, 0, ZMQ_POLLIN, 0};
+        cr_assert_gt(zmq_poll(&it, 1, 5000), 0, "no handshake with %s", g.w[i].events);
+        zmq_socket_monitor(sub[i], NULL, 0);
+        zmq_close(mon);
     }
-    usleep(300000); /* PUB/SUB: let the subscriptions arrive before anything is published */
     fr_req_t q;
     fr_req_init(&q, 1, 48, 6, 4, 0.0, 1);
     fr_run(&q, 1, 20000);

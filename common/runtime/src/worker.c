@@ -240,6 +240,11 @@ const pd_worker_args_t *pd_worker_get_args(const pd_worker_t *w)
     return &w->args;
 }
 
+const char *pd_worker_events_endpoint(const pd_worker_t *w)
+{
+    return w->events_endpoint;
+}
+
 pd_status_t pd_worker_send(pd_worker_t *w, const pd_proto_msg_t *msg)
 {
     pd_mp_writer_reset(&w->w);

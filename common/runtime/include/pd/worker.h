@@ -117,6 +117,10 @@ uint64_t pd_worker_epoch(const pd_worker_t *w);
 /* The parsed arguments the worker was made with. */
 const pd_worker_args_t *pd_worker_get_args(const pd_worker_t *w);
 
+/* The endpoint the events PUB is bound to, as register announces it (a port chosen by the
+ * system when --events asked for one with `*`); owned by the worker. */
+const char *pd_worker_events_endpoint(const pd_worker_t *w);
+
 /* Encode msg and send it to the router without blocking. PD_ERR_LIMIT / PD_ERR_INVALID_PARAM
  * from the encoder, PD_ERR_BUSY when the socket's queue is full (the message is dropped). */
 pd_status_t pd_worker_send(pd_worker_t *w, const pd_proto_msg_t *msg);
