@@ -1,5 +1,6 @@
 /* pd-router's KV-aware policy with fake workers: the holder of a prefix is picked, tenants do
- * not share blocks, and a busy holder is pinned for prefill to read. */
+ * not share blocks, a busy holder is pinned for prefill to read, and load counts for
+ * decode as for prefill. */
 #include "router_test_util.h"
 
 Test(router, kv_policy_picks_the_holder_and_tenants_do_not_share)
@@ -121,6 +122,55 @@ Test(router, a_busy_holder_is_pinned_for_prefill_to_read)
     cr_assert_geq(d1.n_cancel, 1, "the holder's pins were never cancelled");
     cr_assert(fw_wait_status(c, &cl, 5000, holder_counted, NULL),
               "status never showed 1 holder read and 1 recomputed block");
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_worker_stop(&d1);
+    fw_router_stop(&r);
+}
+
+/* Load counts on the decode side too, with the same score as prefill's: with no cached
+ * prefix anywhere, a request goes to the decode worker with fewer tokens assigned, where
+ * round-robin would alternate. The workers reserve and never stream, so load stays. */
+static fw_worker_t *reserved_on(fw_cluster_t *cl, fw_worker_t *a, fw_worker_t *b, uint32_t n)
+{
+    uint64_t until = pd_time_now_ms() + 5000;
+    while (a->n_reserve + b->n_reserve < n && pd_time_now_ms() < until)
+        fw_cluster_pump(cl, 5);
+    cr_assert_eq(a->n_reserve + b->n_reserve, n, "request %u was not reserved", n);
+    return a->n_reserve > b->n_reserve ? a : b;
+}
+
+Test(router, decode_load_counts_in_the_choice)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0, d1;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    fw_worker_start(&cl, &d1, &r, "decode-1", PD_PROTO_ROLE_DECODE);
+    wait_registered(&cl);
+    d0.hang = d1.hang = true;
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    int32_t tokens[512];
+    for (int k = 0; k < 512; k++)
+        tokens[k] = k % 250 + 3;
+
+    /* A long request lands somewhere; a short one then goes to the other worker. */
+    fw_send_generate(c, "long", tokens, 512, 200, "tenant-l");
+    fw_worker_t *heavy = reserved_on(&cl, &d0, &d1, 1);
+    fw_worker_t *light = heavy == &d0 ? &d1 : &d0;
+    fw_send_generate(c, "short-1", tokens, 16, 4, "tenant-s1");
+    (void)reserved_on(&cl, &d0, &d1, 2);
+    cr_assert_eq(light->n_reserve, 1, "the first short request went to the loaded worker");
+    /* Round-robin would now pick the heavy worker (the one after the last pick); its
+     * 712 assigned tokens against 20 send the next short request to the light one. */
+    fw_send_generate(c, "short-2", tokens, 16, 4, "tenant-s2");
+    (void)reserved_on(&cl, &d0, &d1, 3);
+    cr_assert_eq(light->n_reserve, 2, "the second short request went to the worker holding "
+                                      "the long one");
     pd_client_destroy(&c);
     fw_worker_stop(&p0);
     fw_worker_stop(&d0);
