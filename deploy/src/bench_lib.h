@@ -119,7 +119,7 @@ typedef struct pd_bench_trace {
  * output_length (0..1M), and hash_ids, an array of non-negative integers holding exactly
  * ceil(input_length / 512) ids. On failure PD_ERR_FORMAT with a reason in err and req
  * untouched. */
-pd_status_t pd_bench_trace_parse_line(const char *line, size_t len, uint32_t line_no,
+PD_MUST_CHECK pd_status_t pd_bench_trace_parse_line(const char *line, size_t len, uint32_t line_no,
                                       pd_bench_trace_req_t *req, char *err, size_t err_bytes);
 
 /* Read the first limit requests (0: all) of a JSONL trace from f. Blank lines are
@@ -127,7 +127,7 @@ pd_status_t pd_bench_trace_parse_line(const char *line, size_t len, uint32_t lin
  * skipped. PD_ERR_FORMAT (with a reason in err) when no valid request is left or when more
  * than max_bad lines were malformed; PD_ERR_NO_MEMORY. On success the caller frees the
  * trace with pd_bench_trace_cleanup(). */
-pd_status_t pd_bench_trace_read(FILE *f, size_t limit, size_t max_bad, FILE *warn,
+PD_MUST_CHECK pd_status_t pd_bench_trace_read(FILE *f, size_t limit, size_t max_bad, FILE *warn,
                                 pd_bench_trace_t *trace, char *err, size_t err_bytes);
 
 void pd_bench_trace_cleanup(pd_bench_trace_t *trace);
@@ -153,7 +153,7 @@ size_t pd_bench_trace_items(const pd_bench_trace_t *trace, const pd_bench_trace_
  * hit when the chain of hash ids ending at it (its prefix, for the same tenant) was seen
  * before; a hit counts min(its tokens, the most tokens seen for that chain). Sets the
  * totals in prompt tokens. PD_ERR_NO_MEMORY. */
-pd_status_t pd_bench_ideal_cache(const pd_bench_item_t *items, size_t n, uint64_t *hit_tokens_p,
+PD_MUST_CHECK pd_status_t pd_bench_ideal_cache(const pd_bench_item_t *items, size_t n, uint64_t *hit_tokens_p,
                                  uint64_t *total_tokens_p);
 
 /* The hit rate of an ideal infinite cache over synthetic items in send order: a request
@@ -262,6 +262,6 @@ size_t pd_bench_parse_rates(const char *s, double *rates, size_t max);
 double pd_bench_rec_unaccounted_ms(const pd_bench_rec_t *rec);
 
 /* Compute the summary of n records. PD_ERR_NO_MEMORY. */
-pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n, pd_bench_summary_t *sum);
+PD_MUST_CHECK pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n, pd_bench_summary_t *sum);
 
 #endif

@@ -418,7 +418,9 @@ static void pd_submit_send_cancel(pd_client_t *c, const char *id)
 {
     pd_proto_msg_t m = {.type = PD_PROTO_TYPE_CANCEL};
     snprintf(m.u.cancel.id, sizeof(m.u.cancel.id), "%s", id);
-    pd_client_send(c, &m);
+    /* On the way out: a router we cannot reach cancels the request itself when this
+     * client's connection closes. */
+    pd_status_ignore(pd_client_send(c, &m));
 }
 
 int pd_cmd_submit(int argc, char **argv)

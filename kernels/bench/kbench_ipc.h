@@ -15,7 +15,7 @@ typedef struct pd_kbench_kv_ipc {
 } pd_kbench_kv_ipc_t;
 
 /* Move a pool of about `bytes` of KV into another process's by IPC, runs times. */
-pd_status_t pd_kbench_kv_ipc(size_t bytes, uint32_t runs, pd_kbench_kv_ipc_t *out);
+PD_MUST_CHECK pd_status_t pd_kbench_kv_ipc(size_t bytes, uint32_t runs, pd_kbench_kv_ipc_t *out);
 
 /* Serve as the peer when PD_KBENCH_KV_PEER is set (returns the exit status); -1 else. */
 int pd_kbench_kv_peer_main(void);

@@ -12,7 +12,7 @@
 
 /* Median rate of a device-to-device copy of bytes over runs, counting the bytes read and
  * the bytes written (rate_p in bytes per second). */
-pd_status_t pd_cuda_bench_copy(size_t bytes, uint32_t runs, double *rate_p);
+PD_MUST_CHECK pd_status_t pd_cuda_bench_copy(size_t bytes, uint32_t runs, double *rate_p);
 
 /* One decode step's attention (one layer): n_seqs sequences, each one query row at
  * context ctx, over a pool of exactly their blocks in a shuffled order; K, V and q drawn
@@ -25,14 +25,14 @@ typedef struct pd_cuda_attn_bench {
     double bytes;    /* every byte one call reads or writes (K, V, q, partials, out) */
 } pd_cuda_attn_bench_t;
 
-pd_status_t pd_cuda_bench_attention(pd_cuda_attn_bench_t *b);
+PD_MUST_CHECK pd_status_t pd_cuda_bench_attention(pd_cuda_attn_bench_t *b);
 
 /* Median rate of a copy of bytes from this process's device memory into another
  * process's, through CUDA IPC (bytes read + written, as pd_cuda_bench_copy counts them).
  * The other process is this program again, started with PD_CUDA_IPC_PEER set: a program
  * that offers this benchmark calls pd_cuda_bench_ipc_peer_main first thing in main. The
  * copied bytes are read back through the mapping and checked. */
-pd_status_t pd_cuda_bench_ipc(size_t bytes, uint32_t runs, double *rate_p);
+PD_MUST_CHECK pd_status_t pd_cuda_bench_ipc(size_t bytes, uint32_t runs, double *rate_p);
 
 /* When PD_CUDA_IPC_PEER is set, serve as the peer of pd_cuda_bench_ipc and return the
  * process's exit status; -1 otherwise (carry on with main). */

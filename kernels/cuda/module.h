@@ -69,26 +69,26 @@ const pd_cuda_module_ops_t *pd_cuda_module_get(char *why, size_t why_bytes);
 extern "C" {
 #endif
 int pd_cuda_mod_device_count(char *why, size_t why_bytes);
-pd_status_t pd_cuda_mod_backend_create(const pd_backend_cuda_opts_t *opts,
+PD_MUST_CHECK pd_status_t pd_cuda_mod_backend_create(const pd_backend_cuda_opts_t *opts,
                                        const pd_model_config_t *config, pd_backend_t *backend_p);
-pd_status_t pd_cuda_mod_bench_copy(size_t bytes, uint32_t runs, double *rate_p);
-pd_status_t pd_cuda_mod_bench_attention(pd_cuda_attn_bench_t *b);
-pd_status_t pd_cuda_mod_bench_ipc(size_t bytes, uint32_t runs, double *rate_p);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_bench_copy(size_t bytes, uint32_t runs, double *rate_p);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_bench_attention(pd_cuda_attn_bench_t *b);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_bench_ipc(size_t bytes, uint32_t runs, double *rate_p);
 int pd_cuda_mod_bench_ipc_peer(size_t bytes, int fd_in, int fd_out);
-pd_status_t pd_cuda_mod_ipc_export(const void *dev_ptr, void *handle);
-pd_status_t pd_cuda_mod_ipc_open(const void *handle, void **dev_ptr_p);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_export(const void *dev_ptr, void *handle);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_open(const void *handle, void **dev_ptr_p);
 void pd_cuda_mod_ipc_close(void *dev_ptr);
-pd_status_t pd_cuda_mod_ipc_stream_create(uint32_t n_events, void **ctx_p);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_stream_create(uint32_t n_events, void **ctx_p);
 void pd_cuda_mod_ipc_stream_destroy(void *ctx);
-pd_status_t pd_cuda_mod_ipc_copy_async(void *ctx, void *dst, const void *src, size_t bytes);
-pd_status_t pd_cuda_mod_ipc_event_record(void *ctx, uint32_t *event_p);
-pd_status_t pd_cuda_mod_ipc_event_query(void *ctx, uint32_t event);
-pd_status_t pd_cuda_mod_host_register(void *p, size_t bytes);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_copy_async(void *ctx, void *dst, const void *src, size_t bytes);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_event_record(void *ctx, uint32_t *event_p);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_event_query(void *ctx, uint32_t event);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_host_register(void *p, size_t bytes);
 void pd_cuda_mod_host_unregister(void *p);
-pd_status_t pd_cuda_mod_dev_alloc(size_t bytes, void **p_p);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_dev_alloc(size_t bytes, void **p_p);
 void pd_cuda_mod_dev_free(void *p);
-pd_status_t pd_cuda_mod_dev_fill(void *p, size_t bytes, uint64_t seed);
-pd_status_t pd_cuda_mod_dev_to_host(void *host, const void *dev, size_t bytes);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_dev_fill(void *p, size_t bytes, uint64_t seed);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_dev_to_host(void *host, const void *dev, size_t bytes);
 #ifdef __cplusplus
 }
 #endif

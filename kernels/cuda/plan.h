@@ -55,7 +55,7 @@ typedef struct pd_cuda_attn_shape {
 } pd_cuda_attn_shape_t;
 
 /* The shape for head_dim hd: PD_ERR_UNSUPPORTED unless hd is 16, 32, 64, 128 or 256. */
-pd_status_t pd_cuda_attn_shape(uint32_t hd, pd_cuda_attn_shape_t *shape_p);
+PD_MUST_CHECK pd_status_t pd_cuda_attn_shape(uint32_t hd, pd_cuda_attn_shape_t *shape_p);
 
 /* The step as uploaded: one host buffer (pinned on the CUDA backend) that mirrors the
  * device buffer byte for byte; the offsets say where each array starts. */
@@ -88,7 +88,7 @@ typedef pd_status_t (*pd_cuda_plan_grow_fn)(void *arg, unsigned char **buf_p, si
  * n_heads query heads over n_kv_heads KV heads. n_table_blocks(s) is
  * ceil((pos + n_tokens) / B) of sequence s. PD_ERR_INVALID_PARAM for shapes that do not
  * fit (zero heads, heads not a multiple of KV heads, rows out of order). */
-pd_status_t pd_cuda_plan_build(pd_cuda_step_plan_t *plan, const int32_t *ids, const uint32_t *pos,
+PD_MUST_CHECK pd_status_t pd_cuda_plan_build(pd_cuda_step_plan_t *plan, const int32_t *ids, const uint32_t *pos,
                                const size_t *kv_off, uint32_t n_rows, const pd_attn_seq_t *seqs,
                                uint32_t n_seqs, const pd_kv_layout_t *layout, uint32_t n_heads,
                                pd_cuda_plan_grow_fn grow, void *grow_arg);

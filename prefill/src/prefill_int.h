@@ -114,9 +114,9 @@ typedef enum pd_prefill_block_src {
  * for every prompt block (pinned cache hits or fresh ones, all to release at the end) and
  * src[i] a pd_prefill_block_src_t, holder and decode reads done. Fails only when the pool
  * has no room (*why_p says so; nothing is left pinned). */
-pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const char *worker_id, uint64_t epoch,
+PD_MUST_CHECK pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const char *worker_id, uint64_t epoch,
                                 const void *desc, size_t desc_bytes, pd_prefill_peer_t **peer_p);
-pd_status_t pd_prefill_assemble(pd_prefill_t *p, const pd_proto_prefill_t *m,
+PD_MUST_CHECK pd_status_t pd_prefill_assemble(pd_prefill_t *p, const pd_proto_prefill_t *m,
                                 pd_prefill_peer_t *dest, uint32_t *blocks, uint8_t *src,
                                 const char **why_p);
 
@@ -129,7 +129,7 @@ void pd_prefill_on_step(void *state);
 void pd_prefill_poll_jobs(pd_prefill_t *p);
 void pd_prefill_job_end(pd_prefill_t *p, pd_prefill_job_t *j);
 /* Begin the job's push to its decode worker (before its first chunk). */
-pd_status_t pd_prefill_push_begin(pd_prefill_t *p, pd_prefill_job_t *j);
+PD_MUST_CHECK pd_status_t pd_prefill_push_begin(pd_prefill_t *p, pd_prefill_job_t *j);
 /* Send an error about req_id to the router (and log it). */
 void pd_prefill_fail(pd_prefill_t *p, uint64_t req_id, pd_status_t code, const char *why);
 

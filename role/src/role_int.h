@@ -22,7 +22,7 @@ void pd_role_pins_cleanup(pd_role_t *rt);
 
 /* The compute pool apart from the host pool (role_stage.c): allocate it in the engine's
  * memory and start tracking which blocks it holds; close frees it (NULL-safe). */
-pd_status_t pd_role_stage_open(pd_role_t *rt);
+PD_MUST_CHECK pd_status_t pd_role_stage_open(pd_role_t *rt);
 void pd_role_stage_close(pd_role_t *rt);
 
 #endif

@@ -225,7 +225,7 @@ struct pd_router {
 /* Read the keys and make the client socket (--client-keys) and the worker socket
  * (--worker-keys) CURVE servers with a ZAP handler, and the event SUB a CURVE client, as
  * configured. */
-pd_status_t pd_router_auth_setup(pd_router_t *r);
+PD_MUST_CHECK pd_status_t pd_router_auth_setup(pd_router_t *r);
 /* The allowed worker key of Z85 text key_z85, or NULL. */
 const pd_router_worker_key_t *pd_router_auth_worker_key(const pd_router_t *r, const char *key_z85);
 /* Answer waiting ZAP requests. */
@@ -233,14 +233,14 @@ void pd_router_auth_serve(pd_router_t *r);
 
 /* journal.c: the requests in flight on disk, for the router that starts next. */
 typedef struct pd_router_orphan pd_router_orphan_t;
-pd_status_t pd_router_journal_open(pd_router_t *r);
+PD_MUST_CHECK pd_status_t pd_router_journal_open(pd_router_t *r);
 void pd_router_journal_close(pd_router_t *r);
 void pd_router_journal_accept(pd_router_t *r, const pd_router_req_t *req);
 void pd_router_journal_end(pd_router_t *r, const pd_router_req_t *req);
 void pd_router_journal_tick(pd_router_t *r, uint64_t now_ms);
 
 /* clients.c: requests end when their client's connection closes. */
-pd_status_t pd_router_clients_watch_setup(pd_router_t *r);
+PD_MUST_CHECK pd_status_t pd_router_clients_watch_setup(pd_router_t *r);
 void pd_router_clients_watch_cleanup(pd_router_t *r);
 /* Read the monitor's events: cancel the requests of closed connections. */
 void pd_router_clients_watch_drain(pd_router_t *r);
@@ -320,7 +320,7 @@ void pd_router_reqs_cleanup(pd_router_t *r, pd_status_t code, const char *messag
 void pd_router_sched_arrive(pd_router_t *r, pd_router_req_t *req);
 /* PD_OK, or PD_ERR_OVERLOADED with the reason in why when req's TTFT objective cannot be
  * met (predicted from measured rates, the queue ahead of it and its cached prefix). */
-pd_status_t pd_router_sched_admit(pd_router_t *r, const pd_router_req_t *req, char *why,
+PD_MUST_CHECK pd_status_t pd_router_sched_admit(pd_router_t *r, const pd_router_req_t *req, char *why,
                                   size_t why_bytes);
 /* Whether wk may take req's prefill now (the depth bound), or its decode. */
 bool pd_router_sched_prefill_room(const pd_router_t *r, const pd_router_worker_t *wk,
@@ -338,7 +338,9 @@ void pd_router_sched_on_token_gap(pd_router_worker_t *wk, double gap_ms);
 uint32_t pd_router_sched_order(pd_router_t *r);
 void pd_router_sched_cleanup(pd_router_t *r);
 
-/* router.c: sending. Each returns PD_OK or the encode/send failure (logged). */
+/* router.c: sending. Each returns PD_OK or the encode/send failure, which it logs; a
+ * caller may drop the status: a peer that is gone is found by its own means (a client's
+ * closed connection, a worker's missed heartbeats). */
 pd_status_t pd_router_send_client(pd_router_t *r, const pd_router_rid_t *client,
                                   const pd_proto_msg_t *msg);
 pd_status_t pd_router_send_worker(pd_router_t *r, const pd_router_worker_t *wk,

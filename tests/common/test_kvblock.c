@@ -200,7 +200,8 @@ Test(kvblock, pinned_blocks_are_never_evicted_under_pressure)
         for (size_t i = 0; i < n; i++) {
             for (int k = 0; k < 4; k++)
                 cr_assert_neq(got[i], pinned[k], "a pinned block was handed out");
-            pd_kvbm_commit(bm, got[i], 1000000u + (uint64_t)round * 8 + i, 0, NULL);
+            cr_assert_eq(pd_kvbm_commit(bm, got[i], 1000000u + (uint64_t)round * 8 + i, 0, NULL),
+                         PD_OK);
         }
         cr_assert_eq(pd_kvbm_alloc(bm, 5, got + n), PD_ERR_NO_RESOURCE);
         cr_assert_eq(pd_kvbm_release(bm, got, n), PD_OK);

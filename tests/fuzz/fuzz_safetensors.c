@@ -8,6 +8,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     pd_fuzz_quiet();
     size_t n = 0;
-    (void)pd_load_safetensors_check(pd_fuzz_as_file(data, size), &n);
+    /* Any input may be refused; only a crash or a sanitizer report fails. */
+    pd_status_ignore(pd_load_safetensors_check(pd_fuzz_as_file(data, size), &n));
     return 0;
 }

@@ -260,7 +260,7 @@ Test(router, survives_garbage_from_workers_and_their_events)
     pd_mp_writer_init(&w);
     pd_proto_msg_t t = {.type = PD_PROTO_TYPE_WORKER_TOKEN};
     t.u.worker_token = (pd_proto_worker_token_t){999, 0, 5, false};
-    pd_proto_encode(&t, &w);
+    cr_assert_eq(pd_proto_encode(&t, &w), PD_OK);
     zmq_send(d0.dealer, pd_mp_writer_data(&w), pd_mp_writer_size(&w), 0);
     pd_mp_writer_cleanup(&w);
     fw_cluster_pump(&cl, 200);

@@ -206,8 +206,9 @@ Test(tokenizer_hostile, random_mutations_never_crash, .timeout = 60)
         if (pd_tokenizer_load_hf_mem(m, len, NULL, 0, "mutated", &tok) == PD_OK) {
             int32_t ids[64];
             size_t n = 0;
-            (void)pd_tokenizer_encode(tok, "ab ba <s> aab", 13, PD_TOKENIZE_ADD_SPECIAL, ids, 64,
-                                      &n);
+            /* A mutated file may load and still refuse this text: only crashes fail. */
+            pd_status_ignore(pd_tokenizer_encode(tok, "ab ba <s> aab", 13, PD_TOKENIZE_ADD_SPECIAL,
+                                                 ids, 64, &n));
             n_ok++;
             pd_tokenizer_destroy(&tok);
         }

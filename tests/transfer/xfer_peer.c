@@ -60,8 +60,8 @@ static bool frame_wait(pd_xfer_engine_t *engine, void **buf_p, size_t *len_p)
     for (;;) {
         pd_xfer_engine_progress(engine);
         struct pollfd pfd[2] = {{.fd = 0, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
-        if (pd_xfer_engine_arm(engine) == PD_OK)
-            pd_xfer_engine_fd(engine, &pfd[1].fd);
+        if (pd_xfer_engine_arm(engine) == PD_OK) /* no fd (loopback): poll times out */
+            pd_status_ignore(pd_xfer_engine_fd(engine, &pfd[1].fd));
         int r = poll(pfd, 2, 10);
         if (r > 0 && (pfd[0].revents & (POLLIN | POLLHUP)))
             return xt_frame_recv(0, buf_p, len_p, 10000);
@@ -89,7 +89,8 @@ static int run_recv(const peer_opts_t *o)
     memset(pool, 0xEE, o->pool_bytes);
     pd_mp_writer_t w;
     pd_mp_writer_init(&w);
-    pd_xfer_desc_export(engine, &w);
+    if (pd_xfer_desc_export(engine, &w) != PD_OK)
+        return 2;
     xt_frame_send(1, &w);
     int rc = 0;
     for (;;) {
@@ -109,14 +110,15 @@ static int run_recv(const peer_opts_t *o)
             free(buf);
             break;
         }
+        /* Each field is optional: an absent one keeps its default here. */
         uint64_t xfer_id = 0, timeout_ms = 0, reset = 0, dump = 0;
         const void *ranges = NULL;
         size_t ranges_bytes = 0;
-        pd_mp_get_u64(&doc.root, "xfer", &xfer_id);
-        pd_mp_get_u64(&doc.root, "timeout_ms", &timeout_ms);
-        pd_mp_get_u64(&doc.root, "reset", &reset);
-        pd_mp_get_u64(&doc.root, "dump", &dump);
-        pd_mp_get_bin(&doc.root, "ranges", &ranges, &ranges_bytes);
+        pd_status_ignore(pd_mp_get_u64(&doc.root, "xfer", &xfer_id));
+        pd_status_ignore(pd_mp_get_u64(&doc.root, "timeout_ms", &timeout_ms));
+        pd_status_ignore(pd_mp_get_u64(&doc.root, "reset", &reset));
+        pd_status_ignore(pd_mp_get_u64(&doc.root, "dump", &dump));
+        pd_status_ignore(pd_mp_get_bin(&doc.root, "ranges", &ranges, &ranges_bytes));
         if (reset)
             memset(pool, 0xEE, o->pool_bytes);
         size_t n_ranges = ranges_bytes / sizeof(pd_xfer_range_t);
@@ -141,8 +143,8 @@ static int run_recv(const peer_opts_t *o)
         st = pd_xfer_recv_status(recv);
         const void *payload = "";
         size_t payload_bytes = 0;
-        if (st == PD_OK)
-            pd_xfer_recv_payload(recv, &payload, &payload_bytes);
+        if (st == PD_OK && pd_xfer_recv_payload(recv, &payload, &payload_bytes) != PD_OK)
+            st = PD_ERR_PROTO;
         pd_mp_writer_reset(&w);
         pd_mp_put_map(&w, 4);
         pd_mp_put_str(&w, "op");
@@ -157,7 +159,7 @@ static int run_recv(const peer_opts_t *o)
         pd_xfer_recv_destroy(&recv);
     }
     pd_mp_writer_cleanup(&w);
-    pd_xfer_mem_deregister(engine);
+    pd_status_ignore(pd_xfer_mem_deregister(engine)); /* the engine goes next anyway */
     pd_xfer_engine_destroy(&engine);
     if (o->register_pool)
         free(pool);
@@ -180,8 +182,8 @@ static int run_send(const peer_opts_t *o)
         pd_xfer_peer_connect(engine, buf, len, &peer) != PD_OK)
         return 3;
     free(buf);
-    char tls[256] = "";
-    pd_xfer_peer_transports(peer, tls, sizeof(tls));
+    char tls[256] = ""; /* left empty when UCX does not say */
+    pd_status_ignore(pd_xfer_peer_transports(peer, tls, sizeof(tls)));
     pd_mp_writer_t w;
     pd_mp_writer_init(&w);
     pd_mp_put_map(&w, 3);
@@ -208,14 +210,15 @@ static int run_send(const peer_opts_t *o)
             free(buf);
             break;
         }
+        /* Each field is optional: an absent one keeps its default here. */
         uint64_t xfer_id = 0, timeout_ms = 0, layers = 1;
         const void *segs = NULL, *payload = NULL;
         size_t segs_bytes = 0, payload_bytes = 0;
-        pd_mp_get_u64(&doc.root, "xfer", &xfer_id);
-        pd_mp_get_u64(&doc.root, "timeout_ms", &timeout_ms);
-        pd_mp_get_u64(&doc.root, "layers", &layers);
-        pd_mp_get_bin(&doc.root, "segs", &segs, &segs_bytes);
-        pd_mp_get_bin(&doc.root, "payload", &payload, &payload_bytes);
+        pd_status_ignore(pd_mp_get_u64(&doc.root, "xfer", &xfer_id));
+        pd_status_ignore(pd_mp_get_u64(&doc.root, "timeout_ms", &timeout_ms));
+        pd_status_ignore(pd_mp_get_u64(&doc.root, "layers", &layers));
+        pd_status_ignore(pd_mp_get_bin(&doc.root, "segs", &segs, &segs_bytes));
+        pd_status_ignore(pd_mp_get_bin(&doc.root, "payload", &payload, &payload_bytes));
         size_t n_segs = segs_bytes / sizeof(pd_xfer_seg_t);
         pd_xfer_seg_t *sg = malloc((n_segs ? n_segs : 1) * sizeof(*sg));
         memcpy(sg, segs, n_segs * sizeof(*sg));

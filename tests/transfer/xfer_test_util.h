@@ -124,8 +124,8 @@ static inline bool xt_wait(pd_xfer_engine_t *a, pd_xfer_engine_t *b, bool (*done
         if (pd_time_now_ns() >= deadline)
             return false;
         if (b == NULL && pd_xfer_engine_arm(a) == PD_OK) {
-            int fd = -1;
-            pd_xfer_engine_fd(a, &fd);
+            int fd = -1; /* none (loopback): poll just waits 5 ms */
+            pd_status_ignore(pd_xfer_engine_fd(a, &fd));
             struct pollfd pfd = {.fd = fd, .events = POLLIN};
             poll(&pfd, 1, 5);
         }

@@ -101,7 +101,7 @@ static uint32_t pd_tok_merge_slot(uint64_t key, uint32_t mask)
     return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 32) & mask;
 }
 
-pd_status_t pd_tok_merge_put(pd_tok_hf_t *hf, int32_t a, int32_t b, uint32_t rank, int32_t id)
+void pd_tok_merge_put(pd_tok_hf_t *hf, int32_t a, int32_t b, uint32_t rank, int32_t id)
 {
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     uint32_t mask = hf->merge_cap - 1;
@@ -112,7 +112,7 @@ pd_status_t pd_tok_merge_put(pd_tok_hf_t *hf, int32_t a, int32_t b, uint32_t ran
             e->key = key;
             e->rank = rank;
             e->id = id;
-            return PD_OK;
+            return;
         }
     }
 }

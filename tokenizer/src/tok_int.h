@@ -27,8 +27,8 @@ typedef struct pd_tok_buf {
     size_t cap;
 } pd_tok_buf_t;
 
-pd_status_t pd_tok_buf_reserve(pd_tok_buf_t *b, size_t extra);
-pd_status_t pd_tok_buf_put(pd_tok_buf_t *b, const void *s, size_t n);
+PD_MUST_CHECK pd_status_t pd_tok_buf_reserve(pd_tok_buf_t *b, size_t extra);
+PD_MUST_CHECK pd_status_t pd_tok_buf_put(pd_tok_buf_t *b, const void *s, size_t n);
 void pd_tok_buf_free(pd_tok_buf_t *b);
 
 /* A growable id vector. */
@@ -38,7 +38,7 @@ typedef struct pd_tok_ids {
     size_t cap;
 } pd_tok_ids_t;
 
-pd_status_t pd_tok_ids_push(pd_tok_ids_t *v, int32_t id);
+PD_MUST_CHECK pd_status_t pd_tok_ids_push(pd_tok_ids_t *v, int32_t id);
 void pd_tok_ids_free(pd_tok_ids_t *v);
 
 /* ---- UTF-8 (tok_utf8.c) ---- */
@@ -51,7 +51,7 @@ size_t pd_tok_utf8_put(uint32_t cp, char *out);
 bool pd_tok_utf8_valid(const char *s, size_t n);
 /* Append s to out with every ill-formed subsequence replaced by U+FFFD, one per maximal
  * subpart (the Unicode and WHATWG practice that Rust, Python and JavaScript share). */
-pd_status_t pd_tok_utf8_sanitize(const char *s, size_t n, pd_tok_buf_t *out);
+PD_MUST_CHECK pd_status_t pd_tok_utf8_sanitize(const char *s, size_t n, pd_tok_buf_t *out);
 /* Bytes at the end of s[0..n) that start a character still missing bytes (0..3). */
 size_t pd_tok_utf8_incomplete_tail(const char *s, size_t n);
 
@@ -233,21 +233,21 @@ typedef struct pd_tok_hf {
 #define PD_TOK_ID_VOCAB   8u /* in the model vocabulary (BPE sees it) */
 
 /* Parse a tokenizer.json document (text of len bytes); what names the file in errors. */
-pd_status_t pd_tok_hf_create(const char *text, size_t len, const char *what, pd_tok_hf_t **hf_p);
+PD_MUST_CHECK pd_status_t pd_tok_hf_create(const char *text, size_t len, const char *what, pd_tok_hf_t **hf_p);
 void pd_tok_hf_destroy(pd_tok_hf_t **hf_p);
 
-pd_status_t pd_tok_hf_encode(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
+PD_MUST_CHECK pd_status_t pd_tok_hf_encode(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
                              pd_tok_ids_t *out);
 /* As pd_tok_hf_encode; special tokens that overlap an untrusted span read as text. */
-pd_status_t pd_tok_hf_encode_spans(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
+PD_MUST_CHECK pd_status_t pd_tok_hf_encode_spans(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
                                    const pd_tokenizer_span_t *untrusted, size_t n_untrusted,
                                    pd_tok_ids_t *out);
 /* Decode ids into out (valid UTF-8). */
-pd_status_t pd_tok_hf_decode(const pd_tok_hf_t *hf, const int32_t *ids, size_t n, unsigned flags,
+PD_MUST_CHECK pd_status_t pd_tok_hf_decode(const pd_tok_hf_t *hf, const int32_t *ids, size_t n, unsigned flags,
                              pd_tok_buf_t *out);
 
 /* Pieces of the pipeline, used by the encoder. */
-pd_status_t pd_tok_regex_compile(const char *pattern, size_t len, bool literal, const char *what,
+PD_MUST_CHECK pd_status_t pd_tok_regex_compile(const char *pattern, size_t len, bool literal, const char *what,
                                  pd_tok_regex_t **re_p);
 void pd_tok_regex_free(pd_tok_regex_t **re_p);
 /* Find the first match at or after start in s[0..n): *ms_p, *me_p; false when none. */
@@ -267,7 +267,7 @@ typedef struct pd_tok_pieces {
     size_t len, cap;
 } pd_tok_pieces_t;
 
-pd_status_t pd_tok_pieces_push(pd_tok_pieces_t *v, const char *p, size_t len, bool byte_level,
+PD_MUST_CHECK pd_status_t pd_tok_pieces_push(pd_tok_pieces_t *v, const char *p, size_t len, bool byte_level,
                                bool first);
 
 /* Scratch memory of one encode call: strings made by normalizers and pre-tokenizers live
@@ -280,19 +280,19 @@ typedef struct pd_tok_scratch {
 char *pd_tok_scratch_alloc(pd_tok_scratch_t *s, size_t n);
 void pd_tok_scratch_free(pd_tok_scratch_t *s);
 
-pd_status_t pd_tok_normalize(const pd_tok_hf_t *hf, const char *s, size_t n, pd_tok_scratch_t *scr,
+PD_MUST_CHECK pd_status_t pd_tok_normalize(const pd_tok_hf_t *hf, const char *s, size_t n, pd_tok_scratch_t *scr,
                              const char **out_p, size_t *out_len_p);
-pd_status_t pd_tok_pretokenize(const pd_tok_hf_t *hf, pd_tok_pieces_t *pieces,
+PD_MUST_CHECK pd_status_t pd_tok_pretokenize(const pd_tok_hf_t *hf, pd_tok_pieces_t *pieces,
                                pd_tok_scratch_t *scr);
 
 /* BPE on one word; appends ids. */
-pd_status_t pd_tok_bpe_word(pd_tok_hf_t *hf, const char *w, size_t n, bool byte_level,
+PD_MUST_CHECK pd_status_t pd_tok_bpe_word(pd_tok_hf_t *hf, const char *w, size_t n, bool byte_level,
                             bool use_cache, pd_tok_ids_t *out);
-pd_status_t pd_tok_cache_alloc(pd_tok_cache_t *c);
-pd_status_t pd_tok_bpe_build(pd_tok_hf_t *hf, uint32_t n_merges);
+PD_MUST_CHECK pd_status_t pd_tok_cache_alloc(pd_tok_cache_t *c);
+PD_MUST_CHECK pd_status_t pd_tok_bpe_build(pd_tok_hf_t *hf, uint32_t n_merges);
 int32_t pd_tok_vocab_get(const pd_tok_hf_t *hf, const char *s, size_t n);
-pd_status_t pd_tok_vocab_index(pd_tok_hf_t *hf);
-pd_status_t pd_tok_merge_put(pd_tok_hf_t *hf, int32_t a, int32_t b, uint32_t rank, int32_t id);
+PD_MUST_CHECK pd_status_t pd_tok_vocab_index(pd_tok_hf_t *hf);
+void pd_tok_merge_put(pd_tok_hf_t *hf, int32_t a, int32_t b, uint32_t rank, int32_t id);
 void pd_tok_cache_init(pd_tok_cache_t *c);
 void pd_tok_cache_free(pd_tok_cache_t *c);
 
@@ -304,7 +304,7 @@ int pd_tok_char_byte(uint32_t cp);
 int pd_tok_byte_of(const char *s, size_t len);
 
 /* Added-token trie. */
-pd_status_t pd_tok_trie_add(pd_tok_trie_t *t, const char *s, size_t n, int32_t added_index);
+PD_MUST_CHECK pd_status_t pd_tok_trie_add(pd_tok_trie_t *t, const char *s, size_t n, int32_t added_index);
 /* Leftmost-longest match at or after start: *ms_p, *me_p, index into added[]; -1 none. */
 int32_t pd_tok_trie_find(const pd_tok_trie_t *t, const char *s, size_t n, size_t start,
                          size_t *ms_p, size_t *me_p);
@@ -333,11 +333,11 @@ struct pd_tokenizer {
 };
 
 /* llama2.c and byte tokenizers (tokenizer.c). */
-pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, size_t *len_p);
-pd_status_t pd_tok_l2c_encode(const pd_tokenizer_t *tok, const char *text, size_t len, bool add_bos,
+PD_MUST_CHECK pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, size_t *len_p);
+PD_MUST_CHECK pd_status_t pd_tok_l2c_encode(const pd_tokenizer_t *tok, const char *text, size_t len, bool add_bos,
                               int32_t *ids_p, size_t max_ids, size_t *n_ids_p);
 /* The raw bytes of ids after prev (may end inside a character). */
-pd_status_t pd_tok_l2c_decode(const pd_tokenizer_t *tok, int32_t prev, const int32_t *ids,
+PD_MUST_CHECK pd_status_t pd_tok_l2c_decode(const pd_tokenizer_t *tok, int32_t prev, const int32_t *ids,
                               size_t n_ids, pd_tok_buf_t *out);
 
 #endif

@@ -284,8 +284,8 @@ static int kb_run_transport(const kb_opts_t *o, const kb_transport_t *t, const k
                 double warm_gbps = 0;
                 if (o->pool_bytes >= 4u << 20)
                     kb_run_point(&link, &warm_o, &warm, &warm_gbps);
-                char tl[128] = "";
-                pd_xfer_peer_transports(link.peer, tl, sizeof(tl));
+                char tl[128] = ""; /* left empty when UCX does not say */
+                pd_status_ignore(pd_xfer_peer_transports(link.peer, tl, sizeof(tl)));
                 pd_xfer_data_path_t path = pd_xfer_peer_data_path(link.peer);
                 fprintf(stderr,
                         "pd-kvbench: %s (checksum %s, coalesce %s): UCX uses %s, data "

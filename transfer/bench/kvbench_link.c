@@ -228,7 +228,8 @@ static int kb_child_main(int sock, const kb_transport_t *t, bool checksum, size_
         return 2;
     pd_mp_writer_t w;
     pd_mp_writer_init(&w);
-    pd_xfer_desc_export(engine, &w);
+    if (pd_xfer_desc_export(engine, &w) != PD_OK)
+        return 2;
     uint32_t len = (uint32_t)pd_mp_writer_size(&w);
     if (!kb_write_all(sock, &len, sizeof(len)) || !kb_write_all(sock, pd_mp_writer_data(&w), len))
         return 2;
@@ -236,8 +237,8 @@ static int kb_child_main(int sock, const kb_transport_t *t, bool checksum, size_
     pd_xfer_recv_t *win[KB_RECV_WINDOW] = {0}; /* recv of id i at i % window */
     pd_xfer_range_t all = {.offset = 0, .bytes = pool_bytes};
     uint64_t first = 0, end = 0, next = 0, n_ok = 0, n_failed = 0;
-    int efd = -1;
-    pd_xfer_engine_fd(engine, &efd);
+    int efd = -1; /* without one (loopback) the loop polls */
+    pd_status_ignore(pd_xfer_engine_fd(engine, &efd));
     for (;;) {
         pd_xfer_engine_progress(engine);
         for (uint32_t i = 0; i < KB_RECV_WINDOW; i++) {
@@ -283,7 +284,7 @@ static int kb_child_main(int sock, const kb_transport_t *t, bool checksum, size_
     }
     for (uint32_t i = 0; i < KB_RECV_WINDOW; i++)
         pd_xfer_recv_destroy(&win[i]);
-    pd_xfer_mem_deregister(engine);
+    pd_status_ignore(pd_xfer_mem_deregister(engine)); /* the engine goes next anyway */
     pd_xfer_engine_destroy(&engine);
     if (register_pool)
         free(pool);
@@ -333,7 +334,7 @@ int kb_link_open(kb_link_t *link, const kb_transport_t *t, bool checksum, bool c
     }
     pd_status_t st = pd_xfer_peer_connect(link->engine, desc, len, &link->peer);
     free(desc);
-    pd_xfer_engine_fd(link->engine, &link->efd);
+    pd_status_ignore(pd_xfer_engine_fd(link->engine, &link->efd)); /* -1: the loop polls */
     return st == PD_OK ? 0 : -1;
 }
 
@@ -345,8 +346,8 @@ void kb_link_close(kb_link_t *link)
         close(link->sock);
     }
     pd_xfer_peer_disconnect(&link->peer);
-    if (link->engine != NULL)
-        pd_xfer_mem_deregister(link->engine);
+    if (link->engine != NULL) /* the engine goes next anyway */
+        pd_status_ignore(pd_xfer_mem_deregister(link->engine));
     pd_xfer_engine_destroy(&link->engine);
     if (link->register_pool)
         free(link->pool);

@@ -44,7 +44,7 @@ typedef struct pd_xfer__ucx_peer {
 } pd_xfer__ucx_peer_t;
 
 /* The one conversion point from ucs_status_t. */
-pd_status_t pd_xfer__ucs_status(ucs_status_t s);
+PD_MUST_CHECK pd_status_t pd_xfer__ucs_status(ucs_status_t s);
 
 /* Active-message handlers (xfer_ucx_recv.c): notifications and replies, and data
  * received straight into reserved blocks. */
@@ -54,7 +54,7 @@ ucs_status_t pd_xfer__ucx_data_cb(void *arg, const void *header, size_t header_l
                                   size_t length, const ucp_am_recv_param_t *param);
 
 /* The transports of a peer's lanes and the data path they allow (xfer_ucx_path.c). */
-pd_status_t pd_xfer__ucx_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes);
+PD_MUST_CHECK pd_status_t pd_xfer__ucx_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes);
 pd_xfer_data_path_t pd_xfer__ucx_data_path(pd_xfer_peer_t *peer);
 
 #endif

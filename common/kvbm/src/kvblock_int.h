@@ -80,7 +80,7 @@ struct pd_kvbm {
 };
 
 /* kvblock_index.c */
-pd_status_t pd_kvbm_index_init(pd_kvbm_index_t *index, size_t n_entries);
+PD_MUST_CHECK pd_status_t pd_kvbm_index_init(pd_kvbm_index_t *index, size_t n_entries);
 void pd_kvbm_index_cleanup(pd_kvbm_index_t *index);
 /* Location of hash, or PD_KVBM_NIL. */
 uint32_t pd_kvbm_index_find(const pd_kvbm_index_t *index, pd_block_hash_t hash);
@@ -90,7 +90,7 @@ void pd_kvbm_index_put(pd_kvbm_index_t *index, pd_block_hash_t hash, uint32_t lo
 void pd_kvbm_index_remove(pd_kvbm_index_t *index, pd_block_hash_t hash);
 
 /* kvblock_tier.c */
-pd_status_t pd_kvbm_tier_init(pd_kvbm_tier_t *t, pd_kv_tier_t tier, uint32_t n_slots);
+PD_MUST_CHECK pd_status_t pd_kvbm_tier_init(pd_kvbm_tier_t *t, pd_kv_tier_t tier, uint32_t n_slots);
 void pd_kvbm_tier_cleanup(pd_kvbm_tier_t *t);
 void pd_kvbm_list_remove(pd_kvbm_tier_t *t, uint32_t slot);
 void pd_kvbm_list_push_tail(pd_kvbm_tier_t *t, uint32_t slot);
@@ -103,14 +103,14 @@ void pd_kvbm_scatter(pd_kvbm_t *bm, const void *src, uint32_t block);
 /* Make this manager's own G3 directory, <dir>/kvbm-<pid>-XXXXXX, so that several
  * workers (prefill and decode, or two decodes) may share one SSD directory; directories
  * of processes that are gone are swept first. Fills disk_dir, model_id, path, staging. */
-pd_status_t pd_kvbm_disk_open(pd_kvbm_t *bm, const char *dir, const char *model_id);
+PD_MUST_CHECK pd_status_t pd_kvbm_disk_open(pd_kvbm_t *bm, const char *dir, const char *model_id);
 /* Delete the files of every G3 slot and the directory; frees what disk_open allocated. */
 void pd_kvbm_disk_close(pd_kvbm_t *bm);
 /* Write src (one block) to hash's G3 file; PD_ERR_IO on failure (no file left). */
-pd_status_t pd_kvbm_disk_write(pd_kvbm_t *bm, pd_block_hash_t hash, const void *src);
+PD_MUST_CHECK pd_status_t pd_kvbm_disk_write(pd_kvbm_t *bm, pd_block_hash_t hash, const void *src);
 /* Read and verify hash's G3 file into dst: PD_ERR_IO if unreadable, PD_ERR_FORMAT or
  * PD_ERR_CHECKSUM if corrupt. The caller deletes a bad file. */
-pd_status_t pd_kvbm_disk_read(pd_kvbm_t *bm, pd_block_hash_t hash, void *dst);
+PD_MUST_CHECK pd_status_t pd_kvbm_disk_read(pd_kvbm_t *bm, pd_block_hash_t hash, void *dst);
 void pd_kvbm_disk_unlink(pd_kvbm_t *bm, pd_block_hash_t hash);
 /* The G3 file path of a hash, in bm->path. */
 const char *pd_kvbm_disk_path(pd_kvbm_t *bm, pd_block_hash_t hash);

@@ -66,9 +66,9 @@ struct pd_worker {
 };
 
 /* worker_events.c */
-pd_status_t pd_worker_held_init(pd_worker_held_t *h);
+PD_MUST_CHECK pd_status_t pd_worker_held_init(pd_worker_held_t *h);
 void pd_worker_held_cleanup(pd_worker_held_t *h);
-pd_status_t pd_worker_events_init(pd_worker_t *w);
+PD_MUST_CHECK pd_status_t pd_worker_events_init(pd_worker_t *w);
 void pd_worker_events_cleanup(pd_worker_t *w);
 /* Build and send a kv_snapshot of the record (after flushing pending events). */
 void pd_worker_snapshot_send(pd_worker_t *w);

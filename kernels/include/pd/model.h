@@ -91,7 +91,7 @@ const char *pd_dtype_name(pd_dtype_t dtype);
 
 /* Parse "f32"/"f16"/"bf16"/"int8" (any case; also "float32", "float16", "bfloat16",
  * "i8"); PD_ERR_INVALID_PARAM for anything else. */
-pd_status_t pd_dtype_parse(const char *name, pd_dtype_t *dtype_p);
+PD_MUST_CHECK pd_status_t pd_dtype_parse(const char *name, pd_dtype_t *dtype_p);
 
 /* Bytes of one element of dtype (the row scales of I8 are not counted). */
 size_t pd_dtype_size(pd_dtype_t dtype);
@@ -139,7 +139,7 @@ void pd_weight_quantize_row(const float *x, uint32_t n, int8_t *q, float *scale_
 
 /* Copy src into dst of the same shape in dst's dtype (see pd_model_convert).
  * PD_ERR_INVALID_PARAM when the shapes differ. */
-pd_status_t pd_weight_convert(const pd_weight_t *src, pd_weight_t *dst);
+PD_MUST_CHECK pd_status_t pd_weight_convert(const pd_weight_t *src, pd_weight_t *dst);
 
 /* Weights: matrices in their dtype (pd_weight_t), norm vectors always f32. */
 typedef struct pd_model_weights {
@@ -176,16 +176,16 @@ typedef struct pd_model {
 } pd_model_t;
 
 /* Check a config for missing or absurd values; PD_ERR_FORMAT with a logged reason. */
-pd_status_t pd_model_config_validate(const pd_model_config_t *config);
+PD_MUST_CHECK pd_status_t pd_model_config_validate(const pd_model_config_t *config);
 
 /* Number of parameters (lm_head counted once when tied). */
 uint64_t pd_model_n_params(const pd_model_config_t *config);
 
 /* Allocate zeroed f32 weights for config and point every tensor into one allocation. */
-pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p);
+PD_MUST_CHECK pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_model_t **model_p);
 
 /* The same with every matrix in dtype (I8 scales zeroed); norms stay f32. */
-pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dtype,
+PD_MUST_CHECK pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dtype,
                                  pd_model_t **model_p);
 
 /* Bytes of all weights (data and scales; a tied lm_head once), and of the weights one
@@ -204,7 +204,7 @@ int pd_model_dtype(const pd_model_t *model);
  * f32 values; I8 quantizes each row symmetrically (scale = max |w| / 127, q = round(w /
  * scale)). The copy's model_id is the source's plus "-<dtype>" (lower case) when any
  * matrix changed dtype, since its results differ. PD_ERR_NO_MEMORY on failure. */
-pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype, pd_model_t **out_p);
+PD_MUST_CHECK pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype, pd_model_t **out_p);
 
 /* Reorder the q and k rows of every head from interleaved-pair RoPE (llama2.c, Meta) to
  * rotate-half RoPE (Hugging Face): new row c * head_dim / 2 + i of a head is old row
@@ -213,7 +213,7 @@ pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype, pd_model
  * its sums, and can be written as a Hugging Face checkpoint. The weights must be writable
  * (the llama2.c loader's are). No-op for a half model; PD_ERR_UNSUPPORTED for q/k biases
  * or norms; PD_ERR_NO_MEMORY when a row buffer cannot be had. */
-pd_status_t pd_model_rope_to_half(pd_model_t *model);
+PD_MUST_CHECK pd_status_t pd_model_rope_to_half(pd_model_t *model);
 
 /* Fill weights with a seeded random initialisation (deterministic for a seed). */
 void pd_model_init_random(pd_model_t *model, uint64_t seed);
@@ -223,12 +223,12 @@ void pd_model_destroy(pd_model_t **model_p);
 
 /* Load a model: a Hugging Face checkpoint directory (config.json + *.safetensors) or a
  * llama2.c .bin file. PD_ERR_FORMAT / PD_ERR_IO with a logged reason on bad input. */
-pd_status_t pd_model_load(const char *path, pd_model_t **model_p);
+PD_MUST_CHECK pd_status_t pd_model_load(const char *path, pd_model_t **model_p);
 
 /* Load a model as pd_model_load does, then convert its matrices to dtype when they are
  * not all in it already (pd_model_convert: the model id gains "-<dtype>"). The file's own
  * dtype is kept by pd_model_load. */
-pd_status_t pd_model_load_dtype(const char *path, pd_dtype_t dtype, pd_model_t **model_p);
+PD_MUST_CHECK pd_status_t pd_model_load_dtype(const char *path, pd_dtype_t dtype, pd_model_t **model_p);
 
 /* The compute engine: a backend (ops table + context) and its threads. */
 typedef struct pd_engine pd_engine_t;
@@ -237,7 +237,7 @@ typedef enum pd_backend_kind { PD_BACKEND_CPU = 0, PD_BACKEND_CUDA = 1 } pd_back
 
 /* Create an engine for a model on a backend with n_threads compute threads (0: all
  * cores). The model is borrowed and must outlive the engine. */
-pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, uint32_t n_threads,
+PD_MUST_CHECK pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, uint32_t n_threads,
                              pd_engine_t **engine_p);
 void pd_engine_destroy(pd_engine_t **engine_p);
 
@@ -264,7 +264,7 @@ typedef void (*pd_fwd_layer_cb)(void *arg, uint32_t layer);
  * Each sequence's results are bitwise independent of the other sequences in the batch.
  * Returns PD_ERR_OUT_OF_RANGE for a token id outside the vocabulary, PD_ERR_CONTEXT past
  * max_seq_len, PD_ERR_INVALID_PARAM for a short block table or a bad block id. */
-pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_layout_t *layout,
+PD_MUST_CHECK pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_layout_t *layout,
                               pd_fwd_seq_t *seqs, uint32_t n_seqs, pd_fwd_layer_cb on_layer,
                               void *cb_arg);
 

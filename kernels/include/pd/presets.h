@@ -14,7 +14,7 @@
 /* Fill *config_p with the preset called name; PD_ERR_NOT_FOUND (logged) for an unknown
  * name. The byte-level presets use that vocabulary (259), rotate-half RoPE and untied
  * embeddings; model_id is "pdkv-<name>". config_p is written only on success. */
-pd_status_t pd_model_preset(const char *name, pd_model_config_t *config_p);
+PD_MUST_CHECK pd_status_t pd_model_preset(const char *name, pd_model_config_t *config_p);
 
 /* Number of presets, and the name of preset i (NULL past the end); for help texts. */
 size_t pd_model_preset_count(void);

@@ -20,7 +20,7 @@ typedef struct pd_cpu_pool pd_cpu_pool_t;
 typedef void (*pd_cpu_job_fn)(void *arg, uint32_t chunk, uint32_t tid);
 
 /* Start n_threads - 1 worker threads (n_threads >= 1). */
-pd_status_t pd_cpu_pool_create(uint32_t n_threads, pd_cpu_pool_t **pool_p);
+PD_MUST_CHECK pd_status_t pd_cpu_pool_create(uint32_t n_threads, pd_cpu_pool_t **pool_p);
 
 /* Run chunks 0 .. n_chunks - 1 of fn and return when all have finished. One caller at a
  * time. */

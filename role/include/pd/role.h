@@ -86,7 +86,7 @@ uint64_t pd_role_block_checksum(const pd_kv_layout_t *l, const void *pool, uint3
  * host pool itself, or over the compute pool with the staging that keeps the host pool
  * authoritative (role_stage.c): blocks uploaded before the step reads them, written rows
  * copied back after each layer, before on_layer runs. */
-pd_status_t pd_role_forward(pd_role_t *rt, pd_fwd_seq_t *seqs, uint32_t n_seqs,
+PD_MUST_CHECK pd_status_t pd_role_forward(pd_role_t *rt, pd_fwd_seq_t *seqs, uint32_t n_seqs,
                             pd_fwd_layer_cb on_layer, void *cb_arg);
 
 /* The byte ranges of pool layout l that hold K and V of positions pos .. pos + n - 1 of
@@ -99,7 +99,7 @@ size_t pd_role_stage_row_ranges(const pd_kv_layout_t *l, uint32_t layer, const u
 /* Make everything a worker of role ops is made of from args: model, engine, pool, fabric,
  * worker sockets, block manager, then the role's state. Returns PD_ERR_* with the reason
  * logged; nothing is left made on error. */
-pd_status_t pd_role_create(const pd_role_ops_t *ops, const pd_worker_args_t *args,
+PD_MUST_CHECK pd_status_t pd_role_create(const pd_role_ops_t *ops, const pd_worker_args_t *args,
                            pd_role_t **rt_p);
 
 /* The role's state first, then the shared parts; accepts NULL and clears *rt_p. */
@@ -113,7 +113,7 @@ void pd_role_dispatch(pd_role_t *rt, const pd_proto_msg_t *msg);
 void pd_role_step(pd_role_t *rt);
 
 /* Serve until SIGTERM/SIGINT (pd_worker_stopping). */
-pd_status_t pd_role_run(pd_role_t *rt);
+PD_MUST_CHECK pd_status_t pd_role_run(pd_role_t *rt);
 
 /* A worker program: parse argv, create, run, destroy. Returns the exit status: 0, 1 on
  * failure, 2 on a usage error. */

@@ -26,7 +26,7 @@ typedef struct pd_role_fabric {
  * heap and registered (a pool that is only read by the fabric). Appends the engine's
  * descriptor to desc. `who` prefixes the log lines ("decode", "prefill"). On failure
  * everything made is undone and the reason logged. */
-pd_status_t pd_role_fabric_open(const pd_worker_args_t *args, const char *who,
+PD_MUST_CHECK pd_status_t pd_role_fabric_open(const pd_worker_args_t *args, const char *who,
                                 const pd_kv_layout_t *layout, bool fabric_alloc,
                                 pd_mp_writer_t *desc, pd_role_fabric_t *out);
 

@@ -77,7 +77,7 @@ typedef struct pd_gw_keys {
 } pd_gw_keys_t;
 
 /* Read path into a new table; keys listed in old (may be NULL) keep their usage. */
-pd_status_t pd_gw_keys_load(const char *path, const pd_gw_keys_t *old, pd_gw_keys_t **keys_p);
+PD_MUST_CHECK pd_status_t pd_gw_keys_load(const char *path, const pd_gw_keys_t *old, pd_gw_keys_t **keys_p);
 void pd_gw_keys_destroy(pd_gw_keys_t **keys_p);
 /* The key whose SHA-256 matches secret, or NULL. */
 pd_gw_key_t *pd_gw_keys_find(const pd_gw_keys_t *keys, const char *secret, size_t len);
@@ -85,7 +85,7 @@ void pd_gw_key_ref(pd_gw_key_t *key);
 void pd_gw_key_unref(pd_gw_key_t **key_p);
 /* Admission under the key's limits: PD_OK (counted in flight), or PD_ERR_OVERLOADED with
  * *retry_after_s_p, the seconds after which a retry can pass. */
-pd_status_t pd_gw_key_admit(pd_gw_key_t *key, uint64_t now_ms, uint32_t *retry_after_s_p);
+PD_MUST_CHECK pd_status_t pd_gw_key_admit(pd_gw_key_t *key, uint64_t now_ms, uint32_t *retry_after_s_p);
 void pd_gw_key_release(pd_gw_key_t *key);
 /* Print a new random key and its key-file line (--keygen TENANT); the hash of a key read
  * from stdin (--hash-key). Return a process exit code. */
@@ -108,7 +108,7 @@ typedef struct pd_gw_text {
 
 void pd_gw_text_init(pd_gw_text_t *t, const pd_tokenizer_t *tok, int32_t prev);
 /* Add a stop string (copied); PD_ERR_LIMIT past PD_GW_MAX_STOPS or PD_GW_MAX_STOP_BYTES. */
-pd_status_t pd_gw_text_add_stop(pd_gw_text_t *t, const char *s, size_t len);
+PD_MUST_CHECK pd_status_t pd_gw_text_add_stop(pd_gw_text_t *t, const char *s, size_t len);
 /* Decode one token and append to out the text that can be released now (whole UTF-8
  * characters that cannot start a stop string). Returns true when a stop string completed:
  * out then ends just before it and later tokens must be ignored. */
@@ -323,12 +323,12 @@ struct pd_gw {
 };
 
 /* gw_link.c: the router side. */
-pd_status_t pd_gw_link_open(pd_gw_t *gw);
+PD_MUST_CHECK pd_status_t pd_gw_link_open(pd_gw_t *gw);
 void pd_gw_link_close(pd_gw_t *gw);
 /* Read every message waiting on the DEALER. */
 void pd_gw_link_drain(pd_gw_t *gw);
 /* Send req's generate; on failure err is filled. */
-pd_status_t pd_gw_link_submit(pd_gw_t *gw, pd_gw_req_t *req, pd_gw_err_t *err);
+PD_MUST_CHECK pd_status_t pd_gw_link_submit(pd_gw_t *gw, pd_gw_req_t *req, pd_gw_err_t *err);
 /* Send cancel for req and forget it on this side (idempotent). */
 void pd_gw_link_cancel(pd_gw_t *gw, pd_gw_req_t *req);
 /* Send stop for req: the router answers with done (usage so far); req stays in flight. */
@@ -349,11 +349,11 @@ enum MHD_Result pd_gw_http_on_request(void *cls, struct MHD_Connection *conn, co
 void pd_gw_http_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                              enum MHD_RequestTerminationCode toe);
 /* gw_gen.c: a generation's life. Check and send the request (PD_OK: it is in flight). */
-pd_status_t pd_gw_gen_start(pd_gw_req_t *req, pd_gw_err_t *err);
+PD_MUST_CHECK pd_status_t pd_gw_gen_start(pd_gw_req_t *req, pd_gw_err_t *err);
 /* The first step of pd_gw_gen_start: parse the body held in req->body as the API of
  * req->route asks (JSON, every field checked, the prompt rendered and tokenized) into req;
  * 400s into err. Touches nothing outside req: the body parser's fuzz target calls it. */
-pd_status_t pd_gw_gen_parse(pd_gw_req_t *req, pd_gw_err_t *err);
+PD_MUST_CHECK pd_status_t pd_gw_gen_parse(pd_gw_req_t *req, pd_gw_err_t *err);
 /* The request's HTTP exchange is over (completed, failed or the client left): cancel it
  * in the cluster if it is still there and release what it holds. */
 void pd_gw_gen_end(pd_gw_req_t *req);
@@ -396,7 +396,7 @@ typedef struct pd_gw_prompt {
 /* Load the chat template at start: file (may be "") overrides the tokenizer's own; with
  * neither, the built-in template. Logs which. PD_ERR_IO / PD_ERR_FORMAT /
  * PD_ERR_UNSUPPORTED with the reason logged for a template that cannot be used. */
-pd_status_t pd_gw_prompt_setup(pd_gw_t *gw, const char *file);
+PD_MUST_CHECK pd_status_t pd_gw_prompt_setup(pd_gw_t *gw, const char *file);
 
 /* Append one turn: role is "system", "user" or "assistant"; the content comes in parts.
  * A turn left open at tokenization is the start of the answer (the model continues it). */
@@ -406,17 +406,17 @@ bool pd_gw_prompt_turn_end(pd_gw_prompt_t *p);
 /* Ask for the generation prompt (the assistant's turn). */
 bool pd_gw_prompt_generation(pd_gw_prompt_t *p);
 /* Mark a cache breakpoint where the content given so far ends. PD_ERR_LIMIT past 4. */
-pd_status_t pd_gw_prompt_break(pd_gw_prompt_t *p, uint32_t ttl_s);
+PD_MUST_CHECK pd_status_t pd_gw_prompt_break(pd_gw_prompt_t *p, uint32_t ttl_s);
 /* Render the turns (the gateway's chat template, or the built-in one), tokenize them with
  * special tokens only from the template's own text into req->prompt, and turn the
  * breakpoints into token offsets in req->cache (mode explicit when there are any). */
-pd_status_t pd_gw_prompt_tokenize(pd_gw_req_t *req, pd_gw_prompt_t *p, pd_gw_err_t *err);
+PD_MUST_CHECK pd_status_t pd_gw_prompt_tokenize(pd_gw_req_t *req, pd_gw_prompt_t *p, pd_gw_err_t *err);
 void pd_gw_prompt_cleanup(pd_gw_prompt_t *p);
 /* Tokenize a completion prompt given as text (BOS + encode) or as token ids. */
-pd_status_t pd_gw_prompt_from_json(pd_gw_req_t *req, const json_t *prompt, pd_gw_err_t *err);
+PD_MUST_CHECK pd_status_t pd_gw_prompt_from_json(pd_gw_req_t *req, const json_t *prompt, pd_gw_err_t *err);
 
 /* gw_parse.c: the sampling fields the APIs share. */
-pd_status_t pd_gw_parse_common(pd_gw_req_t *req, json_t *body, const char *max_tokens_key,
+PD_MUST_CHECK pd_status_t pd_gw_parse_common(pd_gw_req_t *req, json_t *body, const char *max_tokens_key,
                                const char *stop_key, pd_gw_err_t *err);
 
 /* gw_metrics.c: GET /metrics. */

@@ -51,19 +51,19 @@ void pd_router_config_defaults(pd_router_config_t *config);
 
 /* Parse argv into config (defaults first). Returns PD_OK, PD_INPROGRESS after printing
  * --help to stdout, or PD_ERR_INVALID_PARAM after printing the problem to stderr. */
-pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *config);
+PD_MUST_CHECK pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *config);
 
 /* Print the usage to f (a FILE *). */
 void pd_router_config_usage(void *f);
 
 /* Create a router: load the tokenizer, bind both sockets, write the ready file.
  * Returns PD_OK, PD_ERR_IO (bind failed), PD_ERR_FORMAT (tokenizer) or PD_ERR_NO_MEMORY. */
-pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **router_p);
+PD_MUST_CHECK pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **router_p);
 
 /* Run the loop until pd_router_stop() or a signal handled by the caller sets *stop_flag
  * (may be NULL). Every request still in flight when it returns has had its terminal
  * message and its workers a cancel. */
-pd_status_t pd_router_run(pd_router_t *router, volatile int *stop_flag);
+PD_MUST_CHECK pd_status_t pd_router_run(pd_router_t *router, volatile int *stop_flag);
 
 /* Ask the loop to return (from the loop's own thread, e.g. a hook in tests). */
 void pd_router_stop(pd_router_t *router);

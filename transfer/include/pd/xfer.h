@@ -115,17 +115,17 @@ typedef void (*pd_xfer_verify_hook_fn)(void *arg, void *base, const pd_xfer_seg_
 void pd_xfer_config_default(pd_xfer_config_t *cfg);
 
 /* Parse "ucx", "loopback" or "nccl"; PD_ERR_INVALID_PARAM otherwise. */
-pd_status_t pd_xfer_backend_parse(const char *name, pd_xfer_backend_t *backend_p);
+PD_MUST_CHECK pd_status_t pd_xfer_backend_parse(const char *name, pd_xfer_backend_t *backend_p);
 
 /* Parse "auto", "put" or "am"; PD_ERR_INVALID_PARAM otherwise. */
-pd_status_t pd_xfer_data_path_parse(const char *name, pd_xfer_data_path_t *path_p);
+PD_MUST_CHECK pd_status_t pd_xfer_data_path_parse(const char *name, pd_xfer_data_path_t *path_p);
 
 /* "auto", "put" or "am". */
 const char *pd_xfer_data_path_name(pd_xfer_data_path_t path);
 
 /* Create an engine (one per process for ucx). cfg is copied. Returns PD_ERR_UNSUPPORTED
  * for a backend this build lacks, PD_ERR_IO when UCX fails to start. */
-pd_status_t pd_xfer_engine_create(const pd_xfer_config_t *cfg, pd_xfer_engine_t **engine_p);
+PD_MUST_CHECK pd_status_t pd_xfer_engine_create(const pd_xfer_config_t *cfg, pd_xfer_engine_t **engine_p);
 
 /* Destroy an engine: fails what is in flight, disconnects every peer, deregisters memory
  * and clears *engine_p. Send and recv handles still held by the caller must be destroyed
@@ -137,12 +137,12 @@ void pd_xfer_engine_destroy(pd_xfer_engine_t **engine_p);
 int pd_xfer_engine_progress(pd_xfer_engine_t *engine);
 
 /* The fd to poll for readability (zmq_poll accepts it as a plain fd). */
-pd_status_t pd_xfer_engine_fd(pd_xfer_engine_t *engine, int *fd_p);
+PD_MUST_CHECK pd_status_t pd_xfer_engine_fd(pd_xfer_engine_t *engine, int *fd_p);
 
 /* Arm the fd before sleeping on it: PD_OK when it is safe to sleep, PD_ERR_BUSY when
  * events are already pending (call pd_xfer_engine_progress again instead). Deadlines do
  * not wake the fd: sleep at most pd_xfer_engine_next_deadline_ms. */
-pd_status_t pd_xfer_engine_arm(pd_xfer_engine_t *engine);
+PD_MUST_CHECK pd_status_t pd_xfer_engine_arm(pd_xfer_engine_t *engine);
 
 /* Milliseconds until the nearest transfer deadline, -1 if none (a zmq_poll timeout). */
 long pd_xfer_engine_next_deadline_ms(const pd_xfer_engine_t *engine);
@@ -157,7 +157,7 @@ void pd_xfer_engine_set_verify_hook(pd_xfer_engine_t *engine, pd_xfer_verify_hoo
  * layout (NULL if the region is not a KV pool) which the descriptor carries. The memory
  * stays owned by the caller and must outlive the registration. PD_ERR_EXISTS if a region
  * is already registered. */
-pd_status_t pd_xfer_mem_register(pd_xfer_engine_t *engine, void *base, size_t bytes,
+PD_MUST_CHECK pd_status_t pd_xfer_mem_register(pd_xfer_engine_t *engine, void *base, size_t bytes,
                                  const pd_kv_layout_t *layout);
 
 /* Allocate the engine's one region through the backend and register it: for UCX, memory
@@ -165,19 +165,19 @@ pd_status_t pd_xfer_mem_register(pd_xfer_engine_t *engine, void *base, size_t by
  * that a peer on the same host writes it with a plain copy into its mapping; memory the
  * caller registers instead is reached through UCX's slower emulated puts on shared memory.
  * The engine owns the memory: pd_xfer_mem_deregister frees it. Sets *base_p. */
-pd_status_t pd_xfer_mem_alloc(pd_xfer_engine_t *engine, size_t bytes, const pd_kv_layout_t *layout,
+PD_MUST_CHECK pd_status_t pd_xfer_mem_alloc(pd_xfer_engine_t *engine, size_t bytes, const pd_kv_layout_t *layout,
                               void **base_p);
 
 /* Deregister the region (and free it if pd_xfer_mem_alloc made it); PD_ERR_BUSY while
  * transfers that use it are in flight. */
-pd_status_t pd_xfer_mem_deregister(pd_xfer_engine_t *engine);
+PD_MUST_CHECK pd_status_t pd_xfer_mem_deregister(pd_xfer_engine_t *engine);
 
 /* Append this engine's descriptor (one msgpack map) to w. Requires a registered region. */
-pd_status_t pd_xfer_desc_export(pd_xfer_engine_t *engine, pd_mp_writer_t *w);
+PD_MUST_CHECK pd_status_t pd_xfer_desc_export(pd_xfer_engine_t *engine, pd_mp_writer_t *w);
 
 /* Import a peer's descriptor (desc_bytes of msgpack, checked against limits) and
  * connect to it. The peer belongs to the engine; pd_xfer_peer_disconnect releases it. */
-pd_status_t pd_xfer_peer_connect(pd_xfer_engine_t *engine, const void *desc, size_t desc_bytes,
+PD_MUST_CHECK pd_status_t pd_xfer_peer_connect(pd_xfer_engine_t *engine, const void *desc, size_t desc_bytes,
                                  pd_xfer_peer_t **peer_p);
 
 /* Fail every transfer to the peer with PD_ERR_CANCELED, close it and clear *peer_p.
@@ -190,7 +190,7 @@ void pd_xfer_peer_fail(pd_xfer_peer_t *peer, pd_status_t status);
 
 /* The peer's registered region size and layout (layout_p may be NULL; PD_ERR_NOT_FOUND
  * when the descriptor carried none). */
-pd_status_t pd_xfer_peer_region(const pd_xfer_peer_t *peer, uint64_t *bytes_p,
+PD_MUST_CHECK pd_status_t pd_xfer_peer_region(const pd_xfer_peer_t *peer, uint64_t *bytes_p,
                                 pd_kv_layout_t *layout_p);
 
 /* Read from the peer's region into this engine's: segment i copies bytes from remote
@@ -200,7 +200,7 @@ pd_status_t pd_xfer_peer_region(const pd_xfer_peer_t *peer, uint64_t *bytes_p,
  * (PD_ERR_OUT_OF_RANGE). On PD_ERR_TIMEOUT or another failure the local bytes are
  * unspecified and the caller should disconnect the peer, which cancels what is still
  * in flight. No checksum: the caller trusts what the peer's region holds. */
-pd_status_t pd_xfer_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
+PD_MUST_CHECK pd_status_t pd_xfer_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
                         uint32_t timeout_ms);
 
 /* The data path this engine uses to write into the peer (never AUTO: the one chosen). */
@@ -208,13 +208,13 @@ pd_xfer_data_path_t pd_xfer_peer_data_path(const pd_xfer_peer_t *peer);
 
 /* Write a short description of the transports UCX chose for the peer, e.g.
  * "posix/memory cma/memory" or "tcp/lo", into buf (NUL-terminated). */
-pd_status_t pd_xfer_peer_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes);
+PD_MUST_CHECK pd_status_t pd_xfer_peer_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes);
 
 /* Start a transfer to peer. xfer_id is agreed with the receiver (it expects it);
  * allowed lists the remote byte ranges reserved for this transfer (copied; NULL and 0
  * allow the peer's whole region); timeout_ms bounds the whole transfer (0 takes the
  * engine default). */
-pd_status_t pd_xfer_send_begin(pd_xfer_peer_t *peer, uint64_t xfer_id,
+PD_MUST_CHECK pd_status_t pd_xfer_send_begin(pd_xfer_peer_t *peer, uint64_t xfer_id,
                                const pd_xfer_range_t *allowed, size_t n_allowed,
                                uint32_t timeout_ms, pd_xfer_send_t **send_p);
 
@@ -222,17 +222,17 @@ pd_status_t pd_xfer_send_begin(pd_xfer_peer_t *peer, uint64_t xfer_id,
  * segments are checked first: PD_ERR_OUT_OF_RANGE (outside a region or the allowed
  * ranges, or offset + bytes overflows) and nothing of the batch moves. The local bytes
  * must not change until the transfer completes. */
-pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, size_t n_segs);
+PD_MUST_CHECK pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, size_t n_segs);
 
 /* Close the transfer: once every posted byte is remotely complete, send the notification
  * with payload (copied, at most PD_XFER_PAYLOAD_MAX bytes; e.g. the first token). */
-pd_status_t pd_xfer_send_finish(pd_xfer_send_t *send, const void *payload, size_t payload_bytes);
+PD_MUST_CHECK pd_status_t pd_xfer_send_finish(pd_xfer_send_t *send, const void *payload, size_t payload_bytes);
 
 #define PD_XFER_PAYLOAD_MAX 4096
 
 /* PD_INPROGRESS until the receiver acknowledged the verified batch (PD_OK) or the
  * transfer failed (timeout, peer failure, receiver refusal, checksum mismatch). */
-pd_status_t pd_xfer_send_status(const pd_xfer_send_t *send);
+PD_MUST_CHECK pd_status_t pd_xfer_send_status(const pd_xfer_send_t *send);
 
 /* Release a send handle; an unfinished transfer is canceled first. Accepts NULL. */
 void pd_xfer_send_destroy(pd_xfer_send_t **send_p);
@@ -240,20 +240,20 @@ void pd_xfer_send_destroy(pd_xfer_send_t **send_p);
 /* Expect transfer xfer_id into ranges of this engine's region (copied), within
  * timeout_ms (0: engine default). PD_ERR_EXISTS if the id is already expected,
  * PD_ERR_OUT_OF_RANGE if a range leaves the region. */
-pd_status_t pd_xfer_recv_expect(pd_xfer_engine_t *engine, uint64_t xfer_id,
+PD_MUST_CHECK pd_status_t pd_xfer_recv_expect(pd_xfer_engine_t *engine, uint64_t xfer_id,
                                 const pd_xfer_range_t *ranges, size_t n_ranges, uint32_t timeout_ms,
                                 pd_xfer_recv_t **recv_p);
 
 /* PD_INPROGRESS until the notification arrived and every checksum matched (PD_OK: the
  * bytes are valid) or the transfer failed (PD_ERR_TIMEOUT, PD_ERR_CHECKSUM,
  * PD_ERR_OUT_OF_RANGE, PD_ERR_CANCELED). */
-pd_status_t pd_xfer_recv_status(const pd_xfer_recv_t *recv);
+PD_MUST_CHECK pd_status_t pd_xfer_recv_status(const pd_xfer_recv_t *recv);
 
 /* The notification's payload and the verified segments (in this engine's offsets) of a
  * transfer whose status is PD_OK. Pointers stay valid until pd_xfer_recv_destroy. */
-pd_status_t pd_xfer_recv_payload(const pd_xfer_recv_t *recv, const void **payload_p,
+PD_MUST_CHECK pd_status_t pd_xfer_recv_payload(const pd_xfer_recv_t *recv, const void **payload_p,
                                  size_t *payload_bytes_p);
-pd_status_t pd_xfer_recv_segments(const pd_xfer_recv_t *recv, const pd_xfer_seg_t **segs_p,
+PD_MUST_CHECK pd_status_t pd_xfer_recv_segments(const pd_xfer_recv_t *recv, const pd_xfer_seg_t **segs_p,
                                   size_t *n_segs_p);
 
 /* Stop expecting (a pending expectation fails with PD_ERR_CANCELED) and free the handle.

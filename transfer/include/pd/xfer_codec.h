@@ -28,7 +28,7 @@ typedef enum pd_xfer_codec {
 } pd_xfer_codec_t;
 
 /* Parse "off" (or "none"), "int8" or "fp8"; PD_ERR_INVALID_PARAM otherwise. */
-pd_status_t pd_xfer_codec_parse(const char *name, pd_xfer_codec_t *codec_p);
+PD_MUST_CHECK pd_status_t pd_xfer_codec_parse(const char *name, pd_xfer_codec_t *codec_p);
 
 /* "off", "int8" or "fp8". */
 const char *pd_xfer_codec_name(pd_xfer_codec_t codec);

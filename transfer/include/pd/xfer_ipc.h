@@ -50,7 +50,7 @@ void pd_xfer_ipc_desc_write(const pd_xfer_ipc_desc_t *d, pd_mp_writer_t *w);
 /* Read a descriptor from a decoded msgpack map (obj), checking every field: the handle's
  * size, a layout whose pool fits pool_bytes, no offset overflow. PD_ERR_PROTO on a
  * malformed map; *d_p is set only on success. */
-pd_status_t pd_xfer_ipc_desc_read(const msgpack_object *obj, pd_xfer_ipc_desc_t *d_p);
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_desc_read(const msgpack_object *obj, pd_xfer_ipc_desc_t *d_p);
 
 /* Whether a peer with descriptor d can be reached by IPC from this process: same host and
  * boot, another process, host_id known. Writes the reason it cannot into why (may be
@@ -65,7 +65,7 @@ bool pd_xfer_ipc_reachable(const pd_xfer_ipc_desc_t *d, uint64_t host_id, uint32
  * 0: the whole pool); the layouts must agree on the block shape. Writes at most n
  * segments into segs (caller storage, n entries) and their count into *n_segs_p.
  * PD_ERR_OUT_OF_RANGE or PD_ERR_INVALID_PARAM with nothing to copy otherwise. */
-pd_status_t pd_xfer_ipc_plan_layer(const pd_kv_layout_t *src, const pd_kv_layout_t *dst,
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_plan_layer(const pd_kv_layout_t *src, const pd_kv_layout_t *dst,
                                    uint64_t dst_pool_bytes, uint32_t layer,
                                    const uint32_t *src_blocks, const uint32_t *dst_blocks,
                                    uint32_t n, const pd_xfer_range_t *allowed, size_t n_allowed,
@@ -102,19 +102,19 @@ typedef struct pd_xfer_ipc_send {
 } pd_xfer_ipc_send_t;
 
 /* Start a transfer of n_layers layers from src_base to the mapped dst_base. */
-pd_status_t pd_xfer_ipc_send_init(pd_xfer_ipc_send_t *s, const pd_xfer_ipc_dev_ops_t *ops,
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_init(pd_xfer_ipc_send_t *s, const pd_xfer_ipc_dev_ops_t *ops,
                                   void *src_base, void *dst_base, uint32_t n_layers);
 
 /* Queue one layer's copies (a plan from pd_xfer_ipc_plan_layer) and record its event.
  * Layers may come in any order, each once; the first error fails the transfer. */
-pd_status_t pd_xfer_ipc_send_post(pd_xfer_ipc_send_t *s, const pd_xfer_seg_t *segs, size_t n_segs);
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_post(pd_xfer_ipc_send_t *s, const pd_xfer_seg_t *segs, size_t n_segs);
 
 /* No more layers: PD_ERR_INVALID_PARAM if fewer than n_layers were posted. */
-pd_status_t pd_xfer_ipc_send_finish(pd_xfer_ipc_send_t *s);
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_finish(pd_xfer_ipc_send_t *s);
 
 /* Poll the events in posting order. PD_OK once the transfer was finished and every
  * layer's copies completed (and from then on): only then may the notification go out.
  * PD_INPROGRESS before; the transfer's error when a copy failed (no notification). */
-pd_status_t pd_xfer_ipc_send_progress(pd_xfer_ipc_send_t *s);
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_progress(pd_xfer_ipc_send_t *s);
 
 #endif

@@ -35,6 +35,17 @@ typedef enum pd_status {
 #undef PD_STATUS_ENUM_
 } pd_status_t;
 
+/* On a function that returns a status: a caller that drops it gets a warning. A status
+ * that is deliberately ignored is cast to void with a comment saying why. */
+#define PD_MUST_CHECK __attribute__((warn_unused_result))
+
+/* Drop a status on purpose (gcc does not take a cast to void for that); the call says why
+ * beside it. */
+static inline void pd_status_ignore(pd_status_t status)
+{
+    (void)status;
+}
+
 /* Human-readable message of a status; never NULL. */
 const char *pd_status_str(pd_status_t status);
 
@@ -44,9 +55,9 @@ const char *pd_status_name(pd_status_t status);
 /* The status of a failed system call's errno, converted once where it is first seen:
  * ENOENT is PD_ERR_NOT_FOUND, EACCES PD_ERR_PERMISSION, EADDRINUSE PD_ERR_BUSY, ...;
  * anything without its own status is PD_ERR_IO. */
-pd_status_t pd_status_from_errno(int err);
+PD_MUST_CHECK pd_status_t pd_status_from_errno(int err);
 
 /* Reverse of pd_status_name; returns PD_ERR_INTERNAL for unknown names. */
-pd_status_t pd_status_from_name(const char *name);
+PD_MUST_CHECK pd_status_t pd_status_from_name(const char *name);
 
 #endif

@@ -142,7 +142,7 @@ typedef struct pd_kvbm pd_kvbm_t;
 /* Create a manager for cfg->layout.n_blocks pool blocks, all free; every metadata array
  * and the G2 copies are allocated here, none later. Returns PD_ERR_INVALID_PARAM for a bad
  * config, PD_ERR_IO if the G3 directory cannot be made. *bm_p is set only on success. */
-pd_status_t pd_kvbm_create(const pd_kvbm_config_t *cfg, pd_kvbm_t **bm_p);
+PD_MUST_CHECK pd_status_t pd_kvbm_create(const pd_kvbm_config_t *cfg, pd_kvbm_t **bm_p);
 
 /* Free the manager and delete its G3 files and directory; accepts NULL, clears *bm_p. Logs an
  * error naming the count if blocks are still reserved (a leak in the caller). */
@@ -161,16 +161,17 @@ void pd_kvbm_set_take_hook(pd_kvbm_t *bm, pd_kvbm_take_fn_t fn, void *arg);
  * least recently used unpinned cached blocks (moved down a tier or dropped, with events).
  * All or nothing: PD_ERR_NO_RESOURCE, and nothing changes, when fewer than n_blocks are
  * free or evictable. block_ids_p (n_blocks entries, caller's) is set only on success. */
-pd_status_t pd_kvbm_alloc(pd_kvbm_t *bm, size_t n_blocks, uint32_t *block_ids_p);
+PD_MUST_CHECK pd_status_t pd_kvbm_alloc(pd_kvbm_t *bm, size_t n_blocks, uint32_t *block_ids_p);
 
 /* Add one reference to each block (which must already be referenced); PD_KVBM_NO_BLOCK
  * entries are skipped. PD_ERR_INVALID_PARAM, and nothing changes, on a bad id. */
-pd_status_t pd_kvbm_retain(pd_kvbm_t *bm, const uint32_t *block_ids, size_t n_blocks);
+PD_MUST_CHECK pd_status_t pd_kvbm_retain(pd_kvbm_t *bm, const uint32_t *block_ids, size_t n_blocks);
 
 /* Drop one reference from each block; PD_KVBM_NO_BLOCK entries are skipped. A block that
  * reaches 0 joins the LRU if it is cached (its retention clock restarts) or becomes free.
  * Bad ids (out of range, not referenced) are skipped, logged, and make it return
- * PD_ERR_INVALID_PARAM; the good ones are released regardless. */
+ * PD_ERR_INVALID_PARAM; the good ones are released regardless. A caller may drop the
+ * status: a bad id is a bug that has been logged, and nothing is left to undo. */
 pd_status_t pd_kvbm_release(pd_kvbm_t *bm, const uint32_t *block_ids, size_t n_blocks);
 
 /* Make a reserved block findable under hash, once its content is valid (computed, or
@@ -181,7 +182,7 @@ pd_status_t pd_kvbm_release(pd_kvbm_t *bm, const uint32_t *block_ids, size_t n_b
  * replaces it. *stored_p (may be NULL) is set to 1 when the hash was not held anywhere
  * before (counts as cache creation), else 0. PD_ERR_INVALID_PARAM if the block is not
  * referenced or already cached under another hash. */
-pd_status_t pd_kvbm_commit(pd_kvbm_t *bm, uint32_t block_id, pd_block_hash_t hash,
+PD_MUST_CHECK pd_status_t pd_kvbm_commit(pd_kvbm_t *bm, uint32_t block_id, pd_block_hash_t hash,
                            uint64_t retention_ms, int *stored_p);
 
 /* A request's blocks in one step (decode's `reserve`): pin the longest cached prefix of
@@ -192,7 +193,7 @@ pd_status_t pd_kvbm_commit(pd_kvbm_t *bm, uint32_t block_id, pd_block_hash_t has
  * PD_ERR_NO_RESOURCE every pin is dropped again (blocks brought back into G1 stay there,
  * cached). Pass n_hashes 0 when the cache mode forbids reads. Release all n_blocks ids
  * with one pd_kvbm_release when the request ends. */
-pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
+PD_MUST_CHECK pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
                             size_t n_blocks, uint32_t *block_ids_p, size_t *n_hit_p);
 
 /* Find and pin the longest leading run of hashes held in any tier; G2/G3 hits are brought
@@ -202,21 +203,21 @@ pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t
  * deleted and counts as a miss. When G1 has no room to bring back a block, the run's
  * tail pinned so far is given up to make some, and the run ends where room runs out.
  * n_hashes may be 0. */
-pd_status_t pd_kvbm_lookup_prefix(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
+PD_MUST_CHECK pd_status_t pd_kvbm_lookup_prefix(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
                                   uint32_t *block_ids_p, size_t *n_hit_p);
 
 /* The perforated form of pd_kvbm_lookup_prefix: every hash of the chain is looked up, and
  * block_ids_p[i] (n_hashes entries) receives a pinned G1 id or PD_KVBM_NO_BLOCK, so that a
  * caller can recompute a missing middle block and keep the later ones. A G2/G3 hit that
  * finds no room in G1 becomes a hole too. *n_hit_p is the number of ids pinned. */
-pd_status_t pd_kvbm_lookup_each(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
+PD_MUST_CHECK pd_status_t pd_kvbm_lookup_each(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
                                 uint32_t *block_ids_p, size_t *n_hit_p);
 
 /* Report, without pinning, refreshing or moving anything, the tier holding each hash:
  * tiers_p[i] (n_hashes entries, may be NULL) is a pd_kv_tier_t, PD_KV_TIER_NONE for a
  * miss; *n_prefix_p (may be NULL) is the length of the leading run held. Expired entries
  * met on the way are dropped (with events). */
-pd_status_t pd_kvbm_probe(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
+PD_MUST_CHECK pd_status_t pd_kvbm_probe(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
                           uint8_t *tiers_p, size_t *n_prefix_p);
 
 /* Drop every unpinned cached block, in any tier, whose retention has run out at the
@@ -225,7 +226,7 @@ size_t pd_kvbm_expire(pd_kvbm_t *bm);
 
 /* The hash a G1 block was committed under: PD_OK and *hash_p if the block is findable,
  * PD_ERR_NOT_FOUND if not, PD_ERR_INVALID_PARAM for an id out of range. */
-pd_status_t pd_kvbm_block_hash(const pd_kvbm_t *bm, uint32_t block_id, pd_block_hash_t *hash_p);
+PD_MUST_CHECK pd_status_t pd_kvbm_block_hash(const pd_kvbm_t *bm, uint32_t block_id, pd_block_hash_t *hash_p);
 
 /* Reference count of a G1 block (0 for free, cached-unpinned or out-of-range ids). */
 uint32_t pd_kvbm_refcount(const pd_kvbm_t *bm, uint32_t block_id);

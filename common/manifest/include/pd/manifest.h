@@ -97,11 +97,11 @@ void pd_manifest_defaults(pd_manifest_t *m);
 
 /* Parse a YAML manifest over the defaults. On error, errbuf gets a line-numbered reason
  * and m is left unspecified. */
-pd_status_t pd_manifest_load(const char *path, pd_manifest_t *m, char *errbuf, size_t errbuf_bytes);
+PD_MUST_CHECK pd_status_t pd_manifest_load(const char *path, pd_manifest_t *m, char *errbuf, size_t errbuf_bytes);
 
 /* Apply one "key=value" override with the same dotted keys as the YAML
  * ("decode.count=2", "base_port=9100"). */
-pd_status_t pd_manifest_set(pd_manifest_t *m, const char *assignment, char *errbuf,
+PD_MUST_CHECK pd_status_t pd_manifest_set(pd_manifest_t *m, const char *assignment, char *errbuf,
                             size_t errbuf_bytes);
 
 /* The i-th settable key's dotted name ("decode.count"), NULL past the last: what
@@ -118,7 +118,7 @@ typedef struct pd_manifest_proc {
 
 /* Find the index-th process of role in m. Fails with PD_ERR_INVALID_PARAM and a reason
  * in errbuf when the role is unknown or the index is past the role's count. */
-pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint32_t index,
+PD_MUST_CHECK pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint32_t index,
                                   pd_manifest_proc_t *proc_p, char *errbuf, size_t errbuf_bytes);
 
 /* The role's placement (router_place or the worker role's place). */
@@ -144,7 +144,7 @@ typedef struct pd_manifest_args {
 /* Build proc's options: host is the address it binds and advertises, router_host the
  * router's address (the same for the router itself). The one source of every role's
  * options, for pdctl up and for roles started by a scheduler. */
-pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_proc_t *proc,
+PD_MUST_CHECK pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_proc_t *proc,
                                    const char *host, const char *router_host,
                                    pd_manifest_args_t *args);
 
@@ -154,7 +154,7 @@ pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_pro
  * {argv[0], manifest options..., argv[1..]} so explicit options still win. Returns
  * PD_OK with *argc_p = argc and *argv_p = argv unchanged when PD_MANIFEST is unset, an
  * error (reason in errbuf) on a bad manifest or environment. args is the storage. */
-pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_manifest_args_t *args,
+PD_MUST_CHECK pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_manifest_args_t *args,
                                  int *argc_p, char ***argv_p, char *errbuf, size_t errbuf_bytes);
 
 /* pd_manifest_env_argv for a role binary's main(), with storage of its own (call it once

@@ -10,22 +10,22 @@ typedef struct pd_client pd_client_t;
 
 /* Connect to the router's client endpoint (e.g. tcp://127.0.0.1:7100). Connecting does not
  * wait for the router; sends queue until it is there. */
-pd_status_t pd_client_connect(const char *endpoint, pd_client_t **client_p);
+PD_MUST_CHECK pd_status_t pd_client_connect(const char *endpoint, pd_client_t **client_p);
 
 /* Connect with CurveZMQ: server_public_z85 is the router's public key, client_secret_z85
  * this client's secret key (its public key is derived), both 40-character Z85 strings.
  * PD_ERR_UNSUPPORTED when libzmq has no CURVE, PD_ERR_INVALID_PARAM for a bad key. */
-pd_status_t pd_client_connect_curve(const char *endpoint, const char *server_public_z85,
+PD_MUST_CHECK pd_status_t pd_client_connect_curve(const char *endpoint, const char *server_public_z85,
                                     const char *client_secret_z85, pd_client_t **client_p);
 
 /* Read a Z85 key (the first word of the file, 40 characters) into key_z85 (41 bytes).
  * PD_ERR_IO when the file cannot be read, PD_ERR_FORMAT for anything else in it. */
-pd_status_t pd_client_read_key_file(const char *path, char *key_z85);
+PD_MUST_CHECK pd_status_t pd_client_read_key_file(const char *path, char *key_z85);
 
 /* Connect with or without CURVE: with when server_public_z85 is not NULL (then
  * secret_file names this client's secret key file). Reports problems on stderr with
  * prog as prefix. */
-pd_status_t pd_client_connect_opt(const char *prog, const char *endpoint,
+PD_MUST_CHECK pd_status_t pd_client_connect_opt(const char *prog, const char *endpoint,
                                   const char *server_public_z85, const char *secret_file,
                                   pd_client_t **client_p);
 
@@ -34,12 +34,12 @@ void pd_client_destroy(pd_client_t **client_p);
 
 /* Encode and send one message. PD_ERR_INVALID_PARAM / PD_ERR_LIMIT from the encoder,
  * PD_ERR_IO when the socket refused it. */
-pd_status_t pd_client_send(pd_client_t *client, const pd_proto_msg_t *msg);
+PD_MUST_CHECK pd_status_t pd_client_send(pd_client_t *client, const pd_proto_msg_t *msg);
 
 /* Wait up to timeout_ms (-1: forever) for one message from the router and decode it into
  * msg (free with pd_proto_msg_cleanup). PD_ERR_TIMEOUT when nothing came; a decode error
  * with fault (may be NULL) filled; PD_ERR_CANCELED when a signal interrupted the wait. */
-pd_status_t pd_client_recv(pd_client_t *client, int timeout_ms, pd_proto_msg_t *msg,
+PD_MUST_CHECK pd_status_t pd_client_recv(pd_client_t *client, int timeout_ms, pd_proto_msg_t *msg,
                            pd_proto_fault_t *fault);
 
 /* The DEALER socket, for callers that poll several sockets. */

@@ -568,7 +568,7 @@ typedef struct pd_proto_fault {
  * PD_ERR_PROTO (not msgpack, not a map, wrong version, unknown type, missing field, wrong
  * type, value out of range) or PD_ERR_LIMIT (frame, array, string or count over a limit),
  * with fault (may be NULL) filled. On error msg needs no cleanup. */
-pd_status_t pd_proto_decode(pd_proto_msg_t *msg, pd_proto_chan_t chan, const void *buf, size_t len,
+PD_MUST_CHECK pd_status_t pd_proto_decode(pd_proto_msg_t *msg, pd_proto_chan_t chan, const void *buf, size_t len,
                             pd_proto_fault_t *fault);
 
 /* Free what decode allocated; accepts a msg that was only zeroed. */
@@ -577,7 +577,7 @@ void pd_proto_msg_cleanup(pd_proto_msg_t *msg);
 /* Append the encoding of msg to w (call pd_mp_writer_reset first for a fresh frame).
  * Returns PD_OK, or PD_ERR_INVALID_PARAM / PD_ERR_LIMIT when a field breaks the limits
  * a decoder enforces (w may then hold a partial frame: reset it). */
-pd_status_t pd_proto_encode(const pd_proto_msg_t *msg, pd_mp_writer_t *w);
+PD_MUST_CHECK pd_status_t pd_proto_encode(const pd_proto_msg_t *msg, pd_mp_writer_t *w);
 
 /* The wire name of a type ("generate", "token", ...); "?" for an invalid type. */
 const char *pd_proto_type_name(pd_proto_type_t type);

@@ -55,7 +55,7 @@ typedef struct pd_worker_args {
 /* Parse argv for a worker of program name prog (role prefill or decode; --colocated turns
  * decode into both). Returns PD_OK, PD_INPROGRESS after printing --help (exit 0), or
  * PD_ERR_INVALID_PARAM after printing what was wrong and the usage to stderr. */
-pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
+PD_MUST_CHECK pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
                                  pd_worker_args_t *args_p);
 
 /* Print the usage of a worker program to stdout. */
@@ -63,7 +63,7 @@ void pd_worker_args_usage(const char *prog, pd_proto_role_t role);
 
 /* Create a directory and its missing parents (mode 0755), like mkdir -p; PD_ERR_IO with
  * the reason logged when that fails. Used for --ssd-dir. */
-pd_status_t pd_worker_mkdirs(const char *path);
+PD_MUST_CHECK pd_status_t pd_worker_mkdirs(const char *path);
 
 /* Install SIGTERM/SIGINT handlers that ask every running loop to stop; SIGPIPE ignored. */
 void pd_worker_signals_install(void);
@@ -105,7 +105,7 @@ typedef struct pd_worker pd_worker_t;
 
 /* Create the sockets (connect the DEALER, bind the PUB) and pick this start's epoch;
  * args and reg are copied. Returns PD_ERR_IO if a socket cannot be made or bound. */
-pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t *reg,
+PD_MUST_CHECK pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t *reg,
                              pd_worker_t **worker_p);
 
 /* Close the sockets and free the worker; accepts NULL and clears *worker_p. */
@@ -122,7 +122,9 @@ const pd_worker_args_t *pd_worker_get_args(const pd_worker_t *w);
 const char *pd_worker_events_endpoint(const pd_worker_t *w);
 
 /* Encode msg and send it to the router without blocking. PD_ERR_LIMIT / PD_ERR_INVALID_PARAM
- * from the encoder, PD_ERR_BUSY when the socket's queue is full (the message is dropped). */
+ * from the encoder, PD_ERR_BUSY when the socket's queue is full (the message is dropped).
+ * It logs its own failure, and a caller may drop the status: a router that does not hear
+ * from a worker fails or moves its requests (heartbeats, deadlines). */
 pd_status_t pd_worker_send(pd_worker_t *w, const pd_proto_msg_t *msg);
 
 /* Send an error about req_id (0: about no request) with code and a message. */
@@ -154,7 +156,7 @@ void pd_worker_tick(pd_worker_t *w);
  * the worker), heartbeat, answer resync, hand every other router message to hooks,
  * publish events. extra_fd (-1 for none) is polled for readability. Returns PD_OK on a
  * requested stop. */
-pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int extra_fd);
+PD_MUST_CHECK pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int extra_fd);
 
 /* The kvbm event callback (pd_kvbm_config_t.on_event with event_arg = the worker): turns
  * block manager events into KV events. */
@@ -163,7 +165,7 @@ void pd_worker_kvbm_event(void *worker, const pd_kvbm_event_t *event);
 /* The worker's block manager over its KV pool (layout, pool_base), with the G2 and G3
  * tiers that --host-mb, --ssd-mb and --ssd-dir ask for (the directory is made if
  * missing), its events turned into the worker's KV events. */
-pd_status_t pd_worker_kvbm_create(pd_worker_t *w, const pd_worker_args_t *args,
+PD_MUST_CHECK pd_status_t pd_worker_kvbm_create(pd_worker_t *w, const pd_worker_args_t *args,
                                   const pd_kv_layout_t *layout, void *pool_base, pd_kvbm_t **bm_p);
 
 /* Load fields every role reports: free_blocks = blocks not reserved (free or cached and
@@ -185,6 +187,6 @@ typedef struct pd_worker_kv_payload {
 void pd_worker_kv_payload_pack(const pd_worker_kv_payload_t *p, uint8_t *out);
 
 /* Read a payload of len bytes; PD_ERR_PROTO unless len is PD_WORKER_KV_PAYLOAD_BYTES. */
-pd_status_t pd_worker_kv_payload_unpack(const void *buf, size_t len, pd_worker_kv_payload_t *p_p);
+PD_MUST_CHECK pd_status_t pd_worker_kv_payload_unpack(const void *buf, size_t len, pd_worker_kv_payload_t *p_p);
 
 #endif

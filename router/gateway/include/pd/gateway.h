@@ -45,17 +45,17 @@ void pd_gw_config_defaults(pd_gw_config_t *config);
 /* Parse argv into config (defaults first). Returns PD_OK, PD_INPROGRESS after printing
  * --help (or after --keygen / --hash-key did their job), or PD_ERR_INVALID_PARAM after
  * printing the problem to stderr. */
-pd_status_t pd_gw_config_parse(int argc, char **argv, pd_gw_config_t *config);
+PD_MUST_CHECK pd_status_t pd_gw_config_parse(int argc, char **argv, pd_gw_config_t *config);
 
 /* Create a gateway: load the tokenizer and the key file, connect to the router, bind the
  * HTTP socket, write the ready file. Returns PD_OK, PD_ERR_IO (bind or connect failed),
  * PD_ERR_FORMAT (tokenizer or key file), PD_ERR_NO_MEMORY. */
-pd_status_t pd_gw_create(const pd_gw_config_t *config, pd_gw_t **gw_p);
+PD_MUST_CHECK pd_status_t pd_gw_create(const pd_gw_config_t *config, pd_gw_t **gw_p);
 
 /* Run the event loop until *stop_flag becomes nonzero. *reload_flag (may be NULL) asks
  * for the key file to be read again (SIGHUP); the loop clears it. Every request still in
  * flight when it returns has been answered and canceled in the cluster. */
-pd_status_t pd_gw_run(pd_gw_t *gw, volatile int *stop_flag, volatile int *reload_flag);
+PD_MUST_CHECK pd_status_t pd_gw_run(pd_gw_t *gw, volatile int *stop_flag, volatile int *reload_flag);
 
 /* Close every socket, free everything, clear *gw_p; accepts NULL. */
 void pd_gw_destroy(pd_gw_t **gw_p);
