@@ -29,15 +29,17 @@ typedef struct pd_bench_client_opts {
  * Returns PD_OK when every request ended (done, error or timeout),
  * PD_ERR_CANCELED when interrupted by SIGINT (the records hold what was measured), or
  * PD_ERR_UNREACHABLE / PD_ERR_IO / PD_ERR_NO_MEMORY when nothing could run. */
-PD_MUST_CHECK pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts, const pd_bench_item_t *items,
-                                size_t n, pd_bench_rec_t *recs);
+PD_MUST_CHECK pd_status_t pd_bench_client_run(const pd_bench_client_opts_t *opts,
+                                              const pd_bench_item_t *items, size_t n,
+                                              pd_bench_rec_t *recs);
 
 /* The same run through an OpenAI-compatible HTTP API (opts->http_url): each request a
  * streamed POST /v1/completions of its token ids. Checks GET /v1/models first (5 s).
  * Records carry no server timings (NaN: left out of the summary). Returns as
  * pd_bench_client_run, or PD_ERR_AUTH when the server refuses the key. */
-PD_MUST_CHECK pd_status_t pd_bench_http_run(const pd_bench_client_opts_t *opts, const pd_bench_item_t *items,
-                              size_t n, pd_bench_rec_t *recs);
+PD_MUST_CHECK pd_status_t pd_bench_http_run(const pd_bench_client_opts_t *opts,
+                                            const pd_bench_item_t *items, size_t n,
+                                            pd_bench_rec_t *recs);
 
 /* What the run was, for the reports' header. */
 typedef struct pd_bench_meta {
@@ -55,18 +57,20 @@ void pd_bench_report_table(FILE *f, const pd_bench_meta_t *meta, const pd_bench_
 
 /* Every record plus the summary as one JSON document at path. Returns PD_OK or PD_ERR_IO. */
 PD_MUST_CHECK pd_status_t pd_bench_report_json(const char *path, const pd_bench_meta_t *meta,
-                                 const pd_bench_summary_t *sum, const pd_bench_rec_t *recs,
-                                 size_t n);
+                                               const pd_bench_summary_t *sum,
+                                               const pd_bench_rec_t *recs, size_t n);
 
 /* A PNG at path (TTFT over time, TTFT CDF, TPOT CDF) drawn by gnuplot in a child process.
  * PD_ERR_UNSUPPORTED (with a warning) when gnuplot is not installed, PD_ERR_IO when it
  * failed. */
-PD_MUST_CHECK pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs, size_t n);
+PD_MUST_CHECK pd_status_t pd_bench_report_plot(const char *path, const pd_bench_rec_t *recs,
+                                               size_t n);
 
 /* Draw a PNG at path with gnuplot in a child process: write() puts the script (which sets
  * its output to path) on f. Returns as pd_bench_report_plot, or write()'s failure. */
 typedef pd_status_t (*pd_bench_gnuplot_write_t)(FILE *f, const char *path, const void *ctx);
-PD_MUST_CHECK pd_status_t pd_bench_gnuplot(const char *path, pd_bench_gnuplot_write_t write, const void *ctx);
+PD_MUST_CHECK pd_status_t pd_bench_gnuplot(const char *path, pd_bench_gnuplot_write_t write,
+                                           const void *ctx);
 
 /* One rate of a --rates sweep. */
 typedef struct pd_bench_sweep_row {
@@ -81,9 +85,10 @@ typedef struct pd_bench_sweep_row {
 int pd_bench_sweep_table(FILE *f, const pd_bench_sweep_row_t *rows, size_t n, double slo_ttft_ms,
                          double slo_tpot_ms);
 /* The sweep as JSON at path; a PNG of attainment and goodput against rate. */
-PD_MUST_CHECK pd_status_t pd_bench_sweep_json(const char *path, const pd_bench_sweep_row_t *rows, size_t n,
-                                double slo_ttft_ms, double slo_tpot_ms, int best);
-PD_MUST_CHECK pd_status_t pd_bench_sweep_plot(const char *path, const pd_bench_sweep_row_t *rows, size_t n,
-                                double slo_ttft_ms, double slo_tpot_ms);
+PD_MUST_CHECK pd_status_t pd_bench_sweep_json(const char *path, const pd_bench_sweep_row_t *rows,
+                                              size_t n, double slo_ttft_ms, double slo_tpot_ms,
+                                              int best);
+PD_MUST_CHECK pd_status_t pd_bench_sweep_plot(const char *path, const pd_bench_sweep_row_t *rows,
+                                              size_t n, double slo_ttft_ms, double slo_tpot_ms);
 
 #endif

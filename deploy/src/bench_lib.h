@@ -120,7 +120,8 @@ typedef struct pd_bench_trace {
  * ceil(input_length / 512) ids. On failure PD_ERR_FORMAT with a reason in err and req
  * untouched. */
 PD_MUST_CHECK pd_status_t pd_bench_trace_parse_line(const char *line, size_t len, uint32_t line_no,
-                                      pd_bench_trace_req_t *req, char *err, size_t err_bytes);
+                                                    pd_bench_trace_req_t *req, char *err,
+                                                    size_t err_bytes);
 
 /* Read the first limit requests (0: all) of a JSONL trace from f. Blank lines are
  * ignored; a malformed line is reported on warn (when not NULL) with its line number and
@@ -128,7 +129,7 @@ PD_MUST_CHECK pd_status_t pd_bench_trace_parse_line(const char *line, size_t len
  * than max_bad lines were malformed; PD_ERR_NO_MEMORY. On success the caller frees the
  * trace with pd_bench_trace_cleanup(). */
 PD_MUST_CHECK pd_status_t pd_bench_trace_read(FILE *f, size_t limit, size_t max_bad, FILE *warn,
-                                pd_bench_trace_t *trace, char *err, size_t err_bytes);
+                                              pd_bench_trace_t *trace, char *err, size_t err_bytes);
 
 void pd_bench_trace_cleanup(pd_bench_trace_t *trace);
 
@@ -153,8 +154,8 @@ size_t pd_bench_trace_items(const pd_bench_trace_t *trace, const pd_bench_trace_
  * hit when the chain of hash ids ending at it (its prefix, for the same tenant) was seen
  * before; a hit counts min(its tokens, the most tokens seen for that chain). Sets the
  * totals in prompt tokens. PD_ERR_NO_MEMORY. */
-PD_MUST_CHECK pd_status_t pd_bench_ideal_cache(const pd_bench_item_t *items, size_t n, uint64_t *hit_tokens_p,
-                                 uint64_t *total_tokens_p);
+PD_MUST_CHECK pd_status_t pd_bench_ideal_cache(const pd_bench_item_t *items, size_t n,
+                                               uint64_t *hit_tokens_p, uint64_t *total_tokens_p);
 
 /* The hit rate of an ideal infinite cache over synthetic items in send order: a request
  * hits the full blocks (block_tokens each) of its shared prefix that an earlier request of
@@ -262,6 +263,7 @@ size_t pd_bench_parse_rates(const char *s, double *rates, size_t max);
 double pd_bench_rec_unaccounted_ms(const pd_bench_rec_t *rec);
 
 /* Compute the summary of n records. PD_ERR_NO_MEMORY. */
-PD_MUST_CHECK pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n, pd_bench_summary_t *sum);
+PD_MUST_CHECK pd_status_t pd_bench_summarize(const pd_bench_rec_t *recs, size_t n,
+                                             pd_bench_summary_t *sum);
 
 #endif

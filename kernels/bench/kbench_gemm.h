@@ -15,8 +15,8 @@ bool pd_kbench_gemm_have_blas(void);
  * backend with each of threads (n_threads_list) thread counts, median of runs (1-15),
  * beside cblas_sgemm on the same matrices of model_f32 (the f32 form of model); print a
  * table, or one JSON object when json is set. */
-PD_MUST_CHECK pd_status_t pd_kbench_gemm(const pd_model_t *model, const pd_model_t *model_f32, uint32_t n,
-                           const uint32_t *threads, uint32_t n_threads_list, uint32_t runs,
-                           int json);
+PD_MUST_CHECK pd_status_t pd_kbench_gemm(const pd_model_t *model, const pd_model_t *model_f32,
+                                         uint32_t n, const uint32_t *threads,
+                                         uint32_t n_threads_list, uint32_t runs, int json);
 
 #endif

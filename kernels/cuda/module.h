@@ -70,7 +70,8 @@ extern "C" {
 #endif
 int pd_cuda_mod_device_count(char *why, size_t why_bytes);
 PD_MUST_CHECK pd_status_t pd_cuda_mod_backend_create(const pd_backend_cuda_opts_t *opts,
-                                       const pd_model_config_t *config, pd_backend_t *backend_p);
+                                                     const pd_model_config_t *config,
+                                                     pd_backend_t *backend_p);
 PD_MUST_CHECK pd_status_t pd_cuda_mod_bench_copy(size_t bytes, uint32_t runs, double *rate_p);
 PD_MUST_CHECK pd_status_t pd_cuda_mod_bench_attention(pd_cuda_attn_bench_t *b);
 PD_MUST_CHECK pd_status_t pd_cuda_mod_bench_ipc(size_t bytes, uint32_t runs, double *rate_p);
@@ -80,7 +81,8 @@ PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_open(const void *handle, void **dev_pt
 void pd_cuda_mod_ipc_close(void *dev_ptr);
 PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_stream_create(uint32_t n_events, void **ctx_p);
 void pd_cuda_mod_ipc_stream_destroy(void *ctx);
-PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_copy_async(void *ctx, void *dst, const void *src, size_t bytes);
+PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_copy_async(void *ctx, void *dst, const void *src,
+                                                     size_t bytes);
 PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_event_record(void *ctx, uint32_t *event_p);
 PD_MUST_CHECK pd_status_t pd_cuda_mod_ipc_event_query(void *ctx, uint32_t event);
 PD_MUST_CHECK pd_status_t pd_cuda_mod_host_register(void *p, size_t bytes);

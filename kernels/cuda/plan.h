@@ -88,10 +88,12 @@ typedef pd_status_t (*pd_cuda_plan_grow_fn)(void *arg, unsigned char **buf_p, si
  * n_heads query heads over n_kv_heads KV heads. n_table_blocks(s) is
  * ceil((pos + n_tokens) / B) of sequence s. PD_ERR_INVALID_PARAM for shapes that do not
  * fit (zero heads, heads not a multiple of KV heads, rows out of order). */
-PD_MUST_CHECK pd_status_t pd_cuda_plan_build(pd_cuda_step_plan_t *plan, const int32_t *ids, const uint32_t *pos,
-                               const size_t *kv_off, uint32_t n_rows, const pd_attn_seq_t *seqs,
-                               uint32_t n_seqs, const pd_kv_layout_t *layout, uint32_t n_heads,
-                               pd_cuda_plan_grow_fn grow, void *grow_arg);
+PD_MUST_CHECK pd_status_t pd_cuda_plan_build(pd_cuda_step_plan_t *plan, const int32_t *ids,
+                                             const uint32_t *pos, const size_t *kv_off,
+                                             uint32_t n_rows, const pd_attn_seq_t *seqs,
+                                             uint32_t n_seqs, const pd_kv_layout_t *layout,
+                                             uint32_t n_heads, pd_cuda_plan_grow_fn grow,
+                                             void *grow_arg);
 
 /* Chunks of a row with context n_ctx: ceil(n_ctx / PD_CUDA_ATTN_CHUNK). */
 static inline uint32_t pd_cuda_attn_n_chunks(uint32_t n_ctx)

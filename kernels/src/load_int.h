@@ -58,15 +58,18 @@ PD_MUST_CHECK pd_status_t pd_load_safetensors_check(const char *path, size_t *n_
 
 /* Read the 7-int32 header of a llama2.c checkpoint at path into a config. */
 PD_MUST_CHECK pd_status_t pd_load_llama2c_config(const char *path, const pd_load_map_t *map,
-                                   pd_model_config_t *config_p, bool *shared_p);
+                                                 pd_model_config_t *config_p, bool *shared_p);
 
 /* config.json beyond the shape (load_hf_config.c): every field known
  * (PD_ERR_UNSUPPORTED naming the first that is not), model_type, rope_scaling, and the
  * generation settings of config.json and generation_config.json (gen may be NULL). */
 PD_MUST_CHECK pd_status_t pd_hf_check_fields(const char *path, const pd_json_t *root);
-PD_MUST_CHECK pd_status_t pd_hf_parse_arch(const char *path, const pd_json_t *root, pd_model_config_t *c);
-PD_MUST_CHECK pd_status_t pd_hf_parse_rope_scaling(const char *path, const pd_json_t *root, pd_model_config_t *c);
-PD_MUST_CHECK pd_status_t pd_hf_parse_generation(const char *path, const pd_json_t *root, const pd_json_t *gen,
-                                   const char *gen_path, pd_model_config_t *c);
+PD_MUST_CHECK pd_status_t pd_hf_parse_arch(const char *path, const pd_json_t *root,
+                                           pd_model_config_t *c);
+PD_MUST_CHECK pd_status_t pd_hf_parse_rope_scaling(const char *path, const pd_json_t *root,
+                                                   pd_model_config_t *c);
+PD_MUST_CHECK pd_status_t pd_hf_parse_generation(const char *path, const pd_json_t *root,
+                                                 const pd_json_t *gen, const char *gen_path,
+                                                 pd_model_config_t *c);
 
 #endif

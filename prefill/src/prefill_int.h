@@ -114,11 +114,12 @@ typedef enum pd_prefill_block_src {
  * for every prompt block (pinned cache hits or fresh ones, all to release at the end) and
  * src[i] a pd_prefill_block_src_t, holder and decode reads done. Fails only when the pool
  * has no room (*why_p says so; nothing is left pinned). */
-PD_MUST_CHECK pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const char *worker_id, uint64_t epoch,
-                                const void *desc, size_t desc_bytes, pd_prefill_peer_t **peer_p);
+PD_MUST_CHECK pd_status_t pd_prefill_peer_get(pd_prefill_t *p, const char *worker_id,
+                                              uint64_t epoch, const void *desc, size_t desc_bytes,
+                                              pd_prefill_peer_t **peer_p);
 PD_MUST_CHECK pd_status_t pd_prefill_assemble(pd_prefill_t *p, const pd_proto_prefill_t *m,
-                                pd_prefill_peer_t *dest, uint32_t *blocks, uint8_t *src,
-                                const char **why_p);
+                                              pd_prefill_peer_t *dest, uint32_t *blocks,
+                                              uint8_t *src, const char **why_p);
 
 /* prefill_job.c; the handlers take the role state (a pd_prefill_t). */
 void pd_prefill_on_prefill(void *state, const pd_proto_prefill_t *m);

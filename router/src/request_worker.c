@@ -256,8 +256,8 @@ void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
         const char *text;
         size_t len;
         if (req->detok == NULL) /* on failure detok stays NULL: tokens go without text */
-            pd_status_ignore(pd_tokenizer_stream_create(r->tok, 0, req->tokens[req->n_prompt - 1],
-                                                        &req->detok));
+            pd_status_ignore(
+                pd_tokenizer_stream_create(r->tok, 0, req->tokens[req->n_prompt - 1], &req->detok));
         if (req->detok != NULL &&
             pd_tokenizer_stream_push(req->detok, m->token, &text, &len) == PD_OK) {
             while (len > PD_PROTO_MAX_PIECE_BYTES ||

@@ -320,8 +320,8 @@ void pd_router_reqs_cleanup(pd_router_t *r, pd_status_t code, const char *messag
 void pd_router_sched_arrive(pd_router_t *r, pd_router_req_t *req);
 /* PD_OK, or PD_ERR_OVERLOADED with the reason in why when req's TTFT objective cannot be
  * met (predicted from measured rates, the queue ahead of it and its cached prefix). */
-PD_MUST_CHECK pd_status_t pd_router_sched_admit(pd_router_t *r, const pd_router_req_t *req, char *why,
-                                  size_t why_bytes);
+PD_MUST_CHECK pd_status_t pd_router_sched_admit(pd_router_t *r, const pd_router_req_t *req,
+                                                char *why, size_t why_bytes);
 /* Whether wk may take req's prefill now (the depth bound), or its decode. */
 bool pd_router_sched_prefill_room(const pd_router_t *r, const pd_router_worker_t *wk,
                                   const pd_router_req_t *req);

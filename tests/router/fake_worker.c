@@ -347,8 +347,8 @@ static void fw_stream(fw_worker_t *w)
         fw_req_t *q = &w->reqs[i];
         if (!q->used || !q->ready)
             continue;
-        uint32_t n = w->end_after > 0 && w->end_after < q->max_tokens ? w->end_after
-                                                                       : q->max_tokens;
+        uint32_t n =
+            w->end_after > 0 && w->end_after < q->max_tokens ? w->end_after : q->max_tokens;
         for (uint32_t k = 0; k < n; k++) {
             pd_proto_msg_t t = {.type = PD_PROTO_TYPE_WORKER_TOKEN};
             t.u.worker_token.req_id = q->req_id;

@@ -169,8 +169,9 @@ Test(router, decode_load_counts_in_the_choice)
      * 712 assigned tokens against 20 send the next short request to the light one. */
     fw_send_generate(c, "short-2", tokens, 16, 4, "tenant-s2");
     (void)reserved_on(&cl, &d0, &d1, 3);
-    cr_assert_eq(light->n_reserve, 2, "the second short request went to the worker holding "
-                                      "the long one");
+    cr_assert_eq(light->n_reserve, 2,
+                 "the second short request went to the worker holding "
+                 "the long one");
     pd_client_destroy(&c);
     fw_worker_stop(&p0);
     fw_worker_stop(&d0);

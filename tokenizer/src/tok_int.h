@@ -233,22 +233,24 @@ typedef struct pd_tok_hf {
 #define PD_TOK_ID_VOCAB   8u /* in the model vocabulary (BPE sees it) */
 
 /* Parse a tokenizer.json document (text of len bytes); what names the file in errors. */
-PD_MUST_CHECK pd_status_t pd_tok_hf_create(const char *text, size_t len, const char *what, pd_tok_hf_t **hf_p);
+PD_MUST_CHECK pd_status_t pd_tok_hf_create(const char *text, size_t len, const char *what,
+                                           pd_tok_hf_t **hf_p);
 void pd_tok_hf_destroy(pd_tok_hf_t **hf_p);
 
-PD_MUST_CHECK pd_status_t pd_tok_hf_encode(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
-                             pd_tok_ids_t *out);
+PD_MUST_CHECK pd_status_t pd_tok_hf_encode(pd_tok_hf_t *hf, const char *text, size_t len,
+                                           unsigned flags, pd_tok_ids_t *out);
 /* As pd_tok_hf_encode; special tokens that overlap an untrusted span read as text. */
-PD_MUST_CHECK pd_status_t pd_tok_hf_encode_spans(pd_tok_hf_t *hf, const char *text, size_t len, unsigned flags,
-                                   const pd_tokenizer_span_t *untrusted, size_t n_untrusted,
-                                   pd_tok_ids_t *out);
+PD_MUST_CHECK pd_status_t pd_tok_hf_encode_spans(pd_tok_hf_t *hf, const char *text, size_t len,
+                                                 unsigned flags,
+                                                 const pd_tokenizer_span_t *untrusted,
+                                                 size_t n_untrusted, pd_tok_ids_t *out);
 /* Decode ids into out (valid UTF-8). */
-PD_MUST_CHECK pd_status_t pd_tok_hf_decode(const pd_tok_hf_t *hf, const int32_t *ids, size_t n, unsigned flags,
-                             pd_tok_buf_t *out);
+PD_MUST_CHECK pd_status_t pd_tok_hf_decode(const pd_tok_hf_t *hf, const int32_t *ids, size_t n,
+                                           unsigned flags, pd_tok_buf_t *out);
 
 /* Pieces of the pipeline, used by the encoder. */
-PD_MUST_CHECK pd_status_t pd_tok_regex_compile(const char *pattern, size_t len, bool literal, const char *what,
-                                 pd_tok_regex_t **re_p);
+PD_MUST_CHECK pd_status_t pd_tok_regex_compile(const char *pattern, size_t len, bool literal,
+                                               const char *what, pd_tok_regex_t **re_p);
 void pd_tok_regex_free(pd_tok_regex_t **re_p);
 /* Find the first match at or after start in s[0..n): *ms_p, *me_p; false when none. */
 bool pd_tok_regex_find(pd_tok_regex_t *re, const char *s, size_t n, size_t start, size_t *ms_p,
@@ -267,8 +269,8 @@ typedef struct pd_tok_pieces {
     size_t len, cap;
 } pd_tok_pieces_t;
 
-PD_MUST_CHECK pd_status_t pd_tok_pieces_push(pd_tok_pieces_t *v, const char *p, size_t len, bool byte_level,
-                               bool first);
+PD_MUST_CHECK pd_status_t pd_tok_pieces_push(pd_tok_pieces_t *v, const char *p, size_t len,
+                                             bool byte_level, bool first);
 
 /* Scratch memory of one encode call: strings made by normalizers and pre-tokenizers live
  * in chunks that are freed together. */
@@ -280,14 +282,15 @@ typedef struct pd_tok_scratch {
 char *pd_tok_scratch_alloc(pd_tok_scratch_t *s, size_t n);
 void pd_tok_scratch_free(pd_tok_scratch_t *s);
 
-PD_MUST_CHECK pd_status_t pd_tok_normalize(const pd_tok_hf_t *hf, const char *s, size_t n, pd_tok_scratch_t *scr,
-                             const char **out_p, size_t *out_len_p);
+PD_MUST_CHECK pd_status_t pd_tok_normalize(const pd_tok_hf_t *hf, const char *s, size_t n,
+                                           pd_tok_scratch_t *scr, const char **out_p,
+                                           size_t *out_len_p);
 PD_MUST_CHECK pd_status_t pd_tok_pretokenize(const pd_tok_hf_t *hf, pd_tok_pieces_t *pieces,
-                               pd_tok_scratch_t *scr);
+                                             pd_tok_scratch_t *scr);
 
 /* BPE on one word; appends ids. */
 PD_MUST_CHECK pd_status_t pd_tok_bpe_word(pd_tok_hf_t *hf, const char *w, size_t n, bool byte_level,
-                            bool use_cache, pd_tok_ids_t *out);
+                                          bool use_cache, pd_tok_ids_t *out);
 PD_MUST_CHECK pd_status_t pd_tok_cache_alloc(pd_tok_cache_t *c);
 PD_MUST_CHECK pd_status_t pd_tok_bpe_build(pd_tok_hf_t *hf, uint32_t n_merges);
 int32_t pd_tok_vocab_get(const pd_tok_hf_t *hf, const char *s, size_t n);
@@ -304,7 +307,8 @@ int pd_tok_char_byte(uint32_t cp);
 int pd_tok_byte_of(const char *s, size_t len);
 
 /* Added-token trie. */
-PD_MUST_CHECK pd_status_t pd_tok_trie_add(pd_tok_trie_t *t, const char *s, size_t n, int32_t added_index);
+PD_MUST_CHECK pd_status_t pd_tok_trie_add(pd_tok_trie_t *t, const char *s, size_t n,
+                                          int32_t added_index);
 /* Leftmost-longest match at or after start: *ms_p, *me_p, index into added[]; -1 none. */
 int32_t pd_tok_trie_find(const pd_tok_trie_t *t, const char *s, size_t n, size_t start,
                          size_t *ms_p, size_t *me_p);
@@ -334,10 +338,11 @@ struct pd_tokenizer {
 
 /* llama2.c and byte tokenizers (tokenizer.c). */
 PD_MUST_CHECK pd_status_t pd_tok_read_file(const char *path, unsigned char **buf_p, size_t *len_p);
-PD_MUST_CHECK pd_status_t pd_tok_l2c_encode(const pd_tokenizer_t *tok, const char *text, size_t len, bool add_bos,
-                              int32_t *ids_p, size_t max_ids, size_t *n_ids_p);
+PD_MUST_CHECK pd_status_t pd_tok_l2c_encode(const pd_tokenizer_t *tok, const char *text, size_t len,
+                                            bool add_bos, int32_t *ids_p, size_t max_ids,
+                                            size_t *n_ids_p);
 /* The raw bytes of ids after prev (may end inside a character). */
-PD_MUST_CHECK pd_status_t pd_tok_l2c_decode(const pd_tokenizer_t *tok, int32_t prev, const int32_t *ids,
-                              size_t n_ids, pd_tok_buf_t *out);
+PD_MUST_CHECK pd_status_t pd_tok_l2c_decode(const pd_tokenizer_t *tok, int32_t prev,
+                                            const int32_t *ids, size_t n_ids, pd_tok_buf_t *out);
 
 #endif

@@ -204,8 +204,9 @@ void pd_xfer__send_data_done(pd_xfer_send_t *send, pd_status_t status);
  * restored bytes start (hdr->offset in the region), or an error (the message is refused
  * and counted; nothing is written). A packed message must be whole block-layer slices of
  * this engine's layout, at block boundaries. */
-PD_MUST_CHECK pd_status_t pd_xfer__data_accept(pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr,
-                                 uint64_t wire_bytes, pd_xfer_recv_t **recv_p, void **dest_p);
+PD_MUST_CHECK pd_status_t pd_xfer__data_accept(pd_xfer_engine_t *engine,
+                                               const pd_xfer__data_hdr_t *hdr, uint64_t wire_bytes,
+                                               pd_xfer_recv_t **recv_p, void **dest_p);
 /* Restore an accepted packed message into dest: from packed (separate memory), or, when
  * packed is NULL, from the tail of dest's raw range where it landed. */
 void pd_xfer__data_restore(pd_xfer_engine_t *engine, const pd_xfer__data_hdr_t *hdr, void *dest,
@@ -224,13 +225,13 @@ void pd_xfer__msg_deliver(pd_xfer_engine_t *engine, const void *data, size_t byt
 /* xfer_send.c: a header for one more data message of send (NULL without memory); one
  * put or data message of bytes of the region (coalesced run). */
 pd_xfer__data_hdr_t *pd_xfer__hdr_next(pd_xfer_send_t *send, uint64_t remote_offset);
-PD_MUST_CHECK pd_status_t pd_xfer__put(pd_xfer_send_t *send, uint64_t local_offset, uint64_t remote_offset,
-                         uint64_t bytes);
+PD_MUST_CHECK pd_status_t pd_xfer__put(pd_xfer_send_t *send, uint64_t local_offset,
+                                       uint64_t remote_offset, uint64_t bytes);
 /* xfer_send_packed.c: whether send's segments are packed (a codec, the am path, matching
  * layouts), and posting them so: recs are reserved, bounds checked. */
 bool pd_xfer__send_packs(const pd_xfer_send_t *send);
 PD_MUST_CHECK pd_status_t pd_xfer__send_post_packed(pd_xfer_send_t *send, const pd_xfer_seg_t *segs,
-                                      size_t n_segs);
+                                                    size_t n_segs);
 
 /* Advance sends whose flush completed and expire deadlines (xfer_send.c). */
 void pd_xfer__sends_progress(pd_xfer_engine_t *engine, uint64_t now_ns);

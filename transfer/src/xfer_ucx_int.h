@@ -54,7 +54,8 @@ ucs_status_t pd_xfer__ucx_data_cb(void *arg, const void *header, size_t header_l
                                   size_t length, const ucp_am_recv_param_t *param);
 
 /* The transports of a peer's lanes and the data path they allow (xfer_ucx_path.c). */
-PD_MUST_CHECK pd_status_t pd_xfer__ucx_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes);
+PD_MUST_CHECK pd_status_t pd_xfer__ucx_transports(pd_xfer_peer_t *peer, char *buf,
+                                                  size_t buf_bytes);
 pd_xfer_data_path_t pd_xfer__ucx_data_path(pd_xfer_peer_t *peer);
 
 #endif

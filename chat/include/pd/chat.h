@@ -36,7 +36,8 @@ extern const pd_chat_limits_t pd_chat_limits_default;
  * PD_ERR_UNSUPPORTED for a tag, filter, test, method or function outside the subset,
  * PD_ERR_LIMIT for a source over the size or nesting limits; pd_chat_last_error() then
  * says what and where (line). */
-PD_MUST_CHECK pd_status_t pd_chat_template_create(const char *src, size_t len, pd_chat_template_t **tpl_p);
+PD_MUST_CHECK pd_status_t pd_chat_template_create(const char *src, size_t len,
+                                                  pd_chat_template_t **tpl_p);
 
 void pd_chat_template_destroy(pd_chat_template_t **tpl_p);
 
@@ -53,8 +54,10 @@ typedef struct pd_chat_vars {
  * NUL-terminated string the caller frees, *len_p its length. Errors: PD_ERR_LIMIT (output,
  * memory or steps over the limit), PD_ERR_INVALID_PARAM (raise_exception, an operation on
  * the wrong types or on an undefined value), with pd_chat_last_error() set. */
-PD_MUST_CHECK pd_status_t pd_chat_template_render(const pd_chat_template_t *tpl, const pd_chat_vars_t *vars,
-                                    const pd_chat_limits_t *lim, char **out_p, size_t *len_p);
+PD_MUST_CHECK pd_status_t pd_chat_template_render(const pd_chat_template_t *tpl,
+                                                  const pd_chat_vars_t *vars,
+                                                  const pd_chat_limits_t *lim, char **out_p,
+                                                  size_t *len_p);
 
 /* Text of the last error of a pd_chat_* call on this thread ("" when none). */
 const char *pd_chat_last_error(void);
@@ -63,7 +66,8 @@ const char *pd_chat_last_error(void);
  * {"messages": [...], other variables...}. template_src (may be NULL) overrides the
  * tokenizer's chat template. Errors are logged once and left in pd_chat_last_error(). */
 PD_MUST_CHECK pd_status_t pd_chat_render_json(const pd_tokenizer_t *tok, const char *template_src,
-                                size_t template_len, const char *messages_json, size_t json_len,
-                                bool add_generation_prompt, char **out_p, size_t *len_p);
+                                              size_t template_len, const char *messages_json,
+                                              size_t json_len, bool add_generation_prompt,
+                                              char **out_p, size_t *len_p);
 
 #endif

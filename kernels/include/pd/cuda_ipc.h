@@ -24,7 +24,8 @@ void pd_cuda_ipc_close(void *dev_ptr);
 /* A copy stream with n_events events (the most layers in flight at once). */
 PD_MUST_CHECK pd_status_t pd_cuda_ipc_stream_create(uint32_t n_events, void **stream_p);
 void pd_cuda_ipc_stream_destroy(void *stream);
-PD_MUST_CHECK pd_status_t pd_cuda_ipc_copy_async(void *stream, void *dst, const void *src, size_t bytes);
+PD_MUST_CHECK pd_status_t pd_cuda_ipc_copy_async(void *stream, void *dst, const void *src,
+                                                 size_t bytes);
 PD_MUST_CHECK pd_status_t pd_cuda_ipc_event_record(void *stream, uint32_t *event_p);
 /* PD_OK when done, PD_INPROGRESS before, an error when a copy before it failed. */
 PD_MUST_CHECK pd_status_t pd_cuda_ipc_event_query(void *stream, uint32_t event);

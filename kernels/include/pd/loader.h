@@ -52,7 +52,8 @@ typedef void (*pd_model_progress_cb)(void *arg, uint64_t done_bytes, uint64_t to
  * with matrices in dtype (HF tensor names, tied lm_head omitted; I8 matrices are followed
  * by F32 "<name>_scale" tensors of shape [rows, 1], and norms are F32). DIR is created if
  * missing. progress (may be NULL) is called as tensors are written. */
-PD_MUST_CHECK pd_status_t pd_model_save_hf(const pd_model_t *model, const char *dir, pd_dtype_t dtype,
-                             pd_model_progress_cb progress, void *progress_arg);
+PD_MUST_CHECK pd_status_t pd_model_save_hf(const pd_model_t *model, const char *dir,
+                                           pd_dtype_t dtype, pd_model_progress_cb progress,
+                                           void *progress_arg);
 
 #endif

@@ -186,7 +186,7 @@ PD_MUST_CHECK pd_status_t pd_model_alloc(const pd_model_config_t *config, pd_mod
 
 /* The same with every matrix in dtype (I8 scales zeroed); norms stay f32. */
 PD_MUST_CHECK pd_status_t pd_model_alloc_dtype(const pd_model_config_t *config, pd_dtype_t dtype,
-                                 pd_model_t **model_p);
+                                               pd_model_t **model_p);
 
 /* Bytes of all weights (data and scales; a tied lm_head once), and of the weights one
  * decode step reads: every matrix but the embedding table, of which it reads one row. */
@@ -204,7 +204,8 @@ int pd_model_dtype(const pd_model_t *model);
  * f32 values; I8 quantizes each row symmetrically (scale = max |w| / 127, q = round(w /
  * scale)). The copy's model_id is the source's plus "-<dtype>" (lower case) when any
  * matrix changed dtype, since its results differ. PD_ERR_NO_MEMORY on failure. */
-PD_MUST_CHECK pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype, pd_model_t **out_p);
+PD_MUST_CHECK pd_status_t pd_model_convert(const pd_model_t *model, pd_dtype_t dtype,
+                                           pd_model_t **out_p);
 
 /* Reorder the q and k rows of every head from interleaved-pair RoPE (llama2.c, Meta) to
  * rotate-half RoPE (Hugging Face): new row c * head_dim / 2 + i of a head is old row
@@ -228,7 +229,8 @@ PD_MUST_CHECK pd_status_t pd_model_load(const char *path, pd_model_t **model_p);
 /* Load a model as pd_model_load does, then convert its matrices to dtype when they are
  * not all in it already (pd_model_convert: the model id gains "-<dtype>"). The file's own
  * dtype is kept by pd_model_load. */
-PD_MUST_CHECK pd_status_t pd_model_load_dtype(const char *path, pd_dtype_t dtype, pd_model_t **model_p);
+PD_MUST_CHECK pd_status_t pd_model_load_dtype(const char *path, pd_dtype_t dtype,
+                                              pd_model_t **model_p);
 
 /* The compute engine: a backend (ops table + context) and its threads. */
 typedef struct pd_engine pd_engine_t;
@@ -237,8 +239,8 @@ typedef enum pd_backend_kind { PD_BACKEND_CPU = 0, PD_BACKEND_CUDA = 1 } pd_back
 
 /* Create an engine for a model on a backend with n_threads compute threads (0: all
  * cores). The model is borrowed and must outlive the engine. */
-PD_MUST_CHECK pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind, uint32_t n_threads,
-                             pd_engine_t **engine_p);
+PD_MUST_CHECK pd_status_t pd_engine_create(const pd_model_t *model, pd_backend_kind_t kind,
+                                           uint32_t n_threads, pd_engine_t **engine_p);
 void pd_engine_destroy(pd_engine_t **engine_p);
 
 /* One sequence's part of a forward step. The sequence already has `pos` tokens in its
@@ -264,8 +266,9 @@ typedef void (*pd_fwd_layer_cb)(void *arg, uint32_t layer);
  * Each sequence's results are bitwise independent of the other sequences in the batch.
  * Returns PD_ERR_OUT_OF_RANGE for a token id outside the vocabulary, PD_ERR_CONTEXT past
  * max_seq_len, PD_ERR_INVALID_PARAM for a short block table or a bad block id. */
-PD_MUST_CHECK pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool, const pd_kv_layout_t *layout,
-                              pd_fwd_seq_t *seqs, uint32_t n_seqs, pd_fwd_layer_cb on_layer,
-                              void *cb_arg);
+PD_MUST_CHECK pd_status_t pd_engine_forward(pd_engine_t *engine, float *kv_pool,
+                                            const pd_kv_layout_t *layout, pd_fwd_seq_t *seqs,
+                                            uint32_t n_seqs, pd_fwd_layer_cb on_layer,
+                                            void *cb_arg);
 
 #endif

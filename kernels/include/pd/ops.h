@@ -241,8 +241,8 @@ double pd_cpu_read_rate(size_t bytes, uint32_t n_threads, uint32_t runs);
 /* Create the CPU backend with n_threads threads (0: one per online core); max_ctx is the
  * longest context attention will see and max_q_per_kv the most query heads sharing a KV
  * head (together they size the per-thread score scratch). */
-PD_MUST_CHECK pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx, uint32_t max_q_per_kv,
-                                  pd_backend_t *backend_p);
+PD_MUST_CHECK pd_status_t pd_backend_cpu_create(uint32_t n_threads, uint32_t max_ctx,
+                                                uint32_t max_q_per_kv, pd_backend_t *backend_p);
 
 /* Element types of weight matrices on the CUDA device. */
 typedef enum pd_cuda_weights {
@@ -263,7 +263,8 @@ typedef struct pd_backend_cuda_opts {
  * for config's head_dim (16, 32, 64, 128 or 256). PD_ERR_UNSUPPORTED when this build has
  * no CUDA or the shape is not built, PD_ERR_NOT_FOUND when no device answers. */
 PD_MUST_CHECK pd_status_t pd_backend_cuda_create(const pd_backend_cuda_opts_t *opts,
-                                   const pd_model_config_t *config, pd_backend_t *backend_p);
+                                                 const pd_model_config_t *config,
+                                                 pd_backend_t *backend_p);
 
 /* CUDA devices this process can use: 0 when the build has no CUDA or no device answers,
  * with the reason in why (why_bytes, may be NULL). */
@@ -276,13 +277,15 @@ void pd_backend_destroy(pd_backend_t *backend);
  * and touch its pages now, so that no later step of that size allocates or faults
  * (workers call it at startup; steps still grow the scratch when they need more).
  * PD_ERR_NO_MEMORY leaves the engine usable with its previous scratch freed. */
-PD_MUST_CHECK pd_status_t pd_engine_reserve(pd_engine_t *engine, uint32_t max_tokens, uint32_t max_seqs);
+PD_MUST_CHECK pd_status_t pd_engine_reserve(pd_engine_t *engine, uint32_t max_tokens,
+                                            uint32_t max_seqs);
 
 /* An engine on the CUDA backend with opts (pd_engine_create with PD_BACKEND_CUDA keeps the
  * model's dtype and uses cuBLASLt). PD_ERR_UNSUPPORTED in a build without CUDA, PD_ERR_NOT_FOUND
  * without a device. */
-PD_MUST_CHECK pd_status_t pd_engine_create_cuda(const pd_model_t *model, const pd_backend_cuda_opts_t *opts,
-                                  pd_engine_t **engine_p);
+PD_MUST_CHECK pd_status_t pd_engine_create_cuda(const pd_model_t *model,
+                                                const pd_backend_cuda_opts_t *opts,
+                                                pd_engine_t **engine_p);
 
 /* Memory of the engine's backend (the KV pool a forward step takes): bytes, zeroed; on
  * the CPU backend host memory, on the CUDA backend device memory. */
@@ -290,15 +293,15 @@ PD_MUST_CHECK pd_status_t pd_engine_buf_alloc(pd_engine_t *engine, size_t bytes,
 void pd_engine_buf_free(pd_engine_t *engine, void *buf);
 
 /* Copy between host memory and the engine's backend memory; both wait for the bytes. */
-PD_MUST_CHECK pd_status_t pd_engine_copy_to_host(pd_engine_t *engine, void *dst_host, const void *src,
-                                   size_t bytes);
-PD_MUST_CHECK pd_status_t pd_engine_copy_from_host(pd_engine_t *engine, void *dst, const void *src_host,
-                                     size_t bytes);
+PD_MUST_CHECK pd_status_t pd_engine_copy_to_host(pd_engine_t *engine, void *dst_host,
+                                                 const void *src, size_t bytes);
+PD_MUST_CHECK pd_status_t pd_engine_copy_from_host(pd_engine_t *engine, void *dst,
+                                                   const void *src_host, size_t bytes);
 
 /* Copy n ranges between host memory at host and the engine's backend memory at dev, the
  * same offsets on both sides, to the host or from it; one wait for all of them. */
 PD_MUST_CHECK pd_status_t pd_engine_copy_ranges(pd_engine_t *engine, void *host, void *dev,
-                                  const pd_buf_range_t *r, size_t n, bool to_host);
+                                                const pd_buf_range_t *r, size_t n, bool to_host);
 
 /* The engine's backend (its ops after bind: tests and benchmarks call single ops). */
 const pd_backend_t *pd_engine_backend(const pd_engine_t *engine);

@@ -87,7 +87,7 @@ uint64_t pd_role_block_checksum(const pd_kv_layout_t *l, const void *pool, uint3
  * authoritative (role_stage.c): blocks uploaded before the step reads them, written rows
  * copied back after each layer, before on_layer runs. */
 PD_MUST_CHECK pd_status_t pd_role_forward(pd_role_t *rt, pd_fwd_seq_t *seqs, uint32_t n_seqs,
-                            pd_fwd_layer_cb on_layer, void *cb_arg);
+                                          pd_fwd_layer_cb on_layer, void *cb_arg);
 
 /* The byte ranges of pool layout l that hold K and V of positions pos .. pos + n - 1 of
  * one sequence (block table `table`) in one layer: two ranges (K rows, V rows) per block
@@ -100,7 +100,7 @@ size_t pd_role_stage_row_ranges(const pd_kv_layout_t *l, uint32_t layer, const u
  * worker sockets, block manager, then the role's state. Returns PD_ERR_* with the reason
  * logged; nothing is left made on error. */
 PD_MUST_CHECK pd_status_t pd_role_create(const pd_role_ops_t *ops, const pd_worker_args_t *args,
-                           pd_role_t **rt_p);
+                                         pd_role_t **rt_p);
 
 /* The role's state first, then the shared parts; accepts NULL and clears *rt_p. */
 void pd_role_destroy(pd_role_t **rt_p);

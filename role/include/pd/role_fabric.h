@@ -27,8 +27,8 @@ typedef struct pd_role_fabric {
  * descriptor to desc. `who` prefixes the log lines ("decode", "prefill"). On failure
  * everything made is undone and the reason logged. */
 PD_MUST_CHECK pd_status_t pd_role_fabric_open(const pd_worker_args_t *args, const char *who,
-                                const pd_kv_layout_t *layout, bool fabric_alloc,
-                                pd_mp_writer_t *desc, pd_role_fabric_t *out);
+                                              const pd_kv_layout_t *layout, bool fabric_alloc,
+                                              pd_mp_writer_t *desc, pd_role_fabric_t *out);
 
 /* Destroy the engine and free the pool. Idempotent. */
 void pd_role_fabric_close(pd_role_fabric_t *wp);

@@ -77,7 +77,8 @@ typedef struct pd_gw_keys {
 } pd_gw_keys_t;
 
 /* Read path into a new table; keys listed in old (may be NULL) keep their usage. */
-PD_MUST_CHECK pd_status_t pd_gw_keys_load(const char *path, const pd_gw_keys_t *old, pd_gw_keys_t **keys_p);
+PD_MUST_CHECK pd_status_t pd_gw_keys_load(const char *path, const pd_gw_keys_t *old,
+                                          pd_gw_keys_t **keys_p);
 void pd_gw_keys_destroy(pd_gw_keys_t **keys_p);
 /* The key whose SHA-256 matches secret, or NULL. */
 pd_gw_key_t *pd_gw_keys_find(const pd_gw_keys_t *keys, const char *secret, size_t len);
@@ -85,7 +86,8 @@ void pd_gw_key_ref(pd_gw_key_t *key);
 void pd_gw_key_unref(pd_gw_key_t **key_p);
 /* Admission under the key's limits: PD_OK (counted in flight), or PD_ERR_OVERLOADED with
  * *retry_after_s_p, the seconds after which a retry can pass. */
-PD_MUST_CHECK pd_status_t pd_gw_key_admit(pd_gw_key_t *key, uint64_t now_ms, uint32_t *retry_after_s_p);
+PD_MUST_CHECK pd_status_t pd_gw_key_admit(pd_gw_key_t *key, uint64_t now_ms,
+                                          uint32_t *retry_after_s_p);
 void pd_gw_key_release(pd_gw_key_t *key);
 /* Print a new random key and its key-file line (--keygen TENANT); the hash of a key read
  * from stdin (--hash-key). Return a process exit code. */
@@ -410,14 +412,17 @@ PD_MUST_CHECK pd_status_t pd_gw_prompt_break(pd_gw_prompt_t *p, uint32_t ttl_s);
 /* Render the turns (the gateway's chat template, or the built-in one), tokenize them with
  * special tokens only from the template's own text into req->prompt, and turn the
  * breakpoints into token offsets in req->cache (mode explicit when there are any). */
-PD_MUST_CHECK pd_status_t pd_gw_prompt_tokenize(pd_gw_req_t *req, pd_gw_prompt_t *p, pd_gw_err_t *err);
+PD_MUST_CHECK pd_status_t pd_gw_prompt_tokenize(pd_gw_req_t *req, pd_gw_prompt_t *p,
+                                                pd_gw_err_t *err);
 void pd_gw_prompt_cleanup(pd_gw_prompt_t *p);
 /* Tokenize a completion prompt given as text (BOS + encode) or as token ids. */
-PD_MUST_CHECK pd_status_t pd_gw_prompt_from_json(pd_gw_req_t *req, const json_t *prompt, pd_gw_err_t *err);
+PD_MUST_CHECK pd_status_t pd_gw_prompt_from_json(pd_gw_req_t *req, const json_t *prompt,
+                                                 pd_gw_err_t *err);
 
 /* gw_parse.c: the sampling fields the APIs share. */
-PD_MUST_CHECK pd_status_t pd_gw_parse_common(pd_gw_req_t *req, json_t *body, const char *max_tokens_key,
-                               const char *stop_key, pd_gw_err_t *err);
+PD_MUST_CHECK pd_status_t pd_gw_parse_common(pd_gw_req_t *req, json_t *body,
+                                             const char *max_tokens_key, const char *stop_key,
+                                             pd_gw_err_t *err);
 
 /* gw_metrics.c: GET /metrics. */
 char *pd_gw_metrics_render(const pd_gw_t *gw, size_t *len_p);

@@ -53,7 +53,8 @@ pd_dir_verdict_t pd_dir_apply_event(pd_dir_t *dir, uint32_t slot, const pd_proto
 /* Replace every entry of slot with the snapshot and expect seq + 1 next. Returns PD_OK,
  * PD_ERR_PEER when the epoch is not the trusted one (ignored), PD_ERR_LIMIT when the
  * table is full (the entries that fit are kept). */
-PD_MUST_CHECK pd_status_t pd_dir_apply_snapshot(pd_dir_t *dir, uint32_t slot, const pd_proto_kv_snapshot_t *snap);
+PD_MUST_CHECK pd_status_t pd_dir_apply_snapshot(pd_dir_t *dir, uint32_t slot,
+                                                const pd_proto_kv_snapshot_t *snap);
 
 /* For every slot, how many leading hashes of hashes[0..n) it holds in any tier:
  * prefix_p[slot] for slot < PD_DIR_MAX_WORKERS (caller storage, all written). */

@@ -58,7 +58,8 @@ void pd_router_config_usage(void *f);
 
 /* Create a router: load the tokenizer, bind both sockets, write the ready file.
  * Returns PD_OK, PD_ERR_IO (bind failed), PD_ERR_FORMAT (tokenizer) or PD_ERR_NO_MEMORY. */
-PD_MUST_CHECK pd_status_t pd_router_create(const pd_router_config_t *config, pd_router_t **router_p);
+PD_MUST_CHECK pd_status_t pd_router_create(const pd_router_config_t *config,
+                                           pd_router_t **router_p);
 
 /* Run the loop until pd_router_stop() or a signal handled by the caller sets *stop_flag
  * (may be NULL). Every request still in flight when it returns has had its terminal

@@ -125,7 +125,8 @@ const char *pd_xfer_data_path_name(pd_xfer_data_path_t path);
 
 /* Create an engine (one per process for ucx). cfg is copied. Returns PD_ERR_UNSUPPORTED
  * for a backend this build lacks, PD_ERR_IO when UCX fails to start. */
-PD_MUST_CHECK pd_status_t pd_xfer_engine_create(const pd_xfer_config_t *cfg, pd_xfer_engine_t **engine_p);
+PD_MUST_CHECK pd_status_t pd_xfer_engine_create(const pd_xfer_config_t *cfg,
+                                                pd_xfer_engine_t **engine_p);
 
 /* Destroy an engine: fails what is in flight, disconnects every peer, deregisters memory
  * and clears *engine_p. Send and recv handles still held by the caller must be destroyed
@@ -158,15 +159,15 @@ void pd_xfer_engine_set_verify_hook(pd_xfer_engine_t *engine, pd_xfer_verify_hoo
  * stays owned by the caller and must outlive the registration. PD_ERR_EXISTS if a region
  * is already registered. */
 PD_MUST_CHECK pd_status_t pd_xfer_mem_register(pd_xfer_engine_t *engine, void *base, size_t bytes,
-                                 const pd_kv_layout_t *layout);
+                                               const pd_kv_layout_t *layout);
 
 /* Allocate the engine's one region through the backend and register it: for UCX, memory
  * from UCX's allocator (a shared-memory segment when a shared-memory transport is on), so
  * that a peer on the same host writes it with a plain copy into its mapping; memory the
  * caller registers instead is reached through UCX's slower emulated puts on shared memory.
  * The engine owns the memory: pd_xfer_mem_deregister frees it. Sets *base_p. */
-PD_MUST_CHECK pd_status_t pd_xfer_mem_alloc(pd_xfer_engine_t *engine, size_t bytes, const pd_kv_layout_t *layout,
-                              void **base_p);
+PD_MUST_CHECK pd_status_t pd_xfer_mem_alloc(pd_xfer_engine_t *engine, size_t bytes,
+                                            const pd_kv_layout_t *layout, void **base_p);
 
 /* Deregister the region (and free it if pd_xfer_mem_alloc made it); PD_ERR_BUSY while
  * transfers that use it are in flight. */
@@ -177,8 +178,8 @@ PD_MUST_CHECK pd_status_t pd_xfer_desc_export(pd_xfer_engine_t *engine, pd_mp_wr
 
 /* Import a peer's descriptor (desc_bytes of msgpack, checked against limits) and
  * connect to it. The peer belongs to the engine; pd_xfer_peer_disconnect releases it. */
-PD_MUST_CHECK pd_status_t pd_xfer_peer_connect(pd_xfer_engine_t *engine, const void *desc, size_t desc_bytes,
-                                 pd_xfer_peer_t **peer_p);
+PD_MUST_CHECK pd_status_t pd_xfer_peer_connect(pd_xfer_engine_t *engine, const void *desc,
+                                               size_t desc_bytes, pd_xfer_peer_t **peer_p);
 
 /* Fail every transfer to the peer with PD_ERR_CANCELED, close it and clear *peer_p.
  * Send handles stay valid (their status is final) until destroyed. Accepts NULL. */
@@ -191,7 +192,7 @@ void pd_xfer_peer_fail(pd_xfer_peer_t *peer, pd_status_t status);
 /* The peer's registered region size and layout (layout_p may be NULL; PD_ERR_NOT_FOUND
  * when the descriptor carried none). */
 PD_MUST_CHECK pd_status_t pd_xfer_peer_region(const pd_xfer_peer_t *peer, uint64_t *bytes_p,
-                                pd_kv_layout_t *layout_p);
+                                              pd_kv_layout_t *layout_p);
 
 /* Read from the peer's region into this engine's: segment i copies bytes from remote
  * offset remote_offset to local offset local_offset (one-sided gets; the peer's process
@@ -200,33 +201,36 @@ PD_MUST_CHECK pd_status_t pd_xfer_peer_region(const pd_xfer_peer_t *peer, uint64
  * (PD_ERR_OUT_OF_RANGE). On PD_ERR_TIMEOUT or another failure the local bytes are
  * unspecified and the caller should disconnect the peer, which cancels what is still
  * in flight. No checksum: the caller trusts what the peer's region holds. */
-PD_MUST_CHECK pd_status_t pd_xfer_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs, size_t n_segs,
-                        uint32_t timeout_ms);
+PD_MUST_CHECK pd_status_t pd_xfer_get(pd_xfer_peer_t *peer, const pd_xfer_seg_t *segs,
+                                      size_t n_segs, uint32_t timeout_ms);
 
 /* The data path this engine uses to write into the peer (never AUTO: the one chosen). */
 pd_xfer_data_path_t pd_xfer_peer_data_path(const pd_xfer_peer_t *peer);
 
 /* Write a short description of the transports UCX chose for the peer, e.g.
  * "posix/memory cma/memory" or "tcp/lo", into buf (NUL-terminated). */
-PD_MUST_CHECK pd_status_t pd_xfer_peer_transports(pd_xfer_peer_t *peer, char *buf, size_t buf_bytes);
+PD_MUST_CHECK pd_status_t pd_xfer_peer_transports(pd_xfer_peer_t *peer, char *buf,
+                                                  size_t buf_bytes);
 
 /* Start a transfer to peer. xfer_id is agreed with the receiver (it expects it);
  * allowed lists the remote byte ranges reserved for this transfer (copied; NULL and 0
  * allow the peer's whole region); timeout_ms bounds the whole transfer (0 takes the
  * engine default). */
 PD_MUST_CHECK pd_status_t pd_xfer_send_begin(pd_xfer_peer_t *peer, uint64_t xfer_id,
-                               const pd_xfer_range_t *allowed, size_t n_allowed,
-                               uint32_t timeout_ms, pd_xfer_send_t **send_p);
+                                             const pd_xfer_range_t *allowed, size_t n_allowed,
+                                             uint32_t timeout_ms, pd_xfer_send_t **send_p);
 
 /* Post a batch (typically one layer) and return; the bytes move during progress. All
  * segments are checked first: PD_ERR_OUT_OF_RANGE (outside a region or the allowed
  * ranges, or offset + bytes overflows) and nothing of the batch moves. The local bytes
  * must not change until the transfer completes. */
-PD_MUST_CHECK pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs, size_t n_segs);
+PD_MUST_CHECK pd_status_t pd_xfer_send_post(pd_xfer_send_t *send, const pd_xfer_seg_t *segs,
+                                            size_t n_segs);
 
 /* Close the transfer: once every posted byte is remotely complete, send the notification
  * with payload (copied, at most PD_XFER_PAYLOAD_MAX bytes; e.g. the first token). */
-PD_MUST_CHECK pd_status_t pd_xfer_send_finish(pd_xfer_send_t *send, const void *payload, size_t payload_bytes);
+PD_MUST_CHECK pd_status_t pd_xfer_send_finish(pd_xfer_send_t *send, const void *payload,
+                                              size_t payload_bytes);
 
 #define PD_XFER_PAYLOAD_MAX 4096
 
@@ -241,8 +245,8 @@ void pd_xfer_send_destroy(pd_xfer_send_t **send_p);
  * timeout_ms (0: engine default). PD_ERR_EXISTS if the id is already expected,
  * PD_ERR_OUT_OF_RANGE if a range leaves the region. */
 PD_MUST_CHECK pd_status_t pd_xfer_recv_expect(pd_xfer_engine_t *engine, uint64_t xfer_id,
-                                const pd_xfer_range_t *ranges, size_t n_ranges, uint32_t timeout_ms,
-                                pd_xfer_recv_t **recv_p);
+                                              const pd_xfer_range_t *ranges, size_t n_ranges,
+                                              uint32_t timeout_ms, pd_xfer_recv_t **recv_p);
 
 /* PD_INPROGRESS until the notification arrived and every checksum matched (PD_OK: the
  * bytes are valid) or the transfer failed (PD_ERR_TIMEOUT, PD_ERR_CHECKSUM,
@@ -252,9 +256,9 @@ PD_MUST_CHECK pd_status_t pd_xfer_recv_status(const pd_xfer_recv_t *recv);
 /* The notification's payload and the verified segments (in this engine's offsets) of a
  * transfer whose status is PD_OK. Pointers stay valid until pd_xfer_recv_destroy. */
 PD_MUST_CHECK pd_status_t pd_xfer_recv_payload(const pd_xfer_recv_t *recv, const void **payload_p,
-                                 size_t *payload_bytes_p);
-PD_MUST_CHECK pd_status_t pd_xfer_recv_segments(const pd_xfer_recv_t *recv, const pd_xfer_seg_t **segs_p,
-                                  size_t *n_segs_p);
+                                               size_t *payload_bytes_p);
+PD_MUST_CHECK pd_status_t pd_xfer_recv_segments(const pd_xfer_recv_t *recv,
+                                                const pd_xfer_seg_t **segs_p, size_t *n_segs_p);
 
 /* Stop expecting (a pending expectation fails with PD_ERR_CANCELED) and free the handle.
  * Accepts NULL. */

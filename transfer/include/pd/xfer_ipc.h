@@ -65,11 +65,12 @@ bool pd_xfer_ipc_reachable(const pd_xfer_ipc_desc_t *d, uint64_t host_id, uint32
  * 0: the whole pool); the layouts must agree on the block shape. Writes at most n
  * segments into segs (caller storage, n entries) and their count into *n_segs_p.
  * PD_ERR_OUT_OF_RANGE or PD_ERR_INVALID_PARAM with nothing to copy otherwise. */
-PD_MUST_CHECK pd_status_t pd_xfer_ipc_plan_layer(const pd_kv_layout_t *src, const pd_kv_layout_t *dst,
-                                   uint64_t dst_pool_bytes, uint32_t layer,
-                                   const uint32_t *src_blocks, const uint32_t *dst_blocks,
-                                   uint32_t n, const pd_xfer_range_t *allowed, size_t n_allowed,
-                                   pd_xfer_seg_t *segs, size_t *n_segs_p);
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_plan_layer(const pd_kv_layout_t *src,
+                                                 const pd_kv_layout_t *dst, uint64_t dst_pool_bytes,
+                                                 uint32_t layer, const uint32_t *src_blocks,
+                                                 const uint32_t *dst_blocks, uint32_t n,
+                                                 const pd_xfer_range_t *allowed, size_t n_allowed,
+                                                 pd_xfer_seg_t *segs, size_t *n_segs_p);
 
 /* Device operations of an IPC transfer (the CUDA module's, or a host-memory stand-in on
  * machines without a GPU). Events are small integers the ops hand out. */
@@ -102,12 +103,14 @@ typedef struct pd_xfer_ipc_send {
 } pd_xfer_ipc_send_t;
 
 /* Start a transfer of n_layers layers from src_base to the mapped dst_base. */
-PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_init(pd_xfer_ipc_send_t *s, const pd_xfer_ipc_dev_ops_t *ops,
-                                  void *src_base, void *dst_base, uint32_t n_layers);
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_init(pd_xfer_ipc_send_t *s,
+                                                const pd_xfer_ipc_dev_ops_t *ops, void *src_base,
+                                                void *dst_base, uint32_t n_layers);
 
 /* Queue one layer's copies (a plan from pd_xfer_ipc_plan_layer) and record its event.
  * Layers may come in any order, each once; the first error fails the transfer. */
-PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_post(pd_xfer_ipc_send_t *s, const pd_xfer_seg_t *segs, size_t n_segs);
+PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_post(pd_xfer_ipc_send_t *s, const pd_xfer_seg_t *segs,
+                                                size_t n_segs);
 
 /* No more layers: PD_ERR_INVALID_PARAM if fewer than n_layers were posted. */
 PD_MUST_CHECK pd_status_t pd_xfer_ipc_send_finish(pd_xfer_ipc_send_t *s);

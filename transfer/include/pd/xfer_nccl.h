@@ -42,7 +42,8 @@ void pd_xfer_nccl_desc_write(const pd_xfer_nccl_desc_t *d, pd_mp_writer_t *w);
 
 /* Read and check a descriptor (sizes, a layout whose pool is pool_bytes). PD_ERR_PROTO
  * on a malformed map; *d_p set only on success. */
-PD_MUST_CHECK pd_status_t pd_xfer_nccl_desc_read(const msgpack_object *obj, pd_xfer_nccl_desc_t *d_p);
+PD_MUST_CHECK pd_status_t pd_xfer_nccl_desc_read(const msgpack_object *obj,
+                                                 pd_xfer_nccl_desc_t *d_p);
 
 /* A sender's place in the pair communicator. */
 typedef struct pd_xfer_nccl_pair {
@@ -53,8 +54,10 @@ typedef struct pd_xfer_nccl_pair {
 
 /* Plan the sender's side of a pair with the receiver of descriptor d: PD_ERR_UNSUPPORTED
  * (reason in why) when both are on one GPU, which NCCL refuses. */
-PD_MUST_CHECK pd_status_t pd_xfer_nccl_pair_plan(const uint8_t *sender_device_uuid, const pd_xfer_nccl_desc_t *d,
-                                   pd_xfer_nccl_pair_t *pair_p, char *why, size_t why_bytes);
+PD_MUST_CHECK pd_status_t pd_xfer_nccl_pair_plan(const uint8_t *sender_device_uuid,
+                                                 const pd_xfer_nccl_desc_t *d,
+                                                 pd_xfer_nccl_pair_t *pair_p, char *why,
+                                                 size_t why_bytes);
 
 /* Frame: "PDNC", version 1, then xfer_id, layer, n_segs and per segment (remote offset,
  * bytes), little-endian. */
@@ -71,8 +74,9 @@ static inline size_t pd_xfer_nccl_frame_bytes(size_t n_segs)
 }
 
 /* Encode one layer's frame into buf (cap bytes); *len_p set on success. */
-PD_MUST_CHECK pd_status_t pd_xfer_nccl_frame_pack(uint64_t xfer_id, uint32_t layer, const pd_xfer_seg_t *segs,
-                                    size_t n_segs, void *buf, size_t cap, size_t *len_p);
+PD_MUST_CHECK pd_status_t pd_xfer_nccl_frame_pack(uint64_t xfer_id, uint32_t layer,
+                                                  const pd_xfer_seg_t *segs, size_t n_segs,
+                                                  void *buf, size_t cap, size_t *len_p);
 
 /* What a receiver expects of a transfer. */
 typedef struct pd_xfer_nccl_expect {
@@ -89,8 +93,10 @@ typedef struct pd_xfer_nccl_expect {
  * *n_segs_p, *layer_p and *bytes_p (the bytes that follow the frame). PD_ERR_PROTO on a
  * malformed frame, PD_ERR_OUT_OF_RANGE on a segment outside what was reserved,
  * PD_ERR_NOT_FOUND on another transfer's id. Nothing is set on error. */
-PD_MUST_CHECK pd_status_t pd_xfer_nccl_frame_unpack(const void *buf, size_t len, const pd_xfer_nccl_expect_t *e,
-                                      pd_xfer_seg_t *segs, size_t cap, size_t *n_segs_p,
-                                      uint32_t *layer_p, uint64_t *bytes_p);
+PD_MUST_CHECK pd_status_t pd_xfer_nccl_frame_unpack(const void *buf, size_t len,
+                                                    const pd_xfer_nccl_expect_t *e,
+                                                    pd_xfer_seg_t *segs, size_t cap,
+                                                    size_t *n_segs_p, uint32_t *layer_p,
+                                                    uint64_t *bytes_p);
 
 #endif

@@ -37,8 +37,8 @@ typedef struct pd_json pd_json_t; /* one value inside a document */
  * Rejects trailing garbage, duplicate object keys, invalid UTF-8 and control characters
  * in strings, leading zeros, lone surrogates. PD_ERR_FORMAT for bad syntax (logged at
  * debug level with the byte offset), PD_ERR_LIMIT past a limit, PD_ERR_NO_MEMORY. */
-PD_MUST_CHECK pd_status_t pd_json_parse(const char *text, size_t len, const pd_json_limits_t *limits,
-                          pd_json_doc_t **doc_p);
+PD_MUST_CHECK pd_status_t pd_json_parse(const char *text, size_t len,
+                                        const pd_json_limits_t *limits, pd_json_doc_t **doc_p);
 
 /* The reason and byte offset of the last failure of pd_json_parse in this thread, for
  * error messages ("expected ':' at byte 17"); "" after a success. */

@@ -38,7 +38,7 @@ typedef struct pd_mp_doc {
 
 /* Check buf, then unpack it into doc (caller storage). On error doc needs no cleanup. */
 PD_MUST_CHECK pd_status_t pd_mp_doc_parse(pd_mp_doc_t *doc, const void *buf, size_t len,
-                            const pd_mp_limits_t *limits);
+                                          const pd_mp_limits_t *limits);
 void pd_mp_doc_cleanup(pd_mp_doc_t *doc);
 
 /* Find a string key in a map object; NULL if obj is not a map or lacks key. */
@@ -46,25 +46,30 @@ const msgpack_object *pd_mp_map_find(const msgpack_object *obj, const char *key)
 
 /* Typed getters on a map: PD_ERR_NOT_FOUND when the key is absent, PD_ERR_PROTO when
  * it has the wrong type or does not fit. Output arguments are set only on success. */
-PD_MUST_CHECK pd_status_t pd_mp_get_u64(const msgpack_object *map, const char *key, uint64_t *value_p);
-PD_MUST_CHECK pd_status_t pd_mp_get_i64(const msgpack_object *map, const char *key, int64_t *value_p);
-PD_MUST_CHECK pd_status_t pd_mp_get_f64(const msgpack_object *map, const char *key, double *value_p);
+PD_MUST_CHECK pd_status_t pd_mp_get_u64(const msgpack_object *map, const char *key,
+                                        uint64_t *value_p);
+PD_MUST_CHECK pd_status_t pd_mp_get_i64(const msgpack_object *map, const char *key,
+                                        int64_t *value_p);
+PD_MUST_CHECK pd_status_t pd_mp_get_f64(const msgpack_object *map, const char *key,
+                                        double *value_p);
 PD_MUST_CHECK pd_status_t pd_mp_get_bool(const msgpack_object *map, const char *key, bool *value_p);
 /* The string is not NUL-terminated: use len_p. It points into the doc. */
-PD_MUST_CHECK pd_status_t pd_mp_get_str(const msgpack_object *map, const char *key, const char **str_p,
-                          size_t *len_p);
-PD_MUST_CHECK pd_status_t pd_mp_get_bin(const msgpack_object *map, const char *key, const void **data_p,
-                          size_t *len_p);
+PD_MUST_CHECK pd_status_t pd_mp_get_str(const msgpack_object *map, const char *key,
+                                        const char **str_p, size_t *len_p);
+PD_MUST_CHECK pd_status_t pd_mp_get_bin(const msgpack_object *map, const char *key,
+                                        const void **data_p, size_t *len_p);
 PD_MUST_CHECK pd_status_t pd_mp_get_array(const msgpack_object *map, const char *key,
-                            const msgpack_object_array **array_p);
-PD_MUST_CHECK pd_status_t pd_mp_get_map(const msgpack_object *map, const char *key, const msgpack_object **obj_p);
+                                          const msgpack_object_array **array_p);
+PD_MUST_CHECK pd_status_t pd_mp_get_map(const msgpack_object *map, const char *key,
+                                        const msgpack_object **obj_p);
 /* Copy a string field into dst (NUL-terminated); PD_ERR_LIMIT if it does not fit. */
 PD_MUST_CHECK pd_status_t pd_mp_get_strcpy(const msgpack_object *map, const char *key, char *dst,
-                             size_t dst_bytes);
+                                           size_t dst_bytes);
 /* True if the object is a string equal to s. */
 bool pd_mp_str_eq(const msgpack_object *obj, const char *s);
 /* Convert one object to an integer of the given range; PD_ERR_PROTO otherwise. */
-PD_MUST_CHECK pd_status_t pd_mp_obj_i64(const msgpack_object *obj, int64_t min, int64_t max, int64_t *value_p);
+PD_MUST_CHECK pd_status_t pd_mp_obj_i64(const msgpack_object *obj, int64_t min, int64_t max,
+                                        int64_t *value_p);
 
 /* A growable buffer plus packer. */
 typedef struct pd_mp_writer {

@@ -183,7 +183,7 @@ pd_status_t pd_kvbm_release(pd_kvbm_t *bm, const uint32_t *block_ids, size_t n_b
  * before (counts as cache creation), else 0. PD_ERR_INVALID_PARAM if the block is not
  * referenced or already cached under another hash. */
 PD_MUST_CHECK pd_status_t pd_kvbm_commit(pd_kvbm_t *bm, uint32_t block_id, pd_block_hash_t hash,
-                           uint64_t retention_ms, int *stored_p);
+                                         uint64_t retention_ms, int *stored_p);
 
 /* A request's blocks in one step (decode's `reserve`): pin the longest cached prefix of
  * hashes (as pd_kvbm_lookup_prefix), then allocate fresh blocks for the rest of the
@@ -193,8 +193,9 @@ PD_MUST_CHECK pd_status_t pd_kvbm_commit(pd_kvbm_t *bm, uint32_t block_id, pd_bl
  * PD_ERR_NO_RESOURCE every pin is dropped again (blocks brought back into G1 stay there,
  * cached). Pass n_hashes 0 when the cache mode forbids reads. Release all n_blocks ids
  * with one pd_kvbm_release when the request ends. */
-PD_MUST_CHECK pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
-                            size_t n_blocks, uint32_t *block_ids_p, size_t *n_hit_p);
+PD_MUST_CHECK pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *hashes,
+                                          size_t n_hashes, size_t n_blocks, uint32_t *block_ids_p,
+                                          size_t *n_hit_p);
 
 /* Find and pin the longest leading run of hashes held in any tier; G2/G3 hits are brought
  * back into G1 (which may evict others). block_ids_p[0 .. *n_hit_p) receive G1 ids, each
@@ -203,22 +204,24 @@ PD_MUST_CHECK pd_status_t pd_kvbm_reserve(pd_kvbm_t *bm, const pd_block_hash_t *
  * deleted and counts as a miss. When G1 has no room to bring back a block, the run's
  * tail pinned so far is given up to make some, and the run ends where room runs out.
  * n_hashes may be 0. */
-PD_MUST_CHECK pd_status_t pd_kvbm_lookup_prefix(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
-                                  uint32_t *block_ids_p, size_t *n_hit_p);
+PD_MUST_CHECK pd_status_t pd_kvbm_lookup_prefix(pd_kvbm_t *bm, const pd_block_hash_t *hashes,
+                                                size_t n_hashes, uint32_t *block_ids_p,
+                                                size_t *n_hit_p);
 
 /* The perforated form of pd_kvbm_lookup_prefix: every hash of the chain is looked up, and
  * block_ids_p[i] (n_hashes entries) receives a pinned G1 id or PD_KVBM_NO_BLOCK, so that a
  * caller can recompute a missing middle block and keep the later ones. A G2/G3 hit that
  * finds no room in G1 becomes a hole too. *n_hit_p is the number of ids pinned. */
-PD_MUST_CHECK pd_status_t pd_kvbm_lookup_each(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
-                                uint32_t *block_ids_p, size_t *n_hit_p);
+PD_MUST_CHECK pd_status_t pd_kvbm_lookup_each(pd_kvbm_t *bm, const pd_block_hash_t *hashes,
+                                              size_t n_hashes, uint32_t *block_ids_p,
+                                              size_t *n_hit_p);
 
 /* Report, without pinning, refreshing or moving anything, the tier holding each hash:
  * tiers_p[i] (n_hashes entries, may be NULL) is a pd_kv_tier_t, PD_KV_TIER_NONE for a
  * miss; *n_prefix_p (may be NULL) is the length of the leading run held. Expired entries
  * met on the way are dropped (with events). */
-PD_MUST_CHECK pd_status_t pd_kvbm_probe(pd_kvbm_t *bm, const pd_block_hash_t *hashes, size_t n_hashes,
-                          uint8_t *tiers_p, size_t *n_prefix_p);
+PD_MUST_CHECK pd_status_t pd_kvbm_probe(pd_kvbm_t *bm, const pd_block_hash_t *hashes,
+                                        size_t n_hashes, uint8_t *tiers_p, size_t *n_prefix_p);
 
 /* Drop every unpinned cached block, in any tier, whose retention has run out at the
  * clock's now; returns how many were dropped (each with a REMOVED event). */
@@ -226,7 +229,8 @@ size_t pd_kvbm_expire(pd_kvbm_t *bm);
 
 /* The hash a G1 block was committed under: PD_OK and *hash_p if the block is findable,
  * PD_ERR_NOT_FOUND if not, PD_ERR_INVALID_PARAM for an id out of range. */
-PD_MUST_CHECK pd_status_t pd_kvbm_block_hash(const pd_kvbm_t *bm, uint32_t block_id, pd_block_hash_t *hash_p);
+PD_MUST_CHECK pd_status_t pd_kvbm_block_hash(const pd_kvbm_t *bm, uint32_t block_id,
+                                             pd_block_hash_t *hash_p);
 
 /* Reference count of a G1 block (0 for free, cached-unpinned or out-of-range ids). */
 uint32_t pd_kvbm_refcount(const pd_kvbm_t *bm, uint32_t block_id);

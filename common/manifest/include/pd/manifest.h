@@ -97,12 +97,13 @@ void pd_manifest_defaults(pd_manifest_t *m);
 
 /* Parse a YAML manifest over the defaults. On error, errbuf gets a line-numbered reason
  * and m is left unspecified. */
-PD_MUST_CHECK pd_status_t pd_manifest_load(const char *path, pd_manifest_t *m, char *errbuf, size_t errbuf_bytes);
+PD_MUST_CHECK pd_status_t pd_manifest_load(const char *path, pd_manifest_t *m, char *errbuf,
+                                           size_t errbuf_bytes);
 
 /* Apply one "key=value" override with the same dotted keys as the YAML
  * ("decode.count=2", "base_port=9100"). */
 PD_MUST_CHECK pd_status_t pd_manifest_set(pd_manifest_t *m, const char *assignment, char *errbuf,
-                            size_t errbuf_bytes);
+                                          size_t errbuf_bytes);
 
 /* The i-th settable key's dotted name ("decode.count"), NULL past the last: what
  * docs/MANIFEST.md documents, one row each. */
@@ -118,8 +119,9 @@ typedef struct pd_manifest_proc {
 
 /* Find the index-th process of role in m. Fails with PD_ERR_INVALID_PARAM and a reason
  * in errbuf when the role is unknown or the index is past the role's count. */
-PD_MUST_CHECK pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role, uint32_t index,
-                                  pd_manifest_proc_t *proc_p, char *errbuf, size_t errbuf_bytes);
+PD_MUST_CHECK pd_status_t pd_manifest_proc_find(const pd_manifest_t *m, const char *role,
+                                                uint32_t index, pd_manifest_proc_t *proc_p,
+                                                char *errbuf, size_t errbuf_bytes);
 
 /* The role's placement (router_place or the worker role's place). */
 const pd_manifest_place_t *pd_manifest_place(const pd_manifest_t *m, const char *role);
@@ -144,9 +146,9 @@ typedef struct pd_manifest_args {
 /* Build proc's options: host is the address it binds and advertises, router_host the
  * router's address (the same for the router itself). The one source of every role's
  * options, for pdctl up and for roles started by a scheduler. */
-PD_MUST_CHECK pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const pd_manifest_proc_t *proc,
-                                   const char *host, const char *router_host,
-                                   pd_manifest_args_t *args);
+PD_MUST_CHECK pd_status_t pd_manifest_args_build(const pd_manifest_t *m,
+                                                 const pd_manifest_proc_t *proc, const char *host,
+                                                 const char *router_host, pd_manifest_args_t *args);
 
 /* Start-from-environment for a role binary: when PD_MANIFEST is set, load it, take
  * PD_ROLE (which must be one of roles, comma-separated), PD_INDEX (default 0), PD_HOST
@@ -154,8 +156,9 @@ PD_MUST_CHECK pd_status_t pd_manifest_args_build(const pd_manifest_t *m, const p
  * {argv[0], manifest options..., argv[1..]} so explicit options still win. Returns
  * PD_OK with *argc_p = argc and *argv_p = argv unchanged when PD_MANIFEST is unset, an
  * error (reason in errbuf) on a bad manifest or environment. args is the storage. */
-PD_MUST_CHECK pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv, pd_manifest_args_t *args,
-                                 int *argc_p, char ***argv_p, char *errbuf, size_t errbuf_bytes);
+PD_MUST_CHECK pd_status_t pd_manifest_env_argv(const char *roles, int argc, char **argv,
+                                               pd_manifest_args_t *args, int *argc_p,
+                                               char ***argv_p, char *errbuf, size_t errbuf_bytes);
 
 /* pd_manifest_env_argv for a role binary's main(), with storage of its own (call it once
  * per process): false after logging "PROG: reason" at error level. */

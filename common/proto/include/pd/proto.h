@@ -568,8 +568,8 @@ typedef struct pd_proto_fault {
  * PD_ERR_PROTO (not msgpack, not a map, wrong version, unknown type, missing field, wrong
  * type, value out of range) or PD_ERR_LIMIT (frame, array, string or count over a limit),
  * with fault (may be NULL) filled. On error msg needs no cleanup. */
-PD_MUST_CHECK pd_status_t pd_proto_decode(pd_proto_msg_t *msg, pd_proto_chan_t chan, const void *buf, size_t len,
-                            pd_proto_fault_t *fault);
+PD_MUST_CHECK pd_status_t pd_proto_decode(pd_proto_msg_t *msg, pd_proto_chan_t chan,
+                                          const void *buf, size_t len, pd_proto_fault_t *fault);
 
 /* Free what decode allocated; accepts a msg that was only zeroed. */
 void pd_proto_msg_cleanup(pd_proto_msg_t *msg);

@@ -56,7 +56,7 @@ typedef struct pd_worker_args {
  * decode into both). Returns PD_OK, PD_INPROGRESS after printing --help (exit 0), or
  * PD_ERR_INVALID_PARAM after printing what was wrong and the usage to stderr. */
 PD_MUST_CHECK pd_status_t pd_worker_args_parse(int argc, char **argv, pd_proto_role_t role,
-                                 pd_worker_args_t *args_p);
+                                               pd_worker_args_t *args_p);
 
 /* Print the usage of a worker program to stdout. */
 void pd_worker_args_usage(const char *prog, pd_proto_role_t role);
@@ -106,7 +106,7 @@ typedef struct pd_worker pd_worker_t;
 /* Create the sockets (connect the DEALER, bind the PUB) and pick this start's epoch;
  * args and reg are copied. Returns PD_ERR_IO if a socket cannot be made or bound. */
 PD_MUST_CHECK pd_status_t pd_worker_create(const pd_worker_args_t *args, const pd_worker_reg_t *reg,
-                             pd_worker_t **worker_p);
+                                           pd_worker_t **worker_p);
 
 /* Close the sockets and free the worker; accepts NULL and clears *worker_p. */
 void pd_worker_destroy(pd_worker_t **worker_p);
@@ -156,7 +156,8 @@ void pd_worker_tick(pd_worker_t *w);
  * the worker), heartbeat, answer resync, hand every other router message to hooks,
  * publish events. extra_fd (-1 for none) is polled for readability. Returns PD_OK on a
  * requested stop. */
-PD_MUST_CHECK pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks, int extra_fd);
+PD_MUST_CHECK pd_status_t pd_worker_run(pd_worker_t *w, const pd_worker_hooks_t *hooks,
+                                        int extra_fd);
 
 /* The kvbm event callback (pd_kvbm_config_t.on_event with event_arg = the worker): turns
  * block manager events into KV events. */
@@ -166,7 +167,8 @@ void pd_worker_kvbm_event(void *worker, const pd_kvbm_event_t *event);
  * tiers that --host-mb, --ssd-mb and --ssd-dir ask for (the directory is made if
  * missing), its events turned into the worker's KV events. */
 PD_MUST_CHECK pd_status_t pd_worker_kvbm_create(pd_worker_t *w, const pd_worker_args_t *args,
-                                  const pd_kv_layout_t *layout, void *pool_base, pd_kvbm_t **bm_p);
+                                                const pd_kv_layout_t *layout, void *pool_base,
+                                                pd_kvbm_t **bm_p);
 
 /* Load fields every role reports: free_blocks = blocks not reserved (free or cached and
  * unpinned, which an allocation may evict). */
@@ -187,6 +189,7 @@ typedef struct pd_worker_kv_payload {
 void pd_worker_kv_payload_pack(const pd_worker_kv_payload_t *p, uint8_t *out);
 
 /* Read a payload of len bytes; PD_ERR_PROTO unless len is PD_WORKER_KV_PAYLOAD_BYTES. */
-PD_MUST_CHECK pd_status_t pd_worker_kv_payload_unpack(const void *buf, size_t len, pd_worker_kv_payload_t *p_p);
+PD_MUST_CHECK pd_status_t pd_worker_kv_payload_unpack(const void *buf, size_t len,
+                                                      pd_worker_kv_payload_t *p_p);
 
 #endif

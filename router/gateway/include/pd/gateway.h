@@ -55,7 +55,8 @@ PD_MUST_CHECK pd_status_t pd_gw_create(const pd_gw_config_t *config, pd_gw_t **g
 /* Run the event loop until *stop_flag becomes nonzero. *reload_flag (may be NULL) asks
  * for the key file to be read again (SIGHUP); the loop clears it. Every request still in
  * flight when it returns has been answered and canceled in the cluster. */
-PD_MUST_CHECK pd_status_t pd_gw_run(pd_gw_t *gw, volatile int *stop_flag, volatile int *reload_flag);
+PD_MUST_CHECK pd_status_t pd_gw_run(pd_gw_t *gw, volatile int *stop_flag,
+                                    volatile int *reload_flag);
 
 /* Close every socket, free everything, clear *gw_p; accepts NULL. */
 void pd_gw_destroy(pd_gw_t **gw_p);
