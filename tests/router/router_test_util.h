@@ -73,7 +73,9 @@ static inline void seen_apply(seen_t *s, int n, const pd_proto_msg_t *m)
         x->timings = m->u.done.timings;
         memcpy(x->decode_worker, m->u.done.decode_worker, sizeof(x->decode_worker));
         x->n_recomputed = m->u.done.n_recomputed_blocks < 8 ? m->u.done.n_recomputed_blocks : 8;
-        memcpy(x->recomputed, m->u.done.recomputed_blocks, x->n_recomputed * sizeof(uint32_t));
+        if (x->n_recomputed > 0)
+            memcpy(x->recomputed, m->u.done.recomputed_blocks,
+                   x->n_recomputed * sizeof(uint32_t));
         break;
     case PD_PROTO_TYPE_ERROR:
         x = seen_find(s, n, m->u.error.id);
