@@ -49,7 +49,8 @@ static void pd_prefill_destroy(void *state)
     pd_prefill_free(p);
 }
 
-/* The router dropped this worker's epoch: every prompt it held ends, unanswered. */
+/* The router dropped this worker's epoch, or a new router process knows none of its
+ * prompts: every prompt it held ends, unanswered. */
 static void pd_prefill_cancel_all(void *state)
 {
     pd_prefill_t *p = state;
@@ -61,7 +62,7 @@ static void pd_prefill_cancel_all(void *state)
         }
     }
     if (n > 0)
-        pd_log_info("prefill %s: %u job(s) of the dropped epoch ended", p->rt->args.id, n);
+        pd_log_info("prefill %s: %u job(s) the router no longer has ended", p->rt->args.id, n);
 }
 
 /* A chunk to compute: no sleep. Pushes in flight: look at them again soon even if the

@@ -388,13 +388,16 @@ static void pd_worker_handle(pd_worker_t *w, const pd_worker_hooks_t *hooks, con
         if (msg.u.registered.router_epoch != 0 && w->router_epoch != 0 &&
             msg.u.registered.router_epoch != w->router_epoch) {
             /* A new router process: it knows none of the requests we hold (their clients
-             * hear it from its journal), so they go now, not at their deadlines. We come
-             * back as a new epoch. */
-            w->router_epoch = msg.u.registered.router_epoch;
-            pd_worker_reset(w, hooks, "the router restarted");
-            w->registered = false;
-            pd_worker_register_send(w);
-            break;
+             * hear it from its journal), so they go now, not at their deadlines. Nothing
+             * of the new router's has arrived yet (registered comes first on the
+             * connection), so everything held is the old one's; the epoch stays, the
+             * directory is rebuilt by the resync that follows. */
+            pd_log_warn("worker: a new router process (epoch %llu, was %llu): the requests of "
+                        "the previous one are dropped",
+                        (unsigned long long)msg.u.registered.router_epoch,
+                        (unsigned long long)w->router_epoch);
+            if (hooks->on_reset != NULL)
+                hooks->on_reset(hooks->arg);
         }
         if (msg.u.registered.router_epoch != 0)
             w->router_epoch = msg.u.registered.router_epoch;
@@ -421,7 +424,7 @@ static void pd_worker_handle(pd_worker_t *w, const pd_worker_hooks_t *hooks, con
              * declared us dead (a stop, a partition): what we hold was failed there, so
              * it goes, and we come back as a new epoch that owns nothing of the old one.
              * A router that restarted answers our register (sent on reconnect) with a
-             * new router_epoch: see PD_PROTO_TYPE_REGISTERED. */
+             * new router_epoch, and what we hold goes then: see PD_PROTO_TYPE_REGISTERED. */
             if (w->registered)
                 pd_worker_reset(w, hooks, msg.u.worker_error.message);
             else if (pd_time_now_ms() - w->register_sent_ms < PD_WORKER_REGISTER_AGAIN_MS)
