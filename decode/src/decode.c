@@ -84,8 +84,7 @@ static void pd_decode_cancel_all(void *state)
         }
     }
     if (n > 0)
-        pd_log_info("decode %s: %u request(s) the router no longer has ended", d->rt->args.id,
-                    n);
+        pd_log_info("decode %s: %u request(s) the router no longer has ended", d->rt->args.id, n);
     pd_worker_load_changed(d->rt->worker);
 }
 

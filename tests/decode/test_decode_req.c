@@ -34,34 +34,16 @@ static uint32_t free_blocks(void)
     return pd_worker_kvbm_free_blocks(rt->bm);
 }
 
-/* The prompt of request req_id: n tokens, one block hash per full block of 16. */
-static int32_t prompt[64];
-static uint64_t hashes[4];
-
-static void make_prompt(uint64_t req_id, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++)
-        prompt[i] = (int32_t)(3 + (req_id * 31 + i * 7) % 200);
-    for (uint32_t i = 0; i < n / 16; i++)
-        hashes[i] = req_id << 8 | i;
-}
+/* The prompt of the last request sent. */
+static rt_prompt_t prompt;
 
 /* Send reserve for req_id (n prompt tokens, max_tokens) and return the reserved reply's
  * status; *n_blocks_p (may be NULL) gets its block table's length. */
 static pd_status_t reserve(uint64_t req_id, uint32_t n, uint32_t max_tokens, uint32_t *n_blocks_p)
 {
-    make_prompt(req_id, n);
+    rt_prompt_make(&prompt, req_id, n);
     pd_proto_msg_t m;
-    memset(&m, 0, sizeof(m));
-    m.type = PD_PROTO_TYPE_RESERVE;
-    pd_proto_reserve_t *r = &m.u.reserve;
-    r->req_id = req_id;
-    r->tokens = prompt;
-    r->n_tokens = n;
-    r->block_hashes = hashes;
-    r->n_block_hashes = n / 16;
-    r->max_tokens = max_tokens;
-    r->sampling.top_p = 1.0;
+    rt_reserve_msg(&m, req_id, &prompt, max_tokens);
     pd_role_dispatch(rt, &m);
     pd_proto_msg_t reply;
     rt_expect(&env, PD_PROTO_TYPE_RESERVED, &reply);
@@ -85,18 +67,9 @@ static void cancel(uint64_t req_id)
 /* The router's prefill of a reserved request to the colocated worker itself. */
 static void prefill_local(uint64_t req_id, uint32_t n)
 {
-    make_prompt(req_id, n);
+    rt_prompt_make(&prompt, req_id, n);
     pd_proto_msg_t m;
-    memset(&m, 0, sizeof(m));
-    m.type = PD_PROTO_TYPE_PREFILL;
-    pd_proto_prefill_t *p = &m.u.prefill;
-    p->req_id = req_id;
-    p->tokens = prompt;
-    p->n_tokens = n;
-    p->block_hashes = hashes;
-    p->n_block_hashes = n / 16;
-    p->sampling.top_p = 1.0;
-    snprintf(p->dest_worker_id, sizeof(p->dest_worker_id), "d0");
+    rt_prefill_msg(&m, req_id, &prompt);
     pd_role_dispatch(rt, &m);
 }
 

@@ -37,33 +37,16 @@ static uint32_t free_blocks(pd_role_t *rt)
     return pd_worker_kvbm_free_blocks(rt->bm);
 }
 
-static int32_t prompt[64];
-static uint64_t hashes[4];
+static rt_prompt_t prompt;   /* of the last request sent */
 static uint32_t table[8]; /* the decode blocks of the next prefill */
-
-static void make_prompt(uint64_t req_id, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++)
-        prompt[i] = (int32_t)(3 + (req_id * 31 + i * 7) % 200);
-    for (uint32_t i = 0; i < n / 16; i++)
-        hashes[i] = req_id << 8 | i;
-}
 
 /* The router's prefill of req_id (n tokens) to d0, its KV into `table`. */
 static void prefill(uint64_t req_id, uint32_t n, const void *dest_desc, size_t dest_desc_bytes)
 {
-    make_prompt(req_id, n);
+    rt_prompt_make(&prompt, req_id, n);
     pd_proto_msg_t m;
-    memset(&m, 0, sizeof(m));
-    m.type = PD_PROTO_TYPE_PREFILL;
+    rt_prefill_msg(&m, req_id, &prompt);
     pd_proto_prefill_t *p = &m.u.prefill;
-    p->req_id = req_id;
-    p->tokens = prompt;
-    p->n_tokens = n;
-    p->block_hashes = hashes;
-    p->n_block_hashes = n / 16;
-    p->sampling.top_p = 1.0;
-    snprintf(p->dest_worker_id, sizeof(p->dest_worker_id), "d0");
     p->dest_epoch = pd_worker_epoch(drt->worker);
     p->dest_xfer_desc = dest_desc;
     p->dest_xfer_desc_bytes = dest_desc_bytes;
@@ -153,17 +136,9 @@ Test(prefill_job, the_kv_pushed_to_decode_completes_its_reservation)
     pd_prefill_t *p = start();
     pd_decode_t *d = drt->state;
     const uint32_t n = 40;
-    make_prompt(5, n);
+    rt_prompt_make(&prompt, 5, n);
     pd_proto_msg_t m;
-    memset(&m, 0, sizeof(m));
-    m.type = PD_PROTO_TYPE_RESERVE;
-    m.u.reserve.req_id = 5;
-    m.u.reserve.tokens = prompt;
-    m.u.reserve.n_tokens = n;
-    m.u.reserve.block_hashes = hashes;
-    m.u.reserve.n_block_hashes = n / 16;
-    m.u.reserve.max_tokens = 8;
-    m.u.reserve.sampling.top_p = 1.0;
+    rt_reserve_msg(&m, 5, &prompt, 8);
     pd_role_dispatch(drt, &m);
     pd_proto_msg_t r;
     rt_expect(&env, PD_PROTO_TYPE_RESERVED, &r);

@@ -137,6 +137,54 @@ static inline void rt_expect(rt_env_t *e, pd_proto_type_t type, pd_proto_msg_t *
 }
 
 /* Nothing more reaches the router within timeout_ms (a deliberate wait). */
+/* The prompt of request req_id: n tokens (n <= 64), one block hash per full block of 16. */
+typedef struct rt_prompt {
+    int32_t tokens[64];
+    uint64_t hashes[4];
+    uint32_t n;
+} rt_prompt_t;
+
+static inline void rt_prompt_make(rt_prompt_t *p, uint64_t req_id, uint32_t n)
+{
+    p->n = n;
+    for (uint32_t i = 0; i < n; i++)
+        p->tokens[i] = (int32_t)(3 + (req_id * 31 + i * 7) % 200);
+    for (uint32_t i = 0; i < n / 16; i++)
+        p->hashes[i] = req_id << 8 | i;
+}
+
+/* The router's prefill of req_id with prompt p to the decode worker "d0"; the caller adds
+ * the destination (epoch, descriptor, blocks) where there is one. */
+static inline void rt_prefill_msg(pd_proto_msg_t *m, uint64_t req_id, const rt_prompt_t *p)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = PD_PROTO_TYPE_PREFILL;
+    pd_proto_prefill_t *x = &m->u.prefill;
+    x->req_id = req_id;
+    x->tokens = p->tokens;
+    x->n_tokens = p->n;
+    x->block_hashes = p->hashes;
+    x->n_block_hashes = p->n / 16;
+    x->sampling.top_p = 1.0;
+    snprintf(x->dest_worker_id, sizeof(x->dest_worker_id), "d0");
+}
+
+/* The router's reserve of req_id with prompt p and max_tokens. */
+static inline void rt_reserve_msg(pd_proto_msg_t *m, uint64_t req_id, const rt_prompt_t *p,
+                                  uint32_t max_tokens)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = PD_PROTO_TYPE_RESERVE;
+    pd_proto_reserve_t *x = &m->u.reserve;
+    x->req_id = req_id;
+    x->tokens = p->tokens;
+    x->n_tokens = p->n;
+    x->block_hashes = p->hashes;
+    x->n_block_hashes = p->n / 16;
+    x->max_tokens = max_tokens;
+    x->sampling.top_p = 1.0;
+}
+
 static inline void rt_expect_quiet(rt_env_t *e, int timeout_ms)
 {
     pd_proto_msg_t m;

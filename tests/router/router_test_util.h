@@ -74,8 +74,7 @@ static inline void seen_apply(seen_t *s, int n, const pd_proto_msg_t *m)
         memcpy(x->decode_worker, m->u.done.decode_worker, sizeof(x->decode_worker));
         x->n_recomputed = m->u.done.n_recomputed_blocks < 8 ? m->u.done.n_recomputed_blocks : 8;
         if (x->n_recomputed > 0)
-            memcpy(x->recomputed, m->u.done.recomputed_blocks,
-                   x->n_recomputed * sizeof(uint32_t));
+            memcpy(x->recomputed, m->u.done.recomputed_blocks, x->n_recomputed * sizeof(uint32_t));
         break;
     case PD_PROTO_TYPE_ERROR:
         x = seen_find(s, n, m->u.error.id);
