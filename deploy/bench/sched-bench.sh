@@ -22,6 +22,8 @@
 #   TRACE      the trace (default $PD_SOURCE_DIR/../shared/data/mooncake_synthetic_trace.jsonl)
 #   SLO_TTFT_MS, SLO_TPOT_MS, RATES, GOODPUT_N  the goodput sweep's objectives, rates and
 #              requests per rate
+#   NEW_SETS   more manifest overrides for this build's clusters only, as one string
+#              (e.g. "--set prefill.chunk_tokens=64")
 #   OUT        result directory (default .pdkv/bench/sched-<date>)
 set -euo pipefail
 
@@ -65,9 +67,12 @@ source "$ROOT/deploy/bench/ports.sh"
 up() {
     local bin=$1 manifest=$2
     shift 2
+    local extra=()
+    # shellcheck disable=SC2206
+    [[ $bin == "$NEW_BIN" ]] && extra=(${NEW_SETS:-})
     PORT=$(pick_port 18200)
     PD_BIN_DIR=$bin "$bin/pdctl" up -d "$manifest" --set network.base_port="$PORT" \
-        --set model.path="$MODEL_DIR" "$@" >>"$OUT/up.log" 2>&1
+        --set model.path="$MODEL_DIR" "$@" "${extra[@]}" >>"$OUT/up.log" 2>&1
     UP+=("$bin $manifest --set network.base_port=$PORT")
 }
 

@@ -171,6 +171,8 @@ static void pd_bench_handle(pd_bench_client_t *c, const void *buf, size_t len)
             c->n_unmatched++;
             break;
         }
+        if (m.u.token.index < c->recs[idx].n_recv)
+            break; /* again, from a router that restarted and went on with the request */
         if (c->recs[idx].n_recv == 0)
             c->recs[idx].first_ms = now;
         c->recs[idx].last_ms = now;

@@ -460,6 +460,7 @@ int pd_cmd_submit(int argc, char **argv)
 
     uint64_t deadline = pd_time_now_ms() + o.timeout_ms;
     bool canceled = false;
+    uint32_t n_tokens = 0; /* streamed so far */
     for (;;) {
         uint64_t now = pd_time_now_ms();
         if (pd_submit_interrupted && !canceled) {
@@ -491,7 +492,10 @@ int pd_cmd_submit(int argc, char **argv)
             mine = strcmp(m.u.accepted.id, o.g.id) == 0;
             break;
         case PD_PROTO_TYPE_TOKEN:
-            if ((mine = strcmp(m.u.token.id, o.g.id) == 0)) {
+            /* A token it already has (sent again by a router that restarted and went on
+             * with the request) is skipped by its index. */
+            if ((mine = strcmp(m.u.token.id, o.g.id) == 0) && m.u.token.index >= n_tokens) {
+                n_tokens = m.u.token.index + 1;
                 if (m.u.token.text_bytes > 0) {
                     text.any = true;
                     if (!pd_cli_text_append(&text.buf, m.u.token.text, m.u.token.text_bytes)) {

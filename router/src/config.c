@@ -85,7 +85,7 @@ void pd_router_config_usage(void *f)
             "  --heartbeat-ms MS        heartbeat period asked of workers [1000]\n"
             "  --worker-timeout-ms MS   a worker silent this long is dead [10000]\n"
             "  --journal FILE           requests in flight, on disk: a router started on the\n"
-            "                           file of one that died tells those clients at once\n"
+            "                           file of one that died goes on with them\n"
             "  --max-migrations N       times a request continues on another worker after\n"
             "                           one of its workers died (0: it fails instead) [2]\n"
             "  --request-timeout-ms MS  a request not done this long after arrival ends with\n"

@@ -304,6 +304,20 @@ static void pd_router_req_unassign(pd_router_t *r, pd_router_req_t *req)
     req->prefilled = false;
 }
 
+/* The work becomes the prompt and every token streamed: prefill computes their KV and
+ * samples token n_out with the sampler's step n_out, the token an undisturbed run samples
+ * there (docs/ARCHITECTURE.md, 11b). */
+static void pd_router_req_continue_from_out(pd_router_t *r, pd_router_req_t *req)
+{
+    memcpy(req->tokens + req->n_prompt, req->out, (size_t)req->n_out * sizeof(*req->out));
+    req->n_tokens = req->n_prompt + req->n_out;
+    req->n_hashes = req->n_tokens / r->cfg.block_tokens;
+    pd_block_hash_t root = pd_block_hash_root(req->tenant, r->cfg.model_id);
+    pd_block_hash_chain(root, req->tokens, req->n_tokens, r->cfg.block_tokens, req->hashes,
+                        req->n_hashes);
+    req->first_step = req->n_out;
+}
+
 bool pd_router_req_move(pd_router_t *r, pd_router_req_t *req, const char *why)
 {
     /* With nobody to take it now, the client hears at once rather than at its deadline. */
@@ -312,17 +326,7 @@ bool pd_router_req_move(pd_router_t *r, pd_router_req_t *req, const char *why)
         (uint64_t)req->n_prompt + req->n_out > PD_PROTO_MAX_PROMPT_TOKENS || !pd_router_can_take(r))
         return false;
     pd_router_req_unassign(r, req);
-
-    /* The work is now the prompt and every token streamed: prefill computes their KV and
-     * samples token n_out with the sampler's step n_out, the token an undisturbed run
-     * samples there (docs/ARCHITECTURE.md, 11b). */
-    memcpy(req->tokens + req->n_prompt, req->out, (size_t)req->n_out * sizeof(*req->out));
-    req->n_tokens = req->n_prompt + req->n_out;
-    req->n_hashes = req->n_tokens / r->cfg.block_tokens;
-    pd_block_hash_t root = pd_block_hash_root(req->tenant, r->cfg.model_id);
-    pd_block_hash_chain(root, req->tokens, req->n_tokens, r->cfg.block_tokens, req->hashes,
-                        req->n_hashes);
-    req->first_step = req->n_out;
+    pd_router_req_continue_from_out(r, req);
     req->n_moves++;
     req->state = PD_REQ_QUEUED; /* keeps its place: it goes before later arrivals */
     r->n_queued++;
@@ -348,13 +352,58 @@ void pd_router_req_reroute(pd_router_t *r, pd_router_req_t *req, pd_router_worke
                 (unsigned long long)req->req_id, req->id, wk->id, why);
 }
 
+/* A queued request from g's fields and its prompt tokens, not yet linked; NULL when out of
+ * memory. */
+static pd_router_req_t *pd_router_req_new(pd_router_t *r, const pd_router_rid_t *client,
+                                          const pd_proto_generate_t *g, const int32_t *tokens,
+                                          size_t n_tokens, const char *tenant)
+{
+    pd_router_req_t *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    /* Room for the tokens it may generate: a move to another decode worker sends them. */
+    size_t cap = n_tokens + g->max_tokens;
+    req->tokens = malloc(cap * sizeof(*req->tokens));
+    req->n_hashes = (uint32_t)(n_tokens / r->cfg.block_tokens);
+    req->hashes = malloc((cap / r->cfg.block_tokens + 1) * sizeof(*req->hashes));
+    req->out = malloc(g->max_tokens * sizeof(*req->out));
+    if (req->tokens == NULL || req->hashes == NULL || req->out == NULL) {
+        pd_router_req_free(req);
+        return NULL;
+    }
+    memcpy(req->tokens, tokens, n_tokens * sizeof(*tokens));
+    req->n_tokens = req->n_prompt = (uint32_t)n_tokens;
+    snprintf(req->tenant, sizeof(req->tenant), "%s", tenant != NULL ? tenant : g->tenant);
+    pd_block_hash_t root = pd_block_hash_root(req->tenant, r->cfg.model_id);
+    pd_block_hash_chain(root, req->tokens, n_tokens, r->cfg.block_tokens, req->hashes,
+                        req->n_hashes);
+    req->req_id = ++r->next_req_id;
+    req->client = *client;
+    req->client_fd = r->client_fd_now;
+    memcpy(req->id, g->id, sizeof(req->id));
+    req->max_tokens = g->max_tokens;
+    req->sampling = g->sampling;
+    req->n_stop = g->n_stop;
+    if (g->n_stop > 0)
+        memcpy(req->stop, g->stop, g->n_stop * sizeof(*g->stop));
+    pd_proto_cache_plan_make(&g->cache, req->n_tokens, r->cfg.block_tokens,
+                             r->cfg.min_cached_prefix_tokens, &req->plan);
+    req->stream = g->stream;
+    req->prefill_slot = req->decode_slot = req->holder_slot = -1;
+    req->arrival_ns = pd_time_now_ns();
+    req->deadline_ms = pd_time_now_ms() + r->cfg.request_timeout_ms;
+    req->slo_ttft_ms = g->slo_ttft_ms != 0 ? g->slo_ttft_ms : r->cfg.slo_ttft_ms;
+    req->slo_tpot_ms = g->slo_tpot_ms != 0 ? g->slo_tpot_ms : r->cfg.slo_tpot_ms;
+    req->state = PD_REQ_QUEUED;
+    return req;
+}
+
 void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
                            const pd_proto_generate_t *g, const char *tenant)
 {
     static int32_t scratch[PD_PROTO_MAX_PROMPT_TOKENS];
     const int32_t *tokens = g->tokens;
     size_t n_tokens = g->n_tokens;
-    pd_router_req_t *req = NULL;
     pd_status_t st;
 
     if (r->n_queued >= r->cfg.max_queue) {
@@ -401,41 +450,11 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
         }
     }
 
-    req = calloc(1, sizeof(*req));
-    if (req == NULL)
-        goto err_nomem;
-    /* Room for the tokens it may generate: a move to another decode worker sends them. */
-    size_t cap = n_tokens + g->max_tokens;
-    req->tokens = malloc(cap * sizeof(*req->tokens));
-    req->n_hashes = (uint32_t)(n_tokens / r->cfg.block_tokens);
-    req->hashes = malloc((cap / r->cfg.block_tokens + 1) * sizeof(*req->hashes));
-    req->out = malloc(g->max_tokens * sizeof(*req->out));
-    if (req->tokens == NULL || req->hashes == NULL || req->out == NULL)
-        goto err_free;
-    memcpy(req->tokens, tokens, n_tokens * sizeof(*tokens));
-    req->n_tokens = req->n_prompt = (uint32_t)n_tokens;
-    snprintf(req->tenant, sizeof(req->tenant), "%s", tenant != NULL ? tenant : g->tenant);
-    pd_block_hash_t root = pd_block_hash_root(req->tenant, r->cfg.model_id);
-    pd_block_hash_chain(root, req->tokens, n_tokens, r->cfg.block_tokens, req->hashes,
-                        req->n_hashes);
-    req->req_id = ++r->next_req_id;
-    req->client = *client;
-    req->client_fd = r->client_fd_now;
-    memcpy(req->id, g->id, sizeof(req->id));
-    req->max_tokens = g->max_tokens;
-    req->sampling = g->sampling;
-    req->n_stop = g->n_stop;
-    if (g->n_stop > 0)
-        memcpy(req->stop, g->stop, g->n_stop * sizeof(*g->stop));
-    pd_proto_cache_plan_make(&g->cache, req->n_tokens, r->cfg.block_tokens,
-                             r->cfg.min_cached_prefix_tokens, &req->plan);
-    req->stream = g->stream;
-    req->prefill_slot = req->decode_slot = req->holder_slot = -1;
-    req->arrival_ns = pd_time_now_ns();
-    req->deadline_ms = pd_time_now_ms() + r->cfg.request_timeout_ms;
-    req->slo_ttft_ms = g->slo_ttft_ms != 0 ? g->slo_ttft_ms : r->cfg.slo_ttft_ms;
-    req->slo_tpot_ms = g->slo_tpot_ms != 0 ? g->slo_tpot_ms : r->cfg.slo_tpot_ms;
-    req->state = PD_REQ_QUEUED;
+    pd_router_req_t *req = pd_router_req_new(r, client, g, tokens, n_tokens, tenant);
+    if (req == NULL) {
+        pd_router_send_client_error(r, client, g->id, PD_ERR_NO_MEMORY, "out of memory");
+        return;
+    }
     pd_router_sched_arrive(r, req);
     {
         /* Refused before anything is reserved or computed when its objective cannot be met. */
@@ -449,7 +468,7 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
         }
     }
     pd_router_req_link(r, req);
-    pd_router_journal_accept(r, req);
+    pd_router_journal_accept(r, req, g);
     r->n_queued++;
     r->requests_total++;
 
@@ -460,15 +479,54 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
                  (unsigned long long)req->req_id, req->id, req->n_tokens, req->n_hashes,
                  req->tenant);
     pd_router_dispatch(r);
-    return;
-
-err_free:
-    pd_router_req_free(req);
-err_nomem:
-    pd_router_send_client_error(r, client, g->id, PD_ERR_NO_MEMORY, "out of memory");
 }
 
-/* The live request id of this client, or NULL. */
+void pd_router_req_resume(pd_router_t *r, const pd_router_rid_t *client,
+                          const pd_proto_generate_t *g, const int32_t *out, uint32_t n_out,
+                          bool last)
+{
+    pd_router_req_t *req = pd_router_req_new(r, client, g, g->tokens, g->n_tokens, g->tenant);
+    if (req == NULL) {
+        pd_router_send_client_error(r, client, g->id, PD_ERR_NO_MEMORY, "out of memory");
+        return;
+    }
+    req->client_fd = -1; /* not known until it sends again */
+    if (n_out > req->max_tokens)
+        n_out = req->max_tokens;
+    if (n_out > 0)
+        memcpy(req->out, out, (size_t)n_out * sizeof(*out));
+    req->n_out = n_out;
+    pd_router_req_link(r, req);
+    pd_router_journal_accept(r, req, g);
+    req->journal_mark = n_out; /* the tokens it has go into this journal at the next write */
+    r->n_queued++;
+    r->requests_total++;
+    r->n_resumed++;
+    /* The text stream goes on from where the client's is: the tokens it has go through
+     * the detokenizer unsent. */
+    if (req->stream && r->tok != NULL && n_out > 0 &&
+        pd_tokenizer_stream_create(r->tok, 0, req->tokens[req->n_prompt - 1], &req->detok) ==
+            PD_OK) {
+        for (uint32_t i = 0; i < n_out; i++) {
+            const char *text;
+            size_t len;
+            pd_status_ignore(pd_tokenizer_stream_push(req->detok, out[i], &text, &len));
+        }
+    }
+    pd_log_info("request %llu (%s) of the previous router: goes on from token %u",
+                (unsigned long long)req->req_id, req->id, n_out);
+    if (last || n_out >= req->max_tokens) {
+        /* Its last token was streamed before the restart: only the done is missing. */
+        req->last_streamed = true;
+        pd_router_req_finish_now(r, req);
+        return;
+    }
+    if (n_out > 0)
+        pd_router_req_continue_from_out(r, req);
+    pd_router_sched_arrive(r, req);
+    pd_router_dispatch(r);
+}
+
 static pd_router_req_t *pd_router_req_of_client(pd_router_t *r, const pd_router_rid_t *client,
                                                 const char *id)
 {

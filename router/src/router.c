@@ -96,6 +96,7 @@ void pd_router_send_status(pd_router_t *r, const pd_router_rid_t *client, bool d
     m.u.status_reply.holder_reads = details ? r->n_holder_reads : 0;
     m.u.status_reply.recomputed_blocks = details ? r->n_recomputed_blocks : 0;
     m.u.status_reply.moved_requests = details ? r->n_moved : 0;
+    m.u.status_reply.resumed_requests = details ? r->n_resumed : 0;
     m.u.status_reply.client_gone_requests = details ? r->n_client_gone_reqs : 0;
     pd_router_send_client(r, client, &m);
 }
@@ -482,6 +483,7 @@ pd_status_t pd_router_run(pd_router_t *r, volatile int *stop_flag)
         if (items[0].revents & ZMQ_POLLIN)
             pd_router_on_client(r);
         uint64_t now = pd_time_now_ms();
+        pd_router_journal_tokens(r, now);
         if (now >= last_tick + PD_ROUTER_TICK_MS) {
             last_tick = now;
             pd_router_workers_tick(r, now);

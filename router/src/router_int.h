@@ -160,6 +160,10 @@ typedef struct pd_router_req {
     uint32_t n_fetched_tokens;
     bool decode_done;
     bool last_streamed; /* decode flagged the last token: the stream is complete */
+    /* --journal (journal.c): tokens written to it, and n_out and last_streamed as its
+     * previous write saw them (what is written lags the stream by one write). */
+    uint32_t n_journaled, journal_mark;
+    bool journal_mark_last;
     pd_proto_worker_done_t done;
 
     int32_t *out; /* (max_tokens) generated tokens, owned */
@@ -183,12 +187,17 @@ struct pd_router {
     int client_fd_now;       /* connection of the client frame being handled */
     uint8_t *client_fd_gone; /* (n_client_fd_gone) 1: connection closed */
     size_t n_client_fd_gone;
-    uint64_t n_client_gone_reqs;         /* requests canceled because their client left */
-    int journal_fd;                      /* --journal, -1: none (journal.c) */
-    struct pd_router_orphan *orphans;    /* (n_orphans) the previous router's live requests */
+    uint64_t n_client_gone_reqs;      /* requests canceled because their client left */
+    int journal_fd;                   /* --journal, -1: none (journal.c) */
+    struct pd_router_orphan *orphans; /* (n_orphans) the previous router's live requests */
     uint32_t n_orphans, cap_orphans;
     uint64_t orphans_until_ms;
     uint64_t n_orphans_told;
+    uint64_t n_resumed; /* the previous router's requests continued */
+    uint64_t journal_tick_ms;
+    pd_mp_writer_t jw; /* the journal's encoder */
+    char *jbuf;        /* (jbuf_cap) the journal's line buffer, owned */
+    size_t jbuf_cap;
     bool auth;                           /* CURVE on the client socket: tenants come from keys */
     pd_router_client_key_t *client_keys; /* (n_client_keys) owned */
     uint32_t n_client_keys;
@@ -235,9 +244,13 @@ void pd_router_auth_serve(pd_router_t *r);
 typedef struct pd_router_orphan pd_router_orphan_t;
 PD_MUST_CHECK pd_status_t pd_router_journal_open(pd_router_t *r);
 void pd_router_journal_close(pd_router_t *r);
-void pd_router_journal_accept(pd_router_t *r, const pd_router_req_t *req);
+/* g: the request as the client sent it (its prompt is written as req's tokens). */
+void pd_router_journal_accept(pd_router_t *r, const pd_router_req_t *req,
+                              const pd_proto_generate_t *g);
 void pd_router_journal_end(pd_router_t *r, const pd_router_req_t *req);
 void pd_router_journal_tick(pd_router_t *r, uint64_t now_ms);
+/* Write the tokens streamed (called every turn of the loop; it keeps its own pace). */
+void pd_router_journal_tokens(pd_router_t *r, uint64_t now_ms);
 
 /* clients.c: requests end when their client's connection closes. */
 PD_MUST_CHECK pd_status_t pd_router_clients_watch_setup(pd_router_t *r);
@@ -272,6 +285,11 @@ bool pd_router_worker_can_decode(const pd_router_worker_t *wk);
 void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
                            const pd_proto_generate_t *g, const char *tenant);
 void pd_router_on_cancel(pd_router_t *r, const pd_router_rid_t *client, const char *id);
+/* A request of the previous router (from its journal) whose client is back: it goes on
+ * after the n_out tokens already streamed (last: the final one among them), or ends now. */
+void pd_router_req_resume(pd_router_t *r, const pd_router_rid_t *client,
+                          const pd_proto_generate_t *g, const int32_t *out, uint32_t n_out,
+                          bool last);
 /* The client's `stop`: end the request now with `done` (finish_reason stop). */
 void pd_router_on_stop(pd_router_t *r, const pd_router_rid_t *client, const char *id);
 pd_router_req_t *pd_router_req_find(pd_router_t *r, uint64_t req_id);

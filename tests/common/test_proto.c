@@ -194,7 +194,7 @@ Test(proto, round_trips_status_reply)
         {.id = "d0", .role = PD_PROTO_ROLE_BOTH, .epoch = UINT64_MAX, .state = "resyncing"},
     };
     pd_proto_msg_t m = {.type = PD_PROTO_TYPE_STATUS_REPLY}, out;
-    m.u.status_reply = (pd_proto_status_reply_t){ws, 2, 12345, 3, 4, 0, 0, 0, 0};
+    m.u.status_reply = (pd_proto_status_reply_t){ws, 2, 12345, 3, 4, 0, 0, 0, 0, 0};
     round_trip(&m, PD_PROTO_CHAN_CLIENT, &w, &out);
     const pd_proto_status_reply_t *o = &out.u.status_reply;
     cr_assert_eq(o->n_workers, 2);

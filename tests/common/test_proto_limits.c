@@ -484,7 +484,7 @@ Test(proto, survives_mutated_frames)
     msgs[1].type = PD_PROTO_TYPE_DONE;
     msgs[1].u.done = (pd_proto_done_t){.id = "g", .tokens = k_tokens, .n_tokens = 3};
     msgs[2].type = PD_PROTO_TYPE_STATUS_REPLY;
-    msgs[2].u.status_reply = (pd_proto_status_reply_t){&wi, 1, 5, 1, 2, 0, 0, 0, 0};
+    msgs[2].u.status_reply = (pd_proto_status_reply_t){&wi, 1, 5, 1, 2, 0, 0, 0, 0, 0};
     msgs[3].type = PD_PROTO_TYPE_REGISTER;
     msgs[3].u.reg = (pd_proto_register_t){
         .worker_id = "w", .block_tokens = 16, .xfer_desc = desc, .xfer_desc_bytes = 3};

@@ -44,6 +44,9 @@ typedef struct cl_req {
     int32_t tokens[512];
     uint32_t n_streamed;
     bool order_ok;
+    uint32_t n_again;    /* tokens sent again with an index already streamed (and equal) */
+    uint32_t n_resumed;  /* `accepted` with `resumed` */
+    uint32_t resumed_at; /* its next_index */
     int n_terminal;
     bool done;
     pd_proto_done_t d;

@@ -2,11 +2,14 @@
  * (docs/ARCHITECTURE.md, 11b). */
 #include "fake_worker.h"
 
+#include "pd/mp.h"
 #include "pd/time.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <zmq.h>
 
 static void fx_wait_registered(fw_cluster_t *cl)
 {
@@ -112,8 +115,7 @@ Test(router_faults, a_client_that_disconnects_has_its_requests_canceled_at_once)
     uint64_t elapsed = pd_time_now_ms() - t0;
     /* Two cancels at least: one per request (a reply the worker sent meanwhile for a
      * request already ended is answered with one more). */
-    cr_assert_geq(d0.n_cancel, 2, "the decode worker was told about %u of 2 requests",
-                  d0.n_cancel);
+    cr_assert_geq(d0.n_cancel, 2, "the decode worker was told about %u of 2 requests", d0.n_cancel);
     cr_assert_lt(elapsed, 1000, "cancel took %llu ms", (unsigned long long)elapsed);
     cr_assert(fw_wait_status(watcher, &cl, 2000, fx_idle, NULL), "requests still in flight");
 
@@ -202,4 +204,149 @@ Test(router_faults, a_stream_that_ended_before_its_worker_died_is_done_not_moved
     fw_worker_stop(&d0);
     fw_worker_stop(&d1);
     fw_router_stop(&r);
+}
+
+/* A journal line for request req_id of client rid: its generate frame (prompt of n
+ * tokens, max_tokens) unless no_frame. */
+static void fx_journal_accept(FILE *f, unsigned req_id, const char *rid, const char *id, uint32_t n,
+                              uint32_t max_tokens, bool no_frame)
+{
+    fprintf(f, "A %u ", req_id);
+    for (const char *p = rid; *p; p++)
+        fprintf(f, "%02x", (unsigned char)*p);
+    fprintf(f, " ");
+    for (const char *p = id; *p; p++)
+        fprintf(f, "%02x", (unsigned char)*p);
+    if (!no_frame) {
+        int32_t tokens[64];
+        for (uint32_t k = 0; k < n; k++)
+            tokens[k] = (int32_t)k + 3;
+        pd_proto_msg_t m = {.type = PD_PROTO_TYPE_GENERATE};
+        snprintf(m.u.generate.id, sizeof(m.u.generate.id), "%s", id);
+        m.u.generate.tokens = tokens;
+        m.u.generate.n_tokens = n;
+        m.u.generate.max_tokens = max_tokens;
+        m.u.generate.sampling = (pd_proto_sampling_t){0.0, 1.0, 1};
+        m.u.generate.stream = true;
+        pd_mp_writer_t w;
+        pd_mp_writer_init(&w);
+        cr_assert_eq(pd_proto_encode(&m, &w), PD_OK);
+        fprintf(f, " ");
+        const unsigned char *b = pd_mp_writer_data(&w);
+        for (size_t i = 0; i < pd_mp_writer_size(&w); i++)
+            fprintf(f, "%02x", b[i]);
+        pd_mp_writer_cleanup(&w);
+    }
+    fprintf(f, "\n");
+}
+
+/* A router that starts on the journal of one that was killed: each request that can go
+ * on is `accepted` again with `resumed` at the token its client has and continues with the
+ * prompt and those tokens; one whose final token was streamed ends with `done` at once;
+ * one it cannot continue gets one PD_ERR_PEER; ended and cut lines are not read. */
+Test(router_faults, a_restarted_router_goes_on_with_the_requests_of_its_journal)
+{
+    char dir[] = "/tmp/pdkv-journal-XXXXXX", path[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/router.journal", dir);
+    const char *rid = "client-A";
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fx_journal_accept(f, 7, rid, "finished", 8, 16, false);
+    fprintf(f, "T 7 - 5 6\nT 7 L 7\n");
+    fx_journal_accept(f, 8, rid, "no-frame", 8, 16, true);
+    fx_journal_accept(f, 9, rid, "ended", 8, 16, false);
+    fprintf(f, "T 9 - 1\nE 9\n");
+    fx_journal_accept(f, 10, rid, "goes-on", 20, 16, false);
+    fprintf(f, "T 10 - 1 2\n");
+    fprintf(f, "A 11 %s 00", "636c69656e742d41"); /* cut by the kill: no newline */
+    fclose(f);
+
+    fw_router_t r;
+    const char *const extra[] = {"--journal", path, NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    d0.hang = true; /* reserve, never stream: the request stays where it went on */
+    fx_wait_registered(&cl);
+
+    void *ctx = zmq_ctx_new();
+    void *c = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(c, ZMQ_LINGER, &linger, sizeof(linger));
+    cr_assert_eq(zmq_setsockopt(c, ZMQ_ROUTING_ID, rid, strlen(rid)), 0);
+    cr_assert_eq(zmq_connect(c, r.client_ep), 0);
+
+    int n_accepted = 0, n_done = 0, n_peer = 0, n_other = 0;
+    uint32_t next_goes_on = 99, next_finished = 99, done_tokens = 0;
+    pd_proto_finish_t finish = PD_PROTO_FINISH_LENGTH;
+    uint64_t until = pd_time_now_ms() + 3000;
+    while (pd_time_now_ms() < until) {
+        fw_cluster_pump(&cl, 10);
+        char buf[4096];
+        int n;
+        while ((n = zmq_recv(c, buf, sizeof(buf), ZMQ_DONTWAIT)) >= 0) {
+            pd_proto_msg_t m;
+            pd_proto_fault_t fault;
+            cr_assert_eq(pd_proto_decode(&m, PD_PROTO_CHAN_CLIENT, buf, (size_t)n, &fault), PD_OK);
+            if (m.type == PD_PROTO_TYPE_ACCEPTED) {
+                cr_assert(m.u.accepted.resumed);
+                n_accepted++;
+                if (strcmp(m.u.accepted.id, "goes-on") == 0)
+                    next_goes_on = m.u.accepted.next_index;
+                else if (strcmp(m.u.accepted.id, "finished") == 0)
+                    next_finished = m.u.accepted.next_index;
+                else
+                    n_other++;
+            } else if (m.type == PD_PROTO_TYPE_DONE && strcmp(m.u.done.id, "finished") == 0) {
+                n_done++;
+                done_tokens = m.u.done.n_tokens;
+                finish = m.u.done.finish_reason;
+                cr_assert_eq(m.u.done.tokens[0], 5);
+                cr_assert_eq(m.u.done.tokens[2], 7);
+            } else if (m.type == PD_PROTO_TYPE_ERROR && strcmp(m.u.error.id, "no-frame") == 0) {
+                cr_assert_eq(m.u.error.code, PD_ERR_PEER);
+                n_peer++;
+            } else {
+                n_other++;
+            }
+            pd_proto_msg_cleanup(&m);
+        }
+    }
+    cr_assert_eq(n_accepted, 2);
+    cr_assert_eq(next_finished, 3);
+    cr_assert_eq(next_goes_on, 2);
+    cr_assert_eq(n_done, 1);
+    cr_assert_eq(done_tokens, 3);
+    cr_assert_eq(finish, PD_PROTO_FINISH_EOS, "finish %d", (int)finish);
+    cr_assert_eq(n_peer, 1);
+    cr_assert_eq(n_other, 0, "%d messages for ended, cut or unknown entries", n_other);
+    /* It went on with the prompt and the two tokens the client has. */
+    cr_assert_eq(d0.n_reserve, 1);
+    bool found = false;
+    for (int i = 0; i < FW_MAX_REQS; i++)
+        found = found || (d0.reqs[i].used && d0.reqs[i].n_tokens == 22);
+    cr_assert(found, "decode was not asked for prompt + 2 tokens");
+
+    /* Its own journal holds the request that goes on, tokens included. */
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[8192];
+    bool a = false, t = false;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        a = a || (line[0] == 'A' && strstr(line, " 676f65732d6f6e ") != NULL);
+        t = t || strstr(line, " - 1 2\n") != NULL;
+    }
+    fclose(f);
+    cr_assert(a && t, "the new journal lacks the request that went on");
+
+    zmq_close(c);
+    zmq_ctx_term(ctx);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+    unlink(path);
+    rmdir(dir);
 }

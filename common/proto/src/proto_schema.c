@@ -211,6 +211,8 @@ SCHEMA(cancel);
 #define T pd_proto_accepted_t
 FIELDS(accepted) = {
     {"id", STR, REQ, O(id), .doc = "the request, admitted and queued"},
+    {"resumed", BOOL, OPT | OMIT, O(resumed), .doc = "sent again by a router that restarted while the request ran and goes on with it (from its `--journal`): the stream continues at `next_index`"},
+    {"next_index", U32, OPT | OMIT, O(next_index), .max = PD_PROTO_MAX_NEW_TOKENS, .doc = "with `resumed`: the index of the next `token` sent; tokens from there on that the client already has come again with the same index and token"},
 };
 SCHEMA(accepted);
 #undef T
@@ -310,6 +312,7 @@ FIELDS(status_reply) = {
     {"recomputed_blocks", U64, OMIT, O(recomputed_blocks), MAXU64, .doc = "prompt blocks recomputed to fill holes in reused prefixes, since the router started"},
     {"moved_requests", U64, OMIT, O(moved_requests), MAXU64, .doc = "requests that continued on another worker after one of theirs died, since the router started"},
     {"client_gone_requests", U64, OMIT, O(client_gone_requests), MAXU64, .doc = "requests canceled because their client's connection closed, since the router started"},
+    {"resumed_requests", U64, OMIT, O(resumed_requests), MAXU64, .doc = "requests of the previous router (from its `--journal`) this one went on with"},
 };
 SCHEMA(status_reply);
 #undef T

@@ -192,6 +192,8 @@ typedef struct pd_proto_cancel {
 
 typedef struct pd_proto_accepted {
     char id[PD_PROTO_ID_CAP];
+    bool resumed;        /* a restarted router goes on with the request */
+    uint32_t next_index; /* with resumed: the next token's index */
 } pd_proto_accepted_t;
 
 typedef struct pd_proto_token {
@@ -277,6 +279,7 @@ typedef struct pd_proto_status_reply {
     uint64_t recomputed_blocks; /* optional: prompt blocks recomputed to fill holes, in all */
     uint64_t moved_requests;    /* optional: requests continued on another worker after a death */
     uint64_t client_gone_requests; /* optional: requests canceled when their client left */
+    uint64_t resumed_requests;     /* optional: the previous router's requests continued */
 } pd_proto_status_reply_t;
 
 /* stop: the client has what it needs (e.g. a stop string matched in the text): the
