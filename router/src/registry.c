@@ -263,6 +263,11 @@ void pd_router_worker_on_message(pd_router_t *r, const pd_router_rid_t *rid, con
                         (unsigned long long)msg->u.heartbeat.epoch, (unsigned long long)wk->epoch);
             return;
         }
+        /* A heartbeat that left after the failed push (not one already on its way). */
+        if (wk->suspect_ms != 0 && pd_time_now_ms() >= wk->suspect_ms + PD_ROUTER_SUSPECT_MIN_MS) {
+            wk->suspect_ms = 0;
+            pd_router_req_on_suspect_alive(r, wk);
+        }
         wk->running = msg->u.heartbeat.running;
         wk->queued = msg->u.heartbeat.queued;
         wk->free_blocks = msg->u.heartbeat.free_blocks;

@@ -299,6 +299,7 @@ static void pd_router_req_unassign(pd_router_t *r, pd_router_req_t *req)
     req->n_block_table = req->n_cached_blocks = req->n_src = req->n_recomputed = 0;
     req->prefill_slot = req->decode_slot = req->holder_slot = -1;
     req->prefill_sent = req->pin_waiting = req->pin_held = false;
+    req->push_error = PD_OK;
     if (req->prefilled)
         req->keep_usage = true;
     req->prefilled = false;
@@ -572,7 +573,7 @@ static bool pd_router_has_room(const pd_router_t *r, const pd_router_worker_t *w
                                const pd_router_req_t *req)
 {
     if (decode_side) {
-        if (!pd_router_sched_decode_room(r, wk, req, pd_time_now_ms()))
+        if (wk->suspect_ms != 0 || !pd_router_sched_decode_room(r, wk, req, pd_time_now_ms()))
             return false;
         /* Colocated, it computes the prompt too unless a prefill worker does it better. */
         return wk->role != PD_PROTO_ROLE_BOTH || pd_router_sched_prefill_room(r, wk, req);

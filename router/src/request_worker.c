@@ -330,7 +330,39 @@ void pd_router_req_on_error(pd_router_t *r, pd_router_worker_t *wk,
         pd_router_dispatch(r);
         return;
     }
+    pd_router_worker_t *dw = pd_router_req_worker(r, req->decode_slot, req->decode_epoch);
+    if ((int)wk->slot == req->prefill_slot && dw != NULL && dw != wk && !req->prefilled &&
+        (m->code == PD_ERR_TIMEOUT || m->code == PD_ERR_PEER || m->code == PD_ERR_IO)) {
+        /* The KV push failed: the decode worker may be dead, which its heartbeats will
+         * tell (then the request moves on), or out of reach (then it fails, as now). It
+         * waits for that; the decode worker takes nothing new meanwhile. */
+        dw->suspect_ms = pd_time_now_ms();
+        req->push_error = m->code;
+        snprintf(req->push_from, sizeof(req->push_from), "%s", wk->id);
+        pd_router_req_release_prefill(r, req);
+        pd_log_info("request %llu (%s): KV push from %s into %s failed (%s); waiting for %s's "
+                    "heartbeat",
+                    (unsigned long long)req->req_id, req->id, wk->id, dw->id,
+                    pd_status_name(m->code), dw->id);
+        pd_router_dispatch(r);
+        return;
+    }
     snprintf(msg, sizeof(msg), "worker %s: %s", wk->id, m->message);
     pd_router_req_fail(r, req, m->code, msg);
+    pd_router_dispatch(r);
+}
+
+void pd_router_req_on_suspect_alive(pd_router_t *r, pd_router_worker_t *dw)
+{
+    for (pd_router_req_t *req = r->head, *next; req != NULL; req = next) {
+        next = req->next;
+        if (req->push_error == PD_OK || req->decode_slot != (int)dw->slot ||
+            req->decode_epoch != dw->epoch)
+            continue;
+        char msg[PD_PROTO_NAME_CAP * 2 + 64];
+        snprintf(msg, sizeof(msg), "worker %s: KV push to the decode worker %s failed",
+                 req->push_from, dw->id);
+        pd_router_req_fail(r, req, req->push_error, msg);
+    }
     pd_router_dispatch(r);
 }

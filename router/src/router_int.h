@@ -17,6 +17,7 @@
 #define PD_ROUTER_RESYNC_RETRY_MS 2000
 #define PD_ROUTER_MAX_CLIENT_KEYS 1024
 #define PD_ROUTER_Z85_KEY_CHARS   40
+#define PD_ROUTER_SUSPECT_MIN_MS  200 /* heartbeats this soon after a failed push prove nothing */
 
 /* One client allowed by --client-keys: its CURVE public key, the tenant it acts as, and
  * its roles: `admin` sees every worker's figures in stats_reply; `gateway` may name the
@@ -82,6 +83,10 @@ typedef struct pd_router_worker {
     double step_ms;
     uint64_t busy_until_ms;
     bool chunked; /* it reported a prompt computed in several chunks: it interleaves */
+    /* A KV push into it failed at this time (0: none): it takes nothing new, and the
+     * requests whose push failed wait, until a heartbeat says it lives (they fail: the
+     * link failed) or it is removed (they move on). */
+    uint64_t suspect_ms;
 } pd_router_worker_t;
 
 /* queued -> reserving -> prefilling -> decoding -> (terminal: freed). */
@@ -160,6 +165,8 @@ typedef struct pd_router_req {
     uint32_t n_fetched_tokens;
     bool decode_done;
     bool last_streamed; /* decode flagged the last token: the stream is complete */
+    pd_status_t push_error;            /* prefill's KV push into decode failed (PD_OK: no) */
+    char push_from[PD_PROTO_NAME_CAP]; /* ... from this prefill worker */
     /* --journal (journal.c): tokens written to it, and n_out and last_streamed as its
      * previous write saw them (what is written lags the stream by one write). */
     uint32_t n_journaled, journal_mark;
@@ -326,6 +333,9 @@ void pd_router_req_on_token(pd_router_t *r, pd_router_worker_t *wk,
 void pd_router_req_on_done(pd_router_t *r, pd_router_worker_t *wk, const pd_proto_worker_done_t *m);
 void pd_router_req_on_error(pd_router_t *r, pd_router_worker_t *wk,
                             const pd_proto_worker_error_t *m);
+/* dw, suspected after a failed KV push, sent a heartbeat: it lives, so the requests whose
+ * push into it failed end with that failure. */
+void pd_router_req_on_suspect_alive(pd_router_t *r, pd_router_worker_t *dw);
 /* Dispatch queued requests while workers have room. */
 void pd_router_dispatch(pd_router_t *r);
 /* Deadlines. */

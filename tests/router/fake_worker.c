@@ -275,6 +275,14 @@ static void fw_on_message(fw_cluster_t *cl, fw_worker_t *w, const pd_proto_msg_t
     case PD_PROTO_TYPE_PREFILL: {
         const pd_proto_prefill_t *x = &m->u.prefill;
         w->n_prefill++;
+        if (w->fail_push != PD_OK) {
+            pd_proto_msg_t em = {.type = PD_PROTO_TYPE_WORKER_ERROR};
+            em.u.worker_error = (pd_proto_worker_error_t){x->req_id, w->fail_push,
+                                                          "KV push to the decode worker failed"};
+            w->fail_push = PD_OK;
+            fw_send(w, &em);
+            break;
+        }
         w->last_src = x->src_xfer_desc != NULL ? x->n_src_block_table : 0;
         snprintf(w->last_src_id, sizeof(w->last_src_id), "%s",
                  x->src_worker_id != NULL ? x->src_worker_id : "");

@@ -45,9 +45,10 @@ typedef struct fw_worker {
     void *pub;
     char events_ep[256];
     bool registered;
-    bool heartbeats;                         /* send heartbeats (false: act dead) */
-    bool hang;                               /* decode: reserve but never stream */
-    uint32_t end_after; /* decode: stream this many tokens, flag the last, send no done */
+    bool heartbeats;       /* send heartbeats (false: act dead) */
+    bool hang;             /* decode: reserve but never stream */
+    uint32_t end_after;    /* decode: stream this many tokens, flag the last, send no done */
+    pd_status_t fail_push; /* prefill: answer the next prefill with this error, once */
     const pd_proto_worker_stats_t *hb_stats; /* sent with every heartbeat (NULL: none) */
     const int32_t *script;                   /* decode: stream these ids (NULL: made up) */
     uint32_t n_script;

@@ -11,6 +11,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+/* The router's PD_ROUTER_SUSPECT_MIN_MS. */
+#define PD_ROUTER_SUSPECT_MIN_MS_TEST 200
+
 static void fx_wait_registered(fw_cluster_t *cl)
 {
     uint64_t until = pd_time_now_ms() + 5000;
@@ -349,4 +352,90 @@ Test(router_faults, a_restarted_router_goes_on_with_the_requests_of_its_journal)
     fw_router_stop(&r);
     unlink(path);
     rmdir(dir);
+}
+
+/* A prefill worker whose KV push into a decode worker failed: the request waits for
+ * that worker's heartbeats. While it lives (a link fault), the request ends with the
+ * push's error; when it is dead, the request goes on on the other decode worker, though
+ * that one is busier. Either way the suspect takes nothing new meanwhile. */
+static void fx_failed_push(bool decode_dies)
+{
+    fw_router_t r;
+    const char *const extra[] = {"--worker-timeout-ms", "800", "--heartbeat-ms", "100", NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0, d1;
+    memset(&p0, 0, sizeof(p0));
+    memset(&d0, 0, sizeof(d0));
+    memset(&d1, 0, sizeof(d1));
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    fw_worker_start(&cl, &d1, &r, "decode-1", PD_PROTO_ROLE_DECODE);
+    fx_wait_registered(&cl);
+    d0.hang = d1.hang = true; /* requests stay where they are */
+
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    int32_t tokens[64];
+    for (int k = 0; k < 64; k++)
+        tokens[k] = k + 3;
+    /* A long request makes one decode worker the busier. */
+    fw_send_generate(c, "busy", tokens, 64, 64, NULL);
+    uint64_t until = pd_time_now_ms() + 5000;
+    while (d0.n_reserve + d1.n_reserve < 1 && pd_time_now_ms() < until)
+        fw_cluster_pump(&cl, 5);
+    cr_assert_eq(d0.n_reserve + d1.n_reserve, 1);
+    fw_worker_t *busy = d0.n_reserve == 1 ? &d0 : &d1;
+    fw_worker_t *idle = busy == &d0 ? &d1 : &d0;
+
+    /* The next goes to the idle one, and its push fails. */
+    p0.fail_push = PD_ERR_TIMEOUT;
+    if (decode_dies)
+        idle->heartbeats = false;
+    uint64_t t0 = pd_time_now_ms();
+    fw_send_generate(c, "pushed", tokens + 1, 32, 4, NULL);
+    pd_status_t err = PD_OK;
+    uint64_t err_ms = 0;
+    until = pd_time_now_ms() + 5000;
+    while (err == PD_OK && busy->n_reserve < 2 && pd_time_now_ms() < until) {
+        fw_cluster_pump(&cl, 5);
+        pd_proto_msg_t m;
+        while (pd_client_recv(c, 0, &m, NULL) == PD_OK) {
+            if (m.type == PD_PROTO_TYPE_ERROR) {
+                err = m.u.error.code;
+                err_ms = pd_time_now_ms() - t0;
+            }
+            pd_proto_msg_cleanup(&m);
+        }
+    }
+    cr_assert_eq(idle->n_reserve, 1);
+    if (decode_dies) {
+        cr_assert_eq(err, PD_OK, "the request failed: %s", pd_status_name(err));
+        cr_assert_eq(busy->n_reserve, 2, "the request did not go on at the other decode worker");
+        cr_assert_eq(p0.n_prefill, 3, "prefill was asked %u times", p0.n_prefill);
+    } else {
+        cr_assert_eq(err, PD_ERR_TIMEOUT, "%s", pd_status_name(err));
+        cr_assert_geq(err_ms, PD_ROUTER_SUSPECT_MIN_MS_TEST,
+                      "failed after %llu ms, before a "
+                      "heartbeat could tell",
+                      (unsigned long long)err_ms);
+        cr_assert_eq(busy->n_reserve, 1, "a request went on despite a live decode worker");
+        cr_assert_eq(p0.n_prefill, 2);
+        cr_assert_eq(idle->n_cancel, 1, "its reservation was not canceled");
+    }
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_worker_stop(&d1);
+    fw_router_stop(&r);
+}
+
+Test(router_faults, a_failed_kv_push_into_a_dead_decode_worker_moves_the_request)
+{
+    fx_failed_push(true);
+}
+
+Test(router_faults, a_failed_kv_push_into_a_live_decode_worker_fails_the_request)
+{
+    fx_failed_push(false);
 }
