@@ -560,10 +560,9 @@ Test(faults, pd_link_30pct_loss_every_request_ends_once)
 }
 
 /* kill -9 of the router mid-stream and a restart with the same command line, as a
- * supervisor would: the new router reads the journal of the old one and tells every
- * client whose request was in flight (PD_ERR_PEER) within 2 s; the workers register
- * again, what they held for the lost requests is cancelled, and new requests are served
- * with exact tokens. */
+ * supervisor would: the new router reads the journal of the old one and goes on with
+ * every request in flight once its client is back; the workers register again and drop
+ * what they held for the old router. */
 static char fx_router_argv_buf[8192];
 static char *fx_router_argv[128];
 static pid_t fx_router2;

@@ -382,9 +382,10 @@ static void fx_failed_push(bool decode_dies)
     /* A long request makes one decode worker the busier. */
     fw_send_generate(c, "busy", tokens, 64, 64, NULL);
     uint64_t until = pd_time_now_ms() + 5000;
-    while (d0.n_reserve + d1.n_reserve < 1 && pd_time_now_ms() < until)
+    while ((d0.n_reserve + d1.n_reserve < 1 || p0.n_prefill < 1) && pd_time_now_ms() < until)
         fw_cluster_pump(&cl, 5);
     cr_assert_eq(d0.n_reserve + d1.n_reserve, 1);
+    cr_assert_eq(p0.n_prefill, 1);
     fw_worker_t *busy = d0.n_reserve == 1 ? &d0 : &d1;
     fw_worker_t *idle = busy == &d0 ? &d1 : &d0;
 
@@ -412,6 +413,9 @@ static void fx_failed_push(bool decode_dies)
     if (decode_dies) {
         cr_assert_eq(err, PD_OK, "the request failed: %s", pd_status_name(err));
         cr_assert_eq(busy->n_reserve, 2, "the request did not go on at the other decode worker");
+        until = pd_time_now_ms() + 2000; /* its prefill follows the reservation */
+        while (p0.n_prefill < 3 && pd_time_now_ms() < until)
+            fw_cluster_pump(&cl, 5);
         cr_assert_eq(p0.n_prefill, 3, "prefill was asked %u times", p0.n_prefill);
     } else {
         cr_assert_eq(err, PD_ERR_TIMEOUT, "%s", pd_status_name(err));
