@@ -82,9 +82,14 @@ static void pd_bench_send_cancel(pd_bench_client_t *c, size_t idx)
         zmq_send(c->sock, pd_mp_writer_data(&c->w), pd_mp_writer_size(&c->w), ZMQ_DONTWAIT);
 }
 
-/* Send request idx. Returns 0, 1 when the socket would block (try again later), or -1
- * when the request could not be encoded (it is failed). */
-static int pd_bench_send(pd_bench_client_t *c, size_t idx)
+/* A request with no accepted this long is sent again, as often as this: the router
+ * may have died with it unread (a router answers a request it already has with another
+ * accepted and runs it once). */
+#define PD_BENCH_RESEND_MS 2000.0
+#define PD_BENCH_MAX_RESENDS 5
+
+/* Encode request idx into c->w. */
+static pd_status_t pd_bench_encode(pd_bench_client_t *c, size_t idx)
 {
     const pd_bench_item_t *it = &c->items[idx];
     const pd_bench_client_opts_t *o = c->opts;
@@ -107,7 +112,14 @@ static int pd_bench_send(pd_bench_client_t *c, size_t idx)
     g->slo_tpot_ms = o->slo_tpot_ms;
     g->stream = true;
     pd_mp_writer_reset(&c->w);
-    pd_status_t st = pd_proto_encode(&m, &c->w);
+    return pd_proto_encode(&m, &c->w);
+}
+
+/* Send request idx. Returns 0, 1 when the socket would block (try again later), or -1
+ * when the request could not be encoded (it is failed). */
+static int pd_bench_send(pd_bench_client_t *c, size_t idx)
+{
+    pd_status_t st = pd_bench_encode(c, idx);
     pd_bench_rec_t *r = &c->recs[idx];
     if (st != PD_OK) {
         r->sent = true;
@@ -162,8 +174,10 @@ static void pd_bench_handle(pd_bench_client_t *c, const void *buf, size_t len)
     size_t idx = SIZE_MAX;
     switch (m.type) {
     case PD_PROTO_TYPE_ACCEPTED:
-        if (pd_bench_lookup(c, m.u.accepted.id) == SIZE_MAX)
+        if ((idx = pd_bench_lookup(c, m.u.accepted.id)) == SIZE_MAX)
             c->n_unmatched++;
+        else
+            c->recs[idx].accepted = true;
         break;
     case PD_PROTO_TYPE_TOKEN:
         idx = pd_bench_lookup(c, m.u.token.id);
@@ -217,10 +231,19 @@ static void pd_bench_check_timeouts(pd_bench_client_t *c, double now)
 {
     for (size_t k = 0; k < c->n_inflight;) {
         size_t idx = c->inflight[k];
-        if (now - c->recs[idx].send_ms > (double)c->opts->timeout_ms) {
+        pd_bench_rec_t *r = &c->recs[idx];
+        if (now - r->send_ms > (double)c->opts->timeout_ms) {
             pd_bench_send_cancel(c, idx);
             pd_bench_fail(c, idx, PD_ERR_TIMEOUT, "no done within --timeout-ms (client)");
             continue; /* the slot now holds another request */
+        }
+        double last = r->n_resent > 0 ? r->resent_ms : r->send_ms;
+        if (!r->accepted && r->n_recv == 0 && r->n_resent < PD_BENCH_MAX_RESENDS &&
+            now - last >= PD_BENCH_RESEND_MS && pd_bench_encode(c, idx) == PD_OK &&
+            zmq_send(c->sock, pd_mp_writer_data(&c->w), pd_mp_writer_size(&c->w), ZMQ_DONTWAIT) >=
+                0) {
+            r->n_resent++;
+            r->resent_ms = now;
         }
         k++;
     }

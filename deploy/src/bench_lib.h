@@ -179,6 +179,9 @@ typedef struct pd_bench_rec {
     uint32_t group;
     uint32_t tenant;
     bool sent;
+    bool accepted;     /* got accepted */
+    uint32_t n_resent; /* sent again for want of an accepted (a router that restarted) */
+    double resent_ms;  /* when last sent again */
     bool finished;     /* got done */
     pd_status_t error; /* PD_OK, or the error code (PD_ERR_TIMEOUT from the client) */
     char error_msg[128];

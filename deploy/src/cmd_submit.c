@@ -461,8 +461,18 @@ int pd_cmd_submit(int argc, char **argv)
     uint64_t deadline = pd_time_now_ms() + o.timeout_ms;
     bool canceled = false;
     uint32_t n_tokens = 0; /* streamed so far */
+    /* With no accepted after 2 s the request goes again (a router that died with it
+     * unread); a router that has it answers accepted and runs it once. */
+    bool accepted = false;
+    uint64_t sent_ms = pd_time_now_ms();
+    int n_resent = 0;
     for (;;) {
         uint64_t now = pd_time_now_ms();
+        if (!accepted && !canceled && n_resent < 5 && now >= sent_ms + 2000) {
+            if (pd_client_send(c, &req) == PD_OK)
+                n_resent++;
+            sent_ms = now;
+        }
         if (pd_submit_interrupted && !canceled) {
             pd_submit_send_cancel(c, o.g.id);
             canceled = true;
@@ -490,6 +500,7 @@ int pd_cmd_submit(int argc, char **argv)
         switch (m.type) {
         case PD_PROTO_TYPE_ACCEPTED:
             mine = strcmp(m.u.accepted.id, o.g.id) == 0;
+            accepted = accepted || mine;
             break;
         case PD_PROTO_TYPE_TOKEN:
             /* A token it already has (sent again by a router that restarted and went on

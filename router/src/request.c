@@ -353,6 +353,16 @@ void pd_router_req_reroute(pd_router_t *r, pd_router_req_t *req, pd_router_worke
                 (unsigned long long)req->req_id, req->id, wk->id, why);
 }
 
+static pd_router_req_t *pd_router_req_of_client(pd_router_t *r, const pd_router_rid_t *client,
+                                                const char *id)
+{
+    for (pd_router_req_t *q = r->head; q != NULL; q = q->next)
+        if (q->client.n == client->n && memcmp(q->client.bytes, client->bytes, client->n) == 0 &&
+            strcmp(q->id, id) == 0)
+            return q;
+    return NULL;
+}
+
 /* A queued request from g's fields and its prompt tokens, not yet linked; NULL when out of
  * memory. */
 static pd_router_req_t *pd_router_req_new(pd_router_t *r, const pd_router_rid_t *client,
@@ -407,6 +417,14 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
     size_t n_tokens = g->n_tokens;
     pd_status_t st;
 
+    /* The same request again from its client (it saw no accepted: a router that died
+     * with it unread, or a slow one): it runs once, and the client hears accepted. */
+    if (g->id[0] != '\0' && pd_router_req_of_client(r, client, g->id) != NULL) {
+        pd_proto_msg_t acc = {.type = PD_PROTO_TYPE_ACCEPTED};
+        memcpy(acc.u.accepted.id, g->id, sizeof(acc.u.accepted.id));
+        pd_router_send_client(r, client, &acc);
+        return;
+    }
     if (r->n_queued >= r->cfg.max_queue) {
         char why[128];
         snprintf(why, sizeof(why), "the router's queue is full (%u of max_queue %u); retry later",
@@ -528,15 +546,6 @@ void pd_router_req_resume(pd_router_t *r, const pd_router_rid_t *client,
     pd_router_dispatch(r);
 }
 
-static pd_router_req_t *pd_router_req_of_client(pd_router_t *r, const pd_router_rid_t *client,
-                                                const char *id)
-{
-    for (pd_router_req_t *q = r->head; q != NULL; q = q->next)
-        if (q->client.n == client->n && memcmp(q->client.bytes, client->bytes, client->n) == 0 &&
-            strcmp(q->id, id) == 0)
-            return q;
-    return NULL;
-}
 
 void pd_router_on_stop(pd_router_t *r, const pd_router_rid_t *client, const char *id)
 {

@@ -443,3 +443,57 @@ Test(router_faults, a_failed_kv_push_into_a_live_decode_worker_fails_the_request
 {
     fx_failed_push(false);
 }
+
+/* A client that saw no accepted sends its request again (a router that died with it
+ * unread): a router that has the request answers accepted again and runs it once. */
+Test(router_faults, a_request_sent_again_runs_once)
+{
+    fw_router_t r;
+    fw_router_start(&r, NULL);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    memset(&p0, 0, sizeof(p0));
+    memset(&d0, 0, sizeof(d0));
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    fx_wait_registered(&cl);
+
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    int32_t tokens[32];
+    for (int k = 0; k < 32; k++)
+        tokens[k] = k + 3;
+    fw_send_generate(c, "twice", tokens, 32, 6, NULL);
+    fw_send_generate(c, "twice", tokens, 32, 6, NULL);
+    int n_accepted = 0, n_done = 0, n_err = 0, n_tokens = 0;
+    uint64_t until = pd_time_now_ms() + 3000;
+    while (pd_time_now_ms() < until && n_done + n_err == 0) {
+        fw_cluster_pump(&cl, 5);
+        pd_proto_msg_t m;
+        while (pd_client_recv(c, 0, &m, NULL) == PD_OK) {
+            n_accepted += m.type == PD_PROTO_TYPE_ACCEPTED;
+            n_tokens += m.type == PD_PROTO_TYPE_TOKEN;
+            n_done += m.type == PD_PROTO_TYPE_DONE;
+            n_err += m.type == PD_PROTO_TYPE_ERROR;
+            pd_proto_msg_cleanup(&m);
+        }
+    }
+    fw_cluster_pump(&cl, 300); /* anything more would come now */
+    pd_proto_msg_t m;
+    while (pd_client_recv(c, 0, &m, NULL) == PD_OK) {
+        n_done += m.type == PD_PROTO_TYPE_DONE;
+        n_err += m.type == PD_PROTO_TYPE_ERROR;
+        n_tokens += m.type == PD_PROTO_TYPE_TOKEN;
+        pd_proto_msg_cleanup(&m);
+    }
+    cr_assert_eq(n_accepted, 2);
+    cr_assert_eq(n_err, 0);
+    cr_assert_eq(n_done, 1, "%d done", n_done);
+    cr_assert_eq(n_tokens, 6, "%d tokens: the request ran twice", n_tokens);
+    cr_assert_eq(d0.n_reserve, 1);
+    cr_assert_eq(p0.n_prefill, 1);
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+}

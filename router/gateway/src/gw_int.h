@@ -267,6 +267,10 @@ struct pd_gw_req {
     pd_gw_err_t reply_err;
     uint64_t arrival_ns, first_ns, last_ns;
     uint64_t deadline_ms;
+    /* The router's accepted; with none, the request is sent again (gw_link.c). */
+    bool accepted;
+    uint64_t sent_ms;
+    uint32_t n_resent;
 };
 
 /* ---- the gateway ---- */

@@ -109,7 +109,13 @@ static pd_status_t pd_gw_link_send(pd_gw_t *gw, const pd_proto_msg_t *m)
     return PD_OK;
 }
 
-pd_status_t pd_gw_link_submit(pd_gw_t *gw, pd_gw_req_t *req, pd_gw_err_t *err)
+/* A request with no accepted this long is sent again, at most this often: the router may
+ * have died with it unread (a router answers a request it has with another accepted and
+ * runs it once). */
+#define PD_GW_RESEND_MS  2000u
+#define PD_GW_MAX_RESENDS 5u
+
+static pd_status_t pd_gw_link_send_generate(pd_gw_t *gw, pd_gw_req_t *req)
 {
     pd_proto_msg_t m;
     memset(&m, 0, sizeof(m));
@@ -125,7 +131,13 @@ pd_status_t pd_gw_link_submit(pd_gw_t *gw, pd_gw_req_t *req, pd_gw_err_t *err)
     /* Without stop strings a non-streaming request needs no tokens on the wire; with
      * them the gateway must see each token to stop early. */
     g->stream = req->stream || req->text.n_stops > 0;
-    pd_status_t st = pd_gw_link_send(gw, &m);
+    req->sent_ms = pd_time_now_ms();
+    return pd_gw_link_send(gw, &m);
+}
+
+pd_status_t pd_gw_link_submit(pd_gw_t *gw, pd_gw_req_t *req, pd_gw_err_t *err)
+{
+    pd_status_t st = pd_gw_link_send_generate(gw, req);
     if (st != PD_OK) {
         if (st == PD_ERR_OVERLOADED)
             pd_gw_err_set(err, 503, "server_error", "router_busy",
@@ -209,6 +221,8 @@ static void pd_gw_link_on_message(pd_gw_t *gw, const pd_proto_msg_t *m)
         pd_gw_link_on_stats(gw, &m->u.stats_reply);
         break;
     case PD_PROTO_TYPE_ACCEPTED:
+        if ((req = pd_gw_link_req(gw, m->u.accepted.id)) != NULL)
+            req->accepted = true;
         break;
     case PD_PROTO_TYPE_TOKEN:
         if ((req = pd_gw_link_req(gw, m->u.token.id)) != NULL)
@@ -287,6 +301,10 @@ void pd_gw_link_tick(pd_gw_t *gw, uint64_t now_ms)
             if (now_ms >= q->deadline_ms) {
                 pd_gw_link_cancel(gw, q);
                 pd_gw_req_on_error(q, PD_ERR_TIMEOUT, "no answer from the cluster in time");
+            } else if (!q->accepted && !q->terminal && q->n_out == 0 &&
+                       q->n_resent < PD_GW_MAX_RESENDS && now_ms >= q->sent_ms + PD_GW_RESEND_MS) {
+                q->n_resent++;
+                pd_status_ignore(pd_gw_link_send_generate(gw, q)); /* tried again later */
             }
             q = next;
         }
