@@ -85,7 +85,7 @@ static void pd_bench_send_cancel(pd_bench_client_t *c, size_t idx)
 /* A request with no accepted this long is sent again, as often as this: the router
  * may have died with it unread (a router answers a request it already has with another
  * accepted and runs it once). */
-#define PD_BENCH_RESEND_MS 2000.0
+#define PD_BENCH_RESEND_MS   2000.0
 #define PD_BENCH_MAX_RESENDS 5
 
 /* Encode request idx into c->w. */

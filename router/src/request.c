@@ -546,7 +546,6 @@ void pd_router_req_resume(pd_router_t *r, const pd_router_rid_t *client,
     pd_router_dispatch(r);
 }
 
-
 void pd_router_on_stop(pd_router_t *r, const pd_router_rid_t *client, const char *id)
 {
     pd_router_req_t *req = pd_router_req_of_client(r, client, id);

@@ -112,7 +112,7 @@ static pd_status_t pd_gw_link_send(pd_gw_t *gw, const pd_proto_msg_t *m)
 /* A request with no accepted this long is sent again, at most this often: the router may
  * have died with it unread (a router answers a request it has with another accepted and
  * runs it once). */
-#define PD_GW_RESEND_MS  2000u
+#define PD_GW_RESEND_MS   2000u
 #define PD_GW_MAX_RESENDS 5u
 
 static pd_status_t pd_gw_link_send_generate(pd_gw_t *gw, pd_gw_req_t *req)
