@@ -10,7 +10,10 @@
  * lines lag the stream by PD_ROUTER_JOURNAL_LAG_MS to 2x that, so a token is on disk only
  * once the socket has had that long to write it out: what the journal says was streamed
  * the client has (the tokens handed to the socket in the last few milliseconds before the
- * kill come again, with their index). A router that starts on the journal of one that died sends
+ * kill come again, with their index). E lines lag the same way, so that a `done` still in
+ * the socket at the kill is not lost with it: the next router ends the request again
+ * (a client that has its done ignores the second); a router that stops cleanly writes
+ * them all before it exits. A router that starts on the journal of one that died sends
  * each client that comes back (clients keep their routing id across reconnects) `accepted` with
  * `resumed` and queues its request again after the tokens the journal holds; the
  * sampler's seed is per position, so the continuation is the undisturbed stream. An entry
@@ -219,6 +222,8 @@ static void pd_router_journal_read(pd_router_t *r, FILE *f)
     free(line);
 }
 
+static void pd_router_journal_ends(pd_router_t *r, const uint64_t *ids, uint32_t n);
+
 pd_status_t pd_router_journal_open(pd_router_t *r)
 {
     r->journal_fd = -1;
@@ -250,6 +255,9 @@ pd_status_t pd_router_journal_open(pd_router_t *r)
 
 void pd_router_journal_close(pd_router_t *r)
 {
+    /* Stopped cleanly: every request ended, its client told; none is for the next one. */
+    pd_router_journal_ends(r, r->ended_old, r->n_ended_old);
+    pd_router_journal_ends(r, r->ended_new, r->n_ended_new);
     if (r->journal_fd >= 0)
         close(r->journal_fd);
     r->journal_fd = -1;
@@ -259,6 +267,10 @@ void pd_router_journal_close(pd_router_t *r)
     r->orphans = NULL;
     r->n_orphans = r->cap_orphans = 0;
     pd_mp_writer_cleanup(&r->jw);
+    free(r->ended_new);
+    free(r->ended_old);
+    r->ended_new = r->ended_old = NULL;
+    r->n_ended_new = r->n_ended_old = r->cap_ended = 0;
     free(r->jbuf);
     r->jbuf = NULL;
     r->jbuf_cap = 0;
@@ -286,6 +298,16 @@ static void pd_router_journal_write(pd_router_t *r, const char *data, size_t len
         pd_log_error("--journal: %s; no longer written", strerror(errno));
         close(r->journal_fd);
         r->journal_fd = -1;
+    }
+}
+
+/* E lines for ids, one write each. */
+static void pd_router_journal_ends(pd_router_t *r, const uint64_t *ids, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        char line[32];
+        int len = snprintf(line, sizeof(line), "E %llu\n", (unsigned long long)ids[i]);
+        pd_router_journal_write(r, line, (size_t)len);
     }
 }
 
@@ -329,13 +351,26 @@ void pd_router_journal_accept(pd_router_t *r, const pd_router_req_t *req,
     pd_router_journal_write(r, r->jbuf, (size_t)(p - r->jbuf));
 }
 
+/* The E line goes out with the write after next, as tokens do: a request's done may
+ * still be in the socket when the router is killed. */
 void pd_router_journal_end(pd_router_t *r, const pd_router_req_t *req)
 {
     if (r->journal_fd < 0)
         return;
-    char line[32];
-    int n = snprintf(line, sizeof(line), "E %llu\n", (unsigned long long)req->req_id);
-    pd_router_journal_write(r, line, (size_t)n);
+    if (r->n_ended_new == r->cap_ended) {
+        uint32_t cap = r->cap_ended ? 2 * r->cap_ended : 256;
+        uint64_t *a = realloc(r->ended_new, cap * sizeof(*a));
+        uint64_t *b = a != NULL ? realloc(r->ended_old, cap * sizeof(*b)) : NULL;
+        if (a != NULL)
+            r->ended_new = a;
+        if (b == NULL) {
+            pd_router_journal_ends(r, &req->req_id, 1); /* now rather than not at all */
+            return;
+        }
+        r->ended_old = b;
+        r->cap_ended = cap;
+    }
+    r->ended_new[r->n_ended_new++] = req->req_id;
 }
 
 /* The tokens streamed up to the previous call, at most every PD_ROUTER_JOURNAL_LAG_MS, in
@@ -361,6 +396,21 @@ void pd_router_journal_tokens(pd_router_t *r, uint64_t now_ms)
         q->journal_mark = q->n_out;
         q->journal_mark_last = q->last_streamed;
     }
+    if (pd_router_jbuf_room(r, used, 32 * (size_t)r->n_ended_old)) {
+        for (uint32_t i = 0; i < r->n_ended_old; i++)
+            used +=
+                (size_t)sprintf(r->jbuf + used, "E %llu\n", (unsigned long long)r->ended_old[i]);
+    } else {
+        pd_router_journal_write(r, r->jbuf, used);
+        used = 0;
+        pd_router_journal_ends(r, r->ended_old, r->n_ended_old);
+    }
+    /* The next write takes the ones ended since this one. */
+    uint64_t *t = r->ended_old;
+    r->ended_old = r->ended_new;
+    r->ended_new = t;
+    r->n_ended_old = r->n_ended_new;
+    r->n_ended_new = 0;
     pd_router_journal_write(r, r->jbuf, used);
 }
 

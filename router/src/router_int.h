@@ -205,6 +205,11 @@ struct pd_router {
     pd_mp_writer_t jw; /* the journal's encoder */
     char *jbuf;        /* (jbuf_cap) the journal's line buffer, owned */
     size_t jbuf_cap;
+    /* Requests ended since the previous journal write (ended_new) and before it
+     * (ended_old): their E lines lag like the tokens, so that a done still in the socket
+     * at a kill is sent again by the next router. Each (n_*) of cap_ended, owned. */
+    uint64_t *ended_new, *ended_old;
+    uint32_t n_ended_new, n_ended_old, cap_ended;
     bool auth;                           /* CURVE on the client socket: tenants come from keys */
     pd_router_client_key_t *client_keys; /* (n_client_keys) owned */
     uint32_t n_client_keys;

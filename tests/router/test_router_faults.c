@@ -350,6 +350,27 @@ Test(router_faults, a_restarted_router_goes_on_with_the_requests_of_its_journal)
     fw_worker_stop(&p0);
     fw_worker_stop(&d0);
     fw_router_stop(&r);
+    /* Stopped cleanly, it told every client: the journal ends every request it holds,
+     * so that the next router goes on with none of them. */
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    unsigned long long a_ids[16], e_ids[16];
+    int n_a = 0, n_e = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned long long id;
+        if (line[0] == 'A' && sscanf(line, "A %llu", &id) == 1 && n_a < 16)
+            a_ids[n_a++] = id;
+        if (line[0] == 'E' && sscanf(line, "E %llu", &id) == 1 && n_e < 16)
+            e_ids[n_e++] = id;
+    }
+    fclose(f);
+    cr_assert_geq(n_a, 1);
+    for (int i = 0; i < n_a; i++) {
+        bool ended = false;
+        for (int k = 0; k < n_e; k++)
+            ended = ended || e_ids[k] == a_ids[i];
+        cr_assert(ended, "request %llu is live in the journal of a router that stopped", a_ids[i]);
+    }
     unlink(path);
     rmdir(dir);
 }
