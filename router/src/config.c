@@ -24,6 +24,7 @@ void pd_router_config_defaults(pd_router_config_t *c)
     c->request_timeout_ms = 120000;
     c->client_heartbeat_ms = 1000;
     c->max_migrations = 2;
+    c->journal_compact_kb = 65536;
     c->prefill_depth = 1;
     c->kv_weight = 1.0;
     c->load_weight = 0.1;
@@ -86,6 +87,8 @@ void pd_router_config_usage(void *f)
             "  --worker-timeout-ms MS   a worker silent this long is dead [10000]\n"
             "  --journal FILE           requests in flight, on disk: a router started on the\n"
             "                           file of one that died goes on with them\n"
+            "  --journal-compact-kb KB  past this size the journal is rewritten with only\n"
+            "                           the requests in flight [65536]\n"
             "  --max-migrations N       times a request continues on another worker after\n"
             "                           one of its workers died (0: it fails instead) [2]\n"
             "  --request-timeout-ms MS  a request not done this long after arrival ends with\n"
@@ -159,6 +162,7 @@ enum {
     OPT_SLO_TTFT,
     OPT_SLO_TPOT,
     OPT_JOURNAL,
+    OPT_JOURNAL_COMPACT,
     OPT_REQUEST_TIMEOUT,
     OPT_CURVE_SECRET,
     OPT_CLIENT_KEYS,
@@ -188,6 +192,7 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
         {"slo-ttft-ms", required_argument, NULL, OPT_SLO_TTFT},
         {"slo-tpot-ms", required_argument, NULL, OPT_SLO_TPOT},
         {"journal", required_argument, NULL, OPT_JOURNAL},
+        {"journal-compact-kb", required_argument, NULL, OPT_JOURNAL_COMPACT},
         {"request-timeout-ms", required_argument, NULL, OPT_REQUEST_TIMEOUT},
         {"curve-secret-file", required_argument, NULL, OPT_CURVE_SECRET},
         {"client-keys", required_argument, NULL, OPT_CLIENT_KEYS},
@@ -267,6 +272,10 @@ pd_status_t pd_router_config_parse(int argc, char **argv, pd_router_config_t *c)
             break;
         case OPT_JOURNAL:
             ok = pd_router_copy("--journal", optarg, c->journal_path, sizeof(c->journal_path));
+            break;
+        case OPT_JOURNAL_COMPACT:
+            ok = pd_router_parse_u32("--journal-compact-kb", optarg, 1, 16u << 20,
+                                     &c->journal_compact_kb);
             break;
         case OPT_MAX_MIGRATIONS:
             ok = pd_router_parse_u32("--max-migrations", optarg, 0, 64, &c->max_migrations);

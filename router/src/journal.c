@@ -294,6 +294,8 @@ static bool pd_router_jbuf_room(pd_router_t *r, size_t used, size_t need)
 
 static void pd_router_journal_write(pd_router_t *r, const char *data, size_t len)
 {
+    if (r->journal_fd >= 0 && len > 0)
+        r->journal_bytes += len;
     if (r->journal_fd >= 0 && len > 0 && write(r->journal_fd, data, len) != (ssize_t)len) {
         pd_log_error("--journal: %s; no longer written", strerror(errno));
         close(r->journal_fd);
@@ -311,25 +313,14 @@ static void pd_router_journal_ends(pd_router_t *r, const uint64_t *ids, uint32_t
     }
 }
 
-void pd_router_journal_accept(pd_router_t *r, const pd_router_req_t *req,
-                              const pd_proto_generate_t *g)
+/* req's A line at r->jbuf + used (its frame from req->jframe); the new used, or used when
+ * there is no room. */
+static size_t pd_router_journal_a_line(pd_router_t *r, const pd_router_req_t *req, size_t used)
 {
-    if (r->journal_fd < 0)
-        return;
-    /* The request as the next router needs it: the prompt as tokens, the tenant named. */
-    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_GENERATE};
-    m.u.generate = *g;
-    m.u.generate.prompt = NULL;
-    m.u.generate.prompt_bytes = 0;
-    m.u.generate.tokens = req->tokens;
-    m.u.generate.n_tokens = req->n_prompt;
-    memcpy(m.u.generate.tenant, req->tenant, sizeof(m.u.generate.tenant));
-    pd_mp_writer_reset(&r->jw);
-    size_t frame = pd_proto_encode(&m, &r->jw) == PD_OK ? pd_mp_writer_size(&r->jw) : 0;
-    size_t need = 64 + 2 * (req->client.n + strlen(req->id) + frame);
-    if (!pd_router_jbuf_room(r, 0, need))
-        return;
-    char *p = r->jbuf;
+    size_t need = 64 + 2 * (req->client.n + strlen(req->id) + req->jframe_len);
+    if (!pd_router_jbuf_room(r, used, need))
+        return used;
+    char *p = r->jbuf + used;
     p += sprintf(p, "A %llu ", (unsigned long long)req->req_id);
     if (req->client.n > 0)
         pd_router_hex(req->client.bytes, req->client.n, p);
@@ -342,13 +333,35 @@ void pd_router_journal_accept(pd_router_t *r, const pd_router_req_t *req,
     else
         strcpy(p, "-");
     p += strlen(p);
-    if (frame > 0) {
+    if (req->jframe_len > 0) {
         *p++ = ' ';
-        pd_router_hex(pd_mp_writer_data(&r->jw), frame, p);
-        p += 2 * frame;
+        pd_router_hex(req->jframe, req->jframe_len, p);
+        p += 2 * req->jframe_len;
     }
     *p++ = '\n';
-    pd_router_journal_write(r, r->jbuf, (size_t)(p - r->jbuf));
+    return (size_t)(p - r->jbuf);
+}
+
+void pd_router_journal_accept(pd_router_t *r, pd_router_req_t *req, const pd_proto_generate_t *g)
+{
+    if (r->journal_fd < 0)
+        return;
+    /* The request as the next router needs it: the prompt as tokens, the tenant named.
+     * Kept with the request for the journal's compaction. */
+    pd_proto_msg_t m = {.type = PD_PROTO_TYPE_GENERATE};
+    m.u.generate = *g;
+    m.u.generate.prompt = NULL;
+    m.u.generate.prompt_bytes = 0;
+    m.u.generate.tokens = req->tokens;
+    m.u.generate.n_tokens = req->n_prompt;
+    memcpy(m.u.generate.tenant, req->tenant, sizeof(m.u.generate.tenant));
+    pd_mp_writer_reset(&r->jw);
+    if (pd_proto_encode(&m, &r->jw) == PD_OK &&
+        (req->jframe = malloc(pd_mp_writer_size(&r->jw))) != NULL) {
+        req->jframe_len = (uint32_t)pd_mp_writer_size(&r->jw);
+        memcpy(req->jframe, pd_mp_writer_data(&r->jw), req->jframe_len);
+    }
+    pd_router_journal_write(r, r->jbuf, pd_router_journal_a_line(r, req, 0));
 }
 
 /* The E line goes out with the write after next, as tokens do: a request's done may
@@ -373,6 +386,8 @@ void pd_router_journal_end(pd_router_t *r, const pd_router_req_t *req)
     r->ended_new[r->n_ended_new++] = req->req_id;
 }
 
+static void pd_router_journal_compact(pd_router_t *r);
+
 /* The tokens streamed up to the previous call, at most every PD_ROUTER_JOURNAL_LAG_MS, in
  * one write for every request. */
 void pd_router_journal_tokens(pd_router_t *r, uint64_t now_ms)
@@ -387,6 +402,7 @@ void pd_router_journal_tokens(pd_router_t *r, uint64_t now_ms)
             char *p = r->jbuf + used;
             p += sprintf(p, "T %llu %c", (unsigned long long)q->req_id,
                          q->journal_mark_last ? 'L' : '-');
+            q->journaled_last = q->journal_mark_last;
             for (uint32_t i = q->n_journaled; i < q->journal_mark; i++)
                 p += sprintf(p, " %d", q->out[i]);
             *p++ = '\n';
@@ -412,6 +428,57 @@ void pd_router_journal_tokens(pd_router_t *r, uint64_t now_ms)
     r->n_ended_old = r->n_ended_new;
     r->n_ended_new = 0;
     pd_router_journal_write(r, r->jbuf, used);
+    /* Rewritten with only what is live once it has grown: at a moment when no end line is
+     * pending (a request whose done may be in the socket keeps its entry), or at twice
+     * the size whatever is pending. */
+    uint64_t limit = (uint64_t)r->cfg.journal_compact_kb << 10;
+    if (r->journal_bytes >= limit &&
+        ((r->n_ended_old == 0 && r->n_ended_new == 0) || r->journal_bytes >= 2 * limit))
+        pd_router_journal_compact(r);
+}
+
+/* A new file with an A line and the tokens written so far for every live request, renamed
+ * over the journal. */
+static void pd_router_journal_compact(pd_router_t *r)
+{
+    char tmp[PD_ROUTER_PATH_CAP + 8];
+    snprintf(tmp, sizeof(tmp), "%s.new", r->cfg.journal_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        pd_log_warn("--journal: cannot compact (%s: %s); it grows on", tmp, strerror(errno));
+        r->journal_bytes = 0;
+        return;
+    }
+    int old_fd = r->journal_fd;
+    r->journal_fd = fd;
+    r->journal_bytes = 0;
+    uint32_t n_live = 0;
+    for (pd_router_req_t *q = r->head; q != NULL && r->journal_fd == fd; q = q->next) {
+        size_t used = pd_router_journal_a_line(r, q, 0);
+        if (q->n_journaled > 0 && pd_router_jbuf_room(r, used, 48 + 12 * (size_t)q->n_journaled)) {
+            char *p = r->jbuf + used;
+            p += sprintf(p, "T %llu %c", (unsigned long long)q->req_id,
+                         q->journaled_last ? 'L' : '-');
+            for (uint32_t i = 0; i < q->n_journaled; i++)
+                p += sprintf(p, " %d", q->out[i]);
+            *p++ = '\n';
+            used = (size_t)(p - r->jbuf);
+        }
+        pd_router_journal_write(r, r->jbuf, used);
+        n_live++;
+    }
+    if (r->journal_fd != fd || rename(tmp, r->cfg.journal_path) != 0) {
+        pd_log_warn("--journal: compaction failed; the journal goes on as it was");
+        if (r->journal_fd == fd)
+            close(fd);
+        unlink(tmp);
+        r->journal_fd = old_fd;
+        r->journal_bytes = 0;
+        return;
+    }
+    close(old_fd);
+    pd_log_info("--journal: compacted to %u live request(s), %llu bytes", n_live,
+                (unsigned long long)r->journal_bytes);
 }
 
 /* One orphan: its client is sent `accepted` (resumed) and its request goes on, or it is

@@ -79,6 +79,7 @@ static void pd_router_req_free(pd_router_req_t *req)
     free(req->src_sums);
     free(req->recomputed);
     free(req->out);
+    free(req->jframe);
     pd_tokenizer_stream_destroy(&req->detok);
     free(req);
 }

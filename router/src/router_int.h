@@ -164,13 +164,16 @@ typedef struct pd_router_req {
     double prefill_ms, transfer_ms, prefill_queue_ms;
     uint32_t n_fetched_tokens;
     bool decode_done;
-    bool last_streamed; /* decode flagged the last token: the stream is complete */
+    bool last_streamed;                /* decode flagged the last token: the stream is complete */
     pd_status_t push_error;            /* prefill's KV push into decode failed (PD_OK: no) */
     char push_from[PD_PROTO_NAME_CAP]; /* ... from this prefill worker */
     /* --journal (journal.c): tokens written to it, and n_out and last_streamed as its
      * previous write saw them (what is written lags the stream by one write). */
     uint32_t n_journaled, journal_mark;
     bool journal_mark_last;
+    bool journaled_last; /* the last token written was flagged final */
+    uint8_t *jframe;     /* (jframe_len) its generate as journaled, owned */
+    uint32_t jframe_len;
     pd_proto_worker_done_t done;
 
     int32_t *out; /* (max_tokens) generated tokens, owned */
@@ -202,8 +205,9 @@ struct pd_router {
     uint64_t n_orphans_told;
     uint64_t n_resumed; /* the previous router's requests continued */
     uint64_t journal_tick_ms;
-    pd_mp_writer_t jw; /* the journal's encoder */
-    char *jbuf;        /* (jbuf_cap) the journal's line buffer, owned */
+    uint64_t journal_bytes; /* written since it was opened or compacted */
+    pd_mp_writer_t jw;      /* the journal's encoder */
+    char *jbuf;             /* (jbuf_cap) the journal's line buffer, owned */
     size_t jbuf_cap;
     /* Requests ended since the previous journal write (ended_new) and before it
      * (ended_old): their E lines lag like the tokens, so that a done still in the socket
@@ -257,8 +261,7 @@ typedef struct pd_router_orphan pd_router_orphan_t;
 PD_MUST_CHECK pd_status_t pd_router_journal_open(pd_router_t *r);
 void pd_router_journal_close(pd_router_t *r);
 /* g: the request as the client sent it (its prompt is written as req's tokens). */
-void pd_router_journal_accept(pd_router_t *r, const pd_router_req_t *req,
-                              const pd_proto_generate_t *g);
+void pd_router_journal_accept(pd_router_t *r, pd_router_req_t *req, const pd_proto_generate_t *g);
 void pd_router_journal_end(pd_router_t *r, const pd_router_req_t *req);
 void pd_router_journal_tick(pd_router_t *r, uint64_t now_ms);
 /* Write the tokens streamed (called every turn of the loop; it keeps its own pace). */

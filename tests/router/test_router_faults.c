@@ -518,3 +518,64 @@ Test(router_faults, a_request_sent_again_runs_once)
     fw_worker_stop(&d0);
     fw_router_stop(&r);
 }
+
+/* Past --journal-compact-kb the journal is rewritten with only the requests in flight:
+ * it does not grow with the requests a router has served. */
+Test(router_faults, the_journal_is_compacted_to_the_requests_in_flight)
+{
+    char dir[] = "/tmp/pdkv-journal-XXXXXX", path[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/router.journal", dir);
+    fw_router_t r;
+    const char *const extra[] = {"--journal", path, "--journal-compact-kb", "2", NULL};
+    fw_router_start(&r, extra);
+    fw_cluster_t cl = {0};
+    static fw_worker_t p0, d0;
+    memset(&p0, 0, sizeof(p0));
+    memset(&d0, 0, sizeof(d0));
+    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
+    fx_wait_registered(&cl);
+
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    int32_t tokens[64];
+    for (int k = 0; k < 64; k++)
+        tokens[k] = k + 3;
+    int n_done = 0;
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "c%d", i);
+        fw_send_generate(c, id, tokens, 64, 8, NULL);
+        uint64_t until = pd_time_now_ms() + 3000;
+        bool done = false;
+        while (!done && pd_time_now_ms() < until) {
+            fw_cluster_pump(&cl, 5);
+            pd_proto_msg_t m;
+            while (pd_client_recv(c, 0, &m, NULL) == PD_OK) {
+                done = done || m.type == PD_PROTO_TYPE_DONE;
+                pd_proto_msg_cleanup(&m);
+            }
+        }
+        n_done += done;
+    }
+    cr_assert_eq(n_done, 40);
+    fw_cluster_pump(&cl, 100); /* the last end lines are written */
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[8192];
+    int n_a = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n_a += line[0] == 'A';
+    long size = ftell(f);
+    fclose(f);
+    /* Each request writes about 0.5 KB: 40 of them are 20 KB uncompacted. */
+    cr_assert_lt(n_a, 10, "%d requests in a journal compacted at 2 KB", n_a);
+    cr_assert_lt(size, 8 * 1024, "the journal is %ld bytes", size);
+    pd_client_destroy(&c);
+    fw_worker_stop(&p0);
+    fw_worker_stop(&d0);
+    fw_router_stop(&r);
+    unlink(path);
+    rmdir(dir);
+}
