@@ -158,10 +158,14 @@ Test(cluster_chunked, a_prompt_canceled_queued_or_mid_way_releases_everything)
     /* The prefill worker released its blocks at once; the decode worker keeps those it
      * reserved for a push out of use until the push's deadline (5 s here) has passed. */
     const int pre = q[0].pre, dec = q[0].dec;
+    /* Counted only from heartbeats sent after this point: an older one may predate the
+     * canceled prompt's reservation. */
+    const uint64_t hb_pre = g.w[pre].n_heartbeats, hb_dec = g.w[dec].n_heartbeats;
     uint64_t end = pd_time_now_ms() + 8000;
-    while (
-        (g.w[pre].free_blocks != g.w[pre].n_blocks || g.w[dec].free_blocks != g.w[dec].n_blocks) &&
-        pd_time_now_ms() < end) {
+    while ((g.w[pre].free_blocks != g.w[pre].n_blocks ||
+            g.w[dec].free_blocks != g.w[dec].n_blocks || g.w[pre].n_heartbeats <= hb_pre ||
+            g.w[dec].n_heartbeats <= hb_dec) &&
+           pd_time_now_ms() < end) {
         pd_proto_msg_t m;
         if (fr_recv(50, &m) >= 0) {
             cr_expect_fail("unexpected %s", pd_proto_type_name(m.type));
