@@ -14,9 +14,11 @@
  * the socket at the kill is not lost with it: the next router ends the request again
  * (a client that has its done ignores the second); a router that stops cleanly writes
  * them all before it exits. A router that starts on the journal of one that died sends
- * each client that comes back (clients keep their routing id across reconnects) `accepted` with
- * `resumed` and queues its request again after the tokens the journal holds; the
- * sampler's seed is per position, so the continuation is the undisturbed stream. An entry
+ * each client that comes back (clients keep their routing id across reconnects)
+ * `accepted` with `resumed` and queues its request again after the tokens the journal
+ * holds; the sampler's seed is per position, so the continuation is the undisturbed
+ * stream. Past --journal-compact-kb the file is rewritten with only the live requests
+ * (pd_router_journal_compact). An entry
  * it cannot continue (no frame, a frame that does not decode) gets one `error`
  * (PD_ERR_PEER) instead, for up to PD_ROUTER_JOURNAL_NOTIFY_MS: nobody waits for
  * nothing. */
