@@ -390,6 +390,21 @@ void pd_router_journal_end(pd_router_t *r, const pd_router_req_t *req)
 
 static void pd_router_journal_compact(pd_router_t *r);
 
+/* q's T line for its tokens [from, to) at r->jbuf + used (last: the final one is among
+ * them); the new used, or used when there is no room. */
+static size_t pd_router_journal_t_line(pd_router_t *r, const pd_router_req_t *q, uint32_t from,
+                                       uint32_t to, bool last, size_t used)
+{
+    if (!pd_router_jbuf_room(r, used, 48 + 12 * (size_t)(to - from)))
+        return used;
+    char *p = r->jbuf + used;
+    p += sprintf(p, "T %llu %c", (unsigned long long)q->req_id, last ? 'L' : '-');
+    for (uint32_t i = from; i < to; i++)
+        p += sprintf(p, " %d", q->out[i]);
+    *p++ = '\n';
+    return (size_t)(p - r->jbuf);
+}
+
 /* The tokens streamed up to the previous call, at most every PD_ROUTER_JOURNAL_LAG_MS, in
  * one write for every request. */
 void pd_router_journal_tokens(pd_router_t *r, uint64_t now_ms)
@@ -399,17 +414,14 @@ void pd_router_journal_tokens(pd_router_t *r, uint64_t now_ms)
     r->journal_tick_ms = now_ms;
     size_t used = 0;
     for (pd_router_req_t *q = r->head; q != NULL; q = q->next) {
-        if (q->journal_mark > q->n_journaled &&
-            pd_router_jbuf_room(r, used, 48 + 12 * (size_t)(q->journal_mark - q->n_journaled))) {
-            char *p = r->jbuf + used;
-            p += sprintf(p, "T %llu %c", (unsigned long long)q->req_id,
-                         q->journal_mark_last ? 'L' : '-');
-            q->journaled_last = q->journal_mark_last;
-            for (uint32_t i = q->n_journaled; i < q->journal_mark; i++)
-                p += sprintf(p, " %d", q->out[i]);
-            *p++ = '\n';
-            used = (size_t)(p - r->jbuf);
-            q->n_journaled = q->journal_mark;
+        if (q->journal_mark > q->n_journaled) {
+            size_t next = pd_router_journal_t_line(r, q, q->n_journaled, q->journal_mark,
+                                                   q->journal_mark_last, used);
+            if (next > used) {
+                used = next;
+                q->journaled_last = q->journal_mark_last;
+                q->n_journaled = q->journal_mark;
+            }
         }
         q->journal_mark = q->n_out;
         q->journal_mark_last = q->last_streamed;
@@ -457,15 +469,8 @@ static void pd_router_journal_compact(pd_router_t *r)
     uint32_t n_live = 0;
     for (pd_router_req_t *q = r->head; q != NULL && r->journal_fd == fd; q = q->next) {
         size_t used = pd_router_journal_a_line(r, q, 0);
-        if (q->n_journaled > 0 && pd_router_jbuf_room(r, used, 48 + 12 * (size_t)q->n_journaled)) {
-            char *p = r->jbuf + used;
-            p += sprintf(p, "T %llu %c", (unsigned long long)q->req_id,
-                         q->journaled_last ? 'L' : '-');
-            for (uint32_t i = 0; i < q->n_journaled; i++)
-                p += sprintf(p, " %d", q->out[i]);
-            *p++ = '\n';
-            used = (size_t)(p - r->jbuf);
-        }
+        if (q->n_journaled > 0)
+            used = pd_router_journal_t_line(r, q, 0, q->n_journaled, q->journaled_last, used);
         pd_router_journal_write(r, r->jbuf, used);
         n_live++;
     }
