@@ -523,6 +523,21 @@ static bool pd_router_orphan_reach(pd_router_t *r, pd_router_orphan_t *o)
     return true;
 }
 
+bool pd_router_journal_claim(pd_router_t *r, const pd_router_rid_t *client, const char *id)
+{
+    for (uint32_t i = 0; i < r->n_orphans; i++) {
+        pd_router_orphan_t *o = &r->orphans[i];
+        if (o->client.n != client->n || memcmp(o->client.bytes, client->bytes, client->n) != 0 ||
+            strcmp(o->id, id) != 0)
+            continue;
+        /* Its client is here: reached now rather than at the next tick. */
+        if (pd_router_orphan_reach(r, o))
+            pd_router_orphan_drop(r, o);
+        return true;
+    }
+    return false;
+}
+
 /* Reach the previous router's clients as they come back. */
 void pd_router_journal_tick(pd_router_t *r, uint64_t now_ms)
 {

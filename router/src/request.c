@@ -420,6 +420,8 @@ void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
 
     /* The same request again from its client (it saw no accepted: a router that died
      * with it unread, or a slow one): it runs once, and the client hears accepted. */
+    if (g->id[0] != '\0' && pd_router_journal_claim(r, client, g->id))
+        return;
     if (g->id[0] != '\0' && pd_router_req_of_client(r, client, g->id) != NULL) {
         pd_proto_msg_t acc = {.type = PD_PROTO_TYPE_ACCEPTED};
         memcpy(acc.u.accepted.id, g->id, sizeof(acc.u.accepted.id));

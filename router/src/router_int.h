@@ -264,6 +264,9 @@ void pd_router_journal_close(pd_router_t *r);
 void pd_router_journal_accept(pd_router_t *r, pd_router_req_t *req, const pd_proto_generate_t *g);
 void pd_router_journal_end(pd_router_t *r, const pd_router_req_t *req);
 void pd_router_journal_tick(pd_router_t *r, uint64_t now_ms);
+/* A generate from client with id that the previous router had in flight (its client saw
+ * no accepted and sent it again): that request goes on; true when there was one. */
+bool pd_router_journal_claim(pd_router_t *r, const pd_router_rid_t *client, const char *id);
 /* Write the tokens streamed (called every turn of the loop; it keeps its own pace). */
 void pd_router_journal_tokens(pd_router_t *r, uint64_t now_ms);
 
