@@ -43,8 +43,8 @@ typedef struct pd_prefill_job {
     pd_proto_cache_plan_t cache;
     pd_proto_sampling_t sampling;
     uint32_t first_step; /* the sampler step of the token sampled here (migrated: > 0) */
-    uint32_t *blocks; /* (n_blocks) this worker's blocks of the prompt */
-    uint8_t *src;     /* (n_blocks) pd_prefill_block_src_t of each */
+    uint32_t *blocks;    /* (n_blocks) this worker's blocks of the prompt */
+    uint8_t *src;        /* (n_blocks) pd_prefill_block_src_t of each */
     uint32_t n_blocks;
     /* The push: decode's blocks, its pool's layout, blocks first_push .. n_blocks - 1 to
      * push, those below n_pushed already pushed (every layer). It begins with the first

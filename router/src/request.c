@@ -636,9 +636,6 @@ static int pd_router_pick(pd_router_t *r, bool decode_side, const uint32_t *cach
     return best;
 }
 
-/* How long prefill waits for a holder's pinned before it goes without. */
-#define PD_ROUTER_PIN_WAIT_MS 500u
-
 /* With KV routing, a worker other than the pair that holds more of the prefix than both
  * (any role, any tier) is asked to pin it for prefill to read, beside reserve. */
 static void pd_router_req_pin_holder(pd_router_t *r, pd_router_req_t *req, const uint32_t *cached,
@@ -772,35 +769,4 @@ void pd_router_dispatch(pd_router_t *r)
     uint32_t n = pd_router_sched_order(r);
     for (uint32_t i = 0; i < n && r->n_queued > 0; i++)
         (void)pd_router_req_dispatch(r, r->sched_buf[i]);
-}
-
-void pd_router_reqs_tick(pd_router_t *r, uint64_t now_ms)
-{
-    pd_router_req_t *q = r->head;
-    while (q != NULL) {
-        pd_router_req_t *next = q->next;
-        if (q->pin_waiting && now_ms >= q->pin_sent_ms + PD_ROUTER_PIN_WAIT_MS) {
-            q->pin_waiting = false; /* it keeps pin_held: cancelled at the end */
-            if (q->state == PD_REQ_PREFILLING && !q->prefill_sent) {
-                pd_router_req_send_prefill(r, q);
-                q = next;
-                continue;
-            }
-        }
-        if (now_ms >= q->deadline_ms) {
-            if (q->decode_done)
-                pd_router_req_finish(r, q);
-            else
-                pd_router_req_fail(r, q, PD_ERR_TIMEOUT, "request deadline passed");
-        }
-        q = next;
-    }
-    /* A worker marked busy takes work again when its mark runs out. */
-    pd_router_dispatch(r);
-}
-
-void pd_router_reqs_cleanup(pd_router_t *r, pd_status_t code, const char *message)
-{
-    while (r->head != NULL)
-        pd_router_req_fail(r, r->head, code, message);
 }

@@ -366,3 +366,34 @@ void pd_router_req_on_suspect_alive(pd_router_t *r, pd_router_worker_t *dw)
     }
     pd_router_dispatch(r);
 }
+
+void pd_router_reqs_tick(pd_router_t *r, uint64_t now_ms)
+{
+    pd_router_req_t *q = r->head;
+    while (q != NULL) {
+        pd_router_req_t *next = q->next;
+        if (q->pin_waiting && now_ms >= q->pin_sent_ms + PD_ROUTER_PIN_WAIT_MS) {
+            q->pin_waiting = false; /* it keeps pin_held: cancelled at the end */
+            if (q->state == PD_REQ_PREFILLING && !q->prefill_sent) {
+                pd_router_req_send_prefill(r, q);
+                q = next;
+                continue;
+            }
+        }
+        if (now_ms >= q->deadline_ms) {
+            if (q->decode_done)
+                pd_router_req_finish(r, q);
+            else
+                pd_router_req_fail(r, q, PD_ERR_TIMEOUT, "request deadline passed");
+        }
+        q = next;
+    }
+    /* A worker marked busy takes work again when its mark runs out. */
+    pd_router_dispatch(r);
+}
+
+void pd_router_reqs_cleanup(pd_router_t *r, pd_status_t code, const char *message)
+{
+    while (r->head != NULL)
+        pd_router_req_fail(r, r->head, code, message);
+}

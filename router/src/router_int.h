@@ -17,6 +17,7 @@
 #define PD_ROUTER_RESYNC_RETRY_MS 2000
 #define PD_ROUTER_MAX_CLIENT_KEYS 1024
 #define PD_ROUTER_Z85_KEY_CHARS   40
+#define PD_ROUTER_PIN_WAIT_MS     500 /* prefill waits this long for a holder's pinned */
 #define PD_ROUTER_SUSPECT_MIN_MS  200 /* heartbeats this soon after a failed push prove nothing */
 
 /* One client allowed by --client-keys: its CURVE public key, the tenant it acts as, and
@@ -299,6 +300,8 @@ bool pd_router_worker_can_prefill(const pd_router_worker_t *wk);
 bool pd_router_worker_can_decode(const pd_router_worker_t *wk);
 
 /* request.c */
+/* Dispatch queued requests while workers have room. */
+void pd_router_dispatch(pd_router_t *r);
 /* tenant: the authenticated tenant, or NULL to take the body's (auth off). */
 void pd_router_on_generate(pd_router_t *r, const pd_router_rid_t *client,
                            const pd_proto_generate_t *g, const char *tenant);
@@ -347,8 +350,6 @@ void pd_router_req_on_error(pd_router_t *r, pd_router_worker_t *wk,
 /* dw, suspected after a failed KV push, sent a heartbeat: it lives, so the requests whose
  * push into it failed end with that failure. */
 void pd_router_req_on_suspect_alive(pd_router_t *r, pd_router_worker_t *dw);
-/* Dispatch queued requests while workers have room. */
-void pd_router_dispatch(pd_router_t *r);
 /* Deadlines. */
 void pd_router_reqs_tick(pd_router_t *r, uint64_t now_ms);
 /* Fail every live request (shutdown). */

@@ -123,8 +123,8 @@ static inline bool pd_sample_msg(int k, pd_proto_msg_t *m)
         return true;
     case 10:
         m->type = PD_PROTO_TYPE_STATUS_REPLY;
-        m->u.status_reply =
-            (pd_proto_status_reply_t){pd_sample_workers, 3, UINT64_MAX, 17, UINT32_MAX, 0, 0, 0, 0, 0};
+        m->u.status_reply = (pd_proto_status_reply_t){
+            pd_sample_workers, 3, UINT64_MAX, 17, UINT32_MAX, 0, 0, 0, 0, 0};
         return true;
     case 11:
         m->type = PD_PROTO_TYPE_STATUS_REPLY;

@@ -37,8 +37,8 @@ static uint32_t free_blocks(pd_role_t *rt)
     return pd_worker_kvbm_free_blocks(rt->bm);
 }
 
-static rt_prompt_t prompt;   /* of the last request sent */
-static uint32_t table[8]; /* the decode blocks of the next prefill */
+static rt_prompt_t prompt; /* of the last request sent */
+static uint32_t table[8];  /* the decode blocks of the next prefill */
 
 /* The router's prefill of req_id (n tokens) to d0, its KV into `table`. */
 static void prefill(uint64_t req_id, uint32_t n, const void *dest_desc, size_t dest_desc_bytes)

@@ -27,6 +27,22 @@ static void fx_wait_registered(fw_cluster_t *cl)
     cr_assert(all, "workers did not get 'registered' in 5 s");
 }
 
+/* pd-router (with extra arguments), a fake prefill and decode worker, both registered,
+ * and a client connected to it. */
+static pd_client_t *fx_up_1p1d(fw_router_t *r, const char *const *extra, fw_cluster_t *cl,
+                               fw_worker_t *p0, fw_worker_t *d0)
+{
+    fw_router_start(r, extra);
+    memset(p0, 0, sizeof(*p0));
+    memset(d0, 0, sizeof(*d0));
+    fw_worker_start(cl, p0, r, "prefill-0", PD_PROTO_ROLE_PREFILL);
+    fw_worker_start(cl, d0, r, "decode-0", PD_PROTO_ROLE_DECODE);
+    fx_wait_registered(cl);
+    pd_client_t *c = NULL;
+    cr_assert_eq(pd_client_connect(r->client_ep, &c), PD_OK);
+    return c;
+}
+
 static bool fx_idle(const pd_proto_status_reply_t *s, void *arg)
 {
     (void)arg;
@@ -491,17 +507,9 @@ Test(router_faults, a_failed_kv_push_into_a_live_decode_worker_fails_the_request
 Test(router_faults, a_request_sent_again_runs_once)
 {
     fw_router_t r;
-    fw_router_start(&r, NULL);
     fw_cluster_t cl = {0};
     static fw_worker_t p0, d0;
-    memset(&p0, 0, sizeof(p0));
-    memset(&d0, 0, sizeof(d0));
-    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
-    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
-    fx_wait_registered(&cl);
-
-    pd_client_t *c = NULL;
-    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    pd_client_t *c = fx_up_1p1d(&r, NULL, &cl, &p0, &d0);
     int32_t tokens[32];
     for (int k = 0; k < 32; k++)
         tokens[k] = k + 3;
@@ -549,17 +557,9 @@ Test(router_faults, the_journal_is_compacted_to_the_requests_in_flight)
     snprintf(path, sizeof(path), "%s/router.journal", dir);
     fw_router_t r;
     const char *const extra[] = {"--journal", path, "--journal-compact-kb", "2", NULL};
-    fw_router_start(&r, extra);
     fw_cluster_t cl = {0};
     static fw_worker_t p0, d0;
-    memset(&p0, 0, sizeof(p0));
-    memset(&d0, 0, sizeof(d0));
-    fw_worker_start(&cl, &p0, &r, "prefill-0", PD_PROTO_ROLE_PREFILL);
-    fw_worker_start(&cl, &d0, &r, "decode-0", PD_PROTO_ROLE_DECODE);
-    fx_wait_registered(&cl);
-
-    pd_client_t *c = NULL;
-    cr_assert_eq(pd_client_connect(r.client_ep, &c), PD_OK);
+    pd_client_t *c = fx_up_1p1d(&r, extra, &cl, &p0, &d0);
     int32_t tokens[64];
     for (int k = 0; k < 64; k++)
         tokens[k] = k + 3;

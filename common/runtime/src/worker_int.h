@@ -30,10 +30,10 @@ struct pd_worker {
     pd_worker_args_t args;
     uint64_t epoch;
     void *zctx;
-    void *dealer;  /* to the router's worker ROUTER */
-    void *pub;     /* KV events */
-    void *monitor; /* PAIR receiving the DEALER's connect events */
-    void *zap;     /* REP, the events socket's ZAP handler (CURVE only) */
+    void *dealer;           /* to the router's worker ROUTER */
+    void *pub;              /* KV events */
+    void *monitor;          /* PAIR receiving the DEALER's connect events */
+    void *zap;              /* REP, the events socket's ZAP handler (CURVE only) */
     uint8_t router_key[32]; /* CURVE: the one key the events socket admits */
     char events_endpoint[PD_PROTO_ENDPOINT_CAP];
     void *desc; /* (desc_bytes) the transfer descriptor */

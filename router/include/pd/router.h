@@ -35,14 +35,14 @@ typedef struct pd_router_config {
     uint32_t heartbeat_ms;                       /* --heartbeat-ms */
     uint32_t worker_timeout_ms;                  /* --worker-timeout-ms */
     uint32_t request_timeout_ms;                 /* --request-timeout-ms */
-    uint32_t max_migrations;     /* --max-migrations: moves per request after a death, 0: off */
-    uint32_t journal_compact_kb; /* --journal-compact-kb: the journal's size before compaction */
-    uint32_t prefill_depth;      /* --prefill-depth: prefills committed to a worker at once */
-    uint32_t slo_ttft_ms;        /* --slo-ttft-ms: default TTFT objective, 0: none */
-    uint32_t slo_tpot_ms;        /* --slo-tpot-ms: default TPOT objective, 0: none */
-    uint32_t client_heartbeat_ms; /* ZMTP pings to clients; 3 missed close the connection (0: none) */
-    double kv_weight;                            /* --kv-weight */
-    double load_weight;                          /* --load-weight */
+    uint32_t max_migrations;      /* --max-migrations: moves per request after a death, 0: off */
+    uint32_t journal_compact_kb;  /* --journal-compact-kb: the journal's size before compaction */
+    uint32_t prefill_depth;       /* --prefill-depth: prefills committed to a worker at once */
+    uint32_t slo_ttft_ms;         /* --slo-ttft-ms: default TTFT objective, 0: none */
+    uint32_t slo_tpot_ms;         /* --slo-tpot-ms: default TPOT objective, 0: none */
+    uint32_t client_heartbeat_ms; /* ZMTP pings to clients; 3 missed close it (0: none) */
+    double kv_weight;             /* --kv-weight */
+    double load_weight;           /* --load-weight */
 } pd_router_config_t;
 
 typedef struct pd_router pd_router_t;
