@@ -47,6 +47,11 @@ typedef struct cl_req {
     uint32_t n_again;    /* tokens sent again with an index already streamed (and equal) */
     uint32_t n_resumed;  /* `accepted` with `resumed` */
     uint32_t resumed_at; /* its next_index */
+    /* A request that had ended when the router was killed, its end not yet journaled:
+     * the next router goes on with it again (`accepted` resumed after the terminal) and
+     * ends it again, with the same tokens. */
+    bool replay;
+    uint32_t n_replayed_done;
     int n_terminal;
     bool done;
     pd_proto_done_t d;
